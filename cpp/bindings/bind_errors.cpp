@@ -1,0 +1,36 @@
+// C++ exceptions -> Python exceptions, one to one.
+//
+//   tomofuse::Error           -> tomofuse._core.Error(RuntimeError)
+//   tomofuse::InvalidArgument -> tomofuse._core.InvalidArgument(ValueError)
+//   tomofuse::ShapeError      -> tomofuse._core.ShapeError(InvalidArgument)       (a ValueError)
+//   tomofuse::DTypeError      -> tomofuse._core.DTypeError(InvalidArgument, TypeError)
+//
+// DTypeError keeps the C++ hierarchy (it is an InvalidArgument, hence a
+// ValueError) and is also a TypeError, which is what Python code expects for
+// a wrong dtype.
+#include <pybind11/pybind11.h>
+
+#include "bindings.hpp"
+#include "tomofuse/errors.hpp"
+
+namespace py = pybind11;
+
+namespace tomofuse::bindings {
+
+void bind_errors(py::module_& m) {
+    // pybind11 tries the most recently registered translator first, so bases
+    // are registered before the classes derived from them.
+    auto& error = py::register_exception<tomofuse::Error>(m, "Error", PyExc_RuntimeError);
+    auto& invalid =
+        py::register_exception<tomofuse::InvalidArgument>(m, "InvalidArgument", PyExc_ValueError);
+    auto& shape = py::register_exception<tomofuse::ShapeError>(m, "ShapeError", invalid.ptr());
+    const py::tuple dtype_bases = py::make_tuple(invalid, py::handle(PyExc_TypeError));
+    auto& dtype = py::register_exception<tomofuse::DTypeError>(m, "DTypeError", dtype_bases.ptr());
+
+    error.doc() = "Failure inside the tomofuse core that is not caused by the arguments.";
+    invalid.doc() = "An argument has a bad value (a ValueError).";
+    shape.doc() = "An array argument has the wrong shape or memory layout (a ValueError).";
+    dtype.doc() = "An array argument has the wrong dtype (a TypeError and a ValueError).";
+}
+
+}  // namespace tomofuse::bindings

@@ -1,0 +1,137 @@
+"""Atomic file writing and provenance attributes (no science here)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+__all__ = ["atomic_path", "check_writable", "provenance", "array_sha256", "file_sha256"]
+
+
+def check_writable(path: str | os.PathLike, *, argument: str = "path") -> Path:
+    """Fail early, with ``OSError`` naming ``argument``, if ``path`` cannot be written.
+
+    Parameters
+    ----------
+    path : path-like
+        Output file.
+    argument : str
+        Name of the argument for the message.
+
+    Returns
+    -------
+    Path
+        ``path`` as an absolute ``Path``.
+    """
+    p = Path(path).expanduser().absolute()
+    parent = p.parent
+    if p.is_dir():
+        raise IsADirectoryError(f"{argument}: {str(p)!r} is a directory, expected a file path")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"{argument}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{argument}: directory {str(parent)!r} is not writable")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, argument: str = "path") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` on success.
+
+    If the body raises (or is interrupted), the temporary file is removed and
+    ``path`` is left untouched, so no partial output ever carries the final name.
+
+    Parameters
+    ----------
+    path : path-like
+        Final file name.
+    argument : str
+        Name of the argument for error messages.
+    """
+    final = check_writable(path, argument=argument)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def array_sha256(array: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and C-ordered bytes (hex)."""
+    a = np.ascontiguousarray(array)
+    h = hashlib.sha256()
+    h.update(str(a.dtype.str).encode())
+    h.update(str(a.shape).encode())
+    h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def provenance(
+    *, parameters: Mapping[str, Any] | None = None, inputs: Mapping[str, str] | None = None, program: str
+) -> dict[str, str]:
+    """Provenance attributes for an output file.
+
+    Parameters
+    ----------
+    parameters : mapping, optional
+        The parameters that produced the output (JSON-serialisable after
+        converting NumPy scalars/arrays).
+    inputs : mapping, optional
+        Input name -> SHA-256 hex digest.
+    program : str
+        What wrote the file, e.g. ``"tomofuse.phantom.electrode"``.
+
+    Returns
+    -------
+    dict of str
+        ``tomofuse_version``, ``program``, ``created_utc``, ``parameters``
+        (JSON), ``inputs`` (JSON), ``python``, ``numpy``.
+    """
+    from .. import __version__
+
+    return {
+        "tomofuse_version": __version__,
+        "program": program,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "parameters": json.dumps(_jsonable(parameters or {}), sort_keys=True),
+        "inputs": json.dumps(dict(inputs or {}), sort_keys=True),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }

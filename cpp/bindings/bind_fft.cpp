@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "bindings.hpp"
+#include "checks.hpp"
 #include "tomofuse/errors.hpp"
 #include "tomofuse/fft.hpp"
 
@@ -29,24 +30,6 @@ using tomofuse::fft::Direction;
 using tomofuse::fft::Norm;
 using tomofuse::fft::Plan2D;
 using tomofuse::fft::Rigor;
-
-std::string shape_str(const py::array& a) {
-    std::string s = "(";
-    for (py::ssize_t i = 0; i < a.ndim(); ++i) {
-        if (i > 0) {
-            s += ", ";
-        }
-        s += std::to_string(a.shape(i));
-    }
-    if (a.ndim() == 1) {
-        s += ",";
-    }
-    return s + ")";
-}
-
-std::string type_name(const py::handle& obj) {
-    return py::str(py::type::handle_of(obj).attr("__qualname__"));
-}
 
 // A complex64, C-contiguous ndarray with ndim >= 2, or an exception naming `name`.
 py::array require_frames(const py::object& obj, const char* name, bool writeable) {
@@ -99,14 +82,6 @@ Rigor parse_rigor(const std::string& rigor) {
 }
 
 const char* rigor_name(Rigor r) { return r == Rigor::Measure ? "measure" : "estimate"; }
-
-int check_threads(int threads) {
-    if (threads < 0) {
-        throw InvalidArgument("threads must be >= 0 (0 = tomofuse default), got " +
-                              std::to_string(threads));
-    }
-    return threads;
-}
 
 std::size_t check_extent(long long n, const char* name) {
     if (n <= 0) {

@@ -27,4 +27,5 @@ PYBIND11_MODULE(_core, m) {
     m.attr("__version__") = tomofuse::library_version();
 
     tomofuse::bindings::bind_fft(m);
+    tomofuse::bindings::bind_raster(m);
 }

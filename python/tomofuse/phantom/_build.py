@@ -15,6 +15,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.stats import qmc
 
+from .._core import points_in_spheres
 from .._phase import Phase
 from ._composition import Composition, Morphology
 from ._geometry import Geometry, _overlapping
@@ -53,7 +54,8 @@ class _SEIThickness:
                  presence, q_on_cbd, q_elsewhere, thickness: SphericalField, mean, log_sigma):
         self.particle = particle
         self.coat, self.coat_threshold = coat, float(coat_threshold)
-        self.web_centres, self.web_r2 = np.asarray(web_centres), np.asarray(web_radii) ** 2
+        self.web_centres = np.ascontiguousarray(web_centres, dtype=np.float64)
+        self.web_radii = np.ascontiguousarray(web_radii, dtype=np.float64)
         self.presence, self.q_on_cbd, self.q_elsewhere = presence, float(q_on_cbd), float(q_elsewhere)
         self.thick, self.mean, self.log_sigma = thickness, float(mean), float(log_sigma)
 
@@ -62,13 +64,9 @@ class _SEIThickness:
 
     def pristine_cbd(self, u):
         covered = self.coat(u) >= self.coat_threshold
-        if len(self.web_r2):
+        if len(self.web_radii):
             p = self.particle.radius_at(u)[:, None] * u  # relative to the particle centre
-            p2 = np.einsum("ij,ij->i", p, p)
-            for s in range(0, len(self.web_r2), 256):
-                c = self.web_centres[s : s + 256] - self.particle.centre
-                d2 = p2[:, None] + np.einsum("ij,ij->i", c, c)[None, :] - 2.0 * (p @ c.T)
-                covered |= np.any(d2 <= self.web_r2[None, s : s + 256], axis=1)
+            covered |= points_in_spheres(p, self.web_centres - self.particle.centre, self.web_radii, threads=1)
         return covered
 
     def __call__(self, u):

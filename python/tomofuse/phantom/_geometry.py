@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .._core import points_in_spheres
 from .._phase import Phase
 
 __all__ = ["Geometry", "OUTSIDE"]
@@ -134,13 +135,19 @@ class Geometry:
             return phase, pid
         if cbd:
             self._paint_blobs(points, lo, hi, phase)
-        polar = []
+        polar = []  # (j, idx, u, rho, r): points in the annulus r_min < rho <= reach of particle j
+        core = []  # (j, idx): points with rho <= r_min, certainly inside particle j
         for j in _overlapping(self.si_lo, self.si_hi, lo, hi):
             idx = np.flatnonzero(_in_box(points, self.si_lo[j], self.si_hi[j]))
             if len(idx) == 0:
                 continue
-            u, rho = self.silicon[j].polar(points[idx])
-            polar.append((j, idx, u, rho, self.silicon[j].radius_at(u)))
+            particle = self.silicon[j]
+            u, rho = particle.polar(points[idx])
+            reach = self.si_hi[j, 0] - particle.centre[0]
+            deep = rho <= particle.r_min
+            ring = ~deep & (rho <= reach)
+            core.append((j, idx[deep]))
+            polar.append((j, idx[ring], u[ring], rho[ring], particle.radius_at(u[ring])))
         if polar and (cbd or self.cycled):
             # A layer grows only in its particle's territory: the points whose
             # nearest particle (by radial distance) it is, so that one
@@ -165,10 +172,13 @@ class Geometry:
             idx = np.flatnonzero(_in_box(points, self.flake_lo[k], self.flake_hi[k]))
             if len(idx):
                 phase[idx[self.flakes[k].contains(points[idx])]] = _GRAPHITE
-        for j, idx, u, rho, r in sorted(polar, key=lambda item: -item[0]):
-            inside = idx[rho <= r]
-            phase[inside] = _SILICON
-            pid[inside] = j + 1
+        inside = {j: [idx] for j, idx in core}
+        for j, idx, u, rho, r in polar:
+            inside[j].append(idx[rho <= r])
+        for j in sorted(inside, reverse=True):  # lower index wins where particles overlap
+            for idx in inside[j]:
+                phase[idx] = _SILICON
+                pid[idx] = j + 1
         outside = ~_in_box(points, np.zeros(3), self.extent)
         phase[outside] = OUTSIDE
         pid[outside] = 0
@@ -176,17 +186,9 @@ class Geometry:
 
     def _paint_blobs(self, points, lo, hi, phase) -> None:
         sel = _overlapping(self.blob_lo, self.blob_hi, lo, hi)
-        if len(sel) == 0:
-            return
-        p = points - lo
-        p2 = np.einsum("ij,ij->i", p, p)
-        hit = np.zeros(len(points), dtype=bool)
-        for start in range(0, len(sel), 256):
-            s = sel[start : start + 256]
-            c = self.blob_centres[s] - lo
-            d2 = p2[:, None] + np.einsum("ij,ij->i", c, c)[None, :] - 2.0 * (p @ c.T)
-            hit |= np.any(d2 <= (self.blob_radii[s] ** 2)[None, :], axis=1)
-        phase[hit] = _CBD
+        if len(sel):
+            hit = points_in_spheres(points - lo, self.blob_centres[sel] - lo, self.blob_radii[sel], threads=1)
+            phase[hit] = _CBD
 
     def classify(self, points: np.ndarray, *, cbd: bool = True, cell: Optional[float] = None):
         """Phase and particle id of arbitrary points (binned into cells internally).

@@ -1,0 +1,71 @@
+// tomofuse._core.points_in_spheres: argument checks with the GIL held, the
+// query with the GIL released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include "bindings.hpp"
+#include "checks.hpp"
+#include "tomofuse/raster.hpp"
+
+namespace py = pybind11;
+
+namespace tomofuse::bindings {
+
+namespace {
+
+template <typename Real>
+py::array_t<bool> points_in_spheres_impl(const py::object& points_obj, const py::object& centres_obj,
+                                         const py::object& radii_obj, int threads) {
+    auto points = require_array<Real>(points_obj, "points", 2);
+    auto centres = require_array<Real>(centres_obj, "centres", 2);
+    auto radii = require_array<Real>(radii_obj, "radii", 1);
+    if (points.shape(1) != 3) {
+        throw ShapeError("points must have shape (n, 3), got " + shape_str(points));
+    }
+    if (centres.shape(1) != 3) {
+        throw ShapeError("centres must have shape (m, 3), got " + shape_str(centres));
+    }
+    if (radii.shape(0) != centres.shape(0)) {
+        throw ShapeError("radii must have shape (m,) with m = len(centres) = " +
+                         std::to_string(centres.shape(0)) + ", got " + shape_str(radii));
+    }
+    check_threads(threads);
+    const auto n = static_cast<std::size_t>(points.shape(0));
+    const auto m = static_cast<std::size_t>(centres.shape(0));
+    py::array_t<bool> out(static_cast<py::ssize_t>(n));
+    static_assert(sizeof(bool) == sizeof(std::uint8_t), "bool must be one byte");
+    auto* dst = reinterpret_cast<std::uint8_t*>(out.mutable_data());
+    const Real* p = points.data();
+    const Real* c = centres.data();
+    const Real* r = radii.data();
+    {
+        py::gil_scoped_release release;
+        raster::points_in_spheres<Real>(p, n, c, r, m, dst, threads);
+    }
+    return out;
+}
+
+}  // namespace
+
+void bind_raster(py::module_& m) {
+    m.def(
+        "points_in_spheres",
+        [](const py::object& points, const py::object& centres, const py::object& radii, int threads) {
+            auto dtype = py::isinstance<py::array>(points)
+                             ? py::reinterpret_borrow<py::array>(points).dtype()
+                             : py::dtype::of<double>();
+            if (dtype.equal(py::dtype::of<float>())) {
+                return points_in_spheres_impl<float>(points, centres, radii, threads);
+            }
+            return points_in_spheres_impl<double>(points, centres, radii, threads);
+        },
+        py::arg("points"), py::arg("centres"), py::arg("radii"), py::kw_only(), py::arg("threads") = 0,
+        "Whether each point lies inside any sphere (distance <= radius).\n\n"
+        "points : (n, 3) float32 or float64, C-contiguous; centres : (m, 3) and radii : (m,)\n"
+        "of the same dtype. Returns a (n,) bool array. Identical for any thread count.");
+}
+
+}  // namespace tomofuse::bindings

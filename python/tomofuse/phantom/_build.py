@@ -70,10 +70,17 @@ class _SEIThickness:
         return covered
 
     def __call__(self, u):
-        q = np.where(self.pristine_cbd(u), self.q_on_cbd, self.q_elsewhere)
-        present = self.presence(u) >= q
-        t = self.mean * np.exp(self.log_sigma * self.thick(u) - 0.5 * self.log_sigma**2)
-        return np.where(present, t, 0.0)
+        g = self.presence(u)
+        present = g >= max(self.q_on_cbd, self.q_elsewhere)
+        undecided = np.flatnonzero(~present & (g >= min(self.q_on_cbd, self.q_elsewhere)))
+        if len(undecided):  # only here does the pristine CBD matter
+            q = np.where(self.pristine_cbd(u[undecided]), self.q_on_cbd, self.q_elsewhere)
+            present[undecided] = g[undecided] >= q
+        t = np.zeros(len(u))
+        idx = np.flatnonzero(present)
+        if len(idx):
+            t[idx] = self.mean * np.exp(self.log_sigma * self.thick(u[idx]) - 0.5 * self.log_sigma**2)
+        return t
 
 
 @dataclass
@@ -139,14 +146,15 @@ def build_geometry(extent, comp: Composition, morph: Morphology, *, seed: int, c
 
     # -- silicon -------------------------------------------------------------------
     report(0.0, "placing SiOx particles")
-    wall = morph.cbd_coating_thickness + morph.sei_thickness_median
+    wall = morph.border_margin
     r_med = 0.5 * morph.siox_d50 * scale
     r_min = 0.4 * r_med
     rough = morph.siox_roughness
     if L < 2.0 * (r_min * math.exp(4 * rough) + wall):
         raise ValueError(
             f"shape * voxel_size: the volume ({L * 1e6:.3g} um across) is too small for SiOx particles of "
-            f"radius {r_min * 1e6:.3g} um plus a {wall * 1e9:.0f} nm margin; use a larger volume or size_scale"
+            f"radius {r_min * 1e6:.3g} um plus a {wall * 1e9:.0f} nm border margin; use a larger volume or "
+            "size_scale"
         )
     si_occ = np.zeros(len(pts), dtype=bool)
     lo_ov, hi_ov = morph.contact_overlap

@@ -172,6 +172,10 @@ class Morphology:
         representative mix.  CBD and SEI sizes are nanoscale and not scaled.
     particles_across : float
         Used by ``size_scale="auto"``.
+    border_margin : float
+        Least distance (m) between a SiOx particle and the volume's faces:
+        particles are whole inside the volume (their CBD and SEI layers may
+        be cut by a face; the truth flags such particles ``touches_border``).
     contact_probability : float
         Probability that a new SiOx particle is placed touching an earlier one.
     contact_overlap : tuple of float
@@ -218,6 +222,7 @@ class Morphology:
     siox_roughness: float = 0.06
     size_scale: float | str = "auto"
     particles_across: float = 3.2
+    border_margin: float = 0.0
     contact_probability: float = 0.2
     contact_overlap: tuple[float, float] = (0.02, 0.08)
     graphite_contact: float = 0.01
@@ -249,7 +254,7 @@ class Morphology:
         for name in pos:
             v = getattr(self, name)
             _require(_finite(v) and v > 0, name, "a positive number", v)
-        nonneg = ("graphite_size_sigma", "graphite_tilt_deg", "siox_size_sigma", "cbd_blob_sigma",
+        nonneg = ("border_margin", "graphite_size_sigma", "graphite_tilt_deg", "siox_size_sigma", "cbd_blob_sigma",
                   "coverage_spread", "sei_thickness_log_sigma")
         for name in nonneg:
             v = getattr(self, name)

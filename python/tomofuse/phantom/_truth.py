@@ -82,7 +82,7 @@ def _overlap_volume(geo: Geometry, j: int, seed: int) -> float:
     return float(np.mean(inside & claimed) * np.prod(hi - lo))
 
 
-def compute_truth(geo: Geometry, *, samples: int = 131072, thickness_stride: int = 4, seed: int = 0,
+def compute_truth(geo: Geometry, *, samples: int = 131072, thickness_stride: int = 8, seed: int = 0,
                   threads: int = 1, progress=None) -> pd.DataFrame:
     """Per-particle exact surface truth.
 

@@ -1,0 +1,92 @@
+"""The ``tomofuse`` command line."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import tomofuse
+from tomofuse.cli import main
+from tomofuse.phantom import load
+
+
+def _console_script():
+    exe = Path(sys.executable).with_name("tomofuse")
+    return str(exe) if exe.exists() else None
+
+
+def test_version_from_the_installed_console_script():
+    script = _console_script()
+    if script is None:
+        pytest.skip("the tomofuse console script is not installed next to this interpreter")
+    out = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"tomofuse {tomofuse.__version__}"
+    assert tomofuse.__version__ != "0+unknown"
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "phantom" in text and "info" in text
+
+
+def test_phantom_writes_h5_and_preview(tmp_path, capsys):
+    out = tmp_path / "e.h5"
+    rc = main(["phantom", "--shape", "40", "40", "40", "--voxel-size", "60e-9", "--seed", "2", "-q", "-o", str(out)])
+    assert rc == 0
+    e = load(out)
+    assert e.labels.shape == (40, 40, 40) and e.seed == 2 and not e.cycled
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote" in capsys.readouterr().out
+    with h5py.File(out) as f:
+        assert f.attrs["program"] == "tomofuse.phantom.electrode"
+    # no temporary files left next to the outputs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.h5", "e.png"]
+    # info prints attributes and datasets
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "tomofuse_version" in text and "/labels: (40, 40, 40) uint8" in text
+
+
+def test_phantom_rejects_unwritable_output(tmp_path, capsys):
+    rc = main(["phantom", "--shape", "40", "40", "40", "--voxel-size", "60e-9", "-q",
+               "-o", str(tmp_path / "missing" / "e.h5")])
+    assert rc == 2
+    assert "--output" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, word", [
+    (["--voxel-size", "-1"], "voxel_size"),
+    (["--porosity", "1.5"], "porosity"),
+    (["--shape", "40", "40", "0"], "shape"),
+])
+def test_phantom_bad_arguments_fail_cleanly(tmp_path, capsys, args, word):
+    base = ["phantom", "--shape", "40", "40", "40", "--voxel-size", "60e-9", "-q", "-o", str(tmp_path / "e.h5")]
+    rc = main(base + args)
+    assert rc == 2
+    assert word in capsys.readouterr().err
+    assert not (tmp_path / "e.h5").exists()
+
+
+def test_preview_is_the_three_central_slices(tmp_path):
+    from tomofuse.phantom._preview import save_preview
+
+    labels = np.zeros((10, 12, 14), dtype=np.uint8)
+    labels[5] = 2
+    path = tmp_path / "p.png"
+    save_preview(labels, path, voxel_size=1e-8)
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100
+    with pytest.raises(ValueError, match="3-D"):
+        save_preview(labels[0], tmp_path / "q.png", voxel_size=1e-8)
+    assert os.path.exists(path)

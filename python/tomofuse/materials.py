@@ -19,6 +19,7 @@ References
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
@@ -209,10 +210,9 @@ PHASE_MATERIALS: Mapping[Phase, str] = {
 
 
 def _check_energy(energy_kev) -> float:
-    try:
-        e = float(energy_kev)
-    except (TypeError, ValueError):
-        raise TypeError(f"energy_kev must be a number in keV, got {energy_kev!r}") from None
+    if isinstance(energy_kev, bool) or not isinstance(energy_kev, numbers.Real):
+        raise TypeError(f"energy_kev must be a real number in keV, got {energy_kev!r}")
+    e = float(energy_kev)
     if not (math.isfinite(e) and 0.1 <= e <= 200.0):
         raise ValueError(f"energy_kev must be within [0.1, 200] keV, got {energy_kev!r}")
     return e

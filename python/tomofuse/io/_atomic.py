@@ -8,13 +8,13 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-__all__ = ["atomic_path", "check_writable", "provenance", "array_sha256", "file_sha256"]
+__all__ = ["atomic_path", "check_writable", "provenance", "array_sha256", "file_sha256", "jsonable"]
 
 
 def check_writable(path: str | os.PathLike, *, argument: str = "path") -> Path:
@@ -58,9 +58,9 @@ def atomic_path(path: str | os.PathLike, *, argument: str = "path") -> Iterator[
         Name of the argument for error messages.
     """
     final = check_writable(path, argument=argument)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    # A fresh name that the writer creates itself, so the file gets the
+    # process's usual permissions (umask), unlike a mkstemp file (0600).
+    tmp_path = final.with_name(f".{final.name}.{secrets.token_hex(8)}.part")
     try:
         yield tmp_path
         os.replace(tmp_path, final)
@@ -89,11 +89,12 @@ def file_sha256(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with NumPy scalars/arrays, tuples and paths turned into JSON types."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
@@ -130,7 +131,7 @@ def provenance(
         "tomofuse_version": __version__,
         "program": program,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "parameters": json.dumps(_jsonable(parameters or {}), sort_keys=True),
+        "parameters": json.dumps(jsonable(parameters or {}), sort_keys=True),
         "inputs": json.dumps(dict(inputs or {}), sort_keys=True),
         "python": platform.python_version(),
         "numpy": np.__version__,

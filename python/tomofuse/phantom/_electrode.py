@@ -17,9 +17,9 @@ import pandas as pd
 
 from .._phase import Phase
 from .._progress import Progress, ProgressCallback
-from ..io import array_sha256, atomic_path, provenance
+from ..io import array_sha256, atomic_path, jsonable, provenance
 from ..materials import phase_optical_constants
-from ._build import build_geometry
+from ._build import _size_scale, build_geometry
 from ._composition import Composition, split_options
 from ._geometry import Geometry
 from ._truth import compute_truth
@@ -235,6 +235,13 @@ def electrode(
     comp, morph = split_options(composition)
     progress = Progress(callback, logger)
     extent = np.array(dims, dtype=np.float64) * v
+    d_si = morph.siox_d50 * _size_scale(extent, morph)
+    if d_si < 4 * v:
+        raise ValueError(
+            f"shape * voxel_size: SiOx particles would be {d_si / v:.1f} voxels across (median diameter "
+            f"{d_si * 1e9:.0f} nm at {v * 1e9:.3g} nm voxels); use more voxels, smaller voxels or a larger "
+            "size_scale (>= 4 voxels needed)"
+        )
     t0 = time.perf_counter()
 
     progress.stage(0.0, 0.25, "placing particles")
@@ -251,7 +258,7 @@ def electrode(
     progress.update(1.0, "done")
     logger.info("phantom %s at %.3g m: placement %.2fs, render %.2fs, truth %.2fs", dims, v, t1 - t0, t2 - t1, t3 - t2)
 
-    parameters = {
+    parameters = jsonable({
         "shape": list(dims),
         "voxel_size": v,
         "seed": int(seed),
@@ -261,7 +268,7 @@ def electrode(
         "options": dict(composition),
         "derived": info,
         "volume_fractions": {p.name.lower(): f for p, f in comp.volume_fractions().items()},
-    }
+    })
     return Electrode(labels=labels, particles=particles, voxel_size=v, seed=int(seed), cycled=bool(cycled),
                      parameters=parameters, truth=truth, geometry=geo)
 

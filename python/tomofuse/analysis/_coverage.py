@@ -1,0 +1,266 @@
+"""Per-particle surface coverage and SEI thickness by ray tracing."""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from .. import _core
+from .._phase import Phase
+
+__all__ = ["CATEGORIES", "Surface", "surface_coverage", "sei_thickness", "summarize"]
+
+logger = logging.getLogger(__name__)
+
+#: Coverage categories, in the order of ``Surface.category`` codes 0..3 (-1 = border).
+CATEGORIES = ("free", "cbd", "contact", "sei")
+_BORDER = -1
+_NO_HIT = 255
+
+
+@dataclass(frozen=True)
+class Surface:
+    """Surface elements of the particles with what their rays met.
+
+    Attributes
+    ----------
+    particle : (n,) ndarray of int32
+        Owning particle id.
+    position_m : (n, 3) ndarray of float64
+        Element centre (z, y, x) in metres (voxel ``i`` spans ``[i, i+1) * voxel_size``).
+    normal : (n, 3) ndarray of float64
+        Outward unit normal.
+    area_m2 : (n,) ndarray of float64
+        Surface area the element stands for (m^2).
+    category : (n,) ndarray of int8
+        Index into ``CATEGORIES`` (free, cbd, contact, sei), or -1 where the ray
+        left the volume first (border; excluded from fractions).
+    thickness_m : (n,) ndarray of float64
+        SEI thickness along the normal for ``sei`` elements, NaN elsewhere.
+    """
+
+    particle: np.ndarray
+    position_m: np.ndarray
+    normal: np.ndarray
+    area_m2: np.ndarray
+    category: np.ndarray
+    thickness_m: np.ndarray
+
+
+def _check_inputs(labels, particles, voxel_size, phase):
+    for name, a in (("labels", labels), ("particles", particles)):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise TypeError(f"{name} must have an integer dtype, got {a.dtype}")
+        if a.ndim != 3:
+            raise ValueError(f"{name} must be a 3-D (z, y, x) volume, got shape {a.shape}")
+        if a.size == 0:
+            raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    if labels.shape != particles.shape:
+        raise ValueError(f"labels and particles must have the same shape, got {labels.shape} and {particles.shape}")
+    if isinstance(voxel_size, bool) or not isinstance(voxel_size, numbers.Real):
+        raise TypeError(f"voxel_size must be a number in metres, got {voxel_size!r}")
+    if not (math.isfinite(voxel_size) and voxel_size > 0):
+        raise ValueError(f"voxel_size must be a positive length in metres, got {voxel_size!r}")
+    try:
+        phase = Phase(phase)
+    except ValueError:
+        raise ValueError(f"phase must be a tomofuse.Phase, got {phase!r}") from None
+    lmin, lmax = int(labels.min()), int(labels.max())
+    if lmin < 0 or lmax > max(Phase):
+        raise ValueError(f"labels must hold tomofuse.Phase codes 0..{int(max(Phase))}, got values in [{lmin}, {lmax}]")
+    if int(particles.min()) < 0:
+        raise ValueError(f"particles must hold ids >= 0, got {int(particles.min())}")
+    if int(particles.max()) > np.iinfo(np.int32).max:
+        raise ValueError("particles: ids must fit in int32")
+    labels8 = np.ascontiguousarray(labels, dtype=np.uint8)
+    ids32 = np.ascontiguousarray(particles, dtype=np.int32)
+    wrong = np.unique(ids32[(ids32 > 0) & (labels8 != phase)])
+    if len(wrong):
+        raise ValueError(
+            f"particles: ids {wrong[:10].tolist()}{'...' if len(wrong) > 10 else ''} mark voxels whose label is not "
+            f"{phase.name}; particle ids must lie on {phase.name} voxels"
+        )
+    return labels8, ids32, float(voxel_size), phase
+
+
+def _trace(labels, particles, *, voxel_size, phase=Phase.SILICON, max_distance=None, sigma=2.0, threads=None):
+    labels8, ids32, v, phase = _check_inputs(labels, particles, voxel_size, phase)
+    threads = 0 if threads is None else int(threads)
+    if max_distance is None:
+        max_length = math.inf
+    else:
+        if not (isinstance(max_distance, numbers.Real) and max_distance > 0):
+            raise ValueError(f"max_distance must be a positive length in metres or None, got {max_distance!r}")
+        max_length = float(max_distance) / v
+    if not ids32.any():
+        raise ValueError("particles: no particle (all ids are 0)")
+    pid, centre, normal, area, _ = _core.surface_elements(ids32, sigma=sigma, threads=threads)
+    hit, hit_pid, sei_len = _core.trace_rays(labels8, ids32, centre, normal, pid, max_length=max_length,
+                                             sei_label=int(Phase.SEI), threads=threads)
+    category = np.full(len(pid), _BORDER, dtype=np.int8)
+    category[hit == Phase.PORE] = 0
+    category[hit == Phase.CBD] = 1
+    category[(hit == Phase.GRAPHITE) | (hit == Phase.SILICON)] = 2
+    category[hit == Phase.SEI] = 3
+    thickness = np.where(category == 3, sei_len * v, np.nan)
+    # an SEI run ended by the volume's edge is cut: flag it as border too
+    sei_idx = np.flatnonzero(category == 3)
+    shape = np.array(labels8.shape, dtype=np.float64)
+    ends = centre[sei_idx] + normal[sei_idx] * sei_len[sei_idx, None]
+    cut = np.any((ends <= 1e-9) | (ends >= shape - 1e-9), axis=1)
+    border_ids = set(np.unique(pid[category == _BORDER]).tolist()) | set(np.unique(pid[sei_idx[cut]]).tolist())
+    surface = Surface(particle=pid, position_m=centre * v, normal=normal, area_m2=area * v * v,
+                      category=category, thickness_m=thickness)
+    return surface, border_ids
+
+
+def _per_particle(surface: Surface):
+    ids, inverse = np.unique(surface.particle, return_inverse=True)
+    valid = surface.category >= 0
+    area = np.bincount(inverse, weights=np.where(valid, surface.area_m2, 0.0), minlength=len(ids))
+    n_rays = np.bincount(inverse, weights=valid.astype(np.float64), minlength=len(ids)).astype(np.int64)
+    fractions = {}
+    for code, name in enumerate(CATEGORIES):
+        a = np.bincount(inverse, weights=np.where(surface.category == code, surface.area_m2, 0.0), minlength=len(ids))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fractions[name] = a / area
+    return ids, inverse, area, n_rays, fractions
+
+
+def surface_coverage(labels, particles, *, voxel_size, phase=Phase.SILICON, max_distance=None, sigma=2.0,
+                     threads=None, return_surface=False):
+    """Share of each particle's surface that is free, CBD-covered, in contact, or SEI-covered.
+
+    Every voxel face between a particle and anything else is a surface element
+    weighted by its true area (``|n . face axis|`` voxel^2, with ``n`` the
+    normal of the Gaussian-smoothed particle; the weights of a plane's
+    staircase sum to its area, unlike face counting, which overestimates up
+    to 1.7x).  A ray from each element along ``n`` walks the label grid
+    exactly (Amanatides-Woo) and is classified by the first foreign phase:
+    pore -> free, CBD -> cbd, graphite or another particle -> contact, SEI ->
+    sei (Müller et al., Fig. 2g: pristine 53 / 45 / 2 %).
+
+    Parameters
+    ----------
+    labels : (z, y, x) ndarray of int
+        ``tomofuse.Phase`` codes.
+    particles : (z, y, x) ndarray of int
+        Particle ids (0 = none); ids must lie on ``phase`` voxels.
+    voxel_size : float
+        Voxel edge in metres.
+    phase : Phase
+        Phase of the particles (default silicon).
+    max_distance : float, optional
+        Longest ray in metres; rays meeting nothing within it count as border.
+    sigma : float
+        Smoothing (voxels) of the normal estimate.
+    threads : int, optional
+        Threads of the core (None = tomofuse default).
+    return_surface : bool
+        Also return the ``Surface`` elements.
+
+    Returns
+    -------
+    coverage : pandas.DataFrame
+        Indexed by particle id: ``area_m2`` (surface inside the volume),
+        ``free``, ``cbd``, ``contact``, ``sei`` (fractions summing to 1),
+        ``n_rays`` and ``touches_border`` (the particle touches the volume's
+        edge or its SEI is cut by it; its numbers describe only the part inside).
+    surface : Surface
+        Only if ``return_surface``.
+    """
+    surface, border_ids = _trace(labels, particles, voxel_size=voxel_size, phase=phase,
+                                 max_distance=max_distance, sigma=sigma, threads=threads)
+    ids, _, area, n_rays, fractions = _per_particle(surface)
+    df = pd.DataFrame({"area_m2": area, **fractions, "n_rays": n_rays,
+                       "touches_border": [int(i) in border_ids for i in ids]},
+                      index=pd.Index(ids.astype(np.int32), name="particle"))
+    return (df, surface) if return_surface else df
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w) - 0.5 * w
+    return float(np.interp(q * w.sum(), cum, v))
+
+
+def sei_thickness(labels, particles, *, voxel_size, phase=Phase.SILICON, sigma=2.0, threads=None,
+                  return_surface=False):
+    """SEI thickness along the surface normals of each particle.
+
+    For every surface element whose ray meets SEI first, the ray walks through
+    the SEI voxels to their far side; the path length is the local thickness
+    (Müller et al., Fig. 2h-i: per-particle mean 142-196 nm interquartile,
+    within-particle std 60-115 nm).  Statistics are area-weighted.
+
+    Parameters
+    ----------
+    labels, particles, voxel_size, phase, sigma, threads, return_surface
+        As in ``surface_coverage``.
+
+    Returns
+    -------
+    thickness : pandas.DataFrame
+        Indexed by particle id: ``mean_m``, ``std_m``, ``median_m``, ``p95_m``,
+        ``max_m`` (NaN without SEI), ``coverage`` (SEI share of the surface),
+        ``n_rays`` (SEI rays) and ``touches_border``.
+    surface : Surface
+        Only if ``return_surface``.
+    """
+    surface, border_ids = _trace(labels, particles, voxel_size=voxel_size, phase=phase, sigma=sigma, threads=threads)
+    ids, inverse, _, _, fractions = _per_particle(surface)
+    rows = []
+    sei = surface.category == 3
+    for k, pid in enumerate(ids):
+        m = sei & (inverse == k)
+        t, w = surface.thickness_m[m], surface.area_m2[m]
+        if len(t):
+            mean = float(np.average(t, weights=w))
+            std = float(math.sqrt(np.average((t - mean) ** 2, weights=w)))
+            row = (mean, std, _weighted_quantile(t, w, 0.5), _weighted_quantile(t, w, 0.95), float(t.max()))
+        else:
+            row = (math.nan,) * 5
+        rows.append((*row, fractions["sei"][k], int(m.sum()), int(pid) in border_ids))
+    df = pd.DataFrame(rows, columns=["mean_m", "std_m", "median_m", "p95_m", "max_m", "coverage", "n_rays",
+                                     "touches_border"],
+                      index=pd.Index(ids.astype(np.int32), name="particle"))
+    return (df, surface) if return_surface else df
+
+
+def summarize(coverage: pd.DataFrame, *, exclude_border: bool = True) -> pd.DataFrame:
+    """All-particle summary of a ``surface_coverage`` table.
+
+    Parameters
+    ----------
+    coverage : pandas.DataFrame
+        From ``surface_coverage``.
+    exclude_border : bool
+        Leave out particles flagged ``touches_border``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows ``area_weighted`` (fractions of the pooled surface) and
+        ``particle_mean`` (mean of per-particle fractions); columns ``free``,
+        ``cbd``, ``contact``, ``sei`` and ``n_particles``.
+    """
+    missing = [c for c in (*CATEGORIES, "area_m2") if c not in coverage]
+    if missing:
+        raise ValueError(f"coverage: missing columns {missing}; pass the table from surface_coverage()")
+    t = coverage[~coverage["touches_border"]] if exclude_border and "touches_border" in coverage else coverage
+    t = t[t["area_m2"] > 0]
+    w = t["area_m2"]
+    area_weighted = {c: float((t[c] * w).sum() / w.sum()) if len(t) else math.nan for c in CATEGORIES}
+    particle_mean = {c: float(t[c].mean()) if len(t) else math.nan for c in CATEGORIES}
+    out = pd.DataFrame([area_weighted, particle_mean], index=["area_weighted", "particle_mean"])
+    out["n_particles"] = len(t)
+    return out

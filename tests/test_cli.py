@@ -90,3 +90,36 @@ def test_preview_is_the_three_central_slices(tmp_path):
     with pytest.raises(ValueError, match="3-D"):
         save_preview(labels[0], tmp_path / "q.png", voxel_size=1e-8)
     assert os.path.exists(path)
+
+
+def test_analyze_coverage_csv_and_json(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    out = tmp_path / "e.h5"
+    assert main(["phantom", "--shape", "48", "48", "48", "--voxel-size", "50e-9", "--seed", "3", "--cycled",
+                 "--no-preview", "-q", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["analyze", "coverage", str(out), "--thickness", "-o", str(tmp_path / "c.csv")]) == 0
+    table = pd.read_csv(tmp_path / "c.csv", index_col="particle")
+    e = load(out)
+    assert sorted(table.index) == sorted(e.truth.index)
+    np.testing.assert_allclose(table[["free", "cbd", "contact", "sei"]].sum(axis=1), 1.0, atol=1e-6)
+    assert (table.loc[table.sei > 0, "mean_m"] > 0).all()
+    assert "area-weighted" in capsys.readouterr().err
+    assert main(["analyze", "coverage", f"{out}:/labels", "--particles", f"{out}:/particles",
+                 "--voxel-size", "50e-9", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["voxel_size"] == 50e-9
+    assert {p["particle"] for p in doc["particles"]} == set(e.truth.index)
+    assert doc["particles"][0]["area_m2"] > 1e-14  # no rounding to zero
+    assert set(doc["summary"]) == {"area_weighted", "particle_mean"}
+
+
+def test_analyze_coverage_errors(tmp_path, capsys):
+    np.save(tmp_path / "l.npy", np.zeros((8, 8, 8), dtype=np.uint8))
+    assert main(["analyze", "coverage", str(tmp_path / "l.npy"), "--particles", str(tmp_path / "l.npy")]) == 2
+    assert "--voxel-size" in capsys.readouterr().err
+    assert main(["analyze", "coverage", str(tmp_path / "missing.h5:/labels")]) == 2
+    assert "no such file" in capsys.readouterr().err

@@ -31,8 +31,8 @@ def frames():
     return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
 
 
-def _run_once(benchmark, fn, *args):
-    return benchmark.pedantic(fn, args=args, rounds=1, iterations=1, warmup_rounds=1)
+def _run(benchmark, fn, *args):
+    return benchmark.pedantic(fn, args=args, rounds=30, iterations=1, warmup_rounds=2)
 
 
 @pytest.mark.benchmark(group="fft2 272x64x64 forward+inverse")
@@ -43,7 +43,7 @@ def test_tomofuse_fft2(benchmark, frames):
         _core.fft2(a, out=out, threads=THREADS)
         return _core.fft2(out, out=out, inverse=True, threads=THREADS)
 
-    res = _run_once(benchmark, forward_inverse, frames)
+    res = _run(benchmark, forward_inverse, frames)
     np.testing.assert_allclose(res, frames, atol=1e-4)
 
 
@@ -56,7 +56,7 @@ def test_tomofuse_plan_in_place(benchmark, frames):
         plan.forward(a, out=a, threads=THREADS)
         return plan.backward(a, out=a, threads=THREADS)
 
-    _run_once(benchmark, forward_inverse, work)
+    _run(benchmark, forward_inverse, work)
 
 
 @pytest.mark.benchmark(group="fft2 272x64x64 forward+inverse")
@@ -64,7 +64,7 @@ def test_numpy_fft2(benchmark, frames):
     def forward_inverse(a):
         return np.fft.ifft2(np.fft.fft2(a))
 
-    res = _run_once(benchmark, forward_inverse, frames)
+    res = _run(benchmark, forward_inverse, frames)
     np.testing.assert_allclose(res, frames, atol=1e-4)
 
 
@@ -75,5 +75,5 @@ def test_scipy_fft2_workers2(benchmark, frames):
     def forward_inverse(a):
         return scipy_fft.ifft2(scipy_fft.fft2(a, workers=THREADS), workers=THREADS)
 
-    res = _run_once(benchmark, forward_inverse, frames)
+    res = _run(benchmark, forward_inverse, frames)
     np.testing.assert_allclose(res, frames, atol=1e-4)

@@ -82,9 +82,10 @@ def _cmd_analyze_coverage(args: argparse.Namespace) -> int:
     if voxel_size is None:
         raise ValueError("--voxel-size: the input carries no voxel_size attribute; give it in metres")
     voxel_size = float(voxel_size)
-    table = surface_coverage(labels, particles, voxel_size=voxel_size, threads=args.threads)
+    table, surface = surface_coverage(labels, particles, voxel_size=voxel_size, threads=args.threads,
+                                      return_surface=True)
     if args.thickness:
-        th = sei_thickness(labels, particles, voxel_size=voxel_size, threads=args.threads)
+        th = sei_thickness(surface=surface)
         table = table.join(th.drop(columns=["coverage", "touches_border"]).rename(columns={"n_rays": "n_sei_rays"}))
     summary = summarize(table)
     if args.json:

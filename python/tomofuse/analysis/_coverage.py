@@ -43,6 +43,8 @@ class Surface:
         left the volume first (border; excluded from fractions).
     thickness_m : (n,) ndarray of float64
         SEI thickness along the normal for ``sei`` elements, NaN elsewhere.
+    border_particles : frozenset of int
+        Particles that touch the volume's edge or whose SEI run is cut by it.
     """
 
     particle: np.ndarray
@@ -51,6 +53,7 @@ class Surface:
     area_m2: np.ndarray
     category: np.ndarray
     thickness_m: np.ndarray
+    border_particles: frozenset = frozenset()
 
 
 def _check_inputs(labels, particles, voxel_size, phase):
@@ -117,9 +120,8 @@ def _trace(labels, particles, *, voxel_size, phase=Phase.SILICON, max_distance=N
     ends = centre[sei_idx] + normal[sei_idx] * sei_len[sei_idx, None]
     cut = np.any((ends <= 1e-9) | (ends >= shape - 1e-9), axis=1)
     border_ids = set(np.unique(pid[category == _BORDER]).tolist()) | set(np.unique(pid[sei_idx[cut]]).tolist())
-    surface = Surface(particle=pid, position_m=centre * v, normal=normal, area_m2=area * v * v,
-                      category=category, thickness_m=thickness)
-    return surface, border_ids
+    return Surface(particle=pid, position_m=centre * v, normal=normal, area_m2=area * v * v,
+                   category=category, thickness_m=thickness, border_particles=frozenset(border_ids))
 
 
 def _per_particle(surface: Surface):
@@ -177,11 +179,11 @@ def surface_coverage(labels, particles, *, voxel_size, phase=Phase.SILICON, max_
     surface : Surface
         Only if ``return_surface``.
     """
-    surface, border_ids = _trace(labels, particles, voxel_size=voxel_size, phase=phase,
-                                 max_distance=max_distance, sigma=sigma, threads=threads)
+    surface = _trace(labels, particles, voxel_size=voxel_size, phase=phase,
+                     max_distance=max_distance, sigma=sigma, threads=threads)
     ids, _, area, n_rays, fractions = _per_particle(surface)
     df = pd.DataFrame({"area_m2": area, **fractions, "n_rays": n_rays,
-                       "touches_border": [int(i) in border_ids for i in ids]},
+                       "touches_border": [int(i) in surface.border_particles for i in ids]},
                       index=pd.Index(ids.astype(np.int32), name="particle"))
     return (df, surface) if return_surface else df
 
@@ -193,8 +195,8 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> flo
     return float(np.interp(q * w.sum(), cum, v))
 
 
-def sei_thickness(labels, particles, *, voxel_size, phase=Phase.SILICON, sigma=2.0, threads=None,
-                  return_surface=False):
+def sei_thickness(labels=None, particles=None, *, voxel_size=None, phase=Phase.SILICON, sigma=2.0, threads=None,
+                  return_surface=False, surface: Optional[Surface] = None):
     """SEI thickness along the surface normals of each particle.
 
     For every surface element whose ray meets SEI first, the ray walks through
@@ -206,6 +208,10 @@ def sei_thickness(labels, particles, *, voxel_size, phase=Phase.SILICON, sigma=2
     ----------
     labels, particles, voxel_size, phase, sigma, threads, return_surface
         As in ``surface_coverage``.
+    surface : Surface, optional
+        A surface already traced by ``surface_coverage(..., return_surface=True)``;
+        then ``labels``, ``particles`` and ``voxel_size`` are not needed and the
+        rays are not traced again.
 
     Returns
     -------
@@ -216,7 +222,13 @@ def sei_thickness(labels, particles, *, voxel_size, phase=Phase.SILICON, sigma=2
     surface : Surface
         Only if ``return_surface``.
     """
-    surface, border_ids = _trace(labels, particles, voxel_size=voxel_size, phase=phase, sigma=sigma, threads=threads)
+    if surface is None:
+        if labels is None or particles is None or voxel_size is None:
+            raise TypeError("sei_thickness needs labels, particles and voxel_size, or surface=")
+        surface = _trace(labels, particles, voxel_size=voxel_size, phase=phase, sigma=sigma, threads=threads)
+    elif not isinstance(surface, Surface):
+        raise TypeError(f"surface must be a tomofuse.analysis.Surface, got {type(surface).__name__}")
+    border_ids = surface.border_particles
     ids, inverse, _, _, fractions = _per_particle(surface)
     rows = []
     sei = surface.category == 3

@@ -618,3 +618,17 @@ def random_label_grid(shape=(24, 24, 24), *, seed=0, blob=1.6, border_particles=
     labels = phases[np.argmax(g, axis=0)]
     labels[mask] = SILICON
     return labels, particles
+
+
+def sei_shell_spheres(*, voxel_size=1.0) -> AnalyticPhantom:
+    """Eight isolated spheres (r = 12-16 voxels) with whole SEI shells ``t0 = 2.5 ... 6.7``
+    voxels, ``t1 = 0 ... 2`` along random directions, in a (52, 100, 196) volume."""
+    rng = np.random.default_rng(7)
+    spheres = []
+    for i in range(8):
+        t0 = 2.5 + 0.6 * i
+        t1 = float(rng.uniform(0, min(2.0, t0 - 1.5)))
+        c = np.array([24 + 48 * (i % 4), 24 + 48 * (i // 4), 26.0]) + rng.uniform(0, 1, 3)
+        spheres.append(Sphere(c[[2, 1, 0]], float(rng.uniform(12, 16)),
+                              sei=SEIShell(t0, t1, _unit(rng.normal(size=3)))))
+    return spheres_with_caps((52, 100, 196), spheres, voxel_size=voxel_size)

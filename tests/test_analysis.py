@@ -70,15 +70,7 @@ def mixed_coverage(mixed):
 @pytest.fixture(scope="module")
 def shells():
     """Eight isolated spheres with whole SEI shells, t0 = 2.5 ... 6.7 voxels, t1 = 0 ... 2."""
-    rng = np.random.default_rng(7)
-    spheres = []
-    for i in range(8):
-        t0 = 2.5 + 0.6 * i
-        t1 = float(rng.uniform(0, min(2.0, t0 - 1.5)))
-        c = np.array([24 + 48 * (i % 4), 24 + 48 * (i // 4), 26.0]) + rng.uniform(0, 1, 3)
-        spheres.append(ap.Sphere(c[[2, 1, 0]], float(rng.uniform(12, 16)),
-                                 sei=ap.SEIShell(t0, t1, ap._unit(rng.normal(size=3)))))
-    return ap.spheres_with_caps((52, 100, 196), spheres, voxel_size=V)
+    return ap.sei_shell_spheres(voxel_size=V)
 
 
 def test_coverage_frame(mixed, mixed_coverage):

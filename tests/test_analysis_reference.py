@@ -412,15 +412,7 @@ def test_reference_pipeline_resolution_dependence():
 
 def test_reference_pipeline_sei_thickness_whole_shells():
     """Whole-sphere SEI shells (no rims): mean bias <= 0.2 voxel, r >= 0.99, std within 0.5."""
-    rng = np.random.default_rng(7)
-    spheres = []
-    for i in range(8):
-        t0 = 2.5 + 0.6 * i
-        t1 = float(rng.uniform(0, min(2.0, t0 - 1.5)))
-        c = np.array([24 + 48 * (i % 4), 24 + 48 * (i // 4), 26.0]) + rng.uniform(0, 1, 3)
-        spheres.append(ap.Sphere(c[[2, 1, 0]], float(rng.uniform(12, 16)),
-                                 sei=ap.SEIShell(t0, t1, ap._unit(rng.normal(size=3)))))
-    ph = ap.spheres_with_caps((52, 100, 196), spheres)
+    ph = ap.sei_shell_spheres()
     res = ar.coverage_from_elements(ph.labels, ph.particles)
     t = ph.inner()
     assert len(t) == 8

@@ -285,7 +285,7 @@ def build_geometry(extent, comp: Composition, morph: Morphology, *, seed: int, c
     r_blob = morph.cbd_blob_radius
 
     def add_blobs(c, rr):
-        for i, members in enumerate(tracker.tree.query_ball_point(c, rr)):
+        for members in tracker.tree.query_ball_point(c, rr):
             cover[np.asarray(members, dtype=np.intp)] += 1
         centres.append(c)
         radii.append(rr)

@@ -124,10 +124,13 @@ class ParticleSurface {
     ParticleSurface(const std::int32_t* particles, const Shape3& shape, std::int32_t id, const Box& bbox,
                     const std::vector<double>& kernel)
         : particles_(particles), shape_(shape), id_(id) {
-        const auto radius = static_cast<long long>(kernel.size() / 2);
+        // The gradients are needed within bbox +- 1 (central differences read
+        // bbox +- 2). The indicator is zero outside the bbox, so every pass of
+        // the separable blur is exact on bbox +- 2 with zero padding beyond it:
+        // a line that misses the bbox carries only zeros through every pass.
         for (int a = 0; a < 3; ++a) {
-            lo_[a] = std::max(0LL, bbox.lo[a] - radius - 2);
-            hi_[a] = std::min(static_cast<long long>(shape[a]) - 1, bbox.hi[a] + radius + 2);
+            lo_[a] = std::max(0LL, bbox.lo[a] - 2);
+            hi_[a] = std::min(static_cast<long long>(shape[a]) - 1, bbox.hi[a] + 2);
             dim_[a] = static_cast<std::size_t>(hi_[a] - lo_[a] + 1);
         }
         field_.assign(dim_[0] * dim_[1] * dim_[2], 0.0);
@@ -228,9 +231,8 @@ class ParticleSurface {
         g[1] = 0.5 * (field(z, y + 1, x) - field(z, y - 1, x));
         g[2] = 0.5 * (field(z, y, x + 1) - field(z, y, x - 1));
     }
-    // Convolution along one axis with zero padding outside the box: the box
-    // reaches the grid's edge or extends beyond the particle by the kernel
-    // radius, so outside it the true smoothed indicator's source is zero.
+    // Convolution along one axis with zero padding outside the box (see the
+    // constructor for why that is exact where the gradients are read).
     void blur_axis(int axis, const std::vector<double>& kernel) {
         const auto radius = static_cast<long long>(kernel.size() / 2);
         const std::size_t n = dim_[axis];

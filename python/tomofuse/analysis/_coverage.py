@@ -188,9 +188,8 @@ def surface_coverage(labels, particles, *, voxel_size, phase=Phase.SILICON, max_
     return (df, surface) if return_surface else df
 
 
-def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
-    order = np.argsort(values, kind="stable")
-    v, w = values[order], weights[order]
+def _weighted_quantile(v: np.ndarray, w: np.ndarray, q: float) -> float:
+    """Quantile ``q`` of sorted values ``v`` with weights ``w`` (midpoint rule)."""
     cum = np.cumsum(w) - 0.5 * w
     return float(np.interp(q * w.sum(), cum, v))
 
@@ -231,17 +230,20 @@ def sei_thickness(labels=None, particles=None, *, voxel_size=None, phase=Phase.S
     border_ids = surface.border_particles
     ids, inverse, _, _, fractions = _per_particle(surface)
     rows = []
-    sei = surface.category == 3
+    sei = np.flatnonzero(surface.category == 3)
+    owner = inverse[sei]
+    order = np.lexsort((surface.thickness_m[sei], owner))  # by particle, then thickness
+    owner, thick, area = owner[order], surface.thickness_m[sei][order], surface.area_m2[sei][order]
+    bounds = np.searchsorted(owner, np.arange(len(ids) + 1))
     for k, pid in enumerate(ids):
-        m = sei & (inverse == k)
-        t, w = surface.thickness_m[m], surface.area_m2[m]
+        t, w = thick[bounds[k]:bounds[k + 1]], area[bounds[k]:bounds[k + 1]]
         if len(t):
             mean = float(np.average(t, weights=w))
             std = float(math.sqrt(np.average((t - mean) ** 2, weights=w)))
             row = (mean, std, _weighted_quantile(t, w, 0.5), _weighted_quantile(t, w, 0.95), float(t.max()))
         else:
             row = (math.nan,) * 5
-        rows.append((*row, fractions["sei"][k], int(m.sum()), int(pid) in border_ids))
+        rows.append((*row, fractions["sei"][k], len(t), int(pid) in border_ids))
     df = pd.DataFrame(rows, columns=["mean_m", "std_m", "median_m", "p95_m", "max_m", "coverage", "n_rays",
                                      "touches_border"],
                       index=pd.Index(ids.astype(np.int32), name="particle"))

@@ -9,5 +9,6 @@ void bind_errors(pybind11::module_& m);
 void bind_fft(pybind11::module_& m);
 void bind_raster(pybind11::module_& m);
 void bind_raytrace(pybind11::module_& m);
+void bind_tomo(pybind11::module_& m);
 
 }  // namespace tomofuse::bindings

@@ -1,0 +1,40 @@
+// Parallel-beam tomography: exact-length (Siddon) projection and its adjoint.
+//
+// Volumes are (nz, ny, nx), projections (n_angles, nz, n_cols), both C order.
+// The rotation axis is z through (y, x) = (ny/2, nx/2) in voxel coordinates
+// (voxel (i, j, k) spans [i, i+1) x [j, j+1) x [k, k+1)). At angle theta the
+// detector axis is e_u = (x: cos theta, y: sin theta) and the rays run along
+// e_r = (x: -sin theta, y: cos theta); column c sits at
+// u = c + 0.5 - n_cols/2 + center_offset (voxels). Row z of the projection is
+// the line integral (in voxel lengths) through slice z.
+#pragma once
+
+#include <cstddef>
+
+#include "tomofuse/export.hpp"
+#include "tomofuse/raytrace.hpp"
+
+namespace tomofuse::tomo {
+
+/// Line integrals of `volume` along every (angle, row, column) ray.
+template <typename Real>
+void project(const Real* volume, const raytrace::Shape3& shape, const double* angles, std::size_t n_angles,
+             std::size_t n_cols, double center_offset, Real* projections, int nthreads = 0);
+
+/// The exact adjoint of project(): every ray spreads its value over the
+/// voxels it crosses, weighted by the intersection lengths. `volume` is
+/// overwritten. Parallel over slices, so results do not depend on nthreads.
+template <typename Real>
+void backproject(const Real* projections, const raytrace::Shape3& shape, const double* angles,
+                 std::size_t n_angles, std::size_t n_cols, double center_offset, Real* volume, int nthreads = 0);
+
+extern template TOMOFUSE_EXPORT void project<float>(const float*, const raytrace::Shape3&, const double*,
+                                                    std::size_t, std::size_t, double, float*, int);
+extern template TOMOFUSE_EXPORT void project<double>(const double*, const raytrace::Shape3&, const double*,
+                                                     std::size_t, std::size_t, double, double*, int);
+extern template TOMOFUSE_EXPORT void backproject<float>(const float*, const raytrace::Shape3&, const double*,
+                                                        std::size_t, std::size_t, double, float*, int);
+extern template TOMOFUSE_EXPORT void backproject<double>(const double*, const raytrace::Shape3&, const double*,
+                                                         std::size_t, std::size_t, double, double*, int);
+
+}  // namespace tomofuse::tomo

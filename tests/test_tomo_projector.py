@@ -43,7 +43,7 @@ def test_constant_volume_gives_chord_lengths():
     p = project(np.ones((1, ny, nx)), angles, n_cols=60, center_offset=-0.8)
     for a, th in enumerate(angles):
         for c in range(0, 60, 7):
-            u = c + 0.5 - 30 - 0.8
+            u = c + 0.5 - 30 + 0.8  # the axis projects to n_cols/2 + center_offset
             assert p[a, 0, c] == pytest.approx(chord_through_box(ny, nx, th, u), abs=2e-3)
 
 

@@ -51,7 +51,7 @@ py::array project_impl(const py::object& volume_obj, const py::object& angles_ob
 
 template <typename Real>
 py::array backproject_impl(const py::object& proj_obj, const py::object& angles_obj, py::ssize_t ny,
-                           py::ssize_t nx, double center_offset, int threads) {
+                           py::ssize_t nx, double center_offset, int threads, bool linear) {
     auto proj = require_array<Real>(proj_obj, "projections", 3);
     auto angles = angle_array(angles_obj);
     if (proj.shape(0) != angles.shape(0)) {
@@ -75,7 +75,11 @@ py::array backproject_impl(const py::object& proj_obj, const py::object& angles_
     const auto nc = static_cast<std::size_t>(proj.shape(2));
     {
         py::gil_scoped_release release;
-        tomo::backproject<Real>(src, shape, th, na, nc, center_offset, dst, threads);
+        if (linear) {
+            tomo::backproject_linear<Real>(src, shape, th, na, nc, center_offset, dst, threads);
+        } else {
+            tomo::backproject<Real>(src, shape, th, na, nc, center_offset, dst, threads);
+        }
     }
     return out;
 }
@@ -104,12 +108,24 @@ void bind_tomo(py::module_& m) {
         [](const py::object& projections, const py::object& angles, py::ssize_t ny, py::ssize_t nx,
            double center_offset, int threads) {
             return is_float32(projections)
-                       ? backproject_impl<float>(projections, angles, ny, nx, center_offset, threads)
-                       : backproject_impl<double>(projections, angles, ny, nx, center_offset, threads);
+                       ? backproject_impl<float>(projections, angles, ny, nx, center_offset, threads, false)
+                       : backproject_impl<double>(projections, angles, ny, nx, center_offset, threads, false);
         },
         py::arg("projections"), py::arg("angles"), py::kw_only(), py::arg("ny"), py::arg("nx"),
         py::arg("center_offset") = 0.0, py::arg("threads") = 0,
         "The exact adjoint of project(): (n_angles, nz, n_cols) -> (nz, ny, nx).");
+    m.def(
+        "backproject_linear",
+        [](const py::object& projections, const py::object& angles, py::ssize_t ny, py::ssize_t nx,
+           double center_offset, int threads) {
+            return is_float32(projections)
+                       ? backproject_impl<float>(projections, angles, ny, nx, center_offset, threads, true)
+                       : backproject_impl<double>(projections, angles, ny, nx, center_offset, threads, true);
+        },
+        py::arg("projections"), py::arg("angles"), py::kw_only(), py::arg("ny"), py::arg("nx"),
+        py::arg("center_offset") = 0.0, py::arg("threads") = 0,
+        "Pixel-driven back-projection with linear interpolation (the FBP back-projector):\n"
+        "(n_angles, nz, n_cols) -> (nz, ny, nx), unscaled sum over angles.");
 }
 
 }  // namespace tomofuse::bindings

@@ -112,7 +112,7 @@ void check(const raytrace::Shape3& shape, const double* angles, std::size_t n_an
 }
 
 double column_u(std::size_t c, std::size_t n_cols, double center_offset) {
-    return static_cast<double>(c) + 0.5 - 0.5 * static_cast<double>(n_cols) + center_offset;
+    return static_cast<double>(c) + 0.5 - 0.5 * static_cast<double>(n_cols) - center_offset;
 }
 
 }  // namespace detail
@@ -174,6 +174,61 @@ void backproject(const Real* projections, const raytrace::Shape3& shape, const d
     (void)threads;
 }
 
+template <typename Real>
+void backproject_linear(const Real* projections, const raytrace::Shape3& shape, const double* angles,
+                        std::size_t n_angles, std::size_t n_cols, double center_offset, Real* volume,
+                        int nthreads) {
+    const int threads = resolve_threads(nthreads);
+    detail::check(shape, angles, n_angles, n_cols, center_offset, projections, volume);
+    const std::size_t nz = shape[0], ny = shape[1], nx = shape[2];
+    std::vector<double> cs(n_angles), sn(n_angles);
+    for (std::size_t a = 0; a < n_angles; ++a) {
+        cs[a] = std::cos(angles[a]);
+        sn[a] = std::sin(angles[a]);
+    }
+    const double shift = 0.5 * static_cast<double>(n_cols) - 0.5 + center_offset;
+    const double cy = 0.5 * static_cast<double>(ny), cx = 0.5 * static_cast<double>(nx);
+    const auto rows = static_cast<std::ptrdiff_t>(nz * ny);
+    TOMOFUSE_OMP(parallel num_threads(threads))
+    {
+        std::vector<double> acc(nx);
+        TOMOFUSE_OMP(for schedule(dynamic, 4))
+        for (std::ptrdiff_t r = 0; r < rows; ++r) {
+            const std::size_t z = static_cast<std::size_t>(r) / ny;
+            const std::size_t y = static_cast<std::size_t>(r) % ny;
+            std::fill(acc.begin(), acc.end(), 0.0);
+            const double yc = static_cast<double>(y) + 0.5 - cy;
+            for (std::size_t a = 0; a < n_angles; ++a) {
+                const Real* row = projections + (a * nz + z) * n_cols;
+                const double base = yc * sn[a] + shift;
+                for (std::size_t x = 0; x < nx; ++x) {
+                    const double pos = (static_cast<double>(x) + 0.5 - cx) * cs[a] + base;
+                    const double f = std::floor(pos);
+                    const auto i = static_cast<long long>(f);
+                    const double w = pos - f;
+                    double v = 0.0;
+                    if (i >= 0 && i < static_cast<long long>(n_cols)) {
+                        v += (1.0 - w) * static_cast<double>(row[i]);
+                    }
+                    if (i + 1 >= 0 && i + 1 < static_cast<long long>(n_cols)) {
+                        v += w * static_cast<double>(row[i + 1]);
+                    }
+                    acc[x] += v;
+                }
+            }
+            Real* out = volume + (z * ny + y) * nx;
+            for (std::size_t x = 0; x < nx; ++x) {
+                out[x] = static_cast<Real>(acc[x]);
+            }
+        }
+    }
+    (void)threads;
+}
+
+template TOMOFUSE_EXPORT void backproject_linear<float>(const float*, const raytrace::Shape3&, const double*,
+                                                        std::size_t, std::size_t, double, float*, int);
+template TOMOFUSE_EXPORT void backproject_linear<double>(const double*, const raytrace::Shape3&, const double*,
+                                                         std::size_t, std::size_t, double, double*, int);
 template TOMOFUSE_EXPORT void project<float>(const float*, const raytrace::Shape3&, const double*, std::size_t,
                                              std::size_t, double, float*, int);
 template TOMOFUSE_EXPORT void project<double>(const double*, const raytrace::Shape3&, const double*, std::size_t,

@@ -5,8 +5,9 @@
 // (voxel (i, j, k) spans [i, i+1) x [j, j+1) x [k, k+1)). At angle theta the
 // detector axis is e_u = (x: cos theta, y: sin theta) and the rays run along
 // e_r = (x: -sin theta, y: cos theta); column c sits at
-// u = c + 0.5 - n_cols/2 + center_offset (voxels). Row z of the projection is
-// the line integral (in voxel lengths) through slice z.
+// u = c + 0.5 - n_cols/2 - center_offset (voxels), so the rotation axis projects
+// to the continuous detector position n_cols/2 + center_offset. Row z of the
+// projection is the line integral (in voxel lengths) through slice z.
 #pragma once
 
 #include <cstddef>
@@ -28,6 +29,23 @@ template <typename Real>
 void backproject(const Real* projections, const raytrace::Shape3& shape, const double* angles,
                  std::size_t n_angles, std::size_t n_cols, double center_offset, Real* volume, int nthreads = 0);
 
+/// Pixel-driven back-projection with linear interpolation on the detector, the
+/// back-projection step of filtered back-projection: each voxel centre (y, x)
+/// projects to u = (x - nx/2) cos theta + (y - ny/2) sin theta, i.e. column
+/// u - 0.5 + n_cols/2 + center_offset, and sums the interpolated values over
+/// the angles in order (zero beyond the detector). `volume` is overwritten.
+/// Every voxel is summed by one thread in a fixed order: identical results for
+/// any thread count.
+template <typename Real>
+void backproject_linear(const Real* projections, const raytrace::Shape3& shape, const double* angles,
+                        std::size_t n_angles, std::size_t n_cols, double center_offset, Real* volume,
+                        int nthreads = 0);
+
+extern template TOMOFUSE_EXPORT void backproject_linear<float>(const float*, const raytrace::Shape3&, const double*,
+                                                               std::size_t, std::size_t, double, float*, int);
+extern template TOMOFUSE_EXPORT void backproject_linear<double>(const double*, const raytrace::Shape3&,
+                                                                const double*, std::size_t, std::size_t, double,
+                                                                double*, int);
 extern template TOMOFUSE_EXPORT void project<float>(const float*, const raytrace::Shape3&, const double*,
                                                     std::size_t, std::size_t, double, float*, int);
 extern template TOMOFUSE_EXPORT void project<double>(const double*, const raytrace::Shape3&, const double*,

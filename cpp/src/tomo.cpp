@@ -98,6 +98,9 @@ void check(const raytrace::Shape3& shape, const double* angles, std::size_t n_an
     if (n_angles == 0 || n_cols == 0) {
         throw ShapeError("tomofuse::tomo: need at least one angle and one detector column");
     }
+    if (n_cols > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+        throw ShapeError("tomofuse::tomo: at most 2^31 - 1 detector columns are supported");
+    }
     if (angles == nullptr || a == nullptr || b == nullptr) {
         throw InvalidArgument("tomofuse::tomo: null pointer argument");
     }
@@ -201,8 +204,10 @@ void backproject_linear(const Real* projections, const raytrace::Shape3& shape, 
             for (std::size_t a = 0; a < n_angles; ++a) {
                 const Real* row = projections + (a * nz + z) * n_cols;
                 const double base = yc * sn[a] + shift;
-                for (std::size_t x = 0; x < nx; ++x) {
-                    const double pos = (static_cast<double>(x) + 0.5 - cx) * cs[a] + base;
+                const double c = cs[a];
+                auto pos_at = [&](std::size_t x) { return (static_cast<double>(x) + 0.5 - cx) * c + base; };
+                auto checked = [&](std::size_t x) {
+                    const double pos = pos_at(x);
                     const double f = std::floor(pos);
                     const auto i = static_cast<long long>(f);
                     const double w = pos - f;
@@ -214,6 +219,50 @@ void backproject_linear(const Real* projections, const raytrace::Shape3& shape, 
                         v += w * static_cast<double>(row[i + 1]);
                     }
                     acc[x] += v;
+                };
+                // pos is monotonic in x: find the pixels whose two taps are both on
+                // the detector (0 <= pos < n_cols - 1), checked with the same
+                // expression, and run them without branches; the same arithmetic,
+                // so the sums are identical to the checked path.
+                const double last = static_cast<double>(n_cols) - 1.0;
+                auto interior = [&](std::size_t x) {
+                    const double pos = pos_at(x);
+                    return pos >= 0.0 && pos < last;
+                };
+                std::size_t lo = nx, hi = nx;
+                if (c == 0.0) {
+                    if (interior(0)) {
+                        lo = 0;
+                    }
+                } else {
+                    double xa = (0.0 - base) / c + cx - 0.5, xb = (last - base) / c + cx - 0.5;
+                    if (xa > xb) {
+                        std::swap(xa, xb);
+                    }
+                    const double l0 = std::max(0.0, std::floor(xa) - 1.0);
+                    const double h0 = std::min(static_cast<double>(nx), std::ceil(xb) + 2.0);
+                    if (l0 < h0) {
+                        lo = static_cast<std::size_t>(l0);
+                        hi = static_cast<std::size_t>(h0);
+                        while (lo < hi && !interior(lo)) {
+                            ++lo;
+                        }
+                        while (hi > lo && !interior(hi - 1)) {
+                            --hi;
+                        }
+                    }
+                }
+                for (std::size_t x = 0; x < lo; ++x) {
+                    checked(x);
+                }
+                for (std::size_t x = lo; x < hi; ++x) {
+                    const double pos = pos_at(x);
+                    const int i = static_cast<int>(pos);  // pos >= 0: truncation is floor
+                    const double w = pos - static_cast<double>(i);
+                    acc[x] += (1.0 - w) * static_cast<double>(row[i]) + w * static_cast<double>(row[i + 1]);
+                }
+                for (std::size_t x = hi; x < nx; ++x) {
+                    checked(x);
                 }
             }
             Real* out = volume + (z * ny + y) * nx;

@@ -1,10 +1,11 @@
-"""Tomography: parallel-beam projection, back-projection and filtered back-projection.
+"""Tomography: parallel-beam projection, back-projection, filtered back-projection, FSC.
 
 ``project`` and ``backproject`` are an exact adjoint pair of exact-length
 (Siddon) line integrals computed by the core's voxel walker.
 """
 
 from ._fbp import FILTERS, fbp, ramp_filter
+from ._fsc import FSCResult, fsc, fsc_threshold
 from ._projector import backproject, project
 
-__all__ = ["FILTERS", "backproject", "fbp", "project", "ramp_filter"]
+__all__ = ["FILTERS", "FSCResult", "backproject", "fbp", "fsc", "fsc_threshold", "project", "ramp_filter"]

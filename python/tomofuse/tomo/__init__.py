@@ -8,6 +8,7 @@ from ._fbp import FILTERS, fbp, ramp_filter
 from ._fsc import FSCResult, fsc, fsc_threshold
 from ._phase import remove_phase_ramp
 from ._projector import backproject, project
+from ._txtm import minus_log, normalize, paganin
 
-__all__ = ["FILTERS", "FSCResult", "backproject", "fbp", "fsc", "fsc_threshold", "project", "ramp_filter",
-           "remove_phase_ramp"]
+__all__ = ["FILTERS", "FSCResult", "backproject", "fbp", "fsc", "fsc_threshold", "minus_log", "normalize",
+           "paganin", "project", "ramp_filter", "remove_phase_ramp"]

@@ -98,3 +98,31 @@ def test_bad_input(a, b, kwargs, exc, match):
     kw.update(kwargs)
     with pytest.raises(exc, match=match):
         fsc(a, b, **kw)
+
+
+def test_half_reconstructions_resolution_falls_as_blur_rises():
+    """Odd/even half reconstructions (FRC of one slice) of a blurred, noisy scan of a
+    constructed three-phase microstructure: the resolution worsens as the blur rises."""
+    from tomofuse.tomo import project, reconstruct_halves
+
+    field = gaussian_filter(np.random.default_rng(4).standard_normal((1, 128, 128)), (0, 2.5, 2.5))
+    obj = np.digitize(field, np.quantile(field, [0.4, 0.8])).astype(np.float64)
+    angles = np.linspace(0, np.pi, 200, endpoint=False)
+    rng = np.random.default_rng(0)
+    resolutions = []
+    for sigma in (0.5, 1.5, 3.0):
+        sino = project(gaussian_filter(obj, (0, sigma, sigma)), angles)
+        sino += 0.1 * sino.std() * rng.standard_normal(sino.shape)
+        even, odd = reconstruct_halves(sino, angles)
+        res = fsc(even[0], odd[0], voxel_size=40e-9)
+        assert res.crossed
+        resolutions.append(res.resolution_m)
+    # measured 152 / 190 / 239 nm here (six seeds: all monotonic, margins > 15 nm)
+    assert resolutions[0] < resolutions[1] < resolutions[2], resolutions
+
+
+def test_reconstruct_halves_needs_enough_projections():
+    from tomofuse.tomo import reconstruct_halves
+
+    with pytest.raises(ValueError, match="at least 4"):
+        reconstruct_halves(np.zeros((3, 2, 8)), [0.0, 1.0, 2.0])

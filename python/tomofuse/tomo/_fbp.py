@@ -11,7 +11,7 @@ import numpy as np
 from .. import _core
 from ._projector import _angles, _float_array
 
-__all__ = ["FILTERS", "fbp", "ramp_filter"]
+__all__ = ["FILTERS", "fbp", "ramp_filter", "reconstruct_halves"]
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 
@@ -128,3 +128,30 @@ def fbp(projections: np.ndarray, angles, *, center: Optional[float] = None, filt
     if callback is not None:
         callback(1.0, "done")
     return volume
+
+
+def reconstruct_halves(projections: np.ndarray, angles, **fbp_options) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent reconstructions from the even and the odd projections.
+
+    The input of ``fsc``: each half sees every other angle of the same scan,
+    so their noise is independent while the object is the same.
+
+    Parameters
+    ----------
+    projections : (A, rows, cols) ndarray
+        A >= 4 projections.
+    angles : (A,) array_like
+        Radians.
+    **fbp_options
+        Passed to ``fbp`` (``center``, ``filter``, ``padding``, ``shape``, ``threads``).
+
+    Returns
+    -------
+    even, odd : (rows, y, x) ndarray
+    """
+    proj = _float_array(projections, "projections", 3)
+    th = _angles(angles, proj.shape[0])
+    if proj.shape[0] < 4:
+        raise ValueError(f"projections: need at least 4 projections to split, got {proj.shape[0]}")
+    return (fbp(np.ascontiguousarray(proj[0::2]), th[0::2], **fbp_options),
+            fbp(np.ascontiguousarray(proj[1::2]), th[1::2], **fbp_options))

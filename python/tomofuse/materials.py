@@ -27,6 +27,7 @@ from typing import Mapping
 from ._phase import Phase
 
 __all__ = [
+    "DENSITIES",
     "Component",
     "Material",
     "MATERIALS",
@@ -100,15 +101,27 @@ class Material:
         return sum(c.density * c.volume_fraction for c in self.components)
 
 
+#: Bulk densities (kg/m^3) of the electrode's compounds: graphite 2.26 g/cm^3
+#: (theoretical; Timrex SLP30), SiO (x ~ 1) 2.13 g/cm^3 (CRC Handbook), PVDF
+#: 1.78 g/cm^3 (Kynar HSV900 datasheet), carbon black 1.8 g/cm^3 (Super C60), Cu.
+DENSITIES: Mapping[str, float] = {
+    "graphite": 2260.0,
+    "siox": 2130.0,
+    "pvdf": 1780.0,
+    "carbon_black": 1800.0,
+    "copper": 8960.0,
+}
+
+
 def cbd_material(
     *,
     pvdf_wt: float = 0.10,
     carbon_black_wt: float = 0.05,
     cu_fraction_of_carbon_black: float = 0.5,
     porosity: float = 0.5,
-    pvdf_density: float = 1780.0,
-    carbon_black_density: float = 1800.0,
-    cu_density: float = 8960.0,
+    pvdf_density: float = DENSITIES["pvdf"],
+    carbon_black_density: float = DENSITIES["carbon_black"],
+    cu_density: float = DENSITIES["copper"],
 ) -> Material:
     """The carbon-black/binder domain (CBD) of the paper's electrode.
 
@@ -162,21 +175,18 @@ def cbd_material(
     )
 
 
-#: The materials of the paper's electrode.  Densities are bulk values:
-#: graphite 2.26 g/cm^3 (theoretical; Timrex SLP30), SiO (x ~ 1) 2.13 g/cm^3
-#: (CRC Handbook), PVDF 1.78 g/cm^3 (Kynar HSV900 datasheet), carbon black
-#: 1.8 g/cm^3, Cu 8.96 g/cm^3.  The SEI is a mix of its common inorganic
+#: The materials of the paper's electrode (bulk densities from ``DENSITIES``).  The SEI is a mix of its common inorganic
 #: (LiF 2.64, Li2CO3 2.11 g/cm^3) and organic (lithium ethylene dicarbonate,
 #: C4H4Li2O6, ~1.6 g/cm^3) constituents with 20 % porosity (Peled & Menkin,
 #: J. Electrochem. Soc. 164, A1703 (2017)).  Pores are dry air.
 MATERIALS: Mapping[str, Material] = {
     m.name: m
     for m in (
-        Material("graphite", (Component("C", 2260.0),), "graphite (Timrex SLP30)"),
-        Material("siox", (Component("SiO", 2130.0),), "silicon monoxide SiOx, x ~ 1 (BASF)"),
-        Material("pvdf", (Component("C2H2F2", 1780.0),), "PVDF binder (Kynar HSV900)"),
-        Material("carbon_black", (Component("C", 1800.0),), "carbon black (Super C60)"),
-        Material("copper", (Component("Cu", 8960.0),), "copper"),
+        Material("graphite", (Component("C", DENSITIES["graphite"]),), "graphite (Timrex SLP30)"),
+        Material("siox", (Component("SiO", DENSITIES["siox"]),), "silicon monoxide SiOx, x ~ 1 (BASF)"),
+        Material("pvdf", (Component("C2H2F2", DENSITIES["pvdf"]),), "PVDF binder (Kynar HSV900)"),
+        Material("carbon_black", (Component("C", DENSITIES["carbon_black"]),), "carbon black (Super C60)"),
+        Material("copper", (Component("Cu", DENSITIES["copper"]),), "copper"),
         cbd_material(),
         Material(
             "sei",

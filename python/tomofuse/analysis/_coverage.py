@@ -13,6 +13,7 @@ import pandas as pd
 
 from .. import _core
 from .._phase import Phase
+from .._validate import positive_length
 
 __all__ = ["CATEGORIES", "Surface", "surface_coverage", "sei_thickness", "summarize"]
 
@@ -68,10 +69,7 @@ def _check_inputs(labels, particles, voxel_size, phase):
             raise ValueError(f"{name} must not be empty, got shape {a.shape}")
     if labels.shape != particles.shape:
         raise ValueError(f"labels and particles must have the same shape, got {labels.shape} and {particles.shape}")
-    if isinstance(voxel_size, bool) or not isinstance(voxel_size, numbers.Real):
-        raise TypeError(f"voxel_size must be a number in metres, got {voxel_size!r}")
-    if not (math.isfinite(voxel_size) and voxel_size > 0):
-        raise ValueError(f"voxel_size must be a positive length in metres, got {voxel_size!r}")
+    voxel_size = positive_length(voxel_size, "voxel_size")
     try:
         phase = Phase(phase)
     except ValueError:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .._phase import Phase
-from ..materials import Material, cbd_material
+from ..materials import DENSITIES, Material, cbd_material
 
 __all__ = ["Composition", "Morphology", "split_options"]
 
@@ -50,11 +50,11 @@ class Composition:
     cu_fraction_of_carbon_black: float = 0.5
     porosity: float = 0.35
     cbd_porosity: float = 0.5
-    siox_density: float = 2130.0
-    graphite_density: float = 2260.0
-    pvdf_density: float = 1780.0
-    carbon_black_density: float = 1800.0
-    cu_density: float = 8960.0
+    siox_density: float = DENSITIES["siox"]
+    graphite_density: float = DENSITIES["graphite"]
+    pvdf_density: float = DENSITIES["pvdf"]
+    carbon_black_density: float = DENSITIES["carbon_black"]
+    cu_density: float = DENSITIES["copper"]
 
     def __post_init__(self):
         wts = ("siox_wt", "graphite_wt", "pvdf_wt", "carbon_black_wt")

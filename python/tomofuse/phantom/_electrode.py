@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import pandas as pd
 
 from .._phase import Phase
 from .._progress import Progress, ProgressCallback
+from .._validate import positive_length
 from ..io import array_sha256, atomic_path, jsonable, provenance
 from ..materials import phase_optical_constants
 from ._build import _size_scale, build_geometry
@@ -160,11 +160,7 @@ def _check_shape(shape) -> tuple[int, int, int]:
 
 
 def _check_voxel_size(voxel_size) -> float:
-    if isinstance(voxel_size, bool) or not isinstance(voxel_size, (int, float, np.floating, np.integer)):
-        raise TypeError(f"voxel_size must be a number in metres, got {voxel_size!r}")
-    v = float(voxel_size)
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"voxel_size must be a positive length in metres, got {voxel_size!r}")
+    v = positive_length(voxel_size, "voxel_size")
     if v > 1e-3:
         raise ValueError(f"voxel_size is in metres; {voxel_size!r} m is not a nanotomography voxel")
     return v

@@ -280,17 +280,8 @@ class Geometry:
             labels[sl] = ph.reshape(bshape)
             particles[sl] = pi.reshape(bshape)
 
-        done = 0
-        if threads > 1:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                for _ in pool.map(work, jobs):
-                    done += 1
-                    if progress is not None:
-                        progress(done / len(jobs))
-        else:
-            for job in jobs:
-                work(job)
-                done += 1
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            for done, _ in enumerate(pool.map(work, jobs), start=1):
                 if progress is not None:
                     progress(done / len(jobs))
         return labels, particles

@@ -226,7 +226,3 @@ class Flake:
         d = np.linalg.norm(points - self.centre, axis=1)
         safe = np.where(q > 0, q, 1.0)
         return np.where(q > 0, d * (q - 1.0) / safe, -self.semi_axes.min())
-
-    @property
-    def volume(self) -> float:
-        return float(4.0 / 3.0 * math.pi * np.prod(self.semi_axes))

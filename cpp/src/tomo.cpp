@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "omp.hpp"
@@ -177,6 +178,124 @@ void backproject(const Real* projections, const raytrace::Shape3& shape, const d
     (void)threads;
 }
 
+namespace detail {
+
+// Back-projection of one block of B detector rows (slices z0 .. z0+B-1).
+//
+// `block` holds the filtered projections of these rows transposed to
+// (angle, column + 1, row-in-block) with a zero column on either side of the
+// detector, so linear interpolation needs no bounds checks and the B slices of
+// a voxel column are contiguous: one weight pair serves B samples, which the
+// compiler vectorises.  `acc` is (y1 - y0, nx, B) and is accumulated over the
+// angles in order, so every voxel's sum has a fixed order.
+template <typename Real, std::size_t B>
+inline __attribute__((always_inline)) void backproject_block_rows(const Real* block, std::size_t n_cols,
+                                                                  const double* cs, const double* sn,
+                                                                  std::size_t n_angles, double shift, double cy,
+                                                                  double cx, std::size_t nx, std::size_t y0,
+                                                                  std::size_t y1, Real* acc) {
+    const std::size_t ld = (n_cols + 2) * B;
+    const double top = static_cast<double>(n_cols) + 1.0;  // padded position p must satisfy 0 <= p < top
+    for (std::size_t a = 0; a < n_angles; ++a) {
+        const Real* ta = block + a * ld;
+        const double c = cs[a];
+        for (std::size_t y = y0; y < y1; ++y) {
+            // padded column position of voxel x: p = pos + 1, pos as in backproject_linear's contract
+            const double base = (static_cast<double>(y) + 0.5 - cy) * sn[a] + shift + 1.0;
+            auto p_at = [&](std::size_t x) { return (static_cast<double>(x) + 0.5 - cx) * c + base; };
+            auto inside = [&](std::size_t x) {
+                const double p = p_at(x);
+                return p >= 0.0 && p < top;
+            };
+            std::size_t lo = 0, hi = 0;
+            if (c == 0.0) {
+                if (inside(0)) {
+                    hi = nx;
+                }
+            } else {
+                double xa = (0.0 - base) / c + cx - 0.5, xb = (top - base) / c + cx - 0.5;
+                if (xa > xb) {
+                    std::swap(xa, xb);
+                }
+                const double l0 = std::max(0.0, std::floor(xa) - 1.0);
+                const double h0 = std::min(static_cast<double>(nx), std::ceil(xb) + 2.0);
+                if (l0 < h0) {
+                    lo = static_cast<std::size_t>(l0);
+                    hi = static_cast<std::size_t>(h0);
+                    while (lo < hi && !inside(lo)) {
+                        ++lo;
+                    }
+                    while (hi > lo && !inside(hi - 1)) {
+                        --hi;
+                    }
+                }
+            }
+            Real* row = acc + (y - y0) * nx * B;
+            for (std::size_t x = lo; x < hi; ++x) {
+                const double p = p_at(x);
+                const auto i = static_cast<std::size_t>(p);  // p >= 0: truncation is floor
+                const auto w = static_cast<Real>(p - static_cast<double>(i));
+                const Real w0 = Real(1) - w;
+                const Real* t0 = ta + i * B;
+                Real* out = row + x * B;
+                // out and t0 never overlap (accumulator vs projection block)
+                TOMOFUSE_OMP(simd)
+                for (std::size_t b = 0; b < B; ++b) {
+                    out[b] += w0 * t0[b] + w * t0[B + b];
+                }
+            }
+        }
+    }
+}
+
+// Instruction-set clones (GCC on x86-64): the same source compiled for AVX-512,
+// AVX2 and the baseline, picked at load time.  Floating-point contraction is
+// off for this file (see CMakeLists.txt), so every clone gives the same bits.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define TOMOFUSE_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TOMOFUSE_ISA_CLONES
+#endif
+
+#define TOMOFUSE_BLOCK_KERNEL(Real, B)                                                                      \
+    TOMOFUSE_ISA_CLONES void backproject_block_##Real##_##B(                                                 \
+        const Real* block, std::size_t n_cols, const double* cs, const double* sn, std::size_t n_angles,    \
+        double shift, double cy, double cx, std::size_t nx, std::size_t y0, std::size_t y1, Real* acc) {    \
+        backproject_block_rows<Real, B>(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);    \
+    }
+TOMOFUSE_BLOCK_KERNEL(float, 16)
+TOMOFUSE_BLOCK_KERNEL(float, 4)
+TOMOFUSE_BLOCK_KERNEL(float, 1)
+TOMOFUSE_BLOCK_KERNEL(double, 16)
+TOMOFUSE_BLOCK_KERNEL(double, 4)
+TOMOFUSE_BLOCK_KERNEL(double, 1)
+#undef TOMOFUSE_BLOCK_KERNEL
+
+template <typename Real>
+void backproject_block(std::size_t B, const Real* block, std::size_t n_cols, const double* cs, const double* sn,
+                       std::size_t n_angles, double shift, double cy, double cx, std::size_t nx, std::size_t y0,
+                       std::size_t y1, Real* acc) {
+    if constexpr (std::is_same_v<Real, float>) {
+        if (B == 16) {
+            backproject_block_float_16(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
+        } else if (B == 4) {
+            backproject_block_float_4(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
+        } else {
+            backproject_block_float_1(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
+        }
+    } else {
+        if (B == 16) {
+            backproject_block_double_16(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
+        } else if (B == 4) {
+            backproject_block_double_4(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
+        } else {
+            backproject_block_double_1(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
+        }
+    }
+}
+
+}  // namespace detail
+
 template <typename Real>
 void backproject_linear(const Real* projections, const raytrace::Shape3& shape, const double* angles,
                         std::size_t n_angles, std::size_t n_cols, double center_offset, Real* volume,
@@ -191,85 +310,52 @@ void backproject_linear(const Real* projections, const raytrace::Shape3& shape, 
     }
     const double shift = 0.5 * static_cast<double>(n_cols) - 0.5 + center_offset;
     const double cy = 0.5 * static_cast<double>(ny), cx = 0.5 * static_cast<double>(nx);
-    const auto rows = static_cast<std::ptrdiff_t>(nz * ny);
-    TOMOFUSE_OMP(parallel num_threads(threads))
-    {
-        std::vector<double> acc(nx);
-        TOMOFUSE_OMP(for schedule(dynamic, 4))
-        for (std::ptrdiff_t r = 0; r < rows; ++r) {
-            const std::size_t z = static_cast<std::size_t>(r) / ny;
-            const std::size_t y = static_cast<std::size_t>(r) % ny;
-            std::fill(acc.begin(), acc.end(), 0.0);
-            const double yc = static_cast<double>(y) + 0.5 - cy;
-            for (std::size_t a = 0; a < n_angles; ++a) {
-                const Real* row = projections + (a * nz + z) * n_cols;
-                const double base = yc * sn[a] + shift;
-                const double c = cs[a];
-                auto pos_at = [&](std::size_t x) { return (static_cast<double>(x) + 0.5 - cx) * c + base; };
-                auto checked = [&](std::size_t x) {
-                    const double pos = pos_at(x);
-                    const double f = std::floor(pos);
-                    const auto i = static_cast<long long>(f);
-                    const double w = pos - f;
-                    double v = 0.0;
-                    if (i >= 0 && i < static_cast<long long>(n_cols)) {
-                        v += (1.0 - w) * static_cast<double>(row[i]);
-                    }
-                    if (i + 1 >= 0 && i + 1 < static_cast<long long>(n_cols)) {
-                        v += w * static_cast<double>(row[i + 1]);
-                    }
-                    acc[x] += v;
-                };
-                // pos is monotonic in x: find the pixels whose two taps are both on
-                // the detector (0 <= pos < n_cols - 1), checked with the same
-                // expression, and run them without branches; the same arithmetic,
-                // so the sums are identical to the checked path.
-                const double last = static_cast<double>(n_cols) - 1.0;
-                auto interior = [&](std::size_t x) {
-                    const double pos = pos_at(x);
-                    return pos >= 0.0 && pos < last;
-                };
-                std::size_t lo = nx, hi = nx;
-                if (c == 0.0) {
-                    if (interior(0)) {
-                        lo = 0;
-                    }
-                } else {
-                    double xa = (0.0 - base) / c + cx - 0.5, xb = (last - base) / c + cx - 0.5;
-                    if (xa > xb) {
-                        std::swap(xa, xb);
-                    }
-                    const double l0 = std::max(0.0, std::floor(xa) - 1.0);
-                    const double h0 = std::min(static_cast<double>(nx), std::ceil(xb) + 2.0);
-                    if (l0 < h0) {
-                        lo = static_cast<std::size_t>(l0);
-                        hi = static_cast<std::size_t>(h0);
-                        while (lo < hi && !interior(lo)) {
-                            ++lo;
-                        }
-                        while (hi > lo && !interior(hi - 1)) {
-                            --hi;
-                        }
-                    }
+    // Rows are processed in blocks of 16 (then 4, then 1 for the remainder).
+    // Each block's voxels are split into tiles of whole y rows whose
+    // accumulators (~1 MiB) stay in cache while all angles stream past.
+    std::vector<Real> block;
+    const std::size_t ld = n_cols + 2;
+    for (std::size_t z0 = 0; z0 < nz;) {
+        const std::size_t left = nz - z0;
+        const std::size_t B = left >= 16 ? 16 : (left >= 4 ? 4 : 1);
+        block.assign(n_angles * ld * B, Real(0));
+        const auto n_a = static_cast<std::ptrdiff_t>(n_angles);
+        TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
+        for (std::ptrdiff_t ai = 0; ai < n_a; ++ai) {
+            const auto a = static_cast<std::size_t>(ai);
+            Real* dst = block.data() + a * ld * B;
+            for (std::size_t b = 0; b < B; ++b) {
+                const Real* src = projections + (a * nz + z0 + b) * n_cols;
+                for (std::size_t col = 0; col < n_cols; ++col) {
+                    dst[(col + 1) * B + b] = src[col];
                 }
-                for (std::size_t x = 0; x < lo; ++x) {
-                    checked(x);
-                }
-                for (std::size_t x = lo; x < hi; ++x) {
-                    const double pos = pos_at(x);
-                    const int i = static_cast<int>(pos);  // pos >= 0: truncation is floor
-                    const double w = pos - static_cast<double>(i);
-                    acc[x] += (1.0 - w) * static_cast<double>(row[i]) + w * static_cast<double>(row[i + 1]);
-                }
-                for (std::size_t x = hi; x < nx; ++x) {
-                    checked(x);
-                }
-            }
-            Real* out = volume + (z * ny + y) * nx;
-            for (std::size_t x = 0; x < nx; ++x) {
-                out[x] = static_cast<Real>(acc[x]);
             }
         }
+        const std::size_t tile = std::max<std::size_t>(1, (std::size_t{1} << 20) / (nx * B * sizeof(Real)));
+        const std::size_t n_tiles = (ny + tile - 1) / tile;
+        const auto tiles = static_cast<std::ptrdiff_t>(n_tiles);
+        TOMOFUSE_OMP(parallel num_threads(threads))
+        {
+            std::vector<Real> acc(tile * nx * B);
+            TOMOFUSE_OMP(for schedule(dynamic, 1))
+            for (std::ptrdiff_t ti = 0; ti < tiles; ++ti) {
+                const std::size_t y0 = static_cast<std::size_t>(ti) * tile;
+                const std::size_t y1 = std::min(ny, y0 + tile);
+                std::fill(acc.begin(), acc.end(), Real(0));
+                detail::backproject_block<Real>(B, block.data(), n_cols, cs.data(), sn.data(), n_angles, shift, cy,
+                                                cx, nx, y0, y1, acc.data());
+                for (std::size_t y = y0; y < y1; ++y) {
+                    const Real* src = acc.data() + (y - y0) * nx * B;
+                    for (std::size_t b = 0; b < B; ++b) {
+                        Real* out = volume + ((z0 + b) * ny + y) * nx;
+                        for (std::size_t x = 0; x < nx; ++x) {
+                            out[x] = src[x * B + b];
+                        }
+                    }
+                }
+            }
+        }
+        z0 += B;
     }
     (void)threads;
 }

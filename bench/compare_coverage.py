@@ -43,9 +43,9 @@ FRACTIONS = ["free", "cbd", "contact", "sei"]
 VOXEL = 20e-9
 
 
-def build(size=256, n=90, seed=0):
-    """~n particles (r = 10-16 voxels) in a size^3 box; about half carry SEI."""
-    return ap.random_spheres((size, size, size), n, seed=seed, radius=(10.0, 16.0), voxel_size=VOXEL,
+def build(size=256, n=90, seed=0, radius=(10.0, 16.0)):
+    """~n particles (radius range in voxels) in a size^3 box; about half carry SEI."""
+    return ap.random_spheres((size, size, size), n, seed=seed, radius=tuple(radius), voxel_size=VOXEL,
                              sei_fraction=0.6, full_sei_fraction=0.3, margin=1.5)
 
 
@@ -61,6 +61,7 @@ def method_tomofuse(labels, particles):
     out = cov[FRACTIONS].copy()
     out["area_vox2"] = cov["area_m2"] / VOXEL**2
     out["sei_mean_vox"] = th.loc[cov.index, "mean_m"] / VOXEL
+    out["sei_std_vox"] = th.loc[cov.index, "std_m"] / VOXEL
     out["touches_border"] = cov["touches_border"] | th.loc[cov.index, "touches_border"]
     return out
 
@@ -197,8 +198,9 @@ def method_mc_rays(labels, particles, sigma=1.0, probe=0.75, step=0.25):
             t = s - 0.5 * step
             w = area[sei]
             row["sei_mean_vox"] = float(np.sum(w * t) / w.sum())
+            row["sei_std_vox"] = float(np.sqrt(np.sum(w * (t - row["sei_mean_vox"]) ** 2) / w.sum()))
         else:
-            row["sei_mean_vox"] = math.nan
+            row["sei_mean_vox"] = row["sei_std_vox"] = math.nan
         rows[p] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -247,9 +249,14 @@ def score(res, truth):
     got = res.loc[s, "sei_mean_vox"].astype(float)
     if len(s) and got.notna().all():
         row["SEI bias vox"] = float((got - truth.loc[s, "sei_mean_vox"]).mean())
+        row["SEI MAE vox"] = float((got - truth.loc[s, "sei_mean_vox"]).abs().mean())
         row["SEI r"] = float(np.corrcoef(got, truth.loc[s, "sei_mean_vox"])[0, 1])
     else:
-        row["SEI bias vox"] = row["SEI r"] = math.nan
+        row["SEI bias vox"] = row["SEI MAE vox"] = row["SEI r"] = math.nan
+    if len(s) and "sei_std_vox" in res and res.loc[s, "sei_std_vox"].notna().all():
+        row["SEI std MAE vox"] = float((res.loc[s, "sei_std_vox"] - truth.loc[s, "sei_std_vox"]).abs().mean())
+    else:
+        row["SEI std MAE vox"] = math.nan
     return row
 
 
@@ -288,12 +295,14 @@ def main(argv=None):
     ap_.add_argument("--size", type=int, default=256)
     ap_.add_argument("--n", type=int, default=90)
     ap_.add_argument("--seed", type=int, default=0)
+    ap_.add_argument("--radius", type=float, nargs=2, default=(10.0, 16.0), metavar=("MIN", "MAX"),
+                     help="particle radius range in voxels (the paper's PXCT resolution: ~14-22)")
     ap_.add_argument("--repeat", type=int, default=3)
     ap_.add_argument("--reference", action="store_true", help="also run the NumPy reference of the contract")
     ap_.add_argument("--only", nargs="*", help="methods to run")
     args = ap_.parse_args(argv)
     t0 = time.perf_counter()
-    ph = build(args.size, args.n, args.seed)
+    ph = build(args.size, args.n, args.seed, args.radius)
     t = ph.truth
     print(f"phantom {args.size}^3: {len(t)} particles (r {t['radius_vox'].min():.1f}-{t['radius_vox'].max():.1f} vox), "
           f"{int((t['cbd'] > 0).sum())} with CBD, {int((t['contact'] > 0).sum())} with contacts, "

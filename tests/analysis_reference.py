@@ -31,9 +31,12 @@ Per ray with origin ``o`` and unit direction ``d`` (float64):
 * voxels with ``particles == self_id`` are skipped when ``self_id > 0`` (``self_id
   <= 0`` skips nothing); the first other reached voxel
   gives ``hit_label = labels[v]``, ``hit_particle = particles[v]``;
-* if that label is SEI (4) the walk goes on while the voxels are reached and SEI;
-  ``sei_length = min(t_exit_last, max_length) - t_enter_first`` (one subtraction),
-  otherwise ``sei_length = NaN``.
+* if that label is SEI (4) the walk goes on while the voxels are reached and are SEI
+  or belong to a *gap*: consecutive non-SEI voxels whose path length
+  ``min(t_exit, max_length) - t_enter_gap`` is ``<= max_gap`` (``max_gap > 0``; 0
+  bridges nothing); the run ends at the first unreached voxel or the voxel that
+  makes the gap too long; ``sei_length = min(t_exit_last_SEI, max_length) -
+  t_enter_first`` (one subtraction), otherwise ``sei_length = NaN``.
 
 Choices the contract leaves open are collected in ``OPEN_CHOICES``; each is a
 keyword here so that the tests can pin whichever the core picks.
@@ -106,7 +109,8 @@ def _start(o: float, d: float) -> int:
     return int(v)
 
 
-def trace_ray(labels, particles, origin, direction, self_id, max_length=math.inf, *, incremental=True):
+def trace_ray(labels, particles, origin, direction, self_id, max_length=math.inf, *, max_gap=0.0,
+              incremental=True):
     """One ray, a plain Python loop; returns ``(hit_label, hit_particle, sei_length)``."""
     shape = labels.shape
     o = [float(x) for x in origin]
@@ -145,12 +149,21 @@ def trace_ray(labels, particles, origin, direction, self_id, max_length=math.inf
     if lab != SEI:
         return lab, pid, math.nan
     t_first = t_enter
+    run_end = min(t_max)  # exit of the last SEI voxel so far
+    gap_start = None
     while True:
-        t_exit = min(t_max)
         advance()
-        if not inside(v) or not t_enter < max_length or labels[v[0], v[1], v[2]] != SEI:
+        if not inside(v) or not t_enter < max_length:
             break
-    return lab, pid, min(t_exit, max_length) - t_first
+        t_exit = min(t_max)
+        if labels[v[0], v[1], v[2]] == SEI:
+            run_end, gap_start = t_exit, None
+            continue
+        if gap_start is None:
+            gap_start = t_enter
+        if not (max_gap > 0 and min(t_exit, max_length) - gap_start <= max_gap):
+            break
+    return lab, pid, min(run_end, max_length) - t_first
 
 
 def _check_rays(labels, particles, origins, directions, self_ids):
@@ -164,7 +177,8 @@ def _check_rays(labels, particles, origins, directions, self_ids):
     return labels, particles, origins, directions, self_ids
 
 
-def trace_rays(labels, particles, origins, directions, self_ids, *, max_length=math.inf, incremental=True):
+def trace_rays(labels, particles, origins, directions, self_ids, *, max_length=math.inf, max_gap=0.0,
+               incremental=True):
     """Reference ``trace_rays``: one plain Python loop per ray (see the module docstring).
 
     Returns ``(hit_label uint8 (n,), hit_particle int32 (n,), sei_length float64 (n,))``.
@@ -176,11 +190,11 @@ def trace_rays(labels, particles, origins, directions, self_ids, *, max_length=m
     length = np.empty(n, np.float64)
     for i in range(n):
         hit[i], hpid[i], length[i] = trace_ray(labels, particles, origins[i], directions[i], int(self_ids[i]),
-                                               max_length, incremental=incremental)
+                                               max_length, max_gap=max_gap, incremental=incremental)
     return hit, hpid, length
 
 
-def trace_rays_vectorised(labels, particles, origins, directions, self_ids, *, max_length=math.inf):
+def trace_rays_vectorised(labels, particles, origins, directions, self_ids, *, max_length=math.inf, max_gap=0.0):
     """The same walk as ``trace_rays`` vectorised over the rays (same float64 operations,
     so the same bits); used where the plain loop is too slow (phantom-scale checks)."""
     labels, particles, origins, directions, self_ids = _check_rays(labels, particles, origins, directions, self_ids)
@@ -199,6 +213,8 @@ def trace_rays_vectorised(labels, particles, origins, directions, self_ids, *, m
     hpid = np.zeros(n, np.int32)
     length = np.full(n, np.nan)
     t_first = np.zeros(n)
+    run_end = np.zeros(n)  # exit of the run's last SEI voxel so far
+    gap_start = np.full(n, np.nan)  # entry of the current gap, NaN outside gaps
     in_sei = np.zeros(n, bool)  # walking through the SEI run
     active = np.ones(n, bool)
     flat_l, flat_p = labels.ravel(), particles.ravel()
@@ -212,11 +228,19 @@ def trace_rays_vectorised(labels, particles, origins, directions, self_ids, *, m
         lab = flat_l[lin]
         pid = flat_p[lin]
         walking = in_sei[idx]
-        # rays in an SEI run: stop at a non-SEI / unreached voxel
-        t_exit_prev = t_enter[idx]  # exit of the previous voxel == entry of this one
-        stop_run = walking & (~ok | (lab != SEI))
+        t_exit = t_max[idx].min(axis=1)  # exit of the current voxel
+        # rays in an SEI run: SEI voxels extend it; a gap goes on while it is short enough
+        extend = walking & ok & (lab == SEI)
+        run_end[idx[extend]] = t_exit[extend]
+        gap_start[idx[extend]] = np.nan
+        in_gap = walking & ok & (lab != SEI)
+        g = idx[in_gap]
+        gap_start[g] = np.where(np.isnan(gap_start[g]), t_enter[g], gap_start[g])
+        too_long = np.zeros(len(idx), bool)
+        too_long[in_gap] = ~((max_gap > 0) & (np.minimum(t_exit[in_gap], max_length) - gap_start[g] <= max_gap))
+        stop_run = walking & (~ok | too_long)
         j = idx[stop_run]
-        length[j] = np.minimum(t_exit_prev[stop_run], max_length) - t_first[j]
+        length[j] = np.minimum(run_end[j], max_length) - t_first[j]
         active[j] = False
         # rays still looking for the first foreign voxel
         looking = ~walking
@@ -229,6 +253,7 @@ def trace_rays_vectorised(labels, particles, origins, directions, self_ids, *, m
         sei = foreign & (lab == SEI)
         in_sei[idx[sei]] = True
         t_first[idx[sei]] = t_enter[idx[sei]]
+        run_end[idx[sei]] = t_exit[sei]
         active[idx[foreign & (lab != SEI)]] = False
         # advance the rest by one voxel
         idx = np.flatnonzero(active)
@@ -354,7 +379,7 @@ def classify(hit_label, hit_particle, self_ids, phase=SILICON):
     return cls
 
 
-def coverage_from_elements(labels, particles, *, sigma=2.0, max_length=math.inf, vectorised=True):
+def coverage_from_elements(labels, particles, *, sigma=2.0, max_length=math.inf, max_gap=0.0, vectorised=True):
     """Per-particle coverage and SEI statistics (voxel units) the way the API is specified.
 
     Returns a dict ``pid -> dict(area, free, cbd, contact, sei, n_rays, touches_border,
@@ -362,7 +387,7 @@ def coverage_from_elements(labels, particles, *, sigma=2.0, max_length=math.inf,
     """
     pid, centre, normal, area, axis = surface_elements(particles, sigma=sigma)
     tracer = trace_rays_vectorised if vectorised else trace_rays
-    hit, hpid, length = tracer(labels, particles, centre, normal, pid, max_length=max_length)
+    hit, hpid, length = tracer(labels, particles, centre, normal, pid, max_length=max_length, max_gap=max_gap)
     cls = classify(hit, hpid, pid)
     res = {}
     for p in np.unique(pid):

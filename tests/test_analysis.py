@@ -201,8 +201,9 @@ def test_sei_thickness_whole_shells(shells):
 
 def test_sei_thickness_caps(mixed):
     """SEI caps of the mixed phantoms: rays near a cap's rim leave the SEI sideways through its
-    radial edge, which shortens runs (bias -0.03 ... -0.27 voxel, std +0.4 ... +1.0 voxel at
-    r = 14-22): bounds looser than for whole shells."""
+    radial edge, which shortens runs (default sei_max_gap = 0.5: bias -0.06 mean, -0.17 worst,
+    std +0.46 mean, +0.79 worst voxel at r = 14-22; without gap bridging -0.10 / -0.28 and
+    +0.53 / +0.99): bounds looser than for whole shells."""
     rows = []
     for ph in mixed:
         t = thickness(ph)
@@ -213,9 +214,10 @@ def test_sei_thickness_caps(mixed):
     d = pd.concat(rows)
     assert len(d) >= 5
     bias = d["got"] - d["true"]
-    assert abs(bias.mean()) <= 0.3 and bias.abs().max() <= 0.5, bias.round(3).tolist()
-    assert np.corrcoef(d["got"], d["true"])[0, 1] >= 0.95
-    assert (d["std"] - d["true_std"]).abs().max() <= 1.25
+    assert abs(bias.mean()) <= 0.2 and bias.abs().max() <= 0.3, bias.round(3).tolist()
+    assert np.corrcoef(d["got"], d["true"])[0, 1] >= 0.99
+    assert (d["std"] - d["true_std"]).abs().mean() <= 0.5
+    assert (d["std"] - d["true_std"]).abs().max() <= 1.0
     assert (d["cov"] - d["true_cov"]).abs().max() <= 0.01
 
 
@@ -338,15 +340,15 @@ def test_foundation_cycled(cycled):
 @pytest.mark.slow
 def test_foundation_cycled_thickness():
     """A larger cycled electrode (96^3 at 40 nm, seed 2: 16 particles, 10 with every SEI run inside):
-    mean-thickness bias -0.13 voxel (-5 nm; per particle -0.03 ... -0.38), r = 0.994.  The truth's
-    runs go on through CBD grains lying on the SEI (it classifies with cbd=False), the labels stop
-    there: a small negative bias by definition."""
+    mean-thickness bias +0.03 voxel (per particle within 0.11), r = 0.9975, std error +0.20 mean
+    (+0.50 worst) voxel at the default sei_max_gap = 0.5 (without gap bridging: -0.13 voxel,
+    r = 0.994; the truth's runs go on through CBD grains lying on the SEI, the labels stop there)."""
     from tomofuse.phantom import electrode
 
     e = electrode((96, 96, 96), 40e-9, seed=2, cycled=True, truth_samples=32768)
     t, ok, bias = thickness_bias(e)
     assert len(ok) >= 8
-    assert abs(bias.mean()) <= 0.25 and bias.abs().max() <= 0.6, bias.round(3).to_dict()
+    assert abs(bias.mean()) <= 0.2 and bias.abs().max() <= 0.4, bias.round(3).to_dict()
     assert np.corrcoef(t.loc[ok, "mean_m"], e.truth.loc[ok, "sei_mean_m"])[0, 1] >= 0.99
     std_err = (t.loc[ok, "std_m"] - e.truth.loc[ok, "sei_std_m"]) / e.voxel_size
     assert std_err.abs().max() <= 1.0, std_err.round(3).to_dict()

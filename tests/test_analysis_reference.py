@@ -28,11 +28,11 @@ def grid(shape):
     return np.zeros(shape, np.uint8), np.zeros(shape, np.int32)
 
 
-def walk(labels, particles, origin, direction, self_id=0, max_length=math.inf):
+def walk(labels, particles, origin, direction, self_id=0, max_length=math.inf, max_gap=0.0):
     """Loop and vectorised reference on one ray; both must agree bit for bit."""
     args = (labels, particles, [origin], [direction], [self_id])
-    one = ar.trace_rays(*args, max_length=max_length)
-    vec = ar.trace_rays_vectorised(*args, max_length=max_length)
+    one = ar.trace_rays(*args, max_length=max_length, max_gap=max_gap)
+    vec = ar.trace_rays_vectorised(*args, max_length=max_length, max_gap=max_gap)
     for a, b in zip(one, vec):
         np.testing.assert_array_equal(a, b)
     return int(one[0][0]), int(one[1][0]), float(one[2][0])
@@ -61,6 +61,26 @@ def test_walker_sei_run_along_x(sei_row):
     assert walk(labels, particles, (1.5, 1.5, 2.5), (0, 0, 1), 1) == (ar.SEI, 0, 2.5)
     # the particle is not skipped for another self id: the first voxel decides
     assert walk(labels, particles, (1.5, 1.5, 0.5), (0, 0, 1), 7)[:2] == (ar.SILICON, 1)
+
+
+def test_walker_bridges_short_gaps(sei_row):
+    """SEI at x = 2-4, pore at 5, SEI at 6-7, pore at 8-9: a gap of 1 voxel is bridged when
+    max_gap >= 1 (the run then ends at x = 8), never when max_gap = 0 or < 1; a gap that
+    reaches the grid's edge ends the run at the last SEI voxel."""
+    labels, particles = sei_row
+    labels[1, 1, 6:8] = ar.SEI
+    o, d = (1.5, 1.5, 2.0), (0, 0, 1)
+    assert walk(labels, particles, o, d, 1) == (ar.SEI, 0, 3.0)
+    assert walk(labels, particles, o, d, 1, max_gap=0.99) == (ar.SEI, 0, 3.0)
+    assert walk(labels, particles, o, d, 1, max_gap=1.0) == (ar.SEI, 0, 6.0)
+    assert walk(labels, particles, o, d, 1, max_gap=5.0) == (ar.SEI, 0, 6.0)  # nothing more follows
+    # a gap of two voxels needs max_gap >= 2
+    labels[1, 1, 6] = ar.PORE
+    assert walk(labels, particles, o, d, 1, max_gap=1.9) == (ar.SEI, 0, 3.0)
+    assert walk(labels, particles, o, d, 1, max_gap=2.0) == (ar.SEI, 0, 6.0)
+    # max_length inside the gap: the run ends at the last SEI voxel; beyond it: cut there
+    assert walk(labels, particles, o, d, 1, max_gap=2.0, max_length=4.5) == (ar.SEI, 0, 3.0)
+    assert walk(labels, particles, o, d, 1, max_gap=2.0, max_length=5.5) == (ar.SEI, 0, 5.5)
 
 
 def test_walker_integral_origin_negative_direction():
@@ -173,9 +193,10 @@ def test_walker_border():
 def test_walker_vectorised_matches_loop_on_random_rays():
     labels, particles = ap.random_label_grid((16, 16, 16), seed=3)
     origins, directions, self_ids = random_rays(labels, particles, 600, seed=3)
-    for max_length in (math.inf, 4.7):
-        a = ar.trace_rays(labels, particles, origins, directions, self_ids, max_length=max_length)
-        b = ar.trace_rays_vectorised(labels, particles, origins, directions, self_ids, max_length=max_length)
+    for max_length, max_gap in ((math.inf, 0.0), (4.7, 0.0), (math.inf, 1.75), (4.7, 2.5)):
+        a = ar.trace_rays(labels, particles, origins, directions, self_ids, max_length=max_length, max_gap=max_gap)
+        b = ar.trace_rays_vectorised(labels, particles, origins, directions, self_ids, max_length=max_length,
+                                     max_gap=max_gap)
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
     assert np.any(a[0] == ar.SEI) and np.any(a[0] == ar.BORDER)
@@ -476,19 +497,21 @@ def assert_same_trace(got, want):
 
 
 @needs_core
-@pytest.mark.parametrize("max_length", [math.inf, 5.3])
-def test_core_trace_rays_matches_reference(rays_case, max_length):
+@pytest.mark.parametrize("max_length, max_gap", [(math.inf, 0.0), (5.3, 0.0), (math.inf, 1.75), (5.3, 3.0)])
+def test_core_trace_rays_matches_reference(rays_case, max_length, max_gap):
     labels, particles, origins, directions, self_ids = rays_case
-    want = ar.trace_rays(labels, particles, origins, directions, self_ids, max_length=max_length)
+    want = ar.trace_rays(labels, particles, origins, directions, self_ids, max_length=max_length, max_gap=max_gap)
     assert np.count_nonzero(want[0] == ar.SEI) > 50  # the case exercises SEI runs
-    got = core.trace_rays(labels, particles, origins, directions, self_ids, max_length=max_length, threads=1)
+    got = core.trace_rays(labels, particles, origins, directions, self_ids, max_length=max_length,
+                          max_gap=max_gap, threads=1)
     assert_same_trace(got, want)
 
 
 @needs_core
 def test_core_trace_rays_threads_bit_identical(rays_case):
     labels, particles, origins, directions, self_ids = rays_case
-    runs = [core.trace_rays(labels, particles, origins, directions, self_ids, threads=t) for t in (1, 2, 4)]
+    runs = [core.trace_rays(labels, particles, origins, directions, self_ids, max_gap=1.75, threads=t)
+            for t in (1, 2, 4)]
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert a.tobytes() == b.tobytes()

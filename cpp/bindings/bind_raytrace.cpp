@@ -41,7 +41,7 @@ py::array_t<T> to_array(const std::vector<T>& v, std::initializer_list<py::ssize
 
 py::tuple trace_rays(const py::object& labels_obj, const py::object& particles_obj, const py::object& origins_obj,
                      const py::object& directions_obj, const py::object& self_obj, double max_length,
-                     int sei_label, int threads) {
+                     int sei_label, double max_gap, int threads) {
     auto labels = require_array<std::uint8_t>(labels_obj, "labels", 3);
     auto particles = require_array<std::int32_t>(particles_obj, "particles", 3);
     auto origins = require_array<double>(origins_obj, "origins", 2);
@@ -71,6 +71,9 @@ py::tuple trace_rays(const py::object& labels_obj, const py::object& particles_o
     if (sei_label < 0 || sei_label > 254) {
         throw InvalidArgument("sei_label must be in [0, 254], got " + std::to_string(sei_label));
     }
+    if (!(max_gap >= 0) || !std::isfinite(max_gap)) {
+        throw InvalidArgument("max_gap must be finite and >= 0 voxels, got " + std::to_string(max_gap));
+    }
     check_threads(threads);
     const auto shape = volume_shape(labels);
     const auto n = static_cast<std::size_t>(origins.shape(0));
@@ -78,7 +81,8 @@ py::tuple trace_rays(const py::object& labels_obj, const py::object& particles_o
     {
         py::gil_scoped_release release;
         raytrace::trace_rays(labels.data(), particles.data(), shape, origins.data(), directions.data(),
-                             self_ids.data(), n, max_length, static_cast<std::uint8_t>(sei_label), hits, threads);
+                             self_ids.data(), n, max_length, static_cast<std::uint8_t>(sei_label), max_gap, hits,
+                             threads);
     }
     const auto sn = static_cast<py::ssize_t>(n);
     return py::make_tuple(to_array(hits.label, {sn}), to_array(hits.particle, {sn}),
@@ -109,13 +113,14 @@ void bind_raytrace(py::module_& m) {
     m.def("trace_rays", &trace_rays, py::arg("labels"), py::arg("particles"), py::arg("origins"),
           py::arg("directions"), py::arg("self_ids"), py::kw_only(),
           py::arg("max_length") = std::numeric_limits<double>::infinity(), py::arg("sei_label") = 4,
-          py::arg("threads") = 0,
+          py::arg("max_gap") = 0.0, py::arg("threads") = 0,
           "Walk rays through a label volume (Amanatides-Woo) from a particle's surface.\n\n"
           "labels : (z, y, x) uint8; particles : (z, y, x) int32; origins, directions : (n, 3)\n"
           "float64 in voxel coordinates (voxel (i, j, k) spans [i, i+1) x ...); self_ids : (n,) int32.\n"
           "Voxels of particle self_ids[i] (> 0) are skipped; returns (hit_label uint8 (n,) with 255\n"
           "for rays leaving the grid or exceeding max_length, hit_particle int32 (n,), sei_length\n"
-          "float64 (n,) = path length through the SEI run met first, NaN otherwise).");
+          "float64 (n,) = path length through the SEI run met first, NaN otherwise; the run bridges\n"
+          "gaps of at most max_gap voxels of path through non-SEI voxels when SEI follows).");
     m.def("surface_elements", &surface_elements, py::arg("particles"), py::kw_only(), py::arg("sigma") = 2.0,
           py::arg("threads") = 0,
           "Area-correct surface of every particle: one element per voxel face between a particle\n"

@@ -23,10 +23,12 @@ struct FirstHit {
     const std::int32_t* particles;
     std::int32_t self;
     std::uint8_t sei;
+    double max_gap;
     std::uint8_t label = kNoHit;
     std::int32_t particle = 0;
     bool in_sei = false;
     double sei_start = 0.0;
+    double gap_start = -1.0;  // >= 0 while crossing non-SEI voxels after the run
     double sei_length = std::numeric_limits<double>::quiet_NaN();
 
     bool on_voxel(std::size_t idx, double t_enter, double t_exit) {
@@ -44,11 +46,16 @@ struct FirstHit {
             sei_length = t_exit - t_enter;
             return true;
         }
-        if (labels[idx] != sei) {
-            return false;
+        if (labels[idx] == sei) {
+            // the run goes on, across a gap of at most max_gap if there was one
+            gap_start = -1.0;
+            sei_length = t_exit - sei_start;
+            return true;
         }
-        sei_length = t_exit - sei_start;
-        return true;
+        if (gap_start < 0) {
+            gap_start = t_enter;
+        }
+        return max_gap > 0 && t_exit - gap_start <= max_gap;
     }
     void on_outside(double) {
         if (!in_sei) {
@@ -74,7 +81,7 @@ std::size_t checked_volume(const Shape3& shape) {
 
 void trace_rays(const std::uint8_t* labels, const std::int32_t* particles, const Shape3& shape,
                 const double* origins, const double* directions, const std::int32_t* self_ids, std::size_t n,
-                double max_length, std::uint8_t sei_label, RayHits& out, int nthreads) {
+                double max_length, std::uint8_t sei_label, double max_gap, RayHits& out, int nthreads) {
     const int threads = resolve_threads(nthreads);
     detail::checked_volume(shape);
     if (labels == nullptr || particles == nullptr || (n > 0 && (origins == nullptr || directions == nullptr ||
@@ -83,6 +90,9 @@ void trace_rays(const std::uint8_t* labels, const std::int32_t* particles, const
     }
     if (!(max_length > 0)) {
         throw InvalidArgument("max_length must be > 0, got " + std::to_string(max_length));
+    }
+    if (!(max_gap >= 0) || !std::isfinite(max_gap)) {
+        throw InvalidArgument("max_gap must be finite and >= 0, got " + std::to_string(max_gap));
     }
     for (std::size_t i = 0; i < 3 * n; ++i) {
         if (!std::isfinite(origins[i]) || !std::isfinite(directions[i])) {
@@ -101,7 +111,7 @@ void trace_rays(const std::uint8_t* labels, const std::int32_t* particles, const
     const auto count = static_cast<std::ptrdiff_t>(n);
     TOMOFUSE_OMP(parallel for schedule(dynamic, 256) num_threads(threads))
     for (std::ptrdiff_t i = 0; i < count; ++i) {
-        detail::FirstHit hit{labels, particles, self_ids[i], sei_label};
+        detail::FirstHit hit{labels, particles, self_ids[i], sei_label, max_gap};
         walk(shape, origins + 3 * i, directions + 3 * i, max_length, hit);
         out.label[static_cast<std::size_t>(i)] = hit.label;
         out.particle[static_cast<std::size_t>(i)] = hit.particle;

@@ -107,14 +107,18 @@ struct RayHits {
 /// Trace `n` rays (origins and directions row-major (n, 3), voxel coordinates)
 /// through `labels` / `particles` (C order, `shape`). Voxels whose particle id
 /// equals `self_ids[i]` (when > 0) are skipped; the first other voxel is the
-/// hit. If its label is `sei_label`, the walk continues through consecutive
-/// SEI voxels and `sei_length` is the path length through them (ended by a
-/// non-SEI voxel, the grid's edge or `max_length`). Deterministic for any
-/// thread count. Throws tomofuse::InvalidArgument for bad arguments.
+/// hit. If its label is `sei_label`, the walk continues through the SEI and
+/// `sei_length` is the path length from entering it to leaving its last voxel.
+/// The run ends at the grid's edge, at `max_length`, or where the ray has
+/// crossed more than `max_gap` (path length, voxels) of non-SEI voxels in a
+/// row; shorter gaps are bridged when SEI follows (a ray running along the
+/// radial edge of an SEI patch zig-zags across its staircase; 0 = no bridging,
+/// stop at the first non-SEI voxel). Deterministic for any thread count. Throws
+/// tomofuse::InvalidArgument for bad arguments.
 TOMOFUSE_EXPORT void trace_rays(const std::uint8_t* labels, const std::int32_t* particles, const Shape3& shape,
                                 const double* origins, const double* directions, const std::int32_t* self_ids,
-                                std::size_t n, double max_length, std::uint8_t sei_label, RayHits& out,
-                                int nthreads = 0);
+                                std::size_t n, double max_length, std::uint8_t sei_label, double max_gap,
+                                RayHits& out, int nthreads = 0);
 
 /// Surface elements of every particle (see surface_elements).
 struct SurfaceElements {

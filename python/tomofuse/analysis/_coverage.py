@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 #: Coverage categories, in the order of ``Surface.category`` codes 0..3 (-1 = border).
 CATEGORIES = ("free", "cbd", "contact", "sei")
 _BORDER = -1
+#: Default gap (voxels of path through non-SEI voxels) an SEI run may bridge; see sei_thickness.
+SEI_MAX_GAP = 0.5
 _NO_HIT = 255
 
 
@@ -92,7 +94,8 @@ def _check_inputs(labels, particles, voxel_size, phase):
     return labels8, ids32, float(voxel_size), phase
 
 
-def _trace(labels, particles, *, voxel_size, phase=Phase.SILICON, max_distance=None, sigma=2.0, threads=None):
+def _trace(labels, particles, *, voxel_size, phase=Phase.SILICON, max_distance=None, sigma=2.0, max_gap=SEI_MAX_GAP,
+           threads=None):
     labels8, ids32, v, phase = _check_inputs(labels, particles, voxel_size, phase)
     threads = 0 if threads is None else int(threads)
     if max_distance is None:
@@ -104,8 +107,10 @@ def _trace(labels, particles, *, voxel_size, phase=Phase.SILICON, max_distance=N
     if not ids32.any():
         raise ValueError("particles: no particle (all ids are 0)")
     pid, centre, normal, area, _ = _core.surface_elements(ids32, sigma=sigma, threads=threads)
+    if isinstance(max_gap, bool) or not isinstance(max_gap, numbers.Real) or not (0 <= max_gap < math.inf):
+        raise ValueError(f"max_gap must be a length >= 0 in voxels, got {max_gap!r}")
     hit, hit_pid, sei_len = _core.trace_rays(labels8, ids32, centre, normal, pid, max_length=max_length,
-                                             sei_label=int(Phase.SEI), threads=threads)
+                                             sei_label=int(Phase.SEI), max_gap=float(max_gap), threads=threads)
     category = np.full(len(pid), _BORDER, dtype=np.int8)
     category[hit == Phase.PORE] = 0
     category[hit == Phase.CBD] = 1
@@ -136,7 +141,7 @@ def _per_particle(surface: Surface):
 
 
 def surface_coverage(labels, particles, *, voxel_size, phase=Phase.SILICON, max_distance=None, sigma=2.0,
-                     threads=None, return_surface=False):
+                     sei_max_gap=SEI_MAX_GAP, threads=None, return_surface=False):
     """Share of each particle's surface that is free, CBD-covered, in contact, or SEI-covered.
 
     Every voxel face between a particle and anything else is a surface element
@@ -162,6 +167,9 @@ def surface_coverage(labels, particles, *, voxel_size, phase=Phase.SILICON, max_
         Longest ray in metres; rays meeting nothing within it count as border.
     sigma : float
         Smoothing (voxels) of the normal estimate.
+    sei_max_gap : float
+        Longest path (voxels) through non-SEI voxels that an SEI run bridges when SEI
+        follows (see ``sei_thickness``); does not change the classification.
     threads : int, optional
         Threads of the core (None = tomofuse default).
     return_surface : bool
@@ -177,8 +185,8 @@ def surface_coverage(labels, particles, *, voxel_size, phase=Phase.SILICON, max_
     surface : Surface
         Only if ``return_surface``.
     """
-    surface = _trace(labels, particles, voxel_size=voxel_size, phase=phase,
-                     max_distance=max_distance, sigma=sigma, threads=threads)
+    surface = _trace(labels, particles, voxel_size=voxel_size, phase=phase, max_distance=max_distance,
+                     sigma=sigma, max_gap=sei_max_gap, threads=threads)
     ids, _, area, n_rays, fractions = _per_particle(surface)
     df = pd.DataFrame({"area_m2": area, **fractions, "n_rays": n_rays,
                        "touches_border": [int(i) in surface.border_particles for i in ids]},
@@ -192,8 +200,8 @@ def _weighted_quantile(v: np.ndarray, w: np.ndarray, q: float) -> float:
     return float(np.interp(q * w.sum(), cum, v))
 
 
-def sei_thickness(labels=None, particles=None, *, voxel_size=None, phase=Phase.SILICON, sigma=2.0, threads=None,
-                  return_surface=False, surface: Optional[Surface] = None):
+def sei_thickness(labels=None, particles=None, *, voxel_size=None, phase=Phase.SILICON, sigma=2.0,
+                  sei_max_gap=SEI_MAX_GAP, threads=None, return_surface=False, surface: Optional[Surface] = None):
     """SEI thickness along the surface normals of each particle.
 
     For every surface element whose ray meets SEI first, the ray walks through
@@ -201,9 +209,20 @@ def sei_thickness(labels=None, particles=None, *, voxel_size=None, phase=Phase.S
     (Müller et al., Fig. 2h-i: per-particle mean 142-196 nm interquartile,
     within-particle std 60-115 nm).  Statistics are area-weighted.
 
+    A ray running nearly parallel to an SEI boundary (along the edge of an SEI
+    patch, or grazing its outer surface) clips the corners of voxels outside
+    the SEI while the continuous layer goes on; gaps of at most
+    ``sei_max_gap`` voxels of path followed by SEI are therefore not taken as
+    the far side.  Measured on analytic spheres with SEI caps (r = 14-22
+    voxels): mean-thickness bias -0.10 -> -0.06 voxel and std error +0.53 ->
+    +0.46 voxel from 0 to the default 0.5; on the cycled foundation phantom at
+    40 nm bias -0.13 -> +0.03 voxel.  Larger gaps help isolated caps further
+    but join the SEI of neighbouring particles in dense electrodes (1.75:
+    +0.5 voxel bias there).
+
     Parameters
     ----------
-    labels, particles, voxel_size, phase, sigma, threads, return_surface
+    labels, particles, voxel_size, phase, sigma, sei_max_gap, threads, return_surface
         As in ``surface_coverage``.
     surface : Surface, optional
         A surface already traced by ``surface_coverage(..., return_surface=True)``;
@@ -222,7 +241,8 @@ def sei_thickness(labels=None, particles=None, *, voxel_size=None, phase=Phase.S
     if surface is None:
         if labels is None or particles is None or voxel_size is None:
             raise TypeError("sei_thickness needs labels, particles and voxel_size, or surface=")
-        surface = _trace(labels, particles, voxel_size=voxel_size, phase=phase, sigma=sigma, threads=threads)
+        surface = _trace(labels, particles, voxel_size=voxel_size, phase=phase, sigma=sigma, max_gap=sei_max_gap,
+                         threads=threads)
     elif not isinstance(surface, Surface):
         raise TypeError(f"surface must be a tomofuse.analysis.Surface, got {type(surface).__name__}")
     border_ids = surface.border_particles

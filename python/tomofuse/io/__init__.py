@@ -1,7 +1,10 @@
-"""File input/output: atomic writes and provenance.  ``io`` knows no science."""
+"""File input/output: volumes, Data Exchange, atomic writes and provenance.  ``io`` knows no science."""
 
-from ._atomic import array_sha256, atomic_path, check_writable, file_sha256, jsonable, provenance
-from ._volume import read_volume, split_dataset_path
+from ._atomic import (array_sha256, atomic_directory, atomic_path, check_writable, file_sha256, jsonable,
+                      provenance)
+from ._dxchange import DataExchange, read_dxchange, write_dxchange
+from ._volume import read_volume, split_dataset_path, volume_format, write_volume
 
-__all__ = ["array_sha256", "atomic_path", "check_writable", "file_sha256", "jsonable", "provenance", "read_volume",
-           "split_dataset_path"]
+__all__ = ["DataExchange", "array_sha256", "atomic_directory", "atomic_path", "check_writable", "file_sha256",
+           "jsonable", "provenance", "read_dxchange", "read_volume", "split_dataset_path", "volume_format",
+           "write_dxchange", "write_volume"]

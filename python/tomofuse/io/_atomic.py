@@ -9,12 +9,14 @@ import json
 import os
 import platform
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-__all__ = ["atomic_path", "check_writable", "provenance", "array_sha256", "file_sha256", "jsonable"]
+__all__ = ["atomic_directory", "atomic_path", "check_writable", "provenance", "array_sha256", "file_sha256",
+           "jsonable"]
 
 
 def check_writable(path: str | os.PathLike, *, argument: str = "path") -> Path:
@@ -43,8 +45,27 @@ def check_writable(path: str | os.PathLike, *, argument: str = "path") -> Path:
     return p
 
 
+def _temporary_name(final: Path, tag: str = "part") -> Path:
+    # A fresh name that the writer creates itself, so the file gets the
+    # process's usual permissions (umask), unlike a mkstemp file (0600).
+    return final.with_name(f".{final.name}.{secrets.token_hex(8)}.{tag}")
+
+
+def _refuse_existing(final: Path, argument: str) -> None:
+    if os.path.lexists(final):
+        raise FileExistsError(f"{argument}: {str(final)!r} exists (pass overwrite=True to replace it)")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, argument: str = "path") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, argument: str = "path", overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` on success.
 
     If the body raises (or is interrupted), the temporary file is removed and
@@ -56,17 +77,94 @@ def atomic_path(path: str | os.PathLike, *, argument: str = "path") -> Iterator[
         Final file name.
     argument : str
         Name of the argument for error messages.
+    overwrite : bool
+        Replace an existing ``path`` (the default, atomically by ``os.replace``).
+        With False an existing ``path`` raises ``FileExistsError`` before
+        anything is written, and the final rename is a hard link that fails
+        rather than replace a file created meanwhile.
+
+    Raises
+    ------
+    FileExistsError
+        If ``overwrite`` is False and ``path`` exists.
     """
     final = check_writable(path, argument=argument)
-    # A fresh name that the writer creates itself, so the file gets the
-    # process's usual permissions (umask), unlike a mkstemp file (0600).
-    tmp_path = final.with_name(f".{final.name}.{secrets.token_hex(8)}.part")
+    if not overwrite:
+        _refuse_existing(final, argument)
+    tmp_path = _temporary_name(final)
     try:
         yield tmp_path
-        os.replace(tmp_path, final)
+        if overwrite:
+            os.replace(tmp_path, final)
+        else:
+            try:
+                os.link(tmp_path, final)  # atomic, never replaces
+            except FileExistsError:
+                raise FileExistsError(f"{argument}: {str(final)!r} was created while writing") from None
+            except OSError:  # a file system without hard links
+                _refuse_existing(final, argument)
+                os.replace(tmp_path, final)
+            else:
+                tmp_path.unlink()
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+        _remove(tmp_path)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, argument: str = "path", overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory name next to ``path``; rename it to ``path`` on success.
+
+    The directory analogue of ``atomic_path`` for directory stores (Zarr): the
+    body creates and fills the yielded directory; only a complete directory
+    ever carries the final name, and on error (or interruption) the temporary
+    directory is removed.  Replacing an existing ``path`` takes two renames
+    (old out of the way, new in), so for a moment ``path`` does not exist, but
+    it never names a partial result.
+
+    Parameters
+    ----------
+    path : path-like
+        Final directory name.
+    argument : str
+        Name of the argument for error messages.
+    overwrite : bool
+        Replace an existing ``path`` (file or directory); otherwise an
+        existing ``path`` raises ``FileExistsError`` before anything is written.
+
+    Raises
+    ------
+    FileExistsError
+        If ``overwrite`` is False and ``path`` exists.
+    """
+    final = Path(path).expanduser().absolute()
+    parent = final.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(f"{argument}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{argument}: directory {str(parent)!r} is not writable")
+    if not overwrite:
+        _refuse_existing(final, argument)
+    tmp_path = _temporary_name(final)
+    try:
+        yield tmp_path
+        if not tmp_path.is_dir():
+            raise FileNotFoundError(f"{argument}: the writer created no directory {str(tmp_path)!r}")
+        if os.path.lexists(final):
+            if not overwrite:
+                raise FileExistsError(f"{argument}: {str(final)!r} was created while writing")
+            old = _temporary_name(final, "old")
+            os.rename(final, old)
+            try:
+                os.rename(tmp_path, final)
+            except BaseException:
+                os.rename(old, final)
+                raise
+            _remove(old)
+        else:
+            os.rename(tmp_path, final)
+    except BaseException:
+        _remove(tmp_path)
         raise
 
 

@@ -1,29 +1,55 @@
-"""Reading volumes named as ``file.h5:/dataset`` or ``file.npy`` (no science here)."""
+"""Volumes in HDF5 (``file.h5:/dataset``), Zarr, TIFF stacks and NumPy files (no science here).
+
+The format follows the suffix.  Every writer is atomic (``atomic_path`` /
+``atomic_directory``) and stores the ``provenance`` attributes next to the
+data: HDF5 and Zarr attributes of the array, JSON in the first page's
+ImageDescription of a TIFF, a ``<file>.npy.json`` sidecar of a NumPy file.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+import numbers
 import os
+import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["split_dataset_path", "read_volume"]
+from ._atomic import atomic_directory, atomic_path, jsonable, provenance
+
+__all__ = ["split_dataset_path", "read_volume", "write_volume", "volume_format"]
+
+logger = logging.getLogger(__name__)
 
 _H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".cxi")
+_ZARR_SUFFIXES = (".zarr",)
+_TIFF_SUFFIXES = (".tif", ".tiff")
+_NPY_SUFFIXES = (".npy",)
+_NAMED = _H5_SUFFIXES + _ZARR_SUFFIXES  # formats whose files hold named datasets
+
+#: Default chunk size in bytes (chunks are z slabs of whole slices while a slice fits).
+_CHUNK_BYTES = 4 << 20
+#: gzip level of HDF5 chunks (1: most of gzip's gain on detector data at a fraction of its time).
+_GZIP_LEVEL = 1
+#: Key of tomofuse's JSON document in a TIFF ImageDescription.
+_TIFF_KEY = "tomofuse"
 
 
 def split_dataset_path(spec: str | os.PathLike) -> tuple[Path, Optional[str]]:
-    """Split ``"file.h5:/group/data"`` into the file and the dataset name.
+    """Split ``"file.h5:/group/data"`` (or ``"store.zarr:/array"``) into the file and the dataset name.
 
     Returns
     -------
     path : Path
     dataset : str or None
-        None when ``spec`` names no dataset.
+        None when ``spec`` names no dataset (nothing, or nothing but ``/``, after the colon).
     """
     text = os.fspath(spec)
-    for suffix in _H5_SUFFIXES:
+    for suffix in _NAMED:
         marker = suffix + ":"
         i = text.lower().find(marker)
         if i >= 0:
@@ -31,36 +57,464 @@ def split_dataset_path(spec: str | os.PathLike) -> tuple[Path, Optional[str]]:
     return Path(text), None
 
 
-def read_volume(spec: str | os.PathLike, *, default_dataset: Optional[str] = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read a volume from HDF5 (``file.h5:/dataset``) or NumPy (``.npy``).
+def volume_format(spec: str | os.PathLike, *, argument: str = "spec") -> str:
+    """The format a path names by its suffix: ``"hdf5"``, ``"zarr"``, ``"tiff"`` or ``"npy"``.
+
+    Raises
+    ------
+    ValueError
+        For another suffix, or a dataset name after a format that holds one array.
+    """
+    path, _ = _parse(spec, argument)
+    return _format_of(path)
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    for name, suffixes in (("hdf5", _H5_SUFFIXES), ("zarr", _ZARR_SUFFIXES), ("tiff", _TIFF_SUFFIXES),
+                           ("npy", _NPY_SUFFIXES)):
+        if suffix in suffixes:
+            return name
+    raise ValueError(f"{str(path)!r}: unsupported file type {path.suffix!r} (use .h5/.hdf5 [:/dataset], "
+                     ".zarr [:/array], .tif/.tiff or .npy)")
+
+
+def _parse(spec, argument: str) -> tuple[Path, Optional[str]]:
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"{argument} must be a path (str or os.PathLike), got {type(spec).__name__}")
+    text = os.fspath(spec)
+    if not isinstance(text, str):
+        raise TypeError(f"{argument} must be a text path, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError(f"{argument} must name a file, got {text!r}")
+    path, dataset = split_dataset_path(text)
+    if dataset is None:
+        head, sep, _ = text.rpartition(":")
+        if sep and Path(head).suffix.lower() in _TIFF_SUFFIXES + _NPY_SUFFIXES:
+            raise ValueError(f"{argument}: {text!r} names a dataset in a {Path(head).suffix} file, which holds "
+                             "one array (only HDF5 and Zarr files take file:/dataset)")
+    else:
+        parts = dataset.strip("/").split("/")
+        if dataset.strip("/") == "":
+            raise ValueError(f"{argument}: {text!r} names the root group, not a dataset")
+        if any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"{argument}: dataset name {dataset!r} in {text!r} has an empty, '.' or '..' part")
+    _format_of(path)
+    return path, dataset
+
+
+# ----------------------------------------------------------------------------------------- attributes
+
+def _check_attrs(attrs: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """User attributes as JSON-compatible values every format can store."""
+    if attrs is None:
+        return {}
+    if not isinstance(attrs, Mapping):
+        raise TypeError(f"attrs must be a mapping of str to values, got {type(attrs).__name__}")
+    out = {}
+    for key, value in attrs.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"attrs: keys must be non-empty str, got {key!r}")
+        out[key] = _check_attr_value(key, value)
+    return out
+
+
+def _check_attr_value(key: str, value: Any) -> Any:
+    def scalar(v):
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, (str, bool, int, float)):
+            return v
+        return None
+
+    v = scalar(value)
+    if v is not None:
+        return v
+    if isinstance(value, (list, tuple, np.ndarray)):
+        if isinstance(value, np.ndarray) and value.ndim != 1:
+            raise TypeError(f"attrs[{key!r}]: arrays must be 1-D, got shape {value.shape}")
+        items = value.tolist() if isinstance(value, np.ndarray) else list(value)
+        conv = [scalar(x) for x in items]
+        if any(c is None for c in conv):
+            raise TypeError(f"attrs[{key!r}]: sequence items must be str or numbers, got {value!r}")
+        kinds = {str if isinstance(c, str) else bool if isinstance(c, bool) else float for c in conv}
+        if len(kinds) > 1:
+            raise TypeError(f"attrs[{key!r}]: a sequence must hold only str, only bool or only numbers, got {value!r}")
+        return conv
+    raise TypeError(f"attrs[{key!r}]: values must be str, bool, int, float or a 1-D sequence of them "
+                    f"(encode mappings with json.dumps), got {type(value).__name__}")
+
+
+def _file_attrs(attrs: Optional[Mapping[str, Any]], *, parameters, inputs, program: str) -> dict[str, Any]:
+    """Provenance of the new file (its keys win) plus the user's attributes."""
+    user = _check_attrs(attrs)
+    prov = provenance(parameters=parameters, inputs=inputs, program=program)
+    replaced = sorted(set(user) & set(prov))
+    if replaced:
+        logger.debug("attrs %s replaced by this file's provenance", replaced)
+    return {**user, **prov}
+
+
+def _plain(value: Any) -> Any:
+    """An attribute value as plain Python (str, bool, int, float, lists of them)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _h5_set_attrs(obj, attrs: Mapping[str, Any]) -> None:
+    import h5py
+
+    for key, value in attrs.items():
+        if isinstance(value, list) and value and isinstance(value[0], str):
+            obj.attrs[key] = np.array(value, dtype=h5py.string_dtype())
+        elif isinstance(value, list) and not value:
+            obj.attrs[key] = np.zeros(0)
+        else:
+            obj.attrs[key] = value
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+def _check_volume(volume, fmt: str) -> np.ndarray:
+    if not isinstance(volume, np.ndarray):
+        raise TypeError(f"volume must be a numpy.ndarray, got {type(volume).__name__}")
+    if volume.ndim < 1:
+        raise ValueError(f"volume must have at least 1 dimension, got shape {volume.shape}")
+    if volume.size == 0:
+        raise ValueError(f"volume must not be empty, got shape {volume.shape}")
+    if volume.dtype.kind not in "biufc" or volume.dtype.fields is not None:
+        raise TypeError(f"volume must hold bool, integer, float or complex numbers, got dtype {volume.dtype}")
+    if fmt == "tiff" and volume.ndim not in (2, 3):
+        raise ValueError(f"volume: a TIFF stack holds 2-D or 3-D (z pages of y, x) arrays, got shape {volume.shape}")
+    return volume
+
+
+def _default_chunks(shape: Sequence[int], itemsize: int, target: int = _CHUNK_BYTES) -> tuple[int, ...]:
+    """Chunks of about ``target`` bytes: halve the leading axis first (z slabs of whole slices)."""
+    chunks = list(shape)
+    axis = 0
+    while math.prod(chunks) * itemsize > target and axis < len(chunks):
+        if chunks[axis] == 1:
+            axis += 1
+            continue
+        chunks[axis] = (chunks[axis] + 1) // 2
+    return tuple(chunks)
+
+
+def _check_chunks(chunks, shape: tuple[int, ...], itemsize: int, fmt: str) -> Optional[tuple[int, ...]]:
+    if fmt in ("tiff", "npy"):
+        if chunks is not None:
+            raise ValueError(f"chunks: a {fmt} file is not chunked (TIFF stores one page per z slice); "
+                             "use .h5 or .zarr for chunks")
+        return None
+    if chunks is None:
+        return _default_chunks(shape, itemsize)
+    try:
+        dims = tuple(chunks)
+    except TypeError:
+        raise TypeError(f"chunks must be a sequence of ints, got {chunks!r}") from None
+    if len(dims) != len(shape) or not all(isinstance(c, numbers.Integral) and not isinstance(c, bool)
+                                           and c > 0 for c in dims):
+        raise ValueError(f"chunks must be {len(shape)} positive ints (one per axis of shape {shape}), got {chunks!r}")
+    return tuple(min(int(c), s) for c, s in zip(dims, shape))
+
+
+def _check_compress(compress, fmt: str, dtype: np.dtype) -> bool:
+    if compress is None:
+        # gzip on float data runs at ~20 MB/s for a ~1.2x gain; on labels it is fast and gains ~50x.
+        return fmt == "zarr" or (fmt == "hdf5" and dtype.kind in "biu")
+    if not isinstance(compress, bool):
+        raise TypeError(f"compress must be None, True or False, got {compress!r}")
+    if compress and fmt == "npy":
+        raise ValueError("compress: .npy files are not compressed; use .h5, .zarr or .tif")
+    return compress
+
+
+# --------------------------------------------------------------------------------------------- zarr
+
+def _zarr():
+    try:
+        import zarr
+    except ImportError:
+        raise ImportError("Zarr volumes need zarr>=3: pip install 'tomofuse[dask]' (or 'zarr>=3')") from None
+    if int(zarr.__version__.split(".")[0]) < 3:
+        raise ImportError(f"Zarr volumes need zarr>=3, found zarr {zarr.__version__}: pip install -U 'zarr>=3'")
+    return zarr
+
+
+def _create_zarr(store: Path, dataset: Optional[str], shape, dtype, chunks, compress: bool, attrs):
+    """A new Zarr (format 3) array in directory ``store`` (at ``dataset`` inside a group if named)."""
+    zarr = _zarr()
+    options = dict(shape=tuple(shape), dtype=np.dtype(dtype), chunks=tuple(chunks), attributes=jsonable(attrs),
+                   compressors="auto" if compress else None, fill_value=0)
+    if dataset is None:
+        return zarr.create_array(store=str(store), zarr_format=3, **options)
+    root = zarr.open_group(store=str(store), mode="w-", zarr_format=3)
+    return root.create_array(name=dataset.strip("/"), **options)
+
+
+def _open_zarr(path: Path, name: Optional[str], spec_text: str):
+    zarr = _zarr()
+    node = zarr.open(store=str(path), mode="r")
+    if isinstance(node, zarr.Array):
+        if name is not None:
+            raise KeyError(f"{spec_text!r}: {str(path)!r} holds one array, not a group with {name!r}")
+        return node
+    if name is None:
+        arrays = sorted(k for k, v in node.members(max_depth=None) if isinstance(v, zarr.Array))
+        if len(arrays) != 1:
+            raise ValueError(f"{spec_text!r}: name the array as store.zarr:/array (arrays: {arrays[:10]})")
+        name = arrays[0]
+    try:
+        arr = node[name.strip("/")]
+    except KeyError:
+        raise KeyError(f"{spec_text!r}: no array {name!r} in {str(path)!r}") from None
+    if not isinstance(arr, zarr.Array):
+        raise KeyError(f"{spec_text!r}: {name!r} in {str(path)!r} is a group, not an array")
+    return arr
+
+
+# --------------------------------------------------------------------------------------------- write
+
+def write_volume(spec: str | os.PathLike, volume: np.ndarray, *, chunks: Optional[Sequence[int]] = None,
+                 compress: Optional[bool] = None, attrs: Optional[Mapping[str, Any]] = None,
+                 parameters: Optional[Mapping[str, Any]] = None, inputs: Optional[Mapping[str, str]] = None,
+                 program: str = "tomofuse.io.write_volume", overwrite: bool = False) -> Path:
+    """Write an array atomically, with provenance, in the format its suffix names.
+
+    ==================  ==============================================================
+    suffix              stored as
+    ==================  ==============================================================
+    ``.h5``, ``.hdf5``  HDF5 dataset (``file.h5:/group/name``; default ``/volume``),
+                        chunked, gzip + shuffle for labels; attributes on the dataset
+    ``.zarr``           Zarr format-3 directory store (an array at the root, or
+                        ``store.zarr:/name`` in a group), chunked, zstd; array attributes
+    ``.tif``, ``.tiff`` one multi-page TIFF (tifffile): z = pages; tifffile's JSON
+                        ImageDescription of the first page (``{"shape": ...,
+                        "tomofuse": {"attrs": ...}}``); optionally zlib per page
+    ``.npy``            NumPy file; attributes in the sidecar ``<file>.npy.json``
+    ==================  ==============================================================
+
+    The output is written to a temporary name next to ``spec`` and renamed when
+    complete (a Zarr directory too), so an interrupted or failed write leaves
+    nothing under the final name.  A file (the whole HDF5 file) is replaced
+    only with ``overwrite=True``.
 
     Parameters
     ----------
     spec : str or path-like
-        ``file.h5:/dataset``, ``file.h5`` (then ``default_dataset``) or ``file.npy``.
-    default_dataset : str, optional
-        Dataset read when ``spec`` names none.
+        Output path, optionally with ``:/dataset`` after an HDF5 or Zarr suffix.
+    volume : ndarray
+        Any shape (2-D or 3-D for TIFF; volumes are (z, y, x)) and dtype bool,
+        integer, float or complex; stored as it is.
+    chunks : sequence of int, optional
+        HDF5/Zarr chunk shape (clipped to the array).  Default: about 4 MiB,
+        z slabs of whole (y, x) slices while a slice fits.  TIFF and NumPy
+        files are not chunked (passing chunks raises).
+    compress : bool, optional
+        None = the format's default: zstd for Zarr; gzip (level 1, shuffle)
+        for HDF5 bool and integer arrays (labels shrink ~50x) but not for
+        float or complex ones (reconstructions gain ~1.2x at ~20 MB/s); none
+        for TIFF (stacks stay memory-mappable and readable everywhere) and
+        NumPy.  True = gzip for HDF5, zlib per page for TIFF.
+    attrs : mapping, optional
+        Extra attributes: str, bool, int, float, or 1-D sequences of one of them
+        (encode mappings with ``json.dumps``).  Keys of ``provenance`` are set
+        by this call.
+    parameters, inputs, program
+        Passed to ``tomofuse.io.provenance``: what produced the array, the
+        SHA-256 of its inputs (``array_sha256``/``file_sha256``), and by whom.
+    overwrite : bool
+        Replace an existing file or store.
 
     Returns
     -------
-    volume : ndarray
-    attrs : dict
-        The HDF5 file's root attributes merged with the dataset's (empty for .npy).
+    Path
+        The file (or Zarr directory) written.
+
+    Raises
+    ------
+    FileExistsError
+        If the output exists and ``overwrite`` is False.
+    TypeError, ValueError
+        For a bad volume, chunk shape, attribute, or path.
     """
-    path, dataset = split_dataset_path(spec)
-    if not path.exists():
-        raise FileNotFoundError(f"{os.fspath(spec)!r}: no such file {str(path)!r}")
-    if path.suffix.lower() == ".npy":
-        return np.load(path, allow_pickle=False), {}
-    if path.suffix.lower() in _H5_SUFFIXES:
+    path, dataset = _parse(spec, "spec")
+    fmt = _format_of(path)
+    vol = _check_volume(volume, fmt)
+    chunk_shape = _check_chunks(chunks, vol.shape, vol.dtype.itemsize, fmt)
+    packed = _check_compress(compress, fmt, vol.dtype)
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+    meta = _file_attrs(attrs, parameters=parameters, inputs=inputs, program=program)
+    if fmt == "hdf5":
         import h5py
 
-        name = dataset or default_dataset
+        name = dataset or "volume"
+        with atomic_path(path, argument="spec", overwrite=overwrite) as tmp:
+            with h5py.File(tmp, "w") as f:
+                options = dict(compression="gzip", compression_opts=_GZIP_LEVEL, shuffle=True) if packed else {}
+                ds = f.create_dataset(name, data=vol, chunks=chunk_shape, **options)
+                _h5_set_attrs(ds, meta)
+    elif fmt == "zarr":
+        with atomic_directory(path, argument="spec", overwrite=overwrite) as tmp:
+            arr = _create_zarr(tmp, dataset, vol.shape, vol.dtype, chunk_shape, packed, meta)
+            arr[...] = vol
+    elif fmt == "tiff":
+        import tifffile
+
+        # tifffile's own JSON description ({"shape": [...], ...}) keeps the exact shape (z = 1 too).
+        with atomic_path(path, argument="spec", overwrite=overwrite) as tmp:
+            tifffile.imwrite(tmp, vol, photometric="minisblack", metadata={_TIFF_KEY: {"attrs": jsonable(meta)}},
+                             compression="zlib" if packed else None)
+    else:  # npy
+        sidecar = _sidecar(path)
+        document = json.dumps({"shape": list(vol.shape), "dtype": vol.dtype.str, "attrs": jsonable(meta)},
+                              indent=1, sort_keys=True)
+        # The sidecar lands first: the data file's name appearing marks the pair complete.
+        with atomic_path(path, argument="spec", overwrite=overwrite) as tmp_npy:
+            with atomic_path(sidecar, argument="spec", overwrite=True) as tmp_json:
+                with open(tmp_npy, "wb") as f:
+                    np.save(f, vol, allow_pickle=False)
+                tmp_json.write_text(document)
+    logger.debug("wrote %s %s %s to %s", fmt, vol.shape, vol.dtype, path)
+    return path.expanduser().absolute()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+# --------------------------------------------------------------------------------------------- read
+
+def read_volume(spec: str | os.PathLike, *, default_dataset: Optional[str] = None,
+                lazy: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Read an array and its attributes; the format follows the suffix (see ``write_volume``).
+
+    Parameters
+    ----------
+    spec : str or path-like
+        ``file.h5:/dataset``, ``file.h5`` (then ``default_dataset``, or the
+        file's only dataset), ``store.zarr`` or ``store.zarr:/array``,
+        ``stack.tif``, ``file.npy``.
+    default_dataset : str, optional
+        Dataset (HDF5) or array (Zarr group) read when ``spec`` names none.
+    lazy : bool
+        Return an array-like that reads on slicing instead of an ndarray:
+        an open ``h5py.Dataset`` (close with ``volume.file.close()``), a
+        ``zarr.Array``, a read-only ``numpy.memmap`` (NumPy, uncompressed TIFF)
+        or a ``zarr.Array`` over a compressed TIFF.  ``volume[a:b]`` then reads
+        only that slab.
+
+    Returns
+    -------
+    volume : ndarray or array-like
+    attrs : dict
+        Plain Python values (str, bool, int, float, lists): the HDF5 file's root
+        attributes merged with the dataset's, the Zarr array's attributes, the
+        TIFF's or ``.npy.json`` sidecar's attributes; empty for files written by
+        other programs (a TIFF's foreign ImageDescription is not parsed).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    KeyError
+        If the named dataset does not exist.
+    ValueError
+        For an unsupported suffix, a malformed ``file:/dataset`` or an HDF5
+        file whose dataset is ambiguous.
+    """
+    path, dataset = _parse(spec, "spec")
+    text = os.fspath(spec)
+    fmt = _format_of(path)
+    if not isinstance(lazy, bool):
+        raise TypeError(f"lazy must be True or False, got {lazy!r}")
+    if not path.exists():
+        raise FileNotFoundError(f"{text!r}: no such file {str(path)!r}")
+    if fmt == "npy":
+        volume = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
+        return volume, _read_sidecar(path, volume)
+    if fmt == "hdf5":
+        return _read_h5(path, dataset or default_dataset, text, lazy)
+    if fmt == "zarr":
+        arr = _open_zarr(path, dataset or default_dataset, text)
+        attrs = _plain(dict(arr.attrs))
+        return (arr if lazy else arr[...]), attrs
+    return _read_tiff(path, lazy)
+
+
+def _read_h5(path: Path, name: Optional[str], text: str, lazy: bool):
+    import h5py
+
+    f = h5py.File(path, "r")
+    try:
         if name is None:
-            raise ValueError(f"{os.fspath(spec)!r}: name the dataset as file.h5:/dataset")
-        with h5py.File(path, "r") as f:
-            if name not in f or not isinstance(f[name], h5py.Dataset):
-                raise KeyError(f"{os.fspath(spec)!r}: no dataset {name!r} in {str(path)!r}")
-            attrs = {**dict(f.attrs), **dict(f[name].attrs)}
-            return f[name][()], attrs
-    raise ValueError(f"{os.fspath(spec)!r}: unsupported file type {path.suffix!r} (use .h5:/dataset or .npy)")
+            found: list[str] = []
+            f.visititems(lambda n, obj: found.append(n) if isinstance(obj, h5py.Dataset) else None)
+            if len(found) != 1:
+                raise ValueError(f"{text!r}: name the dataset as file.h5:/dataset (datasets: {sorted(found)[:10]})")
+            name = found[0]
+        if name not in f or not isinstance(f[name], h5py.Dataset):
+            raise KeyError(f"{text!r}: no dataset {name!r} in {str(path)!r}")
+        ds = f[name]
+        attrs = _plain({**dict(f.attrs), **dict(ds.attrs)})
+        volume = ds if lazy else ds[()]
+    except BaseException:
+        f.close()
+        raise
+    if not lazy:
+        f.close()
+    return volume, attrs
+
+
+def _read_sidecar(path: Path, volume) -> dict[str, Any]:
+    sidecar = _sidecar(path)
+    if not sidecar.is_file():
+        return {}
+    try:
+        doc = json.loads(sidecar.read_text())
+        shape, dtype, attrs = tuple(doc["shape"]), np.dtype(doc["dtype"]), doc["attrs"]
+    except (ValueError, KeyError, TypeError) as exc:
+        warnings.warn(f"{str(sidecar)!r} is not a tomofuse sidecar ({exc}); attributes ignored", stacklevel=3)
+        return {}
+    if shape != volume.shape or dtype != volume.dtype:
+        warnings.warn(f"{str(sidecar)!r} describes a {shape} {dtype} array, {str(path)!r} holds {volume.shape} "
+                      f"{volume.dtype}; attributes ignored", stacklevel=3)
+        return {}
+    return _plain(attrs)
+
+
+def _tiff_document(tf) -> Optional[dict]:
+    for doc in tf.shaped_metadata or ():
+        if isinstance(doc, dict) and isinstance(doc.get(_TIFF_KEY), dict):
+            return doc[_TIFF_KEY]
+    return None
+
+
+def _read_tiff(path: Path, lazy: bool):
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        doc = _tiff_document(tf)
+        volume = None if lazy else tf.asarray()
+    if lazy:
+        try:
+            volume = tifffile.memmap(path, mode="r")
+        except ValueError:  # compressed or scattered pages: read them through tifffile's Zarr store
+            zarr = _zarr()
+            try:
+                volume = zarr.open_array(tifffile.imread(path, aszarr=True), mode="r")
+            except Exception as exc:
+                raise ValueError(f"{str(path)!r}: lazy reading of a compressed TIFF needs tifffile>=2025.5.21 "
+                                 f"with zarr>=3 ({exc}); read it with lazy=False") from exc
+    return volume, ({} if doc is None else _plain(doc.get("attrs", {})))

@@ -1,0 +1,284 @@
+"""Slab-by-slab filtered back-projection into a Zarr volume, in-process or on a Dask cluster.
+
+Parallel-beam FBP reconstructs each detector row into its own z slice, so a
+stack of projections too large for memory is reconstructed in slabs of rows:
+read ``projections[:, r0:r1, :]``, ``tomofuse.tomo.fbp`` it, write
+``volume[r0:r1]``.  The output chunks are single z slices, so any slab covers
+whole chunks and concurrent slab writes never touch the same chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from ..io import array_sha256, atomic_directory, file_sha256, read_volume, volume_format
+from ..io._volume import _create_zarr, _file_attrs, _parse, _zarr
+from ..tomo import FILTERS, fbp
+
+__all__ = ["fbp_to_zarr"]
+
+logger = logging.getLogger(__name__)
+
+#: fbp options that pass through (``threads`` and ``callback`` are fbp_to_zarr's own).
+_FBP_OPTIONS = ("center", "filter", "padding", "shape")
+#: Default slab size: projection bytes read per task.
+_SLAB_BYTES = 128 << 20
+
+
+def _is_dask_array(obj) -> bool:
+    return hasattr(obj, "__dask_graph__") and hasattr(obj, "shape") and hasattr(obj, "dtype") \
+        and hasattr(obj, "rechunk")
+
+
+def _host_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _read_rows(spec: str, r0: int, r1: int) -> np.ndarray:
+    """Rows ``r0:r1`` of every projection from a file (only that slab is read)."""
+    volume, _ = read_volume(spec, lazy=True)
+    try:
+        return np.asarray(volume[:, r0:r1, :])
+    finally:
+        f = getattr(volume, "file", None)  # an open h5py dataset
+        if f is not None and hasattr(f, "close"):
+            f.close()
+
+
+def _reconstruct_slab(source, r0: int, r1: int, angles: np.ndarray, store: str, options: dict,
+                      threads) -> tuple[int, int]:
+    """One task: reconstruct rows ``r0:r1`` and write them into the Zarr array at ``store``."""
+    slab = _read_rows(source, r0, r1) if isinstance(source, str) else np.asarray(source)
+    if isinstance(threads, Mapping):  # per-host share, looked up on the worker that runs this
+        from distributed import get_worker
+        from distributed.comm import get_address_host
+
+        n = threads.get(get_address_host(get_worker().address), 1)
+        threads = max(1, _host_cpus() // max(1, n))
+    volume = fbp(np.ascontiguousarray(slab), angles, threads=threads, **options)
+    arr = _zarr().open_array(store=store, mode="r+")
+    arr[r0:r1] = volume
+    return r0, r1
+
+
+def _check_options(fbp_options: dict) -> dict:
+    unknown = sorted(set(fbp_options) - set(_FBP_OPTIONS))
+    if unknown:
+        raise TypeError(f"unexpected fbp option(s) {unknown}; fbp_to_zarr passes {list(_FBP_OPTIONS)} to fbp")
+    if "filter" in fbp_options and fbp_options["filter"] not in FILTERS:
+        raise ValueError(f"filter must be one of {FILTERS}, got {fbp_options['filter']!r}")
+    return dict(fbp_options)
+
+
+def fbp_to_zarr(projections, angles, out_path: str | os.PathLike, *, client=None,
+                rows_per_task: Optional[int] = None, threads: Optional[int] = None, overwrite: bool = False,
+                attrs: Optional[Mapping[str, Any]] = None, callback=None, **fbp_options) -> Path:
+    """Filtered back-projection slab by slab over detector rows, written to a Zarr volume.
+
+    Detector rows are independent in parallel-beam geometry (row ``r`` becomes
+    slice ``z = r``), so the stack is reconstructed ``rows_per_task`` rows at a
+    time with ``tomofuse.tomo.fbp`` and only one slab per running task is in
+    memory.  The result is bit-identical to ``fbp(projections, angles)``.
+
+    Parameters
+    ----------
+    projections : (A, rows, cols) ndarray, dask array, or path
+        Line integrals (e.g. after ``normalize`` and ``minus_log``).  A path
+        (``scan.h5:/exchange/data``, ``proj.zarr``, ``proj.npy``, ``proj.tif``)
+        is opened lazily where each slab is reconstructed, so the stack never
+        has to fit in memory; with a distributed cluster the path must be
+        readable by every worker.
+    angles : (A,) array_like
+        Radians.
+    out_path : str or path-like
+        Output ``.zarr`` directory: a float32 (float64 for float64 input)
+        array of shape ``(rows, y, x)`` in chunks of one z slice, with
+        provenance attributes.  Written to a temporary directory next to it
+        and renamed when complete (on a cluster it must be on a file system
+        shared by the workers).
+    client : distributed.Client, optional
+        Run the slabs as tasks on this Dask cluster, at most two per worker
+        thread in flight.  None runs them one after the other in this process
+        (each with all the core's threads), which bounds memory the same way.
+    rows_per_task : int, optional
+        Rows per slab; default about 128 MiB of projections per slab, and at
+        least as many slabs as the cluster has worker threads.
+    threads : int, optional
+        Core threads per slab.  Default: in-process, the core's default; on a
+        cluster, a host's CPUs divided by the worker threads on that host, so
+        concurrent tasks do not oversubscribe it (the result does not depend
+        on it).
+    overwrite : bool
+        Replace an existing ``out_path``.
+    attrs : mapping, optional
+        Extra attributes of the output array (e.g. ``voxel_size``).
+    callback : callable, optional
+        ``callback(fraction, message)`` after each slab.
+    **fbp_options
+        ``center``, ``filter``, ``padding``, ``shape`` of ``tomofuse.tomo.fbp``.
+
+    Returns
+    -------
+    Path
+        The Zarr directory; read it with ``tomofuse.io.read_volume``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out_path`` exists and ``overwrite`` is False.
+    TypeError, ValueError
+        For bad projections, angles, options or output path.
+    """
+    options = _check_options(fbp_options)
+    out, out_name = _parse(out_path, "out_path")
+    if volume_format(out, argument="out_path") != "zarr" or out_name is not None:
+        raise ValueError(f"out_path must be a .zarr directory (no :/array), got {os.fspath(out_path)!r}")
+    if client is not None and not (hasattr(client, "submit") and hasattr(client, "nthreads")):
+        raise TypeError(f"client must be a distributed.Client or None, got {type(client).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
+                                or threads < 0):
+        raise ValueError(f"threads must be a non-negative int or None, got {threads!r}")
+
+    # ---- the source: an array, a dask array, or a file opened lazily
+    inputs: dict[str, str] = {}
+    if isinstance(projections, (str, os.PathLike)):
+        spec = os.fspath(projections)
+        lazy, _ = read_volume(spec, lazy=True)
+        shape, dtype = tuple(lazy.shape), np.dtype(lazy.dtype)
+        f = getattr(lazy, "file", None)
+        if f is not None and hasattr(f, "close"):
+            f.close()
+        del lazy
+        path, _ = _parse(spec, "projections")
+        if path.is_file():
+            inputs["projections"] = file_sha256(path)
+        source_kind = "path"
+    elif isinstance(projections, np.ndarray):
+        shape, dtype = projections.shape, projections.dtype
+        source_kind = "array"
+    elif _is_dask_array(projections):
+        shape, dtype = tuple(projections.shape), np.dtype(projections.dtype)
+        source_kind = "dask"
+    else:
+        raise TypeError("projections must be a numpy array, a dask array or a path, "
+                        f"got {type(projections).__name__}")
+    if len(shape) != 3:
+        raise ValueError(f"projections must have 3 dimensions (angle, row, col), got shape {shape}")
+    if min(shape) == 0:
+        raise ValueError(f"projections must not be empty, got shape {shape}")
+    if dtype.kind not in "iuf":
+        raise TypeError(f"projections must hold real numbers, got dtype {dtype}")
+    n_angles, rows, cols = shape
+    th = np.ascontiguousarray(np.asarray(angles, dtype=np.float64).reshape(-1))
+    if th.size != n_angles:
+        raise ValueError(f"angles: expected {n_angles} angles (one per projection), got {th.size}")
+    if not np.all(np.isfinite(th)):
+        raise ValueError("angles must be finite (radians)")
+    if source_kind == "array":
+        inputs["projections"] = array_sha256(projections)
+    inputs["angles"] = array_sha256(th)
+    out_dtype = np.dtype(np.float64 if dtype == np.float64 else np.float32)
+    if "shape" in options:
+        dims = tuple(int(s) for s in options["shape"])
+        if len(dims) != 2 or min(dims) <= 0:
+            raise ValueError(f"shape must be two positive ints (y, x), got {options['shape']!r}")
+        ny, nx = dims
+    else:
+        ny = nx = cols
+
+    # ---- slabs
+    worker_threads = sum(client.nthreads().values()) if client is not None else 1
+    if rows_per_task is None:
+        by_memory = max(1, _SLAB_BYTES // max(1, n_angles * cols * out_dtype.itemsize))
+        rows_per_task = max(1, min(by_memory, math.ceil(rows / max(1, worker_threads))))
+    elif isinstance(rows_per_task, bool) or not isinstance(rows_per_task, numbers.Integral) or rows_per_task <= 0:
+        raise ValueError(f"rows_per_task must be a positive int, got {rows_per_task!r}")
+    rows_per_task = min(int(rows_per_task), rows)
+    slabs = [(r0, min(r0 + rows_per_task, rows)) for r0 in range(0, rows, rows_per_task)]
+
+    parameters = {**options, "angles_count": n_angles, "projections_shape": list(shape),
+                  "projections_dtype": dtype.str, "rows_per_task": rows_per_task,
+                  "source": os.fspath(projections) if source_kind == "path" else source_kind}
+    meta = _file_attrs(attrs, parameters=parameters, inputs=inputs, program="tomofuse.distributed.fbp_to_zarr")
+
+    def slab_source(r0, r1):
+        if source_kind == "path":
+            return os.fspath(projections)
+        return projections[:, r0:r1, :]
+
+    def report(done):
+        if callback is not None:
+            callback(done / len(slabs), f"{done}/{len(slabs)} slabs")
+
+    logger.info("fbp_to_zarr: %d rows in %d slabs of %d, %s", rows, len(slabs), rows_per_task,
+                "in-process" if client is None else f"on {worker_threads} worker threads")
+    with atomic_directory(out, argument="out_path", overwrite=overwrite) as tmp:
+        _create_zarr(tmp, None, (rows, ny, nx), out_dtype, (1, ny, nx), True, meta)
+        store = str(tmp)
+        report(0)
+        if client is None:
+            for i, (r0, r1) in enumerate(slabs):
+                src = slab_source(r0, r1)
+                if source_kind == "dask":
+                    src = src.compute()
+                _reconstruct_slab(src, r0, r1, th, store, options, threads)
+                report(i + 1)
+        else:
+            _run_on_cluster(client, slabs, slab_source, source_kind, th, store, options, threads, report)
+    return out.expanduser().absolute()
+
+
+def _run_on_cluster(client, slabs, slab_source, source_kind, th, store, options, threads, report) -> None:
+    from distributed import as_completed, wait
+    from distributed.comm import get_address_host
+
+    if threads is None:
+        per_host: dict[str, int] = {}
+        for address, n in client.nthreads().items():
+            host = get_address_host(address)
+            per_host[host] = per_host.get(host, 0) + n
+        threads = per_host
+    th_future = client.scatter(th, broadcast=True)
+    limit = max(2, 2 * sum(client.nthreads().values()))
+    pending = list(slabs)
+    in_flight = []
+
+    def submit():
+        r0, r1 = pending.pop(0)
+        src = slab_source(r0, r1)
+        if source_kind == "array":
+            src = client.scatter(np.ascontiguousarray(src))
+        elif source_kind == "dask":
+            src = client.compute(src)
+        fut = client.submit(_reconstruct_slab, src, r0, r1, th_future, store, options, threads, pure=False,
+                            key=f"tomofuse-fbp-slab-{r0}-{r1}-{os.path.basename(store)}")
+        in_flight.append(fut)
+        return fut
+
+    queue = as_completed([submit() for _ in range(min(limit, len(pending)))])
+    done = 0
+    try:
+        for fut in queue:
+            fut.result()  # raises the task's exception
+            in_flight.remove(fut)
+            done += 1
+            report(done)
+            if pending:
+                queue.add(submit())
+    except Exception:
+        # Let the slabs in flight (at most ``limit``) finish before the temporary store is removed, so
+        # none writes into it afterwards; their own errors are dropped in favour of the first one.
+        wait(in_flight)
+        raise

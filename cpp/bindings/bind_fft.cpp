@@ -194,9 +194,52 @@ ValueError
     match a (tomofuse._core.ShapeError / InvalidArgument).
 )doc";
 
+py::array_t<float> filter_real_2d(const py::object& frames_obj, const py::object& response_obj, std::size_t pad_ny,
+                                  std::size_t pad_nx, const std::string& rigor, int threads) {
+    if (rigor != "estimate" && rigor != "measure") {
+        throw InvalidArgument("rigor must be 'estimate' or 'measure', got '" + rigor + "'");
+    }
+    auto frames = require_array<float>(frames_obj, "frames", 3);
+    auto response = require_array<float>(response_obj, "response", 2);
+    check_threads(threads);
+    const auto batch = static_cast<std::size_t>(frames.shape(0));
+    const auto ny = static_cast<std::size_t>(frames.shape(1));
+    const auto nx = static_cast<std::size_t>(frames.shape(2));
+    if (ny == 0 || nx == 0) {
+        throw ShapeError("frames must have non-empty (ny, nx) frames, got shape " + shape_str(frames));
+    }
+    if (pad_ny < ny || pad_nx < nx) {
+        throw InvalidArgument("pad_ny, pad_nx must be at least the frame shape " + std::to_string(ny) + " x " +
+                              std::to_string(nx) + ", got " + std::to_string(pad_ny) + " x " +
+                              std::to_string(pad_nx));
+    }
+    if (static_cast<std::size_t>(response.shape(0)) != pad_ny ||
+        static_cast<std::size_t>(response.shape(1)) != pad_nx / 2 + 1) {
+        throw ShapeError("response must have shape (pad_ny, pad_nx // 2 + 1) = (" + std::to_string(pad_ny) + ", " +
+                         std::to_string(pad_nx / 2 + 1) + "), got " + shape_str(response));
+    }
+    py::array_t<float> out({static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(ny),
+                            static_cast<py::ssize_t>(nx)});
+    {
+        py::gil_scoped_release release;
+        tomofuse::fft::filter_real_2d(frames.data(), out.mutable_data(), batch, ny, nx, pad_ny, pad_nx,
+                                      response.data(),
+                                      rigor == "measure" ? tomofuse::fft::Rigor::Measure : tomofuse::fft::Rigor::Estimate,
+                                      threads);
+    }
+    return out;
+}
+
 }  // namespace
 
+
 void bind_fft(py::module_& m) {
+    m.def("filter_real_2d", &filter_real_2d, py::arg("frames"), py::arg("response"), py::kw_only(),
+          py::arg("pad_ny"), py::arg("pad_nx"), py::arg("rigor") = "estimate", py::arg("threads") = 0,
+          "Edge-pad each float32 (ny, nx) frame of frames (batch, ny, nx) to (pad_ny, pad_nx), multiply\n"
+          "its rfft2 spectrum by response (pad_ny, pad_nx // 2 + 1) float32, inverse-transform and crop:\n"
+          "a new (batch, ny, nx) float32 array. rigor: FFTW planning, 'estimate' or 'measure'. OpenMP over\n"
+          "frames; GIL released.");
     m.def(
         "fft2",
         [](const py::object& a, bool inverse, const std::optional<std::string>& norm, int threads,

@@ -304,4 +304,130 @@ void ifft2(const cf* in, cf* out, std::size_t batch, std::size_t ny, std::size_t
     Plan2D(ny, nx).execute(in, out, batch, Direction::Backward, norm, nthreads);
 }
 
+namespace detail {
+namespace {
+
+struct FloatFree {
+    void operator()(float* p) const noexcept { std::free(p); }
+};
+using AlignedFloats = std::unique_ptr<float[], FloatFree>;
+
+AlignedFloats alloc_floats(std::size_t count) {
+    std::size_t bytes = count * sizeof(float);
+    bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+    auto* p = static_cast<float*>(std::aligned_alloc(kAlignment, bytes == 0 ? kAlignment : bytes));
+    if (p == nullptr) {
+        throw std::bad_alloc();
+    }
+    return AlignedFloats(p);
+}
+
+// The r2c / c2r plan pair of one padded shape, destroyed under the planner lock.
+struct RealPlans {
+    fftwf_plan forward = nullptr;
+    fftwf_plan backward = nullptr;
+    RealPlans(int ny, int nx, unsigned flag) {
+        const std::size_t n = static_cast<std::size_t>(ny) * static_cast<std::size_t>(nx);
+        const std::size_t h = static_cast<std::size_t>(ny) * (static_cast<std::size_t>(nx) / 2 + 1);
+        AlignedFloats real = alloc_floats(n);
+        AlignedFrames spec = alloc_aligned(h);
+        std::lock_guard<std::mutex> planner(planner_mutex());
+        forward = fftwf_plan_dft_r2c_2d(ny, nx, real.get(), as_fftw(spec.get()), flag);
+        backward = fftwf_plan_dft_c2r_2d(ny, nx, as_fftw(spec.get()), real.get(), flag);
+    }
+    ~RealPlans() {
+        std::lock_guard<std::mutex> planner(planner_mutex());
+        if (forward != nullptr) {
+            fftwf_destroy_plan(forward);
+        }
+        if (backward != nullptr) {
+            fftwf_destroy_plan(backward);
+        }
+    }
+    RealPlans(const RealPlans&) = delete;
+    RealPlans& operator=(const RealPlans&) = delete;
+};
+
+}  // namespace
+}  // namespace detail
+
+void filter_real_2d(const float* in, float* out, std::size_t batch, std::size_t ny, std::size_t nx,
+                    std::size_t pad_ny, std::size_t pad_nx, const float* response, Rigor rigor, int nthreads) {
+    const int threads = resolve_threads(nthreads);
+    if (rigor != Rigor::Estimate && rigor != Rigor::Measure) {
+        throw InvalidArgument("tomofuse::fft::filter_real_2d: invalid rigor");
+    }
+    if (ny == 0 || nx == 0) {
+        throw ShapeError("tomofuse::fft::filter_real_2d: frames must not be empty");
+    }
+    if (pad_ny < ny || pad_nx < nx) {
+        throw InvalidArgument("tomofuse::fft::filter_real_2d: the padded shape (" + std::to_string(pad_ny) + ", " +
+                              std::to_string(pad_nx) + ") must be at least the frame shape (" +
+                              std::to_string(ny) + ", " + std::to_string(nx) + ")");
+    }
+    if (pad_ny > static_cast<std::size_t>(INT_MAX) || pad_nx > static_cast<std::size_t>(INT_MAX) ||
+        pad_ny > SIZE_MAX / sizeof(cf) / pad_nx) {
+        throw ShapeError("tomofuse::fft::filter_real_2d: padded shape too large");
+    }
+    if (batch == 0) {
+        return;
+    }
+    if (in == nullptr || out == nullptr || response == nullptr) {
+        throw InvalidArgument("tomofuse::fft::filter_real_2d: null pointer argument");
+    }
+    const std::size_t frame = ny * nx;
+    if (in != out) {
+        const auto a = reinterpret_cast<std::uintptr_t>(in);
+        const auto b = reinterpret_cast<std::uintptr_t>(out);
+        const std::uintptr_t bytes = batch * frame * sizeof(float);
+        if (a < b + bytes && b < a + bytes) {
+            throw InvalidArgument("tomofuse::fft::filter_real_2d: in and out overlap without being identical");
+        }
+    }
+    const detail::RealPlans plans(static_cast<int>(pad_ny), static_cast<int>(pad_nx),
+                                  rigor == Rigor::Measure ? FFTW_MEASURE : FFTW_ESTIMATE);
+    if (plans.forward == nullptr || plans.backward == nullptr) {
+        throw Error("tomofuse::fft::filter_real_2d: FFTW could not plan a real transform of shape (" +
+                    std::to_string(pad_ny) + ", " + std::to_string(pad_nx) + ")");
+    }
+    const std::size_t hx = pad_nx / 2 + 1;
+    const std::size_t top = (pad_ny - ny) / 2, left = (pad_nx - nx) / 2;
+    const float scale = static_cast<float>(1.0 / (static_cast<double>(pad_ny) * static_cast<double>(pad_nx)));
+    const auto nframes = static_cast<std::ptrdiff_t>(batch);
+    const int team = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(threads), batch));
+    (void)team;
+    TOMOFUSE_OMP(parallel num_threads(team) if (team > 1))
+    {
+        detail::AlignedFloats real = detail::alloc_floats(pad_ny * pad_nx);
+        detail::AlignedFrames spec = detail::alloc_aligned(pad_ny * hx);
+        TOMOFUSE_OMP(for schedule(dynamic, 1))
+        for (std::ptrdiff_t f = 0; f < nframes; ++f) {
+            const float* src = in + static_cast<std::size_t>(f) * frame;
+            float* buf = real.get();
+            // edge padding: row r of the padded frame is source row clamp(r - top)
+            for (std::size_t r = 0; r < pad_ny; ++r) {
+                const std::size_t sr = std::min(ny - 1, r < top ? 0 : r - top);
+                const float* line = src + sr * nx;
+                float* dst = buf + r * pad_nx;
+                std::fill(dst, dst + left, line[0]);
+                std::copy(line, line + nx, dst + left);
+                std::fill(dst + left + nx, dst + pad_nx, line[nx - 1]);
+            }
+            fftwf_execute_dft_r2c(plans.forward, buf, detail::as_fftw(spec.get()));
+            cf* sp = spec.get();
+            for (std::size_t k = 0; k < pad_ny * hx; ++k) {
+                sp[k] *= response[k];
+            }
+            fftwf_execute_dft_c2r(plans.backward, detail::as_fftw(sp), buf);
+            float* dst = out + static_cast<std::size_t>(f) * frame;
+            for (std::size_t r = 0; r < ny; ++r) {
+                const float* line = buf + (r + top) * pad_nx + left;
+                for (std::size_t c = 0; c < nx; ++c) {
+                    dst[r * nx + c] = line[c] * scale;
+                }
+            }
+        }
+    }
+}
+
 }  // namespace tomofuse::fft

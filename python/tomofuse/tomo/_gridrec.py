@@ -23,8 +23,10 @@ import scipy.fft
 
 logger = logging.getLogger(__name__)
 
-#: Relative accuracy requested from finufft per precision.
-EPS = {np.float32: 1e-5, np.float64: 1e-9}
+#: Relative accuracy requested from finufft, and its grid upsampling factor, per precision:
+#: float32 takes the small 1.25x fine grid (2.7x faster here than 2x at 1024^2; 1e-4 is far
+#: below FBP's own ~1 % error), float64 the classic 2x grid for 1e-9.
+EPS = {np.float32: (1e-4, 1.25), np.float64: (1e-9, 2.0)}
 
 
 def backproject_fourier(filtered: np.ndarray, angles: np.ndarray, *, center_offset: float, ny: int, nx: int,
@@ -82,8 +84,9 @@ def backproject_fourier(filtered: np.ndarray, angles: np.ndarray, *, center_offs
     sx, sy = nx // 2 + 0.5 - nx / 2, ny // 2 + 0.5 - ny / 2
     shift = np.exp(1j * (sx * px + sy * py))
     point_factor = (phase[None, :] * shift).astype(cplx).reshape(-1)
-    plan = finufft.Plan(1, (ny, nx), n_trans=1, eps=EPS[real], isign=1, dtype=np.dtype(cplx).name,
-                        nthreads=int(threads), modeord=0)
+    eps, upsampfac = EPS[real]
+    plan = finufft.Plan(1, (ny, nx), n_trans=1, eps=eps, isign=1, dtype=np.dtype(cplx).name,
+                        nthreads=int(threads), modeord=0, upsampfac=upsampfac)
     plan.setpts(py.reshape(-1).astype(real), px.reshape(-1).astype(real))
     out = np.empty((rows, ny, nx), dtype=real)
     lo, hi = progress

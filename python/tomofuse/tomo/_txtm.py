@@ -77,7 +77,8 @@ def minus_log(transmission: np.ndarray, *, floor: float = 1e-6) -> np.ndarray:
 
 
 def paganin(projections: np.ndarray, *, pixel_size: float, distance: float, energy_kev: float,
-            delta_beta: float, pad: bool = True, chunk: int = 16, threads: Optional[int] = None) -> np.ndarray:
+            delta_beta: float, pad: bool = True, chunk: int = 64, fft_rigor: str = "measure",
+            threads: Optional[int] = None) -> np.ndarray:
     """Single-material phase retrieval (Paganin et al. 2002) used as a low-pass filter.
 
     ``mu t = -ln( F^-1[ F[T] / (1 + pi lambda z (delta/beta) |u|^2) ] )`` with ``u``
@@ -101,7 +102,12 @@ def paganin(projections: np.ndarray, *, pixel_size: float, distance: float, ener
     pad : bool
         Pad to twice the frame size.
     chunk : int
-        Projections filtered at once (memory: ``chunk * 4 * rows * cols * 8`` bytes).
+        Projections handed to the core at once (transient memory ``chunk * rows * cols * 4``
+        bytes; each core thread holds one padded frame and its spectrum).
+    fft_rigor : {"measure", "estimate"}
+        FFTW planning: ``"measure"`` times candidate algorithms once per frame size and
+        process (~1 s at 2048^2) for ~2x faster transforms; ``"estimate"`` plans at once.
+        The two may differ in the last bits.
     threads : int, optional
         Threads of the core FFT.
 
@@ -126,6 +132,8 @@ def paganin(projections: np.ndarray, *, pixel_size: float, distance: float, ener
     z = _positive(distance, "distance", allow_zero=True)
     e = _positive(energy_kev, "energy_kev")
     db = _positive(delta_beta, "delta_beta", allow_zero=True)
+    if fft_rigor not in ("measure", "estimate"):
+        raise ValueError(f"fft_rigor must be 'measure' or 'estimate', got {fft_rigor!r}")
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
     wavelength = _HC_KEV_M / e
@@ -133,18 +141,15 @@ def paganin(projections: np.ndarray, *, pixel_size: float, distance: float, ener
     pr, pc = (rows, cols) if not pad else (2 * rows, 2 * cols)
     top, left = (pr - rows) // 2, (pc - cols) // 2
     uy = np.fft.fftfreq(pr, d=pixel)[:, None]
-    ux = np.fft.fftfreq(pc, d=pixel)[None, :]
-    filt = (1.0 / (1.0 + math.pi * wavelength * z * db * (uy**2 + ux**2))).astype(np.float32)
-    plan = _core.FFTPlan2D(pr, pc)
+    ux = np.fft.rfftfreq(pc, d=pixel)[None, :]
+    response = (1.0 / (1.0 + math.pi * wavelength * z * db * (uy**2 + ux**2))).astype(np.float32)
     th = 0 if threads is None else int(threads)
     out = np.empty(p.shape, dtype=np.float32)
     for s in range(0, p.shape[0], chunk):
-        block = p[s:s + chunk]
-        padded = np.pad(block, ((0, 0), (top, pr - rows - top), (left, pc - cols - left)), mode="edge")
-        work = padded.astype(np.complex64)
-        plan.forward(work, out=work, threads=th)
-        work *= filt
-        plan.backward(work, out=work, threads=th)
-        filtered = work.real[:, top:top + rows, left:left + cols]
-        out[s:s + chunk] = -np.log(np.clip(filtered, 1e-6, None))
+        # edge padding, real-to-complex FFT, filter, inverse and crop in the core (OpenMP over frames)
+        filtered = _core.filter_real_2d(np.ascontiguousarray(p[s:s + chunk]), response, pad_ny=pr, pad_nx=pc,
+                                        rigor=fft_rigor, threads=th)
+        np.maximum(filtered, np.float32(1e-6), out=filtered)
+        np.log(filtered, out=filtered)
+        np.negative(filtered, out=out[s:s + chunk])
     return out

@@ -94,7 +94,8 @@ def test_constant_offset():
     n_pad = 256
     yy, xx = np.mgrid[:N, :N] + 0.5 - N / 2
     fov = np.hypot(xx, yy) < N / 2 - 1  # where every ray meets the detector
-    np.testing.assert_allclose((out - fbp(p, ANGLES))[:, fov], math.pi * ramp_filter(n_pad)[0] * c, rtol=0, atol=1e-10)
+    np.testing.assert_allclose((out - fbp(p, ANGLES))[:, fov], math.pi * ramp_filter(n_pad)[0] * c,
+                               rtol=0, atol=1e-10)
 
 
 def test_after_phase_ramp_removal():
@@ -123,7 +124,8 @@ def test_derivative_filter_is_hilbert_with_half_pixel_shift():
     for name, w in windows.items():
         h = derivative_filter(n, filter=name)
         assert h[0] == 0
-        expected = -1j * w[1:] / (2 * np.pi) * np.exp(-1j * np.pi * f[1:]) * (np.pi * f[1:]) / np.sin(np.pi * f[1:])
+        g = f[1:]
+        expected = -1j * w[1:] / (2 * np.pi) * np.exp(-1j * np.pi * g) * (np.pi * g) / np.sin(np.pi * g)
         # the band-limited ramp differs from |f| by its truncation, ~1/(pi^2 n)
         assert np.abs(h[1:] - expected).max() < 2 / (np.pi**2 * n) / (2 * np.sin(np.pi / n))
 

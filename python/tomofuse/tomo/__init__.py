@@ -1,14 +1,19 @@
-"""Tomography: parallel-beam projection, back-projection, filtered back-projection, FSC.
+"""Tomography: projection, back-projection, FBP (also of wrapped phase), centre, rings, FSC.
 
 ``project`` and ``backproject`` are an exact adjoint pair of exact-length
 (Siddon) line integrals computed by the core's voxel walker.
 """
 
+from ._center import CENTER_METHODS, CENTER_METRICS, find_center
 from ._fbp import FILTERS, METHODS, fbp, ramp_filter, reconstruct_halves
 from ._fsc import FSCResult, fsc, fsc_threshold
 from ._phase import remove_phase_ramp
+from ._phase_fbp import derivative_filter, fbp_phase_derivative, phase_derivative
 from ._projector import backproject, project
+from ._rings import RING_METHODS, remove_rings
 from ._txtm import minus_log, normalize, paganin
 
-__all__ = ["FILTERS", "FSCResult", "METHODS", "backproject", "fbp", "fsc", "fsc_threshold", "minus_log", "normalize",
-           "paganin", "project", "ramp_filter", "reconstruct_halves", "remove_phase_ramp"]
+__all__ = ["CENTER_METHODS", "CENTER_METRICS", "FILTERS", "METHODS", "RING_METHODS", "FSCResult", "backproject",
+           "derivative_filter", "fbp", "fbp_phase_derivative", "find_center", "fsc", "fsc_threshold",
+           "minus_log", "normalize", "paganin", "phase_derivative", "project", "ramp_filter",
+           "reconstruct_halves", "remove_phase_ramp", "remove_rings"]

@@ -1,0 +1,119 @@
+"""tomofuse.tomo.find_center on closed-form sinograms with known axis offsets and noise."""
+
+import math
+
+import numpy as np
+import pytest
+
+import analytic_sinograms as asg
+from tomofuse.tomo import fbp, find_center
+
+N = 128
+# three slices (rows): smooth ellipses + hard disks, not centred on the axis
+SLICES = [
+    ([(10, -5, 40, 25, 0.3, 0.02), (-15, 20, 12, 8, 1.0, 0.03)], [(20, 10, 6, 0.05), (-25, -10, 4, 0.08)]),
+    ([(-8, 6, 35, 30, 1.1, 0.02)], [(15, -20, 8, 0.04), (-5, 25, 5, 0.06), (30, 5, 3, 0.1)]),
+    ([(0, 0, 45, 20, -0.5, 0.015), (20, 25, 10, 10, 0.0, 0.03)], [(-30, -15, 7, 0.05)]),
+]
+SCANS = {
+    "180": np.linspace(0, np.pi, 180, endpoint=False),          # last angle pi - 1 degree
+    "180-inclusive": np.linspace(0, np.pi, 181),
+    "360": np.linspace(0, 2 * np.pi, 360, endpoint=False),
+}
+
+
+def data(angles, offset, noise=0.02, seed=0):
+    """Projections with the axis at column N/2 + offset and Gaussian noise (fraction of the maximum)."""
+    p = asg.projections(angles, N, SLICES, offset=offset)
+    rng = np.random.default_rng(seed)
+    return p + noise * p.max() * rng.standard_normal(p.shape)
+
+
+@pytest.mark.parametrize("scan", list(SCANS))
+@pytest.mark.parametrize("offset", [-7.3, 0.0, 4.6])
+def test_opposite_projections(scan, offset):
+    angles = SCANS[scan]
+    c = find_center(data(angles, offset, seed=int(10 * offset) % 7), angles, method="opposite")
+    assert abs(c - (N / 2 + offset)) < 0.5  # acceptance (measured: <= 0.23 px)
+
+
+@pytest.mark.parametrize("offset", [-7.3, 0.0, 4.6])
+def test_sharpness_search(offset):
+    angles = SCANS["180"]
+    c = find_center(data(angles, offset, seed=1), angles, method="sharpness", search=12)
+    assert abs(c - (N / 2 + offset)) < 0.5  # acceptance (measured: <= 0.02 px)
+
+
+def test_sharpness_entropy_metric_and_360_scan():
+    angles = SCANS["360"]
+    c = find_center(data(angles, 4.6, seed=2), angles, method="sharpness", metric="entropy",
+                    search=(N / 2 - 2, N / 2 + 10))
+    assert abs(c - (N / 2 + 4.6)) < 0.5
+
+
+def test_auto_refines_opposite():
+    angles = SCANS["180"]
+    c = find_center(data(angles, -7.3, seed=3), angles)
+    assert abs(c - (N / 2 - 7.3)) < 0.5
+
+
+def test_auto_without_opposite_pairs_uses_sharpness():
+    angles = np.linspace(0, 0.95 * np.pi, 171, endpoint=False)  # 171 degrees: no pair 180 degrees apart
+    proj = data(angles, 3.0, seed=4)
+    with pytest.raises(ValueError, match="180 degrees apart"):
+        find_center(proj, angles, method="opposite")
+    c = find_center(proj, angles, search=(N / 2 - 2, N / 2 + 8))
+    assert abs(c - (N / 2 + 3.0)) < 0.5
+
+
+def test_center_convention_is_fbps():
+    """Reconstructing with the found centre recovers the analytic image."""
+    angles = SCANS["180"]
+    proj = data(angles, 4.6, noise=0.0)
+    c = find_center(proj, angles, method="opposite")
+    rec = fbp(proj, angles, center=c, filter="hann")
+    wrong = fbp(proj, angles, filter="hann")
+    for k, (ell, disks) in enumerate(SLICES):
+        img = asg.image(N, ell, disks)
+        err = math.sqrt(np.mean((rec[k] - img) ** 2))
+        assert err < 0.05 * img.max()
+        assert math.sqrt(np.mean((wrong[k] - img) ** 2)) > 2 * err
+
+
+def test_progress_callback():
+    seen = []
+    angles = SCANS["180"]
+    find_center(data(angles, 0.0), angles, method="opposite", callback=lambda f, m: seen.append(f))
+    assert seen[0] == 0.0 and seen[-1] == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(method="fourier"), ValueError, "method must be one of"),
+        (dict(metric="variance"), ValueError, "metric must be one of"),
+        (dict(filter="ram-lak"), ValueError, "filter must be one of"),
+        (dict(search=-3.0), ValueError, "search"),
+        (dict(search=(70.0, 60.0)), ValueError, "search"),
+        (dict(search=(200.0, 300.0)), ValueError, "does not overlap"),
+        (dict(rows=[5]), ValueError, "rows must index"),
+        (dict(rows=[]), ValueError, "rows must be"),
+        (dict(tolerance=-0.1), ValueError, "tolerance"),
+    ],
+)
+def test_bad_options(kwargs, exc, match):
+    angles = SCANS["180"]
+    with pytest.raises(exc, match=match):
+        find_center(data(angles, 0.0), angles, **kwargs)
+
+
+def test_bad_arrays():
+    angles = SCANS["180"]
+    with pytest.raises(ValueError, match="expected 179 angles"):
+        find_center(np.zeros((179, 3, N)), angles)
+    with pytest.raises(ValueError, match="3 dimensions"):
+        find_center(np.zeros((180, N)), angles)
+    with pytest.raises(ValueError, match="finite"):
+        find_center(np.full((180, 3, N), np.inf), angles)
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        find_center([[[1.0]]], angles)

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <new>
+#include <memory>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -188,6 +191,86 @@ namespace detail {
 // a voxel column are contiguous: one weight pair serves B samples, which the
 // compiler vectorises.  `acc` is (y1 - y0, nx, B) and is accumulated over the
 // angles in order, so every voxel's sum has a fixed order.
+// The voxels x in [lo, hi) of one row whose padded position p = (x + 0.5 - cx) c + base
+// satisfies 0 <= p < top (p is monotonic in x; the ends are checked with the
+// same expression as the loop uses).
+inline void x_range(double c, double base, double cx, double top, std::size_t nx, std::size_t& lo,
+                    std::size_t& hi) {
+    auto inside = [&](std::size_t x) {
+        const double p = (static_cast<double>(x) + 0.5 - cx) * c + base;
+        return p >= 0.0 && p < top;
+    };
+    lo = hi = 0;
+    if (c == 0.0) {
+        if (inside(0)) {
+            hi = nx;
+        }
+        return;
+    }
+    double xa = (0.0 - base) / c + cx - 0.5, xb = (top - base) / c + cx - 0.5;
+    if (xa > xb) {
+        std::swap(xa, xb);
+    }
+    const double l0 = std::max(0.0, std::floor(xa) - 1.0);
+    const double h0 = std::min(static_cast<double>(nx), std::ceil(xb) + 2.0);
+    if (l0 < h0) {
+        lo = static_cast<std::size_t>(l0);
+        hi = static_cast<std::size_t>(h0);
+        while (lo < hi && !inside(lo)) {
+            ++lo;
+        }
+        while (hi > lo && !inside(hi - 1)) {
+            --hi;
+        }
+    }
+}
+
+// One angle's contribution to the B slices of voxel x: out += w0 t[i] + w t[i + 1].
+template <typename Real, std::size_t B>
+inline __attribute__((always_inline)) void add_tap(const Real* ta, double c, double base, double cx, std::size_t x,
+                                                   Real* out) {
+    const double p = (static_cast<double>(x) + 0.5 - cx) * c + base;
+    const auto i = static_cast<std::size_t>(p);  // p >= 0: truncation is floor
+    const auto w = static_cast<Real>(p - static_cast<double>(i));
+    const Real w0 = Real(1) - w;
+    const Real* t0 = ta + i * B;
+    // out and t0 never overlap (accumulator vs projection block)
+    TOMOFUSE_OMP(simd)
+    for (std::size_t b = 0; b < B; ++b) {
+        out[b] += w0 * t0[b] + w * t0[B + b];
+    }
+}
+
+// Two consecutive angles at once: out = (out + tap_a) + tap_b, the same operations in
+// the same order as two single passes (so the same bits), with one load and store of
+// the accumulator instead of two.
+template <typename Real, std::size_t B>
+inline __attribute__((always_inline)) void add_tap_pair(const Real* ta, double ca, double base_a, const Real* tb,
+                                                        double cb, double base_b, double cx, std::size_t x,
+                                                        Real* out) {
+    const double pa = (static_cast<double>(x) + 0.5 - cx) * ca + base_a;
+    const double pb = (static_cast<double>(x) + 0.5 - cx) * cb + base_b;
+    const auto ia = static_cast<std::size_t>(pa);
+    const auto ib = static_cast<std::size_t>(pb);
+    const auto wa = static_cast<Real>(pa - static_cast<double>(ia));
+    const auto wb = static_cast<Real>(pb - static_cast<double>(ib));
+    const Real wa0 = Real(1) - wa, wb0 = Real(1) - wb;
+    const Real* t0 = ta + ia * B;
+    const Real* u0 = tb + ib * B;
+    TOMOFUSE_OMP(simd)
+    for (std::size_t b = 0; b < B; ++b) {
+        out[b] = (out[b] + (wa0 * t0[b] + wa * t0[B + b])) + (wb0 * u0[b] + wb * u0[B + b]);
+    }
+}
+
+// Back-projection of one block of B detector rows (slices z0 .. z0+B-1).
+//
+// `block` holds the filtered projections of these rows transposed to
+// (angle, column + 1, row-in-block) with a zero column on either side of the
+// detector, so linear interpolation needs no bounds checks and the B slices of
+// a voxel column are contiguous: one weight pair serves B samples, which the
+// compiler vectorises.  `acc` is (y1 - y0, nx, B) and is accumulated over the
+// angles in order, so every voxel's sum has a fixed order.
 template <typename Real, std::size_t B>
 inline __attribute__((always_inline)) void backproject_block_rows(const Real* block, std::size_t n_cols,
                                                                   const double* cs, const double* sn,
@@ -196,57 +279,86 @@ inline __attribute__((always_inline)) void backproject_block_rows(const Real* bl
                                                                   std::size_t y1, Real* acc) {
     const std::size_t ld = (n_cols + 2) * B;
     const double top = static_cast<double>(n_cols) + 1.0;  // padded position p must satisfy 0 <= p < top
-    for (std::size_t a = 0; a < n_angles; ++a) {
+    std::size_t a = 0;
+    for (; a + 1 < n_angles; a += 2) {
         const Real* ta = block + a * ld;
-        const double c = cs[a];
+        const Real* tb = ta + ld;
+        const double ca = cs[a], cb = cs[a + 1];
         for (std::size_t y = y0; y < y1; ++y) {
             // padded column position of voxel x: p = pos + 1, pos as in backproject_linear's contract
-            const double base = (static_cast<double>(y) + 0.5 - cy) * sn[a] + shift + 1.0;
-            auto p_at = [&](std::size_t x) { return (static_cast<double>(x) + 0.5 - cx) * c + base; };
-            auto inside = [&](std::size_t x) {
-                const double p = p_at(x);
-                return p >= 0.0 && p < top;
-            };
-            std::size_t lo = 0, hi = 0;
-            if (c == 0.0) {
-                if (inside(0)) {
-                    hi = nx;
+            const double yc = static_cast<double>(y) + 0.5 - cy;
+            const double base_a = yc * sn[a] + shift + 1.0;
+            const double base_b = yc * sn[a + 1] + shift + 1.0;
+            std::size_t lo_a, hi_a, lo_b, hi_b;
+            x_range(ca, base_a, cx, top, nx, lo_a, hi_a);
+            x_range(cb, base_b, cx, top, nx, lo_b, hi_b);
+            Real* row = acc + (y - y0) * nx * B;
+            // [both_lo, both_hi): both angles; outside it, whichever applies (a first)
+            const std::size_t both_lo = std::max(lo_a, lo_b), both_hi = std::min(hi_a, hi_b);
+            if (both_lo >= both_hi) {
+                for (std::size_t x = lo_a; x < hi_a; ++x) {
+                    add_tap<Real, B>(ta, ca, base_a, cx, x, row + x * B);
                 }
-            } else {
-                double xa = (0.0 - base) / c + cx - 0.5, xb = (top - base) / c + cx - 0.5;
-                if (xa > xb) {
-                    std::swap(xa, xb);
+                for (std::size_t x = lo_b; x < hi_b; ++x) {
+                    add_tap<Real, B>(tb, cb, base_b, cx, x, row + x * B);
                 }
-                const double l0 = std::max(0.0, std::floor(xa) - 1.0);
-                const double h0 = std::min(static_cast<double>(nx), std::ceil(xb) + 2.0);
-                if (l0 < h0) {
-                    lo = static_cast<std::size_t>(l0);
-                    hi = static_cast<std::size_t>(h0);
-                    while (lo < hi && !inside(lo)) {
-                        ++lo;
-                    }
-                    while (hi > lo && !inside(hi - 1)) {
-                        --hi;
-                    }
+                continue;
+            }
+            for (std::size_t x = std::min(lo_a, lo_b); x < both_lo; ++x) {
+                if (x >= lo_a) {
+                    add_tap<Real, B>(ta, ca, base_a, cx, x, row + x * B);
+                } else {
+                    add_tap<Real, B>(tb, cb, base_b, cx, x, row + x * B);
                 }
             }
-            Real* row = acc + (y - y0) * nx * B;
-            for (std::size_t x = lo; x < hi; ++x) {
-                const double p = p_at(x);
-                const auto i = static_cast<std::size_t>(p);  // p >= 0: truncation is floor
-                const auto w = static_cast<Real>(p - static_cast<double>(i));
-                const Real w0 = Real(1) - w;
-                const Real* t0 = ta + i * B;
-                Real* out = row + x * B;
-                // out and t0 never overlap (accumulator vs projection block)
-                TOMOFUSE_OMP(simd)
-                for (std::size_t b = 0; b < B; ++b) {
-                    out[b] += w0 * t0[b] + w * t0[B + b];
+            for (std::size_t x = both_lo; x < both_hi; ++x) {
+                add_tap_pair<Real, B>(ta, ca, base_a, tb, cb, base_b, cx, x, row + x * B);
+            }
+            for (std::size_t x = both_hi; x < std::max(hi_a, hi_b); ++x) {
+                if (x < hi_a) {
+                    add_tap<Real, B>(ta, ca, base_a, cx, x, row + x * B);
+                } else {
+                    add_tap<Real, B>(tb, cb, base_b, cx, x, row + x * B);
                 }
             }
         }
     }
+    for (; a < n_angles; ++a) {
+        const Real* ta = block + a * ld;
+        const double c = cs[a];
+        for (std::size_t y = y0; y < y1; ++y) {
+            const double base = (static_cast<double>(y) + 0.5 - cy) * sn[a] + shift + 1.0;
+            std::size_t lo, hi;
+            x_range(c, base, cx, top, nx, lo, hi);
+            Real* row = acc + (y - y0) * nx * B;
+            for (std::size_t x = lo; x < hi; ++x) {
+                add_tap<Real, B>(ta, c, base, cx, x, row + x * B);
+            }
+        }
+    }
 }
+
+// A zero-filled buffer aligned to 64 bytes (one 16-float column of a block is one
+// cache line and one AVX-512 vector).
+template <typename Real>
+struct AlignedBuffer {
+    struct Free {
+        void operator()(Real* p) const noexcept { std::free(p); }
+    };
+    std::unique_ptr<Real[], Free> data;
+    std::size_t size = 0;
+    void assign_zero(std::size_t n) {
+        if (n > size) {
+            const std::size_t bytes = (n * sizeof(Real) + 63) / 64 * 64;
+            data.reset(static_cast<Real*>(std::aligned_alloc(64, bytes)));
+            if (!data) {
+                throw std::bad_alloc();
+            }
+            size = n;
+        }
+        std::fill(data.get(), data.get() + n, Real(0));
+    }
+};
 
 // Instruction-set clones (GCC on x86-64): the same source compiled for AVX-512,
 // AVX2 and the baseline, picked at load time.  Floating-point contraction is
@@ -313,17 +425,17 @@ void backproject_linear(const Real* projections, const raytrace::Shape3& shape, 
     // Rows are processed in blocks of 16 (then 4, then 1 for the remainder).
     // Each block's voxels are split into tiles of whole y rows whose
     // accumulators (~1 MiB) stay in cache while all angles stream past.
-    std::vector<Real> block;
+    detail::AlignedBuffer<Real> block;
     const std::size_t ld = n_cols + 2;
     for (std::size_t z0 = 0; z0 < nz;) {
         const std::size_t left = nz - z0;
         const std::size_t B = left >= 16 ? 16 : (left >= 4 ? 4 : 1);
-        block.assign(n_angles * ld * B, Real(0));
+        block.assign_zero(n_angles * ld * B);
         const auto n_a = static_cast<std::ptrdiff_t>(n_angles);
         TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
         for (std::ptrdiff_t ai = 0; ai < n_a; ++ai) {
             const auto a = static_cast<std::size_t>(ai);
-            Real* dst = block.data() + a * ld * B;
+            Real* dst = block.data.get() + a * ld * B;
             for (std::size_t b = 0; b < B; ++b) {
                 const Real* src = projections + (a * nz + z0 + b) * n_cols;
                 for (std::size_t col = 0; col < n_cols; ++col) {
@@ -336,16 +448,16 @@ void backproject_linear(const Real* projections, const raytrace::Shape3& shape, 
         const auto tiles = static_cast<std::ptrdiff_t>(n_tiles);
         TOMOFUSE_OMP(parallel num_threads(threads))
         {
-            std::vector<Real> acc(tile * nx * B);
+            detail::AlignedBuffer<Real> acc;
             TOMOFUSE_OMP(for schedule(dynamic, 1))
             for (std::ptrdiff_t ti = 0; ti < tiles; ++ti) {
                 const std::size_t y0 = static_cast<std::size_t>(ti) * tile;
                 const std::size_t y1 = std::min(ny, y0 + tile);
-                std::fill(acc.begin(), acc.end(), Real(0));
-                detail::backproject_block<Real>(B, block.data(), n_cols, cs.data(), sn.data(), n_angles, shift, cy,
-                                                cx, nx, y0, y1, acc.data());
+                acc.assign_zero(tile * nx * B);
+                detail::backproject_block<Real>(B, block.data.get(), n_cols, cs.data(), sn.data(), n_angles, shift, cy,
+                                                cx, nx, y0, y1, acc.data.get());
                 for (std::size_t y = y0; y < y1; ++y) {
-                    const Real* src = acc.data() + (y - y0) * nx * B;
+                    const Real* src = acc.data.get() + (y - y0) * nx * B;
                     for (std::size_t b = 0; b < B; ++b) {
                         Real* out = volume + ((z0 + b) * ny + y) * nx;
                         for (std::size_t x = 0; x < nx; ++x) {

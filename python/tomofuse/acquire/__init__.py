@@ -1,0 +1,14 @@
+"""Forward models: simulated TXTM and PXCT acquisitions of phantom electrodes, with their truth.
+
+``txtm`` renders flat/dark-field transmission images (Beer-Lambert with the
+phantom's ``beta``, optics blur, optional Fresnel propagation, Poisson noise);
+``pxct_phase`` renders the phase projections ptychography delivers (projected
+``delta``, blur, random sub-pixel shifts, random constant + linear phase,
+wrapped).  Tests and the demo use them; stage packages never import them.
+"""
+
+from ._common import FWHM_PER_SIGMA, Acquisition, wavelength_m
+from ._pxct import pxct_phase
+from ._txtm import txtm
+
+__all__ = ["Acquisition", "FWHM_PER_SIGMA", "pxct_phase", "txtm", "wavelength_m"]

@@ -218,8 +218,10 @@ def find_center(projections: np.ndarray, angles, *, method: str = "auto", search
       ``"entropy"`` (entropy of the grey-value histogram; Donath et al.,
       J. Opt. Soc. Am. A 23, 1048 (2006), doi:10.1364/JOSAA.23.001048);
       coarse-to-fine grid (2, 0.5, 0.1 px) and a parabola at the minimum.
-    - ``"auto"``: ``"opposite"``, refined by ``"sharpness"`` within +-2 px of it
-      (``"sharpness"`` over the whole search range if no opposite pairs exist).
+    - ``"auto"``: ``"opposite"``, refined by ``"sharpness"`` within +-max(2 px, 5 % of
+      the width) of it; ``"sharpness"`` over the whole search range if no opposite
+      pairs exist or if the refined optimum lies at the window's edge (noisy,
+      low-contrast data can mislead the registration).
 
     Parameters
     ----------
@@ -289,7 +291,25 @@ def find_center(projections: np.ndarray, angles, *, method: str = "auto", search
             if method == "opposite":
                 progress.update(1.0, "done")
                 return center
-            lo, hi = max(lo, center - 2.0), min(hi, center + 2.0)
+            half = max(2.0, 0.05 * cols)
+            w_lo, w_hi = max(lo, center - half), min(hi, center + half)
+            progress.stage(0.2, 0.6, "searching the centre by sharpness near it")
+            refined = _center_sharpness(proj, th, sharp_rows, w_lo, w_hi, metric=metric, filter=filter,
+                                        threads=threads, progress=progress)
+            at_edge = (refined - w_lo < 0.25 and w_lo > lo) or (w_hi - refined < 0.25 and w_hi < hi)
+            if not at_edge:
+                logger.info("centre from reconstruction sharpness (%s): %.3f px", metric, refined)
+                progress.update(1.0, "done")
+                return refined
+            # noisy or low-contrast data can mislead the registration: search everywhere
+            logger.warning("the sharpness optimum lies at the edge of the window around the opposite-projection "
+                           "estimate %.2f px; searching the whole range", center)
+            progress.stage(0.6, 1.0, "searching the centre by sharpness")
+            center = _center_sharpness(proj, th, sharp_rows, lo, hi, metric=metric, filter=filter,
+                                       threads=threads, progress=progress)
+            logger.info("centre from reconstruction sharpness (%s): %.3f px", metric, center)
+            progress.update(1.0, "done")
+            return center
     progress.stage(0.2 if method == "auto" else 0.0, 1.0, "searching the centre by sharpness")
     center = _center_sharpness(proj, th, sharp_rows, lo, hi, metric=metric, filter=filter, threads=threads,
                                progress=progress)

@@ -7,6 +7,7 @@ import numbers
 from typing import Optional, Sequence
 
 import numpy as np
+import scipy.fft
 
 from .. import _core
 from ._gridrec import backproject_fourier
@@ -127,17 +128,22 @@ def fbp(projections: np.ndarray, angles, *, center: Optional[float] = None, filt
         if len(dims) != 2 or min(dims) <= 0:
             raise ValueError(f"shape must be two positive ints (y, x), got {shape!r}")
         ny, nx = dims
+    n_threads = 0 if threads is None else int(threads)
     n_pad = 1 << max(int(math.ceil(math.log2(2 * cols))), 1) if padding else cols
     response = ramp_filter(n_pad, filter=filter)
     if callback is not None:
         callback(0.0, "filtering")
     left = (n_pad - cols) // 2
     padded = np.pad(proj, ((0, 0), (0, 0), (left, n_pad - cols - left)), mode="edge") if n_pad > cols else proj
-    filtered = np.fft.irfft(np.fft.rfft(padded, axis=2) * response[: n_pad // 2 + 1], n=n_pad, axis=2)
+    # scipy.fft keeps float32 in single precision; rows are independent transforms, so the
+    # result does not depend on the number of workers
+    workers = n_threads or _core.default_threads()
+    spectrum = scipy.fft.rfft(padded, axis=2, workers=workers)
+    spectrum *= response[: n_pad // 2 + 1].astype(proj.dtype)
+    filtered = scipy.fft.irfft(spectrum, n=n_pad, axis=2, workers=workers)
     filtered = np.ascontiguousarray(filtered[:, :, left:left + cols], dtype=proj.dtype)
     if callback is not None:
         callback(0.3, "back-projecting")
-    n_threads = 0 if threads is None else int(threads)
     if method == "fourier":
         volume = backproject_fourier(filtered, th, center_offset=offset, ny=ny, nx=nx, threads=n_threads,
                                      callback=callback, progress=(0.3, 0.99))

@@ -14,5 +14,17 @@ boundary flux is weighted by each voxel face's true area share.
 from ._parameters import FARADAY, GAS_CONSTANT, SiliconParameters
 from ._particle import Particle
 from ._simulate import Result, simulate
+from ._limits import limiting_currents, pseudo_steady_state
+from . import scenarios
 
-__all__ = ["FARADAY", "GAS_CONSTANT", "Particle", "Result", "SiliconParameters", "simulate"]
+__all__ = [
+    "FARADAY",
+    "GAS_CONSTANT",
+    "Particle",
+    "Result",
+    "SiliconParameters",
+    "limiting_currents",
+    "pseudo_steady_state",
+    "scenarios",
+    "simulate",
+]

@@ -21,6 +21,7 @@ __all__ = ["Result", "simulate"]
 logger = logging.getLogger(__name__)
 
 DIRECTIONS = {"delithiation": 1.0, "lithiation": -1.0}
+_RTOL = 1e-9  # CG tolerance of the diffusion steps (relative to the right-hand side; Li is then put back exactly)
 KINETICS = ("butler-volmer", "uniform")
 
 
@@ -59,7 +60,7 @@ class Result:
     terminated : str or None
         Why the run stopped early (e.g. the overpotential limit), or None.
     options : dict
-        ``kinetics``, ``sei``, ``electronic``, ``time_step``.
+        ``kinetics``, ``sei``, ``electronic``, ``time_steps`` (s).
     """
 
     particle: Particle
@@ -127,6 +128,23 @@ def _check_fraction(value, name):
     return float(value)
 
 
+def _step_sizes(t_end, first, largest):
+    """Steps growing by 1.25 from ``first`` to at most ``largest``, summing to ``t_end``."""
+    first = min(first, largest)
+    sizes = []
+    h, t = first, 0.0
+    while t < t_end * (1 - 1e-12):
+        h = min(h, largest)
+        sizes.append(h)
+        t += h
+        h *= 1.25
+    sizes = np.array(sizes)
+    sizes *= t_end / sizes.sum()  # the last steps stretch a little to end exactly
+    if len(sizes) < 2:
+        sizes = np.full(2, t_end / 2)
+    return sizes
+
+
 def _characteristic_time(particle, params):
     """L^2 / D with L = 3 V / A (the radius for a sphere), s."""
     length = 3.0 * particle.volume / particle.area
@@ -173,7 +191,10 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
         active surface (validation against analytic solutions).
     params : SiliconParameters, optional
     time_step : float, optional
-        s; default ``min(duration / 40, 0.05 L^2 / D)`` with L = 3 V / A.
+        Constant step, s.  Default: steps growing geometrically (x 1.25) from
+        ``0.05 L^2 / D`` (L = 3 V / A, the radius of a sphere) to ``duration / 40``
+        (Crank-Nicolson is accurate with long steps once the start transient
+        has decayed).
     n_saved : int
         Number of evenly spaced steps whose fields are kept (>= 2; first and last included).
     max_overpotential : float
@@ -219,13 +240,14 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
     if not (isinstance(max_overpotential, numbers.Real) and max_overpotential > 0):
         raise ValueError(f"max_overpotential must be a positive voltage, got {max_overpotential!r}")
     if time_step is None:
-        dt = min(t_end / 40.0, 0.05 * _characteristic_time(particle, params))
+        sizes = _step_sizes(t_end, 0.05 * _characteristic_time(particle, params), t_end / 40.0)
     else:
         if isinstance(time_step, bool) or not isinstance(time_step, numbers.Real) or not (time_step > 0 and math.isfinite(time_step)):
             raise ValueError(f"time_step must be a positive time in seconds, got {time_step!r}")
-        dt = float(time_step)
-    n_steps = max(2, int(math.ceil(t_end / dt - 1e-9)))
-    dt = t_end / n_steps
+        n_steps = max(2, int(math.ceil(t_end / float(time_step) - 1e-9)))
+        sizes = np.full(n_steps, t_end / n_steps)
+    n_steps = len(sizes)
+    dt = float(sizes[0])
     threads = 0 if threads is None else int(threads)
     progress = Progress(callback, logger)
     progress.stage(0.0, 0.05, "meshing")
@@ -237,26 +259,31 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
     current = sign * c_rate * q / 3600.0  # A
     D = params.diffusivity
     to_flux = -1.0 / (FARADAY * params.c_max)  # nodal current (A) -> SOC source (m^3/s)
-    logger.info("simulate: %d nodes, %d elements, %d steps of %.4g s, I = %.4g A", disc.n, disc.mesh.num_elements,
-                n_steps, dt, current)
+    logger.info("simulate: %d nodes, %d elements, %d steps of %.4g-%.4g s, I = %.4g A", disc.n,
+                disc.mesh.num_elements, n_steps, sizes.min(), sizes.max(), current)
 
     mesh = disc.mesh
     ops = {}
 
-    def operator(kind):
-        if kind not in ops:
+    def operator(kind, h):
+        """Assembled once per step size (assembly is cheap; only the current size is kept)."""
+        key = (kind, h)
+        if key not in ops:
+            for old in [k for k in ops if k[1] != h]:
+                del ops[old]
             if kind == "cn_lhs":
-                ops[kind] = mesh.operator(mass=1.0 / dt, stiffness=0.5 * D, threads=threads)
+                ops[key] = mesh.operator(mass=1.0 / h, stiffness=0.5 * D, threads=threads)
             elif kind == "cn_rhs":
-                ops[kind] = mesh.operator(mass=1.0 / dt, stiffness=-0.5 * D, threads=threads)
+                ops[key] = mesh.operator(mass=1.0 / h, stiffness=-0.5 * D, threads=threads)
             elif kind == "be_lhs":
-                ops[kind] = mesh.operator(mass=2.0 / dt, stiffness=D, threads=threads)
+                ops[key] = mesh.operator(mass=1.0 / h, stiffness=D, threads=threads)
             elif kind == "be_rhs":
-                ops[kind] = mesh.operator(mass=2.0 / dt, threads=threads)
-        return ops[kind]
+                ops[key] = mesh.operator(mass=1.0 / h, threads=threads)
+        return ops[key]
 
     x = np.full(disc.n, x0)
-    save_at = set(np.unique(np.rint(np.linspace(0, n_steps, n_saved)).astype(int)).tolist())
+    ends = np.concatenate([[0.0], np.cumsum(sizes)])
+    save_at = set(np.unique(np.searchsorted(ends, np.linspace(0, t_end, n_saved) - 1e-9 * t_end)).tolist())
     times, means, etas, drops, lithium = [0.0], [], [], [], []
     saved_steps, soc_saved, phi_saved = [], [], []
 
@@ -278,18 +305,22 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
     record(0, J, eta, drop, phi)
     f_old = to_flux * J
     # Rannacher start: the first interval as two backward-Euler half steps.
-    schedule = [("be", 0.5 * dt), ("be", 0.5 * dt)] + [("cn", dt)] * (n_steps - 1)
+    schedule = [("be", 0.5 * dt), ("be", 0.5 * dt)] + [("cn", float(h)) for h in sizes[1:]]
     t = 0.0
     progress.stage(0.05, 1.0, "time stepping")
     step = 0
+    x_prev, h_prev = None, dt
     for k, (kind, h) in enumerate(schedule):
         if kind == "cn":
-            rhs0 = operator("cn_rhs").matvec(x, threads=threads) + 0.5 * f_old
-            lhs, w_new = operator("cn_lhs"), 0.5
+            rhs0 = operator("cn_rhs", h).matvec(x, threads=threads) + 0.5 * f_old
+            lhs, w_new = operator("cn_lhs", h), 0.5
+            li_target = float(disc.lumped @ x) + h * 0.5 * float(f_old.sum())
         else:
-            rhs0 = operator("be_rhs").matvec(x, threads=threads)
-            lhs, w_new = operator("be_lhs"), 1.0
-        guess = x.copy()
+            rhs0 = operator("be_rhs", h).matvec(x, threads=threads)
+            lhs, w_new = operator("be_lhs", h), 1.0
+            li_target = float(disc.lumped @ x)
+        # predictor: linear extrapolation of the last two steps
+        guess = x + (x - x_prev) * (h / h_prev) if (kind == "cn" and k > 2) else x.copy()
         for it in range(30):
             try:
                 J, eta, drop, phi = kin.evaluate(guess, current)
@@ -297,9 +328,13 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
                 terminated = f"t = {t:.4g} s: {exc}"
                 break
             f_new = to_flux * J
-            new, info = lhs.solve(rhs0 + w_new * f_new, guess, rtol=1e-12, threads=threads)
+            new, info = lhs.solve(rhs0 + w_new * f_new, guess, rtol=_RTOL, threads=threads)
             if not info["converged"]:
                 logger.warning("CG did not converge at t = %.4g s: %s", t, info)
+            # The exact discrete solution conserves Li (1^T K = 0): put the CG
+            # error's share along the constant vector back (a shift < rtol).
+            target = li_target + h * w_new * float(f_new.sum())
+            new += (target - float(disc.lumped @ new)) / disc.volume
             change = float(np.max(np.abs(new - guess)))
             # Picard; under-relaxed after a few sweeps (the conductivity's
             # steep step at the metallic transition can make it oscillate)
@@ -311,7 +346,7 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
             logger.warning("kinetics/diffusion coupling did not converge at t = %.4g s (last change %.3g)", t, change)
         if terminated:
             break
-        x = guess
+        x_prev, x, h_prev = x, guess, h
         f_old = f_new
         t += h
         if kind == "be" and k == 0:
@@ -333,5 +368,6 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
                   time=np.array(times), mean_soc=np.array(means), overpotential=np.array(etas),
                   electronic_drop=np.array(drops), lithium=np.array(lithium), saved_steps=np.array(saved_steps),
                   soc_nodes=np.array(soc_saved), potential_nodes=np.array(phi_saved), terminated=terminated,
-                  options={"kinetics": kinetics, "sei": bool(sei), "electronic": bool(electronic), "time_step": dt},
+                  options={"kinetics": kinetics, "sei": bool(sei), "electronic": bool(electronic),
+                           "time_steps": sizes},
                   _disc=disc)

@@ -76,6 +76,18 @@ double dot(const double* a, const double* b, std::ptrdiff_t n, int threads, std:
     return sum_blocks(partial);
 }
 
+inline int popcount(std::uint32_t v) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_popcount(v);
+#else
+    int c = 0;
+    for (; v != 0; v &= v - 1) {
+        ++c;
+    }
+    return c;
+#endif
+}
+
 void check_threads(int nthreads) {
     if (nthreads < 0) {
         throw InvalidArgument("nthreads must be >= 0, got " + std::to_string(nthreads));
@@ -118,6 +130,69 @@ const std::array<double, 64>& unit_stiffness() noexcept {
     static const detail::Matrix8 k = detail::make_unit(true);
     return k;
 }
+
+namespace detail {
+
+// Tables for the 8 elements around a node: element d = 4 dz + 2 dy + dx
+// sits at voxel (i-1+dz, j-1+dy, k-1+dx); the node is its local corner
+// 7 - d; its corner b is the node at slot slot(d) + slot(b) of the 3x3x3
+// neighbourhood, slot(x) = 9 xz + 3 xy + xx.
+struct Tables {
+    double m[8][8], k[8][8];
+    int slot[8][8];
+    std::uint32_t slots[8];
+    std::uint32_t touched[256];  // slots coupled by an occupancy byte
+};
+
+const Tables& tables() {
+    static const Tables tab = [] {
+        Tables t{};
+        auto slot_of = [](int x) { return 9 * ((x >> 2) & 1) + 3 * ((x >> 1) & 1) + (x & 1); };
+        for (int d = 0; d < 8; ++d) {
+            for (int b = 0; b < 8; ++b) {
+                t.m[d][b] = unit_mass()[static_cast<std::size_t>(8 * (7 - d) + b)];
+                t.k[d][b] = unit_stiffness()[static_cast<std::size_t>(8 * (7 - d) + b)];
+                t.slot[d][b] = slot_of(d) + slot_of(b);
+                t.slots[d] |= 1u << t.slot[d][b];
+            }
+        }
+        for (int occ = 0; occ < 256; ++occ) {
+            for (int d = 0; d < 8; ++d) {
+                if ((occ >> d) & 1) {
+                    t.touched[occ] |= t.slots[d];
+                }
+            }
+        }
+        return t;
+    }();
+    return tab;
+}
+
+// Row values (pattern order) of every occupancy byte for mass * M + stiffness * K,
+// summed in the same order as the per-node assembly.
+std::vector<double> neighbourhood_rows(double cm, double ck) {
+    const Tables& tab = tables();
+    std::vector<double> rows(256 * 27, 0.0);
+    for (int occ = 0; occ < 256; ++occ) {
+        double acc[27] = {};
+        for (int d = 0; d < 8; ++d) {
+            if ((occ >> d) & 1) {
+                for (int b = 0; b < 8; ++b) {
+                    acc[tab.slot[d][b]] += cm * tab.m[d][b] + ck * tab.k[d][b];
+                }
+            }
+        }
+        std::size_t out = static_cast<std::size_t>(occ) * 27;
+        for (int s = 0; s < 27; ++s) {
+            if ((tab.touched[occ] >> s) & 1u) {
+                rows[out++] = acc[s];
+            }
+        }
+    }
+    return rows;
+}
+
+}  // namespace detail
 
 std::string preconditioner_name(Preconditioner p) {
     switch (p) {
@@ -169,13 +244,59 @@ SparseOperator::SparseOperator(std::shared_ptr<const CsrPattern> pattern, std::v
     }
 }
 
+SparseOperator::SparseOperator(std::shared_ptr<const CsrPattern> pattern, NeighbourhoodTable table)
+    : pattern_(std::move(pattern)), table_(std::move(table)) {
+    if (!pattern_ || !table_.occupancy) {
+        throw InvalidArgument("SparseOperator: pattern and occupancy must not be null");
+    }
+    if (table_.occupancy->size() != pattern_->rows() || table_.rows.size() != 256 * 27) {
+        throw InvalidArgument("SparseOperator: the neighbourhood table does not match the pattern");
+    }
+}
+
 SparseOperator::~SparseOperator() = default;
 SparseOperator::SparseOperator(SparseOperator&&) noexcept = default;
 SparseOperator& SparseOperator::operator=(SparseOperator&&) noexcept = default;
 
+void SparseOperator::spmv(const double* x, double* y, int threads) const {
+    if (!table_values()) {
+        detail::spmv(*pattern_, values_.data(), x, y, threads);
+        return;
+    }
+    const auto n = static_cast<std::ptrdiff_t>(rows());
+    const std::int64_t* ptr = pattern_->indptr.data();
+    const std::int32_t* idx = pattern_->indices.data();
+    const std::uint8_t* occ = table_.occupancy->data();
+    const double* tab = table_.rows.data();
+    TOMOFUSE_OMP(parallel for schedule(static, 1024) num_threads(threads) if (threads > 1))
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+        const double* v = tab + 27 * static_cast<std::size_t>(occ[i]) - ptr[i];
+        double s = 0.0;
+        for (std::int64_t p = ptr[i]; p < ptr[i + 1]; ++p) {
+            s += v[p] * x[idx[p]];
+        }
+        y[i] = s;
+    }
+}
+
+std::vector<double> SparseOperator::values() const {
+    if (!table_values()) {
+        return values_;
+    }
+    const std::size_t n = rows();
+    std::vector<double> out(pattern_->nnz());
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto b = static_cast<std::size_t>(pattern_->indptr[i]);
+        const auto len = static_cast<std::size_t>(pattern_->indptr[i + 1]) - b;
+        const double* v = table_.rows.data() + 27 * static_cast<std::size_t>((*table_.occupancy)[i]);
+        std::copy(v, v + len, out.begin() + static_cast<std::ptrdiff_t>(b));
+    }
+    return out;
+}
+
 void SparseOperator::apply(const double* x, double* y, int nthreads) const {
     detail::check_threads(nthreads);
-    detail::spmv(*pattern_, values_.data(), x, y, detail::team_size(nthreads, rows()));
+    spmv(x, y, detail::team_size(nthreads, rows()));
 }
 
 std::vector<double> SparseOperator::diagonal() const {
@@ -186,7 +307,12 @@ std::vector<double> SparseOperator::diagonal() const {
         const auto e = pattern_->indices.begin() + pattern_->indptr[i + 1];
         const auto it = std::lower_bound(b, e, static_cast<std::int32_t>(i));
         if (it != e && *it == static_cast<std::int32_t>(i)) {
-            d[i] = values_[static_cast<std::size_t>(it - pattern_->indices.begin())];
+            if (table_values()) {
+                d[i] = table_.rows[27 * static_cast<std::size_t>((*table_.occupancy)[i]) +
+                                   static_cast<std::size_t>(it - b)];
+            } else {
+                d[i] = values_[static_cast<std::size_t>(it - pattern_->indices.begin())];
+            }
         }
     }
     return d;
@@ -217,7 +343,7 @@ CgResult SparseOperator::solve(const double* b, double* x, const CgOptions& opti
     double inv_total = 0.0;  // 1 / (1^T A 1) for the constant-vector correction
     if (options.preconditioner == Preconditioner::JacobiConstant) {
         double total = 0.0;
-        for (double v : values_) {
+        for (double v : values()) {
             total += v;
         }
         if (!(total > 0)) {
@@ -239,9 +365,10 @@ CgResult SparseOperator::solve(const double* b, double* x, const CgOptions& opti
             throw InvalidArgument("solve: the matrix is too large for the incomplete Cholesky preconditioner");
         }
         std::vector<int> outer(pattern_->indptr.begin(), pattern_->indptr.end());
+        const std::vector<double> vals = values();
         Eigen::Map<const Eigen::SparseMatrix<double, Eigen::RowMajor, int>> csr(
             n, n, static_cast<Eigen::Index>(pattern_->nnz()), outer.data(), pattern_->indices.data(),
-            values_.data());
+            vals.data());
         // A is symmetric: its CSR arrays are also its CSC arrays.
         Eigen::SparseMatrix<double, Eigen::ColMajor, int> csc = csr.transpose();
         auto f = std::make_unique<Factor>();
@@ -288,7 +415,7 @@ CgResult SparseOperator::solve(const double* b, double* x, const CgOptions& opti
 
     const auto un = static_cast<std::size_t>(n);
     std::vector<double> r(un), z(un), p(un), q(un);
-    detail::spmv(*pattern_, values_.data(), x, q.data(), threads);
+    spmv(x, q.data(), threads);
     TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads) if (threads > 1))
     for (std::ptrdiff_t i = 0; i < n; ++i) {
         r[static_cast<std::size_t>(i)] = b[i] - q[static_cast<std::size_t>(i)];
@@ -305,7 +432,7 @@ CgResult SparseOperator::solve(const double* b, double* x, const CgOptions& opti
     const std::ptrdiff_t nb = detail::num_blocks(n);
     std::vector<double> partial_rr(static_cast<std::size_t>(nb));
     for (int it = 1; it <= options.max_iterations; ++it) {
-        detail::spmv(*pattern_, values_.data(), p.data(), q.data(), threads);
+        spmv(p.data(), q.data(), threads);
         const double pq = detail::dot(p.data(), q.data(), n, threads, partial);
         if (!(pq > 0)) {
             // A p = 0 or indefinite: nothing more to gain (semi-definite system).
@@ -449,50 +576,42 @@ VoxelMesh::VoxelMesh(const std::uint8_t* mask, const Shape3& shape, double voxel
     auto pattern = std::make_shared<CsrPattern>();
     pattern->indptr.assign(n_nodes + 1, 0);
     const auto nn = static_cast<std::ptrdiff_t>(n_nodes);
-    auto row_slots = [&](std::ptrdiff_t n, bool slots[27]) {
+    // Occupancy byte of every node (bit d: the voxel at offset d is an element).
+    auto occupancy = std::make_shared<std::vector<std::uint8_t>>(n_nodes);
+    const detail::Tables& tab = detail::tables();
+    TOMOFUSE_OMP(parallel for schedule(static, 1024) num_threads(threads) if (threads > 1))
+    for (std::ptrdiff_t n = 0; n < nn; ++n) {
         const auto g = static_cast<std::size_t>(node_grid_[static_cast<std::size_t>(n)]);
         const auto i = static_cast<std::ptrdiff_t>(g / (gy * gx));
         const auto j = static_cast<std::ptrdiff_t>((g / gx) % gy);
         const auto k = static_cast<std::ptrdiff_t>(g % gx);
-        std::fill(slots, slots + 27, false);
+        unsigned occ = 0;
         for (int d = 0; d < 8; ++d) {
-            const int dz = (d >> 2) & 1, dy = (d >> 1) & 1, dx = d & 1;
-            if (!in_mask(i - 1 + dz, j - 1 + dy, k - 1 + dx)) {
-                continue;
-            }
-            for (int bz = 0; bz < 2; ++bz) {
-                for (int by = 0; by < 2; ++by) {
-                    for (int bx = 0; bx < 2; ++bx) {
-                        slots[9 * (dz + bz) + 3 * (dy + by) + (dx + bx)] = true;
-                    }
-                }
+            if (in_mask(i - 1 + ((d >> 2) & 1), j - 1 + ((d >> 1) & 1), k - 1 + (d & 1))) {
+                occ |= 1u << d;
             }
         }
-    };
-    TOMOFUSE_OMP(parallel for schedule(static, 1024) num_threads(threads))
-    for (std::ptrdiff_t n = 0; n < nn; ++n) {
-        bool slots[27];
-        row_slots(n, slots);
-        pattern->indptr[static_cast<std::size_t>(n) + 1] = std::count(slots, slots + 27, true);
+        (*occupancy)[static_cast<std::size_t>(n)] = static_cast<std::uint8_t>(occ);
+        pattern->indptr[static_cast<std::size_t>(n) + 1] = detail::popcount(tab.touched[occ]);
     }
     for (std::size_t n = 0; n < n_nodes; ++n) {
         pattern->indptr[n + 1] += pattern->indptr[n];
     }
     pattern->indices.resize(static_cast<std::size_t>(pattern->indptr[n_nodes]));
     const auto sgx = static_cast<std::ptrdiff_t>(gx), sgy = static_cast<std::ptrdiff_t>(gy);
-    TOMOFUSE_OMP(parallel for schedule(static, 1024) num_threads(threads))
+    TOMOFUSE_OMP(parallel for schedule(static, 1024) num_threads(threads) if (threads > 1))
     for (std::ptrdiff_t n = 0; n < nn; ++n) {
-        bool slots[27];
-        row_slots(n, slots);
+        const std::uint32_t touched = tab.touched[(*occupancy)[static_cast<std::size_t>(n)]];
         const std::ptrdiff_t g = node_grid_[static_cast<std::size_t>(n)];
         std::int64_t out = pattern->indptr[static_cast<std::size_t>(n)];
         for (int s = 0; s < 27; ++s) {
-            if (slots[s]) {
+            if ((touched >> s) & 1u) {
                 const std::ptrdiff_t off = ((s / 9) - 1) * sgy * sgx + (((s / 3) % 3) - 1) * sgx + ((s % 3) - 1);
                 pattern->indices[static_cast<std::size_t>(out++)] = node_id_[static_cast<std::size_t>(g + off)];
             }
         }
     }
+    occupancy_ = std::move(occupancy);
     pattern_ = std::move(pattern);
 }
 
@@ -522,31 +641,30 @@ std::vector<double> VoxelMesh::assemble(double mass, double stiffness, const dou
     std::vector<double> values(pat.nnz());
     const std::size_t nz = shape_[0], ny = shape_[1], nx = shape_[2];
     const std::size_t gy = ny + 1, gx = nx + 1;
-    // Tables for the 8 elements around a node: element d = 4 dz + 2 dy + dx
-    // sits at voxel (i-1+dz, j-1+dy, k-1+dx); the node is its local corner
-    // 7 - d; its corner b is the node at slot slot(d) + slot(b) of the 3x3x3
-    // neighbourhood, slot(x) = 9 xz + 3 xy + xx.
-    struct Tables {
-        double m[8][8], k[8][8];
-        int slot[8][8];
-        std::uint32_t slots[8];
-    };
-    static const Tables tab = [] {
-        Tables t{};
-        auto slot_of = [](int x) { return 9 * ((x >> 2) & 1) + 3 * ((x >> 1) & 1) + (x & 1); };
-        for (int d = 0; d < 8; ++d) {
-            for (int b = 0; b < 8; ++b) {
-                t.m[d][b] = unit_mass()[static_cast<std::size_t>(8 * (7 - d) + b)];
-                t.k[d][b] = unit_stiffness()[static_cast<std::size_t>(8 * (7 - d) + b)];
-                t.slot[d][b] = slot_of(d) + slot_of(b);
-                t.slots[d] |= 1u << t.slot[d][b];
-            }
-        }
-        return t;
-    }();
+    const detail::Tables& tab = detail::tables();
     const double cm = mass * h_ * h_ * h_;
     const double ck = stiffness * h_;
     const auto nn = static_cast<std::ptrdiff_t>(num_nodes());
+    if (element_coefficient == nullptr) {
+        // Every row is its neighbourhood's row of the table.
+        const std::vector<double> rows = detail::neighbourhood_rows(cm, ck);
+        const std::uint8_t* occ = occupancy_->data();
+        TOMOFUSE_OMP(parallel for schedule(static, 1024) num_threads(threads) if (threads > 1))
+        for (std::ptrdiff_t n = 0; n < nn; ++n) {
+            const auto b = static_cast<std::size_t>(pat.indptr[static_cast<std::size_t>(n)]);
+            const auto e = static_cast<std::size_t>(pat.indptr[static_cast<std::size_t>(n) + 1]);
+            const double* v = rows.data() + 27 * static_cast<std::size_t>(occ[n]);
+            for (std::size_t p = b; p < e; ++p) {
+                values[p] = v[p - b];
+            }
+            if (node_diagonal != nullptr) {
+                // the diagonal is the row's entry for slot 13
+                const std::uint32_t below = tab.touched[occ[n]] & ((1u << 13) - 1u);
+                values[b + static_cast<std::size_t>(detail::popcount(below))] += node_diagonal[n];
+            }
+        }
+        return values;
+    }
     const auto snz = static_cast<std::ptrdiff_t>(nz), sny = static_cast<std::ptrdiff_t>(ny),
                snx = static_cast<std::ptrdiff_t>(nx);
     TOMOFUSE_OMP(parallel for schedule(static, 1024) num_threads(threads) if (threads > 1))
@@ -587,6 +705,14 @@ std::vector<double> VoxelMesh::assemble(double mass, double stiffness, const dou
 
 SparseOperator VoxelMesh::make_operator(double mass, double stiffness, const double* element_coefficient,
                                         const double* node_diagonal, int nthreads) const {
+    if (element_coefficient == nullptr && node_diagonal == nullptr) {
+        detail::check_threads(nthreads);
+        if (!std::isfinite(mass) || !std::isfinite(stiffness)) {
+            throw InvalidArgument("make_operator: mass and stiffness factors must be finite");
+        }
+        return SparseOperator(pattern_, NeighbourhoodTable{occupancy_, detail::neighbourhood_rows(mass * h_ * h_ * h_,
+                                                                                                  stiffness * h_)});
+    }
     return SparseOperator(pattern_, assemble(mass, stiffness, element_coefficient, node_diagonal, nthreads));
 }
 

@@ -192,7 +192,8 @@ void bind_fem(py::module_& m) {
             "Solve A x = b by preconditioned conjugate gradients from x0 (default 0).\n\n"
             "Stops at |b - A x| <= max(atol, rtol |b|). preconditioner: 'jacobi' (parallel),\n"
             "'jacobi+constant' (Jacobi plus an exact coarse correction of the constant vector, for\n"
-            "Neumann problems held by weak boundary terms), 'cholesky'\n"
+            "Neumann problems held by weak boundary terms), 'multigrid' (geometric V-cycle; operators\n"
+            "without element_coefficient/node_diagonal only), 'cholesky'\n"
             "(incomplete Cholesky, computed on first use and kept; serial) or 'none'. Returns (x, info)\n"
             "with info = {iterations, residual_norm, rhs_norm, converged}.");
 

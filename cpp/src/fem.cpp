@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "fem_detail.hpp"
 #include "omp.hpp"
 #include "tomofuse/errors.hpp"
 #include "tomofuse/parallel.hpp"
@@ -204,6 +205,8 @@ std::string preconditioner_name(Preconditioner p) {
             return "jacobi+constant";
         case Preconditioner::Cholesky:
             return "cholesky";
+        case Preconditioner::Multigrid:
+            return "multigrid";
     }
     return "unknown";
 }
@@ -221,8 +224,11 @@ Preconditioner parse_preconditioner(const std::string& name) {
     if (name == "cholesky") {
         return Preconditioner::Cholesky;
     }
-    throw InvalidArgument("preconditioner must be 'none', 'jacobi', 'jacobi+constant' or 'cholesky', got '" + name +
-                          "'");
+    if (name == "multigrid") {
+        return Preconditioner::Multigrid;
+    }
+    throw InvalidArgument("preconditioner must be 'none', 'jacobi', 'jacobi+constant', 'cholesky' or 'multigrid', got '" +
+                          name + "'");
 }
 
 // ---------------------------------------------------------------------------
@@ -378,6 +384,36 @@ CgResult SparseOperator::solve(const double* b, double* x, const CgOptions& opti
         }
         factor_ = std::move(f);
     }
+    if (options.preconditioner == Preconditioner::Multigrid && !vcycle_) {
+        if (!table_values() || !table_.hierarchy) {
+            throw InvalidArgument("solve: preconditioner 'multigrid' needs an operator made by VoxelMesh.operator() "
+                                  "without element_coefficient and node_diagonal");
+        }
+        const auto& levels = table_.hierarchy->levels(threads);
+        // Gershgorin bound of lambda_max(D^-1 A) over the neighbourhoods present.
+        bool present[256] = {};
+        for (std::uint8_t o : *table_.occupancy) {
+            present[o] = true;
+        }
+        double bound = 0.0;
+        const detail::Tables& tab = detail::tables();
+        for (int o = 0; o < 256; ++o) {
+            if (!present[o]) {
+                continue;
+            }
+            const double* v = table_.rows.data() + 27 * o;
+            const int len = detail::popcount(tab.touched[o]);
+            const int k13 = detail::popcount(tab.touched[o] & ((1u << 13) - 1u));
+            double sum = 0.0;
+            for (int q = 0; q < len; ++q) {
+                sum += std::abs(v[q]);
+            }
+            bound = std::max(bound, sum / v[k13]);
+        }
+        vcycle_ = std::make_unique<detail::VCycle>(
+            levels, table_.mass, table_.stiffness, diagonal(), bound,
+            [this, threads](const double* in, double* out) { spmv(in, out, threads); }, threads);
+    }
     std::vector<double> ones;
     if (options.preconditioner == Preconditioner::JacobiConstant) {
         ones.assign(static_cast<std::size_t>(n), 1.0);
@@ -404,6 +440,9 @@ CgResult SparseOperator::solve(const double* b, double* x, const CgOptions& opti
                 }
                 break;
             }
+            case Preconditioner::Multigrid:
+                vcycle_->apply(r.data(), z.data());
+                break;
             case Preconditioner::Cholesky: {
                 Eigen::Map<const Eigen::VectorXd> rv(r.data(), n);
                 Eigen::Map<Eigen::VectorXd> zv(z.data(), n);
@@ -612,6 +651,7 @@ VoxelMesh::VoxelMesh(const std::uint8_t* mask, const Shape3& shape, double voxel
         }
     }
     occupancy_ = std::move(occupancy);
+    hierarchy_ = std::make_shared<const detail::HierarchySource>(std::vector<std::uint8_t>(mask, mask + n_vox), shape_, h_);
     pattern_ = std::move(pattern);
 }
 
@@ -710,8 +750,9 @@ SparseOperator VoxelMesh::make_operator(double mass, double stiffness, const dou
         if (!std::isfinite(mass) || !std::isfinite(stiffness)) {
             throw InvalidArgument("make_operator: mass and stiffness factors must be finite");
         }
-        return SparseOperator(pattern_, NeighbourhoodTable{occupancy_, detail::neighbourhood_rows(mass * h_ * h_ * h_,
-                                                                                                  stiffness * h_)});
+        return SparseOperator(pattern_, NeighbourhoodTable{occupancy_,
+                                                           detail::neighbourhood_rows(mass * h_ * h_ * h_, stiffness * h_),
+                                                           hierarchy_, mass, stiffness});
     }
     return SparseOperator(pattern_, assemble(mass, stiffness, element_coefficient, node_diagonal, nthreads));
 }

@@ -30,6 +30,11 @@ namespace tomofuse::fem {
 
 using Shape3 = std::array<std::size_t, 3>;
 
+namespace detail {
+class HierarchySource;
+class VCycle;
+}  // namespace detail
+
 /// Consistent mass matrix of the unit-cube trilinear element, row-major 8 x 8
 /// (entries m_z m_y m_x with the 1-D mass [[1/3, 1/6], [1/6, 1/3]]).
 TOMOFUSE_EXPORT const std::array<double, 64>& unit_mass() noexcept;
@@ -53,6 +58,9 @@ enum class Preconditioner {
     JacobiConstant,  ///< Jacobi plus an exact coarse correction of the constant vector (two-level,
                      ///< additive): for Neumann-dominated problems held only by weak boundary terms
     Cholesky,  ///< incomplete Cholesky IC(0)-like with fill by threshold (Eigen, serial apply)
+    Multigrid,  ///< geometric multigrid V-cycle (2x coarser voxel grids, Galerkin coarse operators,
+                ///< damped-Jacobi smoothing); operators from VoxelMesh::make_operator without
+                ///< per-element data only
 };
 
 /// Options of SparseOperator::solve.
@@ -78,6 +86,9 @@ struct CgResult {
 struct NeighbourhoodTable {
     std::shared_ptr<const std::vector<std::uint8_t>> occupancy;  ///< occupancy byte of every row
     std::vector<double> rows;  ///< 256 x 27: row values of each occupancy, in pattern order
+    std::shared_ptr<const detail::HierarchySource> hierarchy;  ///< coarse levels (multigrid), may be null
+    double mass = 0.0;       ///< the operator is mass * M + stiffness * K of the mesh
+    double stiffness = 0.0;
 };
 
 /// A symmetric matrix on a (shared) CSR pattern, with its values either
@@ -123,6 +134,7 @@ private:
     std::vector<double> values_;
     NeighbourhoodTable table_;
     mutable std::unique_ptr<Factor> factor_;
+    mutable std::unique_ptr<detail::VCycle> vcycle_;
 };
 
 /// Trilinear hexahedral elements on the voxels of a mask.
@@ -182,6 +194,7 @@ private:
     std::vector<std::int32_t> voxel_element_;
     std::shared_ptr<const CsrPattern> pattern_;
     std::shared_ptr<const std::vector<std::uint8_t>> occupancy_;  // bit d: element at offset d exists
+    std::shared_ptr<const detail::HierarchySource> hierarchy_;     // multigrid levels, built on first use
 };
 
 /// Name of a preconditioner ("none", "jacobi", "cholesky").

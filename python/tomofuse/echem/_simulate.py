@@ -21,6 +21,7 @@ __all__ = ["Result", "simulate"]
 logger = logging.getLogger(__name__)
 
 DIRECTIONS = {"delithiation": 1.0, "lithiation": -1.0}
+_MULTIGRID_NODES = 20000  # from this size on the diffusion steps use the multigrid preconditioner
 _RTOL = 1e-9  # CG tolerance of the diffusion steps (relative to the right-hand side; Li is then put back exactly)
 KINETICS = ("butler-volmer", "uniform")
 
@@ -310,6 +311,7 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
     progress.stage(0.05, 1.0, "time stepping")
     step = 0
     x_prev, h_prev = None, dt
+    precond = "multigrid" if disc.n >= _MULTIGRID_NODES else "jacobi"
     for k, (kind, h) in enumerate(schedule):
         if kind == "cn":
             rhs0 = operator("cn_rhs", h).matvec(x, threads=threads) + 0.5 * f_old
@@ -328,7 +330,7 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
                 terminated = f"t = {t:.4g} s: {exc}"
                 break
             f_new = to_flux * J
-            new, info = lhs.solve(rhs0 + w_new * f_new, guess, rtol=_RTOL, threads=threads)
+            new, info = lhs.solve(rhs0 + w_new * f_new, guess, rtol=_RTOL, preconditioner=precond, threads=threads)
             if not info["converged"]:
                 logger.warning("CG did not converge at t = %.4g s: %s", t, info)
             # The exact discrete solution conserves Li (1^T K = 0): put the CG

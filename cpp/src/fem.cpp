@@ -672,13 +672,19 @@ std::vector<std::int32_t> VoxelMesh::element_nodes() const {
 
 std::vector<double> VoxelMesh::assemble(double mass, double stiffness, const double* element_coefficient,
                                         const double* node_diagonal, int nthreads) const {
+    std::vector<double> values(pattern_->nnz());
+    assemble_into(mass, stiffness, element_coefficient, node_diagonal, values.data(), nthreads);
+    return values;
+}
+
+void VoxelMesh::assemble_into(double mass, double stiffness, const double* element_coefficient,
+                              const double* node_diagonal, double* values, int nthreads) const {
     detail::check_threads(nthreads);
     if (!std::isfinite(mass) || !std::isfinite(stiffness)) {
         throw InvalidArgument("assemble: mass and stiffness factors must be finite");
     }
     const int threads = detail::team_size(nthreads, num_nodes());
     const CsrPattern& pat = *pattern_;
-    std::vector<double> values(pat.nnz());
     const std::size_t nz = shape_[0], ny = shape_[1], nx = shape_[2];
     const std::size_t gy = ny + 1, gx = nx + 1;
     const detail::Tables& tab = detail::tables();
@@ -703,7 +709,7 @@ std::vector<double> VoxelMesh::assemble(double mass, double stiffness, const dou
                 values[b + static_cast<std::size_t>(detail::popcount(below))] += node_diagonal[n];
             }
         }
-        return values;
+        return;
     }
     const auto snz = static_cast<std::ptrdiff_t>(nz), sny = static_cast<std::ptrdiff_t>(ny),
                snx = static_cast<std::ptrdiff_t>(nx);
@@ -740,7 +746,6 @@ std::vector<double> VoxelMesh::assemble(double mass, double stiffness, const dou
             }
         }
     }
-    return values;
 }
 
 SparseOperator VoxelMesh::make_operator(double mass, double stiffness, const double* element_coefficient,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "fem_detail.hpp"
@@ -35,11 +36,23 @@ void spmv(const RowMat& a, const double* x, double* y, int threads) {
 
 RowMat explicit_matrix(const VoxelMesh& mesh, double mass, double stiffness, int threads) {
     const CsrPattern& p = *mesh.pattern();
-    const std::vector<double> v = mesh.assemble(mass, stiffness, nullptr, nullptr, threads);
-    const std::vector<int> outer(p.indptr.begin(), p.indptr.end());
     const auto n = static_cast<Eigen::Index>(p.rows());
-    return RowMat(Eigen::Map<const RowMat>(n, n, static_cast<Eigen::Index>(p.nnz()), outer.data(), p.indices.data(),
-                                           v.data()));
+    RowMat a(n, n);
+    a.resizeNonZeros(static_cast<Eigen::Index>(p.nnz()));
+    std::copy(p.indptr.begin(), p.indptr.end(), a.outerIndexPtr());  // int64 -> int (nnz < 2^31 checked by caller)
+    std::copy(p.indices.begin(), p.indices.end(), a.innerIndexPtr());
+    mesh.assemble_into(mass, stiffness, nullptr, nullptr, a.valuePtr(), threads);
+    return a;
+}
+
+// R A P with A assembled from the mesh, one matrix at a time (peak memory).
+RowMat galerkin(const VoxelMesh& mesh, double mass, double stiffness, const RowMat& P, const RowMat& R, int threads) {
+    RowMat ap;
+    {
+        const RowMat a = explicit_matrix(mesh, mass, stiffness, threads);
+        ap = a * P;
+    }
+    return R * ap;
 }
 
 // Gershgorin bound of lambda_max(D^-1 A) of an explicit matrix.
@@ -66,8 +79,10 @@ const std::vector<CoarseLevel>& HierarchySource::levels(int threads) const {
         Shape3 shape = shape_;
         double h = h_;
         auto fine = std::make_unique<VoxelMesh>(mask.data(), shape, h, threads);
-        RowMat m = explicit_matrix(*fine, 1.0, 0.0, threads);
-        RowMat k = explicit_matrix(*fine, 0.0, 1.0, threads);
+        if (fine->pattern()->nnz() >= static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+            throw InvalidArgument("multigrid: the mesh is too large (nnz must fit in 32 bits)");
+        }
+        RowMat m, k;  // the current level's matrices (the finest level's are assembled when needed)
         // Grid index of each node of the current level (a subset of its mesh's nodes).
         std::vector<std::int64_t> grid = fine->node_grid();
         while (grid.size() > kCoarsestNodes && std::min({shape[0], shape[1], shape[2]}) > 2) {
@@ -132,10 +147,15 @@ const std::vector<CoarseLevel>& HierarchySource::levels(int threads) const {
             level.P.resize(static_cast<Eigen::Index>(grid.size()), static_cast<Eigen::Index>(cgrid.size()));
             level.P.setFromTriplets(t.begin(), t.end());
             level.R = level.P.transpose();
-            RowMat mp = m * level.P;
-            level.M = level.R * mp;
-            RowMat kp = k * level.P;
-            level.K = level.R * kp;
+            if (levels_.empty()) {
+                level.M = galerkin(*fine, 1.0, 0.0, level.P, level.R, threads);
+                level.K = galerkin(*fine, 0.0, 1.0, level.P, level.R, threads);
+            } else {
+                RowMat mp = m * level.P;
+                level.M = level.R * mp;
+                RowMat kp = k * level.P;
+                level.K = level.R * kp;
+            }
             m = level.M;
             k = level.K;
             levels_.push_back(std::move(level));

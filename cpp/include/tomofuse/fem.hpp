@@ -173,6 +173,9 @@ public:
     /// each thread owns its rows.
     std::vector<double> assemble(double mass, double stiffness, const double* element_coefficient = nullptr,
                                  const double* node_diagonal = nullptr, int nthreads = 0) const;
+    /// assemble() into caller-owned storage of pattern()->nnz() values.
+    void assemble_into(double mass, double stiffness, const double* element_coefficient, const double* node_diagonal,
+                       double* values, int nthreads = 0) const;
 
     /// The operator mass * M + stiffness * K + diag(node_diagonal) (see assemble).
     /// Without element coefficients and node diagonal its values come from a

@@ -80,7 +80,7 @@ class FFTPlan2D:
 # --------------------------------------------------------------------------- finite elements
 
 _F64 = npt.NDArray[np.float64]
-_Preconditioner = Literal["jacobi", "jacobi+constant", "cholesky", "none"]
+_Preconditioner = Literal["jacobi", "jacobi+constant", "multigrid", "cholesky", "none"]
 
 class SparseOperator:
     """Symmetric sparse matrix on a voxel mesh's CSR pattern; y = A x and a PCG solve."""

@@ -26,6 +26,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("version", &tomofuse::library_version, "Version of the loaded libtomofuse_core.");
     m.attr("__version__") = tomofuse::library_version();
 
+    tomofuse::bindings::bind_fem(m);
     tomofuse::bindings::bind_fft(m);
     tomofuse::bindings::bind_raster(m);
     tomofuse::bindings::bind_raytrace(m);

@@ -1,0 +1,117 @@
+"""The paper's three numerical experiments (Müller et al., Fig. 3), as functions.
+
+Each returns a dict with a ``table`` (pandas.DataFrame), the ``paper``'s
+numbers beside it and the data for the figure.  The parameters are
+``SiliconParameters()`` unless given; the paper's own parameters are not
+published, so absolute overpotentials differ, the trends are the result.
+
+* ``soc_distribution`` (Fig. 3a-c): delithiation from 80 % at 0.4 and 1.2 C;
+  SOC distribution at 70 % mean SOC; "tripling the c-rate ... leads to
+  tripling the width of the 50 % probability interval".
+* ``electronic_vs_ionic`` (Fig. 3d-f): steady-state limits of the electronic
+  and the ionic path from 6 % SOC; paper: 1.3 C vs 0.9 C (ionically limited).
+* ``sei_effect`` (Fig. 3g-i): delithiation from 80 % at 1.1-2.1 C with the
+  particle's SEI and with the SEI removed; paper: 20 mV -> 30 mV at 1.1 C.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ._limits import limiting_currents
+from ._simulate import simulate
+
+__all__ = ["PAPER", "electronic_vs_ionic", "sei_effect", "soc_distribution"]
+
+#: The paper's reported numbers.
+PAPER = {
+    "iqr_ratio_1.2C_over_0.4C": 3.0,
+    "electronic_limit_c_rate": 1.3,
+    "ionic_limit_c_rate": 0.9,
+    "overpotential_1.1C_without_sei_V": 0.020,
+    "overpotential_1.1C_with_sei_V": 0.030,
+}
+
+
+def soc_distribution(particle, *, c_rates=(0.4, 1.2), soc_start=0.8, soc_mean=0.7, params=None, bins=40,
+                     threads=None, callback=None):
+    """SOC distribution in the particle at ``soc_mean`` after delithiation from ``soc_start`` (Fig. 3a-c).
+
+    Returns
+    -------
+    dict
+        ``table``: per C-rate the SOC quartiles, ``iqr`` (50 % interval) and
+        the overpotential (V) at ``soc_mean``; ``iqr_ratio`` (last / first
+        C-rate) beside ``paper`` (3.0); ``histograms``: bin edges and
+        volume-weighted densities per C-rate; ``results``: the ``Result`` s.
+    """
+    results, rows = {}, []
+    for k, rate in enumerate(c_rates):
+        sub = None if callback is None else (lambda f, m, k=k: callback((k + f) / len(c_rates), m))
+        res = simulate(particle, c_rate=rate, soc_start=soc_start, soc_end=soc_mean, params=params, n_saved=2,
+                       threads=threads, callback=sub)
+        q = res.soc_quantiles(q=(0.25, 0.5, 0.75))
+        rows.append(dict(c_rate=rate, q25=q[0], median=q[1], q75=q[2], iqr=q[2] - q[0],
+                         overpotential_V=res.overpotential[-1], terminated=res.terminated))
+        results[rate] = res
+    table = pd.DataFrame(rows).set_index("c_rate")
+    values = {r: results[r].soc_voxels() for r in c_rates}
+    lo = min(v.min() for v in values.values())
+    hi = max(v.max() for v in values.values())
+    edges = np.linspace(lo, hi, bins + 1)
+    hist = {r: np.histogram(v, edges, density=True)[0] for r, v in values.items()}
+    ratio = float(table["iqr"].iloc[-1] / table["iqr"].iloc[0])
+    return dict(table=table, iqr_ratio=ratio, paper=PAPER["iqr_ratio_1.2C_over_0.4C"],
+                histograms=dict(edges=edges, density=hist), results=results)
+
+
+def electronic_vs_ionic(particle, *, soc=0.06, max_overpotential=0.1, params=None, snapshot_c_rate=1.0,
+                        snapshot_soc=0.055, threads=None):
+    """Electronic vs ionic limitation of a delithiating particle from 6 % SOC (Fig. 3d-f).
+
+    Returns
+    -------
+    dict
+        ``table``: the two limiting C-rates beside the paper's; ``curve``:
+        ionic and electronic overpotential vs C-rate (steady states); and, if
+        ``snapshot_c_rate``, ``snapshot``: the ``Result`` of delithiating from
+        ``soc`` to ``snapshot_soc`` (SOC and electron-potential fields, Fig. 3e).
+    """
+    electronic, ionic, curve = limiting_currents(particle, soc=soc, max_overpotential=max_overpotential,
+                                                 params=params, threads=threads, return_curve=True)
+    table = pd.DataFrame({"tomofuse": [electronic, ionic],
+                          "paper": [PAPER["electronic_limit_c_rate"], PAPER["ionic_limit_c_rate"]]},
+                         index=pd.Index(["electronic_limit_c_rate", "ionic_limit_c_rate"], name="quantity"))
+    out = dict(table=table, curve=curve, ionically_limited=bool(ionic < electronic))
+    if snapshot_c_rate:
+        out["snapshot"] = simulate(particle, c_rate=snapshot_c_rate, soc_start=soc, soc_end=snapshot_soc,
+                                   params=params, n_saved=3, threads=threads)
+    return out
+
+
+def sei_effect(particle, *, c_rates=(1.1, 1.6, 2.1), soc_start=0.8, soc_end=0.7, params=None, threads=None):
+    """Overpotential with the particle's SEI and with the SEI removed (Fig. 3g-i).
+
+    Returns
+    -------
+    dict
+        ``table``: per C-rate the overpotential (V) at ``soc_end`` with and
+        without SEI, their difference and the SOC interquartile ranges;
+        ``paper``: the 1.1 C values; ``results``.
+    """
+    rows, results = [], {}
+    for rate in c_rates:
+        r = {}
+        for sei in (False, True):
+            res = simulate(particle, c_rate=rate, soc_start=soc_start, soc_end=soc_end, sei=sei, params=params,
+                           n_saved=2, threads=threads)
+            r[sei] = res
+            results[(rate, sei)] = res
+        rows.append(dict(c_rate=rate, overpotential_without_sei_V=r[False].overpotential[-1],
+                         overpotential_with_sei_V=r[True].overpotential[-1],
+                         difference_V=r[True].overpotential[-1] - r[False].overpotential[-1],
+                         iqr_without_sei=r[False].soc_iqr(), iqr_with_sei=r[True].soc_iqr()))
+    table = pd.DataFrame(rows).set_index("c_rate")
+    paper = {"without_sei_V": PAPER["overpotential_1.1C_without_sei_V"], "with_sei_V": PAPER["overpotential_1.1C_with_sei_V"]}
+    return dict(table=table, paper=paper, results=results)

@@ -375,9 +375,11 @@ struct AlignedBuffer {
         double shift, double cy, double cx, std::size_t nx, std::size_t y0, std::size_t y1, Real* acc) {    \
         backproject_block_rows<Real, B>(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);    \
     }
+TOMOFUSE_BLOCK_KERNEL(float, 32)
 TOMOFUSE_BLOCK_KERNEL(float, 16)
 TOMOFUSE_BLOCK_KERNEL(float, 4)
 TOMOFUSE_BLOCK_KERNEL(float, 1)
+TOMOFUSE_BLOCK_KERNEL(double, 32)
 TOMOFUSE_BLOCK_KERNEL(double, 16)
 TOMOFUSE_BLOCK_KERNEL(double, 4)
 TOMOFUSE_BLOCK_KERNEL(double, 1)
@@ -388,7 +390,9 @@ void backproject_block(std::size_t B, const Real* block, std::size_t n_cols, con
                        std::size_t n_angles, double shift, double cy, double cx, std::size_t nx, std::size_t y0,
                        std::size_t y1, Real* acc) {
     if constexpr (std::is_same_v<Real, float>) {
-        if (B == 16) {
+        if (B == 32) {
+            backproject_block_float_32(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
+        } else if (B == 16) {
             backproject_block_float_16(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
         } else if (B == 4) {
             backproject_block_float_4(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
@@ -396,7 +400,9 @@ void backproject_block(std::size_t B, const Real* block, std::size_t n_cols, con
             backproject_block_float_1(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
         }
     } else {
-        if (B == 16) {
+        if (B == 32) {
+            backproject_block_double_32(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
+        } else if (B == 16) {
             backproject_block_double_16(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
         } else if (B == 4) {
             backproject_block_double_4(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
@@ -422,14 +428,14 @@ void backproject_linear(const Real* projections, const raytrace::Shape3& shape, 
     }
     const double shift = 0.5 * static_cast<double>(n_cols) - 0.5 + center_offset;
     const double cy = 0.5 * static_cast<double>(ny), cx = 0.5 * static_cast<double>(nx);
-    // Rows are processed in blocks of 16 (then 4, then 1 for the remainder).
+    // Rows are processed in blocks of 32 (then 16, 4 and 1 for the remainder).
     // Each block's voxels are split into tiles of whole y rows whose
     // accumulators (~1 MiB) stay in cache while all angles stream past.
     detail::AlignedBuffer<Real> block;
     const std::size_t ld = n_cols + 2;
     for (std::size_t z0 = 0; z0 < nz;) {
         const std::size_t left = nz - z0;
-        const std::size_t B = left >= 16 ? 16 : (left >= 4 ? 4 : 1);
+        const std::size_t B = left >= 32 ? 32 : (left >= 16 ? 16 : (left >= 4 ? 4 : 1));
         block.assign_zero(n_angles * ld * B);
         const auto n_a = static_cast<std::ptrdiff_t>(n_angles);
         TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))

@@ -35,7 +35,7 @@ void backproject(const Real* projections, const raytrace::Shape3& shape, const d
 /// u - 0.5 + n_cols/2 + center_offset, and sums the interpolated values over
 /// the angles in order (zero beyond the detector), in `Real` arithmetic.
 /// `volume` is overwritten. Rows are processed in blocks so that one
-/// interpolation weight serves up to 16 slices (vectorised; instruction-set
+/// interpolation weight serves up to 32 slices (vectorised; instruction-set
 /// clones on GCC/x86-64 give identical bits). Every voxel is summed by one
 /// thread in a fixed order: identical results for any thread count.
 template <typename Real>

@@ -435,7 +435,13 @@ void backproject_linear(const Real* projections, const raytrace::Shape3& shape, 
     const std::size_t ld = n_cols + 2;
     for (std::size_t z0 = 0; z0 < nz;) {
         const std::size_t left = nz - z0;
-        const std::size_t B = left >= 32 ? 32 : (left >= 16 ? 16 : (left >= 4 ? 4 : 1));
+        // the transposed block holds n_angles * (n_cols + 2) * B values: at most ~512 MiB
+        // unless B is already down to 1 (PXCT's 1644 x 2048 takes 431 MB at B = 32)
+        const std::size_t budget = (std::size_t{512} << 20) / (sizeof(Real) * n_angles * ld);
+        std::size_t B = left >= 32 ? 32 : (left >= 16 ? 16 : (left >= 4 ? 4 : 1));
+        while (B > 1 && B > budget) {
+            B = B == 32 ? 16 : (B == 16 ? 4 : 1);
+        }
         block.assign_zero(n_angles * ld * B);
         const auto n_a = static_cast<std::ptrdiff_t>(n_angles);
         TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))

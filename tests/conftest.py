@@ -13,10 +13,18 @@ where the truth is compared against an independent fine-grid estimate.
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import os
 
-from tomofuse.phantom import electrode
+# CI runners and this development machine are shared: OpenMP threads that busy-wait at
+# barriers while their sibling is descheduled waste whole time slices (a 2-thread solve ran
+# up to 28x slower than 1 thread under load).  Sleep instead; libgomp reads this when the
+# core is first loaded, which is below.  Results do not depend on it.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from tomofuse.phantom import electrode  # noqa: E402
 
 SHAPE = (64, 64, 64)
 VOXEL = 40e-9

@@ -211,7 +211,9 @@ def make_pair(
     x = truth.inverse(mov_pts)
     world_idx = x / h + m  # fixed voxel i sits at world voxel i + m
     outside = np.any((world_idx < 0) | (world_idx > nw - 1), axis=1).mean()
-    moving = ndimage.map_coordinates(blurred, world_idx.T, order=1, mode="nearest").reshape((nm,) * 3)
+    # cubic B-spline interpolation of the (band-limited) blurred world: no linear-interpolation blur
+    # that would vary with the sub-voxel position and differ from the fixed image
+    moving = ndimage.map_coordinates(blurred, world_idx.T, order=3, mode="nearest").reshape((nm,) * 3)
     moving_labels = ndimage.map_coordinates(labels_w, world_idx.T, order=0, mode="nearest").reshape((nm,) * 3)
     rng_m = float(beta_w.max() - beta_w.min())
     moving = moving + rng.normal(scale=moving_noise * rng_m, size=moving.shape)

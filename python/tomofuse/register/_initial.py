@@ -312,8 +312,7 @@ def _coarse_images(fixed, moving, fixed_mask, spacing, fixed_sigma, moving_sigma
 def _coarse_rigid(f, m, mask, start, spacing, *, seed, threads):
     """Short rigid Mattes-MI registration at the coarse scale; returns (transform, metric)."""
     R = sitk.ImageRegistrationMethod()
-    if threads:
-        R.SetNumberOfThreads(threads)
+    R.SetNumberOfThreads(1)  # see _register.register: multi-threaded ITK metrics are not reproducible
     R.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     R.SetMetricSamplingStrategy(R.RANDOM)
     n = int(np.prod(f.GetSize()))
@@ -324,13 +323,12 @@ def _coarse_rigid(f, m, mask, start, spacing, *, seed, threads):
     R.SetOptimizerAsRegularStepGradientDescent(learningRate=spacing, minStep=spacing * 2e-3,
                                                numberOfIterations=50, relaxationFactor=0.6,
                                                gradientMagnitudeTolerance=1e-8)
-    R.SetOptimizerScalesFromPhysicalShift()
+    R.SetOptimizerScales(euler_scales(f))
     t = sitk.Euler3DTransform(start)
     R.SetInitialTransform(t, inPlace=True)
     R.Execute(f, m)
     R2 = sitk.ImageRegistrationMethod()
-    if threads:
-        R2.SetNumberOfThreads(threads)
+    R2.SetNumberOfThreads(1)
     R2.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     R2.SetMetricSamplingStrategy(R2.NONE)
     if mask is not None:
@@ -338,6 +336,18 @@ def _coarse_rigid(f, m, mask, start, spacing, *, seed, threads):
     R2.SetInterpolator(sitk.sitkLinear)
     R2.SetInitialTransform(t)
     return t, float(R2.MetricEvaluate(f, m))
+
+
+def euler_scales(image: sitk.Image) -> tuple:
+    """Optimiser scales of an Euler 3-D transform so that all parameters move voxels alike.
+
+    A rotation by ``a`` radians moves points at distance ``r`` from the centre by ``a r``;
+    with ``r`` the RMS distance of the field of view from its centre the scales are
+    ``(r^2, r^2, r^2, 1, 1, 1)`` -- what ITK's physical-shift estimator computes, without
+    its random sampling (which is not seeded, so would make runs irreproducible).
+    """
+    r2 = float(np.sum(fov_extent(image) ** 2)) / 12.0
+    return (r2, r2, r2, 1.0, 1.0, 1.0)
 
 
 def _smooth(image: sitk.Image, sigma: float, threads) -> sitk.Image:

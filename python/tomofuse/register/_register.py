@@ -41,10 +41,9 @@ from ._convert import (
     itk_seed,
     scale_transform,
     to_image,
-    xyz_to_zyx,
     zyx_to_xyz,
 )
-from ._initial import _smooth, auto_initial
+from ._initial import _smooth, auto_initial, euler_scales
 
 __all__ = ["Registration", "register", "load", "STAGES", "BACKENDS"]
 
@@ -60,6 +59,10 @@ FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _FIXED_SIGMA_VOXELS = 0.85
 #: Default B-spline control-point spacing in units of the moving image's resolution (FWHM).
 GRID_PER_RESOLUTION = 5.0
+#: ... and not finer than this fraction of the smallest fixed field-of-view edge: on simulated
+#: PXCT/TXTM pairs, finer grids let mutual information fit the structures that only one
+#: modality shows (MI above that of the true transform, larger TRE) -- bench/compare_registration.py.
+GRID_PER_FOV = 1.0
 #: Never finer than this many moving resolutions, even when asked.
 MIN_GRID_PER_RESOLUTION = 4.0
 
@@ -185,7 +188,7 @@ class Registration:
 
     # -- files --------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write ``path`` (JSON metadata) and ``<path without .json>.tfm`` (ITK transform).
+        """Write ``path`` (JSON metadata) and ``<path without .json>.h5`` (ITK HDF5 transform).
 
         Both are written atomically; the JSON carries the transform file's name
         and SHA-256, the grids, stages, metrics and provenance.
@@ -193,10 +196,10 @@ class Registration:
         p = Path(path)
         if p.suffix.lower() != ".json":
             raise ValueError(f"path must end in .json (metadata; the transform goes next to it), got {str(path)!r}")
-        tfm = p.with_suffix(".tfm")
+        tfm = p.with_suffix(".h5")
         with atomic_path(tfm, argument="path") as tmp:
-            # ITK picks the format from the extension: write under *.tfm, then move.
-            tmp_tfm = str(tmp) + ".tfm"
+            # ITK picks the format from the extension: write under *.h5, then move.
+            tmp_tfm = str(tmp) + ".h5"
             try:
                 sitk.WriteTransform(self.transform, tmp_tfm)
                 os.replace(tmp_tfm, tmp)
@@ -228,7 +231,7 @@ def load(path: str | os.PathLike) -> Registration:
     Parameters
     ----------
     path : path-like
-        The ``.json`` metadata file (the ``.tfm`` is found next to it).
+        The ``.json`` metadata file (the ``.h5`` transform is found next to it).
 
     Returns
     -------
@@ -504,14 +507,31 @@ class _SitkRegistration:
     # -- building blocks ----------------------------------------------------------
     def _method(self, *, bins: int = 32) -> sitk.ImageRegistrationMethod:
         R = sitk.ImageRegistrationMethod()
-        if self.threads:
-            R.SetNumberOfThreads(self.threads)
+        R.SetNumberOfThreads(1)  # see run(): reproducible metric sums
         R.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
         R.SetInterpolator(sitk.sitkLinear)
         return R
 
     def _smooth(self, img, sigma):
         return _smooth(img, sigma, self.threads)
+
+    def run(self) -> Registration:
+        """The whole pipeline, reproducibly.
+
+        ITK's registration metrics sum per-thread partial results in an order that varies
+        between runs, so two multi-threaded runs differ in the last bits and the optimiser
+        paths drift apart.  The metric and optimiser therefore run on one thread (ITK's
+        global default is set to 1 for the call and restored after); filters, resampling
+        and FFTs -- per-voxel, hence reproducible -- use ``threads``.
+        """
+        default = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        if self.threads is None:
+            self.threads = int(default)
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        try:
+            return self._run()
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default)
 
     def _observe(self, R, start, stop, message, max_iter):
         state = {"level": -1, "iters": 0, "total": 0}
@@ -528,7 +548,7 @@ class _SitkRegistration:
         return float(min(1.0, max(target / max(n_voxels, 1), 1e-4)))
 
     # -- the pipeline ---------------------------------------------------------------
-    def run(self) -> Registration:
+    def _prepare(self) -> None:
         fmask = self.mask
         # ITK works in micrometres inside (see UNIT); the result is converted back to metres
         self.fixed = to_image(_normalised(self.f_arr, fmask), self.fsp / UNIT, self.fo / UNIT)
@@ -543,6 +563,7 @@ class _SitkRegistration:
         else:
             self.sigma_rel = 2.0 * float(self.msp.max())
 
+    def _initial(self):
         extra = None
         with _CpuClock() as clk:
             if isinstance(self.initial, str) and self.initial == "auto":
@@ -563,7 +584,11 @@ class _SitkRegistration:
         self.metrics["initial"] = info
         self.stage_transforms = {"initial": self._compose_extra(start, extra)}
         self.extra = extra
+        return start
 
+    def _run(self) -> Registration:
+        self._prepare()
+        start = self._initial()
         rigid = sitk.Euler3DTransform(start)
         if "rigid" in self.stages:
             rigid = self._rigid(rigid)
@@ -605,6 +630,26 @@ class _SitkRegistration:
             parameters=jsonable(params),
             stage_transforms={k: scale_transform(v, UNIT) for k, v in self.stage_transforms.items()},
         )
+
+    def default_grid(self, res: float) -> float:
+        """Default B-spline control-point spacing (metres) for a moving resolution ``res``."""
+        fov = float(np.min(self.fsp * np.array(self.f_arr.shape)))
+        return max(GRID_PER_RESOLUTION * res, GRID_PER_FOV * fov)
+
+    def run_initial_only(self):
+        """Initial alignment and the relative-blur estimate only (for the elastix backend)."""
+        default = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        if self.threads is None:
+            self.threads = int(default)
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        try:
+            self._prepare()
+            start = self._initial()
+            if self.mres is None:
+                self._estimate_blur(start)
+            return start
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default)
 
     @property
     def moving_resolution(self) -> float:
@@ -662,7 +707,7 @@ class _SitkRegistration:
         R.SetOptimizerAsRegularStepGradientDescent(learningRate=res / 2 / UNIT, minStep=res * 1e-4 / UNIT,
                                                    numberOfIterations=200, relaxationFactor=0.5,
                                                    gradientMagnitudeTolerance=1e-10)
-        R.SetOptimizerScalesFromPhysicalShift()
+        R.SetOptimizerScales(euler_scales(fixed))
         t = sitk.Euler3DTransform(start)
         R.SetInitialTransform(t, inPlace=True)
         if self.extra is not None:
@@ -681,8 +726,11 @@ class _SitkRegistration:
         }
         return t
 
-    def _metric_value(self, fixed, transform, mask_arr, *, percentage=None, seed_salt=0):
+    def _metric_value(self, fixed, transform, mask_arr, *, percentage=None, seed_salt=0, moving=None,
+                      metric="mattes"):
         R = self._method()
+        if metric == "correlation":
+            R.SetMetricAsCorrelation()
         if percentage is None:
             R.SetMetricSamplingStrategy(R.NONE)
         else:
@@ -691,7 +739,7 @@ class _SitkRegistration:
         if mask_arr is not None:
             R.SetMetricFixedMask(_mask_image(mask_arr, fixed))
         R.SetInitialTransform(transform)
-        return float(R.MetricEvaluate(fixed, self.moving))
+        return float(R.MetricEvaluate(fixed, self.moving if moving is None else moving))
 
     def _estimate_blur(self, rigid):
         """Relative blur sigma that maximises the mutual information after rigid alignment."""
@@ -719,92 +767,124 @@ class _SitkRegistration:
                                 "moving_resolution_m": self.moving_resolution, "wall_s": clk.wall, "cpu_s": clk.cpu}
         logger.info("relative blur sigma %.3g m -> moving resolution %.3g m", self.sigma_rel, self.moving_resolution)
 
+    def _edges(self):
+        """Gradient magnitudes (edge strength) of the resolution-matched fixed and of the moving image."""
+        sg = float(self.msp.max()) / UNIT
+        g = sitk.GradientMagnitudeRecursiveGaussianImageFilter()
+        if self.threads:
+            g.SetNumberOfThreads(self.threads)
+        g.SetSigma(math.sqrt((self.sigma_rel / UNIT) ** 2 + sg**2))
+        fe = g.Execute(self.fixed)
+        g.SetSigma(sg)
+        me = g.Execute(self.moving)
+        return fe, me
+
+    def _fit_bspline(self, fixed, moving, moving_initial, train, mesh, shrink, bound, salt, metric):
+        """B-spline on ``fixed``'s domain fitted on the ``train`` voxels (L-BFGS-B, bounded coefficients)."""
+        bs = sitk.BSplineTransformInitializer(fixed, mesh, 3)
+        R = self._method()
+        if metric == "correlation":
+            R.SetMetricAsCorrelation()
+        R.SetShrinkFactorsPerLevel(shrink)
+        R.SetSmoothingSigmasPerLevel([0.0] * len(shrink))
+        R.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+        n = int(train.sum())
+        R.SetMetricSamplingStrategy(R.RANDOM)
+        R.SetMetricSamplingPercentagePerLevel([self._samples(n / s**3, 30000) for s in shrink], itk_seed(self.seed, salt))
+        R.SetMetricFixedMask(_mask_image(train, fixed))
+        R.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=100,
+                               maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=200,
+                               costFunctionConvergenceFactor=1e7, lowerBound=-bound, upperBound=bound)
+        R.SetInitialTransform(bs, inPlace=True)
+        R.SetMovingInitialTransform(moving_initial)
+        R.Execute(fixed, moving)
+        return bs, {"value": float(R.GetMetricValue()), "iterations": int(R.GetOptimizerIteration()),
+                    "stop": R.GetOptimizerStopConditionDescription()}
+
     def _bspline(self, rigid):
+        """B-spline stage on Mattes MI, kept only if two unlike similarities improve on held-out voxels.
+
+        On simulated PXCT/TXTM pairs every similarity tried (Mattes MI, correlation ratio,
+        correlation of gradient magnitudes) is maximised by some smooth warp that is *not*
+        the true map, even without any deformation -- the modalities disagree on which
+        phases differ -- and held-out voxels of the same similarity confirm that warp
+        (bench/compare_registration.py).  The biases of unlike similarities differ while a
+        true deformation improves both, so the B-spline fitted on Mattes MI (training half
+        of a checkerboard of blocks) is kept only if it raises both the Mattes MI and the
+        correlation of edge strengths (gradient magnitudes) on the held-out half.
+        """
         res = float(self.moving_resolution)
-        grid = self.grid if self.grid is not None else GRID_PER_RESOLUTION * res
+        grid = self._grid(res)
+        self.grid_used = grid
+        fixed = self._fixed_smoothed()
+        h = float(self.fsp.max())
+        rig = self._compose(rigid)
+        with _CpuClock() as clk:
+            # Only fixed voxels that the rigid result maps at least one resolution inside the moving
+            # field of view take part, so that the bounded B-spline cannot push samples out of it
+            # (ITK's metrics drop such samples, which could otherwise "improve" the similarity).
+            inside = self._inside(self.moving, fixed, rig, margin=res)
+            base = inside if self.mask is None else inside & self.mask
+            if base.sum() < 4096:
+                raise ValueError("the rigid result leaves too little overlap between the volumes for the B-spline stage")
+            # held-out split: a 3-D checkerboard of blocks smaller than the grid
+            block = max(2, int(round(grid / (4 * h))))
+            train = _checkerboard_mask(self.f_arr.shape, block, 0, base)
+            held = _checkerboard_mask(self.f_arr.shape, block, 1, base)
+            mesh = [max(1, int(round(e / (grid / UNIT)))) for e in fov_extent(fixed)]
+            shrink = [max(1, int(round(res / (2 * h))))]
+            bound = res / UNIT
+            self.progress.stage(0.55, 0.9, "bspline (mutual information)")
+            bs, info = self._fit_bspline(fixed, self.moving, rig, train, mesh, shrink, bound, 3, "mattes")
+            fe, me = self._edges()
+            composed = self._compose(rigid, bs)
+            self.progress.stage(0.9, 0.97, "bspline: held-out check")
+            mi = (self._metric_value(fixed, rig, held), self._metric_value(fixed, composed, held))
+            gm = (self._metric_value(fe, rig, held, moving=me, metric="correlation"),
+                  self._metric_value(fe, composed, held, moving=me, metric="correlation"))
+        self.stage_transforms["bspline"] = composed
+        accepted = bool(mi[1] < mi[0] and gm[1] < gm[0])
+        self.metrics["bspline"] = {
+            "grid_m": grid, "mesh": mesh, "shrink": shrink, "bound_m": bound * UNIT,
+            "fit": info,
+            "holdout_block_voxels": block,
+            "holdout_mattes": {"rigid": mi[0], "bspline": mi[1]},
+            "holdout_edge_correlation": {"rigid": gm[0], "bspline": gm[1]},
+            "accepted": accepted,
+            "max_displacement_m": self._max_displacement(bs, fixed),
+            "wall_s": clk.wall, "cpu_s": clk.cpu,
+        }
+        if not accepted:
+            warnings.warn(
+                "B-spline stage rejected: held-out similarity did not improve on both measures "
+                f"(Mattes MI {-mi[0]:.5f} -> {-mi[1]:.5f}, edge correlation {-gm[0]:.5f} -> {-gm[1]:.5f}); "
+                "keeping the rigid transform", RegistrationWarning, stacklevel=4)
+            logger.warning("B-spline stage rejected (held-out MI %s, edges %s)", mi, gm)
+            return None
+        return composed
+
+    def _inside(self, src: sitk.Image, ref: sitk.Image, transform, *, margin: float) -> np.ndarray:
+        """Voxels of ``ref`` that ``transform`` maps at least ``margin`` metres inside ``src``'s field of view."""
+        sp = np.asarray(src.GetSpacing()) * UNIT  # (x, y, z)
+        shape = src.GetSize()[::-1]
+        k = [int(math.ceil(margin / s)) for s in sp[::-1]]
+        ones = np.zeros(shape, dtype=np.uint8)
+        sl = tuple(slice(min(ki, n // 2 - 1), max(n - ki, n // 2 + 1)) for ki, n in zip(k, shape))
+        ones[sl] = 1
+        img = sitk.GetImageFromArray(ones)
+        img.CopyInformation(src)
+        out = sitk.Resample(img, ref, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        return sitk.GetArrayFromImage(out).astype(bool)
+
+    def _grid(self, res: float) -> float:
+        grid = self.grid if self.grid is not None else self.default_grid(res)
         if grid < MIN_GRID_PER_RESOLUTION * res:
             warnings.warn(
                 f"bspline_grid {grid:.3g} m is finer than {MIN_GRID_PER_RESOLUTION:g}x the moving resolution "
                 f"({res:.3g} m) and would fit noise; using {MIN_GRID_PER_RESOLUTION * res:.3g} m",
-                RegistrationWarning, stacklevel=4)
+                RegistrationWarning, stacklevel=5)
             grid = MIN_GRID_PER_RESOLUTION * res
-        self.grid_used = grid
-        fixed = self._fixed_smoothed()
-        ext = fov_extent(fixed)
-        mesh = [max(1, int(round(e / (grid / UNIT)))) for e in ext]
-        bs = sitk.BSplineTransformInitializer(fixed, mesh, 3)
-        h = float(self.fsp.max())
-        # Only fixed voxels that the rigid result maps at least one resolution inside the moving
-        # field of view take part: the bounded B-spline cannot push them out of it (ITK's Mattes
-        # metric ignores such samples, which would otherwise "improve" the similarity).
-        inside = self._inside_mask(rigid, margin=res)
-        base = inside if self.mask is None else inside & self.mask
-        if base.sum() < 4096:
-            raise ValueError("the rigid result leaves too little overlap between the volumes for the B-spline stage")
-        # held-out split: a 3-D checkerboard of blocks smaller than the grid
-        block = max(2, int(round(grid / (4 * h))))
-        train = _checkerboard_mask(self.f_arr.shape, block, 0, base)
-        held = _checkerboard_mask(self.f_arr.shape, block, 1, base)
-        bound = 0.5 * res / UNIT
-        R = self._method()
-        shrink = [max(1, int(round(res / h))), max(1, int(round(res / (2 * h))))]
-        R.SetShrinkFactorsPerLevel(shrink)
-        R.SetSmoothingSigmasPerLevel([res / 2 / UNIT, 0.0])
-        R.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-        n = int(train.sum())
-        R.SetMetricSamplingStrategy(R.RANDOM)
-        R.SetMetricSamplingPercentagePerLevel([self._samples(n / s**3, 60000) for s in shrink],
-                                              itk_seed(self.seed, 3))
-        R.SetMetricFixedMask(_mask_image(train, fixed))
-        R.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=60,
-                               maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=150,
-                               costFunctionConvergenceFactor=1e7, lowerBound=-bound, upperBound=bound)
-        R.SetInitialTransform(bs, inPlace=True)
-        R.SetMovingInitialTransform(self._compose(rigid))
-        state = self._observe(R, 0.55, 0.95, "bspline", 100 * len(shrink))
-        with _CpuClock() as clk:
-            R.Execute(fixed, self.moving)
-        composed = self._compose(rigid, bs)
-        self.stage_transforms["bspline"] = composed
-        with _CpuClock() as clk2:
-            held_rigid = self._metric_value(fixed, self._compose(rigid), held)
-            held_bs = self._metric_value(fixed, composed, held)
-        accepted = held_bs < held_rigid
-        disp = self._max_displacement(bs, fixed)
-        self.metrics["bspline"] = {
-            "mattes": float(R.GetMetricValue()),
-            "iterations": state["total"],
-            "stop": R.GetOptimizerStopConditionDescription(),
-            "grid_m": grid,
-            "mesh": mesh,
-            "shrink": shrink,
-            "holdout_block_voxels": block,
-            "holdout_mattes_rigid": held_rigid,
-            "holdout_mattes_bspline": held_bs,
-            "accepted": bool(accepted),
-            "max_displacement_m": disp,
-            "wall_s": clk.wall + clk2.wall,
-            "cpu_s": clk.cpu + clk2.cpu,
-        }
-        if not accepted:
-            warnings.warn(
-                f"B-spline stage rejected: held-out Mattes mutual information {-held_bs:.5f} is not above the rigid "
-                f"result's {-held_rigid:.5f}; keeping the rigid transform",
-                RegistrationWarning, stacklevel=4)
-            logger.warning("B-spline stage rejected (held-out %.5f vs rigid %.5f)", held_bs, held_rigid)
-            return None
-        return composed
-
-    def _inside_mask(self, rigid, *, margin: float) -> np.ndarray:
-        """Fixed voxels that ``rigid`` maps at least ``margin`` metres inside the moving field of view."""
-        k = [int(math.ceil(margin / s)) for s in self.msp]
-        ones = np.zeros(self.m_arr.shape, dtype=np.uint8)
-        sl = tuple(slice(min(ki, n // 2 - 1), max(n - ki, n // 2 + 1)) for ki, n in zip(k, ones.shape))
-        ones[sl] = 1
-        img = sitk.GetImageFromArray(ones)
-        img.CopyInformation(self.moving)
-        out = sitk.Resample(img, self.fixed, self._compose(rigid), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        return sitk.GetArrayFromImage(out).astype(bool)
+        return grid
 
     @staticmethod
     def _max_displacement(bs, fixed) -> float:

@@ -173,13 +173,15 @@ def make_pair(
     margin: float = 0.25,
     seed: int = 0,
     phantom_seed: int = 1,
+    moving_contrast: str = "beta",
 ) -> Pair:
     """A PXCT-like / TXTM-like pair (see module docstring).
 
     ``rotation_deg`` is a rotation vector in degrees ((z, y, x) axis times angle),
     ``shift`` is in metres (z, y, x); noise is a fraction of the modality's
     contrast range; ``margin`` the world margin on each side as a fraction of
-    the fixed field of view.
+    the fixed field of view; ``moving_contrast="delta"`` renders the moving volume
+    in the fixed contrast (a mono-modal control).
     """
     rng = np.random.default_rng(seed)
     nf = int(fixed_shape)
@@ -206,7 +208,8 @@ def make_pair(
 
     # moving: beta blurred to the TXTM resolution, sampled at T^-1(moving grid)
     sig_m = moving_resolution * FWHM_TO_SIGMA / h
-    blurred = ndimage.gaussian_filter(beta_w, sig_m, mode="nearest")
+    mov_w = beta_w if moving_contrast == "beta" else delta_w  # "delta": a mono-modal control
+    blurred = ndimage.gaussian_filter(mov_w, sig_m, mode="nearest")
     mov_pts = (np.indices((nm,) * 3).reshape(3, -1).T.astype(np.float64)) * moving_spacing
     x = truth.inverse(mov_pts)
     world_idx = x / h + m  # fixed voxel i sits at world voxel i + m
@@ -215,7 +218,7 @@ def make_pair(
     # that would vary with the sub-voxel position and differ from the fixed image
     moving = ndimage.map_coordinates(blurred, world_idx.T, order=3, mode="nearest").reshape((nm,) * 3)
     moving_labels = ndimage.map_coordinates(labels_w, world_idx.T, order=0, mode="nearest").reshape((nm,) * 3)
-    rng_m = float(beta_w.max() - beta_w.min())
+    rng_m = float(mov_w.max() - mov_w.min())
     moving = moving + rng.normal(scale=moving_noise * rng_m, size=moving.shape)
 
     return Pair(

@@ -270,6 +270,7 @@ def small():
         (dict(initial=(np.zeros((2, 3)), np.zeros((2, 3)))), ValueError, "at least 3"),
         (dict(initial=42), TypeError, "initial"),
         (dict(seed=-1), ValueError, "seed"),
+        (dict(holdout=("mattes", "ncc")), ValueError, "holdout"),
         (dict(threads=0), ValueError, "threads"),
         (dict(bspline_grid=-1e-6), ValueError, "bspline_grid"),
         (dict(fixed_origin=(0.0, np.nan, 0.0)), ValueError, "fixed_origin"),
@@ -288,3 +289,20 @@ def test_non_finite_values_are_rejected(small, bad):
     m[3, 4, 5] = bad
     with pytest.raises(ValueError, match="moving contains 1 non-finite"):
         register(small, m, fixed_spacing=21.4e-9, moving_spacing=27.5e-9)
+
+
+@pytest.mark.slow
+def test_elastix_backend_same_interface():
+    """backend="elastix" (optional itk-elastix; importing itk takes ~30 s, hence slow)."""
+    pytest.importorskip("itk")
+    from tomofuse.register._elastix import available
+
+    if not available():
+        pytest.skip("itk-elastix not installed")
+    pair = rp.make_pair(fixed_shape=48, seed=8, rotation_deg=(2.0, -1.0, 3.0), shift=(40e-9, 30e-9, -50e-9))
+    reg = register(pair.fixed, pair.moving, fixed_spacing=pair.fixed_spacing, moving_spacing=pair.moving_spacing,
+                   backend="elastix", stages=("rigid",), threads=1)
+    pts = pair.foreground_points(border=60e-9, max_points=2000)
+    assert _tre(pair, reg, pts).mean() < 10e-9
+    assert reg.parameters["backend"] == "elastix"
+    assert reg.resample(pair.moving).shape == pair.fixed.shape

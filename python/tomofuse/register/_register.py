@@ -395,6 +395,7 @@ def register(
     threads: Optional[int] = None,
     callback: Optional[ProgressCallback] = None,
     moving_resolution: Optional[float] = None,
+    holdout: Sequence[str] = ("mattes", "edges"),
 ) -> Registration:
     """Register a TXTM volume (moving) onto a PXCT volume (fixed).
 
@@ -444,6 +445,13 @@ def register(
         Moving (TXTM) resolution as a Gaussian FWHM in metres.  Default:
         estimated from the blur that best matches the fixed image to the moving
         one after the rigid stage (assuming a PXCT FWHM of ~2 fixed voxels).
+    holdout : sequence of {"mattes", "edges"}
+        Held-out similarities that must *all* improve for the B-spline stage to be
+        kept: Mattes MI of the intensities, correlation of the edge strengths
+        (gradient magnitudes).  Both by default: on simulated pairs a B-spline fitted
+        on MI also raises the held-out MI when there is no deformation at all (and
+        moves points by ~5-13 nm), which the edge correlation exposes;
+        ``("mattes",)`` is the looser rule of the issue/paper.
 
     Returns
     -------
@@ -478,6 +486,14 @@ def register(
         moving_resolution = positive_length(moving_resolution, "moving_resolution")
     if not (isinstance(initial, str) and initial == "auto"):
         _initial_transform(initial, np.zeros(3), np.zeros(3))  # validate early
+    if isinstance(holdout, str):
+        holdout = (holdout,)
+    try:
+        holdout = tuple(holdout)
+    except TypeError:
+        raise TypeError(f"holdout must be a sequence of 'mattes'/'edges', got {holdout!r}") from None
+    if not holdout or any(h not in ("mattes", "edges") for h in holdout):
+        raise ValueError(f"holdout must be a non-empty subset of ('mattes', 'edges'), got {holdout!r}")
     if backend == "elastix":
         from ._elastix import register_elastix
 
@@ -485,13 +501,14 @@ def register(
                                 bspline_grid=bspline_grid, fixed_mask=mask, fixed_origin=fo, moving_origin=mo,
                                 seed=seed, threads=threads, callback=callback, moving_resolution=moving_resolution)
     return _SitkRegistration(f, m, fsp, msp, fo, mo, mask, st, initial, bspline_grid, moving_resolution,
-                             seed, threads, callback).run()
+                             seed, threads, callback, holdout).run()
 
 
 class _SitkRegistration:
     """The SimpleITK pipeline (one object per call, keeps the intermediate images)."""
 
-    def __init__(self, f, m, fsp, msp, fo, mo, mask, stages, initial, grid, mres, seed, threads, callback):
+    def __init__(self, f, m, fsp, msp, fo, mo, mask, stages, initial, grid, mres, seed, threads, callback,
+                 holdout=("mattes", "edges")):
         self.f_arr, self.m_arr = f, m
         self.fsp, self.msp, self.fo, self.mo = fsp, msp, fo, mo
         self.mask = mask
@@ -503,6 +520,7 @@ class _SitkRegistration:
         self.threads = threads
         self.progress = Progress(callback, logger)
         self.metrics: dict = {}
+        self.holdout = tuple(holdout)
 
     # -- building blocks ----------------------------------------------------------
     def _method(self, *, bins: int = 32) -> sitk.ImageRegistrationMethod:
@@ -614,6 +632,7 @@ class _SitkRegistration:
             "moving_resolution_m": self.moving_resolution,
             "relative_blur_sigma_m": self.sigma_rel,
             "bspline_grid_m": getattr(self, "grid_used", None),
+            "holdout": list(self.holdout),
             "backend": "simpleitk",
             "simpleitk": sitk.Version.VersionString(),
         }
@@ -746,9 +765,9 @@ class _SitkRegistration:
         with _CpuClock() as clk:
             t = self._compose(rigid)
             base = 2.0 * float(self.msp.max())
-            factors = np.array([0.35, 0.5, 0.71, 1.0, 1.41, 2.0, 2.83])
+            factors = np.array([0.5, 0.71, 1.0, 1.41, 2.0])
             n = np.prod(self.f_arr.shape)
-            pct = self._samples(n, 150000)
+            pct = self._samples(n, 100000)
             vals = []
             for fac in factors:
                 img = self._smooth(self.fixed, fac * base / UNIT)
@@ -839,24 +858,29 @@ class _SitkRegistration:
             fe, me = self._edges()
             composed = self._compose(rigid, bs)
             self.progress.stage(0.9, 0.97, "bspline: held-out check")
-            mi = (self._metric_value(fixed, rig, held), self._metric_value(fixed, composed, held))
-            gm = (self._metric_value(fe, rig, held, moving=me, metric="correlation"),
-                  self._metric_value(fe, composed, held, moving=me, metric="correlation"))
+            # the same 200 000 random held-out points for both maps (paired comparison)
+            pct = self._samples(int(held.sum()), 200000)
+            kw = dict(percentage=pct, seed_salt=7)
+            mi = (self._metric_value(fixed, rig, held, **kw), self._metric_value(fixed, composed, held, **kw))
+            kw.update(moving=me, metric="correlation")
+            gm = (self._metric_value(fe, rig, held, **kw), self._metric_value(fe, composed, held, **kw))
         self.stage_transforms["bspline"] = composed
-        accepted = bool(mi[1] < mi[0] and gm[1] < gm[0])
+        checks = {"mattes": bool(mi[1] < mi[0]), "edges": bool(gm[1] < gm[0])}
+        accepted = all(checks[k] for k in self.holdout)
         self.metrics["bspline"] = {
             "grid_m": grid, "mesh": mesh, "shrink": shrink, "bound_m": bound * UNIT,
             "fit": info,
             "holdout_block_voxels": block,
             "holdout_mattes": {"rigid": mi[0], "bspline": mi[1]},
             "holdout_edge_correlation": {"rigid": gm[0], "bspline": gm[1]},
+            "holdout_checks": checks, "holdout_required": list(self.holdout),
             "accepted": accepted,
             "max_displacement_m": self._max_displacement(bs, fixed),
             "wall_s": clk.wall, "cpu_s": clk.cpu,
         }
         if not accepted:
             warnings.warn(
-                "B-spline stage rejected: held-out similarity did not improve on both measures "
+                f"B-spline stage rejected: held-out similarity did not improve on {' and '.join(self.holdout)} "
                 f"(Mattes MI {-mi[0]:.5f} -> {-mi[1]:.5f}, edge correlation {-gm[0]:.5f} -> {-gm[1]:.5f}); "
                 "keeping the rigid transform", RegistrationWarning, stacklevel=4)
             logger.warning("B-spline stage rejected (held-out MI %s, edges %s)", mi, gm)

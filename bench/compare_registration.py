@@ -13,8 +13,8 @@ the PXCT grid; CPU and wall seconds per stage.
   zero pair     the same without deformation: is the final map ever worse than rigid?
   trials        --trials N random misalignments (each rotation-vector component uniform in
                 +-10 deg, each shift component in +-15 % of the field of view) on a
-                --trial-size pair, rigid stage only: success = rigid TRE mean < 2x the best
-                rigid TRE (a wrong basin is >= 100 nm off)
+                --trial-size pair (no deformation), rigid stage only: success = rigid TRE
+                mean < 20 nm (the right basin: a wrong one is >= 100 nm off)
   elastix       itk-elastix (optional): tomofuse's initial alignment, then the paper's
                 recipe (Euler + B-spline, Advanced Mattes MI) with a --elastix-grid grid
 
@@ -42,6 +42,10 @@ import register_pairs as rp  # noqa: E402
 from tomofuse import Phase  # noqa: E402
 from tomofuse.register import Registration, RegistrationWarning, register  # noqa: E402
 from tomofuse.register._elastix import available as elastix_available  # noqa: E402
+
+
+#: Initial-alignment trials: the rigid result is in the right basin (a wrong one is >= 100 nm off).
+SUCCESS_NM = 20.0
 
 
 def tre_stats(pair, transform, pts):
@@ -89,9 +93,10 @@ def run(pair, label, pts, **kw):
     row["bspline_grid_nm"] = (reg.parameters.get("bspline_grid_m") or 0) * 1e9
     row["dice"] = dice(reg, pair)
     bm = reg.metrics.get("bspline", {})
-    if "holdout_checks" in bm and "bspline" in reg.stage_transforms:
+    if "holdout_gains" in bm and "bspline" in reg.stage_transforms:
         # the looser rule (held-out Mattes MI alone) on the same run
-        keep = bm["holdout_checks"]["mattes"]
+        keep = bm["holdout_gains"]["mattes"] > 0
+        row["holdout_gains"] = bm["holdout_gains"]
         row["final_if_mattes_rule"] = row["bspline"] if keep else row["rigid"]
         row["mattes_rule_keeps_bspline"] = bool(keep)
     return row, reg
@@ -110,6 +115,8 @@ def show(row):
           f"| resolution {row['moving_resolution_nm']:.0f} nm, grid {row['bspline_grid_nm']:.0f} nm")
     if "final_if_mattes_rule" in row:
         f = row["final_if_mattes_rule"]
+        g = row["holdout_gains"]
+        print(f"      held-out relative gains: Mattes MI {g['mattes']:+.2e}, edge correlation {g['edges']:+.2e}")
         print(f"      with holdout=('mattes',) (keeps B-spline: {row['mattes_rule_keeps_bspline']}): final TRE "
               f"{f['mean_nm']:.2f} mean {f['p95_nm']:.2f} p95 nm")
     for w in row["warnings"]:
@@ -180,7 +187,7 @@ def main(argv=None):
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             s = tre_stats(tp, reg.transform, tpts)
             init = tre_stats(tp, reg.stage_transforms["initial"], tpts)
-            ok = s["mean_nm"] < 2 * max(best["mean_nm"], 2.0)
+            ok = s["mean_nm"] < SUCCESS_NM
             trials.append({"rotation_deg": rot.tolist(), "shift_fov": (shift / fov).tolist(),
                            "angle_deg": float(np.linalg.norm(rot)), "initial": init, "rigid": s, "best": best,
                            "success": bool(ok), "wall_s": wall, "cpu_s": cpu})

@@ -98,8 +98,10 @@ def register_elastix(f, m, *, fixed_spacing, moving_spacing, initial, stages, bs
     E.SetParameterObject(po)
     E.SetExternalInitialTransform(ext)
     E.SetLogToConsole(False)
-    if threads:
-        E.SetNumberOfThreads(int(threads))
+    if threads == 1:
+        # itk-elastix 0.25 (ITK 5.4.7) crashes in the B-spline stage after SetNumberOfThreads(n > 1);
+        # more threads = ITK's default
+        E.SetNumberOfThreads(1)
     if fixed_mask is not None:
         mk = itk.image_from_array(fixed_mask.astype(np.uint8))
         mk.CopyInformation(fimg)

@@ -116,10 +116,15 @@ def test_moving_resolution_is_estimated(deformed):
 
 def test_deterministic_for_fixed_seed_and_threads(undeformed):
     pair, reg = undeformed
+    reports = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RegistrationWarning)
         again = register(pair.fixed, pair.moving, fixed_spacing=pair.fixed_spacing,
-                         moving_spacing=pair.moving_spacing, seed=0, threads=2)
+                         moving_spacing=pair.moving_spacing, seed=0, threads=2,
+                         callback=lambda f, msg: reports.append(f))
+    # progress: in [0, 1], never backwards, ends at 1
+    assert len(reports) > 10 and reports[-1] == 1.0
+    assert all(0.0 <= a <= b <= 1.0 for a, b in zip(reports, reports[1:]))
     assert again.stages == reg.stages
     for k in reg.stage_transforms:
         assert reg.stage_transforms[k].GetParameters() == again.stage_transforms[k].GetParameters()

@@ -10,6 +10,7 @@ maps fixed to moving points exactly as elastix does, whatever its internal chain
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 
 import numpy as np
@@ -117,9 +118,12 @@ def register_elastix(f, m, *, fixed_spacing, moving_spacing, initial, stages, bs
     T.SetTransformParameterObject(tpo)
     T.SetComputeDeformationField(True)
     T.SetLogToConsole(False)
-    T.Update()
-    field = T.GetOutputDeformationField()
-    arr = itk.array_from_image(field).astype(np.float64)  # (z, y, x, 3) displacement (x, y, z), micrometres
+    # transformix writes deformationField.nii into its output directory (default: the cwd)
+    with tempfile.TemporaryDirectory(prefix="tomofuse-transformix-") as scratch:
+        T.SetOutputDirectory(scratch)
+        T.Update()
+        field = T.GetOutputDeformationField()
+        arr = itk.array_from_image(field).astype(np.float64)  # (z, y, x, 3) displacement (x, y, z), micrometres
     disp = sitk.GetImageFromArray(arr * UNIT, isVector=True)
     disp.SetSpacing(zyx_to_xyz(fixed_spacing))
     disp.SetOrigin(zyx_to_xyz(fixed_origin))

@@ -4,11 +4,14 @@
 phantom's ``beta``, optics blur, optional Fresnel propagation, Poisson noise);
 ``pxct_phase`` renders the phase projections ptychography delivers (projected
 ``delta``, blur, random sub-pixel shifts, random constant + linear phase,
-wrapped).  Tests and the demo use them; stage packages never import them.
+wrapped); ``ptycho_scan`` the far-field diffraction patterns of a
+ptychographic scan (sub-pixel positions, Poisson noise).  Tests and the demo
+use them; stage packages never import them.
 """
 
 from ._common import FWHM_PER_SIGMA, Acquisition, wavelength_m
+from ._ptycho import ptycho_scan
 from ._pxct import pxct_phase
 from ._txtm import txtm
 
-__all__ = ["Acquisition", "FWHM_PER_SIGMA", "pxct_phase", "txtm", "wavelength_m"]
+__all__ = ["Acquisition", "FWHM_PER_SIGMA", "ptycho_scan", "pxct_phase", "txtm", "wavelength_m"]

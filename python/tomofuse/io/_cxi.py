@@ -1,0 +1,262 @@
+"""Ptychographic scans in the CXI layout (Coherent X-ray Imaging format, cxidb.org; Maia, Nat. Methods 9, 854 (2012)).
+
+Layout written (SI units throughout, as CXI requires)::
+
+    /cxi_version                                   int 150
+    /entry_1/instrument_1/detector_1/data          (K, N, N) diffraction patterns
+    /entry_1/instrument_1/detector_1/distance      sample-detector distance, m
+    /entry_1/instrument_1/detector_1/x_pixel_size  detector pixel pitch, m
+    /entry_1/instrument_1/detector_1/y_pixel_size
+    /entry_1/instrument_1/detector_1/mask          (N, N) uint32, 0 = good pixel, bit 0x1 = invalid (optional)
+    /entry_1/instrument_1/source_1/energy          photon energy, J
+    /entry_1/instrument_1/source_1/probe           (N, N) complex probe on the object grid (optional)
+    /entry_1/sample_1/geometry_1/translation       (K, 3) sample translation (x, y, z), m
+    /entry_1/data_1/data, /entry_1/data_1/translation   hard links to the two above
+
+tomofuse's positions are ``(y, x)``; they are stored as the CXI translation
+columns ``(x, y, 0)`` without a change of sign.  No science here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from ._atomic import atomic_path
+from ._volume import _file_attrs, _h5_set_attrs, _plain
+
+__all__ = ["CXIScan", "read_cxi", "write_cxi"]
+
+logger = logging.getLogger(__name__)
+
+#: Joules per keV (exact SI elementary charge).
+_J_PER_KEV = 1.602176634e-19 * 1e3
+_CXI_VERSION = 150
+_DET = "entry_1/instrument_1/detector_1"
+_SRC = "entry_1/instrument_1/source_1"
+_TRANSLATION = "entry_1/sample_1/geometry_1/translation"
+
+
+@dataclass
+class CXIScan:
+    """A ptychographic scan as read from (or to be written to) a CXI file.
+
+    Attributes
+    ----------
+    data : (K, N, N) ndarray
+        Diffraction patterns, dtype as stored, zero frequency at the centre.
+    positions : (K, 2) ndarray of float64
+        Scan positions ``(y, x)``, metres (CXI translation columns y and x).
+    energy_kev : float
+        Photon energy, keV (the file stores joules).
+    distance : float
+        Sample-detector distance, metres.
+    x_pixel_size, y_pixel_size : float
+        Detector pixel pitch, metres.
+    probe : (N, N) complex ndarray or None
+        Probe, if the file holds one.
+    mask : (N, N) ndarray of bool or None
+        True marks invalid detector pixels (CXI mask nonzero).
+    attrs : dict
+        Root attributes (tomofuse provenance) as plain Python values.
+    """
+
+    data: np.ndarray
+    positions: np.ndarray
+    energy_kev: float
+    distance: float
+    x_pixel_size: float
+    y_pixel_size: float
+    probe: Optional[np.ndarray] = None
+    mask: Optional[np.ndarray] = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def _positive(value, name: str, unit: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in {unit}, got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be positive and finite ({unit}), got {value!r}")
+    return v
+
+
+def write_cxi(path: str | os.PathLike, data: np.ndarray, *, positions, energy_kev: float, distance: float,
+              pixel_size, probe: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None,
+              attrs: Optional[Mapping[str, Any]] = None, parameters: Optional[Mapping[str, Any]] = None,
+              inputs: Optional[Mapping[str, str]] = None, program: str = "tomofuse.io.write_cxi",
+              overwrite: bool = False) -> Path:
+    """Write a ptychographic scan as a CXI file, atomically and with provenance.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output ``.cxi`` file (replaced only with ``overwrite=True``).
+    data : (K, N, N) ndarray
+        Diffraction patterns (counts or intensities, real, finite, >= 0), stored in their dtype.
+    positions : (K, 2) array_like
+        Scan positions ``(y, x)``, metres; stored as translation ``(x, y, 0)``.
+    energy_kev : float
+        Photon energy, keV; stored in joules.
+    distance : float
+        Sample-detector distance, metres.
+    pixel_size : float or (2,) sequence
+        Detector pixel pitch, metres: one value, or ``(y, x)``.
+    probe : (N, N) complex ndarray, optional
+        Probe on the object grid.
+    mask : (N, N) array_like of bool, optional
+        True (nonzero) marks invalid pixels; stored as CXI uint32 (bit 0x1).
+    attrs : mapping, optional
+        Extra root attributes.
+    parameters, inputs, program
+        Provenance (``tomofuse.io.provenance``), stored as root attributes.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    import h5py
+
+    if not isinstance(data, np.ndarray):
+        raise TypeError(f"data must be a numpy.ndarray, got {type(data).__name__}")
+    if data.ndim != 3 or data.shape[0] == 0 or data.shape[1] == 0 or data.shape[2] == 0:
+        raise ValueError(f"data must be a non-empty (K, N, N) stack of patterns, got shape {data.shape}")
+    if data.dtype.kind not in "buif" or data.dtype.fields is not None:
+        raise TypeError(f"data must hold real numbers, got dtype {data.dtype}")
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        raise ValueError("data must be finite (no NaN/inf intensities)")
+    if data.dtype.kind in "if" and np.any(data < 0):
+        raise ValueError("data must not hold negative intensities")
+    k, ny, nx = data.shape
+    try:
+        pos = np.asarray(positions, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"positions must be a (K, 2) array of (y, x) metres, got {type(positions).__name__}") from None
+    if pos.shape != (k, 2):
+        raise ValueError(f"positions must be ({k}, 2) (y, x) metres, one per pattern, got shape {pos.shape}")
+    if not np.all(np.isfinite(pos)):
+        raise ValueError("positions must be finite (metres)")
+    e_kev = _positive(energy_kev, "energy_kev", "keV")
+    z = _positive(distance, "distance", "metres")
+    try:
+        ps = np.atleast_1d(np.asarray(pixel_size, dtype=np.float64)) if not isinstance(pixel_size, bool) else None
+    except (TypeError, ValueError):
+        ps = None
+    if ps is None or ps.ndim != 1 or ps.size not in (1, 2):
+        raise ValueError(f"pixel_size must be one pitch or (y, x) pitches in metres, got {pixel_size!r}")
+    py, px = (_positive(float(v), "pixel_size", "metres") for v in (ps if ps.size == 2 else (ps[0], ps[0])))
+    if probe is not None:
+        if not isinstance(probe, np.ndarray) or probe.shape != (ny, nx) or probe.dtype.kind not in "fc":
+            raise ValueError(f"probe must be a ({ny}, {nx}) complex array like the patterns, got "
+                             f"{getattr(probe, 'shape', type(probe).__name__)}")
+        if not np.all(np.isfinite(probe)):
+            raise ValueError("probe must be finite")
+    mask_u32 = None
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.shape != (ny, nx):
+            raise ValueError(f"mask must be ({ny}, {nx}) like the patterns, got shape {m.shape}")
+        mask_u32 = (m != 0).astype(np.uint32)
+    meta = _file_attrs(attrs, parameters=parameters, inputs=inputs, program=program)
+    translation = np.column_stack([pos[:, 1], pos[:, 0], np.zeros(k)])
+
+    with atomic_path(path, argument="path", overwrite=overwrite) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("cxi_version", data=np.int64(_CXI_VERSION))
+            _h5_set_attrs(f, meta)
+            det = f.create_group(_DET)
+            ds = det.create_dataset("data", data=data, chunks=(1, ny, nx))
+            ds.attrs["axes"] = "translation:y:x"
+            det.create_dataset("distance", data=z).attrs["units"] = "m"
+            det.create_dataset("x_pixel_size", data=px).attrs["units"] = "m"
+            det.create_dataset("y_pixel_size", data=py).attrs["units"] = "m"
+            if mask_u32 is not None:
+                det.create_dataset("mask", data=mask_u32)
+            src = f.create_group(_SRC)
+            en = src.create_dataset("energy", data=e_kev * _J_PER_KEV)
+            en.attrs["units"] = "J"
+            en.attrs["energy_kev"] = e_kev  # exact round trip of the caller's number
+            if probe is not None:
+                src.create_dataset("probe", data=probe)
+            tr = f.create_dataset(_TRANSLATION, data=translation)
+            tr.attrs["units"] = "m"
+            d1 = f.create_group("entry_1/data_1")
+            d1["data"] = ds
+            d1["translation"] = tr
+    return Path(path).expanduser().absolute()
+
+
+def _scalar(f, name: str, p) -> float:
+    if name not in f:
+        raise KeyError(f"{str(p)!r}: no /{name}")
+    return float(np.asarray(f[name][()]).reshape(-1)[0])
+
+
+def read_cxi(path: str | os.PathLike) -> CXIScan:
+    """Read a ptychographic scan from a CXI file.
+
+    Reads ``/entry_1/data_1/data`` (else ``/entry_1/instrument_1/detector_1/data``),
+    the translations, energy (J -> keV), distance, pixel sizes, and the optional
+    probe (``source_1/probe``) and mask (``detector_1/mask``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+
+    Returns
+    -------
+    CXIScan
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    KeyError
+        If a required dataset is missing.
+    ValueError
+        For inconsistent shapes.
+    """
+    import h5py
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"path: no such file {str(p)!r}")
+    with h5py.File(p, "r") as f:
+        for name in ("entry_1/data_1/data", f"{_DET}/data"):
+            if name in f and isinstance(f[name], h5py.Dataset):
+                data = f[name][()]
+                break
+        else:
+            raise KeyError(f"{str(p)!r}: no /entry_1/data_1/data (not a CXI scan)")
+        if data.ndim != 3:
+            raise ValueError(f"{str(p)!r}: the patterns must be 3-D (K, N, N), got shape {data.shape}")
+        if _TRANSLATION not in f:
+            raise KeyError(f"{str(p)!r}: no /{_TRANSLATION}")
+        tr = np.asarray(f[_TRANSLATION][()], dtype=np.float64)
+        if tr.ndim != 2 or tr.shape[0] != data.shape[0] or tr.shape[1] not in (2, 3):
+            raise ValueError(f"{str(p)!r}: translation must be ({data.shape[0]}, 3), got shape {tr.shape}")
+        positions = np.ascontiguousarray(tr[:, [1, 0]])
+        energy_j = _scalar(f, f"{_SRC}/energy", p)
+        stored_kev = f[f"{_SRC}/energy"].attrs.get("energy_kev")
+        energy_kev = energy_j / _J_PER_KEV
+        if stored_kev is not None and math.isclose(float(stored_kev), energy_kev, rel_tol=1e-12):
+            energy_kev = float(stored_kev)
+        distance = _scalar(f, f"{_DET}/distance", p)
+        x_pix = _scalar(f, f"{_DET}/x_pixel_size", p)
+        y_pix = _scalar(f, f"{_DET}/y_pixel_size", p)
+        probe = f[f"{_SRC}/probe"][()] if f"{_SRC}/probe" in f else None
+        mask = (f[f"{_DET}/mask"][()] != 0) if f"{_DET}/mask" in f else None
+        attrs = _plain(dict(f.attrs))
+    return CXIScan(data=data, positions=positions, energy_kev=energy_kev, distance=distance, x_pixel_size=x_pix,
+                   y_pixel_size=y_pix, probe=probe, mask=mask, attrs=attrs)

@@ -175,9 +175,8 @@ def main(argv=None):
     rows, outputs = [], {}
     for name, go, kind in methods:
         w, c = time.perf_counter(), time.process_time()
-        first = go()  # warm-up: FFTW plans (measure: timed candidates), page faults, scipy plan cache
+        go()  # warm-up: FFTW plans (measure: timed candidates), page faults, scipy plan cache
         w, c = time.perf_counter() - w, time.process_time() - c
-        first = None
         wall, cpu, out = timed(go, args.repeat)
         if name.endswith(("t=2", "w=2")):  # keep the multithreaded outputs for the agreement check
             outputs.setdefault(kind, out[: args.check].copy())

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial.transform import Rotation
 
 from tomofuse.phantom import electrode, refractive_volume
 
@@ -40,13 +41,7 @@ FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 def rotation_matrix(rotvec) -> np.ndarray:
     """Rotation matrix (acting on (z, y, x) vectors) of a rotation vector (radians)."""
-    r = np.asarray(rotvec, dtype=np.float64)
-    theta = float(np.linalg.norm(r))
-    if theta == 0.0:
-        return np.eye(3)
-    k = r / theta
-    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + math.sin(theta) * kx + (1.0 - math.cos(theta)) * (kx @ kx)
+    return Rotation.from_rotvec(np.asarray(rotvec, dtype=np.float64)).as_matrix()
 
 
 @dataclass

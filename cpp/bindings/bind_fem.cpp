@@ -83,6 +83,29 @@ py::array_t<double> node_diagonal(const fem::VoxelMesh& mesh, const py::object& 
     return d;
 }
 
+// The checked arguments of VoxelMesh::assemble / make_operator (GIL held); the arrays keep
+// the optional per-element and per-node data alive while the core reads them.
+struct OperatorTerms {
+    py::array_t<double> coefficient;
+    py::array_t<double> diagonal;
+    const double* coefficient_ptr = nullptr;
+    const double* diagonal_ptr = nullptr;
+};
+
+OperatorTerms operator_terms(const fem::VoxelMesh& mesh, double mass, double stiffness,
+                             const py::object& coef_obj, const py::object& diag_obj, int threads) {
+    OperatorTerms t;
+    t.coefficient = element_coefficient(mesh, coef_obj);
+    t.coefficient_ptr = coef_obj.is_none() ? nullptr : t.coefficient.data();
+    t.diagonal = node_diagonal(mesh, diag_obj);
+    t.diagonal_ptr = diag_obj.is_none() ? nullptr : t.diagonal.data();
+    check_threads(threads);
+    if (!std::isfinite(mass) || !std::isfinite(stiffness)) {
+        throw InvalidArgument("mass and stiffness must be finite");
+    }
+    return t;
+}
+
 py::array_t<double> node_vector(const fem::SparseOperator& op, const py::object& obj, const char* name) {
     auto a = require_array<double>(obj, name, 1);
     if (static_cast<std::size_t>(a.shape(0)) != op.rows()) {
@@ -241,18 +264,11 @@ void bind_fem(py::module_& m) {
             "assemble",
             [](const fem::VoxelMesh& me, double mass, double stiffness, const py::object& coef_obj,
                const py::object& diag_obj, int threads) {
-                auto coef = element_coefficient(me, coef_obj);
-                const double* cp = coef_obj.is_none() ? nullptr : coef.data();
-                auto diag = node_diagonal(me, diag_obj);
-                const double* dp = diag_obj.is_none() ? nullptr : diag.data();
-                check_threads(threads);
-                if (!std::isfinite(mass) || !std::isfinite(stiffness)) {
-                    throw InvalidArgument("mass and stiffness must be finite");
-                }
+                const auto terms = operator_terms(me, mass, stiffness, coef_obj, diag_obj, threads);
                 std::vector<double> v;
                 {
                     py::gil_scoped_release release;
-                    v = me.assemble(mass, stiffness, cp, dp, threads);
+                    v = me.assemble(mass, stiffness, terms.coefficient_ptr, terms.diagonal_ptr, threads);
                 }
                 return to_array(v, {static_cast<py::ssize_t>(v.size())});
             },
@@ -266,16 +282,10 @@ void bind_fem(py::module_& m) {
             "operator",
             [](const fem::VoxelMesh& me, double mass, double stiffness, const py::object& coef_obj,
                const py::object& diag_obj, int threads) {
-                auto coef = element_coefficient(me, coef_obj);
-                const double* cp = coef_obj.is_none() ? nullptr : coef.data();
-                auto diag = node_diagonal(me, diag_obj);
-                const double* dp = diag_obj.is_none() ? nullptr : diag.data();
-                check_threads(threads);
-                if (!std::isfinite(mass) || !std::isfinite(stiffness)) {
-                    throw InvalidArgument("mass and stiffness must be finite");
-                }
+                const auto terms = operator_terms(me, mass, stiffness, coef_obj, diag_obj, threads);
                 py::gil_scoped_release release;
-                return std::make_shared<fem::SparseOperator>(me.make_operator(mass, stiffness, cp, dp, threads));
+                return std::make_shared<fem::SparseOperator>(
+                    me.make_operator(mass, stiffness, terms.coefficient_ptr, terms.diagonal_ptr, threads));
             },
             py::arg("mass") = 0.0, py::arg("stiffness") = 0.0, py::kw_only(),
             py::arg("element_coefficient") = py::none(), py::arg("node_diagonal") = py::none(),

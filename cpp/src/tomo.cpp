@@ -8,7 +8,6 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "omp.hpp"
@@ -370,7 +369,7 @@ struct AlignedBuffer {
 #endif
 
 #define TOMOFUSE_BLOCK_KERNEL(Real, B)                                                                      \
-    TOMOFUSE_ISA_CLONES void backproject_block_##Real##_##B(                                                 \
+    TOMOFUSE_ISA_CLONES void backproject_block_##B(                                                         \
         const Real* block, std::size_t n_cols, const double* cs, const double* sn, std::size_t n_angles,    \
         double shift, double cy, double cx, std::size_t nx, std::size_t y0, std::size_t y1, Real* acc) {    \
         backproject_block_rows<Real, B>(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);    \
@@ -389,26 +388,19 @@ template <typename Real>
 void backproject_block(std::size_t B, const Real* block, std::size_t n_cols, const double* cs, const double* sn,
                        std::size_t n_angles, double shift, double cy, double cx, std::size_t nx, std::size_t y0,
                        std::size_t y1, Real* acc) {
-    if constexpr (std::is_same_v<Real, float>) {
-        if (B == 32) {
-            backproject_block_float_32(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
-        } else if (B == 16) {
-            backproject_block_float_16(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
-        } else if (B == 4) {
-            backproject_block_float_4(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
-        } else {
-            backproject_block_float_1(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
-        }
-    } else {
-        if (B == 32) {
-            backproject_block_double_32(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
-        } else if (B == 16) {
-            backproject_block_double_16(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
-        } else if (B == 4) {
-            backproject_block_double_4(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
-        } else {
-            backproject_block_double_1(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
-        }
+    // one overload per Real for each block size (the clones above)
+    switch (B) {
+        case 32:
+            backproject_block_32(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
+            break;
+        case 16:
+            backproject_block_16(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
+            break;
+        case 4:
+            backproject_block_4(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
+            break;
+        default:
+            backproject_block_1(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
     }
 }
 

@@ -25,9 +25,11 @@ from functools import lru_cache
 from typing import Mapping
 
 from ._phase import Phase
+from ._validate import positive_number
 
 __all__ = [
     "DENSITIES",
+    "HC_KEV_M",
     "Component",
     "Material",
     "MATERIALS",
@@ -35,6 +37,7 @@ __all__ = [
     "cbd_material",
     "optical_constants",
     "phase_optical_constants",
+    "wavelength",
 ]
 
 
@@ -217,6 +220,15 @@ PHASE_MATERIALS: Mapping[Phase, str] = {
     Phase.CBD: "cbd",
     Phase.SEI: "sei",
 }
+
+
+#: h c in keV m (CODATA 2018): a photon of E keV has the wavelength HC_KEV_M / E metres.
+HC_KEV_M = 12.398419843320026e-10
+
+
+def wavelength(energy_kev: float) -> float:
+    """Photon wavelength ``h c / E`` in metres for a photon energy in keV (6.2 keV -> 0.19998 nm)."""
+    return HC_KEV_M / positive_number(energy_kev, "energy_kev", "keV")
 
 
 def _check_energy(energy_kev) -> float:

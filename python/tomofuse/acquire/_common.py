@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import numpy as np
 import scipy.fft
 
-from .. import _core
+from .. import _core, materials
 from .._padding import periodic_pad
 from ..phantom import Electrode
 
@@ -19,12 +19,8 @@ __all__ = ["Acquisition", "FWHM_PER_SIGMA", "wavelength_m"]
 #: ``FWHM = 2 sqrt(2 ln 2) sigma`` of a Gaussian.
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
-_HC_KEV_M = 12.398419843320026e-10  # h c in keV m (CODATA 2018)
-
-
-def wavelength_m(energy_kev: float) -> float:
-    """Photon wavelength in metres, ``h c / E``."""
-    return _HC_KEV_M / float(energy_kev)
+#: Photon wavelength in metres, ``h c / E`` for E in keV (``tomofuse.materials.wavelength``).
+wavelength_m = materials.wavelength
 
 
 @dataclass(eq=False)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from .._validate import positive_number
 from ._atomic import atomic_path
 from ._volume import _file_attrs, _h5_set_attrs, _plain
 
@@ -77,15 +77,6 @@ class CXIScan:
     probe: Optional[np.ndarray] = None
     mask: Optional[np.ndarray] = None
     attrs: dict[str, Any] = field(default_factory=dict)
-
-
-def _positive(value, name: str, unit: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number in {unit}, got {value!r}")
-    v = float(value)
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be positive and finite ({unit}), got {value!r}")
-    return v
 
 
 def write_cxi(path: str | os.PathLike, data: np.ndarray, *, positions, energy_kev: float, distance: float,
@@ -146,15 +137,15 @@ def write_cxi(path: str | os.PathLike, data: np.ndarray, *, positions, energy_ke
         raise ValueError(f"positions must be ({k}, 2) (y, x) metres, one per pattern, got shape {pos.shape}")
     if not np.all(np.isfinite(pos)):
         raise ValueError("positions must be finite (metres)")
-    e_kev = _positive(energy_kev, "energy_kev", "keV")
-    z = _positive(distance, "distance", "metres")
+    e_kev = positive_number(energy_kev, "energy_kev", "keV")
+    z = positive_number(distance, "distance", "metres")
     try:
         ps = np.atleast_1d(np.asarray(pixel_size, dtype=np.float64)) if not isinstance(pixel_size, bool) else None
     except (TypeError, ValueError):
         ps = None
     if ps is None or ps.ndim != 1 or ps.size not in (1, 2):
         raise ValueError(f"pixel_size must be one pitch or (y, x) pitches in metres, got {pixel_size!r}")
-    py, px = (_positive(float(v), "pixel_size", "metres") for v in (ps if ps.size == 2 else (ps[0], ps[0])))
+    py, px = (positive_number(float(v), "pixel_size", "metres") for v in (ps if ps.size == 2 else (ps[0], ps[0])))
     if probe is not None:
         if not isinstance(probe, np.ndarray) or probe.shape != (ny, nx) or probe.dtype.kind not in "fc":
             raise ValueError(f"probe must be a ({ny}, {nx}) complex array like the patterns, got "

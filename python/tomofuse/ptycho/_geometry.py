@@ -8,27 +8,18 @@ import numbers
 
 import numpy as np
 
+from .. import materials
 from .._validate import positive_length
 
 __all__ = ["fermat_spiral", "pixel_size", "wavelength"]
 
-_HC_KEV_M = 12.398419843320026e-10  # h c in keV m (CODATA 2018)
 #: Golden angle, radians: pi (3 - sqrt 5).
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
 
-def _energy(energy_kev) -> float:
-    if isinstance(energy_kev, bool) or not isinstance(energy_kev, numbers.Real):
-        raise TypeError(f"energy_kev must be a number in keV, got {energy_kev!r}")
-    e = float(energy_kev)
-    if not (math.isfinite(e) and e > 0):
-        raise ValueError(f"energy_kev must be a positive photon energy in keV, got {energy_kev!r}")
-    return e
-
-
 def wavelength(energy_kev: float) -> float:
     """Photon wavelength ``h c / E`` in metres for a photon energy in keV (6.2 keV -> 0.19998 nm)."""
-    return _HC_KEV_M / _energy(energy_kev)
+    return materials.wavelength(energy_kev)
 
 
 def pixel_size(energy_kev: float, distance: float, detector_pixel: float, n: int) -> float:

@@ -25,6 +25,7 @@ import logging
 import math
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 import scipy.fft as sfft
 import SimpleITK as sitk
 
@@ -45,13 +46,8 @@ def rotation_grid(max_angle: float, step: float) -> np.ndarray:
 
 
 def rotvec_matrix(r) -> np.ndarray:
-    r = np.asarray(r, dtype=np.float64)
-    theta = float(np.linalg.norm(r))
-    if theta == 0.0:
-        return np.eye(3)
-    k = r / theta
-    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + math.sin(theta) * kx + (1.0 - math.cos(theta)) * (kx @ kx)
+    """Rotation matrix of a rotation vector (radians; axis * angle, Rodrigues)."""
+    return Rotation.from_rotvec(np.asarray(r, dtype=np.float64)).as_matrix()
 
 
 def masked_ncc(f, mf, g, mg, *, min_overlap: float, workers: int | None = None, fixed_ffts=None):

@@ -13,7 +13,7 @@ from scipy.ndimage import gaussian_filter
 
 from .._padding import periodic_pad
 from .._progress import Progress
-from ._fbp import fbp, ramp_filter
+from ._fbp import fbp, filter_rows
 from ._projector import _angles, _float_array, project
 
 __all__ = ["align_projections", "shift_projections"]
@@ -210,11 +210,7 @@ def _self_term(filtered_input: np.ndarray, n: int, center: float, circle_radius:
     towards its current value (strongly so below the Crowther angular sampling).
     """
     n_a, rows, cols = filtered_input.shape
-    n_pad = 1 << max(int(math.ceil(math.log2(2 * cols))), 1)
-    left = (n_pad - cols) // 2
-    padded = np.pad(filtered_input, ((0, 0), (0, 0), (left, n_pad - cols - left)), mode="edge")
-    q = np.fft.irfft(np.fft.rfft(padded, axis=2) * ramp_filter(n_pad)[: n_pad // 2 + 1], n=n_pad, axis=2)
-    q = q[:, :, left:left + cols]
+    q = filter_rows(filtered_input, filter="ramp", padding=True)  # the filtering step of fbp
     u = np.arange(cols) + 0.5 - center
     chord = 2.0 * np.sqrt(np.clip(circle_radius**2 - u**2, 0.0, None))
     return (math.pi / n_a) * q * chord[None, None, :]

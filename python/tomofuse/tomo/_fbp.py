@@ -60,6 +60,52 @@ def ramp_filter(n: int, *, filter: str = "ramp") -> np.ndarray:
     return response
 
 
+def center_offset(center, cols: int) -> float:
+    """The rotation axis ``center`` (column in pixels, None = ``cols / 2``) as an offset from
+    the detector centre, checked to lie on the detector."""
+    if center is None:
+        return 0.0
+    if isinstance(center, bool) or not isinstance(center, numbers.Real) or not math.isfinite(center):
+        raise ValueError(f"center must be a finite column position in pixels, got {center!r}")
+    if not (0.0 <= center <= cols):
+        raise ValueError(f"center must lie on the detector [0, {cols}], got {center!r}")
+    return float(center) - cols / 2.0
+
+
+def slice_shape(shape, cols: int) -> tuple[int, int]:
+    """The reconstructed slice size ``(y, x)``; None = ``(cols, cols)``."""
+    if shape is None:
+        return cols, cols
+    dims = tuple(int(s) for s in shape)
+    if len(dims) != 2 or min(dims) <= 0:
+        raise ValueError(f"shape must be two positive ints (y, x), got {shape!r}")
+    return dims
+
+
+def padded_width(cols: int, padding: bool) -> int:
+    """Row length of the filtering FFT: twice the width rounded up to a power of two, or ``cols``."""
+    return 1 << max(int(math.ceil(math.log2(2 * cols))), 1) if padding else cols
+
+
+def filter_rows(proj: np.ndarray, *, filter: str = "ramp", padding: bool = True, threads: int = 0) -> np.ndarray:
+    """Projections ``(A, rows, cols)`` filtered along the detector rows with ``ramp_filter``.
+
+    Rows are padded with their edge values to ``padded_width`` and cropped back; the FFTs
+    (scipy.fft) run in the input's precision, over rows that are independent transforms,
+    so the result does not depend on ``threads`` (0 = the core's default).
+    """
+    cols = proj.shape[2]
+    n_pad = padded_width(cols, padding)
+    response = ramp_filter(n_pad, filter=filter)
+    left = (n_pad - cols) // 2
+    padded = np.pad(proj, ((0, 0), (0, 0), (left, n_pad - cols - left)), mode="edge") if n_pad > cols else proj
+    workers = threads or _core.default_threads()
+    spectrum = scipy.fft.rfft(padded, axis=2, workers=workers)
+    spectrum *= response[: n_pad // 2 + 1].astype(proj.dtype)
+    filtered = scipy.fft.irfft(spectrum, n=n_pad, axis=2, workers=workers)
+    return np.ascontiguousarray(filtered[:, :, left:left + cols], dtype=proj.dtype)
+
+
 METHODS = ("direct", "fourier")
 
 
@@ -113,35 +159,12 @@ def fbp(projections: np.ndarray, angles, *, center: Optional[float] = None, filt
     proj = _float_array(projections, "projections", 3)
     th = _angles(angles, proj.shape[0])
     n_angles, rows, cols = proj.shape
-    if center is None:
-        offset = 0.0
-    else:
-        if isinstance(center, bool) or not isinstance(center, numbers.Real) or not math.isfinite(center):
-            raise ValueError(f"center must be a finite column position in pixels, got {center!r}")
-        if not (0.0 <= center <= cols):
-            raise ValueError(f"center must lie on the detector [0, {cols}], got {center!r}")
-        offset = float(center) - cols / 2.0
-    if shape is None:
-        ny = nx = cols
-    else:
-        dims = tuple(int(s) for s in shape)
-        if len(dims) != 2 or min(dims) <= 0:
-            raise ValueError(f"shape must be two positive ints (y, x), got {shape!r}")
-        ny, nx = dims
+    offset = center_offset(center, cols)
+    ny, nx = slice_shape(shape, cols)
     n_threads = 0 if threads is None else int(threads)
-    n_pad = 1 << max(int(math.ceil(math.log2(2 * cols))), 1) if padding else cols
-    response = ramp_filter(n_pad, filter=filter)
     if callback is not None:
         callback(0.0, "filtering")
-    left = (n_pad - cols) // 2
-    padded = np.pad(proj, ((0, 0), (0, 0), (left, n_pad - cols - left)), mode="edge") if n_pad > cols else proj
-    # scipy.fft keeps float32 in single precision; rows are independent transforms, so the
-    # result does not depend on the number of workers
-    workers = n_threads or _core.default_threads()
-    spectrum = scipy.fft.rfft(padded, axis=2, workers=workers)
-    spectrum *= response[: n_pad // 2 + 1].astype(proj.dtype)
-    filtered = scipy.fft.irfft(spectrum, n=n_pad, axis=2, workers=workers)
-    filtered = np.ascontiguousarray(filtered[:, :, left:left + cols], dtype=proj.dtype)
+    filtered = filter_rows(proj, filter=filter, padding=padding, threads=n_threads)
     if callback is not None:
         callback(0.3, "back-projecting")
     if method == "fourier":

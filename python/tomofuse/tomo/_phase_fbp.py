@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _core
 from .._progress import Progress
-from ._fbp import ramp_filter
+from ._fbp import center_offset, padded_width, ramp_filter, slice_shape
 from ._projector import _angles
 
 __all__ = ["fbp_phase_derivative", "phase_derivative", "derivative_filter"]
@@ -104,25 +104,6 @@ def derivative_filter(n: int, *, filter: str = "ramp") -> np.ndarray:
     return h
 
 
-def _center_offset(center, cols: int) -> float:
-    if center is None:
-        return 0.0
-    if isinstance(center, bool) or not isinstance(center, numbers.Real) or not math.isfinite(center):
-        raise ValueError(f"center must be a finite column position in pixels, got {center!r}")
-    if not (0.0 <= center <= cols):
-        raise ValueError(f"center must lie on the detector [0, {cols}], got {center!r}")
-    return float(center) - cols / 2.0
-
-
-def _slice_shape(shape, cols: int) -> tuple[int, int]:
-    if shape is None:
-        return cols, cols
-    dims = tuple(int(s) for s in shape)
-    if len(dims) != 2 or min(dims) <= 0:
-        raise ValueError(f"shape must be two positive ints (y, x), got {shape!r}")
-    return dims
-
-
 def fbp_phase_derivative(phase: np.ndarray, angles, *, center: Optional[float] = None, filter: str = "ramp",
                          padding: bool = True, shape: Optional[Sequence[int]] = None,
                          threads: Optional[int] = None, callback=None) -> np.ndarray:
@@ -182,9 +163,9 @@ def fbp_phase_derivative(phase: np.ndarray, angles, *, center: Optional[float] =
     ph = _phase_array(phase)
     th = _angles(angles, ph.shape[0])
     n_angles, rows, cols = ph.shape
-    offset = _center_offset(center, cols)
-    ny, nx = _slice_shape(shape, cols)
-    n = 1 << max(int(math.ceil(math.log2(2 * cols))), 1) if padding else cols
+    offset = center_offset(center, cols)
+    ny, nx = slice_shape(shape, cols)
+    n = padded_width(cols, padding)
     h = derivative_filter(n, filter=filter)
     r0 = float(ramp_filter(n, filter=filter)[0])
     dtype = np.float64 if ph.dtype in (np.float64, np.complex128) else np.float32

@@ -9,20 +9,10 @@ from typing import Optional
 import numpy as np
 import scipy.fft
 
-from .. import _core
+from .. import _core, materials
+from .._validate import positive_number
 
 __all__ = ["minus_log", "normalize", "paganin"]
-
-_HC_KEV_M = 12.398419843320026e-10  # h c in keV m: wavelength = _HC_KEV_M / energy_kev
-
-
-def _positive(value, name: str, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-            or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} finite number, "
-                         f"got {value!r}")
-    return float(value)
-
 
 def _stack(a, name: str) -> np.ndarray:
     if not isinstance(a, np.ndarray):
@@ -73,7 +63,7 @@ def minus_log(transmission: np.ndarray, *, floor: float = 1e-6) -> np.ndarray:
     ndarray of float32, same shape
     """
     t = _stack(transmission, "transmission")
-    floor = _positive(floor, "floor")
+    floor = positive_number(floor, "floor", "transmission")
     return (-np.log(np.clip(t.astype(np.float64), floor, None))).astype(np.float32)
 
 
@@ -140,15 +130,14 @@ def paganin(projections: np.ndarray, *, pixel_size: float, distance: float, ener
     p = p.astype(np.float32, copy=False)
     if not np.all(np.isfinite(p)) or np.any(p <= 0):
         raise ValueError("projections must be finite transmission values > 0 (normalise flat/dark first)")
-    pixel = _positive(pixel_size, "pixel_size")
-    z = _positive(distance, "distance", allow_zero=True)
-    e = _positive(energy_kev, "energy_kev")
-    db = _positive(delta_beta, "delta_beta", allow_zero=True)
+    pixel = positive_number(pixel_size, "pixel_size", "metres")
+    z = positive_number(distance, "distance", "metres", allow_zero=True)
+    wavelength = materials.wavelength(energy_kev)
+    db = positive_number(delta_beta, "delta_beta", "delta per beta", allow_zero=True)
     if fft_rigor not in ("measure", "estimate"):
         raise ValueError(f"fft_rigor must be 'measure' or 'estimate', got {fft_rigor!r}")
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
-    wavelength = _HC_KEV_M / e
     rows, cols = p.shape[1:]
     decay = math.sqrt(wavelength * z * db / (4 * math.pi)) / pixel  # l in pixels
     if isinstance(pad, str):

@@ -35,9 +35,14 @@ def check_writable(path: str | os.PathLike, *, argument: str = "path") -> Path:
         ``path`` as an absolute ``Path``.
     """
     p = Path(path).expanduser().absolute()
-    parent = p.parent
     if p.is_dir():
         raise IsADirectoryError(f"{argument}: {str(p)!r} is a directory, expected a file path")
+    return _in_writable_directory(p, argument)
+
+
+def _in_writable_directory(p: Path, argument: str) -> Path:
+    """``p`` (absolute) if its parent directory exists and is writable, else ``OSError`` naming ``argument``."""
+    parent = p.parent
     if not parent.is_dir():
         raise FileNotFoundError(f"{argument}: directory {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -137,12 +142,7 @@ def atomic_directory(path: str | os.PathLike, *, argument: str = "path", overwri
     FileExistsError
         If ``overwrite`` is False and ``path`` exists.
     """
-    final = Path(path).expanduser().absolute()
-    parent = final.parent
-    if not parent.is_dir():
-        raise FileNotFoundError(f"{argument}: directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"{argument}: directory {str(parent)!r} is not writable")
+    final = _in_writable_directory(Path(path).expanduser().absolute(), argument)
     if not overwrite:
         _refuse_existing(final, argument)
     tmp_path = _temporary_name(final)

@@ -8,6 +8,7 @@ namespace tomofuse::bindings {
 void bind_errors(pybind11::module_& m);
 void bind_fem(pybind11::module_& m);
 void bind_fft(pybind11::module_& m);
+void bind_ptycho(pybind11::module_& m);
 void bind_raster(pybind11::module_& m);
 void bind_raytrace(pybind11::module_& m);
 void bind_tomo(pybind11::module_& m);

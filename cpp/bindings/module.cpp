@@ -28,6 +28,7 @@ PYBIND11_MODULE(_core, m) {
 
     tomofuse::bindings::bind_fem(m);
     tomofuse::bindings::bind_fft(m);
+    tomofuse::bindings::bind_ptycho(m);
     tomofuse::bindings::bind_raster(m);
     tomofuse::bindings::bind_raytrace(m);
     tomofuse::bindings::bind_tomo(m);

@@ -1,9 +1,12 @@
 """Ptychography: geometry of far-field scans (object pixel size, Fermat-spiral trajectories) and a focused probe.
 
-The reconstruction engines (difference map, maximum likelihood) are not here yet.
+Reconstruction (:func:`reconstruct`) runs the difference-map and maximum-likelihood engines of the
+compiled core, with mixed-state probes, position refinement and resumable checkpoints.
 """
 
 from ._geometry import fermat_spiral, pixel_size, wavelength
 from ._probe import focused_probe
+from ._reconstruct import Reconstruction, default_object_shape, orthogonalize_modes, reconstruct
 
-__all__ = ["fermat_spiral", "focused_probe", "pixel_size", "wavelength"]
+__all__ = ["Reconstruction", "default_object_shape", "fermat_spiral", "focused_probe", "orthogonalize_modes",
+           "pixel_size", "reconstruct", "wavelength"]

@@ -1,0 +1,472 @@
+// tomofuse._core.PtychoScan: the ptychography engines. Arguments are checked
+// with the GIL held (dtype, shape, contiguity, writeability, no aliasing of
+// outputs); the computation runs with the GIL released. Values of the data
+// (finite, non-negative) are checked once per reconstruction in Python
+// (tomofuse.ptycho.reconstruct), not on every iteration.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <complex>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bindings.hpp"
+#include "checks.hpp"
+#include "tomofuse/ptycho.hpp"
+
+namespace py = pybind11;
+
+namespace tomofuse::bindings {
+
+namespace {
+
+using ptycho::cfloat;
+using ptycho::Scan;
+
+template <typename T>
+py::array_t<T> arr(const py::object& obj, const char* name, std::vector<std::size_t> shape, bool writeable) {
+    auto a = require_array<T>(obj, name, static_cast<int>(shape.size()));
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (static_cast<std::size_t>(a.shape(static_cast<py::ssize_t>(i))) != shape[i]) {
+            std::string want = "(";
+            for (std::size_t j = 0; j < shape.size(); ++j) {
+                want += (j ? ", " : "") + std::to_string(shape[j]);
+            }
+            throw ShapeError(std::string(name) + " must have shape " + want + (shape.size() == 1 ? ",)" : ")") +
+                             ", got " + shape_str(a));
+        }
+    }
+    if (writeable && !a.writeable()) {
+        throw InvalidArgument(std::string(name) + " must be writeable");
+    }
+    return a;
+}
+
+struct Span {
+    const char* name;
+    const void* lo;
+    const void* hi;
+};
+
+template <typename T>
+Span span(const char* name, const py::array_t<T>& a) {
+    const auto* p = reinterpret_cast<const char*>(a.data());
+    return {name, p, p + a.nbytes()};
+}
+
+// Outputs must not overlap any other argument.
+void check_no_alias(const std::vector<Span>& outputs, const std::vector<Span>& all) {
+    for (const Span& o : outputs) {
+        for (const Span& a : all) {
+            if (o.lo == a.lo && o.hi == a.hi && std::string(o.name) == a.name) {
+                continue;
+            }
+            if (o.lo < a.hi && a.lo < o.hi) {
+                throw InvalidArgument(std::string(o.name) + " shares memory with " + a.name);
+            }
+        }
+    }
+}
+
+struct Frames {
+    std::vector<std::size_t> object;
+    std::vector<std::size_t> probe;
+    std::vector<std::size_t> waves;
+    std::vector<std::size_t> data;
+    std::vector<std::size_t> mask;
+};
+
+Frames shapes(const Scan& s) {
+    return {{s.height(), s.width()},
+            {s.modes(), s.n(), s.n()},
+            {s.size(), s.modes(), s.n(), s.n()},
+            {s.size(), s.n(), s.n()},
+            {s.n(), s.n()}};
+}
+
+ptycho::Data data_arg(const Scan& s, const py::object& values, const py::object& mask, const char* name,
+                      py::array_t<float>& keep_values, py::array_t<std::uint8_t>& keep_mask) {
+    const Frames sh = shapes(s);
+    keep_values = arr<float>(values, name, sh.data, false);
+    ptycho::Data d;
+    d.values = keep_values.data();
+    if (!mask.is_none()) {
+        keep_mask = arr<std::uint8_t>(mask, "mask", sh.mask, false);
+        d.mask = keep_mask.data();
+    }
+    return d;
+}
+
+}  // namespace
+
+void bind_ptycho(py::module_& m) {
+    py::class_<Scan>(m, "PtychoScan", R"doc(
+Geometry of a far-field ptychographic scan and the engines that act on it.
+
+Scan point k sees the object through an N x N window whose top-left corner is
+at object pixel (y0 + fy, x0 + fx): y0 = floor(y) + height // 2 - n // 2 and
+fy = y - floor(y) for a probe-centre position (y, x) in object pixels relative
+to the object's centre; the object under the window is interpolated
+bilinearly. Model intensities are sum_m |F(P_m o_k)|^2 with the unitary DFT
+and zero frequency at index 0 (undo the detector's fftshift first).
+
+All arrays are C-contiguous: object (height, width) complex64, probe
+(modes, n, n) complex64, exit waves and ML buffers (K, modes, n, n) complex64,
+data (K, n, n) float32, mask (n, n) uint8 (nonzero = valid) or None. Results do
+not depend on the number of threads.
+
+Parameters
+----------
+n : int
+    Pattern side, pixels.
+modes : int
+    Number of probe modes.
+object_shape : (int, int)
+    (height, width) of the object array.
+positions : (K, 2) ndarray of float64
+    Probe-centre positions (y, x), object pixels relative to the object's centre.
+
+Raises
+------
+ValueError
+    If a window falls outside the object (naming the position), the scan is
+    empty or a size is zero.
+)doc")
+        .def(py::init([](std::size_t n, std::size_t modes, std::pair<std::size_t, std::size_t> object_shape,
+                         const py::object& positions_obj) {
+                 auto pos = require_array<double>(positions_obj, "positions", 2);
+                 if (pos.shape(1) != 2) {
+                     throw ShapeError("positions must have shape (K, 2) of (y, x), got " + shape_str(pos));
+                 }
+                 const auto k = static_cast<std::size_t>(pos.shape(0));
+                 return std::make_unique<Scan>(n, modes, object_shape.first, object_shape.second, pos.data(), k);
+             }),
+             py::arg("n"), py::arg("modes"), py::arg("object_shape"), py::arg("positions"))
+        .def_property_readonly("n", &Scan::n)
+        .def_property_readonly("modes", &Scan::modes)
+        .def_property_readonly("object_shape", [](const Scan& s) { return py::make_tuple(s.height(), s.width()); })
+        .def("__len__", &Scan::size)
+        .def_property_readonly(
+            "windows",
+            [](const Scan& s) {
+                py::array_t<std::int64_t> origin({static_cast<py::ssize_t>(s.size()), py::ssize_t{2}});
+                py::array_t<float> frac({static_cast<py::ssize_t>(s.size()), py::ssize_t{2}});
+                auto o = origin.mutable_unchecked<2>();
+                auto f = frac.mutable_unchecked<2>();
+                for (std::size_t k = 0; k < s.size(); ++k) {
+                    const auto& w = s.windows()[k];
+                    const auto kk = static_cast<py::ssize_t>(k);
+                    o(kk, 0) = w.y0;
+                    o(kk, 1) = w.x0;
+                    f(kk, 0) = w.fy;
+                    f(kk, 1) = w.fx;
+                }
+                return py::make_tuple(origin, frac);
+            },
+            "(origin, fraction): (K, 2) int64 window corners (y0, x0) and (K, 2) float32 fractions (fy, fx).")
+        .def(
+            "exit_waves",
+            [](const Scan& s, const py::object& object, const py::object& probe, const py::object& out, int threads) {
+                const Frames sh = shapes(s);
+                auto o = arr<std::complex<float>>(object, "object", sh.object, false);
+                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, false);
+                auto e = arr<std::complex<float>>(out, "out", sh.waves, true);
+                check_no_alias({span("out", e)}, {span("object", o), span("probe", p), span("out", e)});
+                check_threads(threads);
+                py::gil_scoped_release release;
+                ptycho::exit_waves(s, o.data(), p.data(), e.mutable_data(), threads);
+            },
+            py::arg("object"), py::arg("probe"), py::arg("out"), py::kw_only(), py::arg("threads") = 0,
+            "out[k, m] = probe[m] * o_k (bilinear window of the object).")
+        .def(
+            "dm_iteration",
+            [](const Scan& s, const py::object& amplitudes, const py::object& mask, const py::object& object,
+               const py::object& probe, const py::object& exit, bool update_object, bool update_probe,
+               int overlap_iterations, float object_inertia, float probe_inertia, const py::object& bound,
+               bool model_error, int threads) {
+                const Frames sh = shapes(s);
+                py::array_t<float> keep;
+                py::array_t<std::uint8_t> keep_mask;
+                const ptycho::Data d = data_arg(s, amplitudes, mask, "amplitudes", keep, keep_mask);
+                auto o = arr<std::complex<float>>(object, "object", sh.object, true);
+                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, true);
+                auto e = arr<std::complex<float>>(exit, "exit", sh.waves, true);
+                check_no_alias({span("object", o), span("probe", p), span("exit", e)},
+                               {span("object", o), span("probe", p), span("exit", e), span("amplitudes", keep)});
+                if (overlap_iterations < 1) {
+                    throw InvalidArgument("overlap_iterations must be >= 1, got " + std::to_string(overlap_iterations));
+                }
+                if (!(object_inertia >= 0.0f) || !(probe_inertia >= 0.0f)) {
+                    throw InvalidArgument("object_inertia and probe_inertia must be >= 0");
+                }
+                check_threads(threads);
+                ptycho::DMOptions opt;
+                opt.update_object = update_object;
+                opt.update_probe = update_probe;
+                opt.overlap_iterations = overlap_iterations;
+                opt.object_inertia = object_inertia;
+                opt.probe_inertia = probe_inertia;
+                py::array_t<double> keep_bound;
+                if (!bound.is_none()) {
+                    keep_bound = arr<double>(bound, "bound", {s.size()}, false);
+                    opt.bound = keep_bound.data();
+                }
+                py::array_t<double> err(static_cast<py::ssize_t>(s.size()));
+                double* ep = err.mutable_data();
+                py::array_t<double> merr(static_cast<py::ssize_t>(model_error ? s.size() : 0));
+                double* mp = model_error ? merr.mutable_data() : nullptr;
+                {
+                    py::gil_scoped_release release;
+                    ptycho::dm_iteration(s, d, o.mutable_data(), p.mutable_data(), e.mutable_data(), opt, ep, mp,
+                                         threads);
+                }
+                if (model_error) {
+                    return py::object(py::make_tuple(err, merr));
+                }
+                return py::object(err);
+            },
+            py::arg("amplitudes"), py::arg("mask"), py::arg("object"), py::arg("probe"), py::arg("exit"),
+            py::kw_only(), py::arg("update_object") = true, py::arg("update_probe") = true,
+            py::arg("overlap_iterations") = 1, py::arg("object_inertia") = 1e-3f, py::arg("probe_inertia") = 1e-3f,
+            py::arg("bound") = py::none(), py::arg("model_error") = false, py::arg("threads") = 0,
+            R"doc(One difference-map iteration in place on object, probe and exit.
+
+First the overlap projection (object then probe, `overlap_iterations` times,
+each a damped weighted least-squares update), then
+exit <- exit + F^-1 M F(2 P o_k - exit) - P o_k with the measured amplitudes
+(sqrt of intensities, unitary normalisation), relaxed by the optional (K,)
+float64 `bound`: a pattern whose squared amplitude error e exceeds b moves to
+A + sqrt(b / e) (|Psi| - A), one with e <= b is left alone. With
+model_error=True returns (error, model_error), the latter the same sum for the
+model P o_k after the overlap projection (one more FFT per pattern). Returns the (K,) float64 sum of
+squared amplitude errors per pattern, before the modulus constraint.)doc")
+        .def(
+            "object_gather",
+            [](const Scan& s, const py::object& probe, const py::object& waves, int threads) {
+                const Frames sh = shapes(s);
+                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, false);
+                auto w = arr<std::complex<float>>(waves, "waves", sh.waves, false);
+                check_threads(threads);
+                py::array_t<std::complex<float>> num({sh.object[0], sh.object[1]});
+                py::array_t<float> den({sh.object[0], sh.object[1]});
+                auto* np_ = num.mutable_data();
+                auto* dp = den.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    ptycho::object_gather(s, p.data(), w.data(), np_, dp, threads);
+                }
+                return py::make_tuple(num, den);
+            },
+            py::arg("probe"), py::arg("waves"), py::kw_only(), py::arg("threads") = 0,
+            "(num, den): sum_k S_k^T sum_m conj(P_m) waves[k, m] and sum_k S_k^T sum_m |P_m|^2, (height, width).")
+        .def(
+            "probe_gather",
+            [](const Scan& s, const py::object& object, const py::object& waves, int threads) {
+                const Frames sh = shapes(s);
+                auto o = arr<std::complex<float>>(object, "object", sh.object, false);
+                auto w = arr<std::complex<float>>(waves, "waves", sh.waves, false);
+                check_threads(threads);
+                py::array_t<std::complex<float>> num({sh.probe[0], sh.probe[1], sh.probe[2]});
+                py::array_t<float> den({sh.mask[0], sh.mask[1]});
+                auto* np_ = num.mutable_data();
+                auto* dp = den.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    ptycho::probe_gather(s, o.data(), w.data(), np_, dp, threads);
+                }
+                return py::make_tuple(num, den);
+            },
+            py::arg("object"), py::arg("waves"), py::kw_only(), py::arg("threads") = 0,
+            "(num, den): sum_k conj(o_k) waves[k, m], (modes, n, n), and sum_k |o_k|^2, (n, n).")
+        .def(
+            "ml_gradient",
+            [](const Scan& s, const py::object& intensities, const py::object& mask, const py::object& object,
+               const py::object& probe, const py::object& far, const py::object& chi, float intensity_floor,
+               int threads) {
+                const Frames sh = shapes(s);
+                py::array_t<float> keep;
+                py::array_t<std::uint8_t> keep_mask;
+                const ptycho::Data d = data_arg(s, intensities, mask, "intensities", keep, keep_mask);
+                auto o = arr<std::complex<float>>(object, "object", sh.object, false);
+                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, false);
+                auto f = arr<std::complex<float>>(far, "far", sh.waves, true);
+                auto c = arr<std::complex<float>>(chi, "chi", sh.waves, true);
+                check_no_alias({span("far", f), span("chi", c)},
+                               {span("object", o), span("probe", p), span("far", f), span("chi", c)});
+                if (!(intensity_floor > 0.0f)) {
+                    throw InvalidArgument("intensity_floor must be > 0");
+                }
+                check_threads(threads);
+                ptycho::MLOptions opt;
+                opt.intensity_floor = intensity_floor;
+                py::array_t<std::complex<float>> go({sh.object[0], sh.object[1]});
+                py::array_t<std::complex<float>> gp({sh.probe[0], sh.probe[1], sh.probe[2]});
+                py::array_t<float> po({sh.object[0], sh.object[1]});
+                py::array_t<float> pp({sh.mask[0], sh.mask[1]});
+                py::array_t<double> nll(static_cast<py::ssize_t>(s.size()));
+                ptycho::MLBuffers b{f.mutable_data(), c.mutable_data()};
+                auto* gop = go.mutable_data();
+                auto* gpp = gp.mutable_data();
+                auto* pop = po.mutable_data();
+                auto* ppp = pp.mutable_data();
+                auto* nlp = nll.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    ptycho::ml_gradient(s, d, o.data(), p.data(), b, opt, gop, gpp, pop, ppp, nlp, threads);
+                }
+                return py::make_tuple(nll, go, gp, po, pp);
+            },
+            py::arg("intensities"), py::arg("mask"), py::arg("object"), py::arg("probe"), py::arg("far"),
+            py::arg("chi"), py::kw_only(), py::arg("intensity_floor") = 1e-6f, py::arg("threads") = 0,
+            R"doc((nll, grad_object, grad_probe, precond_object, precond_probe) at (object, probe).
+
+nll (K,) float64 is the Poisson deviance per pattern, sum over valid pixels of
+Im - I - I log(Im / I) with Im the model intensity plus intensity_floor; the
+gradients are the Wirtinger derivatives with respect to conj(object) and
+conj(probe). Fills far (F(P_m o_k), unscaled DFT) and chi (F^-1 of the
+residual, unitary) as work buffers.)doc")
+        .def(
+            "ml_line_coefficients",
+            [](const Scan& s, const py::object& intensities, const py::object& mask, const py::object& object,
+               const py::object& probe, const py::object& h_object, const py::object& h_probe, const py::object& far,
+               float intensity_floor, int threads) {
+                const Frames sh = shapes(s);
+                py::array_t<float> keep;
+                py::array_t<std::uint8_t> keep_mask;
+                const ptycho::Data d = data_arg(s, intensities, mask, "intensities", keep, keep_mask);
+                auto o = arr<std::complex<float>>(object, "object", sh.object, false);
+                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, false);
+                auto ho = arr<std::complex<float>>(h_object, "h_object", sh.object, false);
+                auto hp = arr<std::complex<float>>(h_probe, "h_probe", sh.probe, false);
+                auto f = arr<std::complex<float>>(far, "far", sh.waves, false);
+                if (!(intensity_floor > 0.0f)) {
+                    throw InvalidArgument("intensity_floor must be > 0");
+                }
+                check_threads(threads);
+                ptycho::MLOptions opt;
+                opt.intensity_floor = intensity_floor;
+                ptycho::MLBuffers b{const_cast<cfloat*>(f.data()), nullptr};
+                double b1 = 0.0;
+                double b2 = 0.0;
+                {
+                    py::gil_scoped_release release;
+                    ptycho::ml_line_coefficients(s, d, o.data(), p.data(), ho.data(), hp.data(), b, opt, &b1, &b2,
+                                                 threads);
+                }
+                return py::make_tuple(b1, b2);
+            },
+            py::arg("intensities"), py::arg("mask"), py::arg("object"), py::arg("probe"), py::arg("h_object"),
+            py::arg("h_probe"), py::arg("far"), py::kw_only(), py::arg("intensity_floor") = 1e-6f,
+            py::arg("threads") = 0,
+            "(B1, B2) of L(x + a h) ~ L(x) + B1 a + B2 a^2, far holding F(P_m o_k) at x (from ml_gradient).")
+        .def(
+            "ml_iteration",
+            [](const Scan& s, const py::object& intensities, const py::object& mask, const py::object& object,
+               const py::object& probe, const py::object& state, const py::object& far, const py::object& chi,
+               bool start, bool update_object, bool update_probe, float intensity_floor, float precond_regularisation,
+               int max_backtracks, double smoothness, int threads) {
+                const Frames sh = shapes(s);
+                py::array_t<float> keep;
+                py::array_t<std::uint8_t> keep_mask;
+                const ptycho::Data d = data_arg(s, intensities, mask, "intensities", keep, keep_mask);
+                auto o = arr<std::complex<float>>(object, "object", sh.object, true);
+                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, true);
+                auto f = arr<std::complex<float>>(far, "far", sh.waves, true);
+                auto c = arr<std::complex<float>>(chi, "chi", sh.waves, true);
+                auto go = arr<std::complex<float>>(state.attr("grad_object"), "state.grad_object", sh.object, true);
+                auto gp = arr<std::complex<float>>(state.attr("grad_probe"), "state.grad_probe", sh.probe, true);
+                auto po = arr<float>(state.attr("precond_object"), "state.precond_object", sh.object, true);
+                auto pp = arr<float>(state.attr("precond_probe"), "state.precond_probe", sh.mask, true);
+                auto dobj = arr<std::complex<float>>(state.attr("dir_object"), "state.dir_object", sh.object, true);
+                auto dpr = arr<std::complex<float>>(state.attr("dir_probe"), "state.dir_probe", sh.probe, true);
+                auto qo = arr<std::complex<float>>(state.attr("prev_grad_object"), "state.prev_grad_object", sh.object,
+                                                   true);
+                auto qp = arr<std::complex<float>>(state.attr("prev_grad_probe"), "state.prev_grad_probe", sh.probe,
+                                                   true);
+                const std::vector<Span> outs{span("object", o),
+                                             span("probe", p),
+                                             span("far", f),
+                                             span("chi", c),
+                                             span("state.grad_object", go),
+                                             span("state.grad_probe", gp),
+                                             span("state.precond_object", po),
+                                             span("state.precond_probe", pp),
+                                             span("state.dir_object", dobj),
+                                             span("state.dir_probe", dpr),
+                                             span("state.prev_grad_object", qo),
+                                             span("state.prev_grad_probe", qp)};
+                std::vector<Span> all = outs;
+                all.push_back(span("intensities", keep));
+                check_no_alias(outs, all);
+                if (!(intensity_floor > 0.0f)) {
+                    throw InvalidArgument("intensity_floor must be > 0");
+                }
+                if (!(precond_regularisation > 0.0f)) {
+                    throw InvalidArgument("precond_regularisation must be > 0");
+                }
+                if (max_backtracks < 0) {
+                    throw InvalidArgument("max_backtracks must be >= 0");
+                }
+                check_threads(threads);
+                ptycho::MLOptions opt;
+                opt.update_object = update_object;
+                opt.update_probe = update_probe;
+                opt.intensity_floor = intensity_floor;
+                opt.precond_regularisation = precond_regularisation;
+                opt.max_backtracks = max_backtracks;
+                if (!(smoothness >= 0.0) || !std::isfinite(smoothness)) {
+                    throw InvalidArgument("smoothness must be a finite number >= 0");
+                }
+                opt.smoothness = smoothness;
+                ptycho::MLState st;
+                st.grad_object = go.mutable_data();
+                st.grad_probe = gp.mutable_data();
+                st.precond_object = po.mutable_data();
+                st.precond_probe = pp.mutable_data();
+                st.dir_object = dobj.mutable_data();
+                st.dir_probe = dpr.mutable_data();
+                st.prev_grad_object = qo.mutable_data();
+                st.prev_grad_probe = qp.mutable_data();
+                st.prev_zg = state.attr("prev_zg").cast<double>();
+                st.nll = state.attr("nll").cast<double>();
+                st.alpha = state.attr("alpha").cast<double>();
+                ptycho::MLBuffers b{f.mutable_data(), c.mutable_data()};
+                ptycho::MLStep step;
+                auto* op = o.mutable_data();
+                auto* prp = p.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    if (start) {
+                        ptycho::ml_start(s, d, op, prp, st, b, opt, threads);
+                        step.nll = st.nll;
+                    } else {
+                        step = ptycho::ml_iteration(s, d, op, prp, st, b, opt, threads);
+                    }
+                }
+                state.attr("prev_zg") = st.prev_zg;
+                state.attr("nll") = st.nll;
+                state.attr("alpha") = st.alpha;
+                return py::make_tuple(step.nll, step.alpha, step.backtracks, step.restarted);
+            },
+            py::arg("intensities"), py::arg("mask"), py::arg("object"), py::arg("probe"), py::arg("state"),
+            py::arg("far"), py::arg("chi"), py::kw_only(), py::arg("start") = false, py::arg("update_object") = true,
+            py::arg("update_probe") = true, py::arg("intensity_floor") = 1e-6f,
+            py::arg("precond_regularisation") = 1e-2f, py::arg("max_backtracks") = 20, py::arg("smoothness") = 0.0,
+            py::arg("threads") = 0,
+            R"doc(One maximum-likelihood iteration in place (or, with start=True, only the gradient at the start point).
+
+`state` is an object with array attributes grad_object, grad_probe,
+precond_object (float32, object shape), precond_probe (float32, (n, n)),
+dir_object, dir_probe, prev_grad_object, prev_grad_probe and float attributes
+prev_zg, nll, alpha, which are updated. The step is a preconditioned
+Polak-Ribiere (PR+) conjugate-gradient direction with the polynomial line
+search of Thibault & Guizar-Sicairos (2012), halved until the objective does
+not increase. The objective is the Poisson NLL plus, with smoothness > 0, the
+prior smoothness * sum over neighbouring object pixels |O_i - O_j|^2.
+Returns (objective, alpha, backtracks, restarted).)doc");
+}
+
+}  // namespace tomofuse::bindings

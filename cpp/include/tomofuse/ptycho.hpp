@@ -1,0 +1,201 @@
+// Far-field ptychography engines: difference map (Thibault et al.,
+// Ultramicroscopy 109, 338 (2009)) and maximum likelihood with a Poisson
+// noise model, minimised by preconditioned nonlinear conjugate gradients with
+// a polynomial line search (Thibault & Guizar-Sicairos, New J. Phys. 14,
+// 063004 (2012)).
+//
+// Model. Scan point k sees the object through an N x N window whose top-left
+// corner is at object pixel (y0_k + fy_k, x0_k + fx_k), with integer y0, x0
+// and fractions fy, fx in [0, 1). The object under the window is
+// interpolated bilinearly,
+//     o_k[i, j] = O(y0 + i + fy, x0 + j + fx),
+// and probe mode m gives the exit wave psi_km = P_m * o_k. The detector
+// records I_k = sum_m |F psi_km|^2 with F the unitary 2-D DFT, zero
+// frequency at index 0 (the caller undoes the detector's fftshift).
+//
+// Every function is stateless: the caller owns the object, probe, exit waves
+// and work buffers (so that a reconstruction can be checkpointed and resumed
+// bit for bit). Loops run over OpenMP threads; every sum has a fixed order
+// (per-pattern partial results summed in pattern order, object and probe
+// pixels gathered pattern by pattern), so results do not depend on the number
+// of threads.
+#pragma once
+
+#include <complex>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "tomofuse/export.hpp"
+#include "tomofuse/fft.hpp"
+
+namespace tomofuse::ptycho {
+
+using cfloat = std::complex<float>;
+
+/// Where each pattern's window lies on the object.
+struct TOMOFUSE_EXPORT Window {
+    std::int64_t y0 = 0;  ///< top row of the window on the object
+    std::int64_t x0 = 0;  ///< left column
+    float fy = 0.0f;      ///< sub-pixel fraction of the row offset, [0, 1)
+    float fx = 0.0f;      ///< sub-pixel fraction of the column offset, [0, 1)
+};
+
+/// The scan geometry: pattern size, probe modes, object shape and one window
+/// per pattern, checked to lie inside the object (a window with fy > 0 needs
+/// N + 1 object rows, likewise for columns). Holds the FFT plan of the
+/// pattern shape; const member functions may be used from several threads.
+class TOMOFUSE_EXPORT Scan {
+public:
+    /// Windows from probe-centre positions (y, x) in object pixels relative to
+    /// the object's centre index (height // 2, width // 2): y0 = floor(y) +
+    /// height // 2 - n // 2, fy = y - floor(y). Throws InvalidArgument naming
+    /// the first position that puts the window outside the object, ShapeError
+    /// for empty or inconsistent sizes.
+    Scan(std::size_t n, std::size_t modes, std::size_t height, std::size_t width, const double* positions,
+         std::size_t count);
+
+    std::size_t n() const noexcept { return n_; }
+    std::size_t modes() const noexcept { return modes_; }
+    std::size_t height() const noexcept { return height_; }
+    std::size_t width() const noexcept { return width_; }
+    std::size_t size() const noexcept { return windows_.size(); }
+    std::size_t frame() const noexcept { return n_ * n_; }
+    const std::vector<Window>& windows() const noexcept { return windows_; }
+    const fft::Plan2D& plan() const noexcept { return plan_; }
+
+private:
+    std::size_t n_;
+    std::size_t modes_;
+    std::size_t height_;
+    std::size_t width_;
+    std::vector<Window> windows_;
+    fft::Plan2D plan_;
+};
+
+/// Measured data of a scan, in the unscaled layout of the engines.
+struct Data {
+    const float* values = nullptr;        ///< (K, N, N): amplitudes sqrt(I) for DM, intensities I for ML
+    const std::uint8_t* mask = nullptr;   ///< (N, N), nonzero = valid detector pixel; nullptr = all valid
+};
+
+/// exit[k, m] = P_m * o_k, the start of the difference map.
+TOMOFUSE_EXPORT void exit_waves(const Scan& scan, const cfloat* object, const cfloat* probe, cfloat* exit,
+                                int nthreads = 0);
+
+/// Options of one difference-map iteration.
+struct DMOptions {
+    bool update_object = true;
+    bool update_probe = true;
+    int overlap_iterations = 1;   ///< alternating object / probe updates per iteration (>= 1)
+    float object_inertia = 1e-3f; ///< regularisation relative to the largest illumination
+    float probe_inertia = 1e-3f;  ///< regularisation relative to the largest object power
+    /// Per-pattern bound (K values, sum of squared amplitude errors) below which the
+    /// modulus constraint leaves a pattern alone, and down to which it relaxes it
+    /// (Thibault et al. 2009's power bound); nullptr = strict constraint.
+    const double* bound = nullptr;
+};
+
+/// One difference-map iteration, in place:
+///   1. overlap projection: `overlap_iterations` times, the object and then
+///      the probe are the weighted least-squares solutions of exit ~ P * o_k
+///      given the other (bilinear spreading with lumped weights, damped by an
+///      inertia term towards the previous value);
+///   2. exit <- exit + F^-1 M F (2 P o_k - exit) - P o_k, M replacing the
+///      modulus of the summed modes by the measured amplitude at valid pixels
+///      (relaxed by options.bound: with error e_k > b_k the model amplitude
+///      moves to A + sqrt(b_k / e_k) (|Psi| - A), with e_k <= b_k not at all).
+/// `error[k]` receives sum over valid pixels of (|F(2 P o_k - exit)| - A)^2
+/// before the modulus constraint (amplitudes in the unitary normalisation);
+/// `model_error[k]`, if not null, the same for the model P o_k after the
+/// overlap projection (one more transform per pattern and mode).
+TOMOFUSE_EXPORT void dm_iteration(const Scan& scan, const Data& amplitudes, cfloat* object, cfloat* probe,
+                                  cfloat* exit, const DMOptions& options, double* error,
+                                  double* model_error = nullptr, int nthreads = 0);
+
+/// Object update from waves: num[y, x] = sum_k S_k^T (sum_m conj(P_m) w_km),
+/// den = sum_k S_k^T (sum_m |P_m|^2), S_k^T the bilinear spreading of
+/// window k (lumped weights). Both (height, width), overwritten.
+TOMOFUSE_EXPORT void object_gather(const Scan& scan, const cfloat* probe, const cfloat* waves, cfloat* num,
+                                   float* den, int nthreads = 0);
+
+/// Probe update from waves: num[m, i, j] = sum_k conj(o_k[i, j]) w_km[i, j],
+/// den[i, j] = sum_k |o_k[i, j]|^2. num (M, N, N), den (N, N), overwritten.
+TOMOFUSE_EXPORT void probe_gather(const Scan& scan, const cfloat* object, const cfloat* waves, cfloat* num,
+                                  float* den, int nthreads = 0);
+
+/// Maximum-likelihood state kept between iterations (owned by the caller so it
+/// can be checkpointed). Arrays: object-shaped (H, W), probe-shaped (M, N, N).
+struct MLState {
+    cfloat* grad_object = nullptr;     ///< gradient at the current point (recomputed by ml_start)
+    cfloat* grad_probe = nullptr;
+    float* precond_object = nullptr;   ///< sum_k S_k^T sum_m |P_m|^2 at the current point
+    float* precond_probe = nullptr;    ///< (N, N) sum_k |o_k|^2 at the current point
+    cfloat* dir_object = nullptr;      ///< previous search direction
+    cfloat* dir_probe = nullptr;
+    cfloat* prev_grad_object = nullptr;  ///< gradient at the previous point
+    cfloat* prev_grad_probe = nullptr;
+    double prev_zg = 0.0;              ///< <M^-1 g, g> at the previous point (0: restart)
+    double nll = 0.0;                  ///< negative log-likelihood at the current point
+    double alpha = 0.0;                ///< last accepted step
+};
+
+struct MLOptions {
+    bool update_object = true;
+    bool update_probe = true;
+    float intensity_floor = 1e-6f;       ///< added to model intensities (counts)
+    float precond_regularisation = 1e-2f;///< relative to the largest preconditioner value
+    int max_backtracks = 20;
+    /// Weight mu of the Gaussian smoothness prior on the object,
+    /// mu * sum over neighbouring pixels |O_i - O_j|^2, added to the NLL (0 = none).
+    double smoothness = 0.0;
+};
+
+/// Work buffers of the ML engine: far fields and back-propagated residuals of
+/// every pattern and mode, (K, M, N, N) each.
+struct MLBuffers {
+    cfloat* far = nullptr;
+    cfloat* chi = nullptr;
+};
+
+/// Poisson negative log-likelihood (as a deviance: sum over valid pixels of
+/// Im - I - I log(Im / I), Im the model intensity plus the floor) and its
+/// Wirtinger gradient with respect to conj(object) and conj(probe) at the
+/// given point, with the diagonal preconditioners. `nll[k]` per pattern;
+/// returns the total plus the smoothness prior (if options.smoothness > 0).
+/// Fills buffers.far and buffers.chi.
+TOMOFUSE_EXPORT double ml_gradient(const Scan& scan, const Data& intensities, const cfloat* object,
+                                   const cfloat* probe, const MLBuffers& buffers, const MLOptions& options,
+                                   cfloat* grad_object, cfloat* grad_probe, float* precond_object,
+                                   float* precond_probe, double* nll, int nthreads = 0);
+
+/// Coefficients (B1, B2) of the second-order expansion
+/// L(x + a h) ~ L(x) + B1 a + B2 a^2 along direction h = (h_object, h_probe),
+/// with buffers.far holding the far fields at x (from ml_gradient).
+TOMOFUSE_EXPORT void ml_line_coefficients(const Scan& scan, const Data& intensities, const cfloat* object,
+                                          const cfloat* probe, const cfloat* h_object, const cfloat* h_probe,
+                                          const MLBuffers& buffers, const MLOptions& options, double* b1,
+                                          double* b2, int nthreads = 0);
+
+/// Start (or resume) ML at (object, probe): gradient, preconditioners and
+/// NLL into `state` (directions and previous gradient are left as they are).
+TOMOFUSE_EXPORT void ml_start(const Scan& scan, const Data& intensities, const cfloat* object, const cfloat* probe,
+                              MLState& state, const MLBuffers& buffers, const MLOptions& options, int nthreads = 0);
+
+/// Result of one ML iteration.
+struct MLStep {
+    double nll = 0.0;      ///< NLL after the step (never above the NLL before it)
+    double alpha = 0.0;    ///< accepted step length (0: no decrease found, point unchanged)
+    int backtracks = 0;    ///< halvings of the line-search step
+    bool restarted = false;///< the direction was reset to steepest descent
+};
+
+/// One preconditioned Polak-Ribiere (PR+) conjugate-gradient iteration with
+/// the polynomial line search, in place on object and probe. The step is
+/// halved until the NLL does not increase, so the NLL is monotone.
+TOMOFUSE_EXPORT MLStep ml_iteration(const Scan& scan, const Data& intensities, cfloat* object, cfloat* probe,
+                                    MLState& state, const MLBuffers& buffers, const MLOptions& options,
+                                    int nthreads = 0);
+
+}  // namespace tomofuse::ptycho

@@ -39,6 +39,27 @@ torch, so when torchvision cannot be imported a small stand-in module is install
 Run (one JSON line on stdout; pty-chi's log goes to stderr)::
 
     python bench/ptychi_runner.py case.npz --dm 20 --ml 100 --threads 2 [--algos dm,lsqml,dm+lsqml]
+
+Measured on 2026-11-25, this machine (2 shared cores; the other developer's work kept the load
+average at 2-6 during these runs, so the times are upper bounds), ptychi 2.2.0, torch 2.13.0+cpu,
+one run each, DM chunk_length 32, LSQML batch 100, probe refined unless said:
+
+    case   threads  algorithm (iterations)     s/iter  peak RSS MiB  object_error
+    bench  2        DM (20)                    1.63    698           0.784
+    bench  2        LSQML (20)                 1.77    924           0.775
+    bench  1        DM (20)                    2.51    698           0.784
+    bench  1        LSQML (20)                 1.89    924           0.772
+    small  2        DM (20)                    0.22    517           0.432
+    small  2        LSQML (100)                0.34    586           0.173
+    small  2        DM (100) -> LSQML (100)    0.26 / 0.23  605      0.801 -> 0.915
+    small  2        same, probe fixed          0.16 / 0.23  612      1.122 -> 0.181
+
+(RSS includes ~390-440 MiB of torch, pty-chi and the loaded case: ``rss_before_mib``.)  DM's
+object error is not monotone: with the exact probe fixed it falls to 0.28 at iteration 25 and
+then drifts up again (0.53 at 60, 1.12 at 100); with the probe refined DM also corrupts the
+probe, so LSQML started from DM's result ends worse (0.92) than LSQML from a flat start (0.17).
+The error that remains is mostly the low-frequency phase (the phantom's particles, larger than
+the beam), which far-field data transfer weakly.
 """
 
 from __future__ import annotations
@@ -114,7 +135,7 @@ def _options(api, algo: str, case: dict, epochs: int, args):
     opts.object_options.determine_position_origin_coords_by = api.ObjectPosOriginCoordsMethods.SPECIFIED
     opts.object_options.position_origin_coords = np.array([h // 2 - n // 2 + (n - 1) / 2.0,
                                                            w // 2 - n // 2 + (n - 1) / 2.0])
-    opts.probe_options.optimizable = True
+    opts.probe_options.optimizable = not args.fix_probe
     opts.probe_position_options.optimizable = False
     opts.reconstructor_options.num_epochs = epochs
     opts.reconstructor_options.default_device = api.Devices.CPU
@@ -173,7 +194,7 @@ def child(args) -> dict:
     out = {"algo": args.algo, "threads": args.threads, "case": os.path.basename(args.case),
            "object_shape": [h, w], "probe_n": n, "positions": int(inten.shape[0]),
            "ptychi": getattr(ptychi, "__version__", None) or _dist_version("ptychi"),
-           "torch": torch.__version__, "rss_before_mib": round(rss_before, 1)}
+           "torch": torch.__version__, "probe_refined": not args.fix_probe, "rss_before_mib": round(rss_before, 1)}
     stages = [("dm", args.dm)] if args.algo == "dm" else [("lsqml", args.ml)] if args.algo == "lsqml" \
         else [("dm", args.dm), ("lsqml", args.ml)]
     for name, epochs in stages:
@@ -214,6 +235,7 @@ def main(argv=None) -> None:
     ap.add_argument("--warmup", type=int, default=3, help="iterations left out of the median")
     ap.add_argument("--dm-chunk", type=int, default=32, help="DM chunk_length (memory/speed only)")
     ap.add_argument("--ml-batch", type=int, default=100, help="LSQML batch_size (pty-chi default 100)")
+    ap.add_argument("--fix-probe", action="store_true", help="keep the initial probe (default: refine it)")
     ap.add_argument("--save-object", default=None, help="prefix: save final objects as PREFIX_ALGO_STAGE.npy")
     ap.add_argument("--algo", help=argparse.SUPPRESS)  # internal: run one algorithm in this process
     args = ap.parse_args(argv)

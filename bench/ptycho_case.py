@@ -20,8 +20,9 @@ probe, a Fermat-spiral scan and Poisson-noisy far-field patterns (``tomofuse.acq
 - mask: the well-scanned region, where the summed probe intensity ``sum_k |P(r - p_k)|^2`` is at
   least 30 % of its maximum.
 
-Sizes (``SIZES``): "small" = 256^2 object, 64^2 probe, beam 0.5 N, 271 positions; "bench" =
-512^2 object, 128^2 probe, beam 0.4 N (so that the same 65 % overlap gives more points: 422).
+Sizes (``SIZES``): "small" = 256^2 object, 64^2 probe, beam 0.5 N, 266 positions; "bench" =
+512^2 object, 128^2 probe, beam 0.4 N (so that the same 65 % overlap gives more points: 419).
+Building takes ~15 s ("small") to ~2 min ("bench", on a loaded machine), mostly the phantom.
 
 Run from the repository root::
 

@@ -329,6 +329,7 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
                 probe_update_start: int = 1,
                 overlap_iterations: int = 1,
                 fourier_bound: float = 1.0,
+                fourier_bound_ramp: int = 40,
                 ml_smoothness: float = 0.0,
                 position_interval: int = 5,
                 position_start: int = 10,
@@ -402,6 +403,10 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
         amplitude error is below the bound is left alone, others move only
         down to it. This keeps DM from fitting the noise (its iterate drifts
         and the object degrades otherwise); 0 gives the strict constraint.
+    fourier_bound_ramp : int
+        The bound grows linearly from 0 over this many DM iterations: the
+        strict constraint converges fastest while the model is far from the
+        data, the bound then stops the noise fitting (0: full bound at once).
     checkpoint : path, optional
         HDF5 file written atomically every ``checkpoint_every`` iterations and
         at the end of each stage. If it exists, the run resumes from it and
@@ -425,6 +430,7 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
     _int(probe_update_start, "probe_update_start", 0)
     _int(overlap_iterations, "overlap_iterations", 1)
     _int(position_interval, "position_interval", 1)
+    _int(fourier_bound_ramp, "fourier_bound_ramp", 0)
     _int(position_start, "position_start", 0)
     _int(checkpoint_every, "checkpoint_every", 1)
     _int(seed, "seed", 0)
@@ -452,7 +458,7 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
               "object_shape": list(shape), "probe_update_start": probe_update_start,
               "overlap_iterations": overlap_iterations, "position_interval": position_interval,
               "position_start": position_start, "max_position_step": float(max_position_step), "seed": seed,
-              "fourier_bound": float(fourier_bound), "ml_smoothness": float(ml_smoothness)}
+              "fourier_bound": float(fourier_bound), "fourier_bound_ramp": fourier_bound_ramp, "ml_smoothness": float(ml_smoothness)}
     digest = _hash_inputs(intensities, pos, p_init, bad, params)
 
     # Data in the engines' layout: zero frequency at index 0, float32.
@@ -531,9 +537,10 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
                 exit_ = np.empty((k, modes, n, n), np.complex64)
                 scan.exit_waves(obj, pr, exit_, threads=nthreads)
             for it in range(first, iters):
+                ramp = min(1.0, it / fourier_bound_ramp) if fourier_bound_ramp else 1.0
                 _, e = scan.dm_iteration(amp, valid, obj, pr, exit_, update_probe=it >= probe_update_start,
-                                         overlap_iterations=overlap_iterations, bound=bound, model_error=True,
-                                         threads=nthreads)
+                                         overlap_iterations=overlap_iterations, bound=bound * ramp,
+                                         model_error=True, threads=nthreads)
                 errs.append(float(e.sum()) / max(total, 1e-30))
                 if modes > 1 and it >= probe_update_start:
                     orthogonalize_modes(pr, exit_)

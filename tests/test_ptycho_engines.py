@@ -1,0 +1,341 @@
+"""The ptychography engines of the core against a slow NumPy reference (float64), calculus and threads.
+
+The reference below is written from the model in ``cpp/include/tomofuse/ptycho.hpp`` only: bilinear
+windows, lumped-weight spreading, the damped least-squares overlap updates, the relaxed modulus
+constraint, the Poisson deviance and its Wirtinger gradient, the polynomial line search and the
+preconditioned PR+ conjugate-gradient step.  The gradient itself is checked against finite
+differences, so the reference is tied to calculus rather than to the code under test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tomofuse import _core
+
+N, H, W, MODES = 16, 40, 44, 2
+
+
+# ------------------------------------------------------------------------------------------ reference
+
+
+def windows(pos, n=N, h=H, w=W):
+    fl = np.floor(pos)
+    origin = (fl + np.array([h // 2, w // 2]) - n // 2).astype(int)
+    return origin, pos - fl
+
+
+def interp(obj, origin, frac, n=N):
+    o = np.pad(obj, ((0, 1), (0, 1)))
+    y0, x0 = origin
+    fy, fx = frac
+    a = o[y0:y0 + n, x0:x0 + n]
+    b = o[y0:y0 + n, x0 + 1:x0 + n + 1]
+    c = o[y0 + 1:y0 + n + 1, x0:x0 + n]
+    d = o[y0 + 1:y0 + n + 1, x0 + 1:x0 + n + 1]
+    return (1 - fy) * ((1 - fx) * a + fx * b) + fy * ((1 - fx) * c + fx * d)
+
+
+def spread(acc, g, origin, frac, n=N):
+    """Adjoint of interp (the lumped weights the core uses for numerator and denominator alike)."""
+    big = np.zeros((acc.shape[0] + 1, acc.shape[1] + 1), dtype=acc.dtype)
+    y0, x0 = origin
+    fy, fx = frac
+    big[y0:y0 + n, x0:x0 + n] += (1 - fy) * (1 - fx) * g
+    big[y0:y0 + n, x0 + 1:x0 + n + 1] += (1 - fy) * fx * g
+    big[y0 + 1:y0 + n + 1, x0:x0 + n] += fy * (1 - fx) * g
+    big[y0 + 1:y0 + n + 1, x0 + 1:x0 + n + 1] += fy * fx * g
+    acc += big[:-1, :-1]
+
+
+def object_gather(probe, waves, pos):
+    num = np.zeros((H, W), complex)
+    den = np.zeros((H, W))
+    power = np.sum(np.abs(probe) ** 2, axis=0)
+    for k, (org, fr) in enumerate(zip(*windows(pos))):
+        spread(num, np.sum(np.conj(probe) * waves[k], axis=0), org, fr)
+        spread(den, power, org, fr)
+    return num, den
+
+
+def probe_gather(obj, waves, pos):
+    num = np.zeros((MODES, N, N), complex)
+    den = np.zeros((N, N))
+    for k, (org, fr) in enumerate(zip(*windows(pos))):
+        o = interp(obj, org, fr)
+        num += np.conj(o)[None] * waves[k]
+        den += np.abs(o) ** 2
+    return num, den
+
+
+def damped(x, num, den, inertia):
+    c = inertia * den.max()
+    return (num + c * x) / (den + c)
+
+
+def fft(a):
+    return np.fft.fft2(a, norm="ortho")
+
+
+def ifft(a):
+    return np.fft.ifft2(a, norm="ortho")
+
+
+def dm_reference(amp, obj, probe, exit_, pos, bound, inertia=1e-3):
+    obj, probe, exit_ = obj.astype(complex), probe.astype(complex), exit_.astype(complex)
+    num, den = object_gather(probe, exit_, pos)
+    obj = damped(obj, num, den, inertia)
+    num, den = probe_gather(obj, exit_, pos)
+    probe = damped(probe, num, den[None], inertia)
+    err, model = np.zeros(len(pos)), np.zeros(len(pos))
+    for k, (org, fr) in enumerate(zip(*windows(pos))):
+        o = interp(obj, org, fr)
+        phi = probe * o[None]
+        model[k] = np.sum((np.sqrt(np.sum(np.abs(fft(phi)) ** 2, axis=0)) - amp[k]) ** 2)
+        t = fft(2 * phi - exit_[k])
+        mod = np.sqrt(np.sum(np.abs(t) ** 2, axis=0))
+        err[k] = np.sum((mod - amp[k]) ** 2)
+        keep = np.sqrt(bound[k] / err[k]) if err[k] > bound[k] else 1.0
+        target = amp[k] + keep * (mod - amp[k])
+        exit_[k] = exit_[k] + ifft(t * (target / mod)[None]) - phi
+    return obj, probe, exit_, err, model
+
+
+def ml_reference(data, obj, probe, pos, floor=1e-6, valid=None):
+    """(nll, grad_object, grad_probe, precond_object, precond_probe, far) in float64."""
+    valid = np.ones((N, N), bool) if valid is None else valid
+    chi = np.zeros((len(pos), MODES, N, N), complex)
+    far = np.zeros_like(chi)
+    nll = 0.0
+    for k, (org, fr) in enumerate(zip(*windows(pos))):
+        o = interp(obj, org, fr)
+        far[k] = fft(probe * o[None])
+        im = np.sum(np.abs(far[k]) ** 2, axis=0) + floor
+        i = data[k].astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(i > 0, im - i - i * np.log(im / np.where(i > 0, i, 1)), im)
+        nll += np.sum(terms[valid])
+        w = np.where(valid, 1 - i / im, 0.0)
+        chi[k] = ifft(w[None] * far[k])
+    go, po = object_gather(probe, chi, pos)
+    gp, pp = probe_gather(obj, chi, pos)
+    return nll, go, gp, po, pp, far
+
+
+def line_reference(data, obj, probe, ho, hp, pos, floor=1e-6):
+    b1 = b2 = 0.0
+    for k, (org, fr) in enumerate(zip(*windows(pos))):
+        o, d = interp(obj, org, fr), interp(ho, org, fr)
+        f0 = fft(probe * o[None])
+        f1 = fft(hp * o[None] + probe * d[None])
+        f2 = fft(hp * d[None])
+        im = np.sum(np.abs(f0) ** 2, axis=0) + floor
+        a1 = 2 * np.sum(np.real(np.conj(f0) * f1), axis=0)
+        a2 = np.sum(np.abs(f1) ** 2 + 2 * np.real(np.conj(f0) * f2), axis=0)
+        i = data[k]
+        b1 += np.sum((1 - i / im) * a1)
+        b2 += np.sum((1 - i / im) * a2 + 0.5 * i / im ** 2 * a1 ** 2)
+    return b1, b2
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def case():
+    rng = np.random.default_rng(3)
+    k = 14
+    pos = rng.uniform(-10, 10, (k, 2))
+    pos[0] = [0.0, 0.0]        # a whole-pixel position
+    pos[1] = [2.0, -3.25]      # whole in y only
+    obj = (np.exp(1j * rng.uniform(-0.6, 0.6, (H, W))) * rng.uniform(0.8, 1.0, (H, W))).astype(np.complex64)
+    yy, xx = np.mgrid[:N, :N] - N // 2
+    probe = np.stack([np.exp(-(yy ** 2 + xx ** 2) / 18.0) * np.exp(0.3j * yy),
+                      0.3 * np.exp(-(yy ** 2 + xx ** 2) / 12.0) * (xx / 4.0)]).astype(np.complex64) * 30
+    truth_i = np.array([np.sum(np.abs(fft(probe * interp(obj * np.exp(0.2j), *w)[None])) ** 2, axis=0)
+                        for w in zip(*windows(pos))])
+    data = rng.poisson(truth_i).astype(np.float32)
+    return {"pos": pos, "obj": obj, "probe": probe, "data": data, "scan": _core.PtychoScan(N, MODES, (H, W), pos)}
+
+
+def rel(a, b):
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+
+def test_windows_follow_the_documented_convention(case):
+    origin, frac = case["scan"].windows
+    o, f = windows(case["pos"])
+    np.testing.assert_array_equal(origin, o)
+    np.testing.assert_allclose(frac, f, atol=1e-6)
+
+
+def test_gathers_match_reference(case):
+    s, obj, probe = case["scan"], case["obj"], case["probe"]
+    waves = np.empty((len(case["pos"]), MODES, N, N), np.complex64)
+    s.exit_waves(obj, probe, waves)
+    ref = np.stack([probe * interp(obj.astype(complex), *w)[None] for w in zip(*windows(case["pos"]))])
+    assert rel(waves, ref) < 2e-6
+    num, den = s.object_gather(probe, waves)
+    rnum, rden = object_gather(probe.astype(complex), ref, case["pos"])
+    assert rel(num, rnum) < 2e-6 and rel(den, rden) < 2e-6
+    num, den = s.probe_gather(obj, waves)
+    rnum, rden = probe_gather(obj.astype(complex), ref, case["pos"])
+    assert rel(num, rnum) < 2e-6 and rel(den, rden) < 2e-6
+
+
+def test_dm_iteration_matches_reference(case):
+    s, pos = case["scan"], case["pos"]
+    amp = np.sqrt(case["data"])
+    obj, probe = case["obj"].copy(), case["probe"].copy()
+    exit_ = np.empty((len(pos), MODES, N, N), np.complex64)
+    s.exit_waves(obj, probe, exit_)
+    # perturb the exit waves so that the overlap update has something to do
+    exit_ *= np.exp(0.1j * np.arange(N))[None, None, None, :].astype(np.complex64)
+    bound = np.full(len(pos), 3.0)
+    bound[::2] = 0.0
+    ro, rp, re, rerr, rmodel = dm_reference(amp, obj, probe, exit_, pos, bound)
+    err, model = s.dm_iteration(amp, None, obj, probe, exit_, bound=bound, model_error=True, threads=2)
+    assert rel(obj, ro) < 1e-5
+    assert rel(probe, rp) < 1e-5
+    assert rel(exit_, re) < 1e-4
+    np.testing.assert_allclose(err, rerr, rtol=1e-3)
+    np.testing.assert_allclose(model, rmodel, rtol=1e-3)
+
+
+def test_ml_gradient_matches_reference_and_finite_differences(case):
+    s, pos, data = case["scan"], case["pos"], case["data"]
+    obj, probe = case["obj"], case["probe"]
+    far = np.empty((len(pos), MODES, N, N), np.complex64)
+    chi = np.empty_like(far)
+    nll, go, gp, po, pp = s.ml_gradient(data, None, obj, probe, far, chi)
+    rnll, rgo, rgp, rpo, rpp, rfar = ml_reference(data, obj.astype(complex), probe.astype(complex), pos)
+    assert abs(nll.sum() - rnll) < 1e-4 * abs(rnll)
+    assert rel(go, rgo) < 1e-4 and rel(gp, rgp) < 1e-4
+    assert rel(po, rpo) < 1e-5 and rel(pp, rpp) < 1e-5
+    assert rel(far / N, rfar) < 1e-5  # the core stores the unscaled transform
+    # The reference gradient is the Wirtinger derivative: dL/da along h = 2 Re <g, h>.
+    rng = np.random.default_rng(0)
+    ho = rng.standard_normal((H, W)) + 1j * rng.standard_normal((H, W))
+    hp = rng.standard_normal((MODES, N, N)) + 1j * rng.standard_normal((MODES, N, N))
+    eps = 1e-6
+    plus = ml_reference(data, obj + eps * ho, probe + eps * hp, pos)[0]
+    minus = ml_reference(data, obj - eps * ho, probe - eps * hp, pos)[0]
+    directional = 2 * (np.vdot(rgo, ho).real + np.vdot(rgp, hp).real)
+    assert abs((plus - minus) / (2 * eps) - directional) < 1e-5 * abs(directional)
+    # ... and the core's line-search coefficients: B1 is that derivative, B2 the curvature.
+    ho32, hp32 = (0.01 * ho).astype(np.complex64), (0.01 * hp).astype(np.complex64)
+    b1, b2 = s.ml_line_coefficients(data, None, obj, probe, ho32, hp32, far)
+    rb1, rb2 = line_reference(data, obj.astype(complex), probe.astype(complex), ho32.astype(complex),
+                              hp32.astype(complex), pos)
+    assert abs(b1 - rb1) < 1e-3 * abs(rb1) and abs(b2 - rb2) < 1e-3 * abs(rb2)
+    assert abs(b1 - 2 * (np.vdot(rgo, ho32).real + np.vdot(rgp, hp32).real)) < 1e-3 * abs(b1)
+    # the second-order model of L along h, against the exact value at a small step
+    a = 0.5
+    exact = ml_reference(data, obj + a * ho32, probe + a * hp32, pos)[0]
+    assert abs(exact - (rnll + rb1 * a + rb2 * a * a)) < 0.02 * abs(rb1 * a)
+
+
+class _State:
+    def __init__(self):
+        c = np.complex64
+        self.grad_object = np.zeros((H, W), c)
+        self.grad_probe = np.zeros((MODES, N, N), c)
+        self.precond_object = np.zeros((H, W), np.float32)
+        self.precond_probe = np.zeros((N, N), np.float32)
+        self.dir_object = np.zeros((H, W), c)
+        self.dir_probe = np.zeros((MODES, N, N), c)
+        self.prev_grad_object = np.zeros((H, W), c)
+        self.prev_grad_probe = np.zeros((MODES, N, N), c)
+        self.prev_zg = self.nll = self.alpha = 0.0
+
+
+def test_ml_iterations_match_reference(case):
+    """Two CG iterations (steepest descent, then PR+) against the reference, step by step."""
+    s, pos, data = case["scan"], case["pos"], case["data"]
+    obj, probe = case["obj"].copy(), case["probe"].copy()
+    far = np.empty((len(pos), MODES, N, N), np.complex64)
+    chi = np.empty_like(far)
+    st = _State()
+    s.ml_iteration(data, None, obj, probe, st, far, chi, start=True)
+    x_o, x_p = obj.astype(complex), probe.astype(complex)
+    prev = None
+    for _ in range(2):
+        nll, go, gp, po, pp, _f = ml_reference(data, x_o, x_p, pos)
+        zo = go / (po + 1e-2 * po.max())
+        zp = gp / (pp + 1e-2 * pp.max())[None]
+        zg = np.vdot(zo, go).real + np.vdot(zp, gp).real
+        if prev is None:
+            ho, hp = -zo, -zp
+        else:
+            beta = max(0.0, (zg - (np.vdot(zo, prev[0]).real + np.vdot(zp, prev[1]).real)) / prev[2])
+            ho, hp = beta * prev[3] - zo, beta * prev[4] - zp
+        b1, b2 = line_reference(data, x_o, x_p, ho, hp, pos)
+        alpha = -b1 / (2 * b2)
+        x_o, x_p = x_o + alpha * ho, x_p + alpha * hp
+        prev = (go, gp, zg, ho, hp)
+        value, a, backtracks, _restarted = s.ml_iteration(data, None, obj, probe, st, far, chi)
+        assert backtracks == 0
+        assert abs(a - alpha) < 2e-3 * abs(alpha)
+        assert rel(obj, x_o) < 1e-4 and rel(probe, x_p) < 1e-4
+        assert value < nll
+
+
+def test_ml_never_increases_the_objective(case):
+    s, pos, data = case["scan"], case["pos"], case["data"]
+    obj = np.ones((H, W), np.complex64)
+    probe = case["probe"] * np.complex64(1.3)
+    far = np.empty((len(pos), MODES, N, N), np.complex64)
+    chi = np.empty_like(far)
+    st = _State()
+    values = [s.ml_iteration(data, None, obj, probe, st, far, chi, start=True)[0]]
+    for _ in range(25):
+        values.append(s.ml_iteration(data, None, obj, probe, st, far, chi)[0])
+    assert np.all(np.diff(values) <= 0)
+    assert values[-1] < 0.5 * values[0]
+
+
+@pytest.mark.parametrize("modes,refine", [(1, False), (2, True)])
+def test_reconstruct_is_identical_for_1_and_2_threads(case, modes, refine):
+    from tomofuse.ptycho import reconstruct
+
+    args = (case["data"], case["pos"], case["probe"][0])
+    kw = dict(object_shape=(H, W), engines=(("dm", 12), ("ml", 6)), probe_modes=modes,
+              refine_positions=refine, position_start=2, position_interval=3)
+    a = reconstruct(*args, threads=1, **kw)
+    b = reconstruct(*args, threads=2, **kw)
+    np.testing.assert_array_equal(a.object, b.object)
+    np.testing.assert_array_equal(a.probe, b.probe)
+    np.testing.assert_array_equal(a.positions_px, b.positions_px)
+    for (na, ea), (nb, eb) in zip(a.errors, b.errors):
+        assert na == nb
+        np.testing.assert_array_equal(ea, eb)
+
+
+def test_core_rejects_bad_arguments(case):
+    s = case["scan"]
+    obj, probe = case["obj"], case["probe"]
+    waves = np.empty((len(case["pos"]), MODES, N, N), np.complex64)
+    with pytest.raises(ValueError, match="outside"):
+        _core.PtychoScan(N, 1, (H, W), np.array([[40.0, 0.0]]))
+    with pytest.raises(ValueError, match="empty"):
+        _core.PtychoScan(N, 1, (H, W), np.zeros((0, 2)))
+    with pytest.raises(ValueError, match="not finite"):
+        _core.PtychoScan(N, 1, (H, W), np.array([[np.nan, 0.0]]))
+    with pytest.raises(TypeError, match="object"):
+        s.exit_waves(obj.astype(np.complex128), probe, waves)
+    with pytest.raises(ValueError, match="probe must have shape"):
+        s.exit_waves(obj, probe[:1], waves)
+    with pytest.raises(ValueError, match="shares memory"):
+        s.ml_gradient(case["data"], None, obj, probe, waves, waves)
+    with pytest.raises(ValueError, match="mask"):
+        s.dm_iteration(np.sqrt(case["data"]), np.ones((N, N + 1), np.uint8), obj.copy(), probe.copy(), waves)
+    with pytest.raises(ValueError, match="overlap_iterations"):
+        s.dm_iteration(np.sqrt(case["data"]), None, obj.copy(), probe.copy(), waves, overlap_iterations=0)
+    ro = obj.copy()
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match="writeable"):
+        s.dm_iteration(np.sqrt(case["data"]), None, ro, probe.copy(), waves)

@@ -44,59 +44,323 @@ inline void backward(const Scan& s, cfloat* f) {
     s.plan().execute(f, f, 1, Direction::Backward, Norm::Forward, 1);
 }
 
-// Bilinear interpolation of the object under window w into out (N x N).
-void interpolate(const Scan& s, const cfloat* object, const Window& w, cfloat* out) {
-    const std::size_t n = s.n();
-    const std::size_t width = s.width();
-    const float fy = w.fy;
-    const float fx = w.fx;
-    for (std::size_t i = 0; i < n; ++i) {
-        const cfloat* a = object + (static_cast<std::size_t>(w.y0) + i) * width + static_cast<std::size_t>(w.x0);
-        cfloat* o = out + i * n;
+// |z|^2 by the textbook formula (libstdc++'s std::norm goes through std::abs, a hypot,
+// unless compiled with -ffast-math).
+inline float sq(cfloat z) noexcept { return z.real() * z.real() + z.imag() * z.imag(); }
+inline double sq(std::complex<double> z) noexcept { return z.real() * z.real() + z.imag() * z.imag(); }
+
+// Instruction-set clones of the per-row kernels (GCC on x86-64): the same source for
+// AVX-512, AVX2 and the baseline, picked at load time. Floating-point contraction is
+// off for this file (CMakeLists.txt), so every clone gives the same bits.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define TOMOFUSE_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TOMOFUSE_ISA_CLONES
+#endif
+
+// One row of the bilinear window: rows a (weight 1 - fy) and b (weight fy; null when fy == 0).
+TOMOFUSE_ISA_CLONES void interp_row(const cfloat* a, const cfloat* b, float fy, float fx, std::size_t n,
+                                    cfloat* o) {
+    const float gx = 1.0f - fx;
+    const float gy = 1.0f - fy;
+    if (b == nullptr) {
         if (fx == 0.0f) {
             for (std::size_t j = 0; j < n; ++j) {
                 o[j] = a[j];
             }
         } else {
-            const float gx = 1.0f - fx;
             for (std::size_t j = 0; j < n; ++j) {
                 o[j] = gx * a[j] + fx * a[j + 1];
             }
         }
-        if (fy != 0.0f) {
-            const cfloat* b = a + width;
-            const float gy = 1.0f - fy;
-            if (fx == 0.0f) {
-                for (std::size_t j = 0; j < n; ++j) {
-                    o[j] = gy * o[j] + fy * b[j];
-                }
-            } else {
-                const float gx = 1.0f - fx;
-                for (std::size_t j = 0; j < n; ++j) {
-                    o[j] = gy * o[j] + fy * (gx * b[j] + fx * b[j + 1]);
-                }
-            }
+    } else if (fx == 0.0f) {
+        for (std::size_t j = 0; j < n; ++j) {
+            o[j] = gy * a[j] + fy * b[j];
+        }
+    } else {
+        for (std::size_t j = 0; j < n; ++j) {
+            o[j] = gy * (gx * a[j] + fx * a[j + 1]) + fy * (gx * b[j] + fx * b[j + 1]);
         }
     }
 }
 
-// Spread one window row g (N values) with weight wy onto object row `row` (W
-// values) with the column fraction fx: row[x0 + j] += wy (1 - fx) g[j],
-// row[x0 + j + 1] += wy fx g[j]. Fixed order: j ascending, left tap first.
-template <typename T>
-inline void spread_row(T* row, const T* g, std::size_t n, std::int64_t x0, float wy, float fx) {
-    T* r = row + x0;
-    if (fx == 0.0f) {
-        for (std::size_t j = 0; j < n; ++j) {
-            r[j] += wy * g[j];
+// f = p o, or f = 2 p o - e.
+TOMOFUSE_ISA_CLONES void product(const cfloat* p, const cfloat* o, cfloat* f, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        f[q] = p[q] * o[q];
+    }
+}
+TOMOFUSE_ISA_CLONES void reflect(const cfloat* p, const cfloat* o, const cfloat* e, cfloat* f, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        f[q] = 2.0f * (p[q] * o[q]) - e[q];
+    }
+}
+
+// pw = |f|^2 (first mode) or pw += |f|^2.
+TOMOFUSE_ISA_CLONES void power(const cfloat* f, float* pw, std::size_t nn, bool first) {
+    if (first) {
+        for (std::size_t q = 0; q < nn; ++q) {
+            pw[q] = sq(f[q]);
         }
     } else {
-        const float a = wy * (1.0f - fx);
-        const float b = wy * fx;
-        for (std::size_t j = 0; j < n; ++j) {
-            r[j] += a * g[j];
-            r[j + 1] += b * g[j];
+        for (std::size_t q = 0; q < nn; ++q) {
+            pw[q] += sq(f[q]);
         }
+    }
+}
+
+// mag = sqrt(pw) * inv_scale.
+TOMOFUSE_ISA_CLONES void magnitude(const float* pw, float inv_scale, float* mag, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        mag[q] = std::sqrt(pw[q]) * inv_scale;
+    }
+}
+
+// Relaxed modulus factor: valid pixels move from mag to amp + keep (mag - amp), all
+// scaled by inv_nn (the unscaled forward + backward pair); invalid pixels keep mag.
+TOMOFUSE_ISA_CLONES void modulus_factor(const float* mag, const float* amp, const std::uint8_t* mask, float keep,
+                                        float inv_nn, float* factor, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        const float m = mag[q];
+        const float target = amp[q] + keep * (m - amp[q]);
+        factor[q] = m > 0.0f ? target / m * inv_nn : 0.0f;
+    }
+    if (mask != nullptr) {
+        for (std::size_t q = 0; q < nn; ++q) {
+            factor[q] = mask[q] != 0 ? factor[q] : inv_nn;
+        }
+    }
+}
+
+TOMOFUSE_ISA_CLONES void scale_by(cfloat* f, const float* factor, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        f[q] *= factor[q];
+    }
+}
+
+// e += f - p o.
+TOMOFUSE_ISA_CLONES void dm_update(cfloat* e, const cfloat* f, const cfloat* p, const cfloat* o, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        e[q] += f[q] - p[q] * o[q];
+    }
+}
+
+// Sum over valid pixels of (mag - amp)^2 (double): 8 interleaved partial sums (pixel q
+// goes to lane q % 8) added in lane order, a fixed order that vectorises.
+TOMOFUSE_ISA_CLONES double amplitude_error(const float* mag, const float* amp, const std::uint8_t* mask,
+                                           std::size_t nn) {
+    constexpr std::size_t L = 8;
+    double acc[L] = {};
+    const std::size_t full = nn / L * L;
+    if (mask == nullptr) {
+        for (std::size_t q = 0; q < full; q += L) {
+            for (std::size_t l = 0; l < L; ++l) {
+                const double d = static_cast<double>(mag[q + l]) - static_cast<double>(amp[q + l]);
+                acc[l] += d * d;
+            }
+        }
+    } else {
+        for (std::size_t q = 0; q < full; q += L) {
+            for (std::size_t l = 0; l < L; ++l) {
+                const double d = static_cast<double>(mag[q + l]) - static_cast<double>(amp[q + l]);
+                acc[l] += mask[q + l] != 0 ? d * d : 0.0;
+            }
+        }
+    }
+    for (std::size_t q = full; q < nn; ++q) {
+        if (mask == nullptr || mask[q] != 0) {
+            const double d = static_cast<double>(mag[q]) - static_cast<double>(amp[q]);
+            acc[q % L] += d * d;
+        }
+    }
+    double err = 0.0;
+    for (double a : acc) {
+        err += a;
+    }
+    return err;
+}
+
+// g = sum_m conj(P_m) w_m over one window row.
+TOMOFUSE_ISA_CLONES void conj_product(const cfloat* p, std::size_t p_stride, const cfloat* w, std::size_t w_stride,
+                                      std::size_t modes, std::size_t n, cfloat* g) {
+    for (std::size_t j = 0; j < n; ++j) {
+        g[j] = std::conj(p[j]) * w[j];
+    }
+    for (std::size_t m = 1; m < modes; ++m) {
+        const cfloat* pm = p + m * p_stride;
+        const cfloat* wm = w + m * w_stride;
+        for (std::size_t j = 0; j < n; ++j) {
+            g[j] += std::conj(pm[j]) * wm[j];
+        }
+    }
+}
+
+// The two window rows that meet one object row, interpolated vertically
+// (v = a g1 + b g0, a = 1 - fy, b = fy; a null row has weight 0), spread
+// horizontally: num[j] += (1 - fx) v[j], then num[j + 1] += fx v[j]; den likewise
+// with the probe power rows.
+TOMOFUSE_ISA_CLONES void spread_rows(cfloat* num, float* den, const cfloat* g1, const cfloat* g0, const float* pw1,
+                                     const float* pw0, float a, float b, float fx, std::size_t n, cfloat* v,
+                                     float* pv) {
+    if (g1 != nullptr && g0 != nullptr) {
+        for (std::size_t j = 0; j < n; ++j) {
+            v[j] = a * g1[j] + b * g0[j];
+            pv[j] = a * pw1[j] + b * pw0[j];
+        }
+    } else if (g1 != nullptr) {
+        for (std::size_t j = 0; j < n; ++j) {
+            v[j] = a * g1[j];
+            pv[j] = a * pw1[j];
+        }
+    } else {
+        for (std::size_t j = 0; j < n; ++j) {
+            v[j] = b * g0[j];
+            pv[j] = b * pw0[j];
+        }
+    }
+    const float gx = 1.0f - fx;
+    for (std::size_t j = 0; j < n; ++j) {
+        num[j] += gx * v[j];
+        den[j] += gx * pv[j];
+    }
+    if (fx != 0.0f) {
+        for (std::size_t j = 0; j < n; ++j) {
+            num[j + 1] += fx * v[j];
+            den[j + 1] += fx * pv[j];
+        }
+    }
+}
+
+// den += |o|^2, num_m += conj(o) w_m over one window row.
+TOMOFUSE_ISA_CLONES void gather_probe_row(const cfloat* o, const cfloat* w, std::size_t w_stride, std::size_t modes,
+                                          cfloat* num, std::size_t num_stride, float* den, std::size_t n) {
+    for (std::size_t j = 0; j < n; ++j) {
+        den[j] += sq(o[j]);
+    }
+    for (std::size_t m = 0; m < modes; ++m) {
+        const cfloat* wm = w + m * w_stride;
+        cfloat* nm = num + m * num_stride;
+        for (std::size_t j = 0; j < n; ++j) {
+            nm[j] += std::conj(o[j]) * wm[j];
+        }
+    }
+}
+
+// ML: per pixel weight (1 - I / Im) scaled by the unscaled transform pair; 0 at invalid pixels.
+TOMOFUSE_ISA_CLONES void ml_weights(const float* pw, const float* data, const std::uint8_t* mask, float inv_n2,
+                                    float floor, float* weight, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        const float im = pw[q] * inv_n2 + floor;
+        weight[q] = (1.0f - data[q] / im) * inv_n2;
+    }
+    if (mask != nullptr) {
+        for (std::size_t q = 0; q < nn; ++q) {
+            weight[q] = mask[q] != 0 ? weight[q] : 0.0f;
+        }
+    }
+}
+
+// chi = weight * far.
+TOMOFUSE_ISA_CLONES void weighted(const cfloat* far, const float* weight, cfloat* chi, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        chi[q] = weight[q] * far[q];
+    }
+}
+
+// Poisson deviance sum over valid pixels of Im - I - I log(Im / I) (Im for I = 0), double,
+// 8 interleaved partial sums added in lane order.
+double poisson_deviance(const float* pw, const float* data, const std::uint8_t* mask, float inv_n2, float floor,
+                        std::size_t nn) {
+    constexpr std::size_t L = 8;
+    double acc[L] = {};
+    for (std::size_t q = 0; q < nn; ++q) {
+        if (mask != nullptr && mask[q] == 0) {
+            continue;
+        }
+        const double model = static_cast<double>(pw[q] * inv_n2 + floor);
+        const double I = data[q];
+        acc[q % L] += I > 0.0 ? model - I - I * std::log(model / I) : model;
+    }
+    double total = 0.0;
+    for (double a : acc) {
+        total += a;
+    }
+    return total;
+}
+
+// Line search, per pixel over modes: im += |f0|^2, a1 += 2 Re(conj(f0) f1),
+// a2 += |f1|^2 + 2 Re(conj(f0) f2) (first mode: assign).
+TOMOFUSE_ISA_CLONES void line_accumulate(const cfloat* f0, const cfloat* f1, const cfloat* f2, float* im, float* a1,
+                                         float* a2, std::size_t nn, bool first) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        const float c1 = 2.0f * (f0[q].real() * f1[q].real() + f0[q].imag() * f1[q].imag());
+        const float c2 = sq(f1[q]) + 2.0f * (f0[q].real() * f2[q].real() + f0[q].imag() * f2[q].imag());
+        const float c0 = sq(f0[q]);
+        if (first) {
+            im[q] = c0;
+            a1[q] = c1;
+            a2[q] = c2;
+        } else {
+            im[q] += c0;
+            a1[q] += c1;
+            a2[q] += c2;
+        }
+    }
+}
+
+// (B1, B2) contributions of one pattern: sum over valid pixels of l' a1 and
+// l' a2 + l'' a1^2 / 2, l' = 1 - I / Im, l'' = I / Im^2 (all scaled by inv_n2), double,
+// 8 interleaved partial sums.
+TOMOFUSE_ISA_CLONES void line_sums(const float* im, const float* a1, const float* a2, const float* data,
+                                   const std::uint8_t* mask, double inv_n2, double floor, std::size_t nn, double* b1,
+                                   double* b2) {
+    constexpr std::size_t L = 8;
+    double s1[L] = {};
+    double s2[L] = {};
+    const std::size_t full = nn / L * L;
+    for (std::size_t q0 = 0; q0 < full; q0 += L) {
+        for (std::size_t l = 0; l < L; ++l) {
+            const std::size_t q = q0 + l;
+            const double v = mask == nullptr || mask[q] != 0 ? 1.0 : 0.0;
+            const double model = static_cast<double>(im[q]) * inv_n2 + floor;
+            const double x1 = static_cast<double>(a1[q]) * inv_n2;
+            const double x2 = static_cast<double>(a2[q]) * inv_n2;
+            const double I = data[q];
+            const double l1 = 1.0 - I / model;
+            const double l2 = I / (model * model);
+            s1[l] += v * (l1 * x1);
+            s2[l] += v * (l1 * x2 + 0.5 * l2 * x1 * x1);
+        }
+    }
+    for (std::size_t q = full; q < nn; ++q) {
+        if (mask != nullptr && mask[q] == 0) {
+            continue;
+        }
+        const double model = static_cast<double>(im[q]) * inv_n2 + floor;
+        const double x1 = static_cast<double>(a1[q]) * inv_n2;
+        const double x2 = static_cast<double>(a2[q]) * inv_n2;
+        const double I = data[q];
+        const double l1 = 1.0 - I / model;
+        s1[q % L] += l1 * x1;
+        s2[q % L] += l1 * x2 + 0.5 * I / (model * model) * x1 * x1;
+    }
+    double t1 = 0.0;
+    double t2 = 0.0;
+    for (std::size_t l = 0; l < L; ++l) {
+        t1 += s1[l];
+        t2 += s2[l];
+    }
+    *b1 = t1;
+    *b2 = t2;
+}
+
+// Bilinear interpolation of the object under window w into out (N x N).
+void interpolate(const Scan& s, const cfloat* object, const Window& w, cfloat* out) {
+    const std::size_t n = s.n();
+    const std::size_t width = s.width();
+    for (std::size_t i = 0; i < n; ++i) {
+        const cfloat* a = object + (static_cast<std::size_t>(w.y0) + i) * width + static_cast<std::size_t>(w.x0);
+        interp_row(a, w.fy != 0.0f ? a + width : nullptr, w.fy, w.fx, n, out + i * n);
     }
 }
 
@@ -178,7 +442,7 @@ double smoothness_gradient(const Scan& s, const cfloat* o, double mu, cfloat* gr
             cfloat g(0.0f, 0.0f);
             if (x + 1 < w) {
                 const cfloat d = c - o[y * w + x + 1];
-                acc += std::norm(d);
+                acc += sq(d);
                 g += d;
             }
             if (x > 0) {
@@ -186,7 +450,7 @@ double smoothness_gradient(const Scan& s, const cfloat* o, double mu, cfloat* gr
             }
             if (y + 1 < h) {
                 const cfloat d = c - o[(y + 1) * w + x];
-                acc += std::norm(d);
+                acc += sq(d);
                 g += d;
             }
             if (y > 0) {
@@ -217,13 +481,13 @@ void smoothness_line(const Scan& s, const cfloat* o, const cfloat* hdir, double 
                 const std::complex<double> d(o[i] - o[i + 1]);
                 const std::complex<double> e(hdir[i] - hdir[i + 1]);
                 a1 += 2.0 * std::real(std::conj(d) * e);
-                a2 += std::norm(e);
+                a2 += sq(e);
             }
             if (y + 1 < h) {
                 const std::complex<double> d(o[i] - o[i + w]);
                 const std::complex<double> e(hdir[i] - hdir[i + w]);
                 a1 += 2.0 * std::real(std::conj(d) * e);
-                a2 += std::norm(e);
+                a2 += sq(e);
             }
         }
         r1[y] = a1;
@@ -324,14 +588,33 @@ void object_gather(const Scan& s, const cfloat* probe, const cfloat* waves, cflo
     std::vector<float> power(nn, 0.0f);
     for (std::size_t m = 0; m < modes; ++m) {
         for (std::size_t q = 0; q < nn; ++q) {
-            power[q] += std::norm(probe[m * nn + q]);
+            power[q] += sq(probe[m * nn + q]);
         }
     }
     const auto height = static_cast<std::ptrdiff_t>(s.height());
+    const std::size_t count = ws.size();
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
-        std::vector<cfloat> g(n);
-        TOMOFUSE_OMP(for schedule(dynamic, 4))
+        // Per thread, the last two rows of g = sum_m conj(P_m) w_km computed for each pattern
+        // (slot i % 2 holds row i): consecutive object rows share a window row, so each is
+        // computed once per block of rows. Recomputing gives the same bits, so the result
+        // does not depend on how rows are split between threads.
+        std::vector<cfloat> cache(count * 2 * n);
+        std::vector<std::int64_t> cached(count * 2, -1);
+        std::vector<cfloat> v(n);
+        std::vector<float> pv(n);
+        auto row_of = [&](std::uint32_t k, std::int64_t i) -> const cfloat* {
+            const std::size_t slot = static_cast<std::size_t>(k) * 2 + static_cast<std::size_t>(i & 1);
+            cfloat* g = cache.data() + slot * n;
+            if (cached[slot] != i) {
+                const auto ii = static_cast<std::size_t>(i);
+                conj_product(probe + ii * n, nn, waves + static_cast<std::size_t>(k) * modes * nn + ii * n, nn, modes,
+                             n, g);
+                cached[slot] = i;
+            }
+            return g;
+        };
+        TOMOFUSE_OMP(for schedule(static))
         for (std::ptrdiff_t yy = 0; yy < height; ++yy) {
             const auto y = static_cast<std::size_t>(yy);
             cfloat* nrow = num + y * width;
@@ -340,25 +623,20 @@ void object_gather(const Scan& s, const cfloat* probe, const cfloat* waves, cflo
             std::fill(drow, drow + width, 0.0f);
             for (std::uint32_t k : rows[y]) {
                 const Window& w = ws[k];
-                // Window row i = y - y0 with weight 1 - fy, and i = y - y0 - 1 with weight fy.
-                for (int tap = 0; tap < 2; ++tap) {
-                    const std::int64_t i = static_cast<std::int64_t>(y) - w.y0 - tap;
-                    const float wy = tap == 0 ? 1.0f - w.fy : w.fy;
-                    if (i < 0 || i >= static_cast<std::int64_t>(n) || wy == 0.0f) {
-                        continue;
-                    }
-                    const auto ii = static_cast<std::size_t>(i);
-                    for (std::size_t j = 0; j < n; ++j) {
-                        cfloat acc(0.0f, 0.0f);
-                        for (std::size_t m = 0; m < modes; ++m) {
-                            acc += std::conj(probe[m * nn + ii * n + j]) *
-                                   waves[(static_cast<std::size_t>(k) * modes + m) * nn + ii * n + j];
-                        }
-                        g[j] = acc;
-                    }
-                    spread_row(nrow, g.data(), n, w.x0, wy, w.fx);
-                    spread_row(drow, power.data() + ii * n, n, w.x0, wy, w.fx);
+                // Window row i1 = y - y0 with weight 1 - fy, and i0 = i1 - 1 with weight fy.
+                const std::int64_t i1 = static_cast<std::int64_t>(y) - w.y0;
+                const std::int64_t i0 = i1 - 1;
+                const bool has1 = i1 < static_cast<std::int64_t>(n);
+                const bool has0 = w.fy != 0.0f && i0 >= 0;
+                if (!has1 && !has0) {
+                    continue;
                 }
+                const cfloat* g1 = has1 ? row_of(k, i1) : nullptr;
+                const cfloat* g0 = has0 ? row_of(k, i0) : nullptr;
+                spread_rows(nrow + w.x0, drow + w.x0, g1, g0,
+                            has1 ? power.data() + static_cast<std::size_t>(i1) * n : nullptr,
+                            has0 ? power.data() + static_cast<std::size_t>(i0) * n : nullptr, 1.0f - w.fy, w.fy,
+                            w.fx, n, v.data(), pv.data());
             }
         }
     }
@@ -386,30 +664,9 @@ void probe_gather(const Scan& s, const cfloat* object, const cfloat* waves, cflo
             std::fill(d, d + n, 0.0f);
             for (std::size_t k = 0; k < ws.size(); ++k) {
                 const Window& w = ws[k];
-                // Row i of the interpolated window.
                 const cfloat* a = object + (static_cast<std::size_t>(w.y0) + i) * width + static_cast<std::size_t>(w.x0);
-                const float gx = 1.0f - w.fx;
-                for (std::size_t j = 0; j < n; ++j) {
-                    o[j] = w.fx == 0.0f ? a[j] : gx * a[j] + w.fx * a[j + 1];
-                }
-                if (w.fy != 0.0f) {
-                    const cfloat* b = a + width;
-                    const float gy = 1.0f - w.fy;
-                    for (std::size_t j = 0; j < n; ++j) {
-                        const cfloat bj = w.fx == 0.0f ? b[j] : gx * b[j] + w.fx * b[j + 1];
-                        o[j] = gy * o[j] + w.fy * bj;
-                    }
-                }
-                for (std::size_t j = 0; j < n; ++j) {
-                    d[j] += std::norm(o[j]);
-                }
-                for (std::size_t m = 0; m < modes; ++m) {
-                    cfloat* nm = num + m * nn + i * n;
-                    const cfloat* wv = waves + (k * modes + m) * nn + i * n;
-                    for (std::size_t j = 0; j < n; ++j) {
-                        nm[j] += std::conj(o[j]) * wv[j];
-                    }
-                }
+                interp_row(a, w.fy != 0.0f ? a + width : nullptr, w.fy, w.fx, n, o.data());
+                gather_probe_row(o.data(), waves + k * modes * nn + i * n, nn, modes, num + i * n, nn, d, n);
             }
         }
     }
@@ -471,13 +728,13 @@ void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat*
     }
 
     // 2. Fourier projection of 2 P o - exit, fused per pattern.
-    const float scale = static_cast<float>(n);            // |F_unscaled| = n |F_unitary|
-    const float inv_nn = 1.0f / static_cast<float>(nn);   // undo the unscaled forward + backward
+    const float inv_scale = 1.0f / static_cast<float>(n);  // |F_unitary| = |F_unscaled| / n
+    const float inv_nn = 1.0f / static_cast<float>(nn);     // undo the unscaled forward + backward
     const auto count = static_cast<std::ptrdiff_t>(s.size());
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
         std::vector<cfloat> o(nn);
-        std::vector<float> mag(nn);
+        std::vector<float> pw(nn), mag(nn);
         Frames f = alloc_frames(modes * nn);
         TOMOFUSE_OMP(for schedule(dynamic, 2))
         for (std::ptrdiff_t kk = 0; kk < count; ++kk) {
@@ -487,74 +744,34 @@ void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat*
             if (model_error != nullptr) {
                 // Error of the current model P o_k (one more transform per mode).
                 for (std::size_t m = 0; m < modes; ++m) {
-                    const cfloat* p = probe + m * nn;
                     cfloat* fm = f.get() + m * nn;
-                    for (std::size_t q = 0; q < nn; ++q) {
-                        fm[q] = p[q] * o[q];
-                    }
+                    product(probe + m * nn, o.data(), fm, nn);
                     forward(s, fm);
+                    power(fm, pw.data(), nn, m == 0);
                 }
-                double merr = 0.0;
-                for (std::size_t q = 0; q < nn; ++q) {
-                    if (!valid(amplitudes, q)) {
-                        continue;
-                    }
-                    float p2 = 0.0f;
-                    for (std::size_t m = 0; m < modes; ++m) {
-                        p2 += std::norm(f[m * nn + q]);
-                    }
-                    const double d = static_cast<double>(std::sqrt(p2) / scale) - static_cast<double>(amp[q]);
-                    merr += d * d;
-                }
-                model_error[k] = merr;
+                magnitude(pw.data(), inv_scale, mag.data(), nn);
+                model_error[k] = amplitude_error(mag.data(), amp, amplitudes.mask, nn);
             }
             for (std::size_t m = 0; m < modes; ++m) {
-                const cfloat* p = probe + m * nn;
-                const cfloat* e = exit + (k * modes + m) * nn;
                 cfloat* fm = f.get() + m * nn;
-                for (std::size_t q = 0; q < nn; ++q) {
-                    fm[q] = 2.0f * (p[q] * o[q]) - e[q];
-                }
+                reflect(probe + m * nn, o.data(), exit + (k * modes + m) * nn, fm, nn);
                 forward(s, fm);
+                power(fm, pw.data(), nn, m == 0);
             }
             // Model amplitudes (unitary) and the error before the constraint.
-            double err = 0.0;
-            for (std::size_t q = 0; q < nn; ++q) {
-                float p2 = 0.0f;
-                for (std::size_t m = 0; m < modes; ++m) {
-                    p2 += std::norm(f[m * nn + q]);
-                }
-                const float mod = std::sqrt(p2) / scale;
-                mag[q] = mod;
-                if (valid(amplitudes, q)) {
-                    const double d = static_cast<double>(mod) - static_cast<double>(amp[q]);
-                    err += d * d;
-                }
-            }
+            magnitude(pw.data(), inv_scale, mag.data(), nn);
+            const double err = amplitude_error(mag.data(), amp, amplitudes.mask, nn);
             error[k] = err;
             // Relaxed modulus constraint: move the model amplitude towards the measured one
             // until the remaining error equals the bound (the whole way when bound = 0).
             const double bound = options.bound == nullptr ? 0.0 : options.bound[k];
             const float keep = err > bound ? static_cast<float>(std::sqrt(bound / err)) : 1.0f;
-            for (std::size_t q = 0; q < nn; ++q) {
-                float factor = inv_nn;
-                if (valid(amplitudes, q)) {
-                    const float mod = mag[q];
-                    const float target = amp[q] + keep * (mod - amp[q]);
-                    factor = mod > 0.0f ? target / mod * inv_nn : 0.0f;
-                }
-                for (std::size_t m = 0; m < modes; ++m) {
-                    f[m * nn + q] *= factor;
-                }
-            }
+            modulus_factor(mag.data(), amp, amplitudes.mask, keep, inv_nn, pw.data(), nn);
             for (std::size_t m = 0; m < modes; ++m) {
                 cfloat* fm = f.get() + m * nn;
+                scale_by(fm, pw.data(), nn);
                 backward(s, fm);
-                const cfloat* p = probe + m * nn;
-                cfloat* e = exit + (k * modes + m) * nn;
-                for (std::size_t q = 0; q < nn; ++q) {
-                    e[q] += fm[q] - p[q] * o[q];
-                }
+                dm_update(exit + (k * modes + m) * nn, fm, probe + m * nn, o.data(), nn);
             }
         }
     }
@@ -577,6 +794,7 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
         std::vector<cfloat> o(nn);
+        std::vector<float> pw(nn), wt(nn);
         TOMOFUSE_OMP(for schedule(dynamic, 2))
         for (std::ptrdiff_t kk = 0; kk < count; ++kk) {
             const auto k = static_cast<std::size_t>(kk);
@@ -592,25 +810,14 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
                 forward(s, fm);
             }
             const float* data = intensities.values + k * nn;
-            double acc = 0.0;
-            for (std::size_t q = 0; q < nn; ++q) {
-                float im = 0.0f;
-                for (std::size_t m = 0; m < modes; ++m) {
-                    im += std::norm(far[m * nn + q]);
-                }
-                im = im * inv_n2f + floor;
-                float weight = 0.0f;  // dL/dIm, times the unscaled forward and backward scaling
-                if (valid(intensities, q)) {
-                    const double I = data[q];
-                    const double model = im;
-                    acc += I > 0.0 ? model - I - I * std::log(model / I) : model;
-                    weight = static_cast<float>((1.0 - I / model) * inv_n2);
-                }
-                for (std::size_t m = 0; m < modes; ++m) {
-                    chi[m * nn + q] = weight * far[m * nn + q];
-                }
+            for (std::size_t m = 0; m < modes; ++m) {
+                power(far + m * nn, pw.data(), nn, m == 0);
             }
-            nll[k] = acc;
+            nll[k] = poisson_deviance(pw.data(), data, intensities.mask, inv_n2f, floor, nn);
+            ml_weights(pw.data(), data, intensities.mask, inv_n2f, floor, wt.data(), nn);
+            for (std::size_t m = 0; m < modes; ++m) {
+                weighted(far + m * nn, wt.data(), chi + m * nn, nn);
+            }
             for (std::size_t m = 0; m < modes; ++m) {
                 backward(s, chi + m * nn);
             }
@@ -645,6 +852,7 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
         std::vector<cfloat> o(nn), d(nn);
+        std::vector<float> im(nn), a1(nn), a2(nn);
         Frames f = alloc_frames(2 * modes * nn);
         TOMOFUSE_OMP(for schedule(dynamic, 2))
         for (std::ptrdiff_t kk = 0; kk < count; ++kk) {
@@ -666,34 +874,11 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
             }
             const cfloat* far = buffers.far + k * modes * nn;
             const float* data = intensities.values + k * nn;
-            double acc1 = 0.0;
-            double acc2 = 0.0;
-            for (std::size_t q = 0; q < nn; ++q) {
-                if (!valid(intensities, q)) {
-                    continue;
-                }
-                double im = 0.0;
-                double a1 = 0.0;
-                double a2 = 0.0;
-                for (std::size_t m = 0; m < modes; ++m) {
-                    const std::complex<double> f0(far[m * nn + q]);
-                    const std::complex<double> f1(f[2 * m * nn + q]);
-                    const std::complex<double> f2(f[(2 * m + 1) * nn + q]);
-                    im += std::norm(f0);
-                    a1 += 2.0 * std::real(std::conj(f0) * f1);
-                    a2 += std::norm(f1) + 2.0 * std::real(std::conj(f0) * f2);
-                }
-                im = im * inv_n2 + floor;
-                a1 *= inv_n2;
-                a2 *= inv_n2;
-                const double I = data[q];
-                const double l1 = 1.0 - I / im;
-                const double l2 = I / (im * im);
-                acc1 += l1 * a1;
-                acc2 += l1 * a2 + 0.5 * l2 * a1 * a1;
+            for (std::size_t m = 0; m < modes; ++m) {
+                line_accumulate(far + m * nn, f.get() + 2 * m * nn, f.get() + (2 * m + 1) * nn, im.data(), a1.data(),
+                                a2.data(), nn, m == 0);
             }
-            c1[k] = acc1;
-            c2[k] = acc2;
+            line_sums(im.data(), a1.data(), a2.data(), data, intensities.mask, inv_n2, floor, nn, &c1[k], &c2[k]);
         }
     }
     *b1 = ordered_sum(c1);

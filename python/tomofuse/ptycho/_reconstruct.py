@@ -366,7 +366,8 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
     probe : (N, N) or (M, N, N) complex ndarray
         Initial probe (object-grid pixels, centred at ``N // 2``), e.g.
         :func:`tomofuse.ptycho.focused_probe`. It is rescaled to the data's
-        mean total count. Missing modes are added as weak random perturbations.
+        mean total count. Missing modes start as the first mode times low-order
+        polynomials (x, y, xy, ...), 5 % of its power each.
     object_shape : (int, int), optional
         Object array shape; default :func:`default_object_shape`.
     engines : sequence of (str, int)
@@ -474,9 +475,20 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
     given = min(modes, p_init.shape[0])
     pr[:given] = p_init[:given]
     rng = np.random.default_rng(seed)
-    for m in range(given, modes):
-        noise = rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))
-        pr[m] = (0.1 * np.abs(pr[0]) * noise).astype(np.complex64)
+    if given < modes:
+        # Extra modes: the first mode times low-order Hermite-like polynomials of the centred
+        # coordinates (x, y, xy, x^2 - y^2, ...) plus a little seeded noise, each with 5 % of its
+        # power; smooth and nearly orthogonal to it, so the engines can grow them.
+        c = (np.arange(n) - n // 2) / (n / 4)
+        yy, xx = np.meshgrid(c, c, indexing="ij")
+        shapes = [xx, yy, xx * yy, xx ** 2 - yy ** 2, xx ** 2 + yy ** 2 - 1]
+        p0 = pr[0].astype(np.complex128)
+        p0_power = float(np.sum(np.abs(p0) ** 2))
+        for m in range(given, modes):
+            noise = rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))
+            mode = p0 * (shapes[(m - 1) % len(shapes)] + 0.1 * noise)
+            mode *= math.sqrt(0.05 * p0_power / max(float(np.sum(np.abs(mode) ** 2)), 1e-300))
+            pr[m] = mode.astype(np.complex64)
     power = float(np.sum(np.abs(pr) ** 2, dtype=np.float64))
     pr *= np.float32(math.sqrt(total / k / power))  # unitary DFT: sum |F P|^2 = sum |P|^2 per pattern
     if modes > 1:

@@ -37,26 +37,27 @@ Run from the repository root (one heavy process at a time on a shared machine)::
     OMP_WAIT_POLICY=passive python bench/compare_ptycho.py [--cache /tmp/h-pbench/bench_case.npz]
         [--iters 20] [--threads 1,2] [--ptychi-threads 2,1] [--skip-ptychi] [--skip-quality]
 
-Measured 2026-11-25, this machine (2 cores, quiet: load average 1.8 -> 1.3; two earlier runs
-while another session's pytest held ~1.2 cores showed no 2-thread gain at all, for the core's
-FFT, scipy's and the engines alike), 20 iterations, first 2 left out, K = 419 x 128^2:
+Measured 2026-11-25 22:18 UTC, this machine (2 cores, quiet: load average 1.05 -> 1.65; runs
+while another process held a core showed no 2-thread gain, for the core's FFT, scipy's and the
+engines alike), 20 iterations, first 2 left out, K = 419 x 128^2, engines after the kernel work
+of commit "per-row kernels as AVX-512/AVX2/baseline clones" (DM includes the per-iteration
+model Fourier error, one more forward FFT per pattern):
 
-    FFT floor fwd+inv whole batch: core 31.6 / 16.1 ms, scipy 61.2 / 30.7 ms (1 / 2 threads)
-    code      engine  threads  s/iter  patterns/s  x core FFT  x scipy FFT  peak RSS MiB  object_error
-    tomofuse  DM      1        0.204   2057        6.4         3.3          241           0.881
-    tomofuse  DM      2        0.102   4102        6.3         3.3          241           0.881
-    tomofuse  ML      1        0.279   1503        8.8         4.6          254           0.690
-    tomofuse  ML      2        0.140   2999        8.7         4.6          255           0.690
-    pty-chi   DM      2        0.986   425         61.2        32.1         690           0.784
-    pty-chi   LSQML   2        0.842   497         52.3        27.5         926           0.775
-    pty-chi   DM      1        1.618   259         51.2        26.4         706           0.784
-    pty-chi   LSQML   1        1.344   312         42.5        22.0         921           0.772
+    FFT floor fwd+inv whole batch: core 34.1 / 16.5 ms, scipy 59.6 / 34.7 ms (1 / 2 threads)
+    code      engine  threads  s/iter  patterns/s  x core FFT  x scipy FFT  peak RSS MiB
+    tomofuse  DM      1        0.111   3780        3.3         1.9          240
+    tomofuse  DM      2        0.056   7430        3.4         1.6          242
+    tomofuse  ML      1        0.187   2239        5.5         3.1          256
+    tomofuse  ML      2        0.096   4376        5.8         2.8          257
+    pty-chi   DM      2        0.960   436         58.1        27.7         693
+    pty-chi   LSQML   2        0.809   518         48.9        23.3         920
+    (an earlier run of the same day, pty-chi at 1 thread: DM 1.556, LSQML 1.335 s/iter)
 
 ML never backtracked (0 backtracks, 0 restarts in all 20 iterations); its s/iter is flat.
-Small case, threads 2, object_error: tomofuse DM 20 0.571, DM 100 + ML 100 0.085, DM 300 +
+Small case, threads 2, object_error: tomofuse DM 20 0.274, DM 100 + ML 100 0.085, DM 300 +
 ML 300 0.093; pty-chi DM 20 0.432 (rerun, same as the runner's docstring).  Paper scale
-(x 16.4): tomofuse 0.88 h per projection, 1644 projections 60 days on one 2-core machine,
-11.5 h on 128 machines, 0.9 h on 1644; pty-chi 6.7 h per projection, 456 days on one machine.
+(x 16.4): tomofuse 0.55 h per projection, 1644 projections 38 days on one 2-core machine,
+7.2 h on 128 machines, 0.6 h on 1644; pty-chi (2 threads) ~9 h per projection.
 """
 
 from __future__ import annotations

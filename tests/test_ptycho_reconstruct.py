@@ -51,12 +51,14 @@ def test_acceptance_object_error_and_monotone_errors(small_case):
     assert (dm_name, ml_name) == ("dm", "ml") and len(dm_err) == 100 and len(ml_err) == 100
     # DM's Fourier error of the model falls to the Poisson floor (#pixels / 4 / counts ~ 1e-3 here).
     assert dm_err[-1] < 0.5 * dm_err[0] and dm_err[-1] < 2e-3
-    assert np.all(np.diff(ml_err) <= 0)  # ML: the Poisson NLL never increases
-    # More DM iterations keep improving the object; longer ML does not diverge. (ML slowly fits
-    # the Poisson noise: 0.085 after 100 + 100, 0.093 after 300 + 300 on this case; see ml_smoothness.)
+    assert np.all(np.diff(ml_err) <= 0)  # ML: the objective (Poisson NLL + prior) never increases
+    plain = _run(small_case, (("dm", 100), ("ml", 30)), ml_smoothness=0.0)
+    assert np.all(np.diff(plain.errors[1][1]) <= 0)  # without the prior: the Poisson NLL itself
+    # More iterations keep improving the object (measured: DM 0.274 / 0.23 after 20 / 60;
+    # DM + ML 0.088 after 100 + 100 and 200 + 200, 0.088 after 300 + 300).
     assert _error(small_case, _run(small_case, (("dm", 60),))) < e20
     longer = _run(small_case, (("dm", 200), ("ml", 200)))
-    assert _error(small_case, longer) <= min(0.29, e200 * 1.15)
+    assert _error(small_case, longer) <= e200 * 1.01
 
 
 def test_checkpoint_resume_is_bit_exact(tmp_path):

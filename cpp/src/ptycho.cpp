@@ -826,7 +826,12 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
     // Gradients w.r.t. conj(object) and conj(probe): chi is F^-1 (w Psi) in the unitary
     // normalisation (the weight carries 1/n^2 for unscaled forward+backward).
     object_gather(s, probe, buffers.chi, grad_object, precond_object, threads);
-    probe_gather(s, object, buffers.chi, grad_probe, precond_probe, threads);
+    if (options.update_probe) {
+        probe_gather(s, object, buffers.chi, grad_probe, precond_probe, threads);
+    } else {  // not needed: the probe is not updated
+        std::fill(grad_probe, grad_probe + s.modes() * nn, cfloat(0.0f, 0.0f));
+        std::fill(precond_probe, precond_probe + nn, 0.0f);
+    }
     double total = 0.0;
     for (std::size_t k = 0; k < s.size(); ++k) {
         total += nll[k];

@@ -164,7 +164,8 @@ struct MLBuffers {
 /// Wirtinger gradient with respect to conj(object) and conj(probe) at the
 /// given point, with the diagonal preconditioners. `nll[k]` per pattern;
 /// returns the total plus the smoothness prior (if options.smoothness > 0).
-/// Fills buffers.far and buffers.chi.
+/// Fills buffers.far and buffers.chi. With options.update_probe false the
+/// probe gradient and preconditioner are not computed (set to zero).
 TOMOFUSE_EXPORT double ml_gradient(const Scan& scan, const Data& intensities, const cfloat* object,
                                    const cfloat* probe, const MLBuffers& buffers, const MLOptions& options,
                                    cfloat* grad_object, cfloat* grad_probe, float* precond_object,

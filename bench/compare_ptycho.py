@@ -37,27 +37,27 @@ Run from the repository root (one heavy process at a time on a shared machine)::
     OMP_WAIT_POLICY=passive python bench/compare_ptycho.py [--cache /tmp/h-pbench/bench_case.npz]
         [--iters 20] [--threads 1,2] [--ptychi-threads 2,1] [--skip-ptychi] [--skip-quality]
 
-Measured 2026-11-25 22:18 UTC, this machine (2 cores, quiet: load average 1.05 -> 1.65; runs
-while another process held a core showed no 2-thread gain, for the core's FFT, scipy's and the
-engines alike), 20 iterations, first 2 left out, K = 419 x 128^2, engines after the kernel work
-of commit "per-row kernels as AVX-512/AVX2/baseline clones" (DM includes the per-iteration
-model Fourier error, one more forward FFT per pattern):
+Measured 2026-11-25 22:38 UTC, this machine (2 cores, shared; load average 1.87 -> 1.81),
+20 iterations, first 2 left out, K = 419 x 128^2, final defaults (DM computes the model
+Fourier error every iteration, one more forward FFT per pattern; ML keeps the DM probe,
+``ml_update_probe=False``, and has the smoothness prior):
 
-    FFT floor fwd+inv whole batch: core 34.1 / 16.5 ms, scipy 59.6 / 34.7 ms (1 / 2 threads)
+    FFT floor fwd+inv whole batch: core 31.8 / 16.0 ms, scipy 59.7 / 41.9 ms (1 / 2 threads)
     code      engine  threads  s/iter  patterns/s  x core FFT  x scipy FFT  peak RSS MiB
-    tomofuse  DM      1        0.111   3780        3.3         1.9          240
-    tomofuse  DM      2        0.056   7430        3.4         1.6          242
-    tomofuse  ML      1        0.187   2239        5.5         3.1          256
-    tomofuse  ML      2        0.096   4376        5.8         2.8          257
-    pty-chi   DM      2        0.960   436         58.1        27.7         693
-    pty-chi   LSQML   2        0.809   518         48.9        23.3         920
+    tomofuse  DM      1        0.113   3718        3.5         1.9          241
+    tomofuse  DM      2        0.056   7453        3.5         1.3          242
+    tomofuse  ML      1        0.173   2421        5.4         2.9          255
+    tomofuse  ML      2        0.089   4696        5.6         2.1          257
+    pty-chi   DM      2        0.909   461         56.9        21.7         692
+    pty-chi   LSQML   2        0.767   546         48.0        18.3         978
     (an earlier run of the same day, pty-chi at 1 thread: DM 1.556, LSQML 1.335 s/iter)
 
 ML never backtracked (0 backtracks, 0 restarts in all 20 iterations); its s/iter is flat.
-Small case, threads 2, object_error: tomofuse DM 20 0.274, DM 100 + ML 100 0.085, DM 300 +
-ML 300 0.093; pty-chi DM 20 0.432 (rerun, same as the runner's docstring).  Paper scale
-(x 16.4): tomofuse 0.55 h per projection, 1644 projections 38 days on one 2-core machine,
-7.2 h on 128 machines, 0.6 h on 1644; pty-chi (2 threads) ~9 h per projection.
+Small case, threads 2, object_error (final defaults): tomofuse DM 20 0.274, DM 60 0.230,
+DM 100 + ML 100 0.088, DM 200 + ML 200 0.088, DM 300 + ML 300 0.088; pty-chi DM 20 0.432
+(rerun, same as the runner's docstring).  Paper scale (x 16.4): tomofuse about 0.5 h per
+projection, 1644 projections about 36 days on one 2-core machine, 7 h on 128 machines,
+0.6 h on 1644; pty-chi about 8.7 h per projection.
 """
 
 from __future__ import annotations

@@ -157,3 +157,48 @@ class VoxelMesh:
 
 def unit_element_matrices() -> tuple[_F64, _F64]:
     """(mass, stiffness) 8 x 8 matrices of the unit-cube trilinear element."""
+
+# ----------------------------------------------------------------------------------- ptychography
+
+_F32 = npt.NDArray[np.float32]
+_U8 = npt.NDArray[np.uint8]
+
+class PtychoScan:
+    """Geometry of a far-field ptychographic scan and the DM / ML engines acting on it."""
+
+    def __init__(self, n: int, modes: int, object_shape: tuple[int, int], positions: _F64) -> None: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def modes(self) -> int: ...
+    @property
+    def object_shape(self) -> tuple[int, int]: ...
+    @property
+    def windows(self) -> tuple[npt.NDArray[np.int64], _F32]:
+        """(K, 2) window corners (y0, x0) and (K, 2) fractions (fy, fx)."""
+    def __len__(self) -> int: ...
+    def exit_waves(self, object: _Complex64Array, probe: _Complex64Array, out: _Complex64Array, *,
+                   threads: int = 0) -> None: ...
+    def dm_iteration(self, amplitudes: _F32, mask: _U8 | None, object: _Complex64Array, probe: _Complex64Array,
+                     exit: _Complex64Array, *, update_object: bool = True, update_probe: bool = True,
+                     overlap_iterations: int = 1, object_inertia: float = 1e-3, probe_inertia: float = 1e-3,
+                     bound: _F64 | None = None, model_error: bool = False,
+                     threads: int = 0) -> _F64 | tuple[_F64, _F64]:
+        """One difference-map iteration in place; (K,) errors (and model errors)."""
+    def object_gather(self, probe: _Complex64Array, waves: _Complex64Array, *,
+                      threads: int = 0) -> tuple[_Complex64Array, _F32]: ...
+    def probe_gather(self, object: _Complex64Array, waves: _Complex64Array, *,
+                     threads: int = 0) -> tuple[_Complex64Array, _F32]: ...
+    def ml_gradient(self, intensities: _F32, mask: _U8 | None, object: _Complex64Array, probe: _Complex64Array,
+                    far: _Complex64Array, chi: _Complex64Array, *, intensity_floor: float = 1e-6,
+                    threads: int = 0) -> tuple[_F64, _Complex64Array, _Complex64Array, _F32, _F32]: ...
+    def ml_line_coefficients(self, intensities: _F32, mask: _U8 | None, object: _Complex64Array,
+                             probe: _Complex64Array, h_object: _Complex64Array, h_probe: _Complex64Array,
+                             far: _Complex64Array, *, intensity_floor: float = 1e-6,
+                             threads: int = 0) -> tuple[float, float]: ...
+    def ml_iteration(self, intensities: _F32, mask: _U8 | None, object: _Complex64Array, probe: _Complex64Array,
+                     state: object, far: _Complex64Array, chi: _Complex64Array, *, start: bool = False,
+                     update_object: bool = True, update_probe: bool = True, intensity_floor: float = 1e-6,
+                     precond_regularisation: float = 1e-2, max_backtracks: int = 20, smoothness: float = 0.0,
+                     threads: int = 0) -> tuple[float, float, int, bool]:
+        """One ML iteration in place: (objective, alpha, backtracks, restarted)."""

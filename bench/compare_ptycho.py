@@ -56,8 +56,8 @@ ML never backtracked (0 backtracks, 0 restarts in all 20 iterations); its s/iter
 Small case, threads 2, object_error (final defaults): tomofuse DM 20 0.274, DM 60 0.230,
 DM 100 + ML 100 0.088, DM 200 + ML 200 0.088, DM 300 + ML 300 0.088; pty-chi DM 20 0.432
 (rerun, same as the runner's docstring).  Paper scale (x 16.4): tomofuse about 0.5 h per
-projection, 1644 projections about 36 days on one 2-core machine, 7 h on 128 machines,
-0.6 h on 1644; pty-chi about 8.7 h per projection.
+projection, 1644 projections 36 days on one 2-core machine, 6.9 h on 128 machines,
+0.5 h on 1644; pty-chi 6.1 h per projection (418 days on one machine).
 """
 
 from __future__ import annotations

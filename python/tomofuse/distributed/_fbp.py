@@ -44,6 +44,18 @@ def _host_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _worker_threads_per_host(client) -> dict[str, int]:
+    """Worker threads per host of a dask.distributed client (each task then uses the host's
+    CPUs divided by that count, so the workers of one host do not oversubscribe it)."""
+    from distributed.comm import get_address_host
+
+    per_host: dict[str, int] = {}
+    for address, n in client.nthreads().items():
+        host = get_address_host(address)
+        per_host[host] = per_host.get(host, 0) + n
+    return per_host
+
+
 def _read_rows(spec: str, r0: int, r1: int) -> np.ndarray:
     """Rows ``r0:r1`` of every projection from a file (only that slab is read)."""
     volume, _ = read_volume(spec, lazy=True)
@@ -242,14 +254,9 @@ def fbp_to_zarr(projections, angles, out_path: str | os.PathLike, *, client=None
 
 def _run_on_cluster(client, slabs, slab_source, source_kind, th, store, options, threads, report) -> None:
     from distributed import as_completed, wait
-    from distributed.comm import get_address_host
 
     if threads is None:
-        per_host: dict[str, int] = {}
-        for address, n in client.nthreads().items():
-            host = get_address_host(address)
-            per_host[host] = per_host.get(host, 0) + n
-        threads = per_host
+        threads = _worker_threads_per_host(client)
     th_future = client.scatter(th, broadcast=True)
     limit = max(2, 2 * sum(client.nthreads().values()))
     pending = list(slabs)

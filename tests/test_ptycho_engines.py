@@ -339,3 +339,87 @@ def test_core_rejects_bad_arguments(case):
     ro.setflags(write=False)
     with pytest.raises(ValueError, match="writeable"):
         s.dm_iteration(np.sqrt(case["data"]), None, ro, probe.copy(), waves)
+
+
+# ------------------------------------------------------------------ shifted-probe sub-pixel model
+
+
+@pytest.fixture(scope="module")
+def shift_case():
+    from tomofuse import ptycho
+
+    rng = np.random.default_rng(7)
+    n, h = 32, 96
+    probe = ptycho.focused_probe(n, pixel_size=20e-9, energy_kev=6.2)
+    obj = (np.exp(1j * rng.uniform(-0.5, 0.5, (h, h))) * rng.uniform(0.9, 1.0, (h, h))).astype(np.complex64)
+    pos = np.round(rng.uniform(-25, 25, (20, 2)) * 8) / 8  # on the 1/8-pixel grid: the model is exact
+    return {"probe": probe, "obj": obj, "pos": pos, "n": n, "h": h}
+
+
+def test_shifted_probe_model_matches_the_simulator(shift_case):
+    """Exit-wave intensities of the core against tomofuse.acquire.ptycho_scan (scipy FFTs, its own shift)."""
+    from tomofuse.acquire import ptycho_scan
+
+    c = shift_case
+    s = _core.PtychoScan(c["n"], 1, (c["h"], c["h"]), c["pos"], subpixel_steps=8)
+    assert s.subpixel_steps == 8 and len(s.bin_shifts) <= 64
+    np.testing.assert_array_equal(s.windows[1], 0)  # whole-pixel crops
+    exit_ = np.empty((len(c["pos"]), 1, c["n"], c["n"]), np.complex64)
+    s.exit_waves(c["obj"], c["probe"][None], exit_)
+    model = np.abs(np.fft.fftshift(np.fft.fft2(exit_[:, 0], norm="ortho"), axes=(1, 2))) ** 2
+    truth = ptycho_scan(c["obj"], c["probe"], c["pos"], photons=None)
+    assert np.max(np.abs(model - truth)) < 1e-5 * truth.max()
+    # the bilinear model is visibly different at these fractional positions
+    b = _core.PtychoScan(c["n"], 1, (c["h"], c["h"]), c["pos"])
+    b.exit_waves(c["obj"], c["probe"][None], exit_)
+    bil = np.abs(np.fft.fftshift(np.fft.fft2(exit_[:, 0], norm="ortho"), axes=(1, 2))) ** 2
+    assert np.max(np.abs(bil - truth)) > 1e-3 * truth.max()
+
+
+@pytest.mark.parametrize("steps", [0, 8])
+def test_gathers_are_the_adjoints_of_the_forward_model(shift_case, steps):
+    """<A x, w> = <x, A^H w> for the object (probe fixed) and the probe (object fixed) maps."""
+    c = shift_case
+    rng = np.random.default_rng(1)
+    modes, k, n = 2, len(c["pos"]), c["n"]
+    s = _core.PtychoScan(n, modes, (c["h"], c["h"]), c["pos"] + 0.03, subpixel_steps=steps)
+
+    def crandn(*shape):
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+    probe, obj, w = crandn(modes, n, n), crandn(c["h"], c["h"]), crandn(k, modes, n, n)
+    ax = np.empty((k, modes, n, n), np.complex64)
+    s.exit_waves(obj, probe, ax)                       # A_P(obj), linear in obj
+    num, _ = s.object_gather(probe, w)                 # A_P^H w
+    lhs, rhs = np.vdot(w, ax), np.vdot(num, obj)
+    assert abs(lhs - rhs) < 1e-4 * abs(lhs)
+    pnum, _ = s.probe_gather(obj, w)                   # A_o^H w, with A_o(probe) = exit_waves(obj, probe)
+    lhs, rhs = np.vdot(w, ax), np.vdot(pnum, probe)
+    assert abs(lhs - rhs) < 1e-4 * abs(lhs)
+
+
+def test_shifted_model_ml_gradient_against_finite_differences(shift_case):
+    c = shift_case
+    n, k = c["n"], len(c["pos"])
+    s = _core.PtychoScan(n, 1, (c["h"], c["h"]), c["pos"] + 0.05, subpixel_steps=8)
+    obj = c["obj"]
+    probe = (c["probe"] * 30)[None].astype(np.complex64)
+    ex = np.empty((k, 1, n, n), np.complex64)
+    s.exit_waves(obj * np.complex64(np.exp(0.3j)), probe * np.complex64(1.1), ex)
+    data = np.random.default_rng(3).poisson(np.abs(np.fft.fft2(ex[:, 0], norm="ortho")) ** 2).astype(np.float32)
+    far, chi = np.empty_like(ex), np.empty_like(ex)
+    _, go, gp, _, _ = s.ml_gradient(data, None, obj, probe, far, chi)
+
+    def nll(o, p):
+        s.exit_waves(o.astype(np.complex64), p.astype(np.complex64), ex)
+        im = np.abs(np.fft.fft2(ex[:, 0].astype(np.complex128), norm="ortho")) ** 2 + 1e-6
+        d = data.astype(float)
+        return float(np.sum(np.where(d > 0, im - d - d * np.log(im / np.where(d > 0, d, 1)), im)))
+
+    rng = np.random.default_rng(4)
+    ho = 0.01 * (rng.standard_normal(obj.shape) + 1j * rng.standard_normal(obj.shape))
+    hp = 0.01 * (rng.standard_normal(probe.shape) + 1j * rng.standard_normal(probe.shape))
+    a = 1e-2
+    fd = (nll(obj + a * ho, probe + a * hp) - nll(obj - a * ho, probe - a * hp)) / (2 * a)
+    directional = 2 * (np.vdot(go, ho).real + np.vdot(gp, hp).real)
+    assert abs(fd - directional) < 2e-3 * abs(directional)

@@ -109,8 +109,11 @@ Geometry of a far-field ptychographic scan and the engines that act on it.
 Scan point k sees the object through an N x N window whose top-left corner is
 at object pixel (y0 + fy, x0 + fx): y0 = floor(y) + height // 2 - n // 2 and
 fy = y - floor(y) for a probe-centre position (y, x) in object pixels relative
-to the object's centre; the object under the window is interpolated
-bilinearly. Model intensities are sum_m |F(P_m o_k)|^2 with the unitary DFT
+to the object's centre. With subpixel_steps = 0 the object under the window
+is interpolated bilinearly; with subpixel_steps = B > 0 the window is the
+whole-pixel crop and the probe is shifted instead, P(r - f), by a Fourier
+phase ramp of the fraction rounded to 1/B pixel (exact for a band-limited
+probe that vanishes at its edges, as tomofuse.acquire.ptycho_scan models it). Model intensities are sum_m |F(P_m o_k)|^2 with the unitary DFT
 and zero frequency at index 0 (undo the detector's fftshift first).
 
 All arrays are C-contiguous: object (height, width) complex64, probe
@@ -128,6 +131,8 @@ object_shape : (int, int)
     (height, width) of the object array.
 positions : (K, 2) ndarray of float64
     Probe-centre positions (y, x), object pixels relative to the object's centre.
+subpixel_steps : int
+    0 (bilinear object) or 1..64 (shifted probes, fractions rounded to 1/steps).
 
 Raises
 ------
@@ -136,15 +141,57 @@ ValueError
     empty or a size is zero.
 )doc")
         .def(py::init([](std::size_t n, std::size_t modes, std::pair<std::size_t, std::size_t> object_shape,
-                         const py::object& positions_obj) {
+                         const py::object& positions_obj, int subpixel_steps) {
                  auto pos = require_array<double>(positions_obj, "positions", 2);
                  if (pos.shape(1) != 2) {
                      throw ShapeError("positions must have shape (K, 2) of (y, x), got " + shape_str(pos));
                  }
                  const auto k = static_cast<std::size_t>(pos.shape(0));
-                 return std::make_unique<Scan>(n, modes, object_shape.first, object_shape.second, pos.data(), k);
+                 return std::make_unique<Scan>(n, modes, object_shape.first, object_shape.second, pos.data(), k,
+                                               subpixel_steps);
              }),
-             py::arg("n"), py::arg("modes"), py::arg("object_shape"), py::arg("positions"))
+             py::arg("n"), py::arg("modes"), py::arg("object_shape"), py::arg("positions"), py::kw_only(),
+             py::arg("subpixel_steps") = 0)
+        .def_property_readonly("subpixel_steps", &Scan::subpixel_steps)
+        .def_property_readonly(
+            "bins",
+            [](const Scan& s) {
+                py::array_t<std::int64_t> b(static_cast<py::ssize_t>(s.size()));
+                auto* p = b.mutable_data();
+                for (std::size_t k = 0; k < s.size(); ++k) {
+                    p[k] = s.bin(k);
+                }
+                return b;
+            },
+            "(K,) int64 probe-shift bin of each pattern (all 0 for the bilinear model).")
+        .def_property_readonly(
+            "bin_shifts",
+            [](const Scan& s) {
+                py::array_t<float> b({static_cast<py::ssize_t>(s.bins()), py::ssize_t{2}});
+                auto v = b.mutable_unchecked<2>();
+                for (std::size_t i = 0; i < s.bins(); ++i) {
+                    v(static_cast<py::ssize_t>(i), 0) = s.bin_shift(i).first;
+                    v(static_cast<py::ssize_t>(i), 1) = s.bin_shift(i).second;
+                }
+                return b;
+            },
+            "(bins, 2) float32 (fy, fx) probe shift of each bin, pixels.")
+        .def(
+            "shifted_probes",
+            [](const Scan& s, const py::object& probe, int threads) {
+                const Frames sh = shapes(s);
+                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, false);
+                check_threads(threads);
+                py::array_t<std::complex<float>> out({s.bins(), s.modes(), s.n(), s.n()});
+                auto* op = out.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    ptycho::shifted_probes(s, p.data(), op, threads);
+                }
+                return out;
+            },
+            py::arg("probe"), py::kw_only(), py::arg("threads") = 0,
+            "(bins, modes, n, n): the probe each bin sees, P(r - f_b) (the probe itself for the bilinear model).")
         .def_property_readonly("n", &Scan::n)
         .def_property_readonly("modes", &Scan::modes)
         .def_property_readonly("object_shape", [](const Scan& s) { return py::make_tuple(s.height(), s.width()); })
@@ -454,7 +501,7 @@ residual, unitary) as work buffers.)doc")
             py::arg("intensities"), py::arg("mask"), py::arg("object"), py::arg("probe"), py::arg("state"),
             py::arg("far"), py::arg("chi"), py::kw_only(), py::arg("start") = false, py::arg("update_object") = true,
             py::arg("update_probe") = true, py::arg("intensity_floor") = 1e-6f,
-            py::arg("precond_regularisation") = 1e-2f, py::arg("max_backtracks") = 20, py::arg("smoothness") = 0.0,
+            py::arg("precond_regularisation") = 1e-2f, py::arg("max_backtracks") = 10, py::arg("smoothness") = 0.0,
             py::arg("threads") = 0,
             R"doc(One maximum-likelihood iteration in place (or, with start=True, only the gradient at the start point).
 

@@ -500,8 +500,13 @@ void smoothness_line(const Scan& s, const cfloat* o, const cfloat* hdir, double 
 }  // namespace
 
 Scan::Scan(std::size_t n, std::size_t modes, std::size_t height, std::size_t width, const double* positions,
-           std::size_t count)
-    : n_(n), modes_(modes), height_(height), width_(width), plan_(n == 0 ? 1 : n, n == 0 ? 1 : n) {
+           std::size_t count, int subpixel_steps)
+    : n_(n), modes_(modes), height_(height), width_(width), steps_(subpixel_steps),
+      plan_(n == 0 ? 1 : n, n == 0 ? 1 : n) {
+    if (subpixel_steps < 0 || subpixel_steps > 64) {
+        throw InvalidArgument("subpixel_steps must be in [0, 64] (0 = bilinear object interpolation), got " +
+                              std::to_string(subpixel_steps));
+    }
     if (n == 0 || modes == 0 || height == 0 || width == 0) {
         throw ShapeError("tomofuse::ptycho::Scan: pattern size, modes and object shape must be > 0");
     }
@@ -515,6 +520,7 @@ Scan::Scan(std::size_t n, std::size_t modes, std::size_t height, std::size_t wid
         throw InvalidArgument("tomofuse::ptycho::Scan: positions must not be null");
     }
     windows_.resize(count);
+    std::vector<std::uint32_t> code(count, 0);
     const auto h2 = static_cast<std::int64_t>(height / 2);
     const auto w2 = static_cast<std::int64_t>(width / 2);
     const auto n2 = static_cast<std::int64_t>(n / 2);
@@ -539,6 +545,21 @@ Scan::Scan(std::size_t n, std::size_t modes, std::size_t height, std::size_t wid
             w.fx = 0.0f;
             w.x0 += 1;
         }
+        if (steps_ > 0) {  // shift the probe by the fraction rounded to 1 / steps; crop whole pixels
+            auto by = static_cast<std::int64_t>(std::lround(static_cast<double>(w.fy) * steps_));
+            auto bx = static_cast<std::int64_t>(std::lround(static_cast<double>(w.fx) * steps_));
+            if (by == steps_) {
+                by = 0;
+                w.y0 += 1;
+            }
+            if (bx == steps_) {
+                bx = 0;
+                w.x0 += 1;
+            }
+            w.fy = 0.0f;
+            w.fx = 0.0f;
+            code[k] = static_cast<std::uint32_t>(by * steps_ + bx);
+        }
         const std::int64_t rows = static_cast<std::int64_t>(n) + (w.fy != 0.0f ? 1 : 0);
         const std::int64_t cols = static_cast<std::int64_t>(n) + (w.fx != 0.0f ? 1 : 0);
         if (w.y0 < 0 || w.x0 < 0 || w.y0 + rows > static_cast<std::int64_t>(height) ||
@@ -550,6 +571,148 @@ Scan::Scan(std::size_t n, std::size_t modes, std::size_t height, std::size_t wid
         }
         windows_[k] = w;
     }
+    // Distinct shifts in increasing code order (by * steps + bx), so bins do not depend on
+    // the order of the positions.
+    bin_of_.assign(count, 0);
+    if (steps_ == 0) {
+        bin_shift_.assign(1, {0.0f, 0.0f});
+        return;
+    }
+    std::vector<std::uint32_t> codes(code);
+    std::sort(codes.begin(), codes.end());
+    codes.erase(std::unique(codes.begin(), codes.end()), codes.end());
+    for (std::uint32_t c : codes) {
+        bin_shift_.emplace_back(static_cast<float>(c / static_cast<std::uint32_t>(steps_)) / static_cast<float>(steps_),
+                                static_cast<float>(c % static_cast<std::uint32_t>(steps_)) / static_cast<float>(steps_));
+    }
+    for (std::size_t k = 0; k < count; ++k) {
+        bin_of_[k] = static_cast<std::uint32_t>(std::lower_bound(codes.begin(), codes.end(), code[k]) - codes.begin());
+    }
+}
+
+namespace {
+
+// 1-D phase ramp exp(-2 pi i f k / n), k in numpy.fft.fftfreq order (times n).
+std::vector<cfloat> ramp_1d(std::size_t n, double f) {
+    std::vector<cfloat> r(n);
+    const double pi = 3.14159265358979323846;
+    for (std::size_t u = 0; u < n; ++u) {
+        const double k = u < (n + 1) / 2 ? static_cast<double>(u) : static_cast<double>(u) - static_cast<double>(n);
+        const double ph = -2.0 * pi * f * k / static_cast<double>(n);
+        r[u] = cfloat(static_cast<float>(std::cos(ph)), static_cast<float>(std::sin(ph)));
+    }
+    return r;
+}
+
+// The probe of every shift bin: base + bin * bin_stride (bin_stride 0 for the bilinear model,
+// where every pattern sees the probe itself).
+struct Probes {
+    std::vector<cfloat> buffer;
+    const cfloat* base = nullptr;
+    std::size_t bin_stride = 0;
+    const cfloat* of(const Scan& s, std::size_t k) const { return base + s.bin(k) * bin_stride; }
+};
+
+// out (bins, modes, nn) = P_m shifted by each bin's fraction: F^-1[F(P_m) ramp_b].
+void shift_into(const Scan& s, const cfloat* probe, cfloat* out, int threads) {
+    const std::size_t n = s.n();
+    const std::size_t nn = s.frame();
+    const std::size_t modes = s.modes();
+    const std::size_t bins = s.bins();
+    std::vector<cfloat> spec(probe, probe + modes * nn);
+    for (std::size_t m = 0; m < modes; ++m) {
+        forward(s, spec.data() + m * nn);
+    }
+    std::vector<std::vector<cfloat>> ry(bins), rx(bins);
+    for (std::size_t b = 0; b < bins; ++b) {
+        ry[b] = ramp_1d(n, s.bin_shift(b).first);
+        rx[b] = ramp_1d(n, s.bin_shift(b).second);
+    }
+    const float inv_nn = 1.0f / static_cast<float>(nn);
+    const auto total = static_cast<std::ptrdiff_t>(bins * modes);
+    TOMOFUSE_OMP(parallel for num_threads(threads) schedule(dynamic, 1))
+    for (std::ptrdiff_t idx = 0; idx < total; ++idx) {
+        const auto b = static_cast<std::size_t>(idx) / modes;
+        const auto m = static_cast<std::size_t>(idx) % modes;
+        cfloat* o = out + static_cast<std::size_t>(idx) * nn;
+        const cfloat* sp = spec.data() + m * nn;
+        for (std::size_t u = 0; u < n; ++u) {
+            const cfloat ru = ry[b][u] * inv_nn;
+            for (std::size_t v = 0; v < n; ++v) {
+                o[u * n + v] = sp[u * n + v] * (ru * rx[b][v]);
+            }
+        }
+        backward(s, o);
+    }
+}
+
+Probes make_probes(const Scan& s, const cfloat* probe, int threads) {
+    Probes p;
+    if (s.subpixel_steps() == 0) {
+        p.base = probe;
+        return p;
+    }
+    p.buffer.resize(s.bins() * s.modes() * s.frame());
+    shift_into(s, probe, p.buffer.data(), threads);
+    p.base = p.buffer.data();
+    p.bin_stride = s.modes() * s.frame();
+    return p;
+}
+
+// out[m] = sum_b S_b^-1 per_bin[b, m] (the adjoint of the shifts); per_bin is overwritten.
+// Each pixel sums the bins in order.
+void unshift_sum_modes(const Scan& s, cfloat* per_bin, cfloat* out, std::size_t modes, int threads) {
+    const std::size_t n = s.n();
+    const std::size_t nn = s.frame();
+    const std::size_t bins = s.bins();
+    const auto total = static_cast<std::ptrdiff_t>(bins * modes);
+    TOMOFUSE_OMP(parallel for num_threads(threads) schedule(dynamic, 1))
+    for (std::ptrdiff_t idx = 0; idx < total; ++idx) {
+        forward(s, per_bin + static_cast<std::size_t>(idx) * nn);
+    }
+    std::vector<std::vector<cfloat>> ry(bins), rx(bins);
+    for (std::size_t b = 0; b < bins; ++b) {
+        ry[b] = ramp_1d(n, s.bin_shift(b).first);
+        rx[b] = ramp_1d(n, s.bin_shift(b).second);
+    }
+    const float inv_nn = 1.0f / static_cast<float>(nn);
+    const auto rows = static_cast<std::ptrdiff_t>(modes * n);
+    TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
+    for (std::ptrdiff_t r = 0; r < rows; ++r) {
+        const auto m = static_cast<std::size_t>(r) / n;
+        const auto u = static_cast<std::size_t>(r) % n;
+        cfloat* o = out + m * nn + u * n;
+        std::fill(o, o + n, cfloat(0.0f, 0.0f));
+        for (std::size_t b = 0; b < bins; ++b) {
+            const cfloat* a = per_bin + (b * modes + m) * nn + u * n;
+            const cfloat ru = std::conj(ry[b][u]);
+            for (std::size_t v = 0; v < n; ++v) {
+                o[v] += a[v] * (ru * std::conj(rx[b][v]));
+            }
+        }
+        for (std::size_t v = 0; v < n; ++v) {
+            o[v] *= inv_nn;
+        }
+    }
+    for (std::size_t m = 0; m < modes; ++m) {
+        backward(s, out + m * nn);
+    }
+}
+
+void unshift_sum(const Scan& s, cfloat* per_bin, cfloat* out, int threads) {
+    unshift_sum_modes(s, per_bin, out, s.modes(), threads);
+}
+
+}  // namespace
+
+void shifted_probes(const Scan& s, const cfloat* probe, cfloat* out, int nthreads) {
+    check_pointers("shifted_probes", {probe, out});
+    const int threads = resolve_threads(nthreads);
+    if (s.subpixel_steps() == 0) {
+        std::copy(probe, probe + s.modes() * s.frame(), out);
+        return;
+    }
+    shift_into(s, probe, out, threads);
 }
 
 void exit_waves(const Scan& s, const cfloat* object, const cfloat* probe, cfloat* exit, int nthreads) {
@@ -558,6 +721,7 @@ void exit_waves(const Scan& s, const cfloat* object, const cfloat* probe, cfloat
     const std::size_t nn = s.frame();
     const std::size_t modes = s.modes();
     const auto count = static_cast<std::ptrdiff_t>(s.size());
+    const Probes ps = make_probes(s, probe, threads);
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
         std::vector<cfloat> o(nn);
@@ -566,7 +730,7 @@ void exit_waves(const Scan& s, const cfloat* object, const cfloat* probe, cfloat
             interpolate(s, object, s.windows()[static_cast<std::size_t>(k)], o.data());
             for (std::size_t m = 0; m < modes; ++m) {
                 cfloat* e = exit + (static_cast<std::size_t>(k) * modes + m) * nn;
-                const cfloat* p = probe + m * nn;
+                const cfloat* p = ps.of(s, static_cast<std::size_t>(k)) + m * nn;
                 for (std::size_t q = 0; q < nn; ++q) {
                     e[q] = p[q] * o[q];
                 }
@@ -575,20 +739,25 @@ void exit_waves(const Scan& s, const cfloat* object, const cfloat* probe, cfloat
     }
 }
 
-void object_gather(const Scan& s, const cfloat* probe, const cfloat* waves, cfloat* num, float* den, int nthreads) {
-    check_pointers("object_gather", {probe, waves, num, den});
-    const int threads = resolve_threads(nthreads);
+namespace {
+
+void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cfloat* num, float* den,
+                        int threads) {
     const std::size_t n = s.n();
     const std::size_t nn = s.frame();
     const std::size_t modes = s.modes();
     const std::size_t width = s.width();
     const auto& ws = s.windows();
     const auto rows = rows_to_patterns(s);
-    // Probe power, summed over modes.
-    std::vector<float> power(nn, 0.0f);
-    for (std::size_t m = 0; m < modes; ++m) {
-        for (std::size_t q = 0; q < nn; ++q) {
-            power[q] += sq(probe[m * nn + q]);
+    // Probe power of each bin, summed over modes.
+    const std::size_t bins = ps.bin_stride == 0 ? 1 : s.bins();
+    std::vector<float> power(bins * nn, 0.0f);
+    for (std::size_t b = 0; b < bins; ++b) {
+        const cfloat* pb = ps.base + b * ps.bin_stride;
+        for (std::size_t m = 0; m < modes; ++m) {
+            for (std::size_t q = 0; q < nn; ++q) {
+                power[b * nn + q] += sq(pb[m * nn + q]);
+            }
         }
     }
     const auto height = static_cast<std::ptrdiff_t>(s.height());
@@ -608,7 +777,7 @@ void object_gather(const Scan& s, const cfloat* probe, const cfloat* waves, cflo
             cfloat* g = cache.data() + slot * n;
             if (cached[slot] != i) {
                 const auto ii = static_cast<std::size_t>(i);
-                conj_product(probe + ii * n, nn, waves + static_cast<std::size_t>(k) * modes * nn + ii * n, nn, modes,
+                conj_product(ps.of(s, k) + ii * n, nn, waves + static_cast<std::size_t>(k) * modes * nn + ii * n, nn, modes,
                              n, g);
                 cached[slot] = i;
             }
@@ -633,13 +802,22 @@ void object_gather(const Scan& s, const cfloat* probe, const cfloat* waves, cflo
                 }
                 const cfloat* g1 = has1 ? row_of(k, i1) : nullptr;
                 const cfloat* g0 = has0 ? row_of(k, i0) : nullptr;
+                const float* pw = power.data() + (ps.bin_stride == 0 ? 0 : s.bin(k)) * nn;
                 spread_rows(nrow + w.x0, drow + w.x0, g1, g0,
-                            has1 ? power.data() + static_cast<std::size_t>(i1) * n : nullptr,
-                            has0 ? power.data() + static_cast<std::size_t>(i0) * n : nullptr, 1.0f - w.fy, w.fy,
+                            has1 ? pw + static_cast<std::size_t>(i1) * n : nullptr,
+                            has0 ? pw + static_cast<std::size_t>(i0) * n : nullptr, 1.0f - w.fy, w.fy,
                             w.fx, n, v.data(), pv.data());
             }
         }
     }
+}
+
+}  // namespace
+
+void object_gather(const Scan& s, const cfloat* probe, const cfloat* waves, cfloat* num, float* den, int nthreads) {
+    check_pointers("object_gather", {probe, waves, num, den});
+    const int threads = resolve_threads(nthreads);
+    object_gather_impl(s, make_probes(s, probe, threads), waves, num, den, threads);
 }
 
 void probe_gather(const Scan& s, const cfloat* object, const cfloat* waves, cfloat* num, float* den, int nthreads) {
@@ -651,23 +829,57 @@ void probe_gather(const Scan& s, const cfloat* object, const cfloat* waves, cflo
     const std::size_t width = s.width();
     const auto& ws = s.windows();
     const auto nrows = static_cast<std::ptrdiff_t>(n);
+    // With shifted probes, accumulate numerator and denominator per bin and undo each bin's
+    // shift at the end (the adjoint of the shifts; the denominator so shifted approximates the
+    // diagonal of sum_k S_k^H |o_k|^2 S_k).
+    const bool shifted = s.subpixel_steps() > 0;
+    const std::size_t bins = shifted ? s.bins() : 1;
+    std::vector<cfloat> per_bin(shifted ? bins * modes * nn : 0);
+    std::vector<float> den_bin(shifted ? bins * nn : 0);
+    cfloat* acc = shifted ? per_bin.data() : num;
+    float* dacc = shifted ? den_bin.data() : den;
+    const std::size_t bin_stride = shifted ? modes * nn : 0;
+    const std::size_t den_stride = shifted ? nn : 0;
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
         std::vector<cfloat> o(n);
         TOMOFUSE_OMP(for schedule(static))
         for (std::ptrdiff_t ii = 0; ii < nrows; ++ii) {
             const auto i = static_cast<std::size_t>(ii);
-            for (std::size_t m = 0; m < modes; ++m) {
-                std::fill(num + m * nn + i * n, num + m * nn + (i + 1) * n, cfloat(0.0f, 0.0f));
+            for (std::size_t b = 0; b < bins; ++b) {
+                for (std::size_t m = 0; m < modes; ++m) {
+                    cfloat* row = acc + b * bin_stride + m * nn + i * n;
+                    std::fill(row, row + n, cfloat(0.0f, 0.0f));
+                }
+                float* d = dacc + b * den_stride + i * n;
+                std::fill(d, d + n, 0.0f);
             }
-            float* d = den + i * n;
-            std::fill(d, d + n, 0.0f);
             for (std::size_t k = 0; k < ws.size(); ++k) {
                 const Window& w = ws[k];
                 const cfloat* a = object + (static_cast<std::size_t>(w.y0) + i) * width + static_cast<std::size_t>(w.x0);
                 interp_row(a, w.fy != 0.0f ? a + width : nullptr, w.fy, w.fx, n, o.data());
-                gather_probe_row(o.data(), waves + k * modes * nn + i * n, nn, modes, num + i * n, nn, d, n);
+                gather_probe_row(o.data(), waves + k * modes * nn + i * n, nn, modes,
+                                 acc + s.bin(k) * bin_stride + i * n, nn, dacc + s.bin(k) * den_stride + i * n, n);
             }
+        }
+    }
+    if (shifted) {
+        unshift_sum(s, per_bin.data(), num, threads);
+        // The denominator: the same unshift on the (real) per-bin sums, mode by mode of one.
+        std::vector<cfloat> dc(bins * nn);
+        for (std::size_t q = 0; q < bins * nn; ++q) {
+            dc[q] = cfloat(den_bin[q], 0.0f);
+        }
+        std::vector<cfloat> dout(modes * nn);
+        unshift_sum_modes(s, dc.data(), dout.data(), 1, threads);
+        // Never below the plain sum over the bins (the unshifted diagonal): the larger of the two
+        // keeps the update damped where the shifted sum rings or vanishes.
+        for (std::size_t q = 0; q < nn; ++q) {
+            float plain = 0.0f;
+            for (std::size_t b = 0; b < bins; ++b) {
+                plain += den_bin[b * nn + q];
+            }
+            den[q] = std::max(plain, dout[q].real());
         }
     }
 }
@@ -710,6 +922,7 @@ void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat*
     const std::size_t hw = s.height() * s.width();
 
     // 1. Overlap projection.
+    Probes ps = make_probes(s, probe, threads);
     if (options.update_object || options.update_probe) {
         std::vector<cfloat> onum(options.update_object ? hw : 0);
         std::vector<float> oden(options.update_object ? hw : 0);
@@ -717,12 +930,13 @@ void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat*
         std::vector<float> pden(options.update_probe ? nn : 0);
         for (int it = 0; it < options.overlap_iterations; ++it) {
             if (options.update_object) {
-                object_gather(s, probe, exit, onum.data(), oden.data(), threads);
+                object_gather_impl(s, ps, exit, onum.data(), oden.data(), threads);
                 damped_divide(object, onum.data(), oden.data(), hw, hw, options.object_inertia, threads);
             }
             if (options.update_probe) {
                 probe_gather(s, object, exit, pnum.data(), pden.data(), threads);
                 damped_divide(probe, pnum.data(), pden.data(), modes * nn, nn, options.probe_inertia, threads);
+                ps = make_probes(s, probe, threads);
             }
         }
     }
@@ -745,7 +959,7 @@ void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat*
                 // Error of the current model P o_k (one more transform per mode).
                 for (std::size_t m = 0; m < modes; ++m) {
                     cfloat* fm = f.get() + m * nn;
-                    product(probe + m * nn, o.data(), fm, nn);
+                    product(ps.of(s, k) + m * nn, o.data(), fm, nn);
                     forward(s, fm);
                     power(fm, pw.data(), nn, m == 0);
                 }
@@ -754,7 +968,7 @@ void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat*
             }
             for (std::size_t m = 0; m < modes; ++m) {
                 cfloat* fm = f.get() + m * nn;
-                reflect(probe + m * nn, o.data(), exit + (k * modes + m) * nn, fm, nn);
+                reflect(ps.of(s, k) + m * nn, o.data(), exit + (k * modes + m) * nn, fm, nn);
                 forward(s, fm);
                 power(fm, pw.data(), nn, m == 0);
             }
@@ -771,7 +985,7 @@ void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat*
                 cfloat* fm = f.get() + m * nn;
                 scale_by(fm, pw.data(), nn);
                 backward(s, fm);
-                dm_update(exit + (k * modes + m) * nn, fm, probe + m * nn, o.data(), nn);
+                dm_update(exit + (k * modes + m) * nn, fm, ps.of(s, k) + m * nn, o.data(), nn);
             }
         }
     }
@@ -790,6 +1004,7 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
     const float inv_n2f = static_cast<float>(inv_n2);
     const float floor = options.intensity_floor;
     const auto count = static_cast<std::ptrdiff_t>(s.size());
+    const Probes ps = make_probes(s, probe, threads);
     (void)n;
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
@@ -802,7 +1017,7 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
             cfloat* far = buffers.far + k * modes * nn;
             cfloat* chi = buffers.chi + k * modes * nn;
             for (std::size_t m = 0; m < modes; ++m) {
-                const cfloat* p = probe + m * nn;
+                const cfloat* p = ps.of(s, k) + m * nn;
                 cfloat* fm = far + m * nn;
                 for (std::size_t q = 0; q < nn; ++q) {
                     fm[q] = p[q] * o[q];
@@ -825,7 +1040,7 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
     }
     // Gradients w.r.t. conj(object) and conj(probe): chi is F^-1 (w Psi) in the unitary
     // normalisation (the weight carries 1/n^2 for unscaled forward+backward).
-    object_gather(s, probe, buffers.chi, grad_object, precond_object, threads);
+    object_gather_impl(s, ps, buffers.chi, grad_object, precond_object, threads);
     if (options.update_probe) {
         probe_gather(s, object, buffers.chi, grad_probe, precond_probe, threads);
     } else {  // not needed: the probe is not updated
@@ -853,6 +1068,8 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
     const double inv_n2 = 1.0 / static_cast<double>(nn);
     const double floor = options.intensity_floor;
     const auto count = static_cast<std::ptrdiff_t>(s.size());
+    const Probes ps = make_probes(s, probe, threads);
+    const Probes hs = make_probes(s, h_probe, threads);
     std::vector<double> c1(s.size()), c2(s.size());
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
@@ -866,8 +1083,8 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
             interpolate(s, object, w, o.data());
             interpolate(s, h_object, w, d.data());
             for (std::size_t m = 0; m < modes; ++m) {
-                const cfloat* p = probe + m * nn;
-                const cfloat* hp = h_probe + m * nn;
+                const cfloat* p = ps.of(s, k) + m * nn;
+                const cfloat* hp = hs.of(s, k) + m * nn;
                 cfloat* d1 = f.get() + 2 * m * nn;
                 cfloat* d2 = d1 + nn;
                 for (std::size_t q = 0; q < nn; ++q) {

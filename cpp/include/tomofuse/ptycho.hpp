@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "tomofuse/export.hpp"
@@ -43,9 +44,18 @@ struct TOMOFUSE_EXPORT Window {
 };
 
 /// The scan geometry: pattern size, probe modes, object shape and one window
-/// per pattern, checked to lie inside the object (a window with fy > 0 needs
-/// N + 1 object rows, likewise for columns). Holds the FFT plan of the
+/// per pattern, checked to lie inside the object. Holds the FFT plan of the
 /// pattern shape; const member functions may be used from several threads.
+///
+/// Sub-pixel offsets have two models:
+/// - subpixel_steps == 0: bilinear interpolation of the object under the
+///   window (a window with fy > 0 needs N + 1 object rows, likewise columns);
+/// - subpixel_steps == B > 0: the window is the whole-pixel crop and the
+///   probe is shifted instead, exactly, by a Fourier phase ramp of the
+///   fraction rounded to 1/B pixel: psi_k = P(r - f_k) O(r + q_k). The
+///   shifted probes of the distinct fractions ("bins", at most B^2) are
+///   computed once per call; Window::fy/fx are then 0 and shift(k) holds
+///   the rounded fraction.
 class TOMOFUSE_EXPORT Scan {
 public:
     /// Windows from probe-centre positions (y, x) in object pixels relative to
@@ -54,7 +64,7 @@ public:
     /// the first position that puts the window outside the object, ShapeError
     /// for empty or inconsistent sizes.
     Scan(std::size_t n, std::size_t modes, std::size_t height, std::size_t width, const double* positions,
-         std::size_t count);
+         std::size_t count, int subpixel_steps = 0);
 
     std::size_t n() const noexcept { return n_; }
     std::size_t modes() const noexcept { return modes_; }
@@ -62,17 +72,30 @@ public:
     std::size_t width() const noexcept { return width_; }
     std::size_t size() const noexcept { return windows_.size(); }
     std::size_t frame() const noexcept { return n_ * n_; }
+    int subpixel_steps() const noexcept { return steps_; }
     const std::vector<Window>& windows() const noexcept { return windows_; }
     const fft::Plan2D& plan() const noexcept { return plan_; }
+    /// Number of distinct probe shifts (1 for the bilinear model).
+    std::size_t bins() const noexcept { return bin_shift_.size(); }
+    /// Probe shift bin of pattern k, and the (fy, fx) shift of bin b.
+    std::uint32_t bin(std::size_t k) const noexcept { return bin_of_[k]; }
+    const std::pair<float, float>& bin_shift(std::size_t b) const noexcept { return bin_shift_[b]; }
 
 private:
     std::size_t n_;
     std::size_t modes_;
     std::size_t height_;
     std::size_t width_;
+    int steps_ = 0;
     std::vector<Window> windows_;
+    std::vector<std::uint32_t> bin_of_;
+    std::vector<std::pair<float, float>> bin_shift_;
     fft::Plan2D plan_;
 };
+
+/// The probe seen by every bin: (bins, modes, N, N) probe modes shifted by
+/// each bin's fraction (for the bilinear model, one bin: the probe itself).
+TOMOFUSE_EXPORT void shifted_probes(const Scan& scan, const cfloat* probe, cfloat* out, int nthreads = 0);
 
 /// Measured data of a scan, in the unscaled layout of the engines.
 struct Data {
@@ -146,7 +169,7 @@ struct MLOptions {
     bool update_probe = true;
     float intensity_floor = 1e-6f;       ///< added to model intensities (counts)
     float precond_regularisation = 1e-2f;///< relative to the largest preconditioner value
-    int max_backtracks = 20;
+    int max_backtracks = 10;
     /// Weight mu of the Gaussian smoothness prior on the object,
     /// mu * sum over neighbouring pixels |O_i - O_j|^2, added to the NLL (0 = none).
     double smoothness = 0.0;

@@ -37,27 +37,29 @@ Run from the repository root (one heavy process at a time on a shared machine)::
     OMP_WAIT_POLICY=passive python bench/compare_ptycho.py [--cache /tmp/h-pbench/bench_case.npz]
         [--iters 20] [--threads 1,2] [--ptychi-threads 2,1] [--skip-ptychi] [--skip-quality]
 
-Measured 2026-11-25 22:38 UTC, this machine (2 cores, shared; load average 1.87 -> 1.81),
-20 iterations, first 2 left out, K = 419 x 128^2, final defaults (DM computes the model
-Fourier error every iteration, one more forward FFT per pattern; ML keeps the DM probe,
-``ml_update_probe=False``, and has the smoothness prior):
+Measured 2026-11-25 23:02 UTC, this machine (2 cores, shared; load average 1.88 -> 1.68),
+20 iterations, first 2 left out, K = 419 x 128^2, final defaults (shifted-probe sub-pixel
+model with 1/8 px steps, at most 64 shifted probes per probe update; DM computes the model
+Fourier error every iteration, one more forward FFT per pattern; ML keeps the DM probe and
+has the smoothness prior):
 
-    FFT floor fwd+inv whole batch: core 31.8 / 16.0 ms, scipy 59.7 / 41.9 ms (1 / 2 threads)
+    FFT floor fwd+inv whole batch: core 29.2 / 14.8 ms, scipy 46.8 / 23.3 ms (1 / 2 threads)
     code      engine  threads  s/iter  patterns/s  x core FFT  x scipy FFT  peak RSS MiB
-    tomofuse  DM      1        0.113   3718        3.5         1.9          241
-    tomofuse  DM      2        0.056   7453        3.5         1.3          242
-    tomofuse  ML      1        0.173   2421        5.4         2.9          255
-    tomofuse  ML      2        0.089   4696        5.6         2.1          257
-    pty-chi   DM      2        0.909   461         56.9        21.7         692
-    pty-chi   LSQML   2        0.767   546         48.0        18.3         978
-    (an earlier run of the same day, pty-chi at 1 thread: DM 1.556, LSQML 1.335 s/iter)
+    tomofuse  DM      1        0.130   3233        4.4         2.8          247
+    tomofuse  DM      2        0.068   6192        4.6         2.9          248
+    tomofuse  ML      1        0.188   2226        6.5         4.0          278
+    tomofuse  ML      2        0.095   4395        6.4         4.1          278
+    pty-chi   DM      2        0.900   465         60.8        38.7         689
+    pty-chi   LSQML   2        0.708   592         47.9        30.4         909
+    (earlier runs of the same day: with the bilinear sub-pixel model DM 0.056 and ML 0.089
+    s/iter at 2 threads; pty-chi at 1 thread DM 1.556, LSQML 1.335 s/iter)
 
 ML never backtracked (0 backtracks, 0 restarts in all 20 iterations); its s/iter is flat.
-Small case, threads 2, object_error (final defaults): tomofuse DM 20 0.274, DM 60 0.230,
-DM 100 + ML 100 0.088, DM 200 + ML 200 0.088, DM 300 + ML 300 0.088; pty-chi DM 20 0.432
-(rerun, same as the runner's docstring).  Paper scale (x 16.4): tomofuse about 0.5 h per
-projection, 1644 projections 36 days on one 2-core machine, 6.9 h on 128 machines,
-0.5 h on 1644; pty-chi 6.1 h per projection (418 days on one machine).
+Small case, threads 2, object_error: tomofuse DM 20 0.265, DM 100 + ML 100 0.062, DM 300 +
+ML 300 0.062 (bilinear model: 0.274, 0.088, 0.088); pty-chi DM 20 0.432 (rerun, same as the
+runner's docstring).  Paper scale (x 16.4): tomofuse 0.59 h per projection, 1644 projections
+41 days on one 2-core machine, 7.7 h on 128 machines, 0.6 h on 1644; pty-chi 5.9 h per
+projection (402 days on one machine).
 """
 
 from __future__ import annotations

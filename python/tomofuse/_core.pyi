@@ -166,9 +166,20 @@ _U8 = npt.NDArray[np.uint8]
 class PtychoScan:
     """Geometry of a far-field ptychographic scan and the DM / ML engines acting on it."""
 
-    def __init__(self, n: int, modes: int, object_shape: tuple[int, int], positions: _F64) -> None: ...
+    def __init__(self, n: int, modes: int, object_shape: tuple[int, int], positions: _F64, *,
+                 subpixel_steps: int = 0) -> None: ...
     @property
     def n(self) -> int: ...
+    @property
+    def subpixel_steps(self) -> int: ...
+    @property
+    def bins(self) -> npt.NDArray[np.int64]:
+        """(K,) probe-shift bin of each pattern."""
+    @property
+    def bin_shifts(self) -> _F32:
+        """(bins, 2) (fy, fx) shift of each bin, pixels."""
+    def shifted_probes(self, probe: _Complex64Array, *, threads: int = 0) -> _Complex64Array:
+        """(bins, modes, n, n) probe seen by each bin."""
     @property
     def modes(self) -> int: ...
     @property
@@ -199,6 +210,6 @@ class PtychoScan:
     def ml_iteration(self, intensities: _F32, mask: _U8 | None, object: _Complex64Array, probe: _Complex64Array,
                      state: object, far: _Complex64Array, chi: _Complex64Array, *, start: bool = False,
                      update_object: bool = True, update_probe: bool = True, intensity_floor: float = 1e-6,
-                     precond_regularisation: float = 1e-2, max_backtracks: int = 20, smoothness: float = 0.0,
+                     precond_regularisation: float = 1e-2, max_backtracks: int = 10, smoothness: float = 0.0,
                      threads: int = 0) -> tuple[float, float, int, bool]:
         """One ML iteration in place: (objective, alpha, backtracks, restarted)."""

@@ -87,6 +87,25 @@ Frames shapes(const Scan& s) {
             {s.n(), s.n()}};
 }
 
+// object_gather / probe_gather: (num, den) from the fixed factor and the waves.
+template <typename Fn>
+py::tuple gather(const Scan& s, const py::object& fixed, const char* fixed_name, std::vector<std::size_t> fixed_shape,
+                 const py::object& waves, std::vector<std::size_t> num_shape, std::vector<std::size_t> den_shape,
+                 int threads, Fn fn) {
+    auto f = arr<std::complex<float>>(fixed, fixed_name, std::move(fixed_shape), false);
+    auto w = arr<std::complex<float>>(waves, "waves", shapes(s).waves, false);
+    check_threads(threads);
+    py::array_t<std::complex<float>> num(num_shape);
+    py::array_t<float> den(den_shape);
+    auto* np_ = num.mutable_data();
+    auto* dp = den.mutable_data();
+    {
+        py::gil_scoped_release release;
+        fn(s, f.data(), w.data(), np_, dp, threads);
+    }
+    return py::make_tuple(num, den);
+}
+
 ptycho::Data data_arg(const Scan& s, const py::object& values, const py::object& mask, const char* name,
                       py::array_t<float>& keep_values, py::array_t<std::uint8_t>& keep_mask) {
     const Frames sh = shapes(s);
@@ -215,6 +234,21 @@ ValueError
             },
             "(origin, fraction): (K, 2) int64 window corners (y0, x0) and (K, 2) float32 fractions (fy, fx).")
         .def(
+            "object_windows",
+            [](const Scan& s, const py::object& object, int threads) {
+                auto o = arr<std::complex<float>>(object, "object", shapes(s).object, false);
+                check_threads(threads);
+                py::array_t<std::complex<float>> out({s.size(), s.n(), s.n()});
+                auto* op = out.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    ptycho::object_windows(s, o.data(), op, threads);
+                }
+                return out;
+            },
+            py::arg("object"), py::kw_only(), py::arg("threads") = 0,
+            "(K, n, n) complex64: the object under each window as the model sees it (bilinear or whole-pixel crop).")
+        .def(
             "exit_waves",
             [](const Scan& s, const py::object& object, const py::object& probe, const py::object& out, int threads) {
                 const Frames sh = shapes(s);
@@ -294,37 +328,34 @@ squared amplitude errors per pattern, before the modulus constraint.)doc")
             "object_gather",
             [](const Scan& s, const py::object& probe, const py::object& waves, int threads) {
                 const Frames sh = shapes(s);
-                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, false);
-                auto w = arr<std::complex<float>>(waves, "waves", sh.waves, false);
-                check_threads(threads);
-                py::array_t<std::complex<float>> num({sh.object[0], sh.object[1]});
-                py::array_t<float> den({sh.object[0], sh.object[1]});
-                auto* np_ = num.mutable_data();
-                auto* dp = den.mutable_data();
-                {
-                    py::gil_scoped_release release;
-                    ptycho::object_gather(s, p.data(), w.data(), np_, dp, threads);
-                }
-                return py::make_tuple(num, den);
+                return gather(s, probe, "probe", sh.probe, waves, {sh.object[0], sh.object[1]},
+                              {sh.object[0], sh.object[1]}, threads, ptycho::object_gather);
             },
             py::arg("probe"), py::arg("waves"), py::kw_only(), py::arg("threads") = 0,
             "(num, den): sum_k S_k^T sum_m conj(P_m) waves[k, m] and sum_k S_k^T sum_m |P_m|^2, (height, width).")
         .def(
-            "probe_gather",
-            [](const Scan& s, const py::object& object, const py::object& waves, int threads) {
+            "illumination",
+            [](const Scan& s, const py::object& probe, int threads) {
                 const Frames sh = shapes(s);
-                auto o = arr<std::complex<float>>(object, "object", sh.object, false);
-                auto w = arr<std::complex<float>>(waves, "waves", sh.waves, false);
+                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, false);
                 check_threads(threads);
-                py::array_t<std::complex<float>> num({sh.probe[0], sh.probe[1], sh.probe[2]});
-                py::array_t<float> den({sh.mask[0], sh.mask[1]});
-                auto* np_ = num.mutable_data();
+                py::array_t<float> den({sh.object[0], sh.object[1]});
                 auto* dp = den.mutable_data();
                 {
                     py::gil_scoped_release release;
-                    ptycho::probe_gather(s, o.data(), w.data(), np_, dp, threads);
+                    ptycho::illumination(s, p.data(), dp, threads);
                 }
-                return py::make_tuple(num, den);
+                return den;
+            },
+            py::arg("probe"), py::kw_only(), py::arg("threads") = 0,
+            "(height, width) float32 sum_k S_k^T sum_m |P_m|^2, the probe power summed over the scan "
+            "(object_gather's den without the waves).")
+        .def(
+            "probe_gather",
+            [](const Scan& s, const py::object& object, const py::object& waves, int threads) {
+                const Frames sh = shapes(s);
+                return gather(s, object, "object", sh.object, waves, {sh.probe[0], sh.probe[1], sh.probe[2]},
+                              {sh.mask[0], sh.mask[1]}, threads, ptycho::probe_gather);
             },
             py::arg("object"), py::arg("waves"), py::kw_only(), py::arg("threads") = 0,
             "(num, den): sum_k conj(o_k) waves[k, m], (modes, n, n), and sum_k |o_k|^2, (n, n).")

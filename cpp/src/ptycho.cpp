@@ -196,37 +196,57 @@ TOMOFUSE_ISA_CLONES void conj_product(const cfloat* p, std::size_t p_stride, con
 }
 
 // The two window rows that meet one object row, interpolated vertically
-// (v = a g1 + b g0, a = 1 - fy, b = fy; a null row has weight 0), spread
-// horizontally: num[j] += (1 - fx) v[j], then num[j + 1] += fx v[j]; den likewise
-// with the probe power rows.
+// (v = a g1 + b g0, a = 1 - fy, b = fy) and spread horizontally:
+// num[j] += (1 - fx) v[j], then num[j + 1] += fx v[j]; den likewise with the probe
+// power rows. An absent tap has null power row (and g row); with num null only den
+// is spread (the illumination).
 TOMOFUSE_ISA_CLONES void spread_rows(cfloat* num, float* den, const cfloat* g1, const cfloat* g0, const float* pw1,
                                      const float* pw0, float a, float b, float fx, std::size_t n, cfloat* v,
                                      float* pv) {
-    if (g1 != nullptr && g0 != nullptr) {
+    if (pw1 != nullptr && pw0 != nullptr) {
         for (std::size_t j = 0; j < n; ++j) {
-            v[j] = a * g1[j] + b * g0[j];
             pv[j] = a * pw1[j] + b * pw0[j];
         }
-    } else if (g1 != nullptr) {
+    } else if (pw1 != nullptr) {
         for (std::size_t j = 0; j < n; ++j) {
-            v[j] = a * g1[j];
             pv[j] = a * pw1[j];
         }
     } else {
         for (std::size_t j = 0; j < n; ++j) {
-            v[j] = b * g0[j];
             pv[j] = b * pw0[j];
         }
     }
     const float gx = 1.0f - fx;
     for (std::size_t j = 0; j < n; ++j) {
-        num[j] += gx * v[j];
         den[j] += gx * pv[j];
     }
     if (fx != 0.0f) {
         for (std::size_t j = 0; j < n; ++j) {
-            num[j + 1] += fx * v[j];
             den[j + 1] += fx * pv[j];
+        }
+    }
+    if (num == nullptr) {
+        return;
+    }
+    if (pw1 != nullptr && pw0 != nullptr) {
+        for (std::size_t j = 0; j < n; ++j) {
+            v[j] = a * g1[j] + b * g0[j];
+        }
+    } else if (pw1 != nullptr) {
+        for (std::size_t j = 0; j < n; ++j) {
+            v[j] = a * g1[j];
+        }
+    } else {
+        for (std::size_t j = 0; j < n; ++j) {
+            v[j] = b * g0[j];
+        }
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+        num[j] += gx * v[j];
+    }
+    if (fx != 0.0f) {
+        for (std::size_t j = 0; j < n; ++j) {
+            num[j + 1] += fx * v[j];
         }
     }
 }
@@ -604,6 +624,17 @@ std::vector<cfloat> ramp_1d(std::size_t n, double f) {
     return r;
 }
 
+// The 1-D phase ramps (rows and columns) of every shift bin.
+struct Ramps {
+    std::vector<std::vector<cfloat>> y, x;
+    explicit Ramps(const Scan& s) : y(s.bins()), x(s.bins()) {
+        for (std::size_t b = 0; b < s.bins(); ++b) {
+            y[b] = ramp_1d(s.n(), s.bin_shift(b).first);
+            x[b] = ramp_1d(s.n(), s.bin_shift(b).second);
+        }
+    }
+};
+
 // The probe of every shift bin: base + bin * bin_stride (bin_stride 0 for the bilinear model,
 // where every pattern sees the probe itself).
 struct Probes {
@@ -623,11 +654,9 @@ void shift_into(const Scan& s, const cfloat* probe, cfloat* out, int threads) {
     for (std::size_t m = 0; m < modes; ++m) {
         forward(s, spec.data() + m * nn);
     }
-    std::vector<std::vector<cfloat>> ry(bins), rx(bins);
-    for (std::size_t b = 0; b < bins; ++b) {
-        ry[b] = ramp_1d(n, s.bin_shift(b).first);
-        rx[b] = ramp_1d(n, s.bin_shift(b).second);
-    }
+    const Ramps ramps(s);
+    const auto& ry = ramps.y;
+    const auto& rx = ramps.x;
     const float inv_nn = 1.0f / static_cast<float>(nn);
     const auto total = static_cast<std::ptrdiff_t>(bins * modes);
     TOMOFUSE_OMP(parallel for num_threads(threads) schedule(dynamic, 1))
@@ -670,11 +699,9 @@ void unshift_sum_modes(const Scan& s, cfloat* per_bin, cfloat* out, std::size_t 
     for (std::ptrdiff_t idx = 0; idx < total; ++idx) {
         forward(s, per_bin + static_cast<std::size_t>(idx) * nn);
     }
-    std::vector<std::vector<cfloat>> ry(bins), rx(bins);
-    for (std::size_t b = 0; b < bins; ++b) {
-        ry[b] = ramp_1d(n, s.bin_shift(b).first);
-        rx[b] = ramp_1d(n, s.bin_shift(b).second);
-    }
+    const Ramps ramps(s);
+    const auto& ry = ramps.y;
+    const auto& rx = ramps.x;
     const float inv_nn = 1.0f / static_cast<float>(nn);
     const auto rows = static_cast<std::ptrdiff_t>(modes * n);
     TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
@@ -713,6 +740,16 @@ void shifted_probes(const Scan& s, const cfloat* probe, cfloat* out, int nthread
         return;
     }
     shift_into(s, probe, out, threads);
+}
+
+void object_windows(const Scan& s, const cfloat* object, cfloat* out, int nthreads) {
+    check_pointers("object_windows", {object, out});
+    const int threads = resolve_threads(nthreads);
+    const auto count = static_cast<std::ptrdiff_t>(s.size());
+    TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
+    for (std::ptrdiff_t k = 0; k < count; ++k) {
+        interpolate(s, object, s.windows()[static_cast<std::size_t>(k)], out + static_cast<std::size_t>(k) * s.frame());
+    }
 }
 
 void exit_waves(const Scan& s, const cfloat* object, const cfloat* probe, cfloat* exit, int nthreads) {
@@ -768,8 +805,9 @@ void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cf
         // (slot i % 2 holds row i): consecutive object rows share a window row, so each is
         // computed once per block of rows. Recomputing gives the same bits, so the result
         // does not depend on how rows are split between threads.
-        std::vector<cfloat> cache(count * 2 * n);
-        std::vector<std::int64_t> cached(count * 2, -1);
+        const bool gather = waves != nullptr;  // else only the illumination den
+        std::vector<cfloat> cache(gather ? count * 2 * n : 0);
+        std::vector<std::int64_t> cached(gather ? count * 2 : 0, -1);
         std::vector<cfloat> v(n);
         std::vector<float> pv(n);
         auto row_of = [&](std::uint32_t k, std::int64_t i) -> const cfloat* {
@@ -786,9 +824,11 @@ void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cf
         TOMOFUSE_OMP(for schedule(static))
         for (std::ptrdiff_t yy = 0; yy < height; ++yy) {
             const auto y = static_cast<std::size_t>(yy);
-            cfloat* nrow = num + y * width;
+            cfloat* nrow = gather ? num + y * width : nullptr;
             float* drow = den + y * width;
-            std::fill(nrow, nrow + width, cfloat(0.0f, 0.0f));
+            if (gather) {
+                std::fill(nrow, nrow + width, cfloat(0.0f, 0.0f));
+            }
             std::fill(drow, drow + width, 0.0f);
             for (std::uint32_t k : rows[y]) {
                 const Window& w = ws[k];
@@ -800,10 +840,10 @@ void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cf
                 if (!has1 && !has0) {
                     continue;
                 }
-                const cfloat* g1 = has1 ? row_of(k, i1) : nullptr;
-                const cfloat* g0 = has0 ? row_of(k, i0) : nullptr;
+                const cfloat* g1 = gather && has1 ? row_of(k, i1) : nullptr;
+                const cfloat* g0 = gather && has0 ? row_of(k, i0) : nullptr;
                 const float* pw = power.data() + (ps.bin_stride == 0 ? 0 : s.bin(k)) * nn;
-                spread_rows(nrow + w.x0, drow + w.x0, g1, g0,
+                spread_rows(gather ? nrow + w.x0 : nullptr, drow + w.x0, g1, g0,
                             has1 ? pw + static_cast<std::size_t>(i1) * n : nullptr,
                             has0 ? pw + static_cast<std::size_t>(i0) * n : nullptr, 1.0f - w.fy, w.fy,
                             w.fx, n, v.data(), pv.data());
@@ -813,6 +853,12 @@ void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cf
 }
 
 }  // namespace
+
+void illumination(const Scan& s, const cfloat* probe, float* den, int nthreads) {
+    check_pointers("illumination", {probe, den});
+    const int threads = resolve_threads(nthreads);
+    object_gather_impl(s, make_probes(s, probe, threads), nullptr, nullptr, den, threads);
+}
 
 void object_gather(const Scan& s, const cfloat* probe, const cfloat* waves, cfloat* num, float* den, int nthreads) {
     check_pointers("object_gather", {probe, waves, num, den});

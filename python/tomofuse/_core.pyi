@@ -188,6 +188,10 @@ class PtychoScan:
     def windows(self) -> tuple[npt.NDArray[np.int64], _F32]:
         """(K, 2) window corners (y0, x0) and (K, 2) fractions (fy, fx)."""
     def __len__(self) -> int: ...
+    def object_windows(self, object: _Complex64Array, *, threads: int = 0) -> _Complex64Array:
+        """(K, n, n) object under each window as the model sees it."""
+    def illumination(self, probe: _Complex64Array, *, threads: int = 0) -> _F32:
+        """(height, width) probe power summed over the scan."""
     def exit_waves(self, object: _Complex64Array, probe: _Complex64Array, out: _Complex64Array, *,
                    threads: int = 0) -> None: ...
     def dm_iteration(self, amplitudes: _F32, mask: _U8 | None, object: _Complex64Array, probe: _Complex64Array,

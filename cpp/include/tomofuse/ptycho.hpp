@@ -103,6 +103,9 @@ struct Data {
     const std::uint8_t* mask = nullptr;   ///< (N, N), nonzero = valid detector pixel; nullptr = all valid
 };
 
+/// out[k] = o_k, the object under each window as the model sees it, (K, N, N).
+TOMOFUSE_EXPORT void object_windows(const Scan& scan, const cfloat* object, cfloat* out, int nthreads = 0);
+
 /// exit[k, m] = P_m * o_k, the start of the difference map.
 TOMOFUSE_EXPORT void exit_waves(const Scan& scan, const cfloat* object, const cfloat* probe, cfloat* exit,
                                 int nthreads = 0);
@@ -142,6 +145,9 @@ TOMOFUSE_EXPORT void dm_iteration(const Scan& scan, const Data& amplitudes, cflo
 /// window k (lumped weights). Both (height, width), overwritten.
 TOMOFUSE_EXPORT void object_gather(const Scan& scan, const cfloat* probe, const cfloat* waves, cfloat* num,
                                    float* den, int nthreads = 0);
+
+/// The illumination alone: den of object_gather, sum_k S_k^T sum_m |P_m|^2, (height, width).
+TOMOFUSE_EXPORT void illumination(const Scan& scan, const cfloat* probe, float* den, int nthreads = 0);
 
 /// Probe update from waves: num[m, i, j] = sum_k conj(o_k[i, j]) w_km[i, j],
 /// den[i, j] = sum_k |o_k[i, j]|^2. num (M, N, N), den (N, N), overwritten.

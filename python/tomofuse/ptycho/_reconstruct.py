@@ -188,19 +188,6 @@ def orthogonalize_modes(probe: np.ndarray, *waves: np.ndarray) -> np.ndarray:
     return u
 
 
-def _windows_numpy(obj: np.ndarray, origin: np.ndarray, frac: np.ndarray, n: int) -> np.ndarray:
-    """(K, N, N) bilinear windows of the object (the core's interpolation, in NumPy)."""
-    iy = origin[:, 0, None, None] + np.arange(n)[None, :, None]
-    ix = origin[:, 1, None, None] + np.arange(n)[None, None, :]
-    fy = frac[:, 0, None, None].astype(np.float32)
-    fx = frac[:, 1, None, None].astype(np.float32)
-    h, w = obj.shape
-    iy1 = np.minimum(iy + 1, h - 1)
-    ix1 = np.minimum(ix + 1, w - 1)
-    return ((1 - fy) * ((1 - fx) * obj[iy, ix] + fx * obj[iy, ix1])
-            + fy * ((1 - fx) * obj[iy1, ix] + fx * obj[iy1, ix1]))
-
-
 def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float) -> np.ndarray:
     """Least-squares position update from the residual between exit waves and ``P o_k``.
 
@@ -210,9 +197,7 @@ def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float) ->
     equations per pattern; the mean shift (a translation of the whole
     object, not observable) is removed and steps are clipped to ``max_step``.
     """
-    origin, frac = scan.windows
-    n = probe.shape[-1]
-    o = _windows_numpy(obj, origin, frac, n)
+    o = scan.object_windows(obj)
     seen = scan.shifted_probes(probe)[scan.bins]  # (K, modes, N, N): the probe each pattern sees
     phi = seen * o[:, None]
     r = exit_ - phi
@@ -248,14 +233,11 @@ def _hash_inputs(intensities, positions, probe, mask, params) -> str:
     import hashlib
     import json
 
-    h = hashlib.sha256()
-    for a in (intensities, positions, probe):
-        h.update(np.ascontiguousarray(a).tobytes())
-        h.update(str(a.shape).encode())
-    if mask is not None:
-        h.update(np.ascontiguousarray(mask).tobytes())
-    h.update(json.dumps(params, sort_keys=True).encode())
-    return h.hexdigest()
+    from ..io import array_sha256
+
+    parts = [array_sha256(a) for a in (intensities, positions, probe) + (() if mask is None else (mask,))]
+    parts.append(json.dumps(params, sort_keys=True))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 @dataclass
@@ -606,17 +588,15 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
             far = np.empty((k, modes, n, n), np.complex64)
             chi = np.empty_like(far)
             ml_state = _MLState.empty(shape, pr.shape)
+            # The prior's weight follows the illumination at the stage's start point (saved for a resume).
             if ml_resume is not None and si == start_stage and first > 0:
                 for key in _MLState._ARRAYS:
                     getattr(ml_state, key)[...] = ml_resume["arrays"][key]
                 ml_state.prev_zg = ml_resume["ml_prev_zg"]
                 ml_state.alpha = ml_resume["ml_alpha"]
-            # The prior's weight follows the illumination at the stage's start point (saved for a resume).
-            if ml_resume is not None and si == start_stage and first > 0:
                 mu = ml_resume["ml_mu"]
             else:
-                scan.ml_iteration(data, valid, obj, pr, ml_state, far, chi, start=True, threads=nthreads)
-                ill = ml_state.precond_object
+                ill = scan.illumination(pr, threads=nthreads)
                 lit = ill[ill > 0.1 * ill.max()]
                 mu = float(ml_smoothness) * float(lit.mean()) if lit.size else 0.0
             scan.ml_iteration(data, valid, obj, pr, ml_state, far, chi, start=True, smoothness=mu,
@@ -646,10 +626,7 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
 
     if modes > 1:
         orthogonalize_modes(pr)
-    illum_scan = _core.PtychoScan(n, modes, shape, positions, subpixel_steps=subpixel_steps)
-    zero = np.zeros((k, modes, n, n), np.complex64)
-    _, illum = illum_scan.object_gather(pr, zero, threads=nthreads)
-    del zero
+    illum = scan.illumination(pr, threads=nthreads)
     return Reconstruction(object=obj, probe=pr, positions_px=positions,
                           errors=[(nm, np.asarray(e, dtype=np.float64)) for nm, e in errors],
                           illumination=illum)

@@ -56,6 +56,37 @@ def _worker_threads_per_host(client) -> dict[str, int]:
     return per_host
 
 
+def _run_bounded(client, items, submit, handle, *, on_error, catch=Exception) -> None:
+    """Run one task per item on a dask.distributed client, at most two per worker thread in flight.
+
+    ``submit(item)`` starts a task and returns its future; ``handle(future)`` takes each
+    finished one in completion order (calling ``future.result()`` re-raises the task's
+    error). If that raises ``catch``, ``on_error(unfinished futures)`` runs before the
+    exception propagates.
+    """
+    from distributed import as_completed
+
+    limit = max(2, 2 * sum(client.nthreads().values()))
+    pending = list(items)
+    in_flight = []
+
+    def start():
+        fut = submit(pending.pop(0))
+        in_flight.append(fut)
+        return fut
+
+    queue = as_completed([start() for _ in range(min(limit, len(pending)))])
+    try:
+        for fut in queue:
+            handle(fut)
+            in_flight.remove(fut)
+            if pending:
+                queue.add(start())
+    except catch:
+        on_error(in_flight)
+        raise
+
+
 def _read_rows(spec: str, r0: int, r1: int) -> np.ndarray:
     """Rows ``r0:r1`` of every projection from a file (only that slab is read)."""
     volume, _ = read_volume(spec, lazy=True)
@@ -253,39 +284,30 @@ def fbp_to_zarr(projections, angles, out_path: str | os.PathLike, *, client=None
 
 
 def _run_on_cluster(client, slabs, slab_source, source_kind, th, store, options, threads, report) -> None:
-    from distributed import as_completed, wait
+    from distributed import wait
 
     if threads is None:
         threads = _worker_threads_per_host(client)
     th_future = client.scatter(th, broadcast=True)
-    limit = max(2, 2 * sum(client.nthreads().values()))
-    pending = list(slabs)
-    in_flight = []
 
-    def submit():
-        r0, r1 = pending.pop(0)
+    def submit(slab):
+        r0, r1 = slab
         src = slab_source(r0, r1)
         if source_kind == "array":
             src = client.scatter(np.ascontiguousarray(src))
         elif source_kind == "dask":
             src = client.compute(src)
-        fut = client.submit(_reconstruct_slab, src, r0, r1, th_future, store, options, threads, pure=False,
-                            key=f"tomofuse-fbp-slab-{r0}-{r1}-{os.path.basename(store)}")
-        in_flight.append(fut)
-        return fut
+        return client.submit(_reconstruct_slab, src, r0, r1, th_future, store, options, threads, pure=False,
+                             key=f"tomofuse-fbp-slab-{r0}-{r1}-{os.path.basename(store)}")
 
-    queue = as_completed([submit() for _ in range(min(limit, len(pending)))])
     done = 0
-    try:
-        for fut in queue:
-            fut.result()  # raises the task's exception
-            in_flight.remove(fut)
-            done += 1
-            report(done)
-            if pending:
-                queue.add(submit())
-    except Exception:
-        # Let the slabs in flight (at most ``limit``) finish before the temporary store is removed, so
-        # none writes into it afterwards; their own errors are dropped in favour of the first one.
-        wait(in_flight)
-        raise
+
+    def handle(fut):
+        nonlocal done
+        fut.result()  # raises the task's exception
+        done += 1
+        report(done)
+
+    # On an error, let the slabs in flight finish before the temporary store is removed, so none
+    # writes into it afterwards; their own errors are dropped in favour of the first one.
+    _run_bounded(client, slabs, submit, handle, on_error=wait)

@@ -517,41 +517,27 @@ def reconstruct_series(scans, probe: np.ndarray, *, out: str | os.PathLike, angl
 
 
 def _run_on_cluster(client, todo, sources, pitch, probe, options, checkpoint, threads, store, report) -> None:
-    from distributed import as_completed
-
-    from ..distributed._fbp import _worker_threads_per_host
+    from ..distributed._fbp import _run_bounded, _worker_threads_per_host
 
     if threads is None:
         threads = _worker_threads_per_host(client)
     probe_future = client.scatter(probe, broadcast=True)
-    limit = max(2, 2 * sum(client.nthreads().values()))
-    pending = list(todo)
-    in_flight = []
     tag = os.urandom(4).hex()
 
-    def submit():
-        i = pending.pop(0)
+    def submit(i):
         s = sources[i]
         if s.kind == "array":
             data, positions = client.scatter(s.data), s.positions
         else:
             data, positions = s.path, None  # read where the task runs
-        fut = client.submit(_task, i, s.kind, data, positions, pitch, probe_future, options, checkpoint(i),
-                            threads, pure=False, key=f"tomofuse-ptycho-series-{tag}-{i}")
-        in_flight.append(fut)
-        return fut
+        return client.submit(_task, i, s.kind, data, positions, pitch, probe_future, options, checkpoint(i),
+                             threads, pure=False, key=f"tomofuse-ptycho-series-{tag}-{i}")
 
-    queue = as_completed([submit() for _ in range(min(limit, len(pending)))])
-    try:
-        for fut in queue:
-            i, rec = fut.result()  # raises the task's exception
-            in_flight.remove(fut)
-            fut.release()
-            store(i, rec)
-            report()
-            if pending:
-                queue.add(submit())
-    except BaseException:
-        # Projections in flight keep their (atomic) checkpoints for the next call; do not wait for them.
-        client.cancel(in_flight)
-        raise
+    def handle(fut):
+        i, rec = fut.result()  # raises the task's exception
+        fut.release()
+        store(i, rec)
+        report()
+
+    # Projections in flight keep their (atomic) checkpoints for the next call; do not wait for them.
+    _run_bounded(client, todo, submit, handle, on_error=client.cancel, catch=BaseException)

@@ -11,6 +11,7 @@ void bind_fft(pybind11::module_& m);
 void bind_ptycho(pybind11::module_& m);
 void bind_raster(pybind11::module_& m);
 void bind_raytrace(pybind11::module_& m);
+void bind_segment(pybind11::module_& m);
 void bind_tomo(pybind11::module_& m);
 
 }  // namespace tomofuse::bindings

@@ -31,5 +31,6 @@ PYBIND11_MODULE(_core, m) {
     tomofuse::bindings::bind_ptycho(m);
     tomofuse::bindings::bind_raster(m);
     tomofuse::bindings::bind_raytrace(m);
+    tomofuse::bindings::bind_segment(m);
     tomofuse::bindings::bind_tomo(m);
 }

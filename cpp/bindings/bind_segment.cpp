@@ -1,0 +1,212 @@
+// tomofuse._core.gaussian_blur / icm / icm_energy: argument checks with the GIL
+// held, the kernels with the GIL released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "arrays.hpp"
+#include "bindings.hpp"
+#include "options.hpp"
+#include "tomofuse/segment.hpp"
+
+namespace py = pybind11;
+
+namespace tomofuse::bindings {
+
+namespace {
+
+segment::Shape shape_of(const py::array& a) {
+    return {static_cast<std::size_t>(a.shape(0)), static_cast<std::size_t>(a.shape(1)),
+            static_cast<std::size_t>(a.shape(2))};
+}
+
+std::vector<std::size_t> dims(const segment::Shape& s) { return {s.nz, s.ny, s.nx}; }
+
+void read_sigma(const py::object& obj, double sigma[3]) {
+    py::sequence seq;
+    try {
+        seq = obj.cast<py::sequence>();
+    } catch (const py::cast_error&) {
+        throw DTypeError("sigma must be a sequence of 3 numbers (voxels along z, y, x), got " + type_name(obj));
+    }
+    if (py::len(seq) != 3) {
+        throw ShapeError("sigma must have 3 entries (z, y, x), got " + std::to_string(py::len(seq)));
+    }
+    for (std::size_t a = 0; a < 3; ++a) {
+        try {
+            sigma[a] = seq[a].cast<double>();
+        } catch (const py::cast_error&) {
+            throw DTypeError("sigma must hold numbers, got " + type_name(seq[a]));
+        }
+        require_nonnegative(sigma[a], "sigma");
+    }
+}
+
+struct Model {
+    py::array_t<float> data;
+    py::array_t<float> levels;
+    segment::Shape shape;
+    py::array_t<std::uint8_t> pairs;
+    py::array_t<float> unary;
+    int n_pairs = 0;
+};
+
+Model read_model(const py::object& data_obj, const py::object& levels_obj, const py::object& pairs_obj,
+                 const py::object& unary_obj) {
+    Model m;
+    m.data = require_array<float>(data_obj, "data", 3);
+    m.shape = shape_of(m.data);
+    m.levels = require_array<float>(levels_obj, "levels", 1);
+    if (m.levels.shape(0) < 1 || m.levels.shape(0) > 8) {
+        throw ShapeError("levels must hold 1 to 8 labels, got shape " + shape_str(m.levels));
+    }
+    if (pairs_obj.is_none() != unary_obj.is_none()) {
+        throw InvalidArgument("pairs and unary must be given together");
+    }
+    if (!pairs_obj.is_none()) {
+        m.pairs = require_array<std::uint8_t>(pairs_obj, "pairs", 2);
+        if (m.pairs.shape(1) != 2) {
+            throw ShapeError("pairs must have shape (n_pairs, 2), got " + shape_str(m.pairs));
+        }
+        m.n_pairs = static_cast<int>(m.pairs.shape(0));
+        m.unary = require_shape<float>(unary_obj, "unary",
+                                       {static_cast<std::size_t>(m.n_pairs), m.shape.nz, m.shape.ny, m.shape.nx},
+                                       false);
+    }
+    return m;
+}
+
+segment::IcmOptions read_options(double data_weight, double smoothness, int max_sweeps, std::int64_t min_changes,
+                                 int slab) {
+    segment::IcmOptions o;
+    o.data_weight = require_positive(data_weight, "data_weight");
+    o.smoothness = require_nonnegative(smoothness, "smoothness");
+    if (max_sweeps < 0) {
+        throw InvalidArgument("max_sweeps must be >= 0, got " + std::to_string(max_sweeps));
+    }
+    if (min_changes < 0) {
+        throw InvalidArgument("min_changes must be >= 0, got " + std::to_string(min_changes));
+    }
+    if (slab < 0) {
+        throw InvalidArgument("slab must be >= 0 (0 = automatic), got " + std::to_string(slab));
+    }
+    o.max_sweeps = max_sweeps;
+    o.min_changes = static_cast<std::size_t>(min_changes);
+    o.slab = slab;
+    return o;
+}
+
+}  // namespace
+
+void bind_segment(py::module_& m) {
+    m.def(
+        "gaussian_blur",
+        [](const py::object& volume, const py::object& sigma_obj, bool adjoint, int threads) {
+            auto in = require_array<float>(volume, "volume", 3);
+            double sigma[3];
+            read_sigma(sigma_obj, sigma);
+            check_threads(threads);
+            const auto s = shape_of(in);
+            py::array_t<float> out({in.shape(0), in.shape(1), in.shape(2)});
+            const float* src = in.data();
+            float* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                segment::gaussian_blur(src, dst, s, sigma, adjoint, threads);
+            }
+            return out;
+        },
+        py::arg("volume"), py::arg("sigma"), py::kw_only(), py::arg("adjoint") = false, py::arg("threads") = 0,
+        "Separable sampled Gaussian blur H (or its adjoint H^T) with replicated edges.\n\n"
+        "volume : (z, y, x) float32, C-contiguous; sigma : (3,) voxels along z, y, x (0 = none).\n"
+        "Returns a new float32 array. Identical for any thread count.");
+
+    m.def(
+        "icm",
+        [](const py::object& data_obj, const py::object& labels_obj, const py::object& levels_obj,
+           const py::object& sigma_obj, const py::object& allowed_obj, const py::object& pairs_obj,
+           const py::object& unary_obj, double data_weight, double smoothness, int max_sweeps,
+           std::int64_t min_changes, int slab, int threads) {
+            Model md = read_model(data_obj, levels_obj, pairs_obj, unary_obj);
+            auto labels = require_shape<std::uint8_t>(labels_obj, "labels", dims(md.shape), true);
+            py::array_t<std::uint8_t> allowed;
+            if (!allowed_obj.is_none()) {
+                allowed = require_shape<std::uint8_t>(allowed_obj, "allowed", dims(md.shape), false);
+            }
+            double sigma[3];
+            read_sigma(sigma_obj, sigma);
+            const auto opt = read_options(data_weight, smoothness, max_sweeps, min_changes, slab);
+            check_threads(threads);
+            std::vector<Span> all = {span("labels", labels), span("data", md.data), span("levels", md.levels)};
+            if (allowed) all.push_back(span("allowed", allowed));
+            if (md.n_pairs) {
+                all.push_back(span("pairs", md.pairs));
+                all.push_back(span("unary", md.unary));
+            }
+            check_no_alias({span("labels", labels)}, all);
+            const float* d = md.data.data();
+            std::uint8_t* l = labels.mutable_data();
+            const float* lv = md.levels.data();
+            const auto K = static_cast<int>(md.levels.shape(0));
+            const std::uint8_t* al = allowed ? allowed.data() : nullptr;
+            const std::uint8_t* pr = md.n_pairs ? md.pairs.data() : nullptr;
+            const float* un = md.n_pairs ? md.unary.data() : nullptr;
+            segment::IcmReport rep;
+            {
+                py::gil_scoped_release release;
+                rep = segment::icm(d, l, md.shape, lv, K, sigma, al, pr, md.n_pairs, un, opt, threads);
+            }
+            py::dict out;
+            out["sweeps"] = rep.sweeps;
+            py::list changes;
+            for (auto c : rep.changes) changes.append(c);
+            out["changes"] = changes;
+            out["energy_before"] = rep.energy_before;
+            out["energy_after"] = rep.energy_after;
+            return out;
+        },
+        py::arg("data"), py::arg("labels"), py::arg("levels"), py::arg("sigma"), py::kw_only(),
+        py::arg("allowed") = py::none(), py::arg("pairs") = py::none(), py::arg("unary") = py::none(),
+        py::arg("data_weight") = 1.0, py::arg("smoothness") = 0.0, py::arg("max_sweeps") = 10,
+        py::arg("min_changes") = 0, py::arg("slab") = 0, py::arg("threads") = 0,
+        "Iterated conditional modes on labels (uint8, updated in place) so that the blurred levels\n"
+        "explain data: E = data_weight * |data - H levels[labels]|^2 + smoothness * #unlike\n"
+        "6-neighbour pairs + pair unaries (U(b) = max(0, d), U(a) = max(0, -d)).\n\n"
+        "data : (z, y, x) float32; labels : (z, y, x) uint8, writeable; levels : (K,) float32, K <= 8;\n"
+        "sigma : (3,) PSF sigma in voxels; allowed : (z, y, x) uint8 bit masks or None;\n"
+        "pairs : (P, 2) uint8 label pairs and unary : (P, z, y, x) float32, or None.\n"
+        "Returns {'sweeps', 'changes', 'energy_before', 'energy_after'}. Identical for any thread count.");
+
+    m.def(
+        "icm_energy",
+        [](const py::object& data_obj, const py::object& labels_obj, const py::object& levels_obj,
+           const py::object& sigma_obj, const py::object& pairs_obj, const py::object& unary_obj, double data_weight,
+           double smoothness, int threads) {
+            Model md = read_model(data_obj, levels_obj, pairs_obj, unary_obj);
+            auto labels = require_shape<std::uint8_t>(labels_obj, "labels", dims(md.shape), false);
+            double sigma[3];
+            read_sigma(sigma_obj, sigma);
+            const auto opt = read_options(data_weight, smoothness, 0, 0, 0);
+            check_threads(threads);
+            const float* d = md.data.data();
+            const std::uint8_t* l = labels.data();
+            const float* lv = md.levels.data();
+            const auto K = static_cast<int>(md.levels.shape(0));
+            const std::uint8_t* pr = md.n_pairs ? md.pairs.data() : nullptr;
+            const float* un = md.n_pairs ? md.unary.data() : nullptr;
+            double e;
+            {
+                py::gil_scoped_release release;
+                e = segment::icm_energy(d, l, md.shape, lv, K, sigma, pr, md.n_pairs, un, opt, threads);
+            }
+            return e;
+        },
+        py::arg("data"), py::arg("labels"), py::arg("levels"), py::arg("sigma"), py::kw_only(),
+        py::arg("pairs") = py::none(), py::arg("unary") = py::none(), py::arg("data_weight") = 1.0,
+        py::arg("smoothness") = 0.0, py::arg("threads") = 0, "The energy icm minimises, for given labels.");
+}
+
+}  // namespace tomofuse::bindings

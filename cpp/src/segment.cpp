@@ -1,0 +1,505 @@
+// Segmentation kernels (see tomofuse/segment.hpp).
+#include "tomofuse/segment.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "omp.hpp"
+#include "tomofuse/errors.hpp"
+#include "tomofuse/parallel.hpp"
+
+namespace tomofuse::segment {
+
+namespace {
+
+// A banded n x n matrix: row j holds the entries of columns j - half ... j + half.
+struct Band {
+    std::size_t n = 0;
+    int half = 0;
+    std::vector<double> w;  // n * (2 half + 1)
+
+    double at(std::size_t row, std::ptrdiff_t col) const {
+        const std::ptrdiff_t t = col - static_cast<std::ptrdiff_t>(row) + half;
+        if (t < 0 || t > 2 * half) {
+            return 0.0;
+        }
+        return w[row * static_cast<std::size_t>(2 * half + 1) + static_cast<std::size_t>(t)];
+    }
+};
+
+// H: the sampled, normalised Gaussian of `sigma` voxels with edge-replicated
+// boundaries (entries beyond the ends fold onto the end samples).
+Band gaussian_band(std::size_t n, double sigma) {
+    Band b;
+    b.n = n;
+    b.half = kernel_radius(sigma);
+    const int r = b.half;
+    const std::size_t width = static_cast<std::size_t>(2 * r + 1);
+    b.w.assign(n * width, 0.0);
+    std::vector<double> k(width, 0.0);
+    if (r == 0) {
+        k[0] = 1.0;
+    } else {
+        double s = 0.0;
+        for (int t = -r; t <= r; ++t) {
+            k[static_cast<std::size_t>(t + r)] = std::exp(-0.5 * (t / sigma) * (t / sigma));
+            s += k[static_cast<std::size_t>(t + r)];
+        }
+        for (double& v : k) {
+            v /= s;
+        }
+    }
+    const auto last = static_cast<std::ptrdiff_t>(n) - 1;
+    for (std::size_t j = 0; j < n; ++j) {
+        for (int t = -r; t <= r; ++t) {
+            const std::ptrdiff_t col = std::clamp<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(j) + t, 0, last);
+            const std::ptrdiff_t slot = col - static_cast<std::ptrdiff_t>(j) + r;
+            if (slot >= 0 && slot <= 2 * r) {
+                b.w[j * width + static_cast<std::size_t>(slot)] += k[static_cast<std::size_t>(t + r)];
+            }
+        }
+    }
+    return b;
+}
+
+Band transpose(const Band& h) {
+    Band t;
+    t.n = h.n;
+    t.half = h.half;
+    const std::size_t width = static_cast<std::size_t>(2 * h.half + 1);
+    t.w.assign(h.n * width, 0.0);
+    for (std::size_t j = 0; j < h.n; ++j) {
+        for (int s = 0; s <= 2 * h.half; ++s) {
+            const std::ptrdiff_t col = static_cast<std::ptrdiff_t>(j) - h.half + s;
+            if (col < 0 || col >= static_cast<std::ptrdiff_t>(h.n)) {
+                continue;
+            }
+            const auto c = static_cast<std::size_t>(col);
+            // H[j, col] is H^T[col, j]
+            const std::ptrdiff_t slot = static_cast<std::ptrdiff_t>(j) - col + h.half;
+            t.w[c * width + static_cast<std::size_t>(slot)] = h.w[j * width + static_cast<std::size_t>(s)];
+        }
+    }
+    return t;
+}
+
+// G = H^T H (half-width 2 r).
+Band gram(const Band& h) {
+    Band g;
+    g.n = h.n;
+    g.half = 2 * h.half;
+    const std::size_t width = static_cast<std::size_t>(2 * g.half + 1);
+    g.w.assign(h.n * width, 0.0);
+    for (std::size_t m = 0; m < h.n; ++m) {
+        for (int s = 0; s <= 2 * h.half; ++s) {
+            const std::ptrdiff_t i = static_cast<std::ptrdiff_t>(m) - h.half + s;
+            if (i < 0 || i >= static_cast<std::ptrdiff_t>(h.n)) {
+                continue;
+            }
+            const double hi = h.at(m, i);
+            if (hi == 0.0) {
+                continue;
+            }
+            for (int u = 0; u <= 2 * h.half; ++u) {
+                const std::ptrdiff_t j = static_cast<std::ptrdiff_t>(m) - h.half + u;
+                if (j < 0 || j >= static_cast<std::ptrdiff_t>(h.n)) {
+                    continue;
+                }
+                const std::ptrdiff_t slot = j - i + g.half;
+                g.w[static_cast<std::size_t>(i) * width + static_cast<std::size_t>(slot)] += hi * h.at(m, j);
+            }
+        }
+    }
+    return g;
+}
+
+// Apply a band along one axis of a (nz, ny, nx) double volume, in -> out (distinct).
+void apply_axis(const double* in, double* out, Shape s, int axis, const Band& b, int threads) {
+    const std::size_t n = axis == 0 ? s.nz : axis == 1 ? s.ny : s.nx;
+    const std::size_t stride = axis == 0 ? s.ny * s.nx : axis == 1 ? s.nx : 1;
+    const std::size_t lines = s.size() / n;
+    const std::size_t width = static_cast<std::size_t>(2 * b.half + 1);
+    const auto sn = static_cast<std::ptrdiff_t>(n);
+    TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
+    for (std::ptrdiff_t line = 0; line < static_cast<std::ptrdiff_t>(lines); ++line) {
+        std::size_t base;
+        const auto l = static_cast<std::size_t>(line);
+        if (axis == 0) {
+            base = l;  // (y, x) index
+        } else if (axis == 1) {
+            base = (l / s.nx) * s.ny * s.nx + l % s.nx;
+        } else {
+            base = l * s.nx;
+        }
+        for (std::ptrdiff_t j = 0; j < sn; ++j) {
+            double acc = 0.0;
+            const double* w = b.w.data() + static_cast<std::size_t>(j) * width;
+            const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - b.half);
+            const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(sn - 1, j + b.half);
+            for (std::ptrdiff_t c = lo; c <= hi; ++c) {
+                acc += w[c - j + b.half] * in[base + static_cast<std::size_t>(c) * stride];
+            }
+            out[base + static_cast<std::size_t>(j) * stride] = acc;
+        }
+    }
+}
+
+struct Operators {
+    Band h[3], ht[3], g[3];
+};
+
+Operators make_operators(Shape s, const double sigma[3]) {
+    Operators op;
+    const std::size_t n[3] = {s.nz, s.ny, s.nx};
+    for (int a = 0; a < 3; ++a) {
+        op.h[a] = gaussian_band(n[a], sigma[a]);
+        op.ht[a] = transpose(op.h[a]);
+        op.g[a] = gram(op.h[a]);
+    }
+    return op;
+}
+
+// out = (Bz x By x Bx) in, with bands[a] per axis; `work` a scratch volume.
+void apply3(const double* in, double* out, double* work, Shape s, const Band* bands, int threads) {
+    apply_axis(in, out, s, 2, bands[2], threads);
+    apply_axis(out, work, s, 1, bands[1], threads);
+    apply_axis(work, out, s, 0, bands[0], threads);
+}
+
+void check_sigma(const double sigma[3]) {
+    if (sigma == nullptr) {
+        throw InvalidArgument("sigma must not be null");
+    }
+    for (int a = 0; a < 3; ++a) {
+        if (!(sigma[a] >= 0) || !std::isfinite(sigma[a]) || sigma[a] > 1e4) {
+            throw InvalidArgument("sigma must be finite, >= 0 and <= 1e4 voxels, got " + std::to_string(sigma[a]));
+        }
+    }
+}
+
+struct Model {
+    Shape s;
+    const float* data;
+    const float* levels;
+    int n_labels;
+    const std::uint8_t* pairs;
+    int n_pairs;
+    const float* unary;
+    double w;
+    double beta;
+};
+
+void check_model(const Model& m, const std::uint8_t* labels) {
+    if (m.s.size() == 0) {
+        return;
+    }
+    if (m.data == nullptr || labels == nullptr || m.levels == nullptr) {
+        throw InvalidArgument("data, labels and levels must not be null");
+    }
+    if (m.n_labels < 1 || m.n_labels > 8) {
+        throw InvalidArgument("n_labels must be in [1, 8], got " + std::to_string(m.n_labels));
+    }
+    for (int k = 0; k < m.n_labels; ++k) {
+        if (!std::isfinite(m.levels[k])) {
+            throw InvalidArgument("levels must be finite");
+        }
+    }
+    if (m.n_pairs < 0 || (m.n_pairs > 0 && (m.pairs == nullptr || m.unary == nullptr))) {
+        throw InvalidArgument("pairs and unary must be given for n_pairs > 0");
+    }
+    for (int p = 0; p < m.n_pairs; ++p) {
+        const int a = m.pairs[2 * p], b = m.pairs[2 * p + 1];
+        if (a >= m.n_labels || b >= m.n_labels || a == b) {
+            throw InvalidArgument("pairs must hold two different labels < n_labels");
+        }
+    }
+    if (!(m.w > 0) || !std::isfinite(m.w)) {
+        throw InvalidArgument("data_weight must be > 0 and finite");
+    }
+    if (!(m.beta >= 0) || !std::isfinite(m.beta)) {
+        throw InvalidArgument("smoothness must be >= 0 and finite");
+    }
+    // one pass over the volume; no exception inside parallel regions
+    const std::size_t n = m.s.size();
+    bool bad_label = false, bad_data = false, bad_unary = false;
+    for (std::size_t i = 0; i < n; ++i) {
+        bad_label |= labels[i] >= m.n_labels;
+        bad_data |= !std::isfinite(m.data[i]);
+    }
+    for (std::size_t i = 0; i < n * static_cast<std::size_t>(m.n_pairs); ++i) {
+        bad_unary |= !std::isfinite(m.unary[i]);
+    }
+    if (bad_label) {
+        throw InvalidArgument("labels must be < n_labels = " + std::to_string(m.n_labels));
+    }
+    if (bad_data) {
+        throw InvalidArgument("data must be finite");
+    }
+    if (bad_unary) {
+        throw InvalidArgument("unary must be finite");
+    }
+}
+
+// residual r = data - H m[L] (double)
+void residual(const Model& m, const std::uint8_t* labels, const Operators& op, std::vector<double>& r,
+              std::vector<double>& work, std::vector<double>& field, int threads) {
+    const std::size_t n = m.s.size();
+    TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
+    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
+        field[static_cast<std::size_t>(i)] = m.levels[labels[i]];
+    }
+    apply3(field.data(), r.data(), work.data(), m.s, op.h, threads);
+    TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
+    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
+        r[static_cast<std::size_t>(i)] = static_cast<double>(m.data[i]) - r[static_cast<std::size_t>(i)];
+    }
+}
+
+inline double unary_of(const Model& m, std::size_t i, int label, std::size_t n) {
+    double u = 0.0;
+    for (int p = 0; p < m.n_pairs; ++p) {
+        const double d = m.unary[static_cast<std::size_t>(p) * n + i];
+        if (label == m.pairs[2 * p + 1]) {
+            u += d > 0 ? d : 0.0;
+        } else if (label == m.pairs[2 * p]) {
+            u += d < 0 ? -d : 0.0;
+        }
+    }
+    return u;
+}
+
+double energy_of(const Model& m, const std::uint8_t* labels, const std::vector<double>& r, int threads) {
+    const Shape s = m.s;
+    const std::size_t n = s.size();
+    double data = 0.0, unlike = 0.0, un = 0.0;
+    // ordered per-z partial sums: the same total for any thread count
+    std::vector<double> part(s.nz * 3, 0.0);
+    TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
+    for (std::ptrdiff_t z = 0; z < static_cast<std::ptrdiff_t>(s.nz); ++z) {
+        double a = 0.0, b = 0.0, c = 0.0;
+        const std::size_t zz = static_cast<std::size_t>(z);
+        for (std::size_t y = 0; y < s.ny; ++y) {
+            for (std::size_t x = 0; x < s.nx; ++x) {
+                const std::size_t i = (zz * s.ny + y) * s.nx + x;
+                a += r[i] * r[i];
+                const int l = labels[i];
+                if (x + 1 < s.nx) b += labels[i + 1] != l;
+                if (y + 1 < s.ny) b += labels[i + s.nx] != l;
+                if (zz + 1 < s.nz) b += labels[i + s.ny * s.nx] != l;
+                if (m.n_pairs > 0) c += unary_of(m, i, l, n);
+            }
+        }
+        part[zz * 3] = a;
+        part[zz * 3 + 1] = b;
+        part[zz * 3 + 2] = c;
+    }
+    for (std::size_t z = 0; z < s.nz; ++z) {
+        data += part[z * 3];
+        unlike += part[z * 3 + 1];
+        un += part[z * 3 + 2];
+    }
+    return m.w * data + m.beta * unlike + un;
+}
+
+}  // namespace
+
+int kernel_radius(double sigma) {
+    if (!(sigma > 0)) {
+        return 0;
+    }
+    return static_cast<int>(std::ceil(3.5 * sigma));
+}
+
+void gaussian_blur(const float* in, float* out, Shape shape, const double sigma[3], bool adjoint, int nthreads) {
+    check_sigma(sigma);
+    const int threads = resolve_threads(nthreads);
+    const std::size_t n = shape.size();
+    if (n == 0) {
+        return;
+    }
+    if (in == nullptr || out == nullptr) {
+        throw InvalidArgument("in and out must not be null");
+    }
+    std::vector<double> a, b, c;
+    try {
+        a.resize(n);
+        b.resize(n);
+        c.resize(n);
+    } catch (const std::bad_alloc&) {
+        throw Error("gaussian_blur: out of memory for three double work volumes of " + std::to_string(n) +
+                    " voxels");
+    }
+    const Operators op = make_operators(shape, sigma);
+    TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
+    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
+        a[static_cast<std::size_t>(i)] = in[i];
+    }
+    apply3(a.data(), b.data(), c.data(), shape, adjoint ? op.ht : op.h, threads);
+    TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
+    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
+        out[i] = static_cast<float>(b[static_cast<std::size_t>(i)]);
+    }
+}
+
+double icm_energy(const float* data, const std::uint8_t* labels, Shape shape, const float* levels, int n_labels,
+                  const double sigma[3], const std::uint8_t* pairs, int n_pairs, const float* unary,
+                  const IcmOptions& options, int nthreads) {
+    check_sigma(sigma);
+    const int threads = resolve_threads(nthreads);
+    const Model m{shape, data, levels, n_labels, pairs, n_pairs, unary, options.data_weight, options.smoothness};
+    check_model(m, labels);
+    const std::size_t n = shape.size();
+    if (n == 0) {
+        return 0.0;
+    }
+    std::vector<double> r(n), work(n), field(n);
+    const Operators op = make_operators(shape, sigma);
+    residual(m, labels, op, r, work, field, threads);
+    return energy_of(m, labels, r, threads);
+}
+
+IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float* levels, int n_labels,
+              const double sigma[3], const std::uint8_t* allowed, const std::uint8_t* pairs, int n_pairs,
+              const float* unary, const IcmOptions& options, int nthreads) {
+    check_sigma(sigma);
+    const int threads = resolve_threads(nthreads);
+    const Model m{shape, data, levels, n_labels, pairs, n_pairs, unary, options.data_weight, options.smoothness};
+    check_model(m, labels);
+    if (options.max_sweeps < 0) {
+        throw InvalidArgument("max_sweeps must be >= 0");
+    }
+    if (options.slab < 0) {
+        throw InvalidArgument("slab must be >= 0");
+    }
+    IcmReport report;
+    const std::size_t n = shape.size();
+    if (n == 0) {
+        return report;
+    }
+    std::vector<double> r, g, work, field;
+    try {
+        r.resize(n);
+        g.resize(n);
+        work.resize(n);
+        field.resize(n);
+    } catch (const std::bad_alloc&) {
+        throw Error("icm: out of memory for four double work volumes of " + std::to_string(n) + " voxels");
+    }
+    const Operators op = make_operators(shape, sigma);
+    const int hz = op.g[0].half, hy = op.g[1].half, hx = op.g[2].half;
+    const int slab = options.slab > 0 ? options.slab : std::max(2 * hz + 1, 8);
+    if (slab < 2 * hz + 1) {
+        throw InvalidArgument("slab must be >= 2 * (2 r_z) + 1 = " + std::to_string(2 * hz + 1) +
+                              " for this sigma, got " + std::to_string(options.slab));
+    }
+    const std::size_t n_slabs = (shape.nz + static_cast<std::size_t>(slab) - 1) / static_cast<std::size_t>(slab);
+    const std::size_t plane = shape.ny * shape.nx;
+    const double w = m.w, beta = m.beta;
+    const int K = n_labels;
+
+    residual(m, labels, op, r, work, field, threads);
+    report.energy_before = energy_of(m, labels, r, threads);
+
+    for (int sweep = 0; sweep < options.max_sweeps; ++sweep) {
+        // g = H^T r, recomputed exactly at the start of every sweep (no drift)
+        if (sweep > 0) {
+            residual(m, labels, op, r, work, field, threads);
+        }
+        apply3(r.data(), g.data(), work.data(), shape, op.ht, threads);
+        std::vector<std::int64_t> changed(n_slabs, 0);
+        for (int phase = 0; phase < 2; ++phase) {
+            TOMOFUSE_OMP(parallel for schedule(dynamic, 1) num_threads(threads))
+            for (std::ptrdiff_t sl = phase; sl < static_cast<std::ptrdiff_t>(n_slabs); sl += 2) {
+                const std::size_t z0 = static_cast<std::size_t>(sl) * static_cast<std::size_t>(slab);
+                const std::size_t z1 = std::min(shape.nz, z0 + static_cast<std::size_t>(slab));
+                std::int64_t count = 0;
+                for (std::size_t z = z0; z < z1; ++z) {
+                    for (std::size_t y = 0; y < shape.ny; ++y) {
+                        for (std::size_t x = 0; x < shape.nx; ++x) {
+                            const std::size_t i = (z * shape.ny + y) * shape.nx + x;
+                            const int cur = labels[i];
+                            const unsigned mask = allowed ? allowed[i] : 0xFFu;
+                            int same[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                            if (x > 0) ++same[labels[i - 1]];
+                            if (x + 1 < shape.nx) ++same[labels[i + 1]];
+                            if (y > 0) ++same[labels[i - shape.nx]];
+                            if (y + 1 < shape.ny) ++same[labels[i + shape.nx]];
+                            if (z > 0) ++same[labels[i - plane]];
+                            if (z + 1 < shape.nz) ++same[labels[i + plane]];
+                            const double self = op.g[0].at(z, static_cast<std::ptrdiff_t>(z)) *
+                                                op.g[1].at(y, static_cast<std::ptrdiff_t>(y)) *
+                                                op.g[2].at(x, static_cast<std::ptrdiff_t>(x));
+                            const double gi = g[i];
+                            const double ucur = m.n_pairs ? unary_of(m, i, cur, n) : 0.0;
+                            int best = cur;
+                            double best_de = 0.0;
+                            for (int k = 0; k < K; ++k) {
+                                if (k == cur || ((mask >> k) & 1u) == 0) {
+                                    continue;
+                                }
+                                const double dm = static_cast<double>(levels[k]) - levels[cur];
+                                double de = w * (-2.0 * dm * gi + dm * dm * self) + beta * (same[cur] - same[k]);
+                                if (m.n_pairs) {
+                                    de += unary_of(m, i, k, n) - ucur;
+                                }
+                                if (de < best_de) {
+                                    best_de = de;
+                                    best = k;
+                                }
+                            }
+                            if (best == cur) {
+                                continue;
+                            }
+                            // accept: g -= dm * G[:, i] (the residual falls by dm * H[:, i])
+                            const double dm = static_cast<double>(levels[best]) - levels[cur];
+                            labels[i] = static_cast<std::uint8_t>(best);
+                            ++count;
+                            const std::ptrdiff_t zl = std::max<std::ptrdiff_t>(0, static_cast<std::ptrdiff_t>(z) - hz);
+                            const std::ptrdiff_t zh = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(shape.nz) - 1,
+                                                                               static_cast<std::ptrdiff_t>(z) + hz);
+                            const std::ptrdiff_t yl = std::max<std::ptrdiff_t>(0, static_cast<std::ptrdiff_t>(y) - hy);
+                            const std::ptrdiff_t yh = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(shape.ny) - 1,
+                                                                               static_cast<std::ptrdiff_t>(y) + hy);
+                            const std::ptrdiff_t xl = std::max<std::ptrdiff_t>(0, static_cast<std::ptrdiff_t>(x) - hx);
+                            const std::ptrdiff_t xh = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(shape.nx) - 1,
+                                                                               static_cast<std::ptrdiff_t>(x) + hx);
+                            // G_x is symmetric: row x holds G_x[x][xx] = G_x[xx][x]
+                            // (offset >= 0: x * width >= x)
+                            const double* gxp = op.g[2].w.data() +
+                                                (x * static_cast<std::size_t>(2 * hx + 1) - x + static_cast<std::size_t>(hx));
+                            for (std::ptrdiff_t zz = zl; zz <= zh; ++zz) {
+                                const double wz = dm * op.g[0].at(static_cast<std::size_t>(zz), static_cast<std::ptrdiff_t>(z));
+                                for (std::ptrdiff_t yy = yl; yy <= yh; ++yy) {
+                                    const double wzy = wz * op.g[1].at(static_cast<std::size_t>(yy), static_cast<std::ptrdiff_t>(y));
+                                    double* row = g.data() + (static_cast<std::size_t>(zz) * shape.ny + static_cast<std::size_t>(yy)) * shape.nx;
+                                    for (std::ptrdiff_t xx = xl; xx <= xh; ++xx) {
+                                        row[xx] -= wzy * gxp[xx];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                changed[static_cast<std::size_t>(sl)] = count;
+            }
+        }
+        std::int64_t total = 0;
+        for (auto c : changed) {
+            total += c;
+        }
+        report.changes.push_back(total);
+        report.sweeps = sweep + 1;
+        if (static_cast<std::size_t>(total) <= options.min_changes) {
+            break;
+        }
+    }
+    residual(m, labels, op, r, work, field, threads);
+    report.energy_after = energy_of(m, labels, r, threads);
+    return report;
+}
+
+}  // namespace tomofuse::segment

@@ -1,0 +1,454 @@
+"""``segment``: the fused (PXCT, TXTM) volume into pore / graphite / silicon / CBD / SEI.
+
+The method (Müller et al., "Multimodal Nanoscale Tomographic Imaging for Battery
+Electrodes": "thresholding and simple morphological operations" on the fused volume),
+made quantitative by modelling what each modality sees:
+
+1. *Initial labels* from physics: the PXCT histogram is fitted by a mixture whose means are
+   an affine image of the phases' ``delta`` (``physical_levels``), which gives pore /
+   CBD-SEI / graphite-silicon thresholds in the data's units; graphite and silicon
+   (``delta`` 5 % apart) are told apart by the TXTM (``beta`` ~10x apart).
+2. *Forward model* of each channel: the level field of the labels blurred by the
+   channel's point-spread function (anisotropic Gaussian, fitted to the data) plus
+   noise (measured on the residual).  The levels of every phase in every channel are
+   fitted by least squares, so no threshold depends on units.
+3. *Partial volumes*: a voxel between two phases takes an intermediate value that a
+   plain threshold reads as a third phase (a false CBD rim on every particle).  Voxels of
+   an intermediate label between a lower and a higher one are first given to the nearer
+   of the two, then iterated conditional modes (``_core.icm``) minimise
+   ``|PXCT - H m[L]|^2 / (2 s^2 v) + smoothness * #unlike neighbours + TXTM evidence``,
+   the TXTM evidence being the local silicon (CBD) fraction of the graphite-silicon
+   (CBD-SEI) voxels that the blurred TXTM implies, given the PXCT geometry.
+4. *Morphology*: SEI only within ``sei_max_distance_m`` of silicon and only in
+   components touching it; components below ``min_voxels`` join their neighbours.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .. import _core
+from .._phase import Phase
+from .._progress import Progress, ProgressCallback
+from .._validate import positive_length
+from ._cleanup import clean_labels
+from ._fit import FWHM_PER_SIGMA, affine_mixture, blur, fit_levels, fit_psf, measure_noise, sample_blocks
+from ._model import PhaseModel, physical_levels
+from ._result import Segmentation
+
+__all__ = ["segment", "CHANNEL_CHOICES"]
+
+logger = logging.getLogger(__name__)
+
+#: ``channels`` of ``segment``: both modalities, or one alone (the single-modality baselines).
+CHANNEL_CHOICES = ("both", "pxct", "txtm")
+
+PORE, GRAPHITE, SILICON, CBD, SEI = (int(p) for p in Phase)
+
+#: Smoothness (Potts weight per unlike pair of 6-neighbours, in units of the data term).
+SMOOTHNESS = 2.0
+#: Outer iterations (levels, noise and TXTM evidence refitted, then ICM).
+OUTER_ITERATIONS = 3
+#: ICM sweeps per outer iteration (it stops earlier once < 1e-4 of the voxels change).
+ICM_SWEEPS = 8
+#: Components of a phase smaller than this many voxels join their neighbours.
+MIN_VOXELS = 5
+#: Isotropic PSF sigma grids (voxels) searched for each channel.
+_PSF_GRID = {0: (0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5), 1: (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.5, 8.0)}
+
+
+def _threads(threads) -> int:
+    if threads is None:
+        return 0
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"threads must be None or a positive int, got {threads!r}")
+    if threads < 1:
+        raise ValueError(f"threads must be None or >= 1, got {threads!r}")
+    return int(threads)
+
+
+def _check_fused(fused, channels: str):
+    if not isinstance(fused, np.ndarray):
+        raise TypeError(f"fused must be a numpy.ndarray (2, z, y, x), got {type(fused).__name__}")
+    if fused.ndim != 4 or fused.shape[0] != 2:
+        raise ValueError(f"fused must have shape (2, z, y, x) (channel 0 PXCT, channel 1 TXTM) as "
+                         f"tomofuse.register.fuse returns it, got shape {fused.shape}")
+    if not np.issubdtype(fused.dtype, np.floating):
+        raise TypeError(f"fused must be a float array, got dtype {fused.dtype}")
+    if min(fused.shape[1:]) < 8:
+        raise ValueError(f"fused must have at least 8 voxels along every axis, got shape {fused.shape}")
+    pxct = np.ascontiguousarray(fused[0], dtype=np.float32)
+    txtm = np.ascontiguousarray(fused[1], dtype=np.float32)
+    if channels in ("both", "pxct"):
+        if not np.all(np.isfinite(pxct)):
+            raise ValueError("fused[0] (PXCT) must be finite everywhere (NaN marks only voxels outside the "
+                             "TXTM field of view, in fused[1])")
+        if not np.ptp(pxct) > 0:
+            raise ValueError("fused[0] (PXCT) is constant: nothing to segment")
+    valid = np.isfinite(txtm)
+    if np.any(np.isinf(txtm)):
+        raise ValueError("fused[1] (TXTM) holds infinite values; only NaN (outside the TXTM field of view) "
+                         "is allowed")
+    if channels in ("both", "txtm"):
+        if not valid.any():
+            raise ValueError("fused[1] (TXTM) is NaN everywhere (no voxel inside the TXTM field of view); "
+                             "use channels='pxct'")
+        if not np.ptp(txtm[valid]) > 0:
+            raise ValueError("fused[1] (TXTM) is constant inside its field of view: nothing to segment")
+    if channels == "txtm" and not np.all(valid):
+        # TXTM alone: outside its field of view nothing is measured
+        pass
+    return pxct, txtm, valid
+
+
+def _check_pair(value, name: str, unit: str) -> tuple[float, float]:
+    try:
+        a, b = (float(x) for x in value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair of numbers ({unit}), got {value!r}") from None
+    for x in (a, b):
+        if not (math.isfinite(x) and x > 0):
+            raise ValueError(f"{name} must hold positive finite numbers ({unit}), got {value!r}")
+    return a, b
+
+
+def _initial_labels(data: np.ndarray, valid: Optional[np.ndarray], physical: np.ndarray, cycled: bool,
+                    channel: int) -> np.ndarray:
+    """Labels from physics-mapped thresholds of one channel (graphite/silicon not split for PXCT)."""
+    used = np.array([True, True, True, True, cycled])
+    sample = data[valid] if valid is not None else data.ravel()
+    if sample.size > 400_000:
+        sample = sample[np.random.default_rng(0).choice(sample.size, 400_000, replace=False)]
+    a, g = affine_mixture(sample, physical, used)
+    lv = a + g * physical
+    labels = np.zeros(data.shape, np.uint8)
+    if channel == 0:
+        # pore | CBD (| SEI) | graphite + silicon (one class, split by the TXTM)
+        medium = [CBD, SEI] if cycled else [CBD]
+        high = 0.5 * (lv[GRAPHITE] + lv[SILICON])
+        cuts = sorted([(lv[k], k) for k in [PORE] + medium] + [(high, GRAPHITE)])
+    else:
+        cuts = sorted((lv[k], k) for k in range(5) if used[k])
+    vals = np.array([c[0] for c in cuts])
+    codes = np.array([c[1] for c in cuts], np.uint8)
+    edges = 0.5 * (vals[1:] + vals[:-1])
+    labels = codes[np.searchsorted(edges, data)]
+    return labels
+
+
+def _split_high(txtm: np.ndarray, valid: np.ndarray, labels: np.ndarray, sigma_t, threads: int) -> None:
+    """Graphite vs silicon inside the high-delta class by the TXTM (Otsu on interior voxels)."""
+    from skimage.filters import threshold_otsu
+
+    high = labels == GRAPHITE
+    frac = blur(high.astype(np.float32), sigma_t, threads=threads)
+    core = high & valid & (frac > 0.8)
+    if core.sum() < 50:
+        core = high & valid
+    if core.sum() < 2:
+        return
+    t = threshold_otsu(txtm[core])
+    labels[high & valid & (txtm > t)] = SILICON
+
+
+def _remove_rims(data: np.ndarray, labels: np.ndarray, levels: np.ndarray) -> int:
+    """Voxels of an intermediate level between a lower and a higher one (26-neighbourhood)
+    go to whichever of the two their value is nearer (a partial-volume edge, not a phase)."""
+    from scipy import ndimage
+
+    order = np.argsort(levels, kind="stable")
+    rank = np.empty(len(levels), np.int64)
+    rank[order] = np.arange(len(levels))
+    r = rank[labels].astype(np.uint8)
+    lo = ndimage.minimum_filter(r, size=3, mode="nearest")
+    hi = ndimage.maximum_filter(r, size=3, mode="nearest")
+    rim = (lo < r) & (hi > r)
+    if not rim.any():
+        return 0
+    a = order[lo[rim]]
+    b = order[hi[rim]]
+    new = np.where(data[rim] > 0.5 * (levels[a] + levels[b]), b, a).astype(np.uint8)
+    changed = int(np.count_nonzero(new != labels[rim]))
+    labels[rim] = new
+    return changed
+
+
+def _downsample(a: np.ndarray, f: int) -> np.ndarray:
+    if f == 1:
+        return a.astype(np.float32)
+    shape = tuple(-(-n // f) * f for n in a.shape)
+    pad = [(0, s - n) for s, n in zip(shape, a.shape)]
+    b = np.pad(a.astype(np.float32), pad, mode="edge")
+    return b.reshape(shape[0] // f, f, shape[1] // f, f, shape[2] // f, f).mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def _upsample(a: np.ndarray, f: int, shape) -> np.ndarray:
+    """Linear interpolation of a block-averaged field back onto the fine grid."""
+    if f == 1:
+        return a
+    out = a
+    for axis, n in enumerate(shape):
+        # fine voxel i sits at coarse coordinate (i + 0.5) / f - 0.5
+        x = (np.arange(n) + 0.5) / f - 0.5
+        x = np.clip(x, 0, out.shape[axis] - 1)
+        i0 = np.floor(x).astype(np.int64)
+        i1 = np.minimum(i0 + 1, out.shape[axis] - 1)
+        w = (x - i0).astype(np.float32)
+        shp = [1, 1, 1]
+        shp[axis] = n
+        w = w.reshape(shp)
+        out = np.take(out, i0, axis=axis) * (1 - w) + np.take(out, i1, axis=axis) * w
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycled, threads):
+    """Pair unaries (graphite -> silicon, CBD -> SEI) from the TXTM, ``(2, z, y, x)`` float32.
+
+    For a voxel of the graphite/silicon class, the TXTM around it, minus what the other
+    classes contribute (their blurred indicators times their levels), divided by the
+    blurred graphite/silicon indicator, gives the local silicon fraction ``s`` with
+    standard error ``noise / (dm * frac)``; the unary for silicon over graphite is
+    ``w (1 - 2 s)`` with ``w = (dm frac)^2 / (2 noise^2 corr)``.  Likewise the CBD
+    fraction ``c`` of the CBD/SEI class decides CBD vs SEI.  Computed on a grid
+    coarsened by ``f`` (the TXTM is smooth on that scale) and interpolated back.
+    """
+    s = np.asarray(sigma_t, dtype=np.float64)
+    f = max(1, int(min(s) // 1.5))
+    f = min(f, 4)
+    shape = labels.shape
+    t = _downsample(np.where(valid, txtm, 0.0), f)
+    v = _downsample(valid, f)
+    frac = {k: blur(_downsample(labels == k, f), s / f, threads=threads) for k in range(5)}
+    vb = blur(v, s / f, threads=threads)
+    tb = t  # the TXTM is already blurred by its PSF: its value is the model's prediction
+    lv = levels_t
+    var = noise_t ** 2 * corr_t
+    out = np.zeros((2,) + shape, np.float32)
+    ok = v > 0.5
+    # graphite (a) vs silicon (b)
+    hb = frac[GRAPHITE] + frac[SILICON]
+    rest = sum(lv[k] * frac[k] for k in (PORE, CBD, SEI))
+    dm = lv[SILICON] - lv[GRAPHITE]
+    sfrac = (tb - rest - lv[GRAPHITE] * hb) / np.maximum(dm * hb, 1e-30 * abs(dm) + 1e-30)
+    w = (dm * hb) ** 2 / (2 * var) * ok * np.clip(vb, 0, 1)
+    d_hi = (w * (1 - 2 * np.clip(sfrac, -1, 2))).astype(np.float32)
+    out[0] = _upsample(d_hi, f, shape)
+    if cycled:
+        mb = frac[CBD] + frac[SEI]
+        rest = sum(lv[k] * frac[k] for k in (PORE, GRAPHITE, SILICON))
+        dm = lv[CBD] - lv[SEI]
+        cfrac = (tb - rest - lv[SEI] * mb) / np.maximum(dm * mb, 1e-30 * abs(dm) + 1e-30) if dm != 0 else 0 * mb
+        w = (dm * mb) ** 2 / (2 * var) * ok * np.clip(vb, 0, 1)
+        # unary for SEI (b) over CBD (a): evidence against SEI grows with the CBD fraction
+        d_med = (w * (2 * np.clip(cfrac, -1, 2) - 1)).astype(np.float32)
+        out[1] = _upsample(d_med, f, shape)
+    out[:, ~valid] = 0.0
+    return out
+
+
+def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4), resolution=None,
+            channels: str = "both", thresholds=None, threads: Optional[int] = None,
+            callback: Optional[ProgressCallback] = None) -> Segmentation:
+    """Segment a fused (PXCT, TXTM) volume into pore, graphite, silicon, CBD and SEI.
+
+    Neither modality can do it alone: PXCT resolves pores, CBD and thin SEI but sees
+    graphite and SiOx within ~5 % in ``delta`` at 6.2 keV; TXTM tells graphite from SiOx
+    (``beta`` ~10x apart at 8.4 keV) but blurs everything below ~130 nm (Müller et al.,
+    "Multimodal Nanoscale Tomographic Imaging for Battery Electrodes", Fig. 1).  The
+    method is described in ``tomofuse.segment._classify``'s module docstring: physics
+    thresholds, a blurred forward model of each channel fitted to the data (levels, PSF,
+    noise), partial-volume edges resolved by iterated conditional modes, then
+    morphology.
+
+    Parameters
+    ----------
+    fused : (2, z, y, x) ndarray of float
+        As ``tomofuse.register.fuse`` returns it: channel 0 PXCT (delta-like: larger is
+        denser), channel 1 TXTM (beta- or mu-like: larger absorbs more), each in any
+        units (a positive scale and any offset; the result does not depend on them).
+        NaN in channel 1 marks voxels outside the TXTM field of view.
+    voxel_size : float
+        Voxel edge of the fused grid, metres.
+    cycled : bool
+        The electrode was cycled: an SEI phase exists (as a layer on silicon).
+    energies_kev : (2,) floats
+        PXCT and TXTM photon energies, keV (paper: 6.2 and 8.4 keV).
+    resolution : (2,) floats, optional
+        FWHM (metres) of the PXCT and TXTM point-spread functions on the fused grid, e.g.
+        from the Fourier shell correlation; by default both are fitted to the data
+        (anisotropic: filtered back-projection blurs slices more than the rotation axis).
+    channels : {"both", "pxct", "txtm"}
+        Use both channels, or one alone (the single-modality baselines; same code path).
+    thresholds : PhaseModel or mapping, optional
+        A model from an earlier ``Segmentation.thresholds`` (or its ``to_dict()``): every
+        fitted quantity is taken from it instead.
+    threads : int, optional
+        Threads of the core (None = tomofuse default).
+    callback : callable, optional
+        ``callback(fraction, message)`` progress reports.
+
+    Returns
+    -------
+    Segmentation
+        ``labels`` (z, y, x) uint8 ``Phase`` codes on the fused grid, ``valid`` (voxels
+        inside the TXTM field of view, where graphite and silicon are told apart by
+        absorption), ``thresholds`` (the fitted ``PhaseModel``), ``info``.
+    """
+    if channels not in CHANNEL_CHOICES:
+        raise ValueError(f"channels must be one of {CHANNEL_CHOICES}, got {channels!r}")
+    v = positive_length(voxel_size, "voxel_size")
+    e_p, e_t = _check_pair(energies_kev, "energies_kev", "keV")
+    res = None if resolution is None else _check_pair(resolution, "resolution", "metres, FWHM")
+    th = _threads(threads)
+    if not isinstance(cycled, (bool, np.bool_)):
+        raise TypeError(f"cycled must be a bool, got {cycled!r}")
+    cycled = bool(cycled)
+    model = None if thresholds is None else PhaseModel.from_dict(thresholds)
+    pxct, txtm, valid = _check_fused(fused, channels)
+    progress = Progress(callback, logger)
+    t0 = time.perf_counter()
+    phys = physical_levels((e_p, e_t))
+    use = {"both": (0, 1), "pxct": (0,), "txtm": (1,)}[channels]
+    main = use[0]  # the channel whose blurred model the ICM fits voxel by voxel
+    data = pxct if main == 0 else np.where(valid, txtm, np.nan).astype(np.float32)
+    data_valid = None if main == 0 else valid
+    if main == 1:
+        fill = float(np.median(txtm[valid]))
+        data = np.where(valid, txtm, fill).astype(np.float32)
+    ks = [PORE, GRAPHITE, SILICON, CBD] + ([SEI] if cycled else [])
+    blocks = sample_blocks(pxct.shape)
+    info: dict = {"channels": channels, "cycled": cycled}
+
+    progress.stage(0.0, 0.1, "initial labels from physics")
+    if model is None:
+        labels = _initial_labels(data, data_valid, phys[main], cycled, main)
+    else:
+        lv = model.levels[main]
+        order = [k for k in ks]
+        vals = np.array([lv[k] for k in order])
+        srt = np.argsort(vals)
+        edges = 0.5 * (vals[srt][1:] + vals[srt][:-1])
+        labels = np.array(order, np.uint8)[srt][np.searchsorted(edges, data)]
+        if main == 0:
+            labels[labels == SILICON] = GRAPHITE
+
+    # --- point-spread functions (voxels)
+    progress.stage(0.1, 0.35, "point-spread functions")
+    sig = {}
+    if model is not None:
+        for c in (0, 1):
+            sig[c] = tuple(float(x) for x in model.psf_sigma_m[c] / v)
+    elif res is not None:
+        for c in (0, 1):
+            s = res[c] / FWHM_PER_SIGMA / v
+            sig[c] = (s, s, s)
+    if main == 0 and 1 in use and model is None:
+        # TXTM PSF (on the three-class labels), then graphite/silicon from the TXTM
+        if 1 not in sig:
+            kt = [PORE, GRAPHITE, CBD] + ([SEI] if cycled else [])
+            sig[1] = fit_psf(txtm, labels, kt, blocks, isotropic=_PSF_GRID[1], valid=valid, threads=th)
+        _split_high(txtm, valid, labels, sig[1], th)
+    elif main == 0 and 1 in use:
+        _split_high(txtm, valid, labels, sig[1], th)
+    elif main == 0:
+        # PXCT alone: graphite vs silicon by their (close) delta
+        high = labels == GRAPHITE
+        if model is None:
+            a, g = affine_mixture(pxct[high][:400_000] if high.any() else pxct.ravel()[:1000], phys[0, [GRAPHITE, SILICON]],
+                                  np.array([True, True]))
+            cut = a + g * 0.5 * (phys[0, GRAPHITE] + phys[0, SILICON])
+        else:
+            cut = 0.5 * (model.levels[0, GRAPHITE] + model.levels[0, SILICON])
+        order = np.sign(phys[0, SILICON] - phys[0, GRAPHITE])
+        labels[high & ((pxct - cut) * order > 0)] = SILICON
+    if main not in sig:
+        sig[main] = fit_psf(data, labels, ks, blocks, isotropic=_PSF_GRID[main], valid=data_valid, threads=th)
+    if main == 1 and model is None:
+        sig[1] = (0.0, 0.0, 0.0)  # TXTM alone: thresholds and smoothing, no deblurring
+    info["psf_sigma_voxels"] = {c: list(sig[c]) for c in sig}
+    logger.info("PSF sigma (voxels): %s", info["psf_sigma_voxels"])
+
+    # --- outer iterations: levels, noise, evidence, ICM
+    levels = np.full((2, 5), np.nan)
+    noise = np.full(2, np.nan)
+    corr = np.full(2, np.nan)
+    smooth = SMOOTHNESS if model is None else model.smoothness
+    sei_max = 600e-9 if model is None else model.sei_max_distance_m
+    allowed_bits = sum(1 << k for k in ks)
+    n_outer = OUTER_ITERATIONS if model is None else 1
+    icm_reports = []
+    for it in range(n_outer):
+        progress.stage(0.35 + 0.55 * it / n_outer, 0.35 + 0.55 * (it + 1) / n_outer,
+                       f"fitting the model (round {it + 1} of {n_outer})")
+        for c in use:
+            if model is not None:
+                levels[c] = model.levels[c]
+                noise[c], corr[c] = model.noise[c], model.correlation_volume[c]
+                continue
+            d_c = pxct if c == 0 else np.where(valid, txtm, 0).astype(np.float32)
+            val_c = None if c == 0 else valid
+            lv, _ = fit_levels(d_c, labels, ks, sig[c], blocks, valid=val_c, threads=th)
+            full = np.full(5, np.nan)
+            full[ks] = lv
+            _fill_missing(full, phys[c], ks)
+            if not cycled:
+                full[SEI] = full[CBD]
+            levels[c] = full
+            noise[c], corr[c] = measure_noise(d_c, labels, full, sig[c], blocks, valid=val_c, threads=th)
+        if it == 0:
+            n_rim = _remove_rims(data, labels, levels[main])
+            info["rim_voxels"] = n_rim
+        allowed = np.full(labels.shape, allowed_bits, np.uint8)
+        if cycled:
+            import edt
+
+            far = edt.edt(labels != SILICON, anisotropy=(v, v, v), parallel=max(th, 1)) > sei_max
+            allowed[far] &= np.uint8(~(1 << SEI) & 0xFF)
+        pairs = unary = None
+        if main == 0 and 1 in use:
+            unary = _txtm_evidence(txtm, valid, labels, levels[1], sig[1], noise[1], corr[1], cycled, th)
+            pairs = np.array([[GRAPHITE, SILICON], [CBD, SEI]], np.uint8)
+        w = 1.0 / (2.0 * noise[main] ** 2 * corr[main])
+        lev32 = np.nan_to_num(levels[main], nan=0.0).astype(np.float32)
+        rep = _core.icm(data, labels, lev32, tuple(sig[main]), allowed=allowed, pairs=pairs, unary=unary,
+                        data_weight=w, smoothness=smooth, max_sweeps=ICM_SWEEPS,
+                        min_changes=int(1e-4 * labels.size), threads=th)
+        icm_reports.append(rep)
+        logger.info("ICM round %d: %s changes per sweep, energy %.6g -> %.6g", it + 1, rep["changes"],
+                    rep["energy_before"], rep["energy_after"])
+        del unary, allowed
+
+    progress.stage(0.9, 1.0, "morphology")
+    cleanup = clean_labels(labels, cycled=cycled, min_voxels=MIN_VOXELS)
+    info.update(icm=icm_reports, cleanup=cleanup, seconds=time.perf_counter() - t0)
+    if model is None:
+        psf_m = np.array([np.asarray(sig.get(c, (0.0, 0.0, 0.0))) * v for c in (0, 1)])
+        for c in (0, 1):
+            if c not in use:
+                levels[c] = np.nan
+                noise[c], corr[c] = 1.0, 1.0
+        model = PhaseModel(levels=levels, psf_sigma_m=psf_m, noise=noise, correlation_volume=corr,
+                           smoothness=smooth, sei_max_distance_m=sei_max)
+    progress.update(1.0, "done")
+    return Segmentation(labels=labels, valid=valid if 1 in use else np.ones_like(valid),
+                        thresholds=model, channels=channels, voxel_size=v, cycled=cycled, info=info)
+
+
+def _fill_missing(levels: np.ndarray, physical: np.ndarray, ks: Sequence[int]) -> None:
+    """Levels of phases absent from the data, from the physics through the fitted affine map."""
+    have = [k for k in ks if np.isfinite(levels[k])]
+    missing = [k for k in ks if not np.isfinite(levels[k])]
+    if not missing:
+        return
+    if len(have) >= 2:
+        A = np.stack([np.ones(len(have)), physical[have]], axis=1)
+        (a, g), *_ = np.linalg.lstsq(A, levels[have], rcond=None)
+    else:
+        a, g = (levels[have[0]] if have else 0.0), 0.0
+    for k in missing:
+        levels[k] = a + g * physical[k]

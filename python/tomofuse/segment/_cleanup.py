@@ -1,0 +1,70 @@
+"""Morphology after classification: SEI only as a layer on silicon, no specks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._phase import Phase
+
+__all__ = ["clean_labels", "fill_from_neighbours"]
+
+_SI, _CBD, _SEI = int(Phase.SILICON), int(Phase.CBD), int(Phase.SEI)
+_UNKNOWN = 255
+
+
+def fill_from_neighbours(labels: np.ndarray, unknown: np.ndarray) -> None:
+    """Give every ``unknown`` voxel the most common label of its known 6-neighbours,
+    growing inwards until none is left (in place; ties go to the lower label)."""
+    flat = labels.reshape(-1)
+    idx = np.flatnonzero(unknown)
+    flat[idx] = _UNKNOWN
+    nz, ny, nx = labels.shape
+    steps = (1, -1, nx, -nx, nx * ny, -nx * ny)
+    while idx.size:
+        z, rem = np.divmod(idx, ny * nx)
+        y, x = np.divmod(rem, nx)
+        inside = [x < nx - 1, x > 0, y < ny - 1, y > 0, z < nz - 1, z > 0]
+        votes = np.zeros((idx.size, 256), np.int16)
+        for step, ok in zip(steps, inside):
+            nb = np.where(ok, flat[np.where(ok, idx + step, idx)], _UNKNOWN)
+            np.add.at(votes, (np.arange(idx.size), nb), 1)
+        votes[:, _UNKNOWN] = 0
+        known = votes.max(axis=1) > 0
+        if not known.any():
+            flat[idx] = 0
+            break
+        flat[idx[known]] = np.argmax(votes[known], axis=1).astype(labels.dtype)
+        idx = idx[~known]
+
+
+def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int) -> dict:
+    """In place: SEI components that touch no silicon become CBD (cycled), and every
+    6-connected component of a phase smaller than ``min_voxels`` takes its neighbours'
+    labels.  Returns counts of the voxels changed."""
+    import cc3d
+
+    out = {"sei_detached_voxels": 0, "small_component_voxels": 0}
+    if cycled and np.any(labels == _SEI):
+        comp = cc3d.connected_components(labels == _SEI, connectivity=26)
+        si = labels == _SI
+        touch = np.zeros_like(si)
+        touch[1:] |= si[:-1]
+        touch[:-1] |= si[1:]
+        touch[:, 1:] |= si[:, :-1]
+        touch[:, :-1] |= si[:, 1:]
+        touch[:, :, 1:] |= si[:, :, :-1]
+        touch[:, :, :-1] |= si[:, :, 1:]
+        keep = np.zeros(int(comp.max()) + 1, bool)
+        keep[np.unique(comp[touch & (comp > 0)])] = True
+        keep[0] = True
+        detached = ~keep[comp]
+        out["sei_detached_voxels"] = int(detached.sum())
+        labels[detached] = _CBD
+    if min_voxels > 1:
+        comp = cc3d.connected_components(labels + np.uint8(1), connectivity=6)  # pore (0) is a phase too
+        sizes = np.bincount(comp.reshape(-1))
+        small = sizes[comp] < min_voxels
+        out["small_component_voxels"] = int(small.sum())
+        if small.any():
+            fill_from_neighbours(labels, small)
+    return out

@@ -1,0 +1,216 @@
+"""Fitting the phase model to data: an initial labelling from physics, point-spread
+functions, phase levels and noise.
+
+Everything here is invariant to a channel's scale and offset: levels are fitted in the
+data's units, the initial labelling comes from a mixture whose means are an affine image
+of the physical levels (``_model.physical_levels``), and the noise is measured on the
+residual of the fitted model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from .. import _core
+from .._phase import Phase
+
+__all__ = ["affine_mixture", "blur", "fit_levels", "fit_psf", "measure_noise", "sample_blocks"]
+
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+
+def blur(volume: np.ndarray, sigma_vox, *, adjoint: bool = False, threads: int = 0) -> np.ndarray:
+    """The core's separable Gaussian (edge-replicated) of a float32 volume; sigma in voxels (z, y, x)."""
+    s = tuple(float(x) for x in np.broadcast_to(np.asarray(sigma_vox, dtype=np.float64), (3,)))
+    return _core.gaussian_blur(np.ascontiguousarray(volume, dtype=np.float32), s, adjoint=adjoint, threads=threads)
+
+
+def sample_blocks(shape: Sequence[int], *, block: int = 72, count: int = 8, seed: int = 0) -> list[tuple[slice, ...]]:
+    """Up to ``count`` random blocks of ``block`` voxels per axis (the whole volume if it is small)."""
+    shape = tuple(int(s) for s in shape)
+    if all(s <= block for s in shape) or np.prod(shape) <= count * block ** 3:
+        return [tuple(slice(0, s) for s in shape)]
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        sl = []
+        for s in shape:
+            b = min(block, s)
+            lo = int(rng.integers(0, s - b + 1))
+            sl.append(slice(lo, lo + b))
+        out.append(tuple(sl))
+    return out
+
+
+def affine_mixture(values: np.ndarray, physical: np.ndarray, used: np.ndarray, *, iterations: int = 80):
+    """A 1-D Gaussian mixture whose means are ``a + g * physical[k]`` (g > 0), plus a uniform
+    component between the lowest and highest mean for partial-volume voxels.
+
+    Parameters
+    ----------
+    values : (n,) ndarray
+        Samples of one channel.
+    physical : (K,) ndarray
+        Physical level of each phase in that channel (only ratios matter).
+    used : (K,) bool ndarray
+        Phases present.
+
+    Returns
+    -------
+    a, g : float
+        Offset and (positive) scale mapping physical levels to data units.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    phys = np.asarray(physical, dtype=np.float64)
+    lo_p, hi_p = phys[used].min(), phys[used].max()
+    span = hi_p - lo_p
+    p1, p99 = np.percentile(v, [1, 99])
+    g = (p99 - p1) / span if p99 > p1 else 1.0
+    a = p1 - g * lo_p
+    k = len(phys)
+    w = np.where(used, 1.0, 0.0)
+    w /= w.sum()
+    sd = np.full(k, 0.05 * g * span)
+    wu = 0.1
+    floor = (0.005 * g * span) ** 2
+    for _ in range(iterations):
+        mu = a + g * phys
+        lo, hi = mu[used].min(), mu[used].max()
+        dens = np.where(used[:, None], w[:, None] * np.exp(-0.5 * ((v[None] - mu[:, None]) / sd[:, None]) ** 2)
+                        / (sd[:, None] * math.sqrt(2 * math.pi)), 0.0)
+        du = wu * ((v >= lo) & (v <= hi)) / max(hi - lo, 1e-300)
+        tot = dens.sum(0) + du + 1e-300
+        r = dens / tot
+        nk = r.sum(1)
+        w = np.where(used, nk / v.size, 0.0)
+        wu = float((du / tot).mean())
+        W = r / sd[:, None] ** 2
+        s0, s1, s2 = W.sum(), (W * phys[:, None]).sum(), (W * phys[:, None] ** 2).sum()
+        t0, t1 = (W * v[None]).sum(), (W * phys[:, None] * v[None]).sum()
+        det = s0 * s2 - s1 * s1
+        if not det > 0:
+            break
+        a_new = (s2 * t0 - s1 * t1) / det
+        g_new = (s0 * t1 - s1 * t0) / det
+        if not g_new > 0:
+            break
+        a, g = a_new, g_new
+        mu = a + g * phys
+        sd = np.sqrt(np.maximum((r * (v[None] - mu[:, None]) ** 2).sum(1) / np.maximum(nk, 1e-12), floor))
+    return float(a), float(g)
+
+
+def _design(labels: np.ndarray, ks: Sequence[int], sigma, mask: np.ndarray, threads: int) -> np.ndarray:
+    cols = [blur((labels == k).astype(np.float32), sigma, threads=threads)[mask] for k in ks]
+    return np.stack(cols, axis=1).astype(np.float64)
+
+
+def _margin_mask(shape, sigma_vox) -> np.ndarray:
+    """Block voxels at least one kernel radius from the block faces (no edge bias)."""
+    m = np.zeros(shape, bool)
+    s = np.broadcast_to(np.asarray(sigma_vox, dtype=np.float64), (3,))
+    r = [min(int(math.ceil(3.5 * x)), (n - 1) // 3) for x, n in zip(s, shape)]
+    m[r[0]:shape[0] - r[0], r[1]:shape[1] - r[1], r[2]:shape[2] - r[2]] = True
+    return m
+
+
+def fit_levels(data: np.ndarray, labels: np.ndarray, ks: Sequence[int], sigma_vox, blocks, *,
+               valid: np.ndarray | None = None, threads: int = 0):
+    """Least-squares levels ``m_k`` with ``data ~ sum_k m_k (H 1[labels == k])`` on the blocks.
+
+    Returns
+    -------
+    levels : (len(ks),) ndarray
+    mse : float
+        Mean squared residual.
+    """
+    rows, rhs = [], []
+    for sl in blocks:
+        lab = labels[sl]
+        m = _margin_mask(lab.shape, sigma_vox)
+        if valid is not None:
+            m &= valid[sl]
+        if not m.any():
+            continue
+        rows.append(_design(lab, ks, sigma_vox, m, threads))
+        rhs.append(data[sl][m].astype(np.float64))
+    if not rows:
+        raise ValueError("no voxels to fit the phase levels on")
+    A = np.concatenate(rows)
+    b = np.concatenate(rhs)
+    present = A.sum(0) > 1e-6 * len(b)
+    lev = np.full(len(ks), np.nan)
+    sol, *_ = np.linalg.lstsq(A[:, present], b, rcond=None)
+    lev[present] = sol
+    res = b - A[:, present] @ sol
+    return lev, float(np.mean(res ** 2))
+
+
+def fit_psf(data: np.ndarray, labels: np.ndarray, ks: Sequence[int], blocks, *, isotropic: Sequence[float],
+            z_factors: Sequence[float] = (0.6, 0.8, 1.0, 1.25), valid: np.ndarray | None = None,
+            threads: int = 0) -> tuple[float, float, float]:
+    """PSF sigma (voxels, (z, y, x) with y = x) that best explains the data given labels:
+    an isotropic scan, then the z sigma relative to it (filtered back-projection blurs
+    within slices, not along the rotation axis)."""
+    def err(s):
+        return fit_levels(data, labels, ks, s, blocks, valid=valid, threads=threads)[1]
+
+    best_i = min(isotropic, key=lambda s: err((s, s, s)))
+    # refine the isotropic value between its grid neighbours
+    grid = sorted(isotropic)
+    j = grid.index(best_i)
+    fine = [best_i] + [0.5 * (best_i + grid[j - 1])] * (j > 0) + [0.5 * (best_i + grid[j + 1])] * (j + 1 < len(grid))
+    best_i = min(fine, key=lambda s: err((s, s, s)))
+    best_z = min(z_factors, key=lambda f: err((f * best_i, best_i, best_i)))
+    return (best_z * best_i, best_i, best_i)
+
+
+def measure_noise(data: np.ndarray, labels: np.ndarray, levels: np.ndarray, sigma_vox, blocks, *,
+                  valid: np.ndarray | None = None, threads: int = 0) -> tuple[float, float]:
+    """Noise standard deviation and correlation volume of one channel, on the residual
+    ``data - H levels[labels]`` inside solid phases away from any boundary.
+
+    The correlation volume is ``var(H^T r) / (var(r) sum h^2)``: 1 for white noise, the
+    number of voxels over which the noise is correlated otherwise.
+    """
+    s = np.broadcast_to(np.asarray(sigma_vox, dtype=np.float64), (3,))
+    c_self = 1.0
+    for x in s:  # sum of squares of the sampled 1-D Gaussian
+        r = int(math.ceil(3.5 * x)) if x > 0 else 0
+        t = np.arange(-r, r + 1)
+        k = np.exp(-0.5 * (t / x) ** 2) if x > 0 else np.ones(1)
+        k /= k.sum()
+        c_self *= float((k ** 2).sum())
+    lv = np.asarray(levels, dtype=np.float32)
+    res, back, res_all, back_all = [], [], [], []
+    from scipy import ndimage
+
+    rad = [int(math.ceil(2 * x)) for x in s]
+    fp = np.ones(tuple(2 * r + 1 for r in rad), bool)
+    for sl in blocks:
+        lab = labels[sl]
+        pred = blur(lv[lab], s, threads=threads)
+        r = data[sl].astype(np.float32) - pred
+        m = _margin_mask(lab.shape, s * 2)
+        if valid is not None:
+            m &= valid[sl]
+            r = np.where(valid[sl], r, 0).astype(np.float32)
+        gb = blur(r, s, adjoint=True, threads=threads)
+        uniform = ndimage.maximum_filter(lab, footprint=fp) == ndimage.minimum_filter(lab, footprint=fp)
+        inner = m & uniform & (lab != int(Phase.PORE))
+        res.append(r[inner])
+        back.append(gb[inner])
+        res_all.append(r[m])
+        back_all.append(gb[m])
+    r = np.concatenate(res)
+    g = np.concatenate(back)
+    if r.size < 500:
+        r, g = np.concatenate(res_all), np.concatenate(back_all)
+    var = float(np.var(r))
+    if not var > 0:
+        var = 1e-30
+    vc = float(np.var(g) / (var * c_self))
+    return math.sqrt(var), max(vc, 1.0)

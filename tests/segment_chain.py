@@ -76,7 +76,7 @@ def _rotation_z(phi: float) -> np.ndarray:
 def simulate_chain(shape=(96, 96, 96), *, voxel_size=21.4e-9, cycled=False, seed=0, oversample=1,
                    pxct_angles=None, txtm_angles=None, pxct_noise=0.01, pxct_resolution=40e-9,
                    txtm_resolution=130e-9, txtm_pixel=27.5e-9, txtm_photons=1e5, txtm_turn_deg=3.0,
-                   shifts=1.5, threads=2, phantom_options=None, timings=True) -> ChainCase:
+                   shifts=1.5, pxct_filter="hann", threads=2, phantom_options=None, timings=True) -> ChainCase:
     """Run the chain (module docstring) on a phantom of ``shape`` PXCT voxels."""
     t0 = time.perf_counter()
     info: dict = {}
@@ -98,7 +98,7 @@ def simulate_chain(shape=(96, 96, 96), *, voxel_size=21.4e-9, cycled=False, seed
     ph = np.angle(np.exp(1j * ph)).astype(np.float32)
     est = align_projections(ph, th_p, air_mask=acq.air_mask, threads=threads)
     ph = shift_projections(ph, -est, threads=threads)
-    vol_p = fbp_phase_derivative(ph, th_p, filter="hann", threads=threads)
+    vol_p = fbp_phase_derivative(ph, th_p, filter=pxct_filter, threads=threads)
     # unobservable translation left by the alignment (tomo.align_projections docstring)
     true = acq.truth["shifts"]
     ey = est[:, 0] - true[:, 0]
@@ -156,12 +156,11 @@ def simulate_chain(shape=(96, 96, 96), *, voxel_size=21.4e-9, cycled=False, seed
     X = _grid_points_at(idx, acq.origin, v, trans_p)                 # phantom frame
     rel = X.copy()
     rel[:, 1:] -= centre_xy
-    rotated = rel @ _rotation_z(-turn).T
+    rotated = rel @ _rotation_z(turn).T
     rotated[:, 1:] += centre_xy
     # TXTM voxel (k, i, j) centred at origin_t + (k, i, j) + 0.5) * pixel, with the detector centre
     # shifted by the found centre's error (fbp puts the axis at `center`)
     y_t = (rotated - np.asarray(tacq.origin)) / txtm_pixel - 0.5     # TXTM voxel index
-    y_t[:, 2] += 0.0
     mapped = reg.map_points(idx * v)
     tre = np.linalg.norm(mapped - y_t * txtm_pixel, axis=1)
     info["truth_s"] = time.perf_counter() - t

@@ -132,8 +132,10 @@ void bind_segment(py::module_& m) {
            std::int64_t min_changes, int slab, int threads) {
             Model md = read_model(data_obj, levels_obj, pairs_obj, unary_obj);
             auto labels = require_shape<std::uint8_t>(labels_obj, "labels", dims(md.shape), true);
+            // (a default-constructed py::array is an empty array, not a null handle)
+            const bool has_allowed = !allowed_obj.is_none();
             py::array_t<std::uint8_t> allowed;
-            if (!allowed_obj.is_none()) {
+            if (has_allowed) {
                 allowed = require_shape<std::uint8_t>(allowed_obj, "allowed", dims(md.shape), false);
             }
             double sigma[3];
@@ -141,7 +143,7 @@ void bind_segment(py::module_& m) {
             const auto opt = read_options(data_weight, smoothness, max_sweeps, min_changes, slab);
             check_threads(threads);
             std::vector<Span> all = {span("labels", labels), span("data", md.data), span("levels", md.levels)};
-            if (allowed) all.push_back(span("allowed", allowed));
+            if (has_allowed) all.push_back(span("allowed", allowed));
             if (md.n_pairs) {
                 all.push_back(span("pairs", md.pairs));
                 all.push_back(span("unary", md.unary));
@@ -151,7 +153,7 @@ void bind_segment(py::module_& m) {
             std::uint8_t* l = labels.mutable_data();
             const float* lv = md.levels.data();
             const auto K = static_cast<int>(md.levels.shape(0));
-            const std::uint8_t* al = allowed ? allowed.data() : nullptr;
+            const std::uint8_t* al = has_allowed ? allowed.data() : nullptr;
             const std::uint8_t* pr = md.n_pairs ? md.pairs.data() : nullptr;
             const float* un = md.n_pairs ? md.unary.data() : nullptr;
             segment::IcmReport rep;

@@ -118,32 +118,55 @@ Band gram(const Band& h) {
 }
 
 // Apply a band along one axis of a (nz, ny, nx) double volume, in -> out (distinct).
+// Along y and z whole rows of x are combined (contiguous, vectorisable); along x each
+// row is filtered on its own. Every output value is computed the same way whatever the
+// thread count.
 void apply_axis(const double* in, double* out, Shape s, int axis, const Band& b, int threads) {
-    const std::size_t n = axis == 0 ? s.nz : axis == 1 ? s.ny : s.nx;
-    const std::size_t stride = axis == 0 ? s.ny * s.nx : axis == 1 ? s.nx : 1;
-    const std::size_t lines = s.size() / n;
     const std::size_t width = static_cast<std::size_t>(2 * b.half + 1);
-    const auto sn = static_cast<std::ptrdiff_t>(n);
-    TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
-    for (std::ptrdiff_t line = 0; line < static_cast<std::ptrdiff_t>(lines); ++line) {
-        std::size_t base;
-        const auto l = static_cast<std::size_t>(line);
-        if (axis == 0) {
-            base = l;  // (y, x) index
-        } else if (axis == 1) {
-            base = (l / s.nx) * s.ny * s.nx + l % s.nx;
-        } else {
-            base = l * s.nx;
+    const std::size_t nx = s.nx, plane = s.ny * s.nx;
+    if (axis == 2) {
+        const auto sn = static_cast<std::ptrdiff_t>(nx);
+        TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
+        for (std::ptrdiff_t row = 0; row < static_cast<std::ptrdiff_t>(s.nz * s.ny); ++row) {
+            const double* src = in + static_cast<std::size_t>(row) * nx;
+            double* dst = out + static_cast<std::size_t>(row) * nx;
+            for (std::ptrdiff_t j = 0; j < sn; ++j) {
+                const double* w = b.w.data() + static_cast<std::size_t>(j) * width;
+                const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - b.half);
+                const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(sn - 1, j + b.half);
+                double acc = 0.0;
+                for (std::ptrdiff_t c = lo; c <= hi; ++c) {
+                    acc += w[c - j + b.half] * src[c];
+                }
+                dst[j] = acc;
+            }
         }
+        return;
+    }
+    // axis 0 (rows of a line are planes) or 1 (rows of a line are x rows within a plane)
+    const std::size_t n = axis == 0 ? s.nz : s.ny;
+    const std::size_t stride = axis == 0 ? plane : nx;     // distance between consecutive entries
+    const std::size_t count = axis == 0 ? plane : nx;      // contiguous values per entry
+    const std::size_t outer = axis == 0 ? 1 : s.nz;        // independent groups
+    const auto sn = static_cast<std::ptrdiff_t>(n);
+    TOMOFUSE_OMP(parallel for collapse(2) schedule(static) num_threads(threads))
+    for (std::ptrdiff_t o = 0; o < static_cast<std::ptrdiff_t>(outer); ++o) {
         for (std::ptrdiff_t j = 0; j < sn; ++j) {
-            double acc = 0.0;
+            const std::size_t base = static_cast<std::size_t>(o) * (axis == 0 ? 0 : plane);
+            double* dst = out + base + static_cast<std::size_t>(j) * stride;
             const double* w = b.w.data() + static_cast<std::size_t>(j) * width;
             const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - b.half);
             const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(sn - 1, j + b.half);
-            for (std::ptrdiff_t c = lo; c <= hi; ++c) {
-                acc += w[c - j + b.half] * in[base + static_cast<std::size_t>(c) * stride];
+            for (std::size_t q = 0; q < count; ++q) {
+                dst[q] = 0.0;
             }
-            out[base + static_cast<std::size_t>(j) * stride] = acc;
+            for (std::ptrdiff_t c = lo; c <= hi; ++c) {
+                const double wc = w[c - j + b.half];
+                const double* src = in + base + static_cast<std::size_t>(c) * stride;
+                for (std::size_t q = 0; q < count; ++q) {
+                    dst[q] += wc * src[q];
+                }
+            }
         }
     }
 }
@@ -411,81 +434,106 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
         }
         apply3(r.data(), g.data(), work.data(), shape, op.ht, threads);
         std::vector<std::int64_t> changed(n_slabs, 0);
+        bool out_of_memory = false;
+        // The best move of voxel i given the current g and labels: (label, energy change).
+        auto best_move = [&](std::size_t i, std::size_t z, std::size_t y, std::size_t x, double& best_de) {
+            const int cur = labels[i];
+            const unsigned mask = allowed ? allowed[i] : 0xFFu;
+            int same[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            if (x > 0) ++same[labels[i - 1]];
+            if (x + 1 < shape.nx) ++same[labels[i + 1]];
+            if (y > 0) ++same[labels[i - shape.nx]];
+            if (y + 1 < shape.ny) ++same[labels[i + shape.nx]];
+            if (z > 0) ++same[labels[i - plane]];
+            if (z + 1 < shape.nz) ++same[labels[i + plane]];
+            const double self = op.g[0].at(z, static_cast<std::ptrdiff_t>(z)) *
+                                op.g[1].at(y, static_cast<std::ptrdiff_t>(y)) *
+                                op.g[2].at(x, static_cast<std::ptrdiff_t>(x));
+            const double gi = g[i];
+            const double ucur = m.n_pairs ? unary_of(m, i, cur, n) : 0.0;
+            int best = cur;
+            best_de = 0.0;
+            for (int k = 0; k < K; ++k) {
+                if (k == cur || ((mask >> k) & 1u) == 0) {
+                    continue;
+                }
+                const double dm = static_cast<double>(levels[k]) - levels[cur];
+                double de = w * (-2.0 * dm * gi + dm * dm * self) + beta * (same[cur] - same[k]);
+                if (m.n_pairs) {
+                    de += unary_of(m, i, k, n) - ucur;
+                }
+                if (de < best_de) {
+                    best_de = de;
+                    best = k;
+                }
+            }
+            return best;
+        };
+        // Give voxel i the label `best`: g -= dm * G[:, i] (the residual falls by dm * H[:, i]).
+        auto apply_move = [&](std::size_t i, std::size_t z, std::size_t y, std::size_t x, int best) {
+            const double dm = static_cast<double>(levels[best]) - levels[labels[i]];
+            labels[i] = static_cast<std::uint8_t>(best);
+            const std::ptrdiff_t zl = std::max<std::ptrdiff_t>(0, static_cast<std::ptrdiff_t>(z) - hz);
+            const std::ptrdiff_t zh =
+                std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(shape.nz) - 1, static_cast<std::ptrdiff_t>(z) + hz);
+            const std::ptrdiff_t yl = std::max<std::ptrdiff_t>(0, static_cast<std::ptrdiff_t>(y) - hy);
+            const std::ptrdiff_t yh =
+                std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(shape.ny) - 1, static_cast<std::ptrdiff_t>(y) + hy);
+            const std::ptrdiff_t xl = std::max<std::ptrdiff_t>(0, static_cast<std::ptrdiff_t>(x) - hx);
+            const std::ptrdiff_t xh =
+                std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(shape.nx) - 1, static_cast<std::ptrdiff_t>(x) + hx);
+            // G_x is symmetric: row x holds G_x[x][xx] = G_x[xx][x] (offset >= 0: x * width >= x)
+            const double* gxp =
+                op.g[2].w.data() + (x * static_cast<std::size_t>(2 * hx + 1) - x + static_cast<std::size_t>(hx));
+            for (std::ptrdiff_t zz = zl; zz <= zh; ++zz) {
+                const double wz = dm * op.g[0].at(static_cast<std::size_t>(zz), static_cast<std::ptrdiff_t>(z));
+                for (std::ptrdiff_t yy = yl; yy <= yh; ++yy) {
+                    const double wzy = wz * op.g[1].at(static_cast<std::size_t>(yy), static_cast<std::ptrdiff_t>(y));
+                    double* row = g.data() + (static_cast<std::size_t>(zz) * shape.ny + static_cast<std::size_t>(yy)) * shape.nx;
+                    for (std::ptrdiff_t xx = xl; xx <= xh; ++xx) {
+                        row[xx] -= wzy * gxp[xx];
+                    }
+                }
+            }
+        };
         for (int phase = 0; phase < 2; ++phase) {
             TOMOFUSE_OMP(parallel for schedule(dynamic, 1) num_threads(threads))
             for (std::ptrdiff_t sl = phase; sl < static_cast<std::ptrdiff_t>(n_slabs); sl += 2) {
                 const std::size_t z0 = static_cast<std::size_t>(sl) * static_cast<std::size_t>(slab);
                 const std::size_t z1 = std::min(shape.nz, z0 + static_cast<std::size_t>(slab));
-                std::int64_t count = 0;
-                for (std::size_t z = z0; z < z1; ++z) {
-                    for (std::size_t y = 0; y < shape.ny; ++y) {
-                        for (std::size_t x = 0; x < shape.nx; ++x) {
-                            const std::size_t i = (z * shape.ny + y) * shape.nx + x;
-                            const int cur = labels[i];
-                            const unsigned mask = allowed ? allowed[i] : 0xFFu;
-                            int same[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-                            if (x > 0) ++same[labels[i - 1]];
-                            if (x + 1 < shape.nx) ++same[labels[i + 1]];
-                            if (y > 0) ++same[labels[i - shape.nx]];
-                            if (y + 1 < shape.ny) ++same[labels[i + shape.nx]];
-                            if (z > 0) ++same[labels[i - plane]];
-                            if (z + 1 < shape.nz) ++same[labels[i + plane]];
-                            const double self = op.g[0].at(z, static_cast<std::ptrdiff_t>(z)) *
-                                                op.g[1].at(y, static_cast<std::ptrdiff_t>(y)) *
-                                                op.g[2].at(x, static_cast<std::ptrdiff_t>(x));
-                            const double gi = g[i];
-                            const double ucur = m.n_pairs ? unary_of(m, i, cur, n) : 0.0;
-                            int best = cur;
-                            double best_de = 0.0;
-                            for (int k = 0; k < K; ++k) {
-                                if (k == cur || ((mask >> k) & 1u) == 0) {
-                                    continue;
-                                }
-                                const double dm = static_cast<double>(levels[k]) - levels[cur];
-                                double de = w * (-2.0 * dm * gi + dm * dm * self) + beta * (same[cur] - same[k]);
-                                if (m.n_pairs) {
-                                    de += unary_of(m, i, k, n) - ucur;
-                                }
-                                if (de < best_de) {
-                                    best_de = de;
-                                    best = k;
-                                }
-                            }
-                            if (best == cur) {
-                                continue;
-                            }
-                            // accept: g -= dm * G[:, i] (the residual falls by dm * H[:, i])
-                            const double dm = static_cast<double>(levels[best]) - levels[cur];
-                            labels[i] = static_cast<std::uint8_t>(best);
-                            ++count;
-                            const std::ptrdiff_t zl = std::max<std::ptrdiff_t>(0, static_cast<std::ptrdiff_t>(z) - hz);
-                            const std::ptrdiff_t zh = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(shape.nz) - 1,
-                                                                               static_cast<std::ptrdiff_t>(z) + hz);
-                            const std::ptrdiff_t yl = std::max<std::ptrdiff_t>(0, static_cast<std::ptrdiff_t>(y) - hy);
-                            const std::ptrdiff_t yh = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(shape.ny) - 1,
-                                                                               static_cast<std::ptrdiff_t>(y) + hy);
-                            const std::ptrdiff_t xl = std::max<std::ptrdiff_t>(0, static_cast<std::ptrdiff_t>(x) - hx);
-                            const std::ptrdiff_t xh = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(shape.nx) - 1,
-                                                                               static_cast<std::ptrdiff_t>(x) + hx);
-                            // G_x is symmetric: row x holds G_x[x][xx] = G_x[xx][x]
-                            // (offset >= 0: x * width >= x)
-                            const double* gxp = op.g[2].w.data() +
-                                                (x * static_cast<std::size_t>(2 * hx + 1) - x + static_cast<std::size_t>(hx));
-                            for (std::ptrdiff_t zz = zl; zz <= zh; ++zz) {
-                                const double wz = dm * op.g[0].at(static_cast<std::size_t>(zz), static_cast<std::ptrdiff_t>(z));
-                                for (std::ptrdiff_t yy = yl; yy <= yh; ++yy) {
-                                    const double wzy = wz * op.g[1].at(static_cast<std::size_t>(yy), static_cast<std::ptrdiff_t>(y));
-                                    double* row = g.data() + (static_cast<std::size_t>(zz) * shape.ny + static_cast<std::size_t>(yy)) * shape.nx;
-                                    for (std::ptrdiff_t xx = xl; xx <= xh; ++xx) {
-                                        row[xx] -= wzy * gxp[xx];
-                                    }
-                                }
-                            }
+                // Highest confidence first: the voxels that want to change, most lowering E first
+                // (in raster order a blurred edge's misfit is taken by the first voxel visited).
+                std::vector<std::pair<double, std::size_t>> cand;
+                try {
+                    for (std::size_t i = z0 * plane; i < z1 * plane; ++i) {
+                        const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
+                        double de;
+                        if (best_move(i, z, y, x, de) != labels[i]) {
+                            cand.emplace_back(de, i);
                         }
+                    }
+                } catch (const std::bad_alloc&) {
+                    TOMOFUSE_OMP(atomic write)
+                    out_of_memory = true;
+                    continue;
+                }
+                std::sort(cand.begin(), cand.end());
+                std::int64_t count = 0;
+                for (const auto& c : cand) {
+                    const std::size_t i = c.second;
+                    const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
+                    double de;
+                    const int best = best_move(i, z, y, x, de);
+                    if (best != labels[i]) {
+                        apply_move(i, z, y, x, best);
+                        ++count;
                     }
                 }
                 changed[static_cast<std::size_t>(sl)] = count;
             }
+        }
+        if (out_of_memory) {
+            throw Error("icm: out of memory for the list of voxels to change");
         }
         std::int64_t total = 0;
         for (auto c : changed) {

@@ -58,6 +58,9 @@ OUTER_ITERATIONS = 3
 ICM_SWEEPS = 8
 #: Components of a phase smaller than this many voxels join their neighbours.
 MIN_VOXELS = 5
+#: Judge the PXCT PSF on the initial labels' pore/dense edges only (else on all voxels of
+#: the labels once graphite and silicon are split, refitted after the first round).
+_PSF_FROM_CLEAN_EDGES = True
 #: Isotropic PSF sigma grids (voxels) searched for each channel.
 _PSF_GRID = {0: (0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5), 1: (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.5, 8.0)}
 
@@ -122,8 +125,8 @@ def _initial_labels(data: np.ndarray, valid: Optional[np.ndarray], physical: np.
     """Labels from physics-mapped thresholds of one channel (graphite/silicon not split for PXCT)."""
     used = np.array([True, True, True, True, cycled])
     sample = data[valid] if valid is not None else data.ravel()
-    if sample.size > 400_000:
-        sample = sample[np.random.default_rng(0).choice(sample.size, 400_000, replace=False)]
+    if sample.size > 100_000:
+        sample = sample[np.random.default_rng(0).choice(sample.size, 100_000, replace=False)]
     a, g = affine_mixture(sample, physical, used)
     lv = a + g * physical
     labels = np.zeros(data.shape, np.uint8)
@@ -139,6 +142,26 @@ def _initial_labels(data: np.ndarray, valid: Optional[np.ndarray], physical: np.
     edges = 0.5 * (vals[1:] + vals[:-1])
     labels = codes[np.searchsorted(edges, data)]
     return labels
+
+
+def _pxct_psf(pxct: np.ndarray, labels: np.ndarray, blocks, threads: int):
+    """PXCT PSF from the initial (threshold) labels where only pore and the dense phases meet.
+
+    Thresholds at the midpoint of two levels put a two-phase edge where it is for any
+    symmetric PSF, so there the initial labels are unbiased; labels refined by the model
+    would instead adapt to whatever PSF they were refined with.  The levels are fitted on
+    all voxels, the PSF judged on those clean edges.
+    """
+    from scipy import ndimage
+
+    medium = (labels == CBD) | (labels == SEI)
+    clean = ~ndimage.maximum_filter(medium, size=7, mode="nearest")
+    n_clean = sum(int(clean[sl].sum()) for sl in blocks)
+    n_all = sum(int(np.prod([x.stop - x.start for x in sl])) for sl in blocks)
+    if n_clean < 0.05 * n_all:
+        clean = None
+    return fit_psf(pxct, labels, [PORE, GRAPHITE, CBD, SEI], blocks, isotropic=_PSF_GRID[0], score=clean,
+                   threads=threads)
 
 
 def _split_high(txtm: np.ndarray, valid: np.ndarray, labels: np.ndarray, sigma_t, threads: int) -> None:
@@ -322,6 +345,7 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
         data = np.where(valid, txtm, fill).astype(np.float32)
     ks = [PORE, GRAPHITE, SILICON, CBD] + ([SEI] if cycled else [])
     blocks = sample_blocks(pxct.shape)
+    psf_blocks = sample_blocks(pxct.shape, block=48, count=4, seed=1)
     info: dict = {"channels": channels, "cycled": cycled}
 
     progress.stage(0.0, 0.1, "initial labels from physics")
@@ -347,11 +371,13 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
         for c in (0, 1):
             s = res[c] / FWHM_PER_SIGMA / v
             sig[c] = (s, s, s)
+    if main == 0 and 0 not in sig and _PSF_FROM_CLEAN_EDGES:
+        sig[0] = _pxct_psf(pxct, labels, psf_blocks, th)
     if main == 0 and 1 in use and model is None:
         # TXTM PSF (on the three-class labels), then graphite/silicon from the TXTM
         if 1 not in sig:
             kt = [PORE, GRAPHITE, CBD] + ([SEI] if cycled else [])
-            sig[1] = fit_psf(txtm, labels, kt, blocks, isotropic=_PSF_GRID[1], valid=valid, threads=th)
+            sig[1] = fit_psf(txtm, labels, kt, psf_blocks, isotropic=_PSF_GRID[1], valid=valid, threads=th)
         _split_high(txtm, valid, labels, sig[1], th)
     elif main == 0 and 1 in use:
         _split_high(txtm, valid, labels, sig[1], th)
@@ -367,11 +393,9 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
         order = np.sign(phys[0, SILICON] - phys[0, GRAPHITE])
         labels[high & ((pxct - cut) * order > 0)] = SILICON
     if main not in sig:
-        sig[main] = fit_psf(data, labels, ks, blocks, isotropic=_PSF_GRID[main], valid=data_valid, threads=th)
+        sig[main] = fit_psf(data, labels, ks, psf_blocks, isotropic=_PSF_GRID[main], valid=data_valid, threads=th)
     if main == 1 and model is None:
         sig[1] = (0.0, 0.0, 0.0)  # TXTM alone: thresholds and smoothing, no deblurring
-    info["psf_sigma_voxels"] = {c: list(sig[c]) for c in sig}
-    logger.info("PSF sigma (voxels): %s", info["psf_sigma_voxels"])
 
     # --- outer iterations: levels, noise, evidence, ICM
     levels = np.full((2, 5), np.nan)
@@ -392,6 +416,9 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
                 continue
             d_c = pxct if c == 0 else np.where(valid, txtm, 0).astype(np.float32)
             val_c = None if c == 0 else valid
+            if it > 0 and res is None and main == 0 and (c == 1 or not _PSF_FROM_CLEAN_EDGES):
+                # the TXTM PSF again, now that graphite and silicon are told apart
+                sig[c] = fit_psf(d_c, labels, ks, psf_blocks, isotropic=_PSF_GRID[c], valid=val_c, threads=th)
             lv, _ = fit_levels(d_c, labels, ks, sig[c], blocks, valid=val_c, threads=th)
             full = np.full(5, np.nan)
             full[ks] = lv
@@ -423,6 +450,8 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
                     rep["energy_before"], rep["energy_after"])
         del unary, allowed
 
+    info["psf_sigma_voxels"] = {c: list(sig[c]) for c in sig}
+    logger.info("PSF sigma (voxels): %s", info["psf_sigma_voxels"])
     progress.stage(0.9, 1.0, "morphology")
     cleanup = clean_labels(labels, cycled=cycled, min_voxels=MIN_VOXELS)
     info.update(icm=icm_reports, cleanup=cleanup, seconds=time.perf_counter() - t0)

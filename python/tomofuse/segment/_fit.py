@@ -77,6 +77,7 @@ def affine_mixture(values: np.ndarray, physical: np.ndarray, used: np.ndarray, *
     wu = 0.1
     floor = (0.005 * g * span) ** 2
     for _ in range(iterations):
+        a_old, g_old = a, g
         mu = a + g * phys
         lo, hi = mu[used].min(), mu[used].max()
         dens = np.where(used[:, None], w[:, None] * np.exp(-0.5 * ((v[None] - mu[:, None]) / sd[:, None]) ** 2)
@@ -100,11 +101,19 @@ def affine_mixture(values: np.ndarray, physical: np.ndarray, used: np.ndarray, *
         a, g = a_new, g_new
         mu = a + g * phys
         sd = np.sqrt(np.maximum((r * (v[None] - mu[:, None]) ** 2).sum(1) / np.maximum(nk, 1e-12), floor))
+        if abs(a - a_old) < 1e-6 * g * span and abs(g - g_old) < 1e-6 * g:
+            break
     return float(a), float(g)
 
 
+def _block_threads(shape, threads: int) -> int:
+    """One thread for small blocks: a parallel region costs more than it saves there."""
+    return threads if int(np.prod(shape)) >= 1 << 20 else 1
+
+
 def _design(labels: np.ndarray, ks: Sequence[int], sigma, mask: np.ndarray, threads: int) -> np.ndarray:
-    cols = [blur((labels == k).astype(np.float32), sigma, threads=threads)[mask] for k in ks]
+    th = _block_threads(labels.shape, threads)
+    cols = [blur((labels == k).astype(np.float32), sigma, threads=th)[mask] for k in ks]
     return np.stack(cols, axis=1).astype(np.float64)
 
 
@@ -118,16 +127,28 @@ def _margin_mask(shape, sigma_vox) -> np.ndarray:
 
 
 def fit_levels(data: np.ndarray, labels: np.ndarray, ks: Sequence[int], sigma_vox, blocks, *,
-               valid: np.ndarray | None = None, threads: int = 0):
+               valid: np.ndarray | None = None, score: np.ndarray | None = None, threads: int = 0):
     """Least-squares levels ``m_k`` with ``data ~ sum_k m_k (H 1[labels == k])`` on the blocks.
+
+    Parameters
+    ----------
+    valid : (z, y, x) bool, optional
+        Voxels the levels are fitted on (default all).
+    score : (z, y, x) bool, optional
+        Voxels the returned mean squared residual is measured on (default: ``valid``).
 
     Returns
     -------
     levels : (len(ks),) ndarray
+        NaN for a phase absent from the blocks.
     mse : float
         Mean squared residual.
     """
-    rows, rhs = [], []
+    k = len(ks)
+    ata = np.zeros((k, k))
+    atb = np.zeros(k)
+    kept = []
+    count = 0
     for sl in blocks:
         lab = labels[sl]
         m = _margin_mask(lab.shape, sigma_vox)
@@ -135,35 +156,60 @@ def fit_levels(data: np.ndarray, labels: np.ndarray, ks: Sequence[int], sigma_vo
             m &= valid[sl]
         if not m.any():
             continue
-        rows.append(_design(lab, ks, sigma_vox, m, threads))
-        rhs.append(data[sl][m].astype(np.float64))
-    if not rows:
+        A = _design(lab, ks, sigma_vox, m, threads)
+        b = data[sl][m].astype(np.float64)
+        ata += A.T @ A
+        atb += A.T @ b
+        count += b.size
+        sc = None if score is None else score[sl][m]
+        kept.append((A, b, sc))
+    if count == 0:
         raise ValueError("no voxels to fit the phase levels on")
-    A = np.concatenate(rows)
-    b = np.concatenate(rhs)
-    present = A.sum(0) > 1e-6 * len(b)
-    lev = np.full(len(ks), np.nan)
-    sol, *_ = np.linalg.lstsq(A[:, present], b, rcond=None)
+    # normal equations of the (n, k) least-squares problem; phases absent from the blocks stay NaN
+    present = np.diag(ata) > 1e-9 * count
+    lev = np.full(k, np.nan)
+    sub = ata[np.ix_(present, present)]
+    sol = np.linalg.solve(sub + 1e-12 * np.trace(sub) * np.eye(len(sub)), atb[present])
     lev[present] = sol
-    res = b - A[:, present] @ sol
-    return lev, float(np.mean(res ** 2))
+    sse, n = 0.0, 0
+    for A, b, sc in kept:
+        r = b - A[:, present] @ sol
+        if sc is not None:
+            r = r[sc]
+        sse += float(r @ r)
+        n += r.size
+    return lev, sse / max(n, 1)
 
 
 def fit_psf(data: np.ndarray, labels: np.ndarray, ks: Sequence[int], blocks, *, isotropic: Sequence[float],
             z_factors: Sequence[float] = (0.6, 0.8, 1.0, 1.25), valid: np.ndarray | None = None,
-            threads: int = 0) -> tuple[float, float, float]:
+            score: np.ndarray | None = None, threads: int = 0) -> tuple[float, float, float]:
     """PSF sigma (voxels, (z, y, x) with y = x) that best explains the data given labels:
-    an isotropic scan, then the z sigma relative to it (filtered back-projection blurs
-    within slices, not along the rotation axis)."""
+    the isotropic sigma by a grid then a golden-section search between its neighbours,
+    then the z sigma relative to it (filtered back-projection blurs within slices, not
+    along the rotation axis).  The residual is judged on ``score`` voxels (default all
+    fitted ones)."""
     def err(s):
-        return fit_levels(data, labels, ks, s, blocks, valid=valid, threads=threads)[1]
+        return fit_levels(data, labels, ks, s, blocks, valid=valid, score=score, threads=threads)[1]
 
-    best_i = min(isotropic, key=lambda s: err((s, s, s)))
-    # refine the isotropic value between its grid neighbours
-    grid = sorted(isotropic)
-    j = grid.index(best_i)
-    fine = [best_i] + [0.5 * (best_i + grid[j - 1])] * (j > 0) + [0.5 * (best_i + grid[j + 1])] * (j + 1 < len(grid))
-    best_i = min(fine, key=lambda s: err((s, s, s)))
+    grid = sorted(float(x) for x in isotropic)
+    errs = [err((x, x, x)) for x in grid]
+    j = int(np.argmin(errs))
+    lo, hi = grid[max(j - 1, 0)], grid[min(j + 1, len(grid) - 1)]
+    phi = (math.sqrt(5) - 1) / 2
+    a, b = hi - phi * (hi - lo), lo + phi * (hi - lo)
+    fa, fb = err((a, a, a)), err((b, b, b))
+    for _ in range(4):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - phi * (hi - lo)
+            fa = err((a, a, a))
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + phi * (hi - lo)
+            fb = err((b, b, b))
+    cands = [(errs[j], grid[j]), (fa, a), (fb, b)]
+    best_i = min(cands)[1]
     best_z = min(z_factors, key=lambda f: err((f * best_i, best_i, best_i)))
     return (best_z * best_i, best_i, best_i)
 
@@ -192,13 +238,14 @@ def measure_noise(data: np.ndarray, labels: np.ndarray, levels: np.ndarray, sigm
     fp = np.ones(tuple(2 * r + 1 for r in rad), bool)
     for sl in blocks:
         lab = labels[sl]
-        pred = blur(lv[lab], s, threads=threads)
+        th = _block_threads(lab.shape, threads)
+        pred = blur(lv[lab], s, threads=th)
         r = data[sl].astype(np.float32) - pred
         m = _margin_mask(lab.shape, s * 2)
         if valid is not None:
             m &= valid[sl]
             r = np.where(valid[sl], r, 0).astype(np.float32)
-        gb = blur(r, s, adjoint=True, threads=threads)
+        gb = blur(r, s, adjoint=True, threads=th)
         uniform = ndimage.maximum_filter(lab, footprint=fp) == ndimage.minimum_filter(lab, footprint=fp)
         inner = m & uniform & (lab != int(Phase.PORE))
         res.append(r[inner])

@@ -1,0 +1,134 @@
+"""A family of independent simulated chains for choosing and checking ``tomofuse.segment``'s defaults.
+
+Each member runs the whole simulated chain of ``tests/segment_chain.py`` (phantom ->
+PXCT phase projections and TXTM scan -> reconstructions -> automatic registration ->
+fusion) with its parameters drawn, with a fixed seed, from ranges that cover what the
+paper's instruments and other samples produce:
+
+- electrode: pristine or cycled, phantom seed, optionally rendered on a grid twice finer
+  than the PXCT voxel (the detectors then integrate sub-voxel detail);
+- PXCT: PSF FWHM 30-50 nm, phase noise 0.004-0.02 rad per pixel, FBP window hann /
+  shepp-logan / ramp;
+- TXTM: PSF FWHM 100-170 nm, 3e4-3e5 photons per pixel, the sample turned by up to 6
+  degrees relative to the PXCT scan.
+
+Members are cached (``--cache``, default ``bench/.segment_family``) because a chain takes
+minutes.  ``python bench/segment_family.py --generate`` builds the cache; without it the
+script evaluates ``segment`` + ``label_particles`` on every cached member and prints the
+table (Dice per phase inside the sample, particle matching, coverage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+
+def members(n: int = 10, seed: int = 2026):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        out.append(dict(
+            name=f"m{i:02d}",
+            shape=int(rng.choice([96, 112, 128])),
+            cycled=bool(i % 2),
+            seed=int(100 + i),
+            oversample=2 if i in (3, 6) else 1,
+            pxct_noise=float(math.exp(rng.uniform(math.log(0.004), math.log(0.02)))),
+            pxct_resolution=float(rng.uniform(30e-9, 50e-9)),
+            pxct_filter=str(rng.choice(["hann", "shepp-logan", "ramp"], p=[0.5, 0.3, 0.2])),
+            txtm_resolution=float(rng.uniform(100e-9, 170e-9)),
+            txtm_photons=float(math.exp(rng.uniform(math.log(3e4), math.log(3e5)))),
+            txtm_turn_deg=float(rng.uniform(-6, 6)),
+        ))
+    return out
+
+
+def generate(member: dict, cache: Path) -> Path:
+    from segment_chain import simulate_chain
+
+    path = cache / f"{member['name']}.npz"
+    if path.exists():
+        return path
+    kw = {k: v for k, v in member.items() if k not in ("name", "shape")}
+    n = member["shape"]
+    t = time.perf_counter()
+    c = simulate_chain((n, n, n), **kw)
+    truth = c.electrode.truth
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part.npz")
+    np.savez_compressed(tmp, fused=c.fused, truth=c.truth, particles=c.truth_particles, inside=c.inside,
+                        tre_m=c.tre_m, truth_table=json.dumps(truth.reset_index().to_dict(orient="list")),
+                        member=json.dumps(member), info=json.dumps(c.info, default=float))
+    tmp.rename(path)
+    print(f"{member['name']}: generated in {time.perf_counter() - t:.0f} s, TRE mean {c.tre_m.mean() * 1e9:.1f} nm",
+          flush=True)
+    return path
+
+
+def evaluate(path: Path, channels=("both",)) -> list[dict]:
+    from tomofuse import Phase
+    from tomofuse.segment import label_particles, match_particles, segment
+
+    d = np.load(path)
+    member = json.loads(str(d["member"]))
+    fused = d["fused"].copy()
+    fused[0] = -fused[0]  # phase (-k delta) -> delta-like
+    inside = d["inside"]
+    m = inside & np.isfinite(fused[1])
+    rows = []
+    for ch in channels:
+        t = time.perf_counter()
+        s = segment(fused, voxel_size=21.4e-9, cycled=member["cycled"], channels=ch, threads=2)
+        sec = time.perf_counter() - t
+        dice = s.dice(d["truth"], mask=m)
+        parts = label_particles(s.labels, voxel_size=21.4e-9)
+        mp = match_particles(np.where(inside, parts, 0), d["particles"])
+        rows.append(dict(member=member["name"], cycled=member["cycled"], channels=ch, seconds=sec,
+                         **{p.name.lower(): dice[p] for p in Phase},
+                         particles_found=mp["n_found"], particles_true=mp["n_true"],
+                         matched=mp["matched_fraction"]))
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", type=Path, default=HERE / ".segment_family")
+    ap.add_argument("--generate", action="store_true")
+    ap.add_argument("--members", type=int, default=10)
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--channels", nargs="*", default=["both"])
+    a = ap.parse_args(argv)
+    fam = [mm for mm in members(a.members) if not a.only or mm["name"] in a.only]
+    if a.generate:
+        for mm in fam:
+            generate(mm, a.cache)
+        return
+    rows = []
+    for mm in fam:
+        p = a.cache / f"{mm['name']}.npz"
+        if p.exists():
+            rows.extend(evaluate(p, a.channels))
+            r = rows[-1]
+            print(f"{r['member']} {'cyc' if r['cycled'] else 'pri'} {r['channels']:5s} "
+                  + " ".join(f"{k}={r[k]:.3f}" for k in ("pore", "graphite", "silicon", "cbd", "sei"))
+                  + f" particles {r['particles_found']}/{r['particles_true']} matched {r['matched']:.2f}"
+                  + f" {r['seconds']:.0f}s", flush=True)
+    if rows:
+        import pandas as pd
+
+        df = pd.DataFrame(rows)
+        print(df.groupby("channels")[["pore", "graphite", "silicon", "cbd", "sei", "matched"]].agg(["median", "min"]))
+
+
+if __name__ == "__main__":
+    main()

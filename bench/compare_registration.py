@@ -81,8 +81,8 @@ def run(pair, label, pts, **kw):
     t0, c0 = time.perf_counter(), time.process_time()
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always", RegistrationWarning)
-        reg = register(pair.fixed, pair.moving, fixed_spacing=pair.fixed_spacing,
-                       moving_spacing=pair.moving_spacing, **kw)
+        reg = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
+                       moving_voxel_size=pair.moving_voxel_size, **kw)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     row = {"method": label, "wall_s": wall, "cpu_s": cpu, "stages_kept": list(reg.stages),
            "warnings": [str(x.message) for x in w], "final": tre_stats(pair, reg.transform, pts)}
@@ -182,7 +182,7 @@ def main(argv=None):
             tpts = tp.foreground_points(border=60e-9, max_points=5000)
             best = best_rigid(tp, tpts)
             t0, c0 = time.perf_counter(), time.process_time()
-            reg = register(tp.fixed, tp.moving, fixed_spacing=tp.fixed_spacing, moving_spacing=tp.moving_spacing,
+            reg = register(tp.fixed, tp.moving, fixed_voxel_size=tp.fixed_voxel_size, moving_voxel_size=tp.moving_voxel_size,
                            stages=("rigid",), seed=0, threads=a.threads)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             s = tre_stats(tp, reg.transform, tpts)

@@ -143,8 +143,9 @@ def _check_chunks(chunks, shape: tuple[int, ...], itemsize: int, fmt: str) -> Op
         dims = tuple(chunks)
     except TypeError:
         raise TypeError(f"chunks must be a sequence of ints, got {chunks!r}") from None
-    if len(dims) != len(shape) or not all(isinstance(c, numbers.Integral) and not isinstance(c, bool)
-                                           and c > 0 for c in dims):
+    if not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in dims):
+        raise TypeError(f"chunks must be {len(shape)} positive ints (one per axis of shape {shape}), got {chunks!r}")
+    if len(dims) != len(shape) or not all(c > 0 for c in dims):
         raise ValueError(f"chunks must be {len(shape)} positive ints (one per axis of shape {shape}), got {chunks!r}")
     return tuple(min(int(c), s) for c, s in zip(dims, shape))
 

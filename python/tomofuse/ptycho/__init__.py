@@ -7,11 +7,12 @@ compiled core, with mixed-state probes, position refinement and resumable checkp
 into one resumable output stack.
 """
 
-from ._geometry import fermat_spiral, pixel_size, wavelength
+from ._geometry import fermat_spiral, object_pixel_size
 from ._metrics import object_error
+from ._options import DMOptions, MLOptions, PositionRefinement
 from ._probe import focused_probe
 from ._reconstruct import Reconstruction, default_object_shape, orthogonalize_modes, reconstruct
 from ._series import reconstruct_series
 
-__all__ = ["Reconstruction", "default_object_shape", "fermat_spiral", "focused_probe", "object_error",
-           "orthogonalize_modes", "pixel_size", "reconstruct", "reconstruct_series", "wavelength"]
+__all__ = ["DMOptions", "MLOptions", "PositionRefinement", "Reconstruction", "default_object_shape", "fermat_spiral", "focused_probe", "object_error",
+           "object_pixel_size", "orthogonalize_modes", "reconstruct", "reconstruct_series"]

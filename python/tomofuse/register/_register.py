@@ -13,7 +13,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .._progress import ProgressCallback
-from ._convert import check_mask, check_origin, check_seed, check_spacing, check_threads, check_volume
+from .. import _validate as check
+from ._convert import check_mask, check_origin, check_volume, check_voxel_size
 from ._prepare import initial_transform
 from ._result import Registration
 from ._stages import SitkRegistration
@@ -42,8 +43,8 @@ def register(
     fixed,
     moving,
     *,
-    fixed_spacing,
-    moving_spacing,
+    fixed_voxel_size,
+    moving_voxel_size,
     initial: Any = "auto",
     stages: Sequence[str] = STAGES,
     bspline_grid: Optional[float] = None,
@@ -62,14 +63,14 @@ def register(
     The paper aligned the two tomograms by hand, then ran elastix (rigid, then
     B-spline, advanced Mattes mutual information; Müller et al., Methods,
     "Image registration").  Here the coarse alignment is automatic (rotation
-    search over SO(3) with masked normalised cross-correlation of gradient
+    search over SO(3) with masked normalized cross-correlation of gradient
     magnitudes, then multi-start mutual information), the fixed image is
     smoothed to the moving image's resolution (estimated from the pair) so that
     the two see the same structures, and the B-spline stage (Mattes MI, one
     control-point cell per field of view by default) is kept only if it raises
     the mutual information *and* the correlation of edge strengths on voxels it
     was not fitted to (``holdout``); otherwise the rigid map is returned with a
-    ``RegistrationWarning``.  Mutual-information optimisation runs on one thread
+    ``RegistrationWarning``.  Mutual-information optimization runs on one thread
     so that results are reproducible (see ``SitkRegistration.run`` in ``_stages.py``).
 
     Parameters
@@ -78,19 +79,19 @@ def register(
         PXCT volume (any real dtype; used as float32).
     moving : (z, y, x) ndarray
         TXTM volume.
-    fixed_spacing, moving_spacing : float or (3,) floats
-        Voxel sizes in metres, per-axis values in (z, y, x) order.
+    fixed_voxel_size, moving_voxel_size : float or (3,) floats
+        Voxel sizes in meters, per-axis values in (z, y, x) order.
     initial : "auto", "center", SimpleITK.Transform or (fixed_points, moving_points)
         ``"auto"`` finds the coarse alignment itself (rotations up to ~10 degrees
         about each axis, shifts up to ~15 % of the field of view); ``"center"``
-        matches the field-of-view centres; a rigid transform (fixed -> moving,
+        matches the field-of-view centers; a rigid transform (fixed -> moving,
         ITK (x, y, z) convention) starts the rigid stage, any other transform is
         kept underneath; two (n, 3) arrays of corresponding (z, y, x) points in
-        metres (n >= 3) give a least-squares rigid start.
+        meters (n >= 3) give a least-squares rigid start.
     stages : sequence of {"rigid", "bspline"}
         Stages to run, in this order.
     bspline_grid : float, optional
-        B-spline control-point spacing in metres.  Default: the larger of 5x the
+        B-spline control-point spacing in meters.  Default: the larger of 5x the
         moving resolution (FWHM) and the smallest edge of the fixed field of view
         (one cell: finer grids let mutual information fit the structures only one
         modality shows, see bench/compare_registration.py); never finer than 4x
@@ -98,7 +99,7 @@ def register(
     fixed_mask : (z, y, x) bool ndarray, optional
         Fixed voxels the similarity is measured on.
     fixed_origin, moving_origin : float or (3,) floats, optional
-        Physical position (z, y, x, metres) of the centre of voxel 0 (default 0).
+        Physical position (z, y, x, meters) of the center of voxel 0 (default 0).
     backend : {"simpleitk", "elastix"}
         ``"elastix"`` needs the optional ``itk-elastix`` package.
     seed : int
@@ -109,7 +110,7 @@ def register(
     callback : callable, optional
         ``callback(fraction, message)`` progress reports.
     moving_resolution : float, optional
-        Moving (TXTM) resolution as a Gaussian FWHM in metres.  Default:
+        Moving (TXTM) resolution as a Gaussian FWHM in meters.  Default:
         estimated from the blur that best matches the fixed image to the moving
         one after the rigid stage (assuming a PXCT FWHM of ~2 fixed voxels).
     holdout : sequence of {"mattes", "edges"}
@@ -133,14 +134,15 @@ def register(
     """
     f = check_volume(fixed, "fixed")
     m = check_volume(moving, "moving")
-    fsp = check_spacing(fixed_spacing, "fixed_spacing")
-    msp = check_spacing(moving_spacing, "moving_spacing")
+    fsp = check_voxel_size(fixed_voxel_size, "fixed_voxel_size")
+    msp = check_voxel_size(moving_voxel_size, "moving_voxel_size")
     fo = check_origin(fixed_origin, "fixed_origin")
     mo = check_origin(moving_origin, "moving_origin")
     mask = check_mask(fixed_mask, f.shape, "fixed_mask")
     st = _check_stages(stages)
-    seed = check_seed(seed)
-    threads = check_threads(threads)
+    seed = check.seed(seed)
+    threads = check.threads(threads)
+    check.callback(callback)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if bspline_grid is not None:
@@ -164,7 +166,7 @@ def register(
     if backend == "elastix":
         from ._elastix import register_elastix
 
-        return register_elastix(f, m, fixed_spacing=fsp, moving_spacing=msp, initial=initial, stages=st,
+        return register_elastix(f, m, fixed_voxel_size=fsp, moving_voxel_size=msp, initial=initial, stages=st,
                                 bspline_grid=bspline_grid, fixed_mask=mask, fixed_origin=fo, moving_origin=mo,
                                 seed=seed, threads=threads, callback=callback, moving_resolution=moving_resolution)
     return SitkRegistration(f, m, fsp, msp, fo, mo, mask, st, initial, bspline_grid, moving_resolution,

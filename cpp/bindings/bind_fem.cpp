@@ -10,8 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "arrays.hpp"
 #include "bindings.hpp"
-#include "checks.hpp"
+#include "options.hpp"
 #include "tomofuse/fem.hpp"
 
 namespace py = pybind11;
@@ -19,15 +20,6 @@ namespace py = pybind11;
 namespace tomofuse::bindings {
 
 namespace {
-
-template <typename T>
-py::array_t<T> to_array(const std::vector<T>& v, std::vector<py::ssize_t> shape) {
-    py::array_t<T> a(shape);
-    if (!v.empty()) {
-        std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
-    }
-    return a;
-}
 
 fem::VoxelMesh make_mesh(const py::object& mask_obj, double voxel_size, int threads) {
     auto mask = require_array<std::uint8_t>(mask_obj, "mask", 3);

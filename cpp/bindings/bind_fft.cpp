@@ -14,8 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "arrays.hpp"
 #include "bindings.hpp"
-#include "checks.hpp"
+#include "options.hpp"
 #include "tomofuse/errors.hpp"
 #include "tomofuse/fft.hpp"
 
@@ -56,29 +57,6 @@ py::array require_frames(const py::object& obj, const char* name, bool writeable
         throw InvalidArgument(arg + " must be writeable");
     }
     return a;
-}
-
-Norm parse_norm(const std::optional<std::string>& norm) {
-    if (!norm || *norm == "backward") {
-        return Norm::Backward;
-    }
-    if (*norm == "ortho") {
-        return Norm::Ortho;
-    }
-    if (*norm == "forward") {
-        return Norm::Forward;
-    }
-    throw InvalidArgument("norm must be 'backward', 'ortho', 'forward' or None, got '" + *norm + "'");
-}
-
-Rigor parse_rigor(const std::string& rigor) {
-    if (rigor == "estimate") {
-        return Rigor::Estimate;
-    }
-    if (rigor == "measure") {
-        return Rigor::Measure;
-    }
-    throw InvalidArgument("rigor must be 'estimate' or 'measure', got '" + rigor + "'");
 }
 
 const char* rigor_name(Rigor r) { return r == Rigor::Measure ? "measure" : "estimate"; }
@@ -196,9 +174,7 @@ ValueError
 
 py::array_t<float> filter_real_2d(const py::object& frames_obj, const py::object& response_obj, std::size_t pad_ny,
                                   std::size_t pad_nx, const std::string& rigor, int threads) {
-    if (rigor != "estimate" && rigor != "measure") {
-        throw InvalidArgument("rigor must be 'estimate' or 'measure', got '" + rigor + "'");
-    }
+    const Rigor rigor_value = parse_rigor(rigor);
     auto frames = require_array<float>(frames_obj, "frames", 3);
     auto response = require_array<float>(response_obj, "response", 2);
     check_threads(threads);
@@ -224,7 +200,7 @@ py::array_t<float> filter_real_2d(const py::object& frames_obj, const py::object
         py::gil_scoped_release release;
         tomofuse::fft::filter_real_2d(frames.data(), out.mutable_data(), batch, ny, nx, pad_ny, pad_nx,
                                       response.data(),
-                                      rigor == "measure" ? tomofuse::fft::Rigor::Measure : tomofuse::fft::Rigor::Estimate,
+                                      rigor_value,
                                       threads);
     }
     return out;

@@ -13,8 +13,9 @@
 #include <utility>
 #include <vector>
 
+#include "arrays.hpp"
 #include "bindings.hpp"
-#include "checks.hpp"
+#include "options.hpp"
 #include "tomofuse/ptycho.hpp"
 
 namespace py = pybind11;
@@ -25,51 +26,6 @@ namespace {
 
 using ptycho::cfloat;
 using ptycho::Scan;
-
-template <typename T>
-py::array_t<T> arr(const py::object& obj, const char* name, std::vector<std::size_t> shape, bool writeable) {
-    auto a = require_array<T>(obj, name, static_cast<int>(shape.size()));
-    for (std::size_t i = 0; i < shape.size(); ++i) {
-        if (static_cast<std::size_t>(a.shape(static_cast<py::ssize_t>(i))) != shape[i]) {
-            std::string want = "(";
-            for (std::size_t j = 0; j < shape.size(); ++j) {
-                want += (j ? ", " : "") + std::to_string(shape[j]);
-            }
-            throw ShapeError(std::string(name) + " must have shape " + want + (shape.size() == 1 ? ",)" : ")") +
-                             ", got " + shape_str(a));
-        }
-    }
-    if (writeable && !a.writeable()) {
-        throw InvalidArgument(std::string(name) + " must be writeable");
-    }
-    return a;
-}
-
-struct Span {
-    const char* name;
-    const void* lo;
-    const void* hi;
-};
-
-template <typename T>
-Span span(const char* name, const py::array_t<T>& a) {
-    const auto* p = reinterpret_cast<const char*>(a.data());
-    return {name, p, p + a.nbytes()};
-}
-
-// Outputs must not overlap any other argument.
-void check_no_alias(const std::vector<Span>& outputs, const std::vector<Span>& all) {
-    for (const Span& o : outputs) {
-        for (const Span& a : all) {
-            if (o.lo == a.lo && o.hi == a.hi && std::string(o.name) == a.name) {
-                continue;
-            }
-            if (o.lo < a.hi && a.lo < o.hi) {
-                throw InvalidArgument(std::string(o.name) + " shares memory with " + a.name);
-            }
-        }
-    }
-}
 
 struct Frames {
     std::vector<std::size_t> object;
@@ -92,8 +48,8 @@ template <typename Fn>
 py::tuple gather(const Scan& s, const py::object& fixed, const char* fixed_name, std::vector<std::size_t> fixed_shape,
                  const py::object& waves, std::vector<std::size_t> num_shape, std::vector<std::size_t> den_shape,
                  int threads, Fn fn) {
-    auto f = arr<std::complex<float>>(fixed, fixed_name, std::move(fixed_shape), false);
-    auto w = arr<std::complex<float>>(waves, "waves", shapes(s).waves, false);
+    auto f = require_shape<std::complex<float>>(fixed, fixed_name, std::move(fixed_shape), false);
+    auto w = require_shape<std::complex<float>>(waves, "waves", shapes(s).waves, false);
     check_threads(threads);
     py::array_t<std::complex<float>> num(num_shape);
     py::array_t<float> den(den_shape);
@@ -106,14 +62,30 @@ py::tuple gather(const Scan& s, const py::object& fixed, const char* fixed_name,
     return py::make_tuple(num, den);
 }
 
+// The checked options of the ML engine (defaults as ptycho::MLOptions).
+ptycho::MLOptions ml_options(float intensity_floor, bool update_object = true, bool update_probe = true,
+                             float precond_regularisation = 1e-2f, int max_backtracks = 10, double smoothness = 0.0) {
+    ptycho::MLOptions opt;
+    opt.update_object = update_object;
+    opt.update_probe = update_probe;
+    opt.intensity_floor = require_positive(intensity_floor, "intensity_floor");
+    opt.precond_regularisation = require_positive(precond_regularisation, "precond_regularisation");
+    if (max_backtracks < 0) {
+        throw InvalidArgument("max_backtracks must be >= 0, got " + std::to_string(max_backtracks));
+    }
+    opt.max_backtracks = max_backtracks;
+    opt.smoothness = require_nonnegative(smoothness, "smoothness");
+    return opt;
+}
+
 ptycho::Data data_arg(const Scan& s, const py::object& values, const py::object& mask, const char* name,
                       py::array_t<float>& keep_values, py::array_t<std::uint8_t>& keep_mask) {
     const Frames sh = shapes(s);
-    keep_values = arr<float>(values, name, sh.data, false);
+    keep_values = require_shape<float>(values, name, sh.data, false);
     ptycho::Data d;
     d.values = keep_values.data();
     if (!mask.is_none()) {
-        keep_mask = arr<std::uint8_t>(mask, "mask", sh.mask, false);
+        keep_mask = require_shape<std::uint8_t>(mask, "mask", sh.mask, false);
         d.mask = keep_mask.data();
     }
     return d;
@@ -199,7 +171,7 @@ ValueError
             "shifted_probes",
             [](const Scan& s, const py::object& probe, int threads) {
                 const Frames sh = shapes(s);
-                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, false);
+                auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, false);
                 check_threads(threads);
                 py::array_t<std::complex<float>> out({s.bins(), s.modes(), s.n(), s.n()});
                 auto* op = out.mutable_data();
@@ -236,7 +208,7 @@ ValueError
         .def(
             "object_windows",
             [](const Scan& s, const py::object& object, int threads) {
-                auto o = arr<std::complex<float>>(object, "object", shapes(s).object, false);
+                auto o = require_shape<std::complex<float>>(object, "object", shapes(s).object, false);
                 check_threads(threads);
                 py::array_t<std::complex<float>> out({s.size(), s.n(), s.n()});
                 auto* op = out.mutable_data();
@@ -252,9 +224,9 @@ ValueError
             "exit_waves",
             [](const Scan& s, const py::object& object, const py::object& probe, const py::object& out, int threads) {
                 const Frames sh = shapes(s);
-                auto o = arr<std::complex<float>>(object, "object", sh.object, false);
-                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, false);
-                auto e = arr<std::complex<float>>(out, "out", sh.waves, true);
+                auto o = require_shape<std::complex<float>>(object, "object", sh.object, false);
+                auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, false);
+                auto e = require_shape<std::complex<float>>(out, "out", sh.waves, true);
                 check_no_alias({span("out", e)}, {span("object", o), span("probe", p), span("out", e)});
                 check_threads(threads);
                 py::gil_scoped_release release;
@@ -272,9 +244,9 @@ ValueError
                 py::array_t<float> keep;
                 py::array_t<std::uint8_t> keep_mask;
                 const ptycho::Data d = data_arg(s, amplitudes, mask, "amplitudes", keep, keep_mask);
-                auto o = arr<std::complex<float>>(object, "object", sh.object, true);
-                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, true);
-                auto e = arr<std::complex<float>>(exit, "exit", sh.waves, true);
+                auto o = require_shape<std::complex<float>>(object, "object", sh.object, true);
+                auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, true);
+                auto e = require_shape<std::complex<float>>(exit, "exit", sh.waves, true);
                 check_no_alias({span("object", o), span("probe", p), span("exit", e)},
                                {span("object", o), span("probe", p), span("exit", e), span("amplitudes", keep)});
                 if (overlap_iterations < 1) {
@@ -292,7 +264,7 @@ ValueError
                 opt.probe_inertia = probe_inertia;
                 py::array_t<double> keep_bound;
                 if (!bound.is_none()) {
-                    keep_bound = arr<double>(bound, "bound", {s.size()}, false);
+                    keep_bound = require_shape<double>(bound, "bound", {s.size()}, false);
                     opt.bound = keep_bound.data();
                 }
                 py::array_t<double> err(static_cast<py::ssize_t>(s.size()));
@@ -337,7 +309,7 @@ squared amplitude errors per pattern, before the modulus constraint.)doc")
             "illumination",
             [](const Scan& s, const py::object& probe, int threads) {
                 const Frames sh = shapes(s);
-                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, false);
+                auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, false);
                 check_threads(threads);
                 py::array_t<float> den({sh.object[0], sh.object[1]});
                 auto* dp = den.mutable_data();
@@ -368,18 +340,14 @@ squared amplitude errors per pattern, before the modulus constraint.)doc")
                 py::array_t<float> keep;
                 py::array_t<std::uint8_t> keep_mask;
                 const ptycho::Data d = data_arg(s, intensities, mask, "intensities", keep, keep_mask);
-                auto o = arr<std::complex<float>>(object, "object", sh.object, false);
-                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, false);
-                auto f = arr<std::complex<float>>(far, "far", sh.waves, true);
-                auto c = arr<std::complex<float>>(chi, "chi", sh.waves, true);
+                auto o = require_shape<std::complex<float>>(object, "object", sh.object, false);
+                auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, false);
+                auto f = require_shape<std::complex<float>>(far, "far", sh.waves, true);
+                auto c = require_shape<std::complex<float>>(chi, "chi", sh.waves, true);
                 check_no_alias({span("far", f), span("chi", c)},
                                {span("object", o), span("probe", p), span("far", f), span("chi", c)});
-                if (!(intensity_floor > 0.0f)) {
-                    throw InvalidArgument("intensity_floor must be > 0");
-                }
+                const ptycho::MLOptions opt = ml_options(intensity_floor);
                 check_threads(threads);
-                ptycho::MLOptions opt;
-                opt.intensity_floor = intensity_floor;
                 py::array_t<std::complex<float>> go({sh.object[0], sh.object[1]});
                 py::array_t<std::complex<float>> gp({sh.probe[0], sh.probe[1], sh.probe[2]});
                 py::array_t<float> po({sh.object[0], sh.object[1]});
@@ -415,17 +383,13 @@ residual, unitary) as work buffers.)doc")
                 py::array_t<float> keep;
                 py::array_t<std::uint8_t> keep_mask;
                 const ptycho::Data d = data_arg(s, intensities, mask, "intensities", keep, keep_mask);
-                auto o = arr<std::complex<float>>(object, "object", sh.object, false);
-                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, false);
-                auto ho = arr<std::complex<float>>(h_object, "h_object", sh.object, false);
-                auto hp = arr<std::complex<float>>(h_probe, "h_probe", sh.probe, false);
-                auto f = arr<std::complex<float>>(far, "far", sh.waves, false);
-                if (!(intensity_floor > 0.0f)) {
-                    throw InvalidArgument("intensity_floor must be > 0");
-                }
+                auto o = require_shape<std::complex<float>>(object, "object", sh.object, false);
+                auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, false);
+                auto ho = require_shape<std::complex<float>>(h_object, "h_object", sh.object, false);
+                auto hp = require_shape<std::complex<float>>(h_probe, "h_probe", sh.probe, false);
+                auto f = require_shape<std::complex<float>>(far, "far", sh.waves, false);
+                const ptycho::MLOptions opt = ml_options(intensity_floor);
                 check_threads(threads);
-                ptycho::MLOptions opt;
-                opt.intensity_floor = intensity_floor;
                 ptycho::MLBuffers b{const_cast<cfloat*>(f.data()), nullptr};
                 double b1 = 0.0;
                 double b2 = 0.0;
@@ -450,19 +414,19 @@ residual, unitary) as work buffers.)doc")
                 py::array_t<float> keep;
                 py::array_t<std::uint8_t> keep_mask;
                 const ptycho::Data d = data_arg(s, intensities, mask, "intensities", keep, keep_mask);
-                auto o = arr<std::complex<float>>(object, "object", sh.object, true);
-                auto p = arr<std::complex<float>>(probe, "probe", sh.probe, true);
-                auto f = arr<std::complex<float>>(far, "far", sh.waves, true);
-                auto c = arr<std::complex<float>>(chi, "chi", sh.waves, true);
-                auto go = arr<std::complex<float>>(state.attr("grad_object"), "state.grad_object", sh.object, true);
-                auto gp = arr<std::complex<float>>(state.attr("grad_probe"), "state.grad_probe", sh.probe, true);
-                auto po = arr<float>(state.attr("precond_object"), "state.precond_object", sh.object, true);
-                auto pp = arr<float>(state.attr("precond_probe"), "state.precond_probe", sh.mask, true);
-                auto dobj = arr<std::complex<float>>(state.attr("dir_object"), "state.dir_object", sh.object, true);
-                auto dpr = arr<std::complex<float>>(state.attr("dir_probe"), "state.dir_probe", sh.probe, true);
-                auto qo = arr<std::complex<float>>(state.attr("prev_grad_object"), "state.prev_grad_object", sh.object,
+                auto o = require_shape<std::complex<float>>(object, "object", sh.object, true);
+                auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, true);
+                auto f = require_shape<std::complex<float>>(far, "far", sh.waves, true);
+                auto c = require_shape<std::complex<float>>(chi, "chi", sh.waves, true);
+                auto go = require_shape<std::complex<float>>(state.attr("grad_object"), "state.grad_object", sh.object, true);
+                auto gp = require_shape<std::complex<float>>(state.attr("grad_probe"), "state.grad_probe", sh.probe, true);
+                auto po = require_shape<float>(state.attr("precond_object"), "state.precond_object", sh.object, true);
+                auto pp = require_shape<float>(state.attr("precond_probe"), "state.precond_probe", sh.mask, true);
+                auto dobj = require_shape<std::complex<float>>(state.attr("dir_object"), "state.dir_object", sh.object, true);
+                auto dpr = require_shape<std::complex<float>>(state.attr("dir_probe"), "state.dir_probe", sh.probe, true);
+                auto qo = require_shape<std::complex<float>>(state.attr("prev_grad_object"), "state.prev_grad_object", sh.object,
                                                    true);
-                auto qp = arr<std::complex<float>>(state.attr("prev_grad_probe"), "state.prev_grad_probe", sh.probe,
+                auto qp = require_shape<std::complex<float>>(state.attr("prev_grad_probe"), "state.prev_grad_probe", sh.probe,
                                                    true);
                 const std::vector<Span> outs{span("object", o),
                                              span("probe", p),
@@ -479,26 +443,9 @@ residual, unitary) as work buffers.)doc")
                 std::vector<Span> all = outs;
                 all.push_back(span("intensities", keep));
                 check_no_alias(outs, all);
-                if (!(intensity_floor > 0.0f)) {
-                    throw InvalidArgument("intensity_floor must be > 0");
-                }
-                if (!(precond_regularisation > 0.0f)) {
-                    throw InvalidArgument("precond_regularisation must be > 0");
-                }
-                if (max_backtracks < 0) {
-                    throw InvalidArgument("max_backtracks must be >= 0");
-                }
+                const ptycho::MLOptions opt = ml_options(intensity_floor, update_object, update_probe,
+                                                         precond_regularisation, max_backtracks, smoothness);
                 check_threads(threads);
-                ptycho::MLOptions opt;
-                opt.update_object = update_object;
-                opt.update_probe = update_probe;
-                opt.intensity_floor = intensity_floor;
-                opt.precond_regularisation = precond_regularisation;
-                opt.max_backtracks = max_backtracks;
-                if (!(smoothness >= 0.0) || !std::isfinite(smoothness)) {
-                    throw InvalidArgument("smoothness must be a finite number >= 0");
-                }
-                opt.smoothness = smoothness;
                 ptycho::MLState st;
                 st.grad_object = go.mutable_data();
                 st.grad_probe = gp.mutable_data();

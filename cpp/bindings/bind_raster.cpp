@@ -6,8 +6,9 @@
 #include <cstdint>
 #include <string>
 
+#include "arrays.hpp"
 #include "bindings.hpp"
-#include "checks.hpp"
+#include "options.hpp"
 #include "tomofuse/raster.hpp"
 
 namespace py = pybind11;

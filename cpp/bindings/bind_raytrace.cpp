@@ -9,8 +9,9 @@
 #include <limits>
 #include <string>
 
+#include "arrays.hpp"
 #include "bindings.hpp"
-#include "checks.hpp"
+#include "options.hpp"
 #include "tomofuse/raytrace.hpp"
 
 namespace py = pybind11;
@@ -28,15 +29,6 @@ void require_nonempty(const py::array& a, const char* name) {
     if (a.size() == 0) {
         throw ShapeError(std::string(name) + " must not be empty, got shape " + shape_str(a));
     }
-}
-
-template <typename T>
-py::array_t<T> to_array(const std::vector<T>& v, std::initializer_list<py::ssize_t> shape) {
-    py::array_t<T> a{std::vector<py::ssize_t>(shape)};
-    if (!v.empty()) {
-        std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
-    }
-    return a;
 }
 
 py::tuple trace_rays(const py::object& labels_obj, const py::object& particles_obj, const py::object& origins_obj,

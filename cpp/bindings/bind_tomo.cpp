@@ -5,8 +5,9 @@
 
 #include <string>
 
+#include "arrays.hpp"
 #include "bindings.hpp"
-#include "checks.hpp"
+#include "options.hpp"
 #include "tomofuse/tomo.hpp"
 
 namespace py = pybind11;

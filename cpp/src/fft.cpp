@@ -14,6 +14,7 @@
 #include <new>
 #include <string>
 
+#include "aligned.hpp"
 #include "omp.hpp"
 #include "tomofuse/errors.hpp"
 #include "tomofuse/parallel.hpp"
@@ -25,35 +26,16 @@ namespace {
 
 using cf = std::complex<float>;
 
-// Alignment of every buffer we hand to the planner; a multiple of any SIMD
-// alignment FFTW checks for (16 for SSE, 32 for AVX, 64 for AVX-512).
-constexpr std::size_t kAlignment = 64;
-
 // FFTW's planner (and fftwf_destroy_plan) must never run concurrently.
 std::mutex& planner_mutex() {
     static std::mutex m;
     return m;
 }
 
-struct FreeDeleter {
-    void operator()(cf* p) const noexcept { std::free(p); }
-};
-using AlignedFrames = std::unique_ptr<cf[], FreeDeleter>;
-
-// nullptr on failure.
-AlignedFrames try_alloc_aligned(std::size_t count) noexcept {
-    std::size_t bytes = count * sizeof(cf);
-    bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-    return AlignedFrames(static_cast<cf*>(std::aligned_alloc(kAlignment, bytes)));
-}
-
-AlignedFrames alloc_aligned(std::size_t count) {
-    AlignedFrames p = try_alloc_aligned(count);
-    if (!p) {
-        throw std::bad_alloc();
-    }
-    return p;
-}
+using AlignedFrames = tomofuse::detail::AlignedArray<cf>;
+using AlignedFloats = tomofuse::detail::AlignedArray<float>;
+using tomofuse::detail::alloc_aligned;
+using tomofuse::detail::try_alloc_aligned;
 
 fftwf_complex* as_fftw(cf* p) noexcept { return reinterpret_cast<fftwf_complex*>(p); }
 
@@ -148,10 +130,10 @@ struct Plan2D::Impl {
         }
         const std::size_t n = static_cast<std::size_t>(ny) * static_cast<std::size_t>(nx);
         // FFTW_MEASURE overwrites the arrays it plans with: use our own.
-        detail::AlignedFrames a = detail::alloc_aligned(n);
+        detail::AlignedFrames a = detail::alloc_aligned<cf>(n);
         detail::AlignedFrames b;
         if (!in_place) {
-            b = detail::alloc_aligned(n);
+            b = detail::alloc_aligned<cf>(n);
         }
         cf* in = a.get();
         cf* out = in_place ? a.get() : b.get();
@@ -198,7 +180,7 @@ Plan2D::Plan2D(std::size_t ny, std::size_t nx, Rigor rigor) : ny_(ny), nx_(nx), 
     impl_->ny = static_cast<int>(ny);
     impl_->nx = static_cast<int>(nx);
     impl_->rigor_flag = flag;
-    detail::AlignedFrames probe = detail::alloc_aligned(1);
+    detail::AlignedFrames probe = detail::alloc_aligned<cf>(1);
     impl_->plan_alignment = detail::fftw_alignment(probe.get());
 }
 
@@ -276,7 +258,7 @@ void Plan2D::execute(const cf* in, cf* out, std::size_t batch, Direction directi
                 continue;
             }
             if (!scratch) {
-                scratch = detail::try_alloc_aligned(n);
+                scratch = detail::try_alloc_aligned<cf>(n);
                 if (!scratch) {
                     out_of_memory.store(true, std::memory_order_relaxed);
                     continue;
@@ -307,21 +289,6 @@ void ifft2(const cf* in, cf* out, std::size_t batch, std::size_t ny, std::size_t
 namespace detail {
 namespace {
 
-struct FloatFree {
-    void operator()(float* p) const noexcept { std::free(p); }
-};
-using AlignedFloats = std::unique_ptr<float[], FloatFree>;
-
-AlignedFloats alloc_floats(std::size_t count) {
-    std::size_t bytes = count * sizeof(float);
-    bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-    auto* p = static_cast<float*>(std::aligned_alloc(kAlignment, bytes == 0 ? kAlignment : bytes));
-    if (p == nullptr) {
-        throw std::bad_alloc();
-    }
-    return AlignedFloats(p);
-}
-
 // The r2c / c2r plan pair of one padded shape, destroyed under the planner lock.
 struct RealPlans {
     fftwf_plan forward = nullptr;
@@ -329,8 +296,8 @@ struct RealPlans {
     RealPlans(int ny, int nx, unsigned flag) {
         const std::size_t n = static_cast<std::size_t>(ny) * static_cast<std::size_t>(nx);
         const std::size_t h = static_cast<std::size_t>(ny) * (static_cast<std::size_t>(nx) / 2 + 1);
-        AlignedFloats real = alloc_floats(n);
-        AlignedFrames spec = alloc_aligned(h);
+        AlignedFloats real = alloc_aligned<float>(n);
+        AlignedFrames spec = alloc_aligned<cf>(h);
         std::lock_guard<std::mutex> planner(planner_mutex());
         forward = fftwf_plan_dft_r2c_2d(ny, nx, real.get(), as_fftw(spec.get()), flag);
         backward = fftwf_plan_dft_c2r_2d(ny, nx, as_fftw(spec.get()), real.get(), flag);
@@ -398,8 +365,8 @@ void filter_real_2d(const float* in, float* out, std::size_t batch, std::size_t 
     (void)team;
     TOMOFUSE_OMP(parallel num_threads(team) if (team > 1))
     {
-        detail::AlignedFloats real = detail::alloc_floats(pad_ny * pad_nx);
-        detail::AlignedFrames spec = detail::alloc_aligned(pad_ny * hx);
+        detail::AlignedFloats real = detail::alloc_aligned<float>(pad_ny * pad_nx);
+        detail::AlignedFrames spec = detail::alloc_aligned<cf>(pad_ny * hx);
         TOMOFUSE_OMP(for schedule(dynamic, 1))
         for (std::ptrdiff_t f = 0; f < nframes; ++f) {
             const float* src = in + static_cast<std::size_t>(f) * frame;

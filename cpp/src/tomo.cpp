@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "aligned.hpp"
+#include "isa.hpp"
 #include "omp.hpp"
 #include "tomofuse/errors.hpp"
 #include "tomofuse/parallel.hpp"
@@ -341,32 +343,16 @@ inline __attribute__((always_inline)) void backproject_block_rows(const Real* bl
 // cache line and one AVX-512 vector).
 template <typename Real>
 struct AlignedBuffer {
-    struct Free {
-        void operator()(Real* p) const noexcept { std::free(p); }
-    };
-    std::unique_ptr<Real[], Free> data;
+    tomofuse::detail::AlignedArray<Real> data;
     std::size_t size = 0;
     void assign_zero(std::size_t n) {
         if (n > size) {
-            const std::size_t bytes = (n * sizeof(Real) + 63) / 64 * 64;
-            data.reset(static_cast<Real*>(std::aligned_alloc(64, bytes)));
-            if (!data) {
-                throw std::bad_alloc();
-            }
+            data = tomofuse::detail::alloc_aligned<Real>(n);
             size = n;
         }
         std::fill(data.get(), data.get() + n, Real(0));
     }
 };
-
-// Instruction-set clones (GCC on x86-64): the same source compiled for AVX-512,
-// AVX2 and the baseline, picked at load time.  Floating-point contraction is
-// off for this file (see CMakeLists.txt), so every clone gives the same bits.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define TOMOFUSE_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define TOMOFUSE_ISA_CLONES
-#endif
 
 #define TOMOFUSE_BLOCK_KERNEL(Real, B)                                                                      \
     TOMOFUSE_ISA_CLONES void backproject_block_##B(                                                         \

@@ -1,0 +1,67 @@
+// Private to the ptychography engines (cpp/src/ptycho/): what the scan geometry,
+// the overlap operators, the difference map and maximum likelihood share.
+//
+//   kernels.cpp   per-row / per-pixel kernels (instruction-set clones), the window interpolation
+//   scan.cpp      Scan (windows, probe-shift bins), shifted probes and their adjoint
+//   overlap.cpp   object windows, exit waves, object / probe gathers, illumination
+//   dm.cpp        dm_iteration
+//   ml.cpp        ml_gradient, ml_line_coefficients, ml_start, ml_iteration
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <vector>
+
+#include "tomofuse/ptycho.hpp"
+
+namespace tomofuse::ptycho::detail {
+
+// Unscaled transforms of one frame in place (FFTW's own scaling conventions:
+// forward with Norm::Backward and backward with Norm::Forward are unscaled).
+inline void forward(const Scan& s, cfloat* f) {
+    s.plan().execute(f, f, 1, fft::Direction::Forward, fft::Norm::Backward, 1);
+}
+inline void backward(const Scan& s, cfloat* f) {
+    s.plan().execute(f, f, 1, fft::Direction::Backward, fft::Norm::Forward, 1);
+}
+
+// |z|^2 by the textbook formula (libstdc++'s std::norm goes through std::abs, a hypot,
+// unless compiled with -ffast-math).
+inline float sq(cfloat z) noexcept { return z.real() * z.real() + z.imag() * z.imag(); }
+inline double sq(std::complex<double> z) noexcept { return z.real() * z.real() + z.imag() * z.imag(); }
+
+// Throws InvalidArgument naming `where` if any pointer is null.
+void check_pointers(const char* where, std::initializer_list<const void*> ptrs);
+
+// Sum of v in order.
+double ordered_sum(const std::vector<double>& v);
+
+// ---------------------------------------------------------------- scan.cpp
+
+// The probe of every shift bin: base + bin * bin_stride (bin_stride 0 for the bilinear model,
+// where every pattern sees the probe itself).
+struct Probes {
+    std::vector<cfloat> buffer;
+    const cfloat* base = nullptr;
+    std::size_t bin_stride = 0;
+    const cfloat* of(const Scan& s, std::size_t k) const { return base + s.bin(k) * bin_stride; }
+};
+
+// out (bins, modes, nn) = P_m shifted by each bin's fraction: F^-1[F(P_m) ramp_b].
+void shift_into(const Scan& s, const cfloat* probe, cfloat* out, int threads);
+
+Probes make_probes(const Scan& s, const cfloat* probe, int threads);
+
+// out[m] = sum_b S_b^-1 per_bin[b, m] (the adjoint of the shifts) for `modes` modes; per_bin
+// is overwritten. Each pixel sums the bins in order.
+void unshift_sum_modes(const Scan& s, cfloat* per_bin, cfloat* out, std::size_t modes, int threads);
+
+// ---------------------------------------------------------------- overlap.cpp
+
+// num = sum_k S_k^T sum_m conj(P_km) waves_km, den = sum_k S_k^T sum_m |P_km|^2 over the object;
+// with waves null only den (the illumination).
+void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cfloat* num, float* den,
+                        int threads);
+
+}  // namespace tomofuse::ptycho::detail

@@ -1,0 +1,127 @@
+// The difference map (Thibault et al., Ultramicroscopy 109, 338 (2009)): overlap projection
+// by damped object / probe gathers, then the relaxed Fourier modulus constraint, fused per pattern.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "aligned.hpp"
+#include "detail.hpp"
+#include "kernels.hpp"
+#include "omp.hpp"
+#include "tomofuse/errors.hpp"
+#include "tomofuse/parallel.hpp"
+#include "tomofuse/ptycho.hpp"
+
+namespace tomofuse::ptycho {
+
+namespace {
+
+using namespace detail;
+
+// x <- (num + c x) / (den + c), c = inertia * max(den), elementwise.
+template <typename Index>
+void damped_divide(cfloat* x, const cfloat* num, const float* den, Index count, std::size_t stride_den, float inertia,
+                   int threads) {
+    float dmax = 0.0f;
+    const std::size_t nden = stride_den;
+    for (std::size_t q = 0; q < nden; ++q) {
+        dmax = std::max(dmax, den[q]);
+    }
+    const float c = inertia * dmax;
+    const auto total = static_cast<std::ptrdiff_t>(count);
+    TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
+    for (std::ptrdiff_t q = 0; q < total; ++q) {
+        const auto u = static_cast<std::size_t>(q);
+        const float d = den[u % stride_den] + c;
+        if (d > 0.0f) {
+            x[u] = (num[u] + c * x[u]) / d;
+        }
+    }
+}
+
+}  // namespace
+
+void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat* probe, cfloat* exit,
+                  const DMOptions& options, double* error, double* model_error, int nthreads) {
+    check_pointers("dm_iteration", {amplitudes.values, object, probe, exit, error});
+    if (options.overlap_iterations < 1) {
+        throw InvalidArgument("tomofuse::ptycho::dm_iteration: overlap_iterations must be >= 1");
+    }
+    const int threads = resolve_threads(nthreads);
+    const std::size_t n = s.n();
+    const std::size_t nn = s.frame();
+    const std::size_t modes = s.modes();
+    const std::size_t hw = s.height() * s.width();
+
+    // 1. Overlap projection.
+    Probes ps = make_probes(s, probe, threads);
+    if (options.update_object || options.update_probe) {
+        std::vector<cfloat> onum(options.update_object ? hw : 0);
+        std::vector<float> oden(options.update_object ? hw : 0);
+        std::vector<cfloat> pnum(options.update_probe ? modes * nn : 0);
+        std::vector<float> pden(options.update_probe ? nn : 0);
+        for (int it = 0; it < options.overlap_iterations; ++it) {
+            if (options.update_object) {
+                object_gather_impl(s, ps, exit, onum.data(), oden.data(), threads);
+                damped_divide(object, onum.data(), oden.data(), hw, hw, options.object_inertia, threads);
+            }
+            if (options.update_probe) {
+                probe_gather(s, object, exit, pnum.data(), pden.data(), threads);
+                damped_divide(probe, pnum.data(), pden.data(), modes * nn, nn, options.probe_inertia, threads);
+                ps = make_probes(s, probe, threads);
+            }
+        }
+    }
+
+    // 2. Fourier projection of 2 P o - exit, fused per pattern.
+    const float inv_scale = 1.0f / static_cast<float>(n);  // |F_unitary| = |F_unscaled| / n
+    const float inv_nn = 1.0f / static_cast<float>(nn);     // undo the unscaled forward + backward
+    const auto count = static_cast<std::ptrdiff_t>(s.size());
+    TOMOFUSE_OMP(parallel num_threads(threads))
+    {
+        std::vector<cfloat> o(nn);
+        std::vector<float> pw(nn), mag(nn);
+        const auto f = tomofuse::detail::alloc_aligned<cfloat>(modes * nn);
+        TOMOFUSE_OMP(for schedule(dynamic, 2))
+        for (std::ptrdiff_t kk = 0; kk < count; ++kk) {
+            const auto k = static_cast<std::size_t>(kk);
+            interpolate(s, object, s.windows()[k], o.data());
+            const float* amp = amplitudes.values + k * nn;
+            if (model_error != nullptr) {
+                // Error of the current model P o_k (one more transform per mode).
+                for (std::size_t m = 0; m < modes; ++m) {
+                    cfloat* fm = f.get() + m * nn;
+                    product(ps.of(s, k) + m * nn, o.data(), fm, nn);
+                    forward(s, fm);
+                    power(fm, pw.data(), nn, m == 0);
+                }
+                magnitude(pw.data(), inv_scale, mag.data(), nn);
+                model_error[k] = amplitude_error(mag.data(), amp, amplitudes.mask, nn);
+            }
+            for (std::size_t m = 0; m < modes; ++m) {
+                cfloat* fm = f.get() + m * nn;
+                reflect(ps.of(s, k) + m * nn, o.data(), exit + (k * modes + m) * nn, fm, nn);
+                forward(s, fm);
+                power(fm, pw.data(), nn, m == 0);
+            }
+            // Model amplitudes (unitary) and the error before the constraint.
+            magnitude(pw.data(), inv_scale, mag.data(), nn);
+            const double err = amplitude_error(mag.data(), amp, amplitudes.mask, nn);
+            error[k] = err;
+            // Relaxed modulus constraint: move the model amplitude towards the measured one
+            // until the remaining error equals the bound (the whole way when bound = 0).
+            const double bound = options.bound == nullptr ? 0.0 : options.bound[k];
+            const float keep = err > bound ? static_cast<float>(std::sqrt(bound / err)) : 1.0f;
+            modulus_factor(mag.data(), amp, amplitudes.mask, keep, inv_nn, pw.data(), nn);
+            for (std::size_t m = 0; m < modes; ++m) {
+                cfloat* fm = f.get() + m * nn;
+                scale_by(fm, pw.data(), nn);
+                backward(s, fm);
+                dm_update(exit + (k * modes + m) * nn, fm, ps.of(s, k) + m * nn, o.data(), nn);
+            }
+        }
+    }
+}
+
+}  // namespace tomofuse::ptycho

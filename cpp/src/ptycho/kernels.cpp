@@ -1,0 +1,339 @@
+// Per-row and per-pixel kernels of the ptychography engines, compiled as instruction-set
+// clones (isa.hpp); contraction is off for this file (CMakeLists.txt), so every clone gives
+// the same bits.
+#include "kernels.hpp"
+
+#include <cmath>
+
+#include "detail.hpp"
+#include "isa.hpp"
+
+namespace tomofuse::ptycho::detail {
+
+// One row of the bilinear window: rows a (weight 1 - fy) and b (weight fy; null when fy == 0).
+TOMOFUSE_ISA_CLONES void interp_row(const cfloat* a, const cfloat* b, float fy, float fx, std::size_t n,
+                                    cfloat* o) {
+    const float gx = 1.0f - fx;
+    const float gy = 1.0f - fy;
+    if (b == nullptr) {
+        if (fx == 0.0f) {
+            for (std::size_t j = 0; j < n; ++j) {
+                o[j] = a[j];
+            }
+        } else {
+            for (std::size_t j = 0; j < n; ++j) {
+                o[j] = gx * a[j] + fx * a[j + 1];
+            }
+        }
+    } else if (fx == 0.0f) {
+        for (std::size_t j = 0; j < n; ++j) {
+            o[j] = gy * a[j] + fy * b[j];
+        }
+    } else {
+        for (std::size_t j = 0; j < n; ++j) {
+            o[j] = gy * (gx * a[j] + fx * a[j + 1]) + fy * (gx * b[j] + fx * b[j + 1]);
+        }
+    }
+}
+
+// f = p o, or f = 2 p o - e.
+TOMOFUSE_ISA_CLONES void product(const cfloat* p, const cfloat* o, cfloat* f, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        f[q] = p[q] * o[q];
+    }
+}
+TOMOFUSE_ISA_CLONES void reflect(const cfloat* p, const cfloat* o, const cfloat* e, cfloat* f, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        f[q] = 2.0f * (p[q] * o[q]) - e[q];
+    }
+}
+
+// pw = |f|^2 (first mode) or pw += |f|^2.
+TOMOFUSE_ISA_CLONES void power(const cfloat* f, float* pw, std::size_t nn, bool first) {
+    if (first) {
+        for (std::size_t q = 0; q < nn; ++q) {
+            pw[q] = sq(f[q]);
+        }
+    } else {
+        for (std::size_t q = 0; q < nn; ++q) {
+            pw[q] += sq(f[q]);
+        }
+    }
+}
+
+// mag = sqrt(pw) * inv_scale.
+TOMOFUSE_ISA_CLONES void magnitude(const float* pw, float inv_scale, float* mag, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        mag[q] = std::sqrt(pw[q]) * inv_scale;
+    }
+}
+
+// Relaxed modulus factor: valid pixels move from mag to amp + keep (mag - amp), all
+// scaled by inv_nn (the unscaled forward + backward pair); invalid pixels keep mag.
+TOMOFUSE_ISA_CLONES void modulus_factor(const float* mag, const float* amp, const std::uint8_t* mask, float keep,
+                                        float inv_nn, float* factor, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        const float m = mag[q];
+        const float target = amp[q] + keep * (m - amp[q]);
+        factor[q] = m > 0.0f ? target / m * inv_nn : 0.0f;
+    }
+    if (mask != nullptr) {
+        for (std::size_t q = 0; q < nn; ++q) {
+            factor[q] = mask[q] != 0 ? factor[q] : inv_nn;
+        }
+    }
+}
+
+TOMOFUSE_ISA_CLONES void scale_by(cfloat* f, const float* factor, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        f[q] *= factor[q];
+    }
+}
+
+// e += f - p o.
+TOMOFUSE_ISA_CLONES void dm_update(cfloat* e, const cfloat* f, const cfloat* p, const cfloat* o, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        e[q] += f[q] - p[q] * o[q];
+    }
+}
+
+// Sum over valid pixels of (mag - amp)^2 (double): 8 interleaved partial sums (pixel q
+// goes to lane q % 8) added in lane order, a fixed order that vectorises.
+TOMOFUSE_ISA_CLONES double amplitude_error(const float* mag, const float* amp, const std::uint8_t* mask,
+                                           std::size_t nn) {
+    constexpr std::size_t L = 8;
+    double acc[L] = {};
+    const std::size_t full = nn / L * L;
+    if (mask == nullptr) {
+        for (std::size_t q = 0; q < full; q += L) {
+            for (std::size_t l = 0; l < L; ++l) {
+                const double d = static_cast<double>(mag[q + l]) - static_cast<double>(amp[q + l]);
+                acc[l] += d * d;
+            }
+        }
+    } else {
+        for (std::size_t q = 0; q < full; q += L) {
+            for (std::size_t l = 0; l < L; ++l) {
+                const double d = static_cast<double>(mag[q + l]) - static_cast<double>(amp[q + l]);
+                acc[l] += mask[q + l] != 0 ? d * d : 0.0;
+            }
+        }
+    }
+    for (std::size_t q = full; q < nn; ++q) {
+        if (mask == nullptr || mask[q] != 0) {
+            const double d = static_cast<double>(mag[q]) - static_cast<double>(amp[q]);
+            acc[q % L] += d * d;
+        }
+    }
+    double err = 0.0;
+    for (double a : acc) {
+        err += a;
+    }
+    return err;
+}
+
+// g = sum_m conj(P_m) w_m over one window row.
+TOMOFUSE_ISA_CLONES void conj_product(const cfloat* p, std::size_t p_stride, const cfloat* w, std::size_t w_stride,
+                                      std::size_t modes, std::size_t n, cfloat* g) {
+    for (std::size_t j = 0; j < n; ++j) {
+        g[j] = std::conj(p[j]) * w[j];
+    }
+    for (std::size_t m = 1; m < modes; ++m) {
+        const cfloat* pm = p + m * p_stride;
+        const cfloat* wm = w + m * w_stride;
+        for (std::size_t j = 0; j < n; ++j) {
+            g[j] += std::conj(pm[j]) * wm[j];
+        }
+    }
+}
+
+// The two window rows that meet one object row, interpolated vertically
+// (v = a g1 + b g0, a = 1 - fy, b = fy) and spread horizontally:
+// num[j] += (1 - fx) v[j], then num[j + 1] += fx v[j]; den likewise with the probe
+// power rows. An absent tap has null power row (and g row); with num null only den
+// is spread (the illumination).
+TOMOFUSE_ISA_CLONES void spread_rows(cfloat* num, float* den, const cfloat* g1, const cfloat* g0, const float* pw1,
+                                     const float* pw0, float a, float b, float fx, std::size_t n, cfloat* v,
+                                     float* pv) {
+    if (pw1 != nullptr && pw0 != nullptr) {
+        for (std::size_t j = 0; j < n; ++j) {
+            pv[j] = a * pw1[j] + b * pw0[j];
+        }
+    } else if (pw1 != nullptr) {
+        for (std::size_t j = 0; j < n; ++j) {
+            pv[j] = a * pw1[j];
+        }
+    } else {
+        for (std::size_t j = 0; j < n; ++j) {
+            pv[j] = b * pw0[j];
+        }
+    }
+    const float gx = 1.0f - fx;
+    for (std::size_t j = 0; j < n; ++j) {
+        den[j] += gx * pv[j];
+    }
+    if (fx != 0.0f) {
+        for (std::size_t j = 0; j < n; ++j) {
+            den[j + 1] += fx * pv[j];
+        }
+    }
+    if (num == nullptr) {
+        return;
+    }
+    if (pw1 != nullptr && pw0 != nullptr) {
+        for (std::size_t j = 0; j < n; ++j) {
+            v[j] = a * g1[j] + b * g0[j];
+        }
+    } else if (pw1 != nullptr) {
+        for (std::size_t j = 0; j < n; ++j) {
+            v[j] = a * g1[j];
+        }
+    } else {
+        for (std::size_t j = 0; j < n; ++j) {
+            v[j] = b * g0[j];
+        }
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+        num[j] += gx * v[j];
+    }
+    if (fx != 0.0f) {
+        for (std::size_t j = 0; j < n; ++j) {
+            num[j + 1] += fx * v[j];
+        }
+    }
+}
+
+// den += |o|^2, num_m += conj(o) w_m over one window row.
+TOMOFUSE_ISA_CLONES void gather_probe_row(const cfloat* o, const cfloat* w, std::size_t w_stride, std::size_t modes,
+                                          cfloat* num, std::size_t num_stride, float* den, std::size_t n) {
+    for (std::size_t j = 0; j < n; ++j) {
+        den[j] += sq(o[j]);
+    }
+    for (std::size_t m = 0; m < modes; ++m) {
+        const cfloat* wm = w + m * w_stride;
+        cfloat* nm = num + m * num_stride;
+        for (std::size_t j = 0; j < n; ++j) {
+            nm[j] += std::conj(o[j]) * wm[j];
+        }
+    }
+}
+
+// ML: per pixel weight (1 - I / Im) scaled by the unscaled transform pair; 0 at invalid pixels.
+TOMOFUSE_ISA_CLONES void ml_weights(const float* pw, const float* data, const std::uint8_t* mask, float inv_n2,
+                                    float floor, float* weight, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        const float im = pw[q] * inv_n2 + floor;
+        weight[q] = (1.0f - data[q] / im) * inv_n2;
+    }
+    if (mask != nullptr) {
+        for (std::size_t q = 0; q < nn; ++q) {
+            weight[q] = mask[q] != 0 ? weight[q] : 0.0f;
+        }
+    }
+}
+
+// chi = weight * far.
+TOMOFUSE_ISA_CLONES void weighted(const cfloat* far, const float* weight, cfloat* chi, std::size_t nn) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        chi[q] = weight[q] * far[q];
+    }
+}
+
+// Poisson deviance sum over valid pixels of Im - I - I log(Im / I) (Im for I = 0), double,
+// 8 interleaved partial sums added in lane order.
+double poisson_deviance(const float* pw, const float* data, const std::uint8_t* mask, float inv_n2, float floor,
+                        std::size_t nn) {
+    constexpr std::size_t L = 8;
+    double acc[L] = {};
+    for (std::size_t q = 0; q < nn; ++q) {
+        if (mask != nullptr && mask[q] == 0) {
+            continue;
+        }
+        const double model = static_cast<double>(pw[q] * inv_n2 + floor);
+        const double I = data[q];
+        acc[q % L] += I > 0.0 ? model - I - I * std::log(model / I) : model;
+    }
+    double total = 0.0;
+    for (double a : acc) {
+        total += a;
+    }
+    return total;
+}
+
+// Line search, per pixel over modes: im += |f0|^2, a1 += 2 Re(conj(f0) f1),
+// a2 += |f1|^2 + 2 Re(conj(f0) f2) (first mode: assign).
+TOMOFUSE_ISA_CLONES void line_accumulate(const cfloat* f0, const cfloat* f1, const cfloat* f2, float* im, float* a1,
+                                         float* a2, std::size_t nn, bool first) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        const float c1 = 2.0f * (f0[q].real() * f1[q].real() + f0[q].imag() * f1[q].imag());
+        const float c2 = sq(f1[q]) + 2.0f * (f0[q].real() * f2[q].real() + f0[q].imag() * f2[q].imag());
+        const float c0 = sq(f0[q]);
+        if (first) {
+            im[q] = c0;
+            a1[q] = c1;
+            a2[q] = c2;
+        } else {
+            im[q] += c0;
+            a1[q] += c1;
+            a2[q] += c2;
+        }
+    }
+}
+
+// (B1, B2) contributions of one pattern: sum over valid pixels of l' a1 and
+// l' a2 + l'' a1^2 / 2, l' = 1 - I / Im, l'' = I / Im^2 (all scaled by inv_n2), double,
+// 8 interleaved partial sums.
+TOMOFUSE_ISA_CLONES void line_sums(const float* im, const float* a1, const float* a2, const float* data,
+                                   const std::uint8_t* mask, double inv_n2, double floor, std::size_t nn, double* b1,
+                                   double* b2) {
+    constexpr std::size_t L = 8;
+    double s1[L] = {};
+    double s2[L] = {};
+    const std::size_t full = nn / L * L;
+    for (std::size_t q0 = 0; q0 < full; q0 += L) {
+        for (std::size_t l = 0; l < L; ++l) {
+            const std::size_t q = q0 + l;
+            const double v = mask == nullptr || mask[q] != 0 ? 1.0 : 0.0;
+            const double model = static_cast<double>(im[q]) * inv_n2 + floor;
+            const double x1 = static_cast<double>(a1[q]) * inv_n2;
+            const double x2 = static_cast<double>(a2[q]) * inv_n2;
+            const double I = data[q];
+            const double l1 = 1.0 - I / model;
+            const double l2 = I / (model * model);
+            s1[l] += v * (l1 * x1);
+            s2[l] += v * (l1 * x2 + 0.5 * l2 * x1 * x1);
+        }
+    }
+    for (std::size_t q = full; q < nn; ++q) {
+        if (mask != nullptr && mask[q] == 0) {
+            continue;
+        }
+        const double model = static_cast<double>(im[q]) * inv_n2 + floor;
+        const double x1 = static_cast<double>(a1[q]) * inv_n2;
+        const double x2 = static_cast<double>(a2[q]) * inv_n2;
+        const double I = data[q];
+        const double l1 = 1.0 - I / model;
+        s1[q % L] += l1 * x1;
+        s2[q % L] += l1 * x2 + 0.5 * I / (model * model) * x1 * x1;
+    }
+    double t1 = 0.0;
+    double t2 = 0.0;
+    for (std::size_t l = 0; l < L; ++l) {
+        t1 += s1[l];
+        t2 += s2[l];
+    }
+    *b1 = t1;
+    *b2 = t2;
+}
+
+// Bilinear interpolation of the object under window w into out (N x N).
+void interpolate(const Scan& s, const cfloat* object, const Window& w, cfloat* out) {
+    const std::size_t n = s.n();
+    const std::size_t width = s.width();
+    for (std::size_t i = 0; i < n; ++i) {
+        const cfloat* a = object + (static_cast<std::size_t>(w.y0) + i) * width + static_cast<std::size_t>(w.x0);
+        interp_row(a, w.fy != 0.0f ? a + width : nullptr, w.fy, w.fx, n, out + i * n);
+    }
+}
+
+}  // namespace tomofuse::ptycho::detail

@@ -1,0 +1,83 @@
+// Private to the ptychography engines: the per-row and per-pixel kernels, compiled as
+// instruction-set clones (isa.hpp). Every sum has a fixed order, so results do not
+// depend on the clone or the thread that runs it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tomofuse/ptycho.hpp"
+
+namespace tomofuse::ptycho::detail {
+
+// One row of the bilinear window: rows a (weight 1 - fy) and b (weight fy; null when fy == 0).
+void interp_row(const cfloat* a, const cfloat* b, float fy, float fx, std::size_t n, cfloat* o);
+
+// Bilinear interpolation of the object under window w into out (N x N).
+void interpolate(const Scan& s, const cfloat* object, const Window& w, cfloat* out);
+
+// f = p o, or f = 2 p o - e.
+void product(const cfloat* p, const cfloat* o, cfloat* f, std::size_t nn);
+void reflect(const cfloat* p, const cfloat* o, const cfloat* e, cfloat* f, std::size_t nn);
+
+// pw = |f|^2 (first mode) or pw += |f|^2.
+void power(const cfloat* f, float* pw, std::size_t nn, bool first);
+
+// mag = sqrt(pw) * inv_scale.
+void magnitude(const float* pw, float inv_scale, float* mag, std::size_t nn);
+
+// Relaxed modulus factor: valid pixels move from mag to amp + keep (mag - amp), all
+// scaled by inv_nn (the unscaled forward + backward pair); invalid pixels keep mag.
+void modulus_factor(const float* mag, const float* amp, const std::uint8_t* mask, float keep, float inv_nn,
+                    float* factor, std::size_t nn);
+
+// f *= factor.
+void scale_by(cfloat* f, const float* factor, std::size_t nn);
+
+// e += f - p o.
+void dm_update(cfloat* e, const cfloat* f, const cfloat* p, const cfloat* o, std::size_t nn);
+
+// Sum over valid pixels of (mag - amp)^2 (double): 8 interleaved partial sums (pixel q
+// goes to lane q % 8) added in lane order, a fixed order that vectorises.
+double amplitude_error(const float* mag, const float* amp, const std::uint8_t* mask, std::size_t nn);
+
+// g = sum_m conj(P_m) w_m over one window row.
+void conj_product(const cfloat* p, std::size_t p_stride, const cfloat* w, std::size_t w_stride, std::size_t modes,
+                  std::size_t n, cfloat* g);
+
+// The two window rows that meet one object row, interpolated vertically
+// (v = a g1 + b g0, a = 1 - fy, b = fy) and spread horizontally:
+// num[j] += (1 - fx) v[j], then num[j + 1] += fx v[j]; den likewise with the probe
+// power rows. An absent tap has null power row (and g row); with num null only den
+// is spread (the illumination).
+void spread_rows(cfloat* num, float* den, const cfloat* g1, const cfloat* g0, const float* pw1, const float* pw0,
+                 float a, float b, float fx, std::size_t n, cfloat* v, float* pv);
+
+// den += |o|^2, num_m += conj(o) w_m over one window row.
+void gather_probe_row(const cfloat* o, const cfloat* w, std::size_t w_stride, std::size_t modes, cfloat* num,
+                      std::size_t num_stride, float* den, std::size_t n);
+
+// ML: per pixel weight (1 - I / Im) scaled by the unscaled transform pair; 0 at invalid pixels.
+void ml_weights(const float* pw, const float* data, const std::uint8_t* mask, float inv_n2, float floor,
+                float* weight, std::size_t nn);
+
+// chi = weight * far.
+void weighted(const cfloat* far, const float* weight, cfloat* chi, std::size_t nn);
+
+// Poisson deviance sum over valid pixels of Im - I - I log(Im / I) (Im for I = 0), double,
+// 8 interleaved partial sums added in lane order.
+double poisson_deviance(const float* pw, const float* data, const std::uint8_t* mask, float inv_n2, float floor,
+                        std::size_t nn);
+
+// Line search, per pixel over modes: im += |f0|^2, a1 += 2 Re(conj(f0) f1),
+// a2 += |f1|^2 + 2 Re(conj(f0) f2) (first mode: assign).
+void line_accumulate(const cfloat* f0, const cfloat* f1, const cfloat* f2, float* im, float* a1, float* a2,
+                     std::size_t nn, bool first);
+
+// (B1, B2) contributions of one pattern: sum over valid pixels of l' a1 and
+// l' a2 + l'' a1^2 / 2, l' = 1 - I / Im, l'' = I / Im^2 (all scaled by inv_n2), double,
+// 8 interleaved partial sums.
+void line_sums(const float* im, const float* a1, const float* a2, const float* data, const std::uint8_t* mask,
+               double inv_n2, double floor, std::size_t nn, double* b1, double* b2);
+
+}  // namespace tomofuse::ptycho::detail

@@ -1,0 +1,225 @@
+// The overlap operators of the engines: the object under each window, exit waves, and the
+// gathers of object and probe from waves (each the adjoint of the forward model in the other
+// factor), which the difference map and maximum likelihood share.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "detail.hpp"
+#include "kernels.hpp"
+#include "omp.hpp"
+#include "tomofuse/parallel.hpp"
+#include "tomofuse/ptycho.hpp"
+
+namespace tomofuse::ptycho {
+
+namespace detail {
+
+namespace {
+
+// Patterns whose window touches object row y (rows y0 .. y0 + n - 1 + (fy > 0)), in
+// pattern order, for every row.
+std::vector<std::vector<std::uint32_t>> rows_to_patterns(const Scan& s) {
+    std::vector<std::vector<std::uint32_t>> rows(s.height());
+    const auto& ws = s.windows();
+    for (std::size_t k = 0; k < ws.size(); ++k) {
+        const std::size_t top = static_cast<std::size_t>(ws[k].y0);
+        const std::size_t last = top + s.n() - 1 + (ws[k].fy != 0.0f ? 1 : 0);
+        for (std::size_t y = top; y <= last; ++y) {
+            rows[y].push_back(static_cast<std::uint32_t>(k));
+        }
+    }
+    return rows;
+}
+
+}  // namespace
+
+void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cfloat* num, float* den,
+                        int threads) {
+    const std::size_t n = s.n();
+    const std::size_t nn = s.frame();
+    const std::size_t modes = s.modes();
+    const std::size_t width = s.width();
+    const auto& ws = s.windows();
+    const auto rows = rows_to_patterns(s);
+    // Probe power of each bin, summed over modes.
+    const std::size_t bins = ps.bin_stride == 0 ? 1 : s.bins();
+    std::vector<float> power(bins * nn, 0.0f);
+    for (std::size_t b = 0; b < bins; ++b) {
+        const cfloat* pb = ps.base + b * ps.bin_stride;
+        for (std::size_t m = 0; m < modes; ++m) {
+            for (std::size_t q = 0; q < nn; ++q) {
+                power[b * nn + q] += sq(pb[m * nn + q]);
+            }
+        }
+    }
+    const auto height = static_cast<std::ptrdiff_t>(s.height());
+    const std::size_t count = ws.size();
+    TOMOFUSE_OMP(parallel num_threads(threads))
+    {
+        // Per thread, the last two rows of g = sum_m conj(P_m) w_km computed for each pattern
+        // (slot i % 2 holds row i): consecutive object rows share a window row, so each is
+        // computed once per block of rows. Recomputing gives the same bits, so the result
+        // does not depend on how rows are split between threads.
+        const bool gather = waves != nullptr;  // else only the illumination den
+        std::vector<cfloat> cache(gather ? count * 2 * n : 0);
+        std::vector<std::int64_t> cached(gather ? count * 2 : 0, -1);
+        std::vector<cfloat> v(n);
+        std::vector<float> pv(n);
+        auto row_of = [&](std::uint32_t k, std::int64_t i) -> const cfloat* {
+            const std::size_t slot = static_cast<std::size_t>(k) * 2 + static_cast<std::size_t>(i & 1);
+            cfloat* g = cache.data() + slot * n;
+            if (cached[slot] != i) {
+                const auto ii = static_cast<std::size_t>(i);
+                conj_product(ps.of(s, k) + ii * n, nn, waves + static_cast<std::size_t>(k) * modes * nn + ii * n, nn, modes,
+                             n, g);
+                cached[slot] = i;
+            }
+            return g;
+        };
+        TOMOFUSE_OMP(for schedule(static))
+        for (std::ptrdiff_t yy = 0; yy < height; ++yy) {
+            const auto y = static_cast<std::size_t>(yy);
+            cfloat* nrow = gather ? num + y * width : nullptr;
+            float* drow = den + y * width;
+            if (gather) {
+                std::fill(nrow, nrow + width, cfloat(0.0f, 0.0f));
+            }
+            std::fill(drow, drow + width, 0.0f);
+            for (std::uint32_t k : rows[y]) {
+                const Window& w = ws[k];
+                // Window row i1 = y - y0 with weight 1 - fy, and i0 = i1 - 1 with weight fy.
+                const std::int64_t i1 = static_cast<std::int64_t>(y) - w.y0;
+                const std::int64_t i0 = i1 - 1;
+                const bool has1 = i1 < static_cast<std::int64_t>(n);
+                const bool has0 = w.fy != 0.0f && i0 >= 0;
+                if (!has1 && !has0) {
+                    continue;
+                }
+                const cfloat* g1 = gather && has1 ? row_of(k, i1) : nullptr;
+                const cfloat* g0 = gather && has0 ? row_of(k, i0) : nullptr;
+                const float* pw = power.data() + (ps.bin_stride == 0 ? 0 : s.bin(k)) * nn;
+                spread_rows(gather ? nrow + w.x0 : nullptr, drow + w.x0, g1, g0,
+                            has1 ? pw + static_cast<std::size_t>(i1) * n : nullptr,
+                            has0 ? pw + static_cast<std::size_t>(i0) * n : nullptr, 1.0f - w.fy, w.fy,
+                            w.fx, n, v.data(), pv.data());
+            }
+        }
+    }
+}
+
+}  // namespace detail
+
+using namespace detail;
+
+void object_windows(const Scan& s, const cfloat* object, cfloat* out, int nthreads) {
+    check_pointers("object_windows", {object, out});
+    const int threads = resolve_threads(nthreads);
+    const auto count = static_cast<std::ptrdiff_t>(s.size());
+    TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
+    for (std::ptrdiff_t k = 0; k < count; ++k) {
+        interpolate(s, object, s.windows()[static_cast<std::size_t>(k)], out + static_cast<std::size_t>(k) * s.frame());
+    }
+}
+
+void exit_waves(const Scan& s, const cfloat* object, const cfloat* probe, cfloat* exit, int nthreads) {
+    check_pointers("exit_waves", {object, probe, exit});
+    const int threads = resolve_threads(nthreads);
+    const std::size_t nn = s.frame();
+    const std::size_t modes = s.modes();
+    const auto count = static_cast<std::ptrdiff_t>(s.size());
+    const Probes ps = make_probes(s, probe, threads);
+    TOMOFUSE_OMP(parallel num_threads(threads))
+    {
+        std::vector<cfloat> o(nn);
+        TOMOFUSE_OMP(for schedule(static))
+        for (std::ptrdiff_t k = 0; k < count; ++k) {
+            interpolate(s, object, s.windows()[static_cast<std::size_t>(k)], o.data());
+            for (std::size_t m = 0; m < modes; ++m) {
+                cfloat* e = exit + (static_cast<std::size_t>(k) * modes + m) * nn;
+                const cfloat* p = ps.of(s, static_cast<std::size_t>(k)) + m * nn;
+                for (std::size_t q = 0; q < nn; ++q) {
+                    e[q] = p[q] * o[q];
+                }
+            }
+        }
+    }
+}
+
+void illumination(const Scan& s, const cfloat* probe, float* den, int nthreads) {
+    check_pointers("illumination", {probe, den});
+    const int threads = resolve_threads(nthreads);
+    object_gather_impl(s, make_probes(s, probe, threads), nullptr, nullptr, den, threads);
+}
+
+void object_gather(const Scan& s, const cfloat* probe, const cfloat* waves, cfloat* num, float* den, int nthreads) {
+    check_pointers("object_gather", {probe, waves, num, den});
+    const int threads = resolve_threads(nthreads);
+    object_gather_impl(s, make_probes(s, probe, threads), waves, num, den, threads);
+}
+
+void probe_gather(const Scan& s, const cfloat* object, const cfloat* waves, cfloat* num, float* den, int nthreads) {
+    check_pointers("probe_gather", {object, waves, num, den});
+    const int threads = resolve_threads(nthreads);
+    const std::size_t n = s.n();
+    const std::size_t nn = s.frame();
+    const std::size_t modes = s.modes();
+    const std::size_t width = s.width();
+    const auto& ws = s.windows();
+    const auto nrows = static_cast<std::ptrdiff_t>(n);
+    // With shifted probes, accumulate numerator and denominator per bin and undo each bin's
+    // shift at the end (the adjoint of the shifts; the denominator so shifted approximates the
+    // diagonal of sum_k S_k^H |o_k|^2 S_k).
+    const bool shifted = s.subpixel_steps() > 0;
+    const std::size_t bins = shifted ? s.bins() : 1;
+    std::vector<cfloat> per_bin(shifted ? bins * modes * nn : 0);
+    std::vector<float> den_bin(shifted ? bins * nn : 0);
+    cfloat* acc = shifted ? per_bin.data() : num;
+    float* dacc = shifted ? den_bin.data() : den;
+    const std::size_t bin_stride = shifted ? modes * nn : 0;
+    const std::size_t den_stride = shifted ? nn : 0;
+    TOMOFUSE_OMP(parallel num_threads(threads))
+    {
+        std::vector<cfloat> o(n);
+        TOMOFUSE_OMP(for schedule(static))
+        for (std::ptrdiff_t ii = 0; ii < nrows; ++ii) {
+            const auto i = static_cast<std::size_t>(ii);
+            for (std::size_t b = 0; b < bins; ++b) {
+                for (std::size_t m = 0; m < modes; ++m) {
+                    cfloat* row = acc + b * bin_stride + m * nn + i * n;
+                    std::fill(row, row + n, cfloat(0.0f, 0.0f));
+                }
+                float* d = dacc + b * den_stride + i * n;
+                std::fill(d, d + n, 0.0f);
+            }
+            for (std::size_t k = 0; k < ws.size(); ++k) {
+                const Window& w = ws[k];
+                const cfloat* a = object + (static_cast<std::size_t>(w.y0) + i) * width + static_cast<std::size_t>(w.x0);
+                interp_row(a, w.fy != 0.0f ? a + width : nullptr, w.fy, w.fx, n, o.data());
+                gather_probe_row(o.data(), waves + k * modes * nn + i * n, nn, modes,
+                                 acc + s.bin(k) * bin_stride + i * n, nn, dacc + s.bin(k) * den_stride + i * n, n);
+            }
+        }
+    }
+    if (shifted) {
+        unshift_sum_modes(s, per_bin.data(), num, modes, threads);
+        // The denominator: the same unshift on the (real) per-bin sums, mode by mode of one.
+        std::vector<cfloat> dc(bins * nn);
+        for (std::size_t q = 0; q < bins * nn; ++q) {
+            dc[q] = cfloat(den_bin[q], 0.0f);
+        }
+        std::vector<cfloat> dout(modes * nn);
+        unshift_sum_modes(s, dc.data(), dout.data(), 1, threads);
+        // Never below the plain sum over the bins (the unshifted diagonal): the larger of the two
+        // keeps the update damped where the shifted sum rings or vanishes.
+        for (std::size_t q = 0; q < nn; ++q) {
+            float plain = 0.0f;
+            for (std::size_t b = 0; b < bins; ++b) {
+                plain += den_bin[b * nn + q];
+            }
+            den[q] = std::max(plain, dout[q].real());
+        }
+    }
+}
+
+}  // namespace tomofuse::ptycho

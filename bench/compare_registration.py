@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 import register_pairs as rp  # noqa: E402
 
 from tomofuse import Phase  # noqa: E402
-from tomofuse.register import Registration, RegistrationWarning, register  # noqa: E402
+from tomofuse.register import Registration, RegistrationOptions, RegistrationWarning, register  # noqa: E402
 from tomofuse.register._elastix import available as elastix_available  # noqa: E402
 
 
@@ -151,10 +151,12 @@ def main(argv=None):
     show(row)
     if not a.no_elastix and elastix_available():
         for grid, name in ((a.elastix_grid, f"elastix rigid+bspline {a.elastix_grid * 1e9:.0f} nm"),):
-            row, _ = run(pair, name, pts, seed=0, threads=a.threads, backend="elastix", bspline_grid=grid)
+            row, _ = run(pair, name, pts, seed=0, threads=a.threads,
+                         options=RegistrationOptions(backend="elastix", bspline_grid=grid))
             rows.append(row)
             show(row)
-        row, _ = run(pair, "elastix rigid only", pts, seed=0, threads=a.threads, backend="elastix", stages=("rigid",))
+        row, _ = run(pair, "elastix rigid only", pts, seed=0, threads=a.threads,
+                     options=RegistrationOptions(backend="elastix", stages=("rigid",)))
         rows.append(row)
         show(row)
     elif not a.no_elastix:
@@ -183,7 +185,7 @@ def main(argv=None):
             best = best_rigid(tp, tpts)
             t0, c0 = time.perf_counter(), time.process_time()
             reg = register(tp.fixed, tp.moving, fixed_voxel_size=tp.fixed_voxel_size, moving_voxel_size=tp.moving_voxel_size,
-                           stages=("rigid",), seed=0, threads=a.threads)
+                           options=RegistrationOptions(stages=("rigid",)), seed=0, threads=a.threads)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             s = tre_stats(tp, reg.transform, tpts)
             init = tre_stats(tp, reg.stage_transforms["initial"], tpts)

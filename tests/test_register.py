@@ -21,6 +21,7 @@ from scipy import ndimage
 import register_pairs as rp
 from tomofuse.register import (
     Registration,
+    RegistrationOptions,
     RegistrationWarning,
     checkerboard,
     fuse,
@@ -238,7 +239,8 @@ def test_landmark_and_transform_initials():
     rng = np.random.default_rng(0)
     fpts = rng.uniform(0, 47 * pair.fixed_voxel_size, (6, 3))
     mpts = pair.truth(fpts)
-    kw = dict(fixed_voxel_size=pair.fixed_voxel_size, moving_voxel_size=pair.moving_voxel_size, stages=("rigid",), threads=1)
+    kw = dict(fixed_voxel_size=pair.fixed_voxel_size, moving_voxel_size=pair.moving_voxel_size,
+              options=RegistrationOptions(stages=("rigid",)), threads=1)
     from tomofuse.register._prepare import landmark_rigid
 
     # the landmark start is the exact rigid map (no deformation in this pair)
@@ -274,16 +276,17 @@ def small():
         (dict(fixed_voxel_size=21.4), ValueError, "in meters"),
         (dict(fixed_mask=np.zeros((16, 16, 16), bool)), ValueError, "fixed_mask is empty"),
         (dict(fixed_mask=np.ones((8, 16, 16), bool)), ValueError, "fixed_mask must have"),
-        (dict(stages=("bspline", "rigid")), ValueError, "stages"),
-        (dict(stages=()), ValueError, "stages"),
-        (dict(backend="ants"), ValueError, "backend"),
+        (dict(options=dict(stages=("bspline", "rigid"))), ValueError, "stages"),
+        (dict(options=dict(stages=())), ValueError, "stages"),
+        (dict(options=dict(backend="ants")), ValueError, "backend"),
+        (dict(options=("rigid",)), TypeError, "RegistrationOptions"),
         (dict(initial="manual"), ValueError, "initial"),
         (dict(initial=(np.zeros((2, 3)), np.zeros((2, 3)))), ValueError, "at least 3"),
         (dict(initial=42), TypeError, "initial"),
         (dict(seed=-1), ValueError, "seed"),
-        (dict(holdout=("mattes", "ncc")), ValueError, "holdout"),
+        (dict(options=dict(holdout=("mattes", "ncc"))), ValueError, "holdout"),
         (dict(threads=0), ValueError, "threads"),
-        (dict(bspline_grid=-1e-6), ValueError, "bspline_grid"),
+        (dict(options=dict(bspline_grid=-1e-6)), ValueError, "bspline_grid"),
         (dict(fixed_origin=(0.0, np.nan, 0.0)), ValueError, "fixed_origin"),
     ],
 )
@@ -291,6 +294,8 @@ def test_bad_input(small, change, exc, match):
     kw = dict(fixed=small, moving=small, fixed_voxel_size=21.4e-9, moving_voxel_size=27.5e-9)
     kw.update(change)
     with pytest.raises(exc, match=match):
+        if isinstance(kw.get("options"), dict):  # the options object checks its own fields
+            kw["options"] = RegistrationOptions(**kw["options"])
         register(kw.pop("fixed"), kw.pop("moving"), **kw)
 
 
@@ -312,7 +317,7 @@ def test_elastix_backend_same_interface():
         pytest.skip("itk-elastix not installed")
     pair = rp.make_pair(fixed_shape=48, seed=8, rotation_deg=(2.0, -1.0, 3.0), shift=(40e-9, 30e-9, -50e-9))
     reg = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size, moving_voxel_size=pair.moving_voxel_size,
-                   backend="elastix", stages=("rigid",), threads=1)
+                   options=RegistrationOptions(backend="elastix", stages=("rigid",)), threads=1)
     pts = pair.foreground_points(border=60e-9, max_points=2000)
     assert _tre(pair, reg, pts).mean() < 10e-9
     assert reg.parameters["backend"] == "elastix"

@@ -1,4 +1,4 @@
-"""X-ray optical constants of the electrode's materials, from xraylib.
+"""X-ray optical constants of the electrode's materials, from xraylib [1]_.
 
 The complex refractive index is ``n = 1 - delta + i beta``.  Phase contrast
 (PXCT) measures ``delta``, absorption contrast (TXTM) measures ``beta``.  Both

@@ -34,27 +34,27 @@ class Surface:
     ----------
     particle : (n,) ndarray of int32
         Owning particle id.
-    position_m : (n, 3) ndarray of float64
+    position : (n, 3) ndarray of float64
         Element center (z, y, x) in meters (voxel ``i`` spans ``[i, i+1) * voxel_size``).
     normal : (n, 3) ndarray of float64
         Outward unit normal.
-    area_m2 : (n,) ndarray of float64
-        Surface area the element stands for (m^2).
+    area : (n,) ndarray of float64
+        Surface area the element stands for, square meters.
     category : (n,) ndarray of int8
         Index into ``CATEGORIES`` (free, cbd, contact, sei), or -1 where the ray
         left the volume first (border; excluded from fractions).
-    thickness_m : (n,) ndarray of float64
-        SEI thickness along the normal for ``sei`` elements, NaN elsewhere.
+    thickness : (n,) ndarray of float64
+        SEI thickness along the normal for ``sei`` elements, meters; NaN elsewhere.
     border_particles : frozenset of int
         Particles that touch the volume's edge or whose SEI run is cut by it.
     """
 
     particle: np.ndarray
-    position_m: np.ndarray
+    position: np.ndarray
     normal: np.ndarray
-    area_m2: np.ndarray
+    area: np.ndarray
     category: np.ndarray
-    thickness_m: np.ndarray
+    thickness: np.ndarray
     border_particles: frozenset = frozenset()
 
 
@@ -120,18 +120,18 @@ def _trace(labels, particles, *, voxel_size, phase=Phase.SILICON, max_distance=N
     ends = center[sei_idx] + normal[sei_idx] * sei_len[sei_idx, None]
     cut = np.any((ends <= 1e-9) | (ends >= shape - 1e-9), axis=1)
     border_ids = set(np.unique(pid[category == _BORDER]).tolist()) | set(np.unique(pid[sei_idx[cut]]).tolist())
-    return Surface(particle=pid, position_m=center * v, normal=normal, area_m2=area * v * v,
-                   category=category, thickness_m=thickness, border_particles=frozenset(border_ids))
+    return Surface(particle=pid, position=center * v, normal=normal, area=area * v * v,
+                   category=category, thickness=thickness, border_particles=frozenset(border_ids))
 
 
 def _per_particle(surface: Surface):
     ids, inverse = np.unique(surface.particle, return_inverse=True)
     valid = surface.category >= 0
-    area = np.bincount(inverse, weights=np.where(valid, surface.area_m2, 0.0), minlength=len(ids))
+    area = np.bincount(inverse, weights=np.where(valid, surface.area, 0.0), minlength=len(ids))
     n_rays = np.bincount(inverse, weights=valid.astype(np.float64), minlength=len(ids)).astype(np.int64)
     fractions = {}
     for code, name in enumerate(CATEGORIES):
-        a = np.bincount(inverse, weights=np.where(surface.category == code, surface.area_m2, 0.0), minlength=len(ids))
+        a = np.bincount(inverse, weights=np.where(surface.category == code, surface.area, 0.0), minlength=len(ids))
         with np.errstate(invalid="ignore", divide="ignore"):
             fractions[name] = a / area
     return ids, inverse, area, n_rays, fractions
@@ -247,8 +247,8 @@ def sei_thickness(labels=None, particles=None, *, voxel_size=None, phase=Phase.S
     rows = []
     sei = np.flatnonzero(surface.category == 3)
     owner = inverse[sei]
-    order = np.lexsort((surface.thickness_m[sei], owner))  # by particle, then thickness
-    owner, thick, area = owner[order], surface.thickness_m[sei][order], surface.area_m2[sei][order]
+    order = np.lexsort((surface.thickness[sei], owner))  # by particle, then thickness
+    owner, thick, area = owner[order], surface.thickness[sei][order], surface.area[sei][order]
     bounds = np.searchsorted(owner, np.arange(len(ids) + 1))
     for k, pid in enumerate(ids):
         t, w = thick[bounds[k]:bounds[k + 1]], area[bounds[k]:bounds[k + 1]]

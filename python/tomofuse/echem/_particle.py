@@ -175,7 +175,7 @@ class Particle:
 
     @classmethod
     def _from_surface(cls, mask, voxel_size, surface, labels, *, origin, particle_id):
-        center = surface.position_m / voxel_size
+        center = surface.position / voxel_size
         normal = surface.normal
         # Recover each face's voxel and signed axis from its center: the face's
         # coordinate is integral along its axis, half-integral along the others.
@@ -194,7 +194,7 @@ class Particle:
         sign = np.where(positive, 1, -1)
         axis = (sign * (axis_dim + 1)).astype(np.int8)
         category = surface.category.astype(np.int8).copy()
-        thickness = surface.thickness_m.copy()
+        thickness = surface.thickness.copy()
         border = category < 0
         if border.any():
             # Rays that left the crop before meeting anything: classify by the voxel across the face.
@@ -209,7 +209,7 @@ class Particle:
         order = np.lexsort((axis, flat))
         return cls(mask=np.ascontiguousarray(mask, dtype=bool), voxel_size=float(voxel_size),
                    face_voxel=flat[order].astype(np.int64), face_axis=axis[order],
-                   face_area=surface.area_m2[order].astype(np.float64), face_category=category[order],
+                   face_area=surface.area[order].astype(np.float64), face_category=category[order],
                    face_thickness=thickness[order].astype(np.float64), origin=origin, particle_id=int(particle_id))
 
     @classmethod

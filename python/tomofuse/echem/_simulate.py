@@ -198,7 +198,7 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
     n_saved : int
         Number of evenly spaced steps whose fields are kept (>= 2; first and last included).
     max_overpotential : float
-        Stop early (``Result.terminated``) when |overpotential| exceeds this, V.
+        Stop early (``Result.terminated``) when the magnitude of the overpotential exceeds this, V.
     threads : int, optional
     callback : callable, optional
         ``callback(fraction, message)``.

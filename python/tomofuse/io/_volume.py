@@ -169,18 +169,18 @@ def write_volume(spec: str | os.PathLike, volume: np.ndarray, *, chunks: Optiona
                  program: str = "tomofuse.io.write_volume", overwrite: bool = False) -> Path:
     """Write an array atomically, with provenance, in the format its suffix names.
 
-    ==================  ==============================================================
-    suffix              stored as
-    ==================  ==============================================================
-    ``.h5``, ``.hdf5``  HDF5 dataset (``file.h5:/group/name``; default ``/volume``),
-                        chunked, gzip + shuffle for labels; attributes on the dataset
-    ``.zarr``           Zarr format-3 directory store (an array at the root, or
-                        ``store.zarr:/name`` in a group), chunked, zstd; array attributes
-    ``.tif``, ``.tiff`` one multi-page TIFF (tifffile): z = pages; tifffile's JSON
-                        ImageDescription of the first page (``{"shape": ...,
-                        "tomofuse": {"attrs": ...}}``); optionally zlib per page
-    ``.npy``            NumPy file; attributes in the sidecar ``<file>.npy.json``
-    ==================  ==============================================================
+    ===================  ==============================================================
+    suffix               stored as
+    ===================  ==============================================================
+    ``.h5``, ``.hdf5``   HDF5 dataset (``file.h5:/group/name``; default ``/volume``),
+                         chunked, gzip + shuffle for labels; attributes on the dataset
+    ``.zarr``            Zarr format-3 directory store (an array at the root, or
+                         ``store.zarr:/name`` in a group), chunked, zstd; array attributes
+    ``.tif``, ``.tiff``  one multi-page TIFF (tifffile): z = pages; tifffile's JSON
+                         ImageDescription of the first page (``{"shape": ...,
+                         "tomofuse": {"attrs": ...}}``); optionally zlib per page
+    ``.npy``             NumPy file; attributes in the sidecar ``<file>.npy.json``
+    ===================  ==============================================================
 
     The output is written to a temporary name next to ``spec`` and renamed when
     complete (a Zarr directory too), so an interrupted or failed write leaves

@@ -76,12 +76,12 @@ class Registration:
     stage_transforms: dict = field(default_factory=dict, repr=False)
 
     # -- mapping ----------------------------------------------------------------
-    def map_points(self, points_m) -> np.ndarray:
+    def map_points(self, points) -> np.ndarray:
         """Moving-volume positions of fixed-volume points.
 
         Parameters
         ----------
-        points_m : (n, 3) or (3,) array_like
+        points : (n, 3) or (3,) array_like
             Fixed physical points, (z, y, x) meters.
 
         Returns
@@ -89,13 +89,13 @@ class Registration:
         (n, 3) or (3,) ndarray of float64
             The corresponding moving physical points, (z, y, x) meters.
         """
-        p = np.asarray(points_m, dtype=np.float64)
+        p = np.asarray(points, dtype=np.float64)
         single = p.ndim == 1
         p2 = p.reshape(-1, 3) if p.size else p.reshape(0, 3)
         if p2.shape[-1] != 3 or (not single and p.ndim != 2):
-            raise ValueError(f"points_m must have shape (n, 3) or (3,) in (z, y, x) meters, got {p.shape}")
+            raise ValueError(f"points must have shape (n, 3) or (3,) in (z, y, x) meters, got {p.shape}")
         if not np.isfinite(p2).all():
-            raise ValueError("points_m contains non-finite values")
+            raise ValueError("points contains non-finite values")
         t = self.transform
         out = np.array([t.TransformPoint(tuple(q[::-1])) for q in p2.tolist()], dtype=np.float64).reshape(-1, 3)
         out = out[:, ::-1]

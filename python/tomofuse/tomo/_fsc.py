@@ -28,7 +28,7 @@ class FSCResult:
         The resolution criterion per shell.
     n_voxels : (S,) ndarray of int
         Fourier voxels per shell (full spectrum).
-    resolution_m : float
+    resolution : float
         Half-period resolution ``1 / f_c`` (m) at the first crossing ``f_c`` of
         the FSC below the threshold (linear interpolation between shells);
         ``2 * voxel_size`` (Nyquist) if it never crosses.
@@ -40,7 +40,7 @@ class FSCResult:
     fsc: np.ndarray
     threshold_curve: np.ndarray
     n_voxels: np.ndarray
-    resolution_m: float
+    resolution: float
     crossed: bool
 
 
@@ -158,4 +158,4 @@ def fsc(volume_a: np.ndarray, volume_b: np.ndarray, *, voxel_size: float,
     else:
         resolution, crossed = 2.0 * float(voxel_size), False
     return FSCResult(frequency=frequency, fsc=corr, threshold_curve=curve, n_voxels=counts,
-                     resolution_m=float(resolution), crossed=crossed)
+                     resolution=float(resolution), crossed=crossed)

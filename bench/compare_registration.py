@@ -94,7 +94,7 @@ def run(pair, label, pts, **kw):
     row["dice"] = dice(reg, pair)
     bm = reg.metrics.get("bspline", {})
     if "holdout_gains" in bm and "bspline" in reg.stage_transforms:
-        # the looser rule (held-out Mattes MI alone) on the same run
+        # the looser rule (held-out Mattes MI alone, RegistrationOptions(holdout=("mattes",))) on the same run
         keep = bm["holdout_gains"]["mattes"] > 0
         row["holdout_gains"] = bm["holdout_gains"]
         row["final_if_mattes_rule"] = row["bspline"] if keep else row["rigid"]

@@ -1,6 +1,6 @@
 """tomofuse.ptycho.reconstruct: accuracy on a simulated scan of a known object, checkpoint/resume, bad input.
 
-The acceptance case is the issue's: a weak phase object from the electrode phantom (projected, 0.8 rad
+The acceptance case: a weak phase object from the electrode phantom (projected, 0.8 rad
 peak to peak), a focused probe, a Fermat spiral with 65 % linear overlap, 1e6 photons per pattern with
 Poisson noise, 256^2 object / 64^2 probe / 266 positions (``bench/ptycho_case.py``, shared with the
 pty-chi benchmark). The object error removes constant phase, phase ramp, scale and sub-pixel shift

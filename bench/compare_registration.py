@@ -184,7 +184,8 @@ def main(argv=None):
             tpts = tp.foreground_points(border=60e-9, max_points=5000)
             best = best_rigid(tp, tpts)
             t0, c0 = time.perf_counter(), time.process_time()
-            reg = register(tp.fixed, tp.moving, fixed_voxel_size=tp.fixed_voxel_size, moving_voxel_size=tp.moving_voxel_size,
+            reg = register(tp.fixed, tp.moving, fixed_voxel_size=tp.fixed_voxel_size,
+                           moving_voxel_size=tp.moving_voxel_size,
                            options=RegistrationOptions(stages=("rigid",)), seed=0, threads=a.threads)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             s = tre_stats(tp, reg.transform, tpts)

@@ -316,7 +316,8 @@ def test_elastix_backend_same_interface():
     if not available():
         pytest.skip("itk-elastix not installed")
     pair = rp.make_pair(fixed_shape=48, seed=8, rotation_deg=(2.0, -1.0, 3.0), shift=(40e-9, 30e-9, -50e-9))
-    reg = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size, moving_voxel_size=pair.moving_voxel_size,
+    reg = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
+                   moving_voxel_size=pair.moving_voxel_size,
                    options=RegistrationOptions(backend="elastix", stages=("rigid",)), threads=1)
     pts = pair.foreground_points(border=60e-9, max_points=2000)
     assert _tre(pair, reg, pts).mean() < 10e-9

@@ -16,8 +16,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["angles", "callback", "choice", "default_threads", "energy_kev", "flag", "integer", "number", "positive_length",
-           "positive_number", "seed", "threads"]
+__all__ = ["angles", "callback", "choice", "default_threads", "energy_kev", "flag", "integer", "number",
+           "positive_length", "positive_number", "seed", "threads"]
 
 
 def _is_real(value) -> bool:

@@ -23,7 +23,6 @@ CATEGORIES = ("free", "cbd", "contact", "sei")
 _BORDER = -1
 #: Default gap (voxels of path through non-SEI voxels) an SEI run may bridge; see sei_thickness.
 SEI_MAX_GAP = 0.5
-_NO_HIT = 255
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,8 @@ def focused_probe(n: int, *, object_pixel_size: float, energy_kev: float, diamet
         na = check.number(numerical_aperture, "numerical_aperture", unit="radians", minimum=0.0,
                           exclusive_minimum=True)
     if na >= lam / (2.0 * dx):
-        raise ValueError(f"numerical_aperture {na:.4g} reaches beyond the detector's edge lambda / (2 object_pixel_size) = "
+        raise ValueError(f"numerical_aperture {na:.4g} reaches beyond the detector's edge "
+                         f"lambda / (2 object_pixel_size) = "
                          f"{lam / (2 * dx):.4g}: the pattern would be cut")
     d = 0.5 * n * dx if diameter is None else check.number(diameter, "diameter", unit="meters", minimum=0.0)
     if d > 0.75 * n * dx:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
@@ -15,7 +14,6 @@ __all__ = [
     "check_mask",
     "to_image",
     "zyx_to_xyz",
-    "xyz_to_zyx",
     "itk_seed",
 ]
 
@@ -111,10 +109,6 @@ def zyx_to_xyz(v) -> tuple[float, float, float]:
     return tuple(float(x) for x in v[::-1])
 
 
-def xyz_to_zyx(v) -> np.ndarray:
-    return np.asarray(v, dtype=np.float64)[..., ::-1].copy()
-
-
 def to_image(array: np.ndarray, spacing_zyx: np.ndarray, origin_zyx: np.ndarray) -> sitk.Image:
     """An ITK image of a (z, y, x) array with identity direction (physical axes x, y, z)."""
     img = sitk.GetImageFromArray(array)
@@ -131,10 +125,6 @@ def fov_center(image: sitk.Image) -> np.ndarray:
 
 def fov_extent(image: sitk.Image) -> np.ndarray:
     return np.array(image.GetSize(), dtype=np.float64) * np.asarray(image.GetSpacing())
-
-
-def isclose_spacing(a, b) -> bool:
-    return all(math.isclose(x, y, rel_tol=1e-9) for x, y in zip(a, b))
 
 
 #: Internal length unit of the ITK images (micrometers): keeps transform parameters O(1)

@@ -45,9 +45,9 @@ def _itk_image(array: np.ndarray, spacing_zyx, origin_zyx):
     return img
 
 
-def register_elastix(f, m, *, fixed_voxel_size, moving_voxel_size, initial, stages, bspline_grid, fixed_mask, fixed_origin,
-                     moving_origin, seed, threads, callback, moving_resolution):
-    """See ``register``; arguments already validated (spacings/origins (z, y, x) meters)."""
+def register_elastix(f, m, *, fixed_voxel_size, moving_voxel_size, initial, stages, bspline_grid, fixed_mask,
+                     fixed_origin, moving_origin, seed, threads, callback, moving_resolution):
+    """See ``register``; arguments already validated (voxel sizes and origins (z, y, x) meters)."""
     try:
         import itk
     except ImportError:

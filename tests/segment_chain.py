@@ -124,7 +124,7 @@ def simulate_chain(shape=(96, 96, 96), *, voxel_size=21.4e-9, cycled=False, seed
 
     # --- registration and fusion
     t = time.perf_counter()
-    reg = register(vol_p, vol_t, fixed_spacing=v, moving_spacing=txtm_pixel, initial="auto", seed=0,
+    reg = register(vol_p, vol_t, fixed_voxel_size=v, moving_voxel_size=txtm_pixel, initial="auto", seed=0,
                    threads=threads)
     fused = fuse(vol_p, vol_t, reg, threads=threads)
     info["register_s"] = time.perf_counter() - t

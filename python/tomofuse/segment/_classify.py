@@ -35,7 +35,8 @@ import numpy as np
 from .. import _core
 from .._phase import Phase
 from .._progress import Progress, ProgressCallback
-from .._validate import positive_length
+from .._validate import flag, positive_length
+from .._validate import threads as _threads
 from ._cleanup import clean_labels
 from ._fit import FWHM_PER_SIGMA, affine_mixture, blur, fit_levels, fit_psf, measure_noise, sample_blocks
 from ._model import PhaseModel, physical_levels
@@ -63,16 +64,6 @@ MIN_VOXELS = 5
 _PSF_FROM_CLEAN_EDGES = True
 #: Isotropic PSF sigma grids (voxels) searched for each channel.
 _PSF_GRID = {0: (0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5), 1: (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.5, 8.0)}
-
-
-def _threads(threads) -> int:
-    if threads is None:
-        return 0
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
-        raise TypeError(f"threads must be None or a positive int, got {threads!r}")
-    if threads < 1:
-        raise ValueError(f"threads must be None or >= 1, got {threads!r}")
-    return int(threads)
 
 
 def _check_fused(fused, channels: str):
@@ -328,9 +319,7 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
     e_p, e_t = _check_pair(energies_kev, "energies_kev", "keV")
     res = None if resolution is None else _check_pair(resolution, "resolution", "metres, FWHM")
     th = _threads(threads)
-    if not isinstance(cycled, (bool, np.bool_)):
-        raise TypeError(f"cycled must be a bool, got {cycled!r}")
-    cycled = bool(cycled)
+    cycled = flag(cycled, "cycled")
     model = None if thresholds is None else PhaseModel.from_dict(thresholds)
     pxct, txtm, valid = _check_fused(fused, channels)
     progress = Progress(callback, logger)

@@ -19,6 +19,7 @@ import numpy as np
 
 from .._phase import Phase
 from .._validate import positive_length
+from .._validate import threads as _threads
 
 __all__ = ["label_particles", "NECK_RATIO"]
 
@@ -135,9 +136,7 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
         raise ValueError(f"min_volume_m3 must be a volume >= 0 in m^3, got {min_volume_m3!r}")
     if not (0 < neck_ratio < 1):
         raise ValueError(f"neck_ratio must be in (0, 1), got {neck_ratio!r}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
-        raise ValueError(f"threads must be None or a positive int, got {threads!r}")
-    par = 0 if threads is None else int(threads)
+    par = _threads(threads)
     mask = lab == int(phase)
     out = np.zeros(lab.shape, np.int32)
     if not mask.any():

@@ -442,7 +442,13 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
     info["psf_sigma_voxels"] = {c: list(sig[c]) for c in sig}
     logger.info("PSF sigma (voxels): %s", info["psf_sigma_voxels"])
     progress.stage(0.9, 1.0, "morphology")
-    cleanup = clean_labels(labels, cycled=cycled, min_voxels=MIN_VOXELS)
+    # silicon is told from graphite by the TXTM: a silicon speck smaller than a sphere of the
+    # TXTM's FWHM is not supported by it
+    min_si = 0.0
+    if 1 in use and main == 0:
+        fwhm = FWHM_PER_SIGMA * float(np.mean(sig[1]))
+        min_si = 4.0 / 3.0 * math.pi * (0.5 * fwhm) ** 3
+    cleanup = clean_labels(labels, cycled=cycled, min_voxels=MIN_VOXELS, min_silicon_voxels=min_si)
     info.update(icm=icm_reports, cleanup=cleanup, seconds=time.perf_counter() - t0)
     if model is None:
         psf_m = np.array([np.asarray(sig.get(c, (0.0, 0.0, 0.0))) * v for c in (0, 1)])

@@ -24,11 +24,12 @@ def fill_from_neighbours(labels: np.ndarray, unknown: np.ndarray) -> None:
         z, rem = np.divmod(idx, ny * nx)
         y, x = np.divmod(rem, nx)
         inside = [x < nx - 1, x > 0, y < ny - 1, y > 0, z < nz - 1, z > 0]
-        votes = np.zeros((idx.size, 256), np.int16)
+        votes = np.zeros((idx.size, 9), np.int8)  # labels 0..7, column 8 = unknown
+        rows = np.arange(idx.size)
         for step, ok in zip(steps, inside):
             nb = np.where(ok, flat[np.where(ok, idx + step, idx)], _UNKNOWN)
-            np.add.at(votes, (np.arange(idx.size), nb), 1)
-        votes[:, _UNKNOWN] = 0
+            votes[rows, np.minimum(nb, 8)] += 1
+        votes[:, 8] = 0
         known = votes.max(axis=1) > 0
         if not known.any():
             flat[idx] = 0
@@ -37,13 +38,23 @@ def fill_from_neighbours(labels: np.ndarray, unknown: np.ndarray) -> None:
         idx = idx[~known]
 
 
-def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int) -> dict:
-    """In place: SEI components that touch no silicon become CBD (cycled), and every
-    6-connected component of a phase smaller than ``min_voxels`` takes its neighbours'
-    labels.  Returns counts of the voxels changed."""
+def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silicon_voxels: float = 0.0) -> dict:
+    """In place: silicon components smaller than ``min_silicon_voxels`` (below the
+    resolution of the modality that tells silicon from graphite) take their neighbours'
+    labels; SEI components that touch no silicon become CBD (cycled); every 6-connected
+    component of a phase smaller than ``min_voxels`` takes its neighbours' labels.
+    Returns counts of the voxels changed."""
     import cc3d
 
-    out = {"sei_detached_voxels": 0, "small_component_voxels": 0}
+    out = {"sei_detached_voxels": 0, "small_component_voxels": 0, "small_silicon_voxels": 0}
+    if min_silicon_voxels > 1 and np.any(labels == _SI):
+        comp = cc3d.connected_components(labels == _SI, connectivity=26)
+        sizes = np.bincount(comp.reshape(-1))
+        sizes[0] = np.iinfo(sizes.dtype).max
+        small = sizes[comp] < min_silicon_voxels
+        out["small_silicon_voxels"] = int(small.sum())
+        if small.any():
+            fill_from_neighbours(labels, small)
     if cycled and np.any(labels == _SEI):
         comp = cc3d.connected_components(labels == _SEI, connectivity=26)
         si = labels == _SI

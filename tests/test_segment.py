@@ -1,0 +1,237 @@
+"""tomofuse.segment on constructed volumes with exact truth.
+
+The fused volumes here come from the forward model, built in this file and not by the
+code under test: a phantom electrode's labels (``tomofuse.phantom``) -> each phase's
+``delta`` at 6.2 keV and ``beta`` at 8.4 keV (xraylib) -> an anisotropic Gaussian blur per
+modality (PXCT ~40 nm, TXTM ~130 nm FWHM) computed with scipy -> white noise.  The whole
+simulated chain (projections, reconstructions, registration) is tested in
+``test_segment_chain.py``.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from tomofuse import Phase
+from tomofuse.phantom import electrode, refractive_volume
+from tomofuse.segment import (PhaseModel, Segmentation, confusion_matrix, dice, label_particles,
+                              load_segmentation, match_particles, save_segmentation, segment)
+
+V = 21.4e-9
+
+
+def forward(e, *, pxct_sigma=(0.8, 1.2, 1.2), txtm_sigma=3.0, pxct_noise=0.03, txtm_noise=0.03, seed=0):
+    """(2, z, y, x) fused volume in physical units (delta, beta) and the truth labels."""
+    rng = np.random.default_rng(seed)
+    delta, _ = refractive_volume(e, 6.2)
+    _, beta = refractive_volume(e, 8.4)
+    p = ndimage.gaussian_filter(delta.astype(np.float64), pxct_sigma, mode="nearest")
+    t = ndimage.gaussian_filter(beta.astype(np.float64), txtm_sigma, mode="nearest")
+    p += rng.normal(0, pxct_noise * np.ptp(delta), p.shape)
+    t += rng.normal(0, txtm_noise * np.ptp(beta), t.shape)
+    return np.stack([p, t]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def cycled():
+    e = electrode((64, 72, 72), V, cycled=True, seed=3, truth_samples=2000)
+    return e, forward(e)
+
+
+@pytest.fixture(scope="module")
+def pristine():
+    e = electrode((64, 72, 72), V, cycled=False, seed=4, truth_samples=2000)
+    return e, forward(e, seed=1)
+
+
+@pytest.fixture(scope="module")
+def seg_cycled(cycled):
+    e, fused = cycled
+    return segment(fused, voxel_size=V, cycled=True, threads=2)
+
+
+def test_forward_model_cycled_dice(cycled, seg_cycled):
+    e, _ = cycled
+    d = seg_cycled.dice(e.labels)
+    assert d[Phase.PORE] > 0.9 and d[Phase.GRAPHITE] > 0.93 and d[Phase.SILICON] > 0.93
+    assert d[Phase.CBD] > 0.75 and d[Phase.SEI] > 0.75
+    assert seg_cycled.labels.dtype == np.uint8 and seg_cycled.labels.shape == e.labels.shape
+    assert seg_cycled.valid.all()
+    # SEI only as a layer on silicon
+    sei = seg_cycled.labels == Phase.SEI
+    near = ndimage.binary_dilation(seg_cycled.labels == Phase.SILICON, iterations=int(600e-9 / V) + 1)
+    assert not np.any(sei & ~near)
+
+
+def test_forward_model_pristine_has_no_sei(pristine):
+    e, fused = pristine
+    s = segment(fused, voxel_size=V, threads=2)
+    assert not np.any(s.labels == Phase.SEI)
+    d = s.dice(e.labels)
+    assert min(d[Phase.PORE], d[Phase.GRAPHITE], d[Phase.SILICON]) > 0.9 and d[Phase.CBD] > 0.8
+    assert np.isnan(d[Phase.SEI])
+
+
+@pytest.mark.parametrize("channel,scale,offset", [(0, 1e5, 3e3), (1, 2.5e9, -40.0), (0, 3.0, -7e-5)])
+def test_result_does_not_depend_on_units(cycled, seg_cycled, channel, scale, offset):
+    _, fused = cycled
+    f = fused.astype(np.float64)
+    f[channel] = f[channel] * scale + offset
+    s = segment(f.astype(np.float32), voxel_size=V, cycled=True, threads=2)
+    assert np.mean(s.labels != seg_cycled.labels) <= 1e-3
+    lv = s.thresholds.levels[channel]
+    np.testing.assert_allclose(lv, seg_cycled.thresholds.levels[channel] * scale + offset,
+                               rtol=1e-3, atol=1e-3 * np.ptp(lv))
+
+
+def test_thresholds_given_back(cycled, seg_cycled):
+    _, fused = cycled
+    th = seg_cycled.thresholds
+    for given in (th, th.to_dict()):
+        s = segment(fused, voxel_size=V, cycled=True, thresholds=given, threads=2)
+        assert s.thresholds == th or np.array_equal(s.thresholds.levels, th.levels)
+        assert np.mean(s.labels != seg_cycled.labels) < 0.02
+    with pytest.raises(ValueError, match="unknown keys"):
+        segment(fused, voxel_size=V, cycled=True, thresholds={**th.to_dict(), "bogus": 1})
+
+
+def test_each_modality_alone_is_worse(cycled, seg_cycled):
+    e, fused = cycled
+    both = seg_cycled.dice(e.labels)
+    px = segment(fused, voxel_size=V, cycled=True, channels="pxct", threads=2).dice(e.labels)
+    tx = segment(fused, voxel_size=V, cycled=True, channels="txtm", threads=2).dice(e.labels)
+    # PXCT cannot tell graphite from SiOx (delta ~5 % apart), TXTM cannot resolve CBD or SEI
+    assert both[Phase.SILICON] > px[Phase.SILICON] + 0.05
+    for p in Phase:
+        assert both[p] > tx[p] + 0.02
+
+
+def test_outside_the_txtm_field_of_view(cycled, seg_cycled):
+    e, fused = cycled
+    f = fused.copy()
+    f[1, :, :, :12] = np.nan
+    s = segment(f, voxel_size=V, cycled=True, threads=2)
+    assert not s.valid[:, :, :12].any() and s.valid[:, :, 12:].all()
+    # pore and the dense phases come from PXCT alone there
+    sub = (slice(None), slice(None), slice(0, 12))
+    solid_truth = e.labels[sub] != Phase.PORE
+    solid = s.labels[sub] != Phase.PORE
+    assert np.mean(solid == solid_truth) > 0.9
+    inside = s.dice(e.labels, mask=s.valid)
+    assert inside[Phase.SILICON] > 0.9
+
+
+def test_confusion_and_dice_helpers():
+    a = np.array([[[0, 1, 2, 3, 4, 4]]], np.uint8)
+    b = np.array([[[0, 1, 2, 3, 3, 4]]], np.uint8)
+    cm = confusion_matrix(a, b)
+    assert cm.sum() == 6 and cm[3, 4] == 1 and cm[4, 4] == 1 and np.trace(cm) == 5
+    d = dice(a, b)
+    assert d[Phase.PORE] == 1.0 and d[Phase.CBD] == pytest.approx(2 / 3) and d[Phase.SEI] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="not tomofuse.Phase|outside tomofuse.Phase"):
+        dice(a + 3, b)
+
+
+@pytest.mark.parametrize("make,exc,match", [
+    (lambda f: f[0], ValueError, "shape \\(2, z, y, x\\)"),
+    (lambda f: np.concatenate([f, f[:1]]), ValueError, "shape \\(2, z, y, x\\)"),
+    (lambda f: f.astype(np.int32), TypeError, "float"),
+    (lambda f: np.stack([f[0], np.full_like(f[1], np.nan)]), ValueError, "NaN everywhere"),
+    (lambda f: np.stack([np.full_like(f[0], 3.0), f[1]]), ValueError, "constant"),
+    (lambda f: np.stack([f[0], np.full_like(f[1], 1.0)]), ValueError, "constant"),
+    (lambda f: np.where(np.arange(f[0].size).reshape(f[0].shape)[None] == 7, np.inf, f).astype(np.float32),
+     ValueError, "finite|infinite"),
+    (lambda f: np.stack([np.where(f[0] > np.median(f[0]), np.nan, f[0]), f[1]]), ValueError, "PXCT"),
+])
+def test_bad_input(cycled, make, exc, match):
+    _, fused = cycled
+    with pytest.raises(exc, match=match):
+        segment(make(fused), voxel_size=V, cycled=True)
+
+
+def test_bad_options(cycled):
+    _, fused = cycled
+    with pytest.raises(ValueError, match="channels"):
+        segment(fused, voxel_size=V, channels="ptycho")
+    with pytest.raises(ValueError, match="voxel_size"):
+        segment(fused, voxel_size=-1.0)
+    with pytest.raises(TypeError, match="cycled"):
+        segment(fused, voxel_size=V, cycled=1)
+    with pytest.raises(ValueError, match="resolution"):
+        segment(fused, voxel_size=V, resolution=(40e-9, -1))
+    with pytest.raises(ValueError, match="threads"):
+        segment(fused, voxel_size=V, threads=0)
+
+
+def test_save_and_load(tmp_path, seg_cycled):
+    parts = label_particles(seg_cycled.labels, voxel_size=V)
+    path = tmp_path / "labels.h5"
+    save_segmentation(path, seg_cycled, particles=parts, parameters={"cycled": True})
+    s, p = load_segmentation(path)
+    assert isinstance(s, Segmentation)
+    np.testing.assert_array_equal(s.labels, seg_cycled.labels)
+    np.testing.assert_array_equal(p, parts)
+    np.testing.assert_array_equal(s.thresholds.levels, seg_cycled.thresholds.levels)
+    assert s.cycled and s.voxel_size == V and s.channels == "both"
+
+
+# ------------------------------------------------------------------------------------------ particles
+
+def _sphere(shape, centre, radius):
+    z, y, x = np.indices(shape)
+    return (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 <= radius ** 2
+
+
+@pytest.mark.parametrize("r1,r2,gap", [(10, 10, 0.0), (12, 7, -1.0), (9, 9, -2.5), (14, 6, 0.5)])
+def test_touching_spheres_are_two_particles(r1, r2, gap):
+    shape = (40, 40, 64)
+    c1 = (20, 20, 18)
+    c2 = (20, 20, 18 + r1 + r2 + gap)
+    labels = np.zeros(shape, np.uint8)
+    labels[_sphere(shape, c1, r1) | _sphere(shape, c2, r2)] = Phase.SILICON
+    assert ndimage.label(labels == Phase.SILICON)[1] == 1  # they touch
+    p = label_particles(labels, voxel_size=V)
+    assert p.max() == 2
+    for c, r in ((c1, r1), (c2, r2)):
+        ids, n = np.unique(p[_sphere(shape, c, r - 1)], return_counts=True)
+        assert ids[np.argmax(n)] > 0 and n.max() / n.sum() > 0.97
+
+
+def test_star_shaped_particles_stay_one():
+    # the phantom's SiOx shape r(u) = R exp(a g(u)) for random smooth g, amplitudes as the phantom's
+    from tomofuse.phantom._shapes import SphericalField, StarParticle
+
+    rng = np.random.default_rng(11)
+    n_ok, n = 0, 40
+    for i in range(n):
+        field = SphericalField(rng, terms=24, wavenumber=(1.0, 4.0))
+        r = rng.uniform(8, 16)
+        part = StarParticle(np.zeros(3), r, field, amplitude=rng.uniform(0.05, 0.25))
+        m = int(math.ceil(r * 2.2)) + 2
+        pts = (np.indices((2 * m,) * 3).reshape(3, -1).T - m + 0.5).astype(np.float64)
+        inside = part.contains(pts).reshape((2 * m,) * 3)
+        labels = np.where(inside, np.uint8(Phase.SILICON), np.uint8(Phase.PORE))
+        n_ok += label_particles(labels, voxel_size=V).max() == 1
+    assert n_ok / n >= 0.95
+
+
+def test_particles_match_phantom(cycled):
+    e, _ = cycled
+    p = label_particles(e.labels, voxel_size=V)
+    m = match_particles(p, e.particles)
+    assert m["n_found"] == m["n_true"] and m["matched_fraction"] == 1.0
+
+
+def test_label_particles_bad_input():
+    labels = np.zeros((8, 8, 8), np.uint8)
+    with pytest.raises(ValueError, match="not tomofuse.Phase"):
+        label_particles(labels + 9, voxel_size=V)
+    with pytest.raises(TypeError, match="integer"):
+        label_particles(labels.astype(np.float32), voxel_size=V)
+    with pytest.raises(ValueError, match="\\(z, y, x\\)"):
+        label_particles(labels[0], voxel_size=V)
+    with pytest.raises(ValueError, match="neck_ratio"):
+        label_particles(labels, voxel_size=V, neck_ratio=1.5)
+    assert label_particles(labels, voxel_size=V).max() == 0

@@ -318,20 +318,17 @@ def read_cxi(path: str | os.PathLike) -> CXIScan:
     Parameters
     ----------
     path : str or path-like
-        The file.
+        The ``.cxi`` file.
 
     Returns
     -------
     CXIScan
+        The patterns with the scan's geometry (``read_cxi_header``), probe and mask.
 
     Raises
     ------
-    FileNotFoundError
-        If the file does not exist.
-    KeyError
-        If a required dataset is missing.
-    ValueError
-        For inconsistent shapes.
+    FileNotFoundError, KeyError, ValueError
+        As ``read_cxi_header``.
     """
     import h5py
 

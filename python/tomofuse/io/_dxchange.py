@@ -9,7 +9,6 @@ string dataset.  No science here: the arrays are stored and returned as they are
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .._validate import ints
 from ._atomic import atomic_path
 from ._h5 import GZIP_LEVEL, file_attributes, plain_attrs, set_h5_attrs
 
@@ -130,15 +130,7 @@ def write_dxchange(path: str | os.PathLike, data: np.ndarray, *, flat: Optional[
     if chunks is None:
         chunk_shape = (1, *image)
     else:
-        try:
-            chunk_shape = tuple(chunks)
-        except TypeError:
-            raise TypeError(f"chunks must be 3 positive ints, got {chunks!r}") from None
-        if not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in chunk_shape):
-            raise TypeError(f"chunks must be 3 positive ints, got {chunks!r}")
-        chunk_shape = tuple(int(c) for c in chunk_shape)
-        if len(chunk_shape) != 3 or min(chunk_shape) <= 0:
-            raise ValueError(f"chunks must be 3 positive ints, got {chunks!r}")
+        chunk_shape = ints(chunks, "chunks", length=3, minimum=1, expected="3 positive ints")
     if not isinstance(compress, bool):
         raise TypeError(f"compress must be True or False, got {compress!r}")
     meta = file_attributes(attrs, parameters=parameters, inputs=inputs, program=program)

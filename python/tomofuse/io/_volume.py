@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .._validate import ints
 from ._atomic import atomic_directory, atomic_path, jsonable
 from ._h5 import GZIP_LEVEL, file_attributes, plain_attrs, set_h5_attrs
 from ._zarr import create_zarr, open_zarr, require_zarr
@@ -139,15 +140,16 @@ def _check_chunks(chunks, shape: tuple[int, ...], itemsize: int, fmt: str) -> Op
         return None
     if chunks is None:
         return _default_chunks(shape, itemsize)
-    try:
-        dims = tuple(chunks)
-    except TypeError:
-        raise TypeError(f"chunks must be a sequence of ints, got {chunks!r}") from None
-    if not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in dims):
-        raise TypeError(f"chunks must be {len(shape)} positive ints (one per axis of shape {shape}), got {chunks!r}")
-    if len(dims) != len(shape) or not all(c > 0 for c in dims):
-        raise ValueError(f"chunks must be {len(shape)} positive ints (one per axis of shape {shape}), got {chunks!r}")
-    return tuple(min(int(c), s) for c, s in zip(dims, shape))
+    return check_chunks(chunks, shape)
+
+
+def check_chunks(chunks, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A chunk shape of positive ints, one per axis of ``shape``, clipped to it."""
+    if isinstance(chunks, numbers.Integral):
+        raise TypeError(f"chunks must be a sequence of ints, one per axis of shape {shape}, got {chunks!r}")
+    dims = ints(chunks, "chunks", length=len(shape), minimum=1,
+                expected=f"{len(shape)} positive ints (one per axis of shape {shape})")
+    return tuple(min(c, s) for c, s in zip(dims, shape))
 
 
 def _check_compress(compress, fmt: str, dtype: np.dtype) -> bool:

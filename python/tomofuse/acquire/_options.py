@@ -10,6 +10,11 @@ from .. import _validate as check
 __all__ = ["PXCTOptions", "TXTMOptions"]
 
 
+def _put(options, name: str, value) -> None:
+    """Store a checked (converted) value in a frozen dataclass."""
+    object.__setattr__(options, name, value)
+
+
 @dataclass(frozen=True)
 class TXTMOptions:
     """A full-field transmission X-ray microscope, as ``txtm`` simulates it.
@@ -49,21 +54,20 @@ class TXTMOptions:
     beam_variation: float = 0.1
 
     def __post_init__(self):
-        def put(name, value):
-            object.__setattr__(self, name, value)
-
-        put("energy_kev", check.energy_kev(self.energy_kev, "TXTMOptions.energy_kev"))
-        put("resolution", check.number(self.resolution, "TXTMOptions.resolution", unit="m", minimum=0.0))
+        _put(self, "energy_kev", check.energy_kev(self.energy_kev, "TXTMOptions.energy_kev"))
+        _put(self, "resolution", check.number(self.resolution, "TXTMOptions.resolution", unit="m", minimum=0.0))
         if self.photons is not None:
-            put("photons", check.number(self.photons, "TXTMOptions.photons", minimum=0.0, exclusive_minimum=True))
-        put("distance", check.number(self.distance, "TXTMOptions.distance", unit="m", minimum=0.0))
+            _put(self, "photons", check.number(self.photons, "TXTMOptions.photons", minimum=0.0,
+                                               exclusive_minimum=True))
+        _put(self, "distance", check.number(self.distance, "TXTMOptions.distance", unit="m", minimum=0.0))
         if self.pixel_size is not None:
-            put("pixel_size", check.positive_length(self.pixel_size, "TXTMOptions.pixel_size"))
-        put("n_flats", check.integer(self.n_flats, "TXTMOptions.n_flats", minimum=1))
-        put("n_darks", check.integer(self.n_darks, "TXTMOptions.n_darks", minimum=1))
-        put("dark_counts", check.number(self.dark_counts, "TXTMOptions.dark_counts", minimum=0.0))
-        put("beam_variation", check.number(self.beam_variation, "TXTMOptions.beam_variation (a relative variation)",
-                                           minimum=0.0, maximum=1.0, exclusive_maximum=True))
+            _put(self, "pixel_size", check.positive_length(self.pixel_size, "TXTMOptions.pixel_size"))
+        _put(self, "n_flats", check.integer(self.n_flats, "TXTMOptions.n_flats", minimum=1))
+        _put(self, "n_darks", check.integer(self.n_darks, "TXTMOptions.n_darks", minimum=1))
+        _put(self, "dark_counts", check.number(self.dark_counts, "TXTMOptions.dark_counts", minimum=0.0))
+        _put(self, "beam_variation", check.number(self.beam_variation,
+                                                  "TXTMOptions.beam_variation (a relative variation)",
+                                                  minimum=0.0, maximum=1.0, exclusive_maximum=True))
 
 
 @dataclass(frozen=True)
@@ -102,14 +106,11 @@ class PXCTOptions:
     wrap: bool = True
 
     def __post_init__(self):
-        def put(name, value):
-            object.__setattr__(self, name, value)
-
-        put("energy_kev", check.energy_kev(self.energy_kev, "PXCTOptions.energy_kev"))
-        put("resolution", check.number(self.resolution, "PXCTOptions.resolution", unit="m", minimum=0.0))
+        _put(self, "energy_kev", check.energy_kev(self.energy_kev, "PXCTOptions.energy_kev"))
+        _put(self, "resolution", check.number(self.resolution, "PXCTOptions.resolution", unit="m", minimum=0.0))
         if self.pixel_size is not None:
-            put("pixel_size", check.positive_length(self.pixel_size, "PXCTOptions.pixel_size"))
-        put("noise", check.number(self.noise, "PXCTOptions.noise", unit="rad", minimum=0.0))
+            _put(self, "pixel_size", check.positive_length(self.pixel_size, "PXCTOptions.pixel_size"))
+        _put(self, "noise", check.number(self.noise, "PXCTOptions.noise", unit="rad", minimum=0.0))
         check.flag(self.phase_offsets, "PXCTOptions.phase_offsets")
-        put("max_slope", check.number(self.max_slope, "PXCTOptions.max_slope", unit="rad/pixel", minimum=0.0))
+        _put(self, "max_slope", check.number(self.max_slope, "PXCTOptions.max_slope", unit="rad/pixel", minimum=0.0))
         check.flag(self.wrap, "PXCTOptions.wrap")

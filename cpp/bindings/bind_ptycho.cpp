@@ -100,12 +100,14 @@ Geometry of a far-field ptychographic scan and the engines that act on it.
 Scan point k sees the object through an N x N window whose top-left corner is
 at object pixel (y0 + fy, x0 + fx): y0 = floor(y) + height // 2 - n // 2 and
 fy = y - floor(y) for a probe-centre position (y, x) in object pixels relative
-to the object's centre. With subpixel_steps = 0 the object under the window
-is interpolated bilinearly; with subpixel_steps = B > 0 the window is the
-whole-pixel crop and the probe is shifted instead, P(r - f), by a Fourier
-phase ramp of the fraction rounded to 1/B pixel (exact for a band-limited
-probe that vanishes at its edges, as tomofuse.acquire.ptycho_scan models it). Model intensities are sum_m |F(P_m o_k)|^2 with the unitary DFT
-and zero frequency at index 0 (undo the detector's fftshift first).
+to the object's centre. Two sub-pixel models: with subpixel_steps = B > 0
+(tomofuse.ptycho.reconstruct uses 8) the window is the whole-pixel crop and
+the probe is shifted instead, P(r - f), by a Fourier phase ramp of the
+fraction rounded to 1/B pixel (exact for a band-limited probe that vanishes at
+its edges, as tomofuse.acquire.ptycho_scan models it); with subpixel_steps = 0
+(this class's default, kept for compatibility) the object under the window is
+interpolated bilinearly. Model intensities are sum_m |F(P_km o_k)|^2 with the
+unitary DFT and zero frequency at index 0 (undo the detector's fftshift first).
 
 All arrays are C-contiguous: object (height, width) complex64, probe
 (modes, n, n) complex64, exit waves and ML buffers (K, modes, n, n) complex64,
@@ -123,7 +125,8 @@ object_shape : (int, int)
 positions : (K, 2) ndarray of float64
     Probe-centre positions (y, x), object pixels relative to the object's centre.
 subpixel_steps : int
-    0 (bilinear object) or 1..64 (shifted probes, fractions rounded to 1/steps).
+    1..64: shifted probes, fractions rounded to 1/steps (8 in
+    tomofuse.ptycho.reconstruct); 0 (default here): bilinear object.
 
 Raises
 ------
@@ -233,7 +236,8 @@ ValueError
                 ptycho::exit_waves(s, o.data(), p.data(), e.mutable_data(), threads);
             },
             py::arg("object"), py::arg("probe"), py::arg("out"), py::kw_only(), py::arg("threads") = 0,
-            "out[k, m] = probe[m] * o_k (bilinear window of the object).")
+            "out[k, m] = P_km * o_k: the probe mode as pattern k sees it (shifted by its fraction, or itself for "
+            "the bilinear model) times the object under window k.")
         .def(
             "dm_iteration",
             [](const Scan& s, const py::object& amplitudes, const py::object& mask, const py::object& object,
@@ -304,7 +308,7 @@ squared amplitude errors per pattern, before the modulus constraint.)doc")
                               {sh.object[0], sh.object[1]}, threads, ptycho::object_gather);
             },
             py::arg("probe"), py::arg("waves"), py::kw_only(), py::arg("threads") = 0,
-            "(num, den): sum_k S_k^T sum_m conj(P_m) waves[k, m] and sum_k S_k^T sum_m |P_m|^2, (height, width).")
+            "(num, den): sum_k S_k^T sum_m conj(P_km) waves[k, m] and sum_k S_k^T sum_m |P_km|^2, (height, width).")
         .def(
             "illumination",
             [](const Scan& s, const py::object& probe, int threads) {
@@ -320,7 +324,7 @@ squared amplitude errors per pattern, before the modulus constraint.)doc")
                 return den;
             },
             py::arg("probe"), py::kw_only(), py::arg("threads") = 0,
-            "(height, width) float32 sum_k S_k^T sum_m |P_m|^2, the probe power summed over the scan "
+            "(height, width) float32 sum_k S_k^T sum_m |P_km|^2, the probe power summed over the scan "
             "(object_gather's den without the waves).")
         .def(
             "probe_gather",
@@ -372,7 +376,7 @@ squared amplitude errors per pattern, before the modulus constraint.)doc")
 nll (K,) float64 is the Poisson deviance per pattern, sum over valid pixels of
 Im - I - I log(Im / I) with Im the model intensity plus intensity_floor; the
 gradients are the Wirtinger derivatives with respect to conj(object) and
-conj(probe). Fills far (F(P_m o_k), unscaled DFT) and chi (F^-1 of the
+conj(probe). Fills far (F(P_km o_k), unscaled DFT) and chi (F^-1 of the
 residual, unitary) as work buffers.)doc")
         .def(
             "ml_line_coefficients",
@@ -403,7 +407,7 @@ residual, unitary) as work buffers.)doc")
             py::arg("intensities"), py::arg("mask"), py::arg("object"), py::arg("probe"), py::arg("h_object"),
             py::arg("h_probe"), py::arg("far"), py::kw_only(), py::arg("intensity_floor") = 1e-6f,
             py::arg("threads") = 0,
-            "(B1, B2) of L(x + a h) ~ L(x) + B1 a + B2 a^2, far holding F(P_m o_k) at x (from ml_gradient).")
+            "(B1, B2) of L(x + a h) ~ L(x) + B1 a + B2 a^2, far holding F(P_km o_k) at x (from ml_gradient).")
         .def(
             "ml_iteration",
             [](const Scan& s, const py::object& intensities, const py::object& mask, const py::object& object,

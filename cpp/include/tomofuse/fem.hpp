@@ -200,7 +200,7 @@ private:
     std::shared_ptr<const detail::HierarchySource> hierarchy_;     // multigrid levels, built on first use
 };
 
-/// Name of a preconditioner ("none", "jacobi", "cholesky").
+/// Name of a preconditioner: "none", "jacobi", "jacobi+constant", "cholesky" or "multigrid".
 TOMOFUSE_EXPORT std::string preconditioner_name(Preconditioner p);
 /// Parse a preconditioner name; throws InvalidArgument for an unknown one.
 TOMOFUSE_EXPORT Preconditioner parse_preconditioner(const std::string& name);

@@ -251,8 +251,19 @@ ValueError
                 auto o = require_shape<std::complex<float>>(object, "object", sh.object, true);
                 auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, true);
                 auto e = require_shape<std::complex<float>>(exit, "exit", sh.waves, true);
-                check_no_alias({span("object", o), span("probe", p), span("exit", e)},
-                               {span("object", o), span("probe", p), span("exit", e), span("amplitudes", keep)});
+                py::array_t<double> keep_bound;
+                if (!bound.is_none()) {
+                    keep_bound = require_shape<double>(bound, "bound", {s.size()}, false);
+                }
+                std::vector<Span> inputs{span("object", o), span("probe", p), span("exit", e),
+                                         span("amplitudes", keep)};
+                if (!mask.is_none()) {
+                    inputs.push_back(span("mask", keep_mask));
+                }
+                if (!bound.is_none()) {
+                    inputs.push_back(span("bound", keep_bound));
+                }
+                check_no_alias({span("object", o), span("probe", p), span("exit", e)}, inputs);
                 if (overlap_iterations < 1) {
                     throw InvalidArgument("overlap_iterations must be >= 1, got " + std::to_string(overlap_iterations));
                 }
@@ -266,11 +277,7 @@ ValueError
                 opt.overlap_iterations = overlap_iterations;
                 opt.object_inertia = object_inertia;
                 opt.probe_inertia = probe_inertia;
-                py::array_t<double> keep_bound;
-                if (!bound.is_none()) {
-                    keep_bound = require_shape<double>(bound, "bound", {s.size()}, false);
-                    opt.bound = keep_bound.data();
-                }
+                opt.bound = bound.is_none() ? nullptr : keep_bound.data();
                 py::array_t<double> err(static_cast<py::ssize_t>(s.size()));
                 double* ep = err.mutable_data();
                 py::array_t<double> merr(static_cast<py::ssize_t>(model_error ? s.size() : 0));
@@ -348,8 +355,12 @@ squared amplitude errors per pattern, before the modulus constraint.)doc")
                 auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, false);
                 auto f = require_shape<std::complex<float>>(far, "far", sh.waves, true);
                 auto c = require_shape<std::complex<float>>(chi, "chi", sh.waves, true);
-                check_no_alias({span("far", f), span("chi", c)},
-                               {span("object", o), span("probe", p), span("far", f), span("chi", c)});
+                std::vector<Span> inputs{span("object", o), span("probe", p), span("far", f), span("chi", c),
+                                         span("intensities", keep)};
+                if (!mask.is_none()) {
+                    inputs.push_back(span("mask", keep_mask));
+                }
+                check_no_alias({span("far", f), span("chi", c)}, inputs);
                 const ptycho::MLOptions opt = ml_options(intensity_floor);
                 check_threads(threads);
                 py::array_t<std::complex<float>> go({sh.object[0], sh.object[1]});
@@ -394,12 +405,11 @@ residual, unitary) as work buffers.)doc")
                 auto f = require_shape<std::complex<float>>(far, "far", sh.waves, false);
                 const ptycho::MLOptions opt = ml_options(intensity_floor);
                 check_threads(threads);
-                ptycho::MLBuffers b{const_cast<cfloat*>(f.data()), nullptr};
                 double b1 = 0.0;
                 double b2 = 0.0;
                 {
                     py::gil_scoped_release release;
-                    ptycho::ml_line_coefficients(s, d, o.data(), p.data(), ho.data(), hp.data(), b, opt, &b1, &b2,
+                    ptycho::ml_line_coefficients(s, d, o.data(), p.data(), ho.data(), hp.data(), f.data(), opt, &b1, &b2,
                                                  threads);
                 }
                 return py::make_tuple(b1, b2);
@@ -446,6 +456,9 @@ residual, unitary) as work buffers.)doc")
                                              span("state.prev_grad_probe", qp)};
                 std::vector<Span> all = outs;
                 all.push_back(span("intensities", keep));
+                if (!mask.is_none()) {
+                    all.push_back(span("mask", keep_mask));
+                }
                 check_no_alias(outs, all);
                 const ptycho::MLOptions opt = ml_options(intensity_floor, update_object, update_probe,
                                                          precond_regularisation, max_backtracks, smoothness);

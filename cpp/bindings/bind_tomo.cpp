@@ -85,11 +85,6 @@ py::array backproject_impl(const py::object& proj_obj, const py::object& angles_
     return out;
 }
 
-bool is_float32(const py::object& obj) {
-    return py::isinstance<py::array>(obj) &&
-           py::reinterpret_borrow<py::array>(obj).dtype().equal(py::dtype::of<float>());
-}
-
 }  // namespace
 
 void bind_tomo(py::module_& m) {
@@ -97,7 +92,7 @@ void bind_tomo(py::module_& m) {
         "project",
         [](const py::object& volume, const py::object& angles, py::ssize_t n_cols, double center_offset,
            int threads) {
-            return is_float32(volume) ? project_impl<float>(volume, angles, n_cols, center_offset, threads)
+            return is_float32(volume, "volume") ? project_impl<float>(volume, angles, n_cols, center_offset, threads)
                                       : project_impl<double>(volume, angles, n_cols, center_offset, threads);
         },
         py::arg("volume"), py::arg("angles"), py::kw_only(), py::arg("n_cols"), py::arg("center_offset") = 0.0,
@@ -108,7 +103,7 @@ void bind_tomo(py::module_& m) {
         "backproject",
         [](const py::object& projections, const py::object& angles, py::ssize_t ny, py::ssize_t nx,
            double center_offset, int threads) {
-            return is_float32(projections)
+            return is_float32(projections, "projections")
                        ? backproject_impl<float>(projections, angles, ny, nx, center_offset, threads, false)
                        : backproject_impl<double>(projections, angles, ny, nx, center_offset, threads, false);
         },
@@ -119,7 +114,7 @@ void bind_tomo(py::module_& m) {
         "backproject_linear",
         [](const py::object& projections, const py::object& angles, py::ssize_t ny, py::ssize_t nx,
            double center_offset, int threads) {
-            return is_float32(projections)
+            return is_float32(projections, "projections")
                        ? backproject_impl<float>(projections, angles, ny, nx, center_offset, threads, true)
                        : backproject_impl<double>(projections, angles, ny, nx, center_offset, threads, true);
         },

@@ -143,7 +143,9 @@ struct DMOptions {
 /// `error[k]` receives sum over valid pixels of (|F(2 P o_k - exit)| - A)^2
 /// before the modulus constraint (amplitudes in the unitary normalisation);
 /// `model_error[k]`, if not null, the same for the model P o_k after the
-/// overlap projection (one more transform per pattern and mode).
+/// overlap projection (one more transform per pattern and mode). Object, probe,
+/// exit, error and model_error must not overlap each other or the amplitudes,
+/// the mask or the bound (InvalidArgument).
 TOMOFUSE_EXPORT void dm_iteration(const Scan& scan, const Data& amplitudes, cfloat* object, cfloat* probe,
                                   cfloat* exit, const DMOptions& options, double* error,
                                   double* model_error = nullptr, int nthreads = 0);
@@ -204,7 +206,8 @@ struct MLBuffers {
 /// given point, with the diagonal preconditioners. `nll[k]` per pattern;
 /// returns the total plus the smoothness prior (if options.smoothness > 0).
 /// Fills buffers.far and buffers.chi. With options.update_probe false the
-/// probe gradient and preconditioner are not computed (set to zero).
+/// probe gradient and preconditioner are not computed (set to zero). Outputs
+/// and buffers must not overlap each other or the inputs (InvalidArgument).
 TOMOFUSE_EXPORT double ml_gradient(const Scan& scan, const Data& intensities, const cfloat* object,
                                    const cfloat* probe, const MLBuffers& buffers, const MLOptions& options,
                                    cfloat* grad_object, cfloat* grad_probe, float* precond_object,
@@ -212,11 +215,11 @@ TOMOFUSE_EXPORT double ml_gradient(const Scan& scan, const Data& intensities, co
 
 /// Coefficients (B1, B2) of the second-order expansion
 /// L(x + a h) ~ L(x) + B1 a + B2 a^2 along direction h = (h_object, h_probe),
-/// with buffers.far holding the far fields at x (from ml_gradient).
+/// with `far` (K, M, N, N) holding the far fields at x (buffers.far of ml_gradient); read only.
 TOMOFUSE_EXPORT void ml_line_coefficients(const Scan& scan, const Data& intensities, const cfloat* object,
                                           const cfloat* probe, const cfloat* h_object, const cfloat* h_probe,
-                                          const MLBuffers& buffers, const MLOptions& options, double* b1,
-                                          double* b2, int nthreads = 0);
+                                          const cfloat* far, const MLOptions& options, double* b1, double* b2,
+                                          int nthreads = 0);
 
 /// Start (or resume) ML at (object, probe): gradient, preconditioners and
 /// NLL into `state` (directions and previous gradient are left as they are).

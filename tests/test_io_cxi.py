@@ -95,7 +95,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(cxi, "_h5_set_attrs", boom)
+    monkeypatch.setattr(cxi, "set_h5_attrs", boom)
     with pytest.raises(RuntimeError):
         write_cxi(path, data, positions=pos, energy_kev=6.2, distance=7.0, pixel_size=1e-4)
     assert list(tmp_path.iterdir()) == []

@@ -233,10 +233,10 @@ def test_landmark_and_transform_initials():
     fpts = rng.uniform(0, 47 * pair.fixed_spacing, (6, 3))
     mpts = pair.truth(fpts)
     kw = dict(fixed_spacing=pair.fixed_spacing, moving_spacing=pair.moving_spacing, stages=("rigid",), threads=1)
-    from tomofuse.register._register import _landmark_rigid
+    from tomofuse.register._prepare import landmark_rigid
 
     # the landmark start is the exact rigid map (no deformation in this pair)
-    t = _landmark_rigid(fpts, mpts, (0.0, 0.0, 0.0))
+    t = landmark_rigid(fpts, mpts, (0.0, 0.0, 0.0))
     got = np.array([t.TransformPoint(tuple(q[::-1])) for q in fpts])[:, ::-1]
     np.testing.assert_allclose(got, mpts, atol=1e-15)
     reg = register(pair.fixed, pair.moving, initial=(fpts, mpts), **kw)

@@ -18,8 +18,9 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..io import array_sha256, atomic_directory, file_sha256, read_volume, volume_format
-from ..io._volume import _create_zarr, _file_attrs, _parse, _zarr
+from .._dask import check_client, run_bounded, task_threads, worker_threads_per_host
+from ..io import (array_sha256, atomic_directory, create_zarr, file_attributes, file_sha256, read_volume,
+                  require_zarr, split_dataset_path, volume_format)
 from ..tomo import FILTERS, fbp
 
 __all__ = ["fbp_to_zarr"]
@@ -37,56 +38,6 @@ def _is_dask_array(obj) -> bool:
         and hasattr(obj, "rechunk")
 
 
-def _host_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _worker_threads_per_host(client) -> dict[str, int]:
-    """Worker threads per host of a dask.distributed client (each task then uses the host's
-    CPUs divided by that count, so the workers of one host do not oversubscribe it)."""
-    from distributed.comm import get_address_host
-
-    per_host: dict[str, int] = {}
-    for address, n in client.nthreads().items():
-        host = get_address_host(address)
-        per_host[host] = per_host.get(host, 0) + n
-    return per_host
-
-
-def _run_bounded(client, items, submit, handle, *, on_error, catch=Exception) -> None:
-    """Run one task per item on a dask.distributed client, at most two per worker thread in flight.
-
-    ``submit(item)`` starts a task and returns its future; ``handle(future)`` takes each
-    finished one in completion order (calling ``future.result()`` re-raises the task's
-    error). If that raises ``catch``, ``on_error(unfinished futures)`` runs before the
-    exception propagates.
-    """
-    from distributed import as_completed
-
-    limit = max(2, 2 * sum(client.nthreads().values()))
-    pending = list(items)
-    in_flight = []
-
-    def start():
-        fut = submit(pending.pop(0))
-        in_flight.append(fut)
-        return fut
-
-    queue = as_completed([start() for _ in range(min(limit, len(pending)))])
-    try:
-        for fut in queue:
-            handle(fut)
-            in_flight.remove(fut)
-            if pending:
-                queue.add(start())
-    except catch:
-        on_error(in_flight)
-        raise
-
-
 def _read_rows(spec: str, r0: int, r1: int) -> np.ndarray:
     """Rows ``r0:r1`` of every projection from a file (only that slab is read)."""
     volume, _ = read_volume(spec, lazy=True)
@@ -102,14 +53,8 @@ def _reconstruct_slab(source, r0: int, r1: int, angles: np.ndarray, store: str, 
                       threads) -> tuple[int, int]:
     """One task: reconstruct rows ``r0:r1`` and write them into the Zarr array at ``store``."""
     slab = _read_rows(source, r0, r1) if isinstance(source, str) else np.asarray(source)
-    if isinstance(threads, Mapping):  # per-host share, looked up on the worker that runs this
-        from distributed import get_worker
-        from distributed.comm import get_address_host
-
-        n = threads.get(get_address_host(get_worker().address), 1)
-        threads = max(1, _host_cpus() // max(1, n))
-    volume = fbp(np.ascontiguousarray(slab), angles, threads=threads, **options)
-    arr = _zarr().open_array(store=store, mode="r+")
+    volume = fbp(np.ascontiguousarray(slab), angles, threads=task_threads(threads), **options)
+    arr = require_zarr().open_array(store=store, mode="r+")
     arr[r0:r1] = volume
     return r0, r1
 
@@ -183,11 +128,9 @@ def fbp_to_zarr(projections, angles, out_path: str | os.PathLike, *, client=None
         For bad projections, angles, options or output path.
     """
     options = _check_options(fbp_options)
-    out, out_name = _parse(out_path, "out_path")
-    if volume_format(out, argument="out_path") != "zarr" or out_name is not None:
+    if volume_format(out_path, argument="out_path") != "zarr" or split_dataset_path(out_path)[1] is not None:
         raise ValueError(f"out_path must be a .zarr directory (no :/array), got {os.fspath(out_path)!r}")
-    if client is not None and not (hasattr(client, "submit") and hasattr(client, "nthreads")):
-        raise TypeError(f"client must be a distributed.Client or None, got {type(client).__name__}")
+    check_client(client)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
@@ -204,7 +147,7 @@ def fbp_to_zarr(projections, angles, out_path: str | os.PathLike, *, client=None
         if f is not None and hasattr(f, "close"):
             f.close()
         del lazy
-        path, _ = _parse(spec, "projections")
+        path, _ = split_dataset_path(spec)
         if path.is_file():
             inputs["projections"] = file_sha256(path)
         source_kind = "path"
@@ -254,7 +197,7 @@ def fbp_to_zarr(projections, angles, out_path: str | os.PathLike, *, client=None
     parameters = {**options, "angles_count": n_angles, "projections_shape": list(shape),
                   "projections_dtype": dtype.str, "rows_per_task": rows_per_task,
                   "source": os.fspath(projections) if source_kind == "path" else source_kind}
-    meta = _file_attrs(attrs, parameters=parameters, inputs=inputs, program="tomofuse.distributed.fbp_to_zarr")
+    meta = file_attributes(attrs, parameters=parameters, inputs=inputs, program="tomofuse.distributed.fbp_to_zarr")
 
     def slab_source(r0, r1):
         if source_kind == "path":
@@ -267,8 +210,9 @@ def fbp_to_zarr(projections, angles, out_path: str | os.PathLike, *, client=None
 
     logger.info("fbp_to_zarr: %d rows in %d slabs of %d, %s", rows, len(slabs), rows_per_task,
                 "in-process" if client is None else f"on {worker_threads} worker threads")
+    out = split_dataset_path(out_path)[0]
     with atomic_directory(out, argument="out_path", overwrite=overwrite) as tmp:
-        _create_zarr(tmp, None, (rows, ny, nx), out_dtype, (1, ny, nx), True, meta)
+        create_zarr(tmp, None, (rows, ny, nx), out_dtype, (1, ny, nx), True, meta)
         store = str(tmp)
         report(0)
         if client is None:
@@ -287,7 +231,7 @@ def _run_on_cluster(client, slabs, slab_source, source_kind, th, store, options,
     from distributed import wait
 
     if threads is None:
-        threads = _worker_threads_per_host(client)
+        threads = worker_threads_per_host(client)
     th_future = client.scatter(th, broadcast=True)
 
     def submit(slab):
@@ -310,4 +254,4 @@ def _run_on_cluster(client, slabs, slab_source, source_kind, th, store, options,
 
     # On an error, let the slabs in flight finish before the temporary store is removed, so none
     # writes into it afterwards; their own errors are dropped in favour of the first one.
-    _run_bounded(client, slabs, submit, handle, on_error=wait)
+    run_bounded(client, slabs, submit, handle, on_error=wait)

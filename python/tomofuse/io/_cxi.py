@@ -30,9 +30,9 @@ import numpy as np
 
 from .._validate import positive_number
 from ._atomic import atomic_path
-from ._volume import _file_attrs, _h5_set_attrs, _plain
+from ._h5 import file_attributes, plain_attrs, set_h5_attrs
 
-__all__ = ["CXIScan", "read_cxi", "write_cxi"]
+__all__ = ["CXIHeader", "CXIScan", "read_cxi", "read_cxi_header", "write_cxi"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,13 +158,13 @@ def write_cxi(path: str | os.PathLike, data: np.ndarray, *, positions, energy_ke
         if m.shape != (ny, nx):
             raise ValueError(f"mask must be ({ny}, {nx}) like the patterns, got shape {m.shape}")
         mask_u32 = (m != 0).astype(np.uint32)
-    meta = _file_attrs(attrs, parameters=parameters, inputs=inputs, program=program)
+    meta = file_attributes(attrs, parameters=parameters, inputs=inputs, program=program)
     translation = np.column_stack([pos[:, 1], pos[:, 0], np.zeros(k)])
 
     with atomic_path(path, argument="path", overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("cxi_version", data=np.int64(_CXI_VERSION))
-            _h5_set_attrs(f, meta)
+            set_h5_attrs(f, meta)
             det = f.create_group(_DET)
             ds = det.create_dataset("data", data=data, chunks=(1, ny, nx))
             ds.attrs["axes"] = "translation:y:x"
@@ -191,6 +191,117 @@ def _scalar(f, name: str, p) -> float:
     if name not in f:
         raise KeyError(f"{str(p)!r}: no /{name}")
     return float(np.asarray(f[name][()]).reshape(-1)[0])
+
+
+@dataclass
+class CXIHeader:
+    """Everything of a CXI scan but its patterns (``read_cxi_header``).
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    n_patterns : int
+        ``K``, the number of diffraction patterns.
+    pattern_shape : (int, int)
+        ``(N, N)``, pixels of one pattern.
+    dataset : str
+        HDF5 path of the patterns (``entry_1/data_1/data`` or the detector's).
+    positions : (K, 2) ndarray of float64
+        Scan positions ``(y, x)``, metres.
+    energy_kev : float
+        Photon energy, keV.
+    distance : float
+        Sample-detector distance, metres.
+    x_pixel_size, y_pixel_size : float
+        Detector pixel pitch, metres.
+    has_probe, has_mask : bool
+        Whether the file holds a probe and a detector mask.
+    attrs : dict
+        Root attributes as plain Python values.
+    """
+
+    path: Path
+    n_patterns: int
+    pattern_shape: tuple
+    dataset: str
+    positions: np.ndarray
+    energy_kev: float
+    distance: float
+    x_pixel_size: float
+    y_pixel_size: float
+    has_probe: bool = False
+    has_mask: bool = False
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def _header(f, p: Path) -> CXIHeader:
+    import h5py
+
+    for name in ("entry_1/data_1/data", f"{_DET}/data"):
+        if name in f and isinstance(f[name], h5py.Dataset):
+            dataset = name
+            shape = f[name].shape
+            break
+    else:
+        raise KeyError(f"{str(p)!r}: no /entry_1/data_1/data (not a CXI scan)")
+    if len(shape) != 3:
+        raise ValueError(f"{str(p)!r}: the patterns must be 3-D (K, N, N), got shape {shape}")
+    if _TRANSLATION not in f:
+        raise KeyError(f"{str(p)!r}: no /{_TRANSLATION}")
+    tr = np.asarray(f[_TRANSLATION][()], dtype=np.float64)
+    if tr.ndim != 2 or tr.shape[0] != shape[0] or tr.shape[1] not in (2, 3):
+        raise ValueError(f"{str(p)!r}: translation must be ({shape[0]}, 3), got shape {tr.shape}")
+    positions = np.ascontiguousarray(tr[:, [1, 0]])
+    energy_j = _scalar(f, f"{_SRC}/energy", p)
+    stored_kev = f[f"{_SRC}/energy"].attrs.get("energy_kev")
+    energy_kev = energy_j / _J_PER_KEV
+    if stored_kev is not None and math.isclose(float(stored_kev), energy_kev, rel_tol=1e-12):
+        energy_kev = float(stored_kev)
+    return CXIHeader(path=p, n_patterns=int(shape[0]), pattern_shape=(int(shape[1]), int(shape[2])),
+                     dataset=dataset, positions=positions, energy_kev=energy_kev,
+                     distance=_scalar(f, f"{_DET}/distance", p), x_pixel_size=_scalar(f, f"{_DET}/x_pixel_size", p),
+                     y_pixel_size=_scalar(f, f"{_DET}/y_pixel_size", p), has_probe=f"{_SRC}/probe" in f,
+                     has_mask=f"{_DET}/mask" in f, attrs=plain_attrs(dict(f.attrs)))
+
+
+def _existing(path) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"path: no such file {str(p)!r}")
+    return p
+
+
+def read_cxi_header(path: str | os.PathLike) -> CXIHeader:
+    """Read the geometry of a CXI scan without its patterns.
+
+    What ``read_cxi`` returns except the patterns, probe and mask (only
+    whether the file holds the last two), for deciding what to do with a scan
+    before loading it (e.g. where a task on a cluster runs).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+
+    Returns
+    -------
+    CXIHeader
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    KeyError
+        If a required dataset is missing.
+    ValueError
+        For inconsistent shapes.
+    """
+    import h5py
+
+    p = _existing(path)
+    with h5py.File(p, "r") as f:
+        return _header(f, p)
 
 
 def read_cxi(path: str | os.PathLike) -> CXIScan:
@@ -220,34 +331,12 @@ def read_cxi(path: str | os.PathLike) -> CXIScan:
     """
     import h5py
 
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"path: no such file {str(p)!r}")
+    p = _existing(path)
     with h5py.File(p, "r") as f:
-        for name in ("entry_1/data_1/data", f"{_DET}/data"):
-            if name in f and isinstance(f[name], h5py.Dataset):
-                data = f[name][()]
-                break
-        else:
-            raise KeyError(f"{str(p)!r}: no /entry_1/data_1/data (not a CXI scan)")
-        if data.ndim != 3:
-            raise ValueError(f"{str(p)!r}: the patterns must be 3-D (K, N, N), got shape {data.shape}")
-        if _TRANSLATION not in f:
-            raise KeyError(f"{str(p)!r}: no /{_TRANSLATION}")
-        tr = np.asarray(f[_TRANSLATION][()], dtype=np.float64)
-        if tr.ndim != 2 or tr.shape[0] != data.shape[0] or tr.shape[1] not in (2, 3):
-            raise ValueError(f"{str(p)!r}: translation must be ({data.shape[0]}, 3), got shape {tr.shape}")
-        positions = np.ascontiguousarray(tr[:, [1, 0]])
-        energy_j = _scalar(f, f"{_SRC}/energy", p)
-        stored_kev = f[f"{_SRC}/energy"].attrs.get("energy_kev")
-        energy_kev = energy_j / _J_PER_KEV
-        if stored_kev is not None and math.isclose(float(stored_kev), energy_kev, rel_tol=1e-12):
-            energy_kev = float(stored_kev)
-        distance = _scalar(f, f"{_DET}/distance", p)
-        x_pix = _scalar(f, f"{_DET}/x_pixel_size", p)
-        y_pix = _scalar(f, f"{_DET}/y_pixel_size", p)
-        probe = f[f"{_SRC}/probe"][()] if f"{_SRC}/probe" in f else None
-        mask = (f[f"{_DET}/mask"][()] != 0) if f"{_DET}/mask" in f else None
-        attrs = _plain(dict(f.attrs))
-    return CXIScan(data=data, positions=positions, energy_kev=energy_kev, distance=distance, x_pixel_size=x_pix,
-                   y_pixel_size=y_pix, probe=probe, mask=mask, attrs=attrs)
+        h = _header(f, p)
+        data = f[h.dataset][()]
+        probe = f[f"{_SRC}/probe"][()] if h.has_probe else None
+        mask = (f[f"{_DET}/mask"][()] != 0) if h.has_mask else None
+    return CXIScan(data=data, positions=h.positions, energy_kev=h.energy_kev, distance=h.distance,
+                   x_pixel_size=h.x_pixel_size, y_pixel_size=h.y_pixel_size, probe=probe, mask=mask,
+                   attrs=h.attrs)

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from ._atomic import atomic_path
-from ._volume import _GZIP_LEVEL, _file_attrs, _h5_set_attrs, _plain
+from ._h5 import GZIP_LEVEL, file_attributes, plain_attrs, set_h5_attrs
 
 __all__ = ["DataExchange", "read_dxchange", "write_dxchange"]
 
@@ -134,8 +134,8 @@ def write_dxchange(path: str | os.PathLike, data: np.ndarray, *, flat: Optional[
             raise ValueError(f"chunks must be 3 positive ints, got {chunks!r}")
     if not isinstance(compress, bool):
         raise TypeError(f"compress must be True or False, got {compress!r}")
-    meta = _file_attrs(attrs, parameters=parameters, inputs=inputs, program=program)
-    options = dict(compression="gzip", compression_opts=_GZIP_LEVEL, shuffle=True) if compress else {}
+    meta = file_attributes(attrs, parameters=parameters, inputs=inputs, program=program)
+    options = dict(compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True) if compress else {}
 
     def stack(group, name, a, axes):
         c = tuple(min(c, s) for c, s in zip(chunk_shape, a.shape))
@@ -146,7 +146,7 @@ def write_dxchange(path: str | os.PathLike, data: np.ndarray, *, flat: Optional[
     with atomic_path(path, argument="path", overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("implements", data="exchange", dtype=h5py.string_dtype())
-            _h5_set_attrs(f, meta)
+            set_h5_attrs(f, meta)
             ex = f.create_group("exchange")
             stack(ex, "data", data, "theta:y:x")
             if flat is not None:
@@ -174,7 +174,7 @@ def _read_stack(group, name: str, path, rows) -> Optional[np.ndarray]:
     ds = group[name]
     if ds.ndim != 3:
         raise ValueError(f"{str(path)!r}: /exchange/{name} must be 3-D, got shape {ds.shape}")
-    axes = _plain(ds.attrs.get("axes", "theta:y:x"))
+    axes = plain_attrs(ds.attrs.get("axes", "theta:y:x"))
     order = _axes_order(axes, f"/exchange/{name}", path)
     if order == (0, 1, 2):
         return ds[:, rows, :]
@@ -226,12 +226,12 @@ def read_dxchange(path: str | os.PathLike, *, rows: Optional[slice] = None) -> D
         data = _read_stack(ex, "data", p, rows)
         flat = _read_stack(ex, "data_white", p, rows)
         dark = _read_stack(ex, "data_dark", p, rows)
-        attrs = _plain({**dict(f.attrs), **dict(ex["data"].attrs)})
+        attrs = plain_attrs({**dict(f.attrs), **dict(ex["data"].attrs)})
         theta = None
         if "theta" in ex:
             ds = ex["theta"]
             values = np.asarray(ds[()], dtype=np.float64).reshape(-1)
-            units = str(_plain(ds.attrs.get("units", "deg"))).strip().lower()
+            units = str(plain_attrs(ds.attrs.get("units", "deg"))).strip().lower()
             if units in _DEGREE_UNITS:
                 theta = np.deg2rad(values)
             elif units in _RADIAN_UNITS:

@@ -19,7 +19,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ._atomic import atomic_directory, atomic_path, jsonable, provenance
+from ._atomic import atomic_directory, atomic_path, jsonable
+from ._h5 import GZIP_LEVEL, file_attributes, plain_attrs, set_h5_attrs
+from ._zarr import create_zarr, open_zarr, require_zarr
 
 __all__ = ["split_dataset_path", "read_volume", "write_volume", "volume_format"]
 
@@ -33,8 +35,6 @@ _NAMED = _H5_SUFFIXES + _ZARR_SUFFIXES  # formats whose files hold named dataset
 
 #: Default chunk size in bytes (chunks are z slabs of whole slices while a slice fits).
 _CHUNK_BYTES = 4 << 20
-#: gzip level of HDF5 chunks (1: most of gzip's gain on detector data at a fraction of its time).
-_GZIP_LEVEL = 1
 #: Key of tomofuse's JSON document in a TIFF ImageDescription.
 _TIFF_KEY = "tomofuse"
 
@@ -103,85 +103,6 @@ def _parse(spec, argument: str) -> tuple[Path, Optional[str]]:
     return path, dataset
 
 
-# ----------------------------------------------------------------------------------------- attributes
-
-def _check_attrs(attrs: Optional[Mapping[str, Any]]) -> dict[str, Any]:
-    """User attributes as JSON-compatible values every format can store."""
-    if attrs is None:
-        return {}
-    if not isinstance(attrs, Mapping):
-        raise TypeError(f"attrs must be a mapping of str to values, got {type(attrs).__name__}")
-    out = {}
-    for key, value in attrs.items():
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"attrs: keys must be non-empty str, got {key!r}")
-        out[key] = _check_attr_value(key, value)
-    return out
-
-
-def _check_attr_value(key: str, value: Any) -> Any:
-    def scalar(v):
-        if isinstance(v, np.generic):
-            v = v.item()
-        if isinstance(v, (str, bool, int, float)):
-            return v
-        return None
-
-    v = scalar(value)
-    if v is not None:
-        return v
-    if isinstance(value, (list, tuple, np.ndarray)):
-        if isinstance(value, np.ndarray) and value.ndim != 1:
-            raise TypeError(f"attrs[{key!r}]: arrays must be 1-D, got shape {value.shape}")
-        items = value.tolist() if isinstance(value, np.ndarray) else list(value)
-        conv = [scalar(x) for x in items]
-        if any(c is None for c in conv):
-            raise TypeError(f"attrs[{key!r}]: sequence items must be str or numbers, got {value!r}")
-        kinds = {str if isinstance(c, str) else bool if isinstance(c, bool) else float for c in conv}
-        if len(kinds) > 1:
-            raise TypeError(f"attrs[{key!r}]: a sequence must hold only str, only bool or only numbers, got {value!r}")
-        return conv
-    raise TypeError(f"attrs[{key!r}]: values must be str, bool, int, float or a 1-D sequence of them "
-                    f"(encode mappings with json.dumps), got {type(value).__name__}")
-
-
-def _file_attrs(attrs: Optional[Mapping[str, Any]], *, parameters, inputs, program: str) -> dict[str, Any]:
-    """Provenance of the new file (its keys win) plus the user's attributes."""
-    user = _check_attrs(attrs)
-    prov = provenance(parameters=parameters, inputs=inputs, program=program)
-    replaced = sorted(set(user) & set(prov))
-    if replaced:
-        logger.debug("attrs %s replaced by this file's provenance", replaced)
-    return {**user, **prov}
-
-
-def _plain(value: Any) -> Any:
-    """An attribute value as plain Python (str, bool, int, float, lists of them)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        return _plain(value.item())
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
-def _h5_set_attrs(obj, attrs: Mapping[str, Any]) -> None:
-    import h5py
-
-    for key, value in attrs.items():
-        if isinstance(value, list) and value and isinstance(value[0], str):
-            obj.attrs[key] = np.array(value, dtype=h5py.string_dtype())
-        elif isinstance(value, list) and not value:
-            obj.attrs[key] = np.zeros(0)
-        else:
-            obj.attrs[key] = value
-
-
 # --------------------------------------------------------------------------------------------- checks
 
 def _check_volume(volume, fmt: str) -> np.ndarray:
@@ -237,50 +158,6 @@ def _check_compress(compress, fmt: str, dtype: np.dtype) -> bool:
     if compress and fmt == "npy":
         raise ValueError("compress: .npy files are not compressed; use .h5, .zarr or .tif")
     return compress
-
-
-# --------------------------------------------------------------------------------------------- zarr
-
-def _zarr():
-    try:
-        import zarr
-    except ImportError:
-        raise ImportError("Zarr volumes need zarr>=3: pip install 'tomofuse[dask]' (or 'zarr>=3')") from None
-    if int(zarr.__version__.split(".")[0]) < 3:
-        raise ImportError(f"Zarr volumes need zarr>=3, found zarr {zarr.__version__}: pip install -U 'zarr>=3'")
-    return zarr
-
-
-def _create_zarr(store: Path, dataset: Optional[str], shape, dtype, chunks, compress: bool, attrs):
-    """A new Zarr (format 3) array in directory ``store`` (at ``dataset`` inside a group if named)."""
-    zarr = _zarr()
-    options = dict(shape=tuple(shape), dtype=np.dtype(dtype), chunks=tuple(chunks), attributes=jsonable(attrs),
-                   compressors="auto" if compress else None, fill_value=0)
-    if dataset is None:
-        return zarr.create_array(store=str(store), zarr_format=3, **options)
-    root = zarr.open_group(store=str(store), mode="w-", zarr_format=3)
-    return root.create_array(name=dataset.strip("/"), **options)
-
-
-def _open_zarr(path: Path, name: Optional[str], spec_text: str):
-    zarr = _zarr()
-    node = zarr.open(store=str(path), mode="r")
-    if isinstance(node, zarr.Array):
-        if name is not None:
-            raise KeyError(f"{spec_text!r}: {str(path)!r} holds one array, not a group with {name!r}")
-        return node
-    if name is None:
-        arrays = sorted(k for k, v in node.members(max_depth=None) if isinstance(v, zarr.Array))
-        if len(arrays) != 1:
-            raise ValueError(f"{spec_text!r}: name the array as store.zarr:/array (arrays: {arrays[:10]})")
-        name = arrays[0]
-    try:
-        arr = node[name.strip("/")]
-    except KeyError:
-        raise KeyError(f"{spec_text!r}: no array {name!r} in {str(path)!r}") from None
-    if not isinstance(arr, zarr.Array):
-        raise KeyError(f"{spec_text!r}: {name!r} in {str(path)!r} is a group, not an array")
-    return arr
 
 
 # --------------------------------------------------------------------------------------------- write
@@ -355,19 +232,19 @@ def write_volume(spec: str | os.PathLike, volume: np.ndarray, *, chunks: Optiona
     packed = _check_compress(compress, fmt, vol.dtype)
     if not isinstance(overwrite, bool):
         raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
-    meta = _file_attrs(attrs, parameters=parameters, inputs=inputs, program=program)
+    meta = file_attributes(attrs, parameters=parameters, inputs=inputs, program=program)
     if fmt == "hdf5":
         import h5py
 
         name = dataset or "volume"
         with atomic_path(path, argument="spec", overwrite=overwrite) as tmp:
             with h5py.File(tmp, "w") as f:
-                options = dict(compression="gzip", compression_opts=_GZIP_LEVEL, shuffle=True) if packed else {}
+                options = dict(compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True) if packed else {}
                 ds = f.create_dataset(name, data=vol, chunks=chunk_shape, **options)
-                _h5_set_attrs(ds, meta)
+                set_h5_attrs(ds, meta)
     elif fmt == "zarr":
         with atomic_directory(path, argument="spec", overwrite=overwrite) as tmp:
-            arr = _create_zarr(tmp, dataset, vol.shape, vol.dtype, chunk_shape, packed, meta)
+            arr = create_zarr(tmp, dataset, vol.shape, vol.dtype, chunk_shape, packed, meta)
             arr[...] = vol
     elif fmt == "tiff":
         import tifffile
@@ -447,8 +324,8 @@ def read_volume(spec: str | os.PathLike, *, default_dataset: Optional[str] = Non
     if fmt == "hdf5":
         return _read_h5(path, dataset or default_dataset, text, lazy)
     if fmt == "zarr":
-        arr = _open_zarr(path, dataset or default_dataset, text)
-        attrs = _plain(dict(arr.attrs))
+        arr = open_zarr(path, dataset or default_dataset, text)
+        attrs = plain_attrs(dict(arr.attrs))
         return (arr if lazy else arr[...]), attrs
     return _read_tiff(path, lazy)
 
@@ -467,7 +344,7 @@ def _read_h5(path: Path, name: Optional[str], text: str, lazy: bool):
         if name not in f or not isinstance(f[name], h5py.Dataset):
             raise KeyError(f"{text!r}: no dataset {name!r} in {str(path)!r}")
         ds = f[name]
-        attrs = _plain({**dict(f.attrs), **dict(ds.attrs)})
+        attrs = plain_attrs({**dict(f.attrs), **dict(ds.attrs)})
         volume = ds if lazy else ds[()]
     except BaseException:
         f.close()
@@ -491,7 +368,7 @@ def _read_sidecar(path: Path, volume) -> dict[str, Any]:
         warnings.warn(f"{str(sidecar)!r} describes a {shape} {dtype} array, {str(path)!r} holds {volume.shape} "
                       f"{volume.dtype}; attributes ignored", stacklevel=3)
         return {}
-    return _plain(attrs)
+    return plain_attrs(attrs)
 
 
 def _tiff_document(tf) -> Optional[dict]:
@@ -511,10 +388,10 @@ def _read_tiff(path: Path, lazy: bool):
         try:
             volume = tifffile.memmap(path, mode="r")
         except ValueError:  # compressed or scattered pages: read them through tifffile's Zarr store
-            zarr = _zarr()
+            zarr = require_zarr()
             try:
                 volume = zarr.open_array(tifffile.imread(path, aszarr=True), mode="r")
             except Exception as exc:
                 raise ValueError(f"{str(path)!r}: lazy reading of a compressed TIFF needs tifffile>=2025.5.21 "
                                  f"with zarr>=3 ({exc}); read it with lazy=False") from exc
-    return volume, ({} if doc is None else _plain(doc.get("attrs", {})))
+    return volume, ({} if doc is None else plain_attrs(doc.get("attrs", {})))

@@ -270,12 +270,11 @@ class _MLState:
 def _save_checkpoint(path: Path, state: dict) -> None:
     import h5py
 
-    from ..io._atomic import atomic_path, provenance
-    from ..io._volume import _h5_set_attrs
+    from ..io import atomic_path, provenance, set_h5_attrs
 
     with atomic_path(path, argument="checkpoint") as tmp:
         with h5py.File(tmp, "w") as f:
-            _h5_set_attrs(f, provenance(parameters=state["params"], inputs={"scan": state["hash"]},
+            set_h5_attrs(f, provenance(parameters=state["params"], inputs={"scan": state["hash"]},
                                         program="tomofuse.ptycho.reconstruct (checkpoint)"))
             f.attrs["format"] = _CHECKPOINT_FORMAT
             f.attrs["hash"] = state["hash"]

@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .._dask import check_client, run_bounded, task_threads, worker_threads_per_host
 from .._progress import Progress, ProgressCallback
 from ._reconstruct import _engines, _int, default_object_shape, reconstruct
 
@@ -57,26 +58,17 @@ def _cxi_positions_px(positions_m: np.ndarray, pitch: np.ndarray) -> tuple[np.nd
 
 def _cxi_header(path: Path, pitch: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
     """``(K, N, positions_px, offset_m)`` of a CXI scan without reading its patterns."""
-    import h5py
+    from ..io import read_cxi_header
 
-    from ..io._cxi import _DET, _TRANSLATION
-
-    with h5py.File(path, "r") as f:
-        for name in ("entry_1/data_1/data", f"{_DET}/data"):
-            if name in f and isinstance(f[name], h5py.Dataset):
-                shape = f[name].shape
-                break
-        else:
-            raise KeyError(f"scans: {str(path)!r} has no /entry_1/data_1/data (not a CXI scan)")
-        if len(shape) != 3 or shape[1] != shape[2]:
-            raise ValueError(f"scans: the patterns in {str(path)!r} must be (K, N, N), got shape {shape}")
-        if _TRANSLATION not in f:
-            raise KeyError(f"scans: {str(path)!r} has no /{_TRANSLATION}")
-        tr = np.asarray(f[_TRANSLATION][()], dtype=np.float64)
-    if tr.ndim != 2 or tr.shape[0] != shape[0] or tr.shape[1] not in (2, 3):
-        raise ValueError(f"scans: translation in {str(path)!r} must be ({shape[0]}, 3), got shape {tr.shape}")
-    pos, offset = _cxi_positions_px(np.ascontiguousarray(tr[:, [1, 0]]), pitch)
-    return shape[0], shape[1], pos, offset
+    try:
+        h = read_cxi_header(path)
+    except (KeyError, ValueError) as exc:
+        raise type(exc)(f"scans: {exc.args[0] if exc.args else exc}") from None
+    if h.pattern_shape[0] != h.pattern_shape[1]:
+        raise ValueError(f"scans: the patterns in {str(path)!r} must be (K, N, N), got shape "
+                         f"{(h.n_patterns, *h.pattern_shape)}")
+    pos, offset = _cxi_positions_px(h.positions, pitch)
+    return h.n_patterns, h.pattern_shape[0], pos, offset
 
 
 class _Source:
@@ -133,16 +125,9 @@ def _load(kind: str, data, positions, pitch, options: dict):
 def _task(index: int, kind: str, data, positions, pitch, probe, options: dict, checkpoint: str, threads,
           callback=None):
     """One projection (in-process or on a worker): reconstruct it with its own checkpoint."""
-    if isinstance(threads, dict):  # per-host share, looked up on the worker that runs this
-        from distributed import get_worker
-        from distributed.comm import get_address_host
-
-        from ..distributed._fbp import _host_cpus
-
-        n = threads.get(get_address_host(get_worker().address), 1)
-        threads = max(1, _host_cpus() // max(1, n))
     intensities, pos, opts = _load(kind, data, positions, pitch, options)
-    rec = reconstruct(intensities, pos, probe, checkpoint=checkpoint, callback=callback, threads=threads, **opts)
+    rec = reconstruct(intensities, pos, probe, checkpoint=checkpoint, callback=callback,
+                      threads=task_threads(threads), **opts)
     return index, rec
 
 
@@ -162,11 +147,11 @@ class _Stack:
         if self.fmt == "hdf5":
             import h5py
 
-            from ..io._volume import _h5_set_attrs
+            from ..io import set_h5_attrs
 
             with atomic_path(self.path, argument="out") as tmp:
                 with h5py.File(tmp, "w") as f:
-                    _h5_set_attrs(f, meta)
+                    set_h5_attrs(f, meta)
                     f.create_dataset("object", shape=(p, *shape), dtype=np.complex64, chunks=(1, *shape),
                                      fillvalue=np.complex64(0))
                     f.create_dataset("probe", shape=(p, *probe_shape), dtype=np.complex64,
@@ -179,10 +164,9 @@ class _Stack:
                     f.create_group("positions").attrs["units"] = "object pixels from the object centre (y, x)"
                     f.create_group("errors")
         else:
-            from ..io._atomic import jsonable
-            from ..io._volume import _zarr
+            from ..io import jsonable, require_zarr
 
-            zarr = _zarr()
+            zarr = require_zarr()
             with atomic_directory(self.path, argument="out") as tmp:
                 root = zarr.open_group(store=str(tmp), mode="w-", zarr_format=3)
                 root.attrs.update(jsonable(meta))
@@ -202,15 +186,15 @@ class _Stack:
         if self.fmt == "hdf5":
             import h5py
 
-            from ..io._volume import _plain
+            from ..io import plain_attrs
 
             with h5py.File(self.path, "r") as f:
-                return {"attrs": _plain(dict(f.attrs)), "object": f["object"].shape, "probe": f["probe"].shape,
+                return {"attrs": plain_attrs(dict(f.attrs)), "object": f["object"].shape, "probe": f["probe"].shape,
                         "angles": f["angles"][()], "done": f["done"][()].astype(bool),
                         "sources": [s.decode() if isinstance(s, bytes) else str(s) for s in f["sources"][()]]}
-        from ..io._volume import _zarr
+        from ..io import require_zarr
 
-        root = _zarr().open_group(store=str(self.path), mode="r")
+        root = require_zarr().open_group(store=str(self.path), mode="r")
         attrs = dict(root.attrs)
         return {"attrs": attrs, "object": root["object"].shape, "probe": root["probe"].shape,
                 "angles": root["angles"][...], "done": np.asarray(root["done"][...], bool),
@@ -238,9 +222,9 @@ class _Stack:
                 f["done"][i] = True
                 f.flush()
             return
-        from ..io._volume import _zarr
+        from ..io import require_zarr
 
-        root = _zarr().open_group(store=str(self.path), mode="r+")
+        root = require_zarr().open_group(store=str(self.path), mode="r+")
         root["object"][i] = rec.object
         root["probe"][i] = rec.probe
         root["illumination"][i] = rec.illumination
@@ -389,9 +373,9 @@ def reconstruct_series(scans, probe: np.ndarray, *, out: str | os.PathLike, angl
         raise ValueError(f"out must end in .h5, .hdf5 (HDF5) or .zarr (Zarr), got {os.fspath(out)!r}")
     fmt = "zarr" if suffix == ".zarr" else "hdf5"
     if fmt == "zarr":
-        from ..io._volume import _zarr
+        from ..io import require_zarr
 
-        _zarr()  # a clear ImportError before any work
+        require_zarr()  # a clear ImportError before any work
     if isinstance(scans, (str, os.PathLike, np.ndarray)) or not isinstance(scans, Sequence):
         raise TypeError("scans must be a sequence with one CXI path or (intensities, positions_px) pair per "
                         f"projection, got {type(scans).__name__}")
@@ -414,8 +398,7 @@ def reconstruct_series(scans, probe: np.ndarray, *, out: str | os.PathLike, angl
     if threads is not None:
         _int(threads, "threads", 1)
     modes = _int(reconstruct_options.get("probe_modes", 1), "probe_modes", 1)
-    if client is not None and not (hasattr(client, "submit") and hasattr(client, "nthreads")):
-        raise TypeError(f"client must be a distributed.Client or None, got {type(client).__name__}")
+    check_client(client)
     progress = Progress(callback, logger)
     pitch = None if pixel_size is None else _pixel_pitch(pixel_size)
 
@@ -517,10 +500,8 @@ def reconstruct_series(scans, probe: np.ndarray, *, out: str | os.PathLike, angl
 
 
 def _run_on_cluster(client, todo, sources, pitch, probe, options, checkpoint, threads, store, report) -> None:
-    from ..distributed._fbp import _run_bounded, _worker_threads_per_host
-
     if threads is None:
-        threads = _worker_threads_per_host(client)
+        threads = worker_threads_per_host(client)
     probe_future = client.scatter(probe, broadcast=True)
     tag = os.urandom(4).hex()
 
@@ -540,4 +521,4 @@ def _run_on_cluster(client, todo, sources, pitch, probe, options, checkpoint, th
         report()
 
     # Projections in flight keep their (atomic) checkpoints for the next call; do not wait for them.
-    _run_bounded(client, todo, submit, handle, on_error=client.cancel, catch=BaseException)
+    run_bounded(client, todo, submit, handle, on_error=client.cancel, catch=BaseException)

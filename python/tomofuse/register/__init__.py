@@ -11,7 +11,8 @@ and edge correlation) on held-out voxels.
 """
 
 from ._fuse import checkerboard, fuse, overlay
-from ._register import BACKENDS, STAGES, Registration, RegistrationWarning, load, register
+from ._register import BACKENDS, STAGES, register
+from ._result import Registration, RegistrationWarning, load
 
 __all__ = [
     "BACKENDS",

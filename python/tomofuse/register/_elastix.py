@@ -18,6 +18,8 @@ import SimpleITK as sitk
 
 from .._progress import Progress
 from ._convert import UNIT, scale_transform, zyx_to_xyz
+from ._result import Registration
+from ._stages import MIN_GRID_PER_RESOLUTION, SitkRegistration
 
 __all__ = ["register_elastix", "available"]
 
@@ -52,11 +54,9 @@ def register_elastix(f, m, *, fixed_spacing, moving_spacing, initial, stages, bs
         raise ImportError("backend='elastix' needs the optional package itk-elastix (pip install itk-elastix)") from None
     if not hasattr(itk, "ElastixRegistrationMethod"):
         raise ImportError("backend='elastix' needs itk-elastix; the installed itk has no elastix module")
-    from ._register import MIN_GRID_PER_RESOLUTION, Registration, _SitkRegistration
-
     progress = Progress(callback, logger)
     # tomofuse's own initial alignment and resolution estimate (rigid stage of the SimpleITK path)
-    pre = _SitkRegistration(f, m, fixed_spacing, moving_spacing, fixed_origin, moving_origin, fixed_mask,
+    pre = SitkRegistration(f, m, fixed_spacing, moving_spacing, fixed_origin, moving_origin, fixed_mask,
                             ("rigid",) if "rigid" in stages else ("bspline",), initial, bspline_grid, moving_resolution,
                             seed, threads, None)
     pre.run_initial_only()

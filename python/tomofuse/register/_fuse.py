@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._convert import check_volume
-from ._register import Registration
+from ._result import Registration
 
 __all__ = ["fuse", "checkerboard", "overlay"]
 

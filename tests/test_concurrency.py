@@ -49,3 +49,35 @@ def test_one_sparse_operator_solves_from_several_threads(preconditioner):
         shared = mesh.operator(1e12, 1.0)  # nothing built yet
         parallel = _run_concurrently(solve, [(shared, 1 + i % 2) for i in range(2 * WORKERS)])
         _assert_same(serial, parallel)
+
+
+# ------------------------------------------------------------------------------------------ register
+
+def test_register_leaves_simpleitks_process_wide_thread_count_alone():
+    """Registration pins its metric to one thread on each registration method; SimpleITK's global
+    default, which other threads of the process use at the same time, never changes."""
+    import threading
+
+    import SimpleITK as sitk
+
+    from tomofuse.register import register
+
+    rng = np.random.default_rng(1)
+    z, y, x = np.mgrid[:24, :24, :24]
+    fixed = np.exp(-((z - 12.0) ** 2 + (y - 11.0) ** 2 + (x - 13.0) ** 2) / 30.0) + 0.05 * rng.random((24, 24, 24))
+    moving = np.roll(fixed, 1, axis=2).astype(np.float32)
+    original = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(3)
+    seen, done = set(), threading.Event()
+    try:
+        worker = threading.Thread(target=lambda: (register(fixed.astype(np.float32), moving, fixed_spacing=1e-6,
+                                                            moving_spacing=1e-6, stages=("rigid",), seed=0,
+                                                            threads=2), done.set()))
+        worker.start()
+        while not done.is_set() and worker.is_alive():
+            seen.add(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
+        worker.join()
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(original)
+    assert done.is_set()
+    assert seen == {3}, f"SimpleITK's global default thread count changed while registering: {sorted(seen)}"

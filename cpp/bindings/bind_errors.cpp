@@ -16,6 +16,7 @@
 #include <new>
 
 #include "bindings.hpp"
+#include "options.hpp"
 #include "tomofuse/errors.hpp"
 
 namespace py = pybind11;
@@ -39,6 +40,8 @@ void bind_errors(py::module_& m) {
             if (p) {
                 std::rethrow_exception(p);
             }
+        } catch (const MemoryExhausted& e) {
+            PyErr_SetString(PyExc_MemoryError, e.what());
         } catch (const std::bad_alloc&) {
             PyErr_SetString(PyExc_MemoryError,
                             "tomofuse core: out of memory (a work buffer could not be allocated); use smaller "

@@ -141,6 +141,9 @@ ValueError
                      throw ShapeError("positions must have shape (K, 2) of (y, x), got " + shape_str(pos));
                  }
                  const auto k = static_cast<std::size_t>(pos.shape(0));
+                 // the FFT planner's two frames, and the object the engines will be given
+                 require_memory("PtychoScan", sizeof(cfloat), {n, n}, 2);
+                 require_memory("PtychoScan", sizeof(cfloat), {object_shape.first, object_shape.second});
                  return std::make_unique<Scan>(n, modes, object_shape.first, object_shape.second, pos.data(), k,
                                                subpixel_steps);
              }),
@@ -176,6 +179,7 @@ ValueError
                 const Frames sh = shapes(s);
                 auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, false);
                 check_threads(threads);
+                require_memory("shifted_probes", sizeof(cfloat), {s.bins(), s.modes(), s.n(), s.n()});
                 py::array_t<std::complex<float>> out({s.bins(), s.modes(), s.n(), s.n()});
                 auto* op = out.mutable_data();
                 {
@@ -213,6 +217,7 @@ ValueError
             [](const Scan& s, const py::object& object, int threads) {
                 auto o = require_shape<std::complex<float>>(object, "object", shapes(s).object, false);
                 check_threads(threads);
+                require_memory("object_windows", sizeof(cfloat), {s.size(), s.n(), s.n()});
                 py::array_t<std::complex<float>> out({s.size(), s.n(), s.n()});
                 auto* op = out.mutable_data();
                 {

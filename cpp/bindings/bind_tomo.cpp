@@ -38,6 +38,9 @@ py::array project_impl(const py::object& volume_obj, const py::object& angles_ob
     check_threads(threads);
     const raytrace::Shape3 shape{static_cast<std::size_t>(volume.shape(0)), static_cast<std::size_t>(volume.shape(1)),
                                  static_cast<std::size_t>(volume.shape(2))};
+    require_memory("project", sizeof(Real),
+                   {static_cast<std::size_t>(angles.shape(0)), static_cast<std::size_t>(volume.shape(0)),
+                    static_cast<std::size_t>(n_cols)});
     py::array_t<Real> out({angles.shape(0), volume.shape(0), n_cols});
     const Real* src = volume.data();
     const double* th = angles.data();
@@ -68,6 +71,9 @@ py::array backproject_impl(const py::object& proj_obj, const py::object& angles_
     check_threads(threads);
     const raytrace::Shape3 shape{static_cast<std::size_t>(proj.shape(1)), static_cast<std::size_t>(ny),
                                  static_cast<std::size_t>(nx)};
+    require_memory(linear ? "backproject_linear" : "backproject", sizeof(Real),
+                   {static_cast<std::size_t>(proj.shape(1)), static_cast<std::size_t>(ny),
+                    static_cast<std::size_t>(nx)});
     py::array_t<Real> out({proj.shape(1), ny, nx});
     const Real* src = proj.data();
     const double* th = angles.data();

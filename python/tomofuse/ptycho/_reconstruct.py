@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .. import _core
+from .._memory import check_memory
 from .._progress import Progress, ProgressCallback
 
 __all__ = ["Reconstruction", "reconstruct", "default_object_shape"]
@@ -464,6 +465,13 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
         shape = tuple(int(s) for s in object_shape)
         if len(shape) != 2 or min(shape) < n:
             raise ValueError(f"object_shape must be (H, W) with H, W >= N = {n}, got {object_shape!r}")
+    # Peak memory: the patterns (float32, and their amplitudes), exit waves and the ML far-field and
+    # residual buffers (complex64, K x modes x N^2 each), the object and its ML state (~8 arrays).
+    waves = 8.0 * k * modes * n * n
+    check_memory(8.0 * k * n * n + 3 * waves + 64.0 * shape[0] * shape[1], stage="tomofuse.ptycho.reconstruct",
+                 detail=f"{k} patterns of {n}x{n}, {modes} probe mode(s), a {shape[0]}x{shape[1]} object",
+                 remedy="reconstruct fewer patterns per call (a smaller field of view) or distribute the "
+                        "projections of a series (tomofuse.ptycho.reconstruct_series with a Dask client)")
     try:
         scan = _core.PtychoScan(n, modes, shape, pos, subpixel_steps=subpixel_steps)
     except ValueError as e:

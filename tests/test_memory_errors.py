@@ -45,6 +45,18 @@ PRELUDE = textwrap.dedent("""
         sys.exit(3)
 """)
 
+# An ML case with 1024 x 1024 patterns: per-thread frames of 8 MiB inside the parallel regions.
+ML_SETUP = """
+        n, k = 1024, 2
+        pos = np.array([[0.0, 0.0], [0.5, 0.25]])
+        scan = _core.PtychoScan(n, 1, (n + 8, n + 8), pos)
+        data = np.ones((k, n, n), np.float32)
+        obj = np.ones((n + 8, n + 8), np.complex64)
+        probe = np.ones((1, n, n), np.complex64)
+        far = np.zeros((k, 1, n, n), np.complex64)
+        chi = np.zeros((k, 1, n, n), np.complex64)
+"""
+
 CASES = {
     # Difference map without overlap update: the first allocations are the per-thread frames
     # (8 MiB each at n = 1024) inside the parallel region.
@@ -61,28 +73,12 @@ CASES = {
         run()  # warm up: FFT plans, OpenMP threads
         capped(6 << 20, run)
     """,
-    "ptycho_ml_gradient": """
-        n, k = 1024, 2
-        pos = np.array([[0.0, 0.0], [0.5, 0.25]])
-        scan = _core.PtychoScan(n, 1, (n + 8, n + 8), pos)
-        data = np.ones((k, n, n), np.float32)
-        obj = np.ones((n + 8, n + 8), np.complex64)
-        probe = np.ones((1, n, n), np.complex64)
-        far = np.zeros((k, 1, n, n), np.complex64)
-        chi = np.zeros((k, 1, n, n), np.complex64)
+    "ptycho_ml_gradient": ML_SETUP + """
         run = lambda: scan.ml_gradient(data, None, obj, probe, far, chi, threads=2)
         run()
         capped(30 << 20, run)  # the gradients and preconditioners (25 MiB), not the per-thread frames
     """,
-    "ptycho_ml_line_coefficients": """
-        n, k = 1024, 2
-        pos = np.array([[0.0, 0.0], [0.5, 0.25]])
-        scan = _core.PtychoScan(n, 1, (n + 8, n + 8), pos)
-        data = np.ones((k, n, n), np.float32)
-        obj = np.ones((n + 8, n + 8), np.complex64)
-        probe = np.ones((1, n, n), np.complex64)
-        far = np.zeros((k, 1, n, n), np.complex64)
-        chi = np.zeros((k, 1, n, n), np.complex64)
+    "ptycho_ml_line_coefficients": ML_SETUP + """
         hdir = np.ones_like(obj)
         run = lambda: scan.ml_line_coefficients(data, None, obj, probe, hdir, probe, far, threads=2)
         run()

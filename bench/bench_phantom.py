@@ -4,7 +4,7 @@ Run::
 
     pytest bench/bench_phantom.py --benchmark-only
 
-Goal (issue: foundation): a 256^3 pristine electrode at 20 nm in <= 20 s on
+Goal (the foundation's acceptance): a 256^3 pristine electrode at 20 nm in <= 20 s on
 2 cores.  Reports placement/render/truth stage times via logging at INFO.
 """
 

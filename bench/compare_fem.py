@@ -72,7 +72,7 @@ def part_accuracy(args):
                            time_step=tau / 50, n_saved=2, threads=args.threads)
             elapsed = time.perf_counter() - t0
             d = res.discretization
-            rr = np.linalg.norm((d.node_positions() - np.array(p.centre)) * H, axis=1)
+            rr = np.linalg.norm((d.node_positions() - np.array(p.center)) * H, axis=1)
             a = (3.0 * d.volume / (4.0 * math.pi)) ** (1.0 / 3.0)
             flux = a / (3.0 * 3600.0)
             t = res.saved_times[-1]

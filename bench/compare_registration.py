@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 import register_pairs as rp  # noqa: E402
 
 from tomofuse import Phase  # noqa: E402
-from tomofuse.register import Registration, RegistrationWarning, register  # noqa: E402
+from tomofuse.register import Registration, RegistrationOptions, RegistrationWarning, register  # noqa: E402
 from tomofuse.register._elastix import available as elastix_available  # noqa: E402
 
 
@@ -81,8 +81,8 @@ def run(pair, label, pts, **kw):
     t0, c0 = time.perf_counter(), time.process_time()
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always", RegistrationWarning)
-        reg = register(pair.fixed, pair.moving, fixed_spacing=pair.fixed_spacing,
-                       moving_spacing=pair.moving_spacing, **kw)
+        reg = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
+                       moving_voxel_size=pair.moving_voxel_size, **kw)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     row = {"method": label, "wall_s": wall, "cpu_s": cpu, "stages_kept": list(reg.stages),
            "warnings": [str(x.message) for x in w], "final": tre_stats(pair, reg.transform, pts)}
@@ -94,7 +94,7 @@ def run(pair, label, pts, **kw):
     row["dice"] = dice(reg, pair)
     bm = reg.metrics.get("bspline", {})
     if "holdout_gains" in bm and "bspline" in reg.stage_transforms:
-        # the looser rule (held-out Mattes MI alone) on the same run
+        # the looser rule (held-out Mattes MI alone, RegistrationOptions(holdout=("mattes",))) on the same run
         keep = bm["holdout_gains"]["mattes"] > 0
         row["holdout_gains"] = bm["holdout_gains"]
         row["final_if_mattes_rule"] = row["bspline"] if keep else row["rigid"]
@@ -151,10 +151,12 @@ def main(argv=None):
     show(row)
     if not a.no_elastix and elastix_available():
         for grid, name in ((a.elastix_grid, f"elastix rigid+bspline {a.elastix_grid * 1e9:.0f} nm"),):
-            row, _ = run(pair, name, pts, seed=0, threads=a.threads, backend="elastix", bspline_grid=grid)
+            row, _ = run(pair, name, pts, seed=0, threads=a.threads,
+                         options=RegistrationOptions(backend="elastix", bspline_grid=grid))
             rows.append(row)
             show(row)
-        row, _ = run(pair, "elastix rigid only", pts, seed=0, threads=a.threads, backend="elastix", stages=("rigid",))
+        row, _ = run(pair, "elastix rigid only", pts, seed=0, threads=a.threads,
+                     options=RegistrationOptions(backend="elastix", stages=("rigid",)))
         rows.append(row)
         show(row)
     elif not a.no_elastix:
@@ -182,8 +184,9 @@ def main(argv=None):
             tpts = tp.foreground_points(border=60e-9, max_points=5000)
             best = best_rigid(tp, tpts)
             t0, c0 = time.perf_counter(), time.process_time()
-            reg = register(tp.fixed, tp.moving, fixed_spacing=tp.fixed_spacing, moving_spacing=tp.moving_spacing,
-                           stages=("rigid",), seed=0, threads=a.threads)
+            reg = register(tp.fixed, tp.moving, fixed_voxel_size=tp.fixed_voxel_size,
+                           moving_voxel_size=tp.moving_voxel_size,
+                           options=RegistrationOptions(stages=("rigid",)), seed=0, threads=a.threads)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             s = tre_stats(tp, reg.transform, tpts)
             init = tre_stats(tp, reg.stage_transforms["initial"], tpts)

@@ -44,7 +44,7 @@ from tomofuse import acquire, phantom, ptycho
 
 ENERGY_KEV = 6.2
 #: Object pixel, metres: the paper's far-field geometry (21.4 nm).
-PIXEL = ptycho.pixel_size(6.2, 7.362, 172e-6, 400)
+PIXEL = ptycho.object_pixel_size(6.2, 7.362, 172e-6, 400)
 PHASE_RANGE = 0.8
 PHOTONS = 1e6
 OVERLAP = 0.65
@@ -100,7 +100,7 @@ def make_case(size: str, seed: int = 0) -> dict:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     side, n, beam = SIZES[size]
     truth = weak_phase_object(side, seed)
-    probe = ptycho.focused_probe(n, pixel_size=PIXEL, energy_kev=ENERGY_KEV, diameter=beam * n * PIXEL)
+    probe = ptycho.focused_probe(n, object_pixel_size=PIXEL, energy_kev=ENERGY_KEV, diameter=beam * n * PIXEL)
     pos = scan_positions(side, n, beam)
     intensities = acquire.ptycho_scan(truth, probe, pos, photons=PHOTONS, seed=seed + 1)
     scale = math.sqrt(PHOTONS / float(np.mean(np.abs(truth) ** 2)))

@@ -10,19 +10,19 @@ contrast:
   itself (21.4 nm voxels), plus white noise.
 * TXTM-like (moving): ``beta`` at 8.4 keV (SiOx > CBD > graphite > pore, a
   different ordering), blur of FWHM ``moving_resolution`` (~130 nm), sampled with
-  linear interpolation at ``T^-1(y)`` for every moving voxel centre ``y``
+  linear interpolation at ``T^-1(y)`` for every moving voxel center ``y``
   (27.5 nm voxels), plus white noise.
 
 The true transform maps fixed physical points ``x`` (metres, (z, y, x), origin 0
-at the centre of voxel 0) to moving ones:
-``T(x) = R (x + d(x) - c_f) + c_m + t`` with ``c_f``/``c_m`` the centres of the
+at the center of voxel 0) to moving ones:
+``T(x) = R (x + d(x) - c_f) + c_m + t`` with ``c_f``/``c_m`` the centers of the
 two fields of view, ``R`` a rotation, ``t`` a shift and ``d`` a smooth
 deformation (a few long-wavelength sine waves per component, scaled to a given
 maximum over the fixed field of view).  ``T^-1`` is evaluated by fixed-point
 iteration (``d`` is small and slowly varying).
 
 The TRE of an estimated map is ``|T_est(x) - T(x)|`` over foreground (solid)
-fixed voxel centres whose true image lies inside the moving field of view.
+fixed voxel centers whose true image lies inside the moving field of view.
 """
 
 from __future__ import annotations
@@ -48,13 +48,13 @@ def rotation_matrix(rotvec) -> np.ndarray:
 class Deformation:
     """``d(x) = sum_j a_j sin(2 pi k_j . (x - c) + phi_j)`` per component (metres)."""
 
-    centre: np.ndarray
+    center: np.ndarray
     wavevectors: np.ndarray  # (3 components, waves, 3) cycles per metre
     phases: np.ndarray  # (3, waves)
     amplitudes: np.ndarray  # (3, waves) metres
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
-        p = np.asarray(points, dtype=np.float64) - self.centre
+        p = np.asarray(points, dtype=np.float64) - self.center
         out = np.empty_like(p)
         for c in range(3):
             arg = 2.0 * np.pi * (p @ self.wavevectors[c].T) + self.phases[c]
@@ -62,7 +62,7 @@ class Deformation:
         return out
 
 
-def random_deformation(extent: float, centre, max_displacement: float, *, rng, waves: int = 3,
+def random_deformation(extent: float, center, max_displacement: float, *, rng, waves: int = 3,
                        wavelength=(1.0, 2.0), sample_points=None) -> Deformation | None:
     """Smooth random deformation with ``max |d|`` = ``max_displacement`` over ``sample_points``."""
     if max_displacement <= 0:
@@ -73,7 +73,7 @@ def random_deformation(extent: float, centre, max_displacement: float, *, rng, w
             u = rng.normal(size=3)
             u /= np.linalg.norm(u)
             k[c, j] = u / (extent * rng.uniform(*wavelength))
-    d = Deformation(np.asarray(centre, float), k, rng.uniform(0, 2 * np.pi, (3, waves)), rng.uniform(0.5, 1.0, (3, waves)))
+    d = Deformation(np.asarray(center, float), k, rng.uniform(0, 2 * np.pi, (3, waves)), rng.uniform(0.5, 1.0, (3, waves)))
     mag = np.linalg.norm(d(sample_points), axis=1).max()
     d.amplitudes *= max_displacement / mag
     return d
@@ -85,19 +85,19 @@ class TrueTransform:
 
     rotation: np.ndarray
     shift: np.ndarray
-    fixed_centre: np.ndarray
-    moving_centre: np.ndarray
+    fixed_center: np.ndarray
+    moving_center: np.ndarray
     deformation: Deformation | None = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
-        u = x - self.fixed_centre
+        u = x - self.fixed_center
         if self.deformation is not None:
             u = u + self.deformation(x)
-        return u @ self.rotation.T + self.moving_centre + self.shift
+        return u @ self.rotation.T + self.moving_center + self.shift
 
     def inverse(self, y: np.ndarray, iterations: int = 30) -> np.ndarray:
-        z = (np.asarray(y, dtype=np.float64) - self.moving_centre - self.shift) @ self.rotation + self.fixed_centre
+        z = (np.asarray(y, dtype=np.float64) - self.moving_center - self.shift) @ self.rotation + self.fixed_center
         if self.deformation is None:
             return z
         x = z.copy()
@@ -110,8 +110,8 @@ class TrueTransform:
 class Pair:
     fixed: np.ndarray
     moving: np.ndarray
-    fixed_spacing: float
-    moving_spacing: float
+    fixed_voxel_size: float
+    moving_voxel_size: float
     fixed_labels: np.ndarray
     moving_labels: np.ndarray
     truth: TrueTransform
@@ -120,14 +120,14 @@ class Pair:
     info: dict = field(default_factory=dict)
 
     def grid_points(self, index: np.ndarray) -> np.ndarray:
-        return np.asarray(index, dtype=np.float64) * self.fixed_spacing
+        return np.asarray(index, dtype=np.float64) * self.fixed_voxel_size
 
     def foreground_points(self, *, max_points: int | None = 20000, border: float = 0.0, seed: int = 0) -> np.ndarray:
-        """Fixed voxel centres (metres, z y x) on solids whose true image is inside the moving FOV."""
+        """Fixed voxel centers (metres, z y x) on solids whose true image is inside the moving FOV."""
         idx = np.argwhere(self.fixed_labels != 0)
-        pts = idx * self.fixed_spacing
+        pts = idx * self.fixed_voxel_size
         y = self.truth(pts)
-        ext = (np.array(self.moving.shape) - 1) * self.moving_spacing
+        ext = (np.array(self.moving.shape) - 1) * self.moving_voxel_size
         inside = np.all((y >= border) & (y <= ext - border), axis=1)
         pts = pts[inside]
         if max_points is not None and len(pts) > max_points:
@@ -156,8 +156,8 @@ def make_pair(
     *,
     fixed_shape: int = 64,
     moving_shape: int | None = None,
-    fixed_spacing: float = 21.4e-9,
-    moving_spacing: float = 27.5e-9,
+    fixed_voxel_size: float = 21.4e-9,
+    moving_voxel_size: float = 27.5e-9,
     fixed_resolution: float = 40e-9,
     moving_resolution: float = 130e-9,
     rotation_deg=(0.0, 0.0, 0.0),
@@ -180,19 +180,19 @@ def make_pair(
     """
     rng = np.random.default_rng(seed)
     nf = int(fixed_shape)
-    fov = nf * fixed_spacing
-    nm = int(moving_shape) if moving_shape is not None else int(round(fov / moving_spacing))
+    fov = nf * fixed_voxel_size
+    nm = int(moving_shape) if moving_shape is not None else int(round(fov / moving_voxel_size))
     m = int(math.ceil(margin * nf))
     nw = nf + 2 * m
-    labels_w, delta_w, beta_w = _world(nw, fixed_spacing, phantom_seed)
-    h = fixed_spacing
+    labels_w, delta_w, beta_w = _world(nw, fixed_voxel_size, phantom_seed)
+    h = fixed_voxel_size
 
-    fixed_centre = np.full(3, (nf - 1) / 2 * h)
-    moving_centre = np.full(3, (nm - 1) / 2 * moving_spacing)
+    fixed_center = np.full(3, (nf - 1) / 2 * h)
+    moving_center = np.full(3, (nm - 1) / 2 * moving_voxel_size)
     fixed_pts = (np.indices((nf,) * 3).reshape(3, -1).T.astype(np.float64)) * h
-    deformation = random_deformation(fov, fixed_centre, max_deformation, rng=rng, sample_points=fixed_pts[:: 7])
-    truth = TrueTransform(rotation_matrix(np.deg2rad(rotation_deg)), np.asarray(shift, float), fixed_centre,
-                          moving_centre, deformation)
+    deformation = random_deformation(fov, fixed_center, max_deformation, rng=rng, sample_points=fixed_pts[:: 7])
+    truth = TrueTransform(rotation_matrix(np.deg2rad(rotation_deg)), np.asarray(shift, float), fixed_center,
+                          moving_center, deformation)
 
     # fixed: delta blurred to the PXCT resolution on the world grid, cropped
     sig_f = fixed_resolution * FWHM_TO_SIGMA / h
@@ -205,7 +205,7 @@ def make_pair(
     sig_m = moving_resolution * FWHM_TO_SIGMA / h
     mov_w = beta_w if moving_contrast == "beta" else delta_w  # "delta": a mono-modal control
     blurred = ndimage.gaussian_filter(mov_w, sig_m, mode="nearest")
-    mov_pts = (np.indices((nm,) * 3).reshape(3, -1).T.astype(np.float64)) * moving_spacing
+    mov_pts = (np.indices((nm,) * 3).reshape(3, -1).T.astype(np.float64)) * moving_voxel_size
     x = truth.inverse(mov_pts)
     world_idx = x / h + m  # fixed voxel i sits at world voxel i + m
     outside = np.any((world_idx < 0) | (world_idx > nw - 1), axis=1).mean()
@@ -219,8 +219,8 @@ def make_pair(
     return Pair(
         fixed=fixed.astype(np.float32),
         moving=moving.astype(np.float32),
-        fixed_spacing=fixed_spacing,
-        moving_spacing=moving_spacing,
+        fixed_voxel_size=fixed_voxel_size,
+        moving_voxel_size=moving_voxel_size,
         fixed_labels=labels_w[crop].copy(),
         moving_labels=moving_labels.astype(np.uint8),
         truth=truth,

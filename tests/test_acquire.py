@@ -15,10 +15,10 @@ import pytest
 import xraylib
 
 from tomofuse import Phase
-from tomofuse.acquire import FWHM_PER_SIGMA, Acquisition, pxct_phase, txtm, wavelength_m
+from tomofuse.acquire import FWHM_PER_SIGMA, Acquisition, pxct_phase, txtm
 from tomofuse.acquire._common import filter_frames
 from tomofuse.acquire._txtm import fresnel_transfer
-from tomofuse.materials import MATERIALS
+from tomofuse.materials import MATERIALS, wavelength
 from tomofuse.phantom import Electrode
 from tomofuse.tomo import fbp, minus_log, normalize
 
@@ -63,7 +63,7 @@ def columns_of(ds, x0, x1, ratio=1.0):
 
 
 def test_wavelength():
-    assert wavelength_m(6.2) == pytest.approx(HC_KEV_NM / 6.2 * 1e-9, rel=1e-8)
+    assert wavelength(6.2) == pytest.approx(HC_KEV_NM / 6.2 * 1e-9, rel=1e-8)
 
 
 def test_txtm_transmission_is_beer_lambert(block):
@@ -160,7 +160,7 @@ def test_fresnel_propagates_a_gaussian_beam():
     the simulators use), c0 = 1/w0^2 + i k/f and the beam narrows towards the focus; without
     it, it spreads: intensity variance w0^2 (1 + (z/zR)^2) / 2.  Units: pixels.
     """
-    n, pixel, lam = 128, 20e-9, wavelength_m(8.4)
+    n, pixel, lam = 128, 20e-9, wavelength(8.4)
     k = 2 * math.pi * pixel / lam
     r = np.arange(n) + 0.5 - n / 2
     r2 = r[:, None] ** 2 + r[None, :] ** 2

@@ -56,7 +56,7 @@ def test_parseval_and_centred_zero_frequency():
         total = np.sum(np.abs(p * obj[r0:r0 + N, c0:c0 + N]) ** 2)
         assert out[k].sum(dtype=np.float64) == pytest.approx(total, rel=1e-5)
     # a flat object: the pattern is the probe's far field with the zero frequency at the pattern centre
-    probe = ptycho.focused_probe(N, pixel_size=20e-9, energy_kev=6.2, diameter=12 * 20e-9)
+    probe = ptycho.focused_probe(N, object_pixel_size=20e-9, energy_kev=6.2, diameter=12 * 20e-9)
     flat = ptycho_scan(np.ones((64, 64), np.complex64), probe, [[0, 0]], photons=None)[0]
     far = np.abs(np.fft.fft2(np.fft.ifftshift(probe.astype(np.complex128)))) ** 2 / N**2
     np.testing.assert_allclose(flat, np.fft.fftshift(far), rtol=1e-4, atol=1e-7)
@@ -145,8 +145,10 @@ def test_bad_input():
         ptycho_scan(np.ones((64, 64), np.int32), probe, ok, photons=None)
     with pytest.raises(TypeError, match="probe"):
         ptycho_scan(obj, list(probe), ok, photons=None)
-    for photons in (0, -5.0, float("inf"), True):
+    for photons in (0, -5.0, float("inf")):
         with pytest.raises(ValueError, match="photons"):
             ptycho_scan(obj, probe, ok, photons=photons)
+    with pytest.raises(TypeError, match="photons"):  # a wrong type is a TypeError everywhere
+        ptycho_scan(obj, probe, ok, photons=True)
     with pytest.raises(TypeError, match="seed"):
         ptycho_scan(obj, probe, ok, photons=10.0, seed=1.5)

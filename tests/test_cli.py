@@ -77,7 +77,7 @@ def test_phantom_bad_arguments_fail_cleanly(tmp_path, capsys, args, word):
 
 
 def test_preview_is_the_three_central_slices(tmp_path):
-    from tomofuse.phantom._preview import save_preview
+    from tomofuse.phantom import save_preview
 
     labels = np.zeros((10, 12, 14), dtype=np.uint8)
     labels[5] = 2

@@ -60,7 +60,7 @@ def test_register_leaves_simpleitks_process_wide_thread_count_alone():
 
     import SimpleITK as sitk
 
-    from tomofuse.register import register
+    from tomofuse.register import RegistrationOptions, register
 
     rng = np.random.default_rng(1)
     z, y, x = np.mgrid[:24, :24, :24]
@@ -70,8 +70,9 @@ def test_register_leaves_simpleitks_process_wide_thread_count_alone():
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(3)
     seen, done = set(), threading.Event()
     try:
-        worker = threading.Thread(target=lambda: (register(fixed.astype(np.float32), moving, fixed_spacing=1e-6,
-                                                            moving_spacing=1e-6, stages=("rigid",), seed=0,
+        worker = threading.Thread(target=lambda: (register(fixed.astype(np.float32), moving, fixed_voxel_size=1e-6,
+                                                            moving_voxel_size=1e-6,
+                                                            options=RegistrationOptions(stages=("rigid",)), seed=0,
                                                             threads=2), done.set()))
         worker.start()
         while not done.is_set() and worker.is_alive():
@@ -181,7 +182,7 @@ def test_io_from_several_threads(tmp_path):
 
 
 def test_register_stage_from_several_threads():
-    from tomofuse.register import register
+    from tomofuse.register import RegistrationOptions, register
 
     rng = np.random.default_rng(4)
     z, y, x = np.mgrid[:20, :20, :20]
@@ -190,8 +191,8 @@ def test_register_stage_from_several_threads():
     moving = np.roll(fixed, 1, axis=1)
 
     def run(i):
-        r = register(fixed, moving, fixed_spacing=1e-6, moving_spacing=1e-6, stages=("rigid",), seed=0,
-                     threads=1 + i % 2)
+        r = register(fixed, moving, fixed_voxel_size=1e-6, moving_voxel_size=1e-6,
+                     options=RegistrationOptions(stages=("rigid",)), seed=0, threads=1 + i % 2)
         return np.asarray(r.transform.GetParameters()) if hasattr(r.transform, "GetParameters") else \
             np.asarray(r.map_points(np.zeros((1, 3))))
 

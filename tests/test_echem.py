@@ -36,7 +36,7 @@ def sphere_error(particle, result, params):
     """
     d = result.discretization
     h = particle.voxel_size
-    r = np.linalg.norm((d.node_positions() - np.array(particle.centre)) * h, axis=1)
+    r = np.linalg.norm((d.node_positions() - np.array(particle.center)) * h, axis=1)
     a = (3.0 * d.volume / (4.0 * math.pi)) ** (1.0 / 3.0)
     flux = result.c_rate * a / (3.0 * 3600.0)  # SOC flux (m/s) leaving the surface
     t = result.saved_times[-1]
@@ -143,7 +143,7 @@ def test_radial_finite_volumes_agree_with_3d_sphere():
     t, mean, prof, eta = fv.run(0.8, res.current, duration, 600, kinetics="butler-volmer")
     np.testing.assert_allclose(res.mean_soc[-1], mean[-1], atol=1e-9)
     # SOC profile at the end, at the nodes' radii
-    r = np.linalg.norm((d.node_positions() - np.array(p.centre)) * h, axis=1)
+    r = np.linalg.norm((d.node_positions() - np.array(p.center)) * h, axis=1)
     x_fv = np.interp(r, fv.r, prof[-1])
     span = prof[-1][0] - prof[-1][-1]
     inside = r < a - h

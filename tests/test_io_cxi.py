@@ -49,7 +49,7 @@ def test_round_trip_is_exact_and_layout_follows_cxi(tmp_path):
         assert f["entry_1/instrument_1/source_1/energy"][()] == pytest.approx(6200 * J_PER_EV, rel=1e-15)
         assert f["entry_1/instrument_1/detector_1/distance"][()] == 7.362
         m = f["entry_1/instrument_1/detector_1/mask"][()]
-        assert m.dtype == np.uint32 and np.array_equal(m != 0, mask)
+        assert m.dtype == np.uint32 and np.array_equal(m != 0, ~mask)  # file: nonzero = invalid; API: True = valid
 
 
 def test_reads_a_file_written_by_plain_h5py(tmp_path):

@@ -57,7 +57,7 @@ def _register():
     from tomofuse.register import register
     f = np.random.default_rng(0).random((32, 32, 32)).astype(np.float32)
     m = np.random.default_rng(1).random((32, 32, 32)).astype(np.float32)
-    return lambda: register(f, m, fixed_spacing=1e-6, moving_spacing=1e-6)
+    return lambda: register(f, m, fixed_voxel_size=1e-6, moving_voxel_size=1e-6)
 
 
 def _coverage():

@@ -300,11 +300,11 @@ def test_ml_never_increases_the_objective(case):
 
 @pytest.mark.parametrize("modes,refine", [(1, False), (2, True)])
 def test_reconstruct_is_identical_for_1_and_2_threads(case, modes, refine):
-    from tomofuse.ptycho import reconstruct
+    from tomofuse.ptycho import PositionRefinement, reconstruct
 
     args = (case["data"], case["pos"], case["probe"][0])
     kw = dict(object_shape=(H, W), engines=(("dm", 12), ("ml", 6)), probe_modes=modes,
-              refine_positions=refine, position_start=2, position_interval=3)
+              refine_positions=PositionRefinement(start=2, interval=3) if refine else False)
     a = reconstruct(*args, threads=1, **kw)
     b = reconstruct(*args, threads=2, **kw)
     np.testing.assert_array_equal(a.object, b.object)
@@ -350,7 +350,7 @@ def shift_case():
 
     rng = np.random.default_rng(7)
     n, h = 32, 96
-    probe = ptycho.focused_probe(n, pixel_size=20e-9, energy_kev=6.2)
+    probe = ptycho.focused_probe(n, object_pixel_size=20e-9, energy_kev=6.2)
     obj = (np.exp(1j * rng.uniform(-0.5, 0.5, (h, h))) * rng.uniform(0.9, 1.0, (h, h))).astype(np.complex64)
     pos = np.round(rng.uniform(-25, 25, (20, 2)) * 8) / 8  # on the 1/8-pixel grid: the model is exact
     return {"probe": probe, "obj": obj, "pos": pos, "n": n, "h": h}

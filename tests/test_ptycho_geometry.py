@@ -7,6 +7,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from tomofuse import ptycho
+from tomofuse.materials import wavelength
 
 PLANCK = 6.62607015e-34
 LIGHT = 299792458.0
@@ -14,12 +15,12 @@ CHARGE = 1.602176634e-19
 
 
 def test_pixel_size_reproduces_the_paper():
-    dx = ptycho.pixel_size(6.2, 7.362, 172e-6, 400)
+    dx = ptycho.object_pixel_size(6.2, 7.362, 172e-6, 400)
     assert round(dx * 1e9, 1) == 21.4
     lam = PLANCK * LIGHT / (6.2e3 * CHARGE)  # from SI constants, not the module's hc
     assert dx == pytest.approx(lam * 7.362 / (400 * 172e-6), rel=1e-12)
     # lambda z / (n p): twice the pixels -> half the object pixel
-    assert ptycho.pixel_size(6.2, 7.362, 172e-6, 800) == pytest.approx(dx / 2, rel=1e-14)
+    assert ptycho.object_pixel_size(6.2, 7.362, 172e-6, 800) == pytest.approx(dx / 2, rel=1e-14)
 
 
 @pytest.mark.parametrize("args, exc", [((0.0, 7.3, 172e-6, 400), ValueError), ((6.2, -1.0, 172e-6, 400), ValueError),
@@ -27,7 +28,7 @@ def test_pixel_size_reproduces_the_paper():
                                        ((6.2, 7.3, float("nan"), 400), ValueError)])
 def test_pixel_size_bad_input(args, exc):
     with pytest.raises(exc):
-        ptycho.pixel_size(*args)
+        ptycho.object_pixel_size(*args)
 
 
 def test_fermat_spiral_nearest_neighbours_and_coverage():
@@ -72,9 +73,9 @@ def test_fermat_spiral_bad_input(step, extent):
 
 def test_focused_probe_in_focus_is_an_airy_spot():
     n, dx, e = 128, 21.4e-9, 6.2
-    lam = ptycho.wavelength(e)
+    lam = wavelength(e)
     na = lam / (8 * dx)  # pupil radius n/8 frequency pixels; Airy first zero 0.61 lambda / NA = 4.88 px
-    p = ptycho.focused_probe(n, pixel_size=dx, energy_kev=e, diameter=0.0, numerical_aperture=na)
+    p = ptycho.focused_probe(n, object_pixel_size=dx, energy_kev=e, diameter=0.0, numerical_aperture=na)
     assert p.dtype == np.complex64 and p.shape == (n, n)
     i = np.abs(p.astype(np.complex128)) ** 2
     assert i.sum() == pytest.approx(1.0, rel=1e-5)
@@ -90,7 +91,7 @@ def test_focused_probe_in_focus_is_an_airy_spot():
 def test_focused_probe_defocused_disc():
     n, dx, e = 128, 20e-9, 6.2
     d = 40 * dx
-    p = ptycho.focused_probe(n, pixel_size=dx, energy_kev=e, diameter=d)
+    p = ptycho.focused_probe(n, object_pixel_size=dx, energy_kev=e, diameter=d)
     i = np.abs(p.astype(np.complex128)) ** 2
     assert i.sum() == pytest.approx(1.0, rel=1e-5)
     y, x = np.indices(i.shape) - n // 2
@@ -101,7 +102,7 @@ def test_focused_probe_defocused_disc():
     assert i[r <= 0.7 * d].sum() > 0.95
     assert i[r <= 0.3 * d].sum() == pytest.approx(0.36, abs=0.05)
     # a central stop removes the low frequencies: the diffraction pattern has a hole
-    ps = ptycho.focused_probe(n, pixel_size=dx, energy_kev=e, diameter=d, central_stop=0.4)
+    ps = ptycho.focused_probe(n, object_pixel_size=dx, energy_kev=e, diameter=d, central_stop=0.4)
     far = np.abs(np.fft.fft2(np.fft.ifftshift(ps))) ** 2
     assert far[0, 0] < 1e-6 * far.max()
 
@@ -109,7 +110,7 @@ def test_focused_probe_defocused_disc():
 @pytest.mark.parametrize("kwargs", [dict(n=4), dict(diameter=-1.0), dict(diameter=1e-3), dict(central_stop=1.0),
                                     dict(numerical_aperture=1.0), dict(numerical_aperture=0.0)])
 def test_focused_probe_bad_input(kwargs):
-    args = dict(n=64, pixel_size=20e-9, energy_kev=6.2)
+    args = dict(n=64, object_pixel_size=20e-9, energy_kev=6.2)
     args.update(kwargs)
     with pytest.raises(ValueError):
         ptycho.focused_probe(args.pop("n"), **args)

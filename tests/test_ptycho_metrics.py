@@ -74,7 +74,7 @@ def test_ambiguities_are_removed_and_recovered(weak_object, shift, ramp, scale):
     x = (np.arange(W) - W // 2)[None, :]
     est = scale * np.exp(1j * (ramp[0] * y + ramp[1] * x)) * _fourier_shift(truth, *shift)
     err, fit = _align(est, truth, mask=mask, max_shift=2.0)
-    assert err < 1e-3  # issue's bar: < 0.02
+    assert err < 1e-3  # the acceptance bar was < 0.02
     assert ptycho.object_error(est, truth, mask=mask) == pytest.approx(err, abs=1e-12)
     # the estimate was moved back by -shift, its ramp cancelled and its scale divided out
     assert fit.shift == pytest.approx((-shift[0], -shift[1]), abs=1e-3)

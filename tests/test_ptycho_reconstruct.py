@@ -1,6 +1,6 @@
 """tomofuse.ptycho.reconstruct: accuracy on a simulated scan of a known object, checkpoint/resume, bad input.
 
-The acceptance case is the issue's: a weak phase object from the electrode phantom (projected, 0.8 rad
+The acceptance case: a weak phase object from the electrode phantom (projected, 0.8 rad
 peak to peak), a focused probe, a Fermat spiral with 65 % linear overlap, 1e6 photons per pattern with
 Poisson noise, 256^2 object / 64^2 probe / 266 positions (``bench/ptycho_case.py``, shared with the
 pty-chi benchmark). The object error removes constant phase, phase ramp, scale and sub-pixel shift
@@ -52,7 +52,7 @@ def test_acceptance_object_error_and_monotone_errors(small_case):
     # DM's Fourier error of the model falls to the Poisson floor (#pixels / 4 / counts ~ 1e-3 here).
     assert dm_err[-1] < 0.5 * dm_err[0] and dm_err[-1] < 2e-3
     assert np.all(np.diff(ml_err) <= 0)  # ML: the objective (Poisson NLL + prior) never increases
-    plain = _run(small_case, (("dm", 100), ("ml", 30)), ml_smoothness=0.0)
+    plain = _run(small_case, (("dm", 100), ("ml", 30)), ml=ptycho.MLOptions(smoothness=0.0))
     assert np.all(np.diff(plain.errors[1][1]) <= 0)  # without the prior: the Poisson NLL itself
     # More iterations keep improving the object (measured: DM 0.274 / 0.23 after 20 / 60;
     # DM + ML 0.088 after 100 + 100 and 200 + 200, 0.088 after 300 + 300).
@@ -68,8 +68,8 @@ def test_checkpoint_resume_is_bit_exact(tmp_path):
     probe = np.exp(-(yy ** 2 + xx ** 2) / 12.0).astype(np.complex64)
     pos = rng.uniform(-18, 17, (30, 2))
     data = acquire.ptycho_scan(obj, probe, pos, photons=1e5, seed=2)
-    kw = dict(object_shape=(64, 64), engines=(("dm", 7), ("ml", 6)), probe_modes=2, refine_positions=True,
-              position_start=1, position_interval=2, threads=1, checkpoint_every=3)
+    kw = dict(object_shape=(64, 64), engines=(("dm", 7), ("ml", 6)), probe_modes=2,
+              refine_positions=ptycho.PositionRefinement(start=1, interval=2), threads=1, checkpoint_every=3)
     whole = ptycho.reconstruct(data, pos, probe, **kw)
 
     ckpt = tmp_path / "run.h5"
@@ -132,7 +132,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="probe_modes"):
         ptycho.reconstruct(data, pos, probe, probe_modes=0)
     with pytest.raises(ValueError, match="mask"):
-        ptycho.reconstruct(data, pos, probe, mask=np.ones((16, 16), bool))
+        ptycho.reconstruct(data, pos, probe, mask=np.zeros((16, 16), bool))  # True = valid: none is
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def blob_case():
     ph = scipy.ndimage.gaussian_filter(rng.standard_normal((h, h)), 2)
     ph = (ph - ph.min()) / (ph.max() - ph.min())
     obj = np.exp(1j * 0.8 * ph - 0.05 * ph).astype(np.complex64)
-    probe = ptycho.focused_probe(n, pixel_size=px, energy_kev=6.2)
+    probe = ptycho.focused_probe(n, object_pixel_size=px, energy_kev=6.2)
     lim = h // 2 - n // 2 - 3
     pos = ptycho.fermat_spiral(5.5 * px, (2 * lim * px, 2 * lim * px)) / px
     pos = pos + rng.uniform(-0.5, 0.5, pos.shape)

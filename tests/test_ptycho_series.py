@@ -27,7 +27,7 @@ class Killed(Exception):
 
 @pytest.fixture(scope="module")
 def probe():
-    return ptycho.focused_probe(N, pixel_size=DX, energy_kev=6.2)
+    return ptycho.focused_probe(N, object_pixel_size=DX, energy_kev=6.2)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_cxi_scans_and_zarr(tmp_path, scans, probe):
         paths.append(write_cxi(tmp_path / f"p{i}.cxi", data, positions=(pos + 100.0) * DX, energy_kev=6.2,
                                distance=7.0, pixel_size=172e-6))
     shape = (80, 80)
-    out = ptycho.reconstruct_series(paths, probe, out=tmp_path / "s.zarr", angles=ANGLES[:2], pixel_size=DX,
+    out = ptycho.reconstruct_series(paths, probe, out=tmp_path / "s.zarr", angles=ANGLES[:2], object_pixel_size=DX,
                                     object_shape=shape, **OPTIONS)
     root = zarr.open_group(str(out), mode="r")
     assert root["done"][...].tolist() == [True, True]
@@ -186,10 +186,10 @@ def test_bad_input(tmp_path, scans, probe):
         run([scans[0], (scans[1][0][:, :16, :16], scans[1][1])], probe, out=tmp_path / "s.h5", angles=ANGLES[:2])
     write_cxi(tmp_path / "p.cxi", scans[0][0], positions=scans[0][1] * DX, energy_kev=6.2, distance=7.0,
               pixel_size=172e-6)
-    with pytest.raises(ValueError, match="pixel_size"):
+    with pytest.raises(ValueError, match="object_pixel_size"):
         run([tmp_path / "p.cxi"], probe, out=tmp_path / "s.h5", angles=[0.0])
     with pytest.raises(FileNotFoundError):
-        run([tmp_path / "missing.cxi"], probe, out=tmp_path / "s.h5", angles=[0.0], pixel_size=DX)
+        run([tmp_path / "missing.cxi"], probe, out=tmp_path / "s.h5", angles=[0.0], object_pixel_size=DX)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.cxi"]  # nothing written
 
     # an existing stack of another series

@@ -21,6 +21,7 @@ from scipy import ndimage
 import register_pairs as rp
 from tomofuse.register import (
     Registration,
+    RegistrationOptions,
     RegistrationWarning,
     checkerboard,
     fuse,
@@ -56,8 +57,8 @@ def deformed():
     pair = rp.make_pair(fixed_shape=N, max_deformation=32e-9, seed=3, **MISALIGN)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RegistrationWarning)
-        reg = register(pair.fixed, pair.moving, fixed_spacing=pair.fixed_spacing,
-                       moving_spacing=pair.moving_spacing, seed=0, threads=2)
+        reg = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
+                       moving_voxel_size=pair.moving_voxel_size, seed=0, threads=2)
     return pair, reg
 
 
@@ -67,8 +68,8 @@ def undeformed():
                         shift=(-90e-9, 120e-9, 60e-9))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RegistrationWarning)
-        reg = register(pair.fixed, pair.moving, fixed_spacing=pair.fixed_spacing,
-                       moving_spacing=pair.moving_spacing, seed=0, threads=2)
+        reg = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
+                       moving_voxel_size=pair.moving_voxel_size, seed=0, threads=2)
     return pair, reg
 
 
@@ -76,7 +77,7 @@ def undeformed():
 def test_auto_initial_and_rigid_recover_a_large_misalignment(deformed):
     pair, reg = deformed
     pts = pair.foreground_points(border=60e-9)
-    start = np.linalg.norm(pair.truth(pts) - pts - (pair.truth.moving_centre - pair.truth.fixed_centre), axis=1)
+    start = np.linalg.norm(pair.truth(pts) - pts - (pair.truth.moving_center - pair.truth.fixed_center), axis=1)
     assert start.mean() > 150e-9  # the misalignment is far outside the capture range of a local optimiser
     best = _best_rigid_tre(pair, pts)
     init = _tre(pair, reg.stage_transforms["initial"], pts)
@@ -119,8 +120,8 @@ def test_deterministic_for_fixed_seed_and_threads(undeformed):
     reports = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RegistrationWarning)
-        again = register(pair.fixed, pair.moving, fixed_spacing=pair.fixed_spacing,
-                         moving_spacing=pair.moving_spacing, seed=0, threads=2,
+        again = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
+                         moving_voxel_size=pair.moving_voxel_size, seed=0, threads=2,
                          callback=lambda f, msg: reports.append(f))
     # progress: in [0, 1], never backwards, ends at 1
     assert len(reports) > 10 and reports[-1] == 1.0
@@ -138,14 +139,14 @@ def test_resample_and_map_points_agree_on_axis_order(deformed):
     # trilinear interpolation reproduces a linear function exactly: resampling the moving
     # grid's own z, y and x coordinates gives the moving position of every fixed voxel
     nm = pair.moving.shape
-    idx = np.indices(nm).astype(np.float32) * np.float32(pair.moving_spacing)
+    idx = np.indices(nm).astype(np.float32) * np.float32(pair.moving_voxel_size)
     fz, fy, fx = (reg.resample(c, default=np.nan) for c in idx)
     ijk = np.array([[10, 20, 30], [32, 32, 32], [40, 25, 15]])
-    mapped = reg.map_points(ijk * pair.fixed_spacing)
+    mapped = reg.map_points(ijk * pair.fixed_voxel_size)
     got = np.stack([fz[tuple(ijk.T)], fy[tuple(ijk.T)], fx[tuple(ijk.T)]], axis=1)
-    np.testing.assert_allclose(got, mapped, atol=1e-3 * pair.moving_spacing)
+    np.testing.assert_allclose(got, mapped, atol=1e-3 * pair.moving_voxel_size)
     # and the sitk transform acts on (x, y, z)
-    p = ijk[1] * pair.fixed_spacing
+    p = ijk[1] * pair.fixed_voxel_size
     np.testing.assert_allclose(reg.transform.TransformPoint(tuple(p[::-1]))[::-1], mapped[1], atol=1e-15)
 
 
@@ -164,12 +165,18 @@ def test_save_and_load_round_trip(deformed, tmp_path):
     path = tmp_path / "reg.json"
     reg.save(path)
     meta = json.loads(path.read_text())
-    assert meta["format"] == "tomofuse.register/1" and (tmp_path / meta["transform_file"]).exists()
+    assert meta["format"] == "tomofuse.register/2" and (tmp_path / meta["transform_file"]).exists()
     back = load(path)
     pts = pair.foreground_points(max_points=300)
     np.testing.assert_allclose(back.map_points(pts), reg.map_points(pts), atol=1e-15)
     assert back.stages == reg.stages and back.fixed_shape == reg.fixed_shape
-    np.testing.assert_array_equal(back.moving_spacing, reg.moving_spacing)
+    np.testing.assert_array_equal(back.moving_voxel_size, reg.moving_voxel_size)
+    # a file of format 1 (voxel sizes stored as spacing_zyx_m) still loads
+    old = dict(meta, format="tomofuse.register/1")
+    for side in ("fixed", "moving"):
+        old[side] = {("spacing_zyx_m" if k == "voxel_size_zyx_m" else k): v for k, v in meta[side].items()}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    np.testing.assert_array_equal(load(tmp_path / "old.json").fixed_voxel_size, reg.fixed_voxel_size)
     (tmp_path / meta["transform_file"]).write_bytes(b"#Insight Transform File V1.0\n")
     with pytest.raises(ValueError, match="checksum"):
         load(path)
@@ -230,9 +237,10 @@ def test_scale_transform_changes_only_the_unit():
 def test_landmark_and_transform_initials():
     pair = rp.make_pair(fixed_shape=48, seed=7, rotation_deg=(0.0, 6.0, -3.0), shift=(50e-9, 0.0, -70e-9))
     rng = np.random.default_rng(0)
-    fpts = rng.uniform(0, 47 * pair.fixed_spacing, (6, 3))
+    fpts = rng.uniform(0, 47 * pair.fixed_voxel_size, (6, 3))
     mpts = pair.truth(fpts)
-    kw = dict(fixed_spacing=pair.fixed_spacing, moving_spacing=pair.moving_spacing, stages=("rigid",), threads=1)
+    kw = dict(fixed_voxel_size=pair.fixed_voxel_size, moving_voxel_size=pair.moving_voxel_size,
+              options=RegistrationOptions(stages=("rigid",)), threads=1)
     from tomofuse.register._prepare import landmark_rigid
 
     # the landmark start is the exact rigid map (no deformation in this pair)
@@ -262,29 +270,32 @@ def small():
         (dict(moving=np.zeros((16, 16, 16, 2))), ValueError, "moving must be a 3-D"),
         (dict(fixed=np.ones((16, 16, 16))), ValueError, "fixed is constant"),
         (dict(moving="abc"), TypeError, "moving must be a real numeric"),
-        (dict(fixed_spacing=0.0), ValueError, "fixed_spacing must be positive"),
-        (dict(moving_spacing=-27.5e-9), ValueError, "moving_spacing must be positive"),
-        (dict(moving_spacing=(1e-8, 1e-8)), ValueError, "moving_spacing must be a scalar or 3"),
-        (dict(fixed_spacing=21.4), ValueError, "in metres"),
+        (dict(fixed_voxel_size=0.0), ValueError, "fixed_voxel_size must be positive"),
+        (dict(moving_voxel_size=-27.5e-9), ValueError, "moving_voxel_size must be positive"),
+        (dict(moving_voxel_size=(1e-8, 1e-8)), ValueError, "moving_voxel_size must be a scalar or 3"),
+        (dict(fixed_voxel_size=21.4), ValueError, "in meters"),
         (dict(fixed_mask=np.zeros((16, 16, 16), bool)), ValueError, "fixed_mask is empty"),
         (dict(fixed_mask=np.ones((8, 16, 16), bool)), ValueError, "fixed_mask must have"),
-        (dict(stages=("bspline", "rigid")), ValueError, "stages"),
-        (dict(stages=()), ValueError, "stages"),
-        (dict(backend="ants"), ValueError, "backend"),
+        (dict(options=dict(stages=("bspline", "rigid"))), ValueError, "stages"),
+        (dict(options=dict(stages=())), ValueError, "stages"),
+        (dict(options=dict(backend="ants")), ValueError, "backend"),
+        (dict(options=("rigid",)), TypeError, "RegistrationOptions"),
         (dict(initial="manual"), ValueError, "initial"),
         (dict(initial=(np.zeros((2, 3)), np.zeros((2, 3)))), ValueError, "at least 3"),
         (dict(initial=42), TypeError, "initial"),
         (dict(seed=-1), ValueError, "seed"),
-        (dict(holdout=("mattes", "ncc")), ValueError, "holdout"),
+        (dict(options=dict(holdout=("mattes", "ncc"))), ValueError, "holdout"),
         (dict(threads=0), ValueError, "threads"),
-        (dict(bspline_grid=-1e-6), ValueError, "bspline_grid"),
+        (dict(options=dict(bspline_grid=-1e-6)), ValueError, "bspline_grid"),
         (dict(fixed_origin=(0.0, np.nan, 0.0)), ValueError, "fixed_origin"),
     ],
 )
 def test_bad_input(small, change, exc, match):
-    kw = dict(fixed=small, moving=small, fixed_spacing=21.4e-9, moving_spacing=27.5e-9)
+    kw = dict(fixed=small, moving=small, fixed_voxel_size=21.4e-9, moving_voxel_size=27.5e-9)
     kw.update(change)
     with pytest.raises(exc, match=match):
+        if isinstance(kw.get("options"), dict):  # the options object checks its own fields
+            kw["options"] = RegistrationOptions(**kw["options"])
         register(kw.pop("fixed"), kw.pop("moving"), **kw)
 
 
@@ -293,7 +304,7 @@ def test_non_finite_values_are_rejected(small, bad):
     m = small.copy()
     m[3, 4, 5] = bad
     with pytest.raises(ValueError, match="moving contains 1 non-finite"):
-        register(small, m, fixed_spacing=21.4e-9, moving_spacing=27.5e-9)
+        register(small, m, fixed_voxel_size=21.4e-9, moving_voxel_size=27.5e-9)
 
 
 @pytest.mark.slow
@@ -305,8 +316,9 @@ def test_elastix_backend_same_interface():
     if not available():
         pytest.skip("itk-elastix not installed")
     pair = rp.make_pair(fixed_shape=48, seed=8, rotation_deg=(2.0, -1.0, 3.0), shift=(40e-9, 30e-9, -50e-9))
-    reg = register(pair.fixed, pair.moving, fixed_spacing=pair.fixed_spacing, moving_spacing=pair.moving_spacing,
-                   backend="elastix", stages=("rigid",), threads=1)
+    reg = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
+                   moving_voxel_size=pair.moving_voxel_size,
+                   options=RegistrationOptions(backend="elastix", stages=("rigid",)), threads=1)
     pts = pair.foreground_points(border=60e-9, max_points=2000)
     assert _tre(pair, reg, pts).mean() < 10e-9
     assert reg.parameters["backend"] == "elastix"

@@ -43,7 +43,7 @@ def test_identical_volumes_correlate_fully():
     a = np.random.default_rng(0).standard_normal((32, 32, 32)).astype(np.float32)
     res = fsc(a, a.copy(), voxel_size=V)
     np.testing.assert_allclose(res.fsc, 1.0, atol=1e-5)
-    assert not res.crossed and res.resolution_m == pytest.approx(2 * V)
+    assert not res.crossed and res.resolution == pytest.approx(2 * V)
 
 
 def test_independent_noise_does_not_correlate():
@@ -51,7 +51,7 @@ def test_independent_noise_does_not_correlate():
     res = fsc(rng.standard_normal((48, 48, 48)), rng.standard_normal((48, 48, 48)), voxel_size=V)
     # each shell's FSC is ~N(0, 1/sqrt(n)); the 1/2-bit curve sits far above 3 sigma
     assert np.all(np.abs(res.fsc[2:]) < 4 / np.sqrt(res.n_voxels[2:]))
-    assert res.crossed and res.resolution_m > 10 * V
+    assert res.crossed and res.resolution > 10 * V
 
 
 def test_resolution_worsens_with_blur():
@@ -65,7 +65,7 @@ def test_resolution_worsens_with_blur():
         b = signal + rng.standard_normal(signal.shape)
         res = fsc(a, b, voxel_size=V)
         assert res.crossed
-        resolutions.append(res.resolution_m)
+        resolutions.append(res.resolution)
     assert resolutions[0] < resolutions[1] < resolutions[2]
     # a Gaussian blur of sigma voxels halves the signal power at f ~ 0.19/sigma cycles/voxel;
     # the crossing lies beyond that, within a factor 3 of the blur length scale
@@ -116,7 +116,7 @@ def test_half_reconstructions_resolution_falls_as_blur_rises():
         even, odd = reconstruct_halves(sino, angles)
         res = fsc(even[0], odd[0], voxel_size=40e-9)
         assert res.crossed
-        resolutions.append(res.resolution_m)
+        resolutions.append(res.resolution)
     # measured 152 / 190 / 239 nm here (six seeds: all monotonic, margins > 15 nm)
     assert resolutions[0] < resolutions[1] < resolutions[2], resolutions
 

@@ -57,7 +57,7 @@ def test_noise_and_whole_frame():
         (np.full((4, 4), np.nan), {}, ValueError, "finite"),
         (np.zeros((4, 4)), dict(mask=np.ones((3, 4), bool)), ValueError, "mask must have shape"),
         (np.zeros((4, 4)), dict(mask=np.ones((4, 4))), TypeError, "bool"),
-        (np.zeros((4, 4)), dict(mask=np.eye(4, dtype=bool)), ValueError, "neighbouring pixels"),
+        (np.zeros((4, 4)), dict(mask=np.eye(4, dtype=bool)), ValueError, "neighboring pixels"),
     ],
 )
 def test_bad_input(phase, kwargs, exc, match):

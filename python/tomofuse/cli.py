@@ -32,8 +32,7 @@ class _Bar:
 
 
 def _cmd_phantom(args: argparse.Namespace) -> int:
-    from .phantom import electrode
-    from .phantom._preview import save_preview
+    from .phantom import electrode, save_preview
     from .io import check_writable
 
     out = check_writable(args.output, argument="--output")
@@ -80,7 +79,7 @@ def _cmd_analyze_coverage(args: argparse.Namespace) -> int:
         particles, _ = read_volume(path, default_dataset="particles")
     voxel_size = args.voxel_size if args.voxel_size is not None else attrs.get("voxel_size")
     if voxel_size is None:
-        raise ValueError("--voxel-size: the input carries no voxel_size attribute; give it in metres")
+        raise ValueError("--voxel-size: the input carries no voxel_size attribute; give it in meters")
     voxel_size = float(voxel_size)
     table, surface = surface_coverage(labels, particles, voxel_size=voxel_size, threads=args.threads,
                                       return_surface=True)
@@ -137,25 +136,25 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), default=[128, 128, 128],
                    help="volume shape in voxels (default 128 128 128)")
     p.add_argument("--voxel-size", type=float, default=21.4e-9, metavar="M",
-                   help="voxel edge in metres (default 21.4e-9, the paper's PXCT voxel)")
+                   help="voxel edge in meters (default 21.4e-9, the paper's PXCT voxel)")
     p.add_argument("--cycled", action="store_true", help="add the SEI of a cycled electrode")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--porosity", type=float, default=None, help="pore volume fraction (default 0.35)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="threads (default: the package default)")
     p.add_argument("-o", "--output", required=True, help="output HDF5 file")
     p.add_argument("--preview", default=None, help="preview PNG (default: output with .png)")
     p.add_argument("--no-preview", action="store_true", help="do not write the PNG preview")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_phantom)
 
-    a = sub.add_parser("analyze", help="analyse a segmented volume (surface coverage, SEI thickness)")
+    a = sub.add_parser("analyze", help="analyze a segmented volume (surface coverage, SEI thickness)")
     asub = a.add_subparsers(dest="analysis", metavar="<analysis>", required=True)
     c = asub.add_parser("coverage", help="per-particle surface coverage (free / CBD / contact / SEI)",
                         description="Ray-traced surface coverage of every particle; CSV (default) or JSON.")
     c.add_argument("labels", help="label volume: file.h5:/labels (a tomofuse phantom file works as is) or .npy")
     c.add_argument("--particles", default=None, help="particle ids (default: /particles of the labels file)")
     c.add_argument("--voxel-size", type=float, default=None, metavar="M",
-                   help="voxel edge in metres (default: the file's voxel_size attribute)")
+                   help="voxel edge in meters (default: the file's voxel_size attribute)")
     c.add_argument("--thickness", action="store_true", help="add SEI thickness statistics")
     fmt = c.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="CSV table (default)")

@@ -1,4 +1,4 @@
-"""X-ray optical constants of the electrode's materials, from xraylib.
+"""X-ray optical constants of the electrode's materials, from xraylib [1]_.
 
 The complex refractive index is ``n = 1 - delta + i beta``.  Phase contrast
 (PXCT) measures ``delta``, absorption contrast (TXTM) measures ``beta``.  Both
@@ -19,13 +19,12 @@ References
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
 
 from ._phase import Phase
-from ._validate import positive_number
+from . import _validate as check
 
 __all__ = [
     "DENSITIES",
@@ -151,16 +150,14 @@ def cbd_material(
         Named ``"cbd"``.
     """
     for name, value in (("pvdf_wt", pvdf_wt), ("carbon_black_wt", carbon_black_wt)):
-        if not (value >= 0 and math.isfinite(value)):
-            raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        check.number(value, name, minimum=0.0)
     if pvdf_wt + carbon_black_wt <= 0:
         raise ValueError("pvdf_wt + carbon_black_wt must be positive")
-    if not (0.0 <= cu_fraction_of_carbon_black <= 1.0):
-        raise ValueError(
-            f"cu_fraction_of_carbon_black must be in [0, 1], got {cu_fraction_of_carbon_black!r}"
-        )
-    if not (0.0 <= porosity < 1.0):
-        raise ValueError(f"porosity must be in [0, 1), got {porosity!r}")
+    check.number(cu_fraction_of_carbon_black, "cu_fraction_of_carbon_black", minimum=0.0, maximum=1.0)
+    check.number(porosity, "porosity", minimum=0.0, maximum=1.0, exclusive_maximum=True)
+    for name, value in (("pvdf_density", pvdf_density), ("carbon_black_density", carbon_black_density),
+                        ("cu_density", cu_density)):
+        check.positive_number(value, name, "kg/m^3")
     v_pvdf = pvdf_wt / pvdf_density
     v_cb = carbon_black_wt / carbon_black_density
     v_solid = v_pvdf + v_cb
@@ -222,22 +219,13 @@ PHASE_MATERIALS: Mapping[Phase, str] = {
 }
 
 
-#: h c in keV m (CODATA 2018): a photon of E keV has the wavelength HC_KEV_M / E metres.
+#: h c in keV m (CODATA 2018): a photon of E keV has the wavelength HC_KEV_M / E meters.
 HC_KEV_M = 12.398419843320026e-10
 
 
 def wavelength(energy_kev: float) -> float:
-    """Photon wavelength ``h c / E`` in metres for a photon energy in keV (6.2 keV -> 0.19998 nm)."""
-    return HC_KEV_M / positive_number(energy_kev, "energy_kev", "keV")
-
-
-def _check_energy(energy_kev) -> float:
-    if isinstance(energy_kev, bool) or not isinstance(energy_kev, numbers.Real):
-        raise TypeError(f"energy_kev must be a real number in keV, got {energy_kev!r}")
-    e = float(energy_kev)
-    if not (math.isfinite(e) and 0.1 <= e <= 200.0):
-        raise ValueError(f"energy_kev must be within [0.1, 200] keV, got {energy_kev!r}")
-    return e
+    """Photon wavelength ``h c / E`` in meters for a photon energy in keV (6.2 keV -> 0.19998 nm)."""
+    return HC_KEV_M / check.positive_number(energy_kev, "energy_kev", "keV")
 
 
 @lru_cache(maxsize=512)
@@ -275,7 +263,7 @@ def optical_constants(material: str | Material, energy_kev: float) -> tuple[floa
     them apart) while their ``beta`` differ about tenfold (TXTM can); the
     paper's motivation for fusing the two modalities.
     """
-    e = _check_energy(energy_kev)
+    e = check.energy_kev(energy_kev)
     if isinstance(material, str):
         try:
             material = MATERIALS[material]

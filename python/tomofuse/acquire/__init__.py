@@ -9,9 +9,10 @@ ptychographic scan (sub-pixel positions, Poisson noise).  Tests and the demo
 use them; stage packages never import them.
 """
 
-from ._common import FWHM_PER_SIGMA, Acquisition, wavelength_m
+from .._constants import FWHM_PER_SIGMA
+from ._common import Acquisition
 from ._ptycho import ptycho_scan
 from ._pxct import pxct_phase
 from ._txtm import txtm
 
-__all__ = ["Acquisition", "FWHM_PER_SIGMA", "ptycho_scan", "pxct_phase", "txtm", "wavelength_m"]
+__all__ = ["Acquisition", "FWHM_PER_SIGMA", "ptycho_scan", "pxct_phase", "txtm"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -11,16 +10,12 @@ import numpy as np
 import scipy.fft
 
 from .. import _core, materials
+from .._constants import FWHM_PER_SIGMA
 from .._padding import periodic_pad
 from ..phantom import Electrode
 
-__all__ = ["Acquisition", "FWHM_PER_SIGMA", "wavelength_m"]
+__all__ = ["Acquisition", "FWHM_PER_SIGMA"]
 
-#: ``FWHM = 2 sqrt(2 ln 2) sigma`` of a Gaussian.
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
-
-#: Photon wavelength in metres, ``h c / E`` for E in keV (``tomofuse.materials.wavelength``).
-wavelength_m = materials.wavelength
 
 
 @dataclass(eq=False)
@@ -37,15 +32,15 @@ class Acquisition:
     theta : (A,) ndarray of float64
         Projection angles, radians (``tomofuse.tomo.project`` geometry).
     pixel_size : float
-        Detector pixel at the sample, metres.
+        Detector pixel at the sample, meters.
     energy_kev : float
         Photon energy, keV.
     origin : (3,) tuple of float
-        ``(z, y, x)`` in metres, in the phantom's frame (its corner voxel's
+        ``(z, y, x)`` in meters, in the phantom's frame (its corner voxel's
         outer corner at 0), of the outer corner of the grid that
         ``tomofuse.tomo.fbp(data-derived projections, theta)`` reconstructs with
-        its default centre and shape: voxel ``(k, i, j)`` of that volume is
-        centred at ``origin + (k + 0.5, i + 0.5, j + 0.5) * pixel_size``.
+        its default center and shape: voxel ``(k, i, j)`` of that volume is
+        centerd at ``origin + (k + 0.5, i + 0.5, j + 0.5) * pixel_size``.
     air_mask : (rows, cols) ndarray of bool
         Pixels that see no sample in any projection (beam only).
     flat : (n_flats, rows, cols) ndarray of float32 or None
@@ -70,8 +65,8 @@ class Acquisition:
 
     @property
     def wavelength(self) -> float:
-        """Photon wavelength, metres."""
-        return wavelength_m(self.energy_kev)
+        """Photon wavelength, meters."""
+        return materials.wavelength(self.energy_kev)
 
 
 # ---------------------------------------------------------------- argument checks
@@ -80,53 +75,6 @@ def check_electrode(electrode) -> Electrode:
     if not isinstance(electrode, Electrode):
         raise TypeError(f"electrode must be a tomofuse.phantom.Electrode, got {type(electrode).__name__}")
     return electrode
-
-
-def check_angles(angles) -> np.ndarray:
-    try:
-        a = np.asarray(angles, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise TypeError(f"angles must be an array of radians, got {type(angles).__name__}") from None
-    if a.size == 0:
-        raise ValueError("angles must not be empty")
-    if not np.all(np.isfinite(a)):
-        raise ValueError("angles must be finite (radians)")
-    return np.ascontiguousarray(a)
-
-
-def check_number(value, name: str, *, minimum: float = 0.0, allow_min: bool = True,
-                 allow_none: bool = False, unit: str = "") -> Optional[float]:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number{' in ' + unit if unit else ''}, got {value!r}")
-    v = float(value)
-    ok = math.isfinite(v) and (v > minimum or (allow_min and v == minimum))
-    if not ok:
-        relation = ">=" if allow_min else ">"
-        raise ValueError(f"{name} must be finite and {relation} {minimum:g}{' ' + unit if unit else ''}, got {value!r}")
-    return v
-
-
-def check_count(value, name: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_threads(threads) -> int:
-    if threads is None:
-        return 0
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
-    return int(threads)
-
-
-def check_energy(energy_kev) -> float:
-    e = check_number(energy_kev, "energy_kev", minimum=0.0, allow_min=False, unit="keV")
-    if not (0.1 <= e <= 200.0):
-        raise ValueError(f"energy_kev must be within [0.1, 200] keV, got {energy_kev!r}")
-    return e
 
 
 # ---------------------------------------------------------------- sample
@@ -208,7 +156,7 @@ def gaussian_transfer(sigma_px: float) -> Callable[[np.ndarray, np.ndarray], np.
 # ---------------------------------------------------------------- detector sampling
 
 def rebin_axis(a: np.ndarray, axis: int, ratio: float) -> tuple[np.ndarray, float]:
-    """Average ``a`` over detector pixels ``ratio`` (>= 1) fine pixels wide, centred on the fine grid.
+    """Average ``a`` over detector pixels ``ratio`` (>= 1) fine pixels wide, centerd on the fine grid.
 
     Exact area integration of the piecewise-constant fine pixels (cumulative
     sum, linear between pixel edges).  Returns the coarse array and the

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from typing import Optional
 
 import numpy as np
 import scipy.fft
+
+from .. import _validate as check
 
 __all__ = ["ptycho_scan"]
 
@@ -37,7 +38,7 @@ def ptycho_scan(obj: np.ndarray, probe: np.ndarray, positions_px, *, photons: Op
     ``k`` the exit wave is the probe times the object seen at the probe's
     position, ``psi_k(r) = P(r - f_k) O(r + q_k)`` on the probe's ``N x N``
     grid, and the detector records ``|FFT(psi_k)|^2`` with the zero frequency
-    at the pattern centre (index ``N // 2``, ``numpy.fft.fftshift``).  Each
+    at the pattern center (index ``N // 2``, ``numpy.fft.fftshift``).  Each
     position ``p_k`` is split into a whole-pixel part ``q_k = floor(p_k)``,
     which selects the object crop exactly, and a fraction ``f_k`` in [0, 1),
     applied as a Fourier shift (linear phase ramp) of the probe, exact for a
@@ -45,7 +46,7 @@ def ptycho_scan(obj: np.ndarray, probe: np.ndarray, positions_px, *, photons: Op
     Moving the probe by ``+f`` over the object is the same as moving the
     object by ``-f`` under the probe.
 
-    With ``photons=None`` the patterns are noise free and normalised by the
+    With ``photons=None`` the patterns are noise free and normalized by the
     unitary FFT, so ``sum(I_k) = sum |psi_k|^2`` (Parseval).  Otherwise they
     are scaled by one factor so that the mean total count per pattern equals
     ``photons`` (the relative brightness of the patterns is kept), then each
@@ -56,15 +57,15 @@ def ptycho_scan(obj: np.ndarray, probe: np.ndarray, positions_px, *, photons: Op
     obj : (H, W) complex ndarray
         Object transmission ``exp(i phi - mu)`` (real arrays are accepted).
     probe : (N, N) complex ndarray
-        Illumination, centred at index ``N // 2`` (``tomofuse.ptycho.focused_probe``).
+        Illumination, centerd at index ``N // 2`` (``tomofuse.ptycho.focused_probe``).
     positions_px : (K, 2) array_like
-        Probe-centre positions ``(y, x)`` in object pixels relative to the
-        object's centre index ``(H // 2, W // 2)``; sub-pixel allowed.  The
+        Probe-center positions ``(y, x)`` in object pixels relative to the
+        object's center index ``(H // 2, W // 2)``; sub-pixel allowed.  The
         probe must lie inside the object: ``H // 2 + floor(y) - N // 2 >= 0``
         and ``... + N <= H`` (and likewise for x).
     photons : float or None
         Mean total counts per pattern (> 0), or None for noise-free
-        intensities in the unitary normalisation.
+        intensities in the unitary normalization.
     seed : int
         Seed of the Poisson noise (``numpy.random.default_rng``).
 
@@ -92,11 +93,8 @@ def ptycho_scan(obj: np.ndarray, probe: np.ndarray, positions_px, *, photons: Op
     if not np.all(np.isfinite(pos)):
         raise ValueError("positions_px must be finite")
     if photons is not None:
-        if isinstance(photons, bool) or not isinstance(photons, numbers.Real) \
-                or not (math.isfinite(photons) and photons > 0):
-            raise ValueError(f"photons must be a positive number of counts per pattern or None, got {photons!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+        photons = check.number(photons, "photons", unit="counts per pattern", minimum=0.0, exclusive_minimum=True)
+    seed = check.seed(seed)
     whole = np.floor(pos).astype(np.int64)
     frac = pos - whole
     h, w = o.shape

@@ -11,9 +11,10 @@ import numpy as np
 from .._progress import Progress
 from ..phantom import refractive_volume
 from ..tomo import project
-from ._common import (FWHM_PER_SIGMA, Acquisition, check_angles, check_count, check_electrode, check_energy,
-                      check_number, check_threads, filter_frames, gaussian_transfer, pillar, rebin_axis,
-                      wavelength_m)
+from .. import _validate as check
+from .._constants import FWHM_PER_SIGMA
+from ..materials import wavelength
+from ._common import Acquisition, check_electrode, filter_frames, gaussian_transfer, pillar, rebin_axis
 
 __all__ = ["pxct_phase"]
 
@@ -49,7 +50,7 @@ def pxct_phase(electrode, angles, *, energy_kev: float = 6.2, resolution: float 
     energy_kev : float
         Photon energy, keV (paper: 6.2 keV).
     resolution : float
-        FWHM of the Gaussian PSF, metres (0 = none).
+        FWHM of the Gaussian PSF, meters (0 = none).
     phase_offsets : bool
         Add a random constant (uniform in (-pi, pi)) and linear phase (slopes
         uniform in +-``max_slope`` rad/pixel along rows and columns) per
@@ -66,7 +67,7 @@ def pxct_phase(electrode, angles, *, energy_kev: float = 6.2, resolution: float 
         Wrap the phase into (-pi, pi] as ptychography delivers it; False keeps
         it unwrapped (offsets included).
     pixel_size : float, optional
-        Pixel size of the ptychographic reconstruction, metres, >= the phantom
+        Pixel size of the ptychographic reconstruction, meters, >= the phantom
         voxel (default: the voxel size).  Paper: 21.4 nm.
     margin : int, optional
         Air columns on each side of the sample's footprint, phantom voxels
@@ -98,22 +99,25 @@ def pxct_phase(electrode, angles, *, energy_kev: float = 6.2, resolution: float 
         ``seed``.
     """
     e = check_electrode(electrode)
-    theta = check_angles(angles)
-    energy = check_energy(energy_kev)
-    fwhm = check_number(resolution, "resolution", unit="m")
-    max_slope = check_number(max_slope, "max_slope", unit="rad/pixel")
-    noise = check_number(noise, "noise", unit="rad")
-    th = check_threads(threads)
-    seed = check_count(seed, "seed")
+    theta = check.angles(angles)
+    energy = check.energy_kev(energy_kev)
+    fwhm = check.number(resolution, "resolution", unit="m", minimum=0.0)
+    max_slope = check.number(max_slope, "max_slope", unit="rad/pixel", minimum=0.0)
+    noise = check.number(noise, "noise", unit="rad", minimum=0.0)
+    th = check.threads(threads)
+    seed = check.seed(seed)
+    check.flag(phase_offsets, "phase_offsets")
+    check.flag(wrap, "wrap")
+    check.flag(cylinder, "cylinder")
     v = e.voxel_size
-    pixel = v if pixel_size is None else check_number(pixel_size, "pixel_size", allow_min=False, unit="m")
+    pixel = v if pixel_size is None else check.positive_length(pixel_size, "pixel_size")
     ratio = pixel / v
     if ratio < 1 - 1e-9:
         raise ValueError(f"pixel_size must not be finer than the phantom voxel ({v!r} m), got {pixel_size!r}")
     n_a = theta.size
     rng = np.random.default_rng(seed)
     if np.ndim(shifts) == 0:
-        s_max = check_number(shifts, "shifts", unit="pixels")
+        s_max = check.number(shifts, "shifts", unit="pixels", minimum=0.0)
         sh = rng.uniform(-s_max, s_max, (n_a, 2))
     else:
         sh = np.asarray(shifts, dtype=np.float64)
@@ -127,11 +131,11 @@ def pxct_phase(electrode, angles, *, energy_kev: float = 6.2, resolution: float 
     nz, ny, nx = e.shape
     if margin is None:
         margin = int(math.ceil(reach)) + max(8, int(math.ceil(0.1 * min(ny, nx))))
-    margin = check_count(margin, "margin")
+    margin = check.integer(margin, "margin", minimum=0, unit="voxels")
     crop = int(math.ceil(float(np.max(np.abs(sh[:, 0]))) * ratio + 4 * sigma_px)) if np.any(sh[:, 0]) else 0
     if nz - 2 * crop < max(2.0 * ratio, 4):
         raise ValueError(f"shifts: the largest vertical shift leaves no rows of a {nz}-slice phantom")
-    lam = wavelength_m(energy)
+    lam = wavelength(energy)
     progress = Progress(callback, logger)
 
     progress.stage(0.0, 0.05, "optical constants")

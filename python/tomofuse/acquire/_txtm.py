@@ -12,9 +12,11 @@ from .._phase import Phase
 from .._progress import Progress
 from ..phantom import refractive_volume
 from ..tomo import project
-from ._common import (FWHM_PER_SIGMA, Acquisition, beam_profile, check_angles, check_count, check_electrode,
-                      check_energy, check_number, check_threads, filter_frames, gaussian_transfer, pillar,
-                      rebin_axis, wavelength_m)
+from .. import _validate as check
+from .._constants import FWHM_PER_SIGMA
+from ..materials import wavelength
+from ._common import (Acquisition, beam_profile, check_electrode, filter_frames, gaussian_transfer, pillar,
+                      rebin_axis)
 
 __all__ = ["txtm"]
 
@@ -59,7 +61,7 @@ def txtm(electrode, angles, *, energy_kev: float = 8.4, resolution: float = 130e
     box on top); area-integration onto detector pixels of ``pixel_size``;
     counts = ``photons * beam profile * intensity`` with Poisson noise, plus a
     Poisson dark current with a fixed per-pixel pattern.  Without propagation
-    the expected normalised transmission is exactly Beer-Lambert,
+    the expected normalized transmission is exactly Beer-Lambert,
     ``exp(-int mu dl)``, blurred.
 
     The sample is the electrode cut to the cylinder inscribed in its (y, x)
@@ -76,14 +78,14 @@ def txtm(electrode, angles, *, energy_kev: float = 8.4, resolution: float = 130e
     energy_kev : float
         Photon energy, keV (the paper's TXTM: 8.4 and 7.7 keV).
     resolution : float
-        FWHM of the Gaussian PSF, metres (0 = none).  ``sigma = FWHM / 2.3548``.
+        FWHM of the Gaussian PSF, meters (0 = none).  ``sigma = FWHM / 2.3548``.
     photons : float or None
         Mean photons per detector pixel and frame in the flat field; None gives
         the noise-free expected counts.
     distance : float
-        Propagation (defocus) distance, metres (0 = contact image).
+        Propagation (defocus) distance, meters (0 = contact image).
     pixel_size : float, optional
-        Detector pixel at the sample, metres, >= the phantom voxel (default:
+        Detector pixel at the sample, meters, >= the phantom voxel (default:
         the voxel size).  Paper: 27.5 nm.
     n_flats, n_darks : int
         Number of flat (beam, no sample) and dark (no beam) frames.
@@ -116,31 +118,32 @@ def txtm(electrode, angles, *, energy_kev: float = 8.4, resolution: float = 130e
         ``margin_voxels``, ``cylinder``, ``seed``.
     """
     e = check_electrode(electrode)
-    theta = check_angles(angles)
-    energy = check_energy(energy_kev)
-    fwhm = check_number(resolution, "resolution", unit="m")
-    photons = check_number(photons, "photons", allow_min=False, allow_none=True)
-    z = check_number(distance, "distance", unit="m")
-    n_flats = check_count(n_flats, "n_flats", 1)
-    n_darks = check_count(n_darks, "n_darks", 1)
-    dark_counts = check_number(dark_counts, "dark_counts")
-    beam_variation = check_number(beam_variation, "beam_variation")
-    if beam_variation >= 1:
-        raise ValueError(f"beam_variation must be < 1 (a relative variation), got {beam_variation!r}")
-    th = check_threads(threads)
-    seed = check_count(seed, "seed")
+    theta = check.angles(angles)
+    energy = check.energy_kev(energy_kev)
+    fwhm = check.number(resolution, "resolution", unit="m", minimum=0.0)
+    if photons is not None:
+        photons = check.number(photons, "photons", minimum=0.0, exclusive_minimum=True)
+    z = check.number(distance, "distance", unit="m", minimum=0.0)
+    n_flats = check.integer(n_flats, "n_flats", minimum=1)
+    n_darks = check.integer(n_darks, "n_darks", minimum=1)
+    dark_counts = check.number(dark_counts, "dark_counts", minimum=0.0)
+    beam_variation = check.number(beam_variation, "beam_variation (a relative variation)", minimum=0.0,
+                                  maximum=1.0, exclusive_maximum=True)
+    th = check.threads(threads)
+    seed = check.seed(seed)
+    check.flag(cylinder, "cylinder")
     v = e.voxel_size
-    pixel = v if pixel_size is None else check_number(pixel_size, "pixel_size", allow_min=False, unit="m")
+    pixel = v if pixel_size is None else check.positive_length(pixel_size, "pixel_size")
     ratio = pixel / v
     if ratio < 1 - 1e-9:
         raise ValueError(f"pixel_size must not be finer than the phantom voxel ({v!r} m), got {pixel_size!r}")
-    lam = wavelength_m(energy)
+    lam = wavelength(energy)
     sigma = fwhm / FWHM_PER_SIGMA
     sigma_px = sigma / v
     spread_px = lam * z / (2 * v * v)  # lateral reach of the highest frequency, voxels
     if margin is None:
         margin = int(math.ceil(4 * sigma_px + min(spread_px, 64.0))) + 4
-    margin = check_count(margin, "margin")
+    margin = check.integer(margin, "margin", minimum=0, unit="voxels")
     rng = np.random.default_rng(seed)
     progress = Progress(callback, logger)
 

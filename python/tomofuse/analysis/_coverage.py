@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Optional
 
@@ -14,7 +13,7 @@ import pandas as pd
 from .. import _core
 from .._memory import check_memory
 from .._phase import Phase
-from .._validate import positive_length
+from .. import _validate as check
 
 __all__ = ["CATEGORIES", "Surface", "surface_coverage", "sei_thickness", "summarize"]
 
@@ -25,7 +24,6 @@ CATEGORIES = ("free", "cbd", "contact", "sei")
 _BORDER = -1
 #: Default gap (voxels of path through non-SEI voxels) an SEI run may bridge; see sei_thickness.
 SEI_MAX_GAP = 0.5
-_NO_HIT = 255
 
 
 @dataclass(frozen=True)
@@ -36,27 +34,27 @@ class Surface:
     ----------
     particle : (n,) ndarray of int32
         Owning particle id.
-    position_m : (n, 3) ndarray of float64
-        Element centre (z, y, x) in metres (voxel ``i`` spans ``[i, i+1) * voxel_size``).
+    position : (n, 3) ndarray of float64
+        Element center (z, y, x) in meters (voxel ``i`` spans ``[i, i+1) * voxel_size``).
     normal : (n, 3) ndarray of float64
         Outward unit normal.
-    area_m2 : (n,) ndarray of float64
-        Surface area the element stands for (m^2).
+    area : (n,) ndarray of float64
+        Surface area the element stands for, square meters.
     category : (n,) ndarray of int8
         Index into ``CATEGORIES`` (free, cbd, contact, sei), or -1 where the ray
         left the volume first (border; excluded from fractions).
-    thickness_m : (n,) ndarray of float64
-        SEI thickness along the normal for ``sei`` elements, NaN elsewhere.
+    thickness : (n,) ndarray of float64
+        SEI thickness along the normal for ``sei`` elements, meters; NaN elsewhere.
     border_particles : frozenset of int
         Particles that touch the volume's edge or whose SEI run is cut by it.
     """
 
     particle: np.ndarray
-    position_m: np.ndarray
+    position: np.ndarray
     normal: np.ndarray
-    area_m2: np.ndarray
+    area: np.ndarray
     category: np.ndarray
-    thickness_m: np.ndarray
+    thickness: np.ndarray
     border_particles: frozenset = frozenset()
 
 
@@ -72,7 +70,7 @@ def _check_inputs(labels, particles, voxel_size, phase):
             raise ValueError(f"{name} must not be empty, got shape {a.shape}")
     if labels.shape != particles.shape:
         raise ValueError(f"labels and particles must have the same shape, got {labels.shape} and {particles.shape}")
-    voxel_size = positive_length(voxel_size, "voxel_size")
+    voxel_size = check.positive_length(voxel_size, "voxel_size")
     # Peak memory: the two volumes as uint8/int32 copies, the smoothed indicator and its gradient
     # per particle bounding box (float64), and the surface elements (~ 64 bytes per surface voxel).
     check_memory(64.0 * labels.size, stage="tomofuse.analysis.surface_coverage / sei_thickness",
@@ -103,19 +101,17 @@ def _check_inputs(labels, particles, voxel_size, phase):
 def _trace(labels, particles, *, voxel_size, phase=Phase.SILICON, max_distance=None, sigma=2.0, max_gap=SEI_MAX_GAP,
            threads=None):
     labels8, ids32, v, phase = _check_inputs(labels, particles, voxel_size, phase)
-    threads = 0 if threads is None else int(threads)
+    threads = check.threads(threads)
     if max_distance is None:
         max_length = math.inf
     else:
-        if not (isinstance(max_distance, numbers.Real) and max_distance > 0):
-            raise ValueError(f"max_distance must be a positive length in metres or None, got {max_distance!r}")
-        max_length = float(max_distance) / v
+        max_length = check.positive_length(max_distance, "max_distance") / v
+    sigma = check.number(sigma, "sigma", unit="voxels", minimum=0.0)
+    max_gap = check.number(max_gap, "sei_max_gap", unit="voxels", minimum=0.0)
     if not ids32.any():
         raise ValueError("particles: no particle (all ids are 0)")
-    pid, centre, normal, area, _ = _core.surface_elements(ids32, sigma=sigma, threads=threads)
-    if isinstance(max_gap, bool) or not isinstance(max_gap, numbers.Real) or not (0 <= max_gap < math.inf):
-        raise ValueError(f"max_gap must be a length >= 0 in voxels, got {max_gap!r}")
-    hit, hit_pid, sei_len = _core.trace_rays(labels8, ids32, centre, normal, pid, max_length=max_length,
+    pid, center, normal, area, _ = _core.surface_elements(ids32, sigma=sigma, threads=threads)
+    hit, hit_pid, sei_len = _core.trace_rays(labels8, ids32, center, normal, pid, max_length=max_length,
                                              sei_label=int(Phase.SEI), max_gap=float(max_gap), threads=threads)
     category = np.full(len(pid), _BORDER, dtype=np.int8)
     category[hit == Phase.PORE] = 0
@@ -126,21 +122,21 @@ def _trace(labels, particles, *, voxel_size, phase=Phase.SILICON, max_distance=N
     # an SEI run ended by the volume's edge is cut: flag it as border too
     sei_idx = np.flatnonzero(category == 3)
     shape = np.array(labels8.shape, dtype=np.float64)
-    ends = centre[sei_idx] + normal[sei_idx] * sei_len[sei_idx, None]
+    ends = center[sei_idx] + normal[sei_idx] * sei_len[sei_idx, None]
     cut = np.any((ends <= 1e-9) | (ends >= shape - 1e-9), axis=1)
     border_ids = set(np.unique(pid[category == _BORDER]).tolist()) | set(np.unique(pid[sei_idx[cut]]).tolist())
-    return Surface(particle=pid, position_m=centre * v, normal=normal, area_m2=area * v * v,
-                   category=category, thickness_m=thickness, border_particles=frozenset(border_ids))
+    return Surface(particle=pid, position=center * v, normal=normal, area=area * v * v,
+                   category=category, thickness=thickness, border_particles=frozenset(border_ids))
 
 
 def _per_particle(surface: Surface):
     ids, inverse = np.unique(surface.particle, return_inverse=True)
     valid = surface.category >= 0
-    area = np.bincount(inverse, weights=np.where(valid, surface.area_m2, 0.0), minlength=len(ids))
+    area = np.bincount(inverse, weights=np.where(valid, surface.area, 0.0), minlength=len(ids))
     n_rays = np.bincount(inverse, weights=valid.astype(np.float64), minlength=len(ids)).astype(np.int64)
     fractions = {}
     for code, name in enumerate(CATEGORIES):
-        a = np.bincount(inverse, weights=np.where(surface.category == code, surface.area_m2, 0.0), minlength=len(ids))
+        a = np.bincount(inverse, weights=np.where(surface.category == code, surface.area, 0.0), minlength=len(ids))
         with np.errstate(invalid="ignore", divide="ignore"):
             fractions[name] = a / area
     return ids, inverse, area, n_rays, fractions
@@ -166,18 +162,18 @@ def surface_coverage(labels, particles, *, voxel_size, phase=Phase.SILICON, max_
     particles : (z, y, x) ndarray of int
         Particle ids (0 = none); ids must lie on ``phase`` voxels.
     voxel_size : float
-        Voxel edge in metres.
+        Voxel edge in meters.
     phase : Phase
         Phase of the particles (default silicon).
     max_distance : float, optional
-        Longest ray in metres; rays meeting nothing within it count as border.
+        Longest ray in meters; rays meeting nothing within it count as border.
     sigma : float
         Smoothing (voxels) of the normal estimate.
     sei_max_gap : float
         Longest path (voxels) through non-SEI voxels that an SEI run bridges when SEI
         follows (see ``sei_thickness``); does not change the classification.
     threads : int, optional
-        Threads of the core (None = tomofuse default).
+        Threads of the core (None = the package default); results do not depend on it.
     return_surface : bool
         Also return the ``Surface`` elements.
 
@@ -223,7 +219,7 @@ def sei_thickness(labels=None, particles=None, *, voxel_size=None, phase=Phase.S
     voxels): mean-thickness bias -0.10 -> -0.06 voxel and std error +0.53 ->
     +0.46 voxel from 0 to the default 0.5; on the cycled foundation phantom at
     40 nm bias -0.13 -> +0.03 voxel.  Larger gaps help isolated caps further
-    but join the SEI of neighbouring particles in dense electrodes (1.75:
+    but join the SEI of neighboring particles in dense electrodes (1.75:
     +0.5 voxel bias there).
 
     Parameters
@@ -256,8 +252,8 @@ def sei_thickness(labels=None, particles=None, *, voxel_size=None, phase=Phase.S
     rows = []
     sei = np.flatnonzero(surface.category == 3)
     owner = inverse[sei]
-    order = np.lexsort((surface.thickness_m[sei], owner))  # by particle, then thickness
-    owner, thick, area = owner[order], surface.thickness_m[sei][order], surface.area_m2[sei][order]
+    order = np.lexsort((surface.thickness[sei], owner))  # by particle, then thickness
+    owner, thick, area = owner[order], surface.thickness[sei][order], surface.area[sei][order]
     bounds = np.searchsorted(owner, np.arange(len(ids) + 1))
     for k, pid in enumerate(ids):
         t, w = thick[bounds[k]:bounds[k + 1]], area[bounds[k]:bounds[k + 1]]

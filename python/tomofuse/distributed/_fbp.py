@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from .. import _validate as check
 from .._dask import check_client, run_bounded, task_threads, worker_threads_per_host
 from ..io import (array_sha256, atomic_directory, create_zarr, file_attributes, file_sha256, read_volume,
                   require_zarr, split_dataset_path, volume_format)
@@ -131,11 +131,9 @@ def fbp_to_zarr(projections, angles, out_path: str | os.PathLike, *, client=None
     if volume_format(out_path, argument="out_path") != "zarr" or split_dataset_path(out_path)[1] is not None:
         raise ValueError(f"out_path must be a .zarr directory (no :/array), got {os.fspath(out_path)!r}")
     check_client(client)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
-                                or threads < 0):
-        raise ValueError(f"threads must be a non-negative int or None, got {threads!r}")
+    check.callback(callback)
+    if threads is not None:
+        check.threads(threads)  # None stays None: on a cluster, each host's share
 
     # ---- the source: an array, a dask array, or a file opened lazily
     inputs: dict[str, str] = {}
@@ -189,8 +187,8 @@ def fbp_to_zarr(projections, angles, out_path: str | os.PathLike, *, client=None
     if rows_per_task is None:
         by_memory = max(1, _SLAB_BYTES // max(1, n_angles * cols * out_dtype.itemsize))
         rows_per_task = max(1, min(by_memory, math.ceil(rows / max(1, worker_threads))))
-    elif isinstance(rows_per_task, bool) or not isinstance(rows_per_task, numbers.Integral) or rows_per_task <= 0:
-        raise ValueError(f"rows_per_task must be a positive int, got {rows_per_task!r}")
+    else:
+        check.integer(rows_per_task, "rows_per_task", minimum=1)
     rows_per_task = min(int(rows_per_task), rows)
     slabs = [(r0, min(r0 + rows_per_task, rows)) for r0 in range(0, rows, rows_per_task)]
 
@@ -253,5 +251,5 @@ def _run_on_cluster(client, slabs, slab_source, source_kind, th, store, options,
         report(done)
 
     # On an error, let the slabs in flight finish before the temporary store is removed, so none
-    # writes into it afterwards; their own errors are dropped in favour of the first one.
+    # writes into it afterwards; their own errors are dropped in favor of the first one.
     run_bounded(client, slabs, submit, handle, on_error=wait)

@@ -1,4 +1,4 @@
-"""Finite-element discretisation of a particle: mesh, nodal boundary areas, fields."""
+"""Finite-element discretization of a particle: mesh, nodal boundary areas, fields."""
 
 from __future__ import annotations
 

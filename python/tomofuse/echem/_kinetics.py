@@ -35,7 +35,7 @@ class KineticsError(RuntimeError):
 
 
 class Kinetics:
-    """Boundary kinetics and electronic transport of one discretised particle.
+    """Boundary kinetics and electronic transport of one discretized particle.
 
     Parameters
     ----------
@@ -87,7 +87,7 @@ class Kinetics:
         return i0 * (e1 - e2), i0 * self.f * (self.aa * e1 + self.ac * e2)
 
     def bv_inverse(self, i, i0):
-        """eta (V) with bv(eta, i0) = i (vectorised Newton on the monotone law)."""
+        """eta (V) with bv(eta, i0) = i (vectorized Newton on the monotone law)."""
         i = np.asarray(i, dtype=np.float64)
         eta = np.arcsinh(i / (2.0 * i0)) / (0.5 * self.f)  # exact for aa = 0.5
         if self.aa == 0.5:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 
 import numpy as np
 import pandas as pd
 
+from .. import _validate as check
 from ._fem import Discretization
 from ._kinetics import Kinetics, KineticsError
 from ._parameters import FARADAY, SiliconParameters
@@ -19,8 +19,7 @@ __all__ = ["limiting_currents", "pseudo_steady_state"]
 
 logger = logging.getLogger(__name__)
 
-
-def pseudo_steady_state(disc, kin, soc, current, params, *, x0=None, threads=0, max_iterations=60):
+def pseudo_steady_state(disc, kin, soc, current, params, *, x0=None, threads=None, max_iterations=60):
     """The SOC field that a constant current keeps in shape (pseudo-steady state).
 
     After the transient, every point's SOC falls at the mean rate ``I / Q``:
@@ -56,7 +55,6 @@ def pseudo_steady_state(disc, kin, soc, current, params, *, x0=None, threads=0, 
         logger.warning("pseudo-steady state: Picard iteration did not converge (last change %.3g)", change)
     J, eta, drop, phi = kin.evaluate(x, current)
     return x, J, eta, drop, phi
-
 
 def limiting_currents(particle, *, soc=0.06, direction="delithiation", max_overpotential=0.1, sei=True,
                       params=None, c_rate_bounds=(0.01, 100.0), rtol=0.02, threads=None, return_curve=False):
@@ -108,18 +106,16 @@ def limiting_currents(particle, *, soc=0.06, direction="delithiation", max_overp
     params = SiliconParameters() if params is None else params
     if not isinstance(params, SiliconParameters):
         raise TypeError(f"params must be a SiliconParameters, got {type(params).__name__}")
-    if isinstance(soc, bool) or not isinstance(soc, numbers.Real) or not 0 < soc < 1:
-        raise ValueError(f"soc must be in (0, 1), got {soc!r}")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be 'delithiation' or 'lithiation', got {direction!r}")
-    if not (isinstance(max_overpotential, numbers.Real) and max_overpotential > 0):
-        raise ValueError(f"max_overpotential must be a positive voltage, got {max_overpotential!r}")
+    check.number(soc, "soc", minimum=0.0, maximum=1.0, exclusive_minimum=True, exclusive_maximum=True)
+    check.choice(direction, "direction", tuple(DIRECTIONS))
+    check.number(max_overpotential, "max_overpotential", unit="V", minimum=0.0, exclusive_minimum=True)
+    check.flag(sei, "sei")
     lo_b, hi_b = (float(c) for c in c_rate_bounds)
     if not 0 < lo_b < hi_b:
         raise ValueError(f"c_rate_bounds must be (low, high) with 0 < low < high, got {c_rate_bounds!r}")
     if not 0 < rtol < 1:
         raise ValueError(f"rtol must be in (0, 1), got {rtol!r}")
-    threads = 0 if threads is None else int(threads)
+    threads = check.threads(threads)
     disc = Discretization(particle, threads=threads)
     kin = Kinetics(disc, params, direction=direction, mode="butler-volmer", sei=bool(sei), electronic=True,
                    threads=threads)

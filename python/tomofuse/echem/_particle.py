@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _validate as check
 from .._phase import Phase
-from .._validate import positive_length
 from ..analysis import CATEGORIES, surface_coverage
 
 __all__ = ["Particle"]
@@ -52,8 +52,8 @@ class Particle:
         Index in the source volume of ``mask[0, 0, 0]``.
     particle_id : int
         Id in the source volume (0 for synthetic particles).
-    centre : (3,) tuple of float or None
-        ``Particle.sphere`` only: the sphere's centre in voxel coordinates of
+    center : (3,) tuple of float or None
+        ``Particle.sphere`` only: the sphere's center in voxel coordinates of
         ``mask`` (voxel ``i`` spans ``[i, i+1)``); a mesh node sits there.
     """
 
@@ -66,7 +66,7 @@ class Particle:
     face_thickness: np.ndarray
     origin: tuple = (0, 0, 0)
     particle_id: int = 0
-    centre: tuple | None = None
+    center: tuple | None = None
 
     @property
     def volume(self) -> float:
@@ -147,11 +147,9 @@ class Particle:
                 raise TypeError(f"{name} must have an integer dtype, got {a.dtype}")
         if labels.shape != particles.shape:
             raise ValueError(f"labels and particles must have the same shape, got {labels.shape} and {particles.shape}")
-        if isinstance(particle_id, bool) or not isinstance(particle_id, numbers.Integral) or particle_id <= 0:
-            raise ValueError(f"particle_id must be a positive int, got {particle_id!r}")
-        if isinstance(margin, bool) or not isinstance(margin, numbers.Integral) or margin < 1:
-            raise ValueError(f"margin must be an int >= 1 (voxels), got {margin!r}")
-        v = positive_length(voxel_size, "voxel_size")
+        check.integer(particle_id, "particle_id", minimum=1)
+        check.integer(margin, "margin", minimum=1, unit="voxels")
+        v = check.positive_length(voxel_size, "voxel_size")
         pid = int(particle_id)
         inside = particles == pid
         if not inside.any():
@@ -177,16 +175,16 @@ class Particle:
 
     @classmethod
     def _from_surface(cls, mask, voxel_size, surface, labels, *, origin, particle_id):
-        centre = surface.position_m / voxel_size
+        center = surface.position / voxel_size
         normal = surface.normal
-        # Recover each face's voxel and signed axis from its centre: the face's
+        # Recover each face's voxel and signed axis from its center: the face's
         # coordinate is integral along its axis, half-integral along the others.
-        frac = np.abs(centre - np.floor(centre) - 0.5)
+        frac = np.abs(center - np.floor(center) - 0.5)
         axis_dim = np.argmax(frac, axis=1)
-        n = len(centre)
+        n = len(center)
         rows = np.arange(n)
-        plane = np.rint(centre[rows, axis_dim]).astype(np.int64)
-        vox = np.floor(centre).astype(np.int64)
+        plane = np.rint(center[rows, axis_dim]).astype(np.int64)
+        vox = np.floor(center).astype(np.int64)
         # The inside voxel along the axis is on the side opposite to the normal.
         positive = normal[rows, axis_dim] > 0
         vox[rows, axis_dim] = np.where(positive, plane - 1, plane)
@@ -196,7 +194,7 @@ class Particle:
         sign = np.where(positive, 1, -1)
         axis = (sign * (axis_dim + 1)).astype(np.int8)
         category = surface.category.astype(np.int8).copy()
-        thickness = surface.thickness_m.copy()
+        thickness = surface.thickness.copy()
         border = category < 0
         if border.any():
             # Rays that left the crop before meeting anything: classify by the voxel across the face.
@@ -207,19 +205,19 @@ class Particle:
                 [beyond == Phase.CBD, (beyond == Phase.GRAPHITE) | (beyond == Phase.SILICON), beyond == Phase.SEI],
                 [CBD, CONTACT, SEI], FREE).astype(np.int8)
             thickness[border] = np.where(category[border] == SEI, voxel_size, np.nan)
-            logger.debug("%d of %d faces classified by their neighbour voxel (ray left the crop)", border.sum(), n)
+            logger.debug("%d of %d faces classified by their neighbor voxel (ray left the crop)", border.sum(), n)
         order = np.lexsort((axis, flat))
         return cls(mask=np.ascontiguousarray(mask, dtype=bool), voxel_size=float(voxel_size),
                    face_voxel=flat[order].astype(np.int64), face_axis=axis[order],
-                   face_area=surface.area_m2[order].astype(np.float64), face_category=category[order],
+                   face_area=surface.area[order].astype(np.float64), face_category=category[order],
                    face_thickness=thickness[order].astype(np.float64), origin=origin, particle_id=int(particle_id))
 
     @classmethod
     def sphere(cls, radius, voxel_size, *, cbd_fraction=0.0, sei_thickness=0.0, sigma=2.0, threads=None):
         """A spherical particle in pore space, for validation.
 
-        The sphere is centred on a node of the voxel grid (so a mesh node sits
-        at its centre) and rendered at voxel centres.  Optionally a CBD cap
+        The sphere is centerd on a node of the voxel grid (so a mesh node sits
+        at its center) and rendered at voxel centers.  Optionally a CBD cap
         covers the fraction ``cbd_fraction`` of the surface around +z
         (electronic contact) and an SEI shell of ``sei_thickness`` covers
         the rest.
@@ -241,15 +239,15 @@ class Particle:
         -------
         Particle
         """
-        r_m = positive_length(radius, "radius")
-        v = positive_length(voxel_size, "voxel_size")
+        r_m = check.positive_length(radius, "radius")
+        v = check.positive_length(voxel_size, "voxel_size")
         r = r_m / v
         if r < 3:
             raise ValueError(f"radius / voxel_size must be >= 3 voxels, got {r:.3g}")
         if not (isinstance(cbd_fraction, numbers.Real) and 0 <= cbd_fraction < 1):
             raise ValueError(f"cbd_fraction must be in [0, 1), got {cbd_fraction!r}")
         if not (isinstance(sei_thickness, numbers.Real) and sei_thickness >= 0 and math.isfinite(sei_thickness)):
-            raise ValueError(f"sei_thickness must be a non-negative length in metres, got {sei_thickness!r}")
+            raise ValueError(f"sei_thickness must be a non-negative length in meters, got {sei_thickness!r}")
         t = sei_thickness / v
         shell = max(3.0, t + 2.0)
         margin = int(math.ceil(shell)) + 1
@@ -270,7 +268,7 @@ class Particle:
         labels[inside] = Phase.SILICON
         particles = inside.astype(np.int32)
         p = cls.from_labels(labels, particles, 1, voxel_size=v, margin=margin, sigma=sigma, threads=threads)
-        centre = tuple(float(half - o) for o in p.origin)
+        center = tuple(float(half - o) for o in p.origin)
         return cls(mask=p.mask, voxel_size=p.voxel_size, face_voxel=p.face_voxel, face_axis=p.face_axis,
                    face_area=p.face_area, face_category=p.face_category, face_thickness=p.face_thickness,
-                   origin=(0, 0, 0), particle_id=0, centre=centre)
+                   origin=(0, 0, 0), particle_id=0, center=center)

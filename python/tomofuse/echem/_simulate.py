@@ -12,6 +12,7 @@ import numpy as np
 
 from .._memory import check_memory
 from .._progress import Progress
+from .. import _validate as check
 from ._fem import Discretization
 from ._kinetics import Kinetics, KineticsError
 from ._parameters import FARADAY, SiliconParameters
@@ -89,7 +90,7 @@ class Result:
 
     @property
     def discretization(self) -> Discretization:
-        """The finite-element discretisation (mesh, node positions, boundary areas)."""
+        """The finite-element discretization (mesh, node positions, boundary areas)."""
         return self._disc
 
     def _index(self, step):
@@ -125,9 +126,7 @@ class Result:
 
 
 def _check_fraction(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be an SOC in [0, 1], got {value!r}")
-    return float(value)
+    return check.number(value, f"{name} (an SOC)", minimum=0.0, maximum=1.0)
 
 
 def _step_sizes(t_end, first, largest):
@@ -200,7 +199,7 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
     n_saved : int
         Number of evenly spaced steps whose fields are kept (>= 2; first and last included).
     max_overpotential : float
-        Stop early (``Result.terminated``) when |overpotential| exceeds this, V.
+        Stop early (``Result.terminated``) when the magnitude of the overpotential exceeds this, V.
     threads : int, optional
     callback : callable, optional
         ``callback(fraction, message)``.
@@ -214,12 +213,11 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
     params = SiliconParameters() if params is None else params
     if not isinstance(params, SiliconParameters):
         raise TypeError(f"params must be a SiliconParameters, got {type(params).__name__}")
-    if isinstance(c_rate, bool) or not isinstance(c_rate, numbers.Real) or not (c_rate > 0 and math.isfinite(c_rate)):
-        raise ValueError(f"c_rate must be a positive number (1/h), got {c_rate!r}")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be 'delithiation' or 'lithiation', got {direction!r}")
-    if kinetics not in KINETICS:
-        raise ValueError(f"kinetics must be one of {KINETICS}, got {kinetics!r}")
+    check.number(c_rate, "c_rate", unit="1/h", minimum=0.0, exclusive_minimum=True)
+    check.choice(direction, "direction", tuple(DIRECTIONS))
+    check.choice(kinetics, "kinetics", KINETICS)
+    check.flag(sei, "sei")
+    check.flag(electronic, "electronic")
     x0 = _check_fraction(soc_start, "soc_start")
     sign = DIRECTIONS[direction]
     if (soc_end is None) == (duration is None):
@@ -230,27 +228,22 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
             raise ValueError(f"soc_end={x1} must be {'below' if sign > 0 else 'above'} soc_start={x0} for {direction}")
         t_end = abs(x0 - x1) * 3600.0 / c_rate
     else:
-        if isinstance(duration, bool) or not isinstance(duration, numbers.Real) or not (duration > 0 and math.isfinite(duration)):
-            raise ValueError(f"duration must be a positive time in seconds, got {duration!r}")
-        t_end = float(duration)
+        t_end = check.number(duration, "duration", unit="seconds", minimum=0.0, exclusive_minimum=True)
         x1 = x0 - sign * c_rate * t_end / 3600.0
         if not 0.0 <= x1 <= 1.0:
             raise ValueError(f"duration={duration} s at {c_rate} C would take the mean SOC from {x0} to {x1:.4g}, "
                              "outside [0, 1]")
-    if isinstance(n_saved, bool) or not isinstance(n_saved, numbers.Integral) or n_saved < 2:
-        raise ValueError(f"n_saved must be an int >= 2, got {n_saved!r}")
-    if not (isinstance(max_overpotential, numbers.Real) and max_overpotential > 0):
-        raise ValueError(f"max_overpotential must be a positive voltage, got {max_overpotential!r}")
+    check.integer(n_saved, "n_saved", minimum=2)
+    check.number(max_overpotential, "max_overpotential", unit="V", minimum=0.0, exclusive_minimum=True)
     if time_step is None:
         sizes = _step_sizes(t_end, 0.05 * _characteristic_time(particle, params), t_end / 40.0)
     else:
-        if isinstance(time_step, bool) or not isinstance(time_step, numbers.Real) or not (time_step > 0 and math.isfinite(time_step)):
-            raise ValueError(f"time_step must be a positive time in seconds, got {time_step!r}")
+        check.number(time_step, "time_step", unit="seconds", minimum=0.0, exclusive_minimum=True)
         n_steps = max(2, int(math.ceil(t_end / float(time_step) - 1e-9)))
         sizes = np.full(n_steps, t_end / n_steps)
     n_steps = len(sizes)
     dt = float(sizes[0])
-    threads = 0 if threads is None else int(threads)
+    threads = check.threads(threads)
     progress = Progress(callback, logger)
     progress.stage(0.0, 0.05, "meshing")
 

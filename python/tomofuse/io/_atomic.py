@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -188,7 +189,9 @@ def file_sha256(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` with NumPy scalars/arrays, tuples and paths turned into JSON types."""
+    """``value`` with NumPy scalars/arrays, tuples, paths and dataclasses (options objects) turned into JSON types."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -210,7 +213,7 @@ def provenance(
     Parameters
     ----------
     parameters : mapping, optional
-        The parameters that produced the output (JSON-serialisable after
+        The parameters that produced the output (JSON-serializable after
         converting NumPy scalars/arrays).
     inputs : mapping, optional
         Input name -> SHA-256 hex digest.

@@ -52,19 +52,20 @@ class CXIScan:
     Attributes
     ----------
     data : (K, N, N) ndarray
-        Diffraction patterns, dtype as stored, zero frequency at the centre.
+        Diffraction patterns, dtype as stored, zero frequency at the center.
     positions : (K, 2) ndarray of float64
-        Scan positions ``(y, x)``, metres (CXI translation columns y and x).
+        Scan positions ``(y, x)``, meters (CXI translation columns y and x).
     energy_kev : float
         Photon energy, keV (the file stores joules).
     distance : float
-        Sample-detector distance, metres.
+        Sample-detector distance, meters.
     x_pixel_size, y_pixel_size : float
-        Detector pixel pitch, metres.
+        Detector pixel pitch, meters.
     probe : (N, N) complex ndarray or None
         Probe, if the file holds one.
     mask : (N, N) ndarray of bool or None
-        True marks invalid detector pixels (CXI mask nonzero).
+        True where a detector pixel is valid (used); the file's CXI mask is
+        nonzero on the invalid ones.
     attrs : dict
         Root attributes (tomofuse provenance) as plain Python values.
     """
@@ -94,17 +95,18 @@ def write_cxi(path: str | os.PathLike, data: np.ndarray, *, positions, energy_ke
     data : (K, N, N) ndarray
         Diffraction patterns (counts or intensities, real, finite, >= 0), stored in their dtype.
     positions : (K, 2) array_like
-        Scan positions ``(y, x)``, metres; stored as translation ``(x, y, 0)``.
+        Scan positions ``(y, x)``, meters; stored as translation ``(x, y, 0)``.
     energy_kev : float
         Photon energy, keV; stored in joules.
     distance : float
-        Sample-detector distance, metres.
+        Sample-detector distance, meters.
     pixel_size : float or (2,) sequence
-        Detector pixel pitch, metres: one value, or ``(y, x)``.
+        Detector pixel pitch, meters: one value, or ``(y, x)``.
     probe : (N, N) complex ndarray, optional
         Probe on the object grid.
     mask : (N, N) array_like of bool, optional
-        True (nonzero) marks invalid pixels; stored as CXI uint32 (bit 0x1).
+        True where a detector pixel is valid (used); the invalid (False) ones
+        are stored as CXI mask bit 0x1 (uint32, 0 = good pixel).
     attrs : mapping, optional
         Extra root attributes.
     parameters, inputs, program
@@ -133,20 +135,20 @@ def write_cxi(path: str | os.PathLike, data: np.ndarray, *, positions, energy_ke
     try:
         pos = np.asarray(positions, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"positions must be a (K, 2) array of (y, x) metres, got {type(positions).__name__}") from None
+        raise TypeError(f"positions must be a (K, 2) array of (y, x) meters, got {type(positions).__name__}") from None
     if pos.shape != (k, 2):
-        raise ValueError(f"positions must be ({k}, 2) (y, x) metres, one per pattern, got shape {pos.shape}")
+        raise ValueError(f"positions must be ({k}, 2) (y, x) meters, one per pattern, got shape {pos.shape}")
     if not np.all(np.isfinite(pos)):
-        raise ValueError("positions must be finite (metres)")
+        raise ValueError("positions must be finite (meters)")
     e_kev = positive_number(energy_kev, "energy_kev", "keV")
-    z = positive_number(distance, "distance", "metres")
+    z = positive_number(distance, "distance", "meters")
     try:
         ps = np.atleast_1d(np.asarray(pixel_size, dtype=np.float64)) if not isinstance(pixel_size, bool) else None
     except (TypeError, ValueError):
         ps = None
     if ps is None or ps.ndim != 1 or ps.size not in (1, 2):
-        raise ValueError(f"pixel_size must be one pitch or (y, x) pitches in metres, got {pixel_size!r}")
-    py, px = (positive_number(float(v), "pixel_size", "metres") for v in (ps if ps.size == 2 else (ps[0], ps[0])))
+        raise ValueError(f"pixel_size must be one pitch or (y, x) pitches in meters, got {pixel_size!r}")
+    py, px = (positive_number(float(v), "pixel_size", "meters") for v in (ps if ps.size == 2 else (ps[0], ps[0])))
     if probe is not None:
         if not isinstance(probe, np.ndarray) or probe.shape != (ny, nx) or probe.dtype.kind not in "fc":
             raise ValueError(f"probe must be a ({ny}, {nx}) complex array like the patterns, got "
@@ -158,7 +160,9 @@ def write_cxi(path: str | os.PathLike, data: np.ndarray, *, positions, energy_ke
         m = np.asarray(mask)
         if m.shape != (ny, nx):
             raise ValueError(f"mask must be ({ny}, {nx}) like the patterns, got shape {m.shape}")
-        mask_u32 = (m != 0).astype(np.uint32)
+        if m.dtype != bool:
+            raise TypeError(f"mask must be a bool array (True = valid pixel), got dtype {m.dtype}")
+        mask_u32 = (~m).astype(np.uint32)
     meta = file_attributes(attrs, parameters=parameters, inputs=inputs, program=program)
     translation = np.column_stack([pos[:, 1], pos[:, 0], np.zeros(k)])
 
@@ -216,13 +220,13 @@ class CXIHeader:
     dataset : str
         HDF5 path of the patterns (``entry_1/data_1/data`` or the detector's).
     positions : (K, 2) ndarray of float64
-        Scan positions ``(y, x)``, metres.
+        Scan positions ``(y, x)``, meters.
     energy_kev : float
         Photon energy, keV.
     distance : float
-        Sample-detector distance, metres.
+        Sample-detector distance, meters.
     x_pixel_size, y_pixel_size : float
-        Detector pixel pitch, metres.
+        Detector pixel pitch, meters.
     has_probe, has_mask : bool
         Whether the file holds a probe and a detector mask.
     attrs : dict
@@ -355,7 +359,7 @@ def read_cxi(path: str | os.PathLike) -> CXIScan:
         h = _header(f, p)
         data = f[h.dataset][()]
         probe = f[f"{_SRC}/probe"][()] if h.has_probe else None
-        mask = (f[f"{_DET}/mask"][()] != 0) if h.has_mask else None
+        mask = (f[f"{_DET}/mask"][()] == 0) if h.has_mask else None  # CXI: nonzero = invalid
     return CXIScan(data=data, positions=h.positions, energy_kev=h.energy_kev, distance=h.distance,
                    x_pixel_size=h.x_pixel_size, y_pixel_size=h.y_pixel_size, probe=probe, mask=mask,
                    attrs=h.attrs)

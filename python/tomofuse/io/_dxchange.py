@@ -9,6 +9,7 @@ string dataset.  No science here: the arrays are stored and returned as they are
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +131,13 @@ def write_dxchange(path: str | os.PathLike, data: np.ndarray, *, flat: Optional[
     if chunks is None:
         chunk_shape = (1, *image)
     else:
-        chunk_shape = tuple(int(c) for c in chunks)
+        try:
+            chunk_shape = tuple(chunks)
+        except TypeError:
+            raise TypeError(f"chunks must be 3 positive ints, got {chunks!r}") from None
+        if not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in chunk_shape):
+            raise TypeError(f"chunks must be 3 positive ints, got {chunks!r}")
+        chunk_shape = tuple(int(c) for c in chunk_shape)
         if len(chunk_shape) != 3 or min(chunk_shape) <= 0:
             raise ValueError(f"chunks must be 3 positive ints, got {chunks!r}")
     if not isinstance(compress, bool):

@@ -146,8 +146,9 @@ def _check_chunks(chunks, shape: tuple[int, ...], itemsize: int, fmt: str) -> Op
         dims = tuple(chunks)
     except TypeError:
         raise TypeError(f"chunks must be a sequence of ints, got {chunks!r}") from None
-    if len(dims) != len(shape) or not all(isinstance(c, numbers.Integral) and not isinstance(c, bool)
-                                           and c > 0 for c in dims):
+    if not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in dims):
+        raise TypeError(f"chunks must be {len(shape)} positive ints (one per axis of shape {shape}), got {chunks!r}")
+    if len(dims) != len(shape) or not all(c > 0 for c in dims):
         raise ValueError(f"chunks must be {len(shape)} positive ints (one per axis of shape {shape}), got {chunks!r}")
     return tuple(min(int(c), s) for c, s in zip(dims, shape))
 
@@ -171,18 +172,18 @@ def write_volume(spec: str | os.PathLike, volume: np.ndarray, *, chunks: Optiona
                  program: str = "tomofuse.io.write_volume", overwrite: bool = False) -> Path:
     """Write an array atomically, with provenance, in the format its suffix names.
 
-    ==================  ==============================================================
-    suffix              stored as
-    ==================  ==============================================================
-    ``.h5``, ``.hdf5``  HDF5 dataset (``file.h5:/group/name``; default ``/volume``),
-                        chunked, gzip + shuffle for labels; attributes on the dataset
-    ``.zarr``           Zarr format-3 directory store (an array at the root, or
-                        ``store.zarr:/name`` in a group), chunked, zstd; array attributes
-    ``.tif``, ``.tiff`` one multi-page TIFF (tifffile): z = pages; tifffile's JSON
-                        ImageDescription of the first page (``{"shape": ...,
-                        "tomofuse": {"attrs": ...}}``); optionally zlib per page
-    ``.npy``            NumPy file; attributes in the sidecar ``<file>.npy.json``
-    ==================  ==============================================================
+    ===================  ==============================================================
+    suffix               stored as
+    ===================  ==============================================================
+    ``.h5``, ``.hdf5``   HDF5 dataset (``file.h5:/group/name``; default ``/volume``),
+                         chunked, gzip + shuffle for labels; attributes on the dataset
+    ``.zarr``            Zarr format-3 directory store (an array at the root, or
+                         ``store.zarr:/name`` in a group), chunked, zstd; array attributes
+    ``.tif``, ``.tiff``  one multi-page TIFF (tifffile): z = pages; tifffile's JSON
+                         ImageDescription of the first page (``{"shape": ...,
+                         "tomofuse": {"attrs": ...}}``); optionally zlib per page
+    ``.npy``             NumPy file; attributes in the sidecar ``<file>.npy.json``
+    ===================  ==============================================================
 
     The output is written to a temporary name next to ``spec`` and renamed when
     complete (a Zarr directory too), so an interrupted or failed write leaves

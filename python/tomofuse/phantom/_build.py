@@ -1,7 +1,7 @@
 """Placement of the phantom's objects so that the asked fractions and coverages hold.
 
 Volume fractions are tracked on a fixed scrambled-Sobol point set in the box
-(metres, independent of any voxel grid), so the same seed and box give the
+(meters, independent of any voxel grid), so the same seed and box give the
 same electrode at any voxel size.
 """
 
@@ -50,11 +50,11 @@ class _SEIThickness:
     covers the surface point ``c + r(u) u``.
     """
 
-    def __init__(self, particle, coat: SphericalField, coat_threshold, web_centres, web_radii,
+    def __init__(self, particle, coat: SphericalField, coat_threshold, web_centers, web_radii,
                  presence, q_on_cbd, q_elsewhere, thickness: SphericalField, mean, log_sigma):
         self.particle = particle
         self.coat, self.coat_threshold = coat, float(coat_threshold)
-        self.web_centres = np.ascontiguousarray(web_centres, dtype=np.float64)
+        self.web_centers = np.ascontiguousarray(web_centers, dtype=np.float64)
         self.web_radii = np.ascontiguousarray(web_radii, dtype=np.float64)
         self.presence, self.q_on_cbd, self.q_elsewhere = presence, float(q_on_cbd), float(q_elsewhere)
         self.thick, self.mean, self.log_sigma = thickness, float(mean), float(log_sigma)
@@ -65,8 +65,8 @@ class _SEIThickness:
     def pristine_cbd(self, u):
         covered = self.coat(u) >= self.coat_threshold
         if len(self.web_radii):
-            p = self.particle.radius_at(u)[:, None] * u  # relative to the particle centre
-            covered |= points_in_spheres(p, self.web_centres - self.particle.centre, self.web_radii, threads=1)
+            p = self.particle.radius_at(u)[:, None] * u  # relative to the particle center
+            covered |= points_in_spheres(p, self.web_centers - self.particle.center, self.web_radii, threads=1)
         return covered
 
     def __call__(self, u):
@@ -90,8 +90,8 @@ class _Tracker:
     points: np.ndarray
     tree: cKDTree
 
-    def members(self, contains, centre, radius) -> np.ndarray:
-        idx = np.asarray(self.tree.query_ball_point(centre, radius), dtype=np.intp)
+    def members(self, contains, center, radius) -> np.ndarray:
+        idx = np.asarray(self.tree.query_ball_point(center, radius), dtype=np.intp)
         if len(idx) == 0:
             return idx
         return idx[contains(self.points[idx])]
@@ -175,18 +175,18 @@ def build_geometry(extent, comp: Composition, morph: Morphology, *, seed: int, c
                 k = int(r_si.integers(len(geo.silicon)))
                 other = geo.silicon[k]
                 depth = r_si.uniform(lo_ov, hi_ov) * min(r, other.radius)
-                centre = other.centre + _random_unit(r_si) * (other.radius + r - depth)
+                center = other.center + _random_unit(r_si) * (other.radius + r - depth)
             else:
                 reach = r * math.exp(rough * field.max) + wall
-                centre = r_si.uniform(reach, extent - reach) if np.all(extent > 2 * reach) else None
-                if centre is None:
+                center = r_si.uniform(reach, extent - reach) if np.all(extent > 2 * reach) else None
+                if center is None:
                     break
-            cand = StarParticle(centre, r, field, rough)
-            if np.any(centre - cand.r_max - wall < 0) or np.any(centre + cand.r_max + wall > extent):
+            cand = StarParticle(center, r, field, rough)
+            if np.any(center - cand.r_max - wall < 0) or np.any(center + cand.r_max + wall > extent):
                 continue
             ok = True
             for other in geo.silicon:
-                depth = cand.radius + other.radius - float(np.linalg.norm(centre - other.centre))
+                depth = cand.radius + other.radius - float(np.linalg.norm(center - other.center))
                 if depth > hi_ov * min(cand.radius, other.radius):
                     ok = False
                     break
@@ -200,7 +200,7 @@ def build_geometry(extent, comp: Composition, morph: Morphology, *, seed: int, c
             r_next = max(r_min, 0.85 * r)
             continue
         geo.silicon.append(placed)
-        si_occ[tracker.members(placed.contains, placed.centre, placed.r_max)] = True
+        si_occ[tracker.members(placed.contains, placed.center, placed.r_max)] = True
     geo.refresh()
     if not geo.silicon:
         raise ValueError("shape * voxel_size: no SiOx particle fits in the volume")
@@ -213,7 +213,7 @@ def build_geometry(extent, comp: Composition, morph: Morphology, *, seed: int, c
     info["siox_d50_m"] = 2 * r_med
     target = targets[Phase.GRAPHITE]
     tilt_sigma = math.radians(morph.graphite_tilt_deg)
-    si_centres = np.array([p.centre for p in geo.silicon])
+    si_centers = np.array([p.center for p in geo.silicon])
     si_lo, si_hi = geo.si_core_lo, geo.si_core_hi
     si_pts, si_w = zip(*[(s[0], s[2]) for s in (p.surface(1024) for p in geo.silicon)])
     size_factor = 1.0
@@ -233,13 +233,13 @@ def build_geometry(extent, comp: Composition, morph: Morphology, *, seed: int, c
         flake = None
         for _ in range(300):
             cand = Flake(r_gr.uniform(0, extent), rot, semi)
-            if np.any(cand.approx_distance(si_centres) < 0):
+            if np.any(cand.approx_distance(si_centers) < 0):
                 continue
-            near = _overlapping(si_lo, si_hi, cand.centre - cand.half_extent, cand.centre + cand.half_extent)
+            near = _overlapping(si_lo, si_hi, cand.center - cand.half_extent, cand.center + cand.half_extent)
             if any(np.dot(si_w[k], cand.contains(si_pts[k])) > morph.graphite_contact * si_w[k].sum()
                    for k in near):
                 continue
-            if any(f.contains(cand.centre[None])[0] or cand.contains(f.centre[None])[0] for f in geo.flakes):
+            if any(f.contains(cand.center[None])[0] or cand.contains(f.center[None])[0] for f in geo.flakes):
                 continue
             flake = cand
             break
@@ -251,7 +251,7 @@ def build_geometry(extent, comp: Composition, morph: Morphology, *, seed: int, c
                                np.mean(gr_occ & ~si_occ), target)
                 break
             continue
-        new = tracker.members(flake.contains, flake.centre, float(semi.max()))
+        new = tracker.members(flake.contains, flake.center, float(semi.max()))
         trial = gr_occ.copy()
         trial[new] = True
         if np.mean(trial & ~si_occ) > target + tol:
@@ -260,14 +260,14 @@ def build_geometry(extent, comp: Composition, morph: Morphology, *, seed: int, c
                 mid = 0.5 * (lo + hi)
                 f = flake.scaled(mid)
                 trial = gr_occ.copy()
-                trial[tracker.members(f.contains, f.centre, float(f.semi_axes.max()))] = True
+                trial[tracker.members(f.contains, f.center, float(f.semi_axes.max()))] = True
                 if np.mean(trial & ~si_occ) > target:
                     hi = mid
                 else:
                     lo = mid
             flake = flake.scaled(lo)
             trial = gr_occ.copy()
-            trial[tracker.members(flake.contains, flake.centre, float(flake.semi_axes.max()))] = True
+            trial[tracker.members(flake.contains, flake.center, float(flake.semi_axes.max()))] = True
         geo.flakes.append(flake)
         gr_occ = trial
     geo.refresh()
@@ -280,14 +280,14 @@ def build_geometry(extent, comp: Composition, morph: Morphology, *, seed: int, c
     coat_estimate = sum(4 * math.pi * p.radius**2 for p in geo.silicon) * morph.cbd_coverage * h_c / box_volume
     web_target = max(0.0, target - 0.8 * coat_estimate)
     cover = np.zeros(len(pts), dtype=np.int32)
-    centres: list[np.ndarray] = []
+    centers: list[np.ndarray] = []
     radii: list[np.ndarray] = []
     r_blob = morph.cbd_blob_radius
 
     def add_blobs(c, rr):
         for members in tracker.tree.query_ball_point(c, rr):
             cover[np.asarray(members, dtype=np.intp)] += 1
-        centres.append(c)
+        centers.append(c)
         radii.append(rr)
 
     def cbd_fraction(coat_occ=None):
@@ -321,7 +321,7 @@ def build_geometry(extent, comp: Composition, morph: Morphology, *, seed: int, c
                     return
 
     grow_web(web_target)
-    geo.blob_centres = np.concatenate(centres) if centres else np.zeros((0, 3))
+    geo.blob_centers = np.concatenate(centers) if centers else np.zeros((0, 3))
     geo.blob_radii = np.concatenate(radii) if radii else np.zeros(0)
     geo.refresh()
 
@@ -345,16 +345,16 @@ def build_geometry(extent, comp: Composition, morph: Morphology, *, seed: int, c
         geo.coatings[j] = Shell(particle, _PatchThickness(coat_field, q, h_c), h_c)
         lite.append((p, n, w, u, own, contact, web, coat_field, q))
         shell = geo.coatings[j]
-        idx = np.asarray(tracker.tree.query_ball_point(particle.centre, particle.r_max + h_c), dtype=np.intp)
+        idx = np.asarray(tracker.tree.query_ball_point(particle.center, particle.r_max + h_c), dtype=np.intp)
         if len(idx):
             uu, rho = particle.polar(pts[idx])
             coat_occ[idx[shell.contains_polar(uu, rho, particle.radius_at(uu))]] = True
     geo.refresh()
 
     # top up or trim the web (away from the silicon) to land on the CBD fraction
-    n_core = sum(len(c) for c in centres)
+    n_core = sum(len(c) for c in centers)
     grow_web(target, coat_occ, away_from_silicon=True)
-    all_c = np.concatenate(centres) if centres else np.zeros((0, 3))
+    all_c = np.concatenate(centers) if centers else np.zeros((0, 3))
     all_r = np.concatenate(radii) if radii else np.zeros(0)
     keep = np.ones(len(all_c), dtype=bool)
     if cbd_fraction(coat_occ) > target + tol and geo.silicon and len(all_c):
@@ -366,7 +366,7 @@ def build_geometry(extent, comp: Composition, morph: Morphology, *, seed: int, c
                 break
             cover[np.asarray(m, dtype=np.intp)] -= 1
             keep[i] = False
-    geo.blob_centres, geo.blob_radii = all_c[keep], all_r[keep]
+    geo.blob_centers, geo.blob_radii = all_c[keep], all_r[keep]
     info["n_blobs"] = int(keep.sum())
     info["n_blobs_first_pass"] = n_core
     geo.refresh()
@@ -376,13 +376,13 @@ def build_geometry(extent, comp: Composition, morph: Morphology, *, seed: int, c
     lo_s, hi_s = morph.sei_relative_std
     for j, particle in enumerate(geo.silicon):
         p, n, w, u, own, contact, _, coat_field, q = lite[j]
-        d_web = particle.approx_distance(geo.blob_centres) if len(geo.blob_radii) else np.zeros(0)
+        d_web = particle.approx_distance(geo.blob_centers) if len(geo.blob_radii) else np.zeros(0)
         near = d_web <= 1.5 * geo.blob_radii + 2 * SURFACE_EPS
         presence = SphericalField(r_sei, morph.field_terms, morph.field_wavenumber)
         thick = SphericalField(r_sei, morph.field_terms, morph.field_wavenumber)
         mean = morph.sei_thickness_median * math.exp(morph.sei_thickness_log_sigma * r_sei.normal())
         rel = r_sei.uniform(lo_s, hi_s)
-        sei = _SEIThickness(particle, coat_field, q, geo.blob_centres[near], geo.blob_radii[near],
+        sei = _SEIThickness(particle, coat_field, q, geo.blob_centers[near], geo.blob_radii[near],
                             presence, 0.0, 0.0, thick, mean, math.sqrt(math.log1p(rel**2)))
         cbd0 = own & ~contact & sei.pristine_cbd(u)
         free0 = own & ~contact & ~cbd0

@@ -15,7 +15,11 @@ __all__ = ["Composition", "Morphology", "split_options"]
 
 
 def _require(cond: bool, name: str, expected: str, value: Any) -> None:
+    """``ValueError`` if ``cond`` fails for a number (or numbers), ``TypeError`` if ``value`` is none."""
     if not cond:
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in items):
+            raise TypeError(f"{name} must be {expected}, got {value!r}")
         raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
@@ -143,7 +147,7 @@ class Composition:
 
 @dataclass(frozen=True)
 class Morphology:
-    """Shapes and sizes of the phantom's phases (lengths in metres).
+    """Shapes and sizes of the phantom's phases (lengths in meters).
 
     Attributes
     ----------
@@ -276,6 +280,8 @@ class Morphology:
                 f"sei_cbd_coverage ({self.sei_cbd_coverage}) cannot exceed cbd_coverage "
                 f"({self.cbd_coverage}): SEI pushes CBD away, it does not add CBD"
             )
+        if isinstance(self.size_scale, str) and self.size_scale != "auto":
+            raise ValueError(f'size_scale must be "auto" or a positive number, got {self.size_scale!r}')
         if self.size_scale != "auto":
             _require(_finite(self.size_scale) and self.size_scale > 0, "size_scale",
                      '"auto" or a positive number', self.size_scale)

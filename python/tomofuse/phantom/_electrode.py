@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from .. import _validate as check
 from .._phase import Phase
 from .._progress import Progress, ProgressCallback
 from .._validate import positive_length
@@ -38,17 +39,17 @@ class Electrode:
     Attributes
     ----------
     labels : (z, y, x) ndarray of uint8
-        ``Phase`` code of every voxel (evaluated at voxel centres).
+        ``Phase`` code of every voxel (evaluated at voxel centers).
     particles : (z, y, x) ndarray of int32
         SiOx particle id of every voxel, 0 outside silicon.
     voxel_size : float
-        Edge of a voxel in metres.
+        Edge of a voxel in meters.
     seed : int
         Seed the geometry was drawn from.
     cycled : bool
         Whether the electrode carries SEI.
     parameters : dict
-        Composition, morphology, derived sizes and targets (JSON-serialisable).
+        Composition, morphology, derived sizes and targets (JSON-serializable).
     truth : pandas.DataFrame
         Indexed by particle id: ``volume_m3``, ``area_m2``, area fractions
         ``free``, ``cbd``, ``contact``, ``sei`` (sum to 1), ``sei_mean_m``,
@@ -162,7 +163,7 @@ def _check_shape(shape) -> tuple[int, int, int]:
 def _check_voxel_size(voxel_size) -> float:
     v = positive_length(voxel_size, "voxel_size")
     if v > 1e-3:
-        raise ValueError(f"voxel_size is in metres; {voxel_size!r} m is not a nanotomography voxel")
+        raise ValueError(f"voxel_size is in meters; {voxel_size!r} m is not a nanotomography voxel")
     return v
 
 
@@ -173,27 +174,27 @@ def electrode(
     cycled: bool = False,
     seed: int = 0,
     truth_samples: int = 131072,
-    threads: int = 2,
+    threads: Optional[int] = None,
     callback: Optional[ProgressCallback] = None,
     **composition: Any,
 ) -> Electrode:
     """Synthetic graphite/SiOx composite electrode with exact ground truth.
 
-    The geometry is defined in metres: rounded, polydisperse SiOx particles
+    The geometry is defined in meters: rounded, polydisperse SiOx particles
     (star-shaped, ``r(u) = R exp(a g(u))``), graphite flakes (oblate
     ellipsoids lying in the electrode plane, normal ~ z), a carbon-black/binder
     domain made of a nanoporous web of grains concentrated at necks between
     particles plus coating patches on the SiOx, pores, and, if ``cycled``, an
     SEI grown on the SiOx (mostly over the previously free surface, pushing
     part of the CBD away).  Labels are the geometry evaluated at voxel
-    centres; ``truth`` comes from the exact surfaces (Müller et al., Fig. 2g-h).
+    centers; ``truth`` comes from the exact surfaces (Müller et al., Fig. 2g-h).
 
     Parameters
     ----------
     shape : (3,) ints
         Volume shape (z, y, x) in voxels.
     voxel_size : float
-        Voxel edge in metres.  The same ``seed`` and physical extent
+        Voxel edge in meters.  The same ``seed`` and physical extent
         (``shape * voxel_size``) give the same electrode at any voxel size.
     cycled : bool
         Add the SEI of a cycled electrode.
@@ -201,8 +202,9 @@ def electrode(
         Seed of every random choice.
     truth_samples : int
         Surface samples per particle for the truth (>= 1e5 recommended).
-    threads : int
-        Threads for rendering.
+    threads : int, optional
+        Threads for rendering and the truth (None = the package default); the
+        electrode does not depend on it.
     callback : callable, optional
         ``callback(fraction, message)`` progress reports.
     **composition
@@ -222,12 +224,10 @@ def electrode(
     """
     dims = _check_shape(shape)
     v = _check_voxel_size(voxel_size)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if not isinstance(truth_samples, (int, np.integer)) or truth_samples < 1000:
-        raise ValueError(f"truth_samples must be an int >= 1000, got {truth_samples!r}")
-    if not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    seed = check.seed(seed)
+    truth_samples = check.integer(truth_samples, "truth_samples", minimum=1000)
+    threads = check.threads(threads)
+    check.flag(cycled, "cycled")
     comp, morph = split_options(composition)
     progress = Progress(callback, logger)
     extent = np.array(dims, dtype=np.float64) * v

@@ -1,7 +1,7 @@
-"""The phantom's continuous geometry: which phase occupies a point (in metres).
+"""The phantom's continuous geometry: which phase occupies a point (in meters).
 
 One function, ``Geometry.classify_block``, decides the phase of any point; the
-voxel labels are that function evaluated at voxel centres and the ground truth
+voxel labels are that function evaluated at voxel centers and the ground truth
 is that function evaluated next to the exact particle surfaces, so labels and
 truth describe the same object.
 
@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .. import _validate as check
 from .._core import points_in_spheres
 from .._phase import Phase
 
@@ -42,20 +43,20 @@ def _in_box(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Geometry:
-    """Implicit description of a phantom electrode in a box ``[0, extent]`` (metres).
+    """Implicit description of a phantom electrode in a box ``[0, extent]`` (meters).
 
     Attributes
     ----------
     extent : (3,) ndarray
-        Box size (z, y, x) in metres.
+        Box size (z, y, x) in meters.
     silicon : list of StarParticle
         SiOx particles; particle id = index + 1.
     flakes : list of Flake
         Graphite flakes.
-    blob_centres : (M, 3) ndarray
-        Centres of the CBD web's grains (spheres), metres.
+    blob_centers : (M, 3) ndarray
+        Centers of the CBD web's grains (spheres), meters.
     blob_radii : (M,) ndarray
-        Their radii, metres.
+        Their radii, meters.
     coatings : list of (Shell or None)
         CBD coating of each silicon particle.
     seis : list of (Shell or None)
@@ -67,7 +68,7 @@ class Geometry:
     extent: np.ndarray
     silicon: list = field(default_factory=list)
     flakes: list = field(default_factory=list)
-    blob_centres: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    blob_centers: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     blob_radii: np.ndarray = field(default_factory=lambda: np.zeros(0))
     coatings: list = field(default_factory=list)
     seis: list = field(default_factory=list)
@@ -93,18 +94,18 @@ class Geometry:
             if self.cycled and self.seis[j] is not None:
                 t = max(t, self.seis[j].max_thickness)
             reach[j] = p.r_max + t
-        centres = np.array([p.centre for p in self.silicon]).reshape(-1, 3)
-        self.si_lo = centres - reach[:, None]
-        self.si_hi = centres + reach[:, None]
-        self.si_core_lo = centres - np.array([p.r_max for p in self.silicon]).reshape(-1, 1)
-        self.si_core_hi = centres + np.array([p.r_max for p in self.silicon]).reshape(-1, 1)
-        fc = np.array([f.centre for f in self.flakes]).reshape(-1, 3)
+        centers = np.array([p.center for p in self.silicon]).reshape(-1, 3)
+        self.si_lo = centers - reach[:, None]
+        self.si_hi = centers + reach[:, None]
+        self.si_core_lo = centers - np.array([p.r_max for p in self.silicon]).reshape(-1, 1)
+        self.si_core_hi = centers + np.array([p.r_max for p in self.silicon]).reshape(-1, 1)
+        fc = np.array([f.center for f in self.flakes]).reshape(-1, 3)
         fh = np.array([f.half_extent for f in self.flakes]).reshape(-1, 3)
         self.flake_lo, self.flake_hi = fc - fh, fc + fh
-        self.blob_centres = np.asarray(self.blob_centres, dtype=np.float64).reshape(-1, 3)
+        self.blob_centers = np.asarray(self.blob_centers, dtype=np.float64).reshape(-1, 3)
         self.blob_radii = np.asarray(self.blob_radii, dtype=np.float64).reshape(-1)
-        self.blob_lo = self.blob_centres - self.blob_radii[:, None]
-        self.blob_hi = self.blob_centres + self.blob_radii[:, None]
+        self.blob_lo = self.blob_centers - self.blob_radii[:, None]
+        self.blob_hi = self.blob_centers + self.blob_radii[:, None]
 
     # -- point classification -------------------------------------------------------
     def classify_block(
@@ -115,7 +116,7 @@ class Geometry:
         Parameters
         ----------
         points : (n, 3) ndarray
-            Metres, (z, y, x).
+            Meters, (z, y, x).
         lo, hi : (3,) ndarray
             A box containing all ``points`` (used to select candidate objects).
         cbd : bool
@@ -143,7 +144,7 @@ class Geometry:
                 continue
             particle = self.silicon[j]
             u, rho = particle.polar(points[idx])
-            reach = self.si_hi[j, 0] - particle.centre[0]
+            reach = self.si_hi[j, 0] - particle.center[0]
             deep = rho <= particle.r_min
             ring = ~deep & (rho <= reach)
             core.append((j, idx[deep]))
@@ -187,7 +188,7 @@ class Geometry:
     def _paint_blobs(self, points, lo, hi, phase) -> None:
         sel = _overlapping(self.blob_lo, self.blob_hi, lo, hi)
         if len(sel):
-            hit = points_in_spheres(points - lo, self.blob_centres[sel] - lo, self.blob_radii[sel], threads=1)
+            hit = points_in_spheres(points - lo, self.blob_centers[sel] - lo, self.blob_radii[sel], threads=1)
             phase[hit] = _CBD
 
     def classify(self, points: np.ndarray, *, cbd: bool = True, cell: Optional[float] = None):
@@ -196,11 +197,11 @@ class Geometry:
         Parameters
         ----------
         points : (n, 3) ndarray
-            Metres, (z, y, x).
+            Meters, (z, y, x).
         cbd : bool
             See ``classify_block``.
         cell : float, optional
-            Bin size in metres (default: 1/16 of the smallest box edge).
+            Bin size in meters (default: 1/16 of the smallest box edge).
 
         Returns
         -------
@@ -238,20 +239,21 @@ class Geometry:
         shape: Sequence[int],
         voxel_size: float,
         *,
-        threads: int = 1,
+        threads: Optional[int] = None,
         block: int = 32,
         progress: Optional[Callable[[float], None]] = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Labels and particle ids at the centres of a voxel grid.
+        """Labels and particle ids at the centers of a voxel grid.
 
         Parameters
         ----------
         shape : (3,) ints
             Grid shape (z, y, x); the grid covers ``[0, shape * voxel_size]``.
         voxel_size : float
-            Metres.
-        threads : int
-            Worker threads (NumPy releases the GIL in the array operations).
+            Meters.
+        threads : int, optional
+            Worker threads (NumPy releases the GIL in the array operations; None = the
+            package default); the result does not depend on it.
         block : int
             Edge of the voxel blocks evaluated at once.
         progress : callable, optional
@@ -280,7 +282,7 @@ class Geometry:
             labels[sl] = ph.reshape(bshape)
             particles[sl] = pi.reshape(bshape)
 
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        with ThreadPoolExecutor(max_workers=check.threads(threads)) as pool:
             for done, _ in enumerate(pool.map(work, jobs), start=1):
                 if progress is not None:
                     progress(done / len(jobs))

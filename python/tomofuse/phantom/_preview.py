@@ -1,4 +1,4 @@
-"""PNG preview of a label volume: three orthogonal slices coloured by phase."""
+"""PNG preview of a label volume: three orthogonal slices colored by phase."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 from .._phase import Phase
 from ..io import atomic_path
 
-__all__ = ["PHASE_COLOURS", "save_preview"]
+__all__ = ["PHASE_COLORS", "save_preview"]
 
-#: Colours of the paper's Figure 1e: graphite grey, silicon blue, CBD orange.
-PHASE_COLOURS = {
+#: Colors of the paper's Figure 1e: graphite gray, silicon blue, CBD orange.
+PHASE_COLORS = {
     Phase.PORE: "#111111",
     Phase.GRAPHITE: "#9e9e9e",
     Phase.SILICON: "#2f6fd6",
@@ -31,7 +31,7 @@ def save_preview(labels: np.ndarray, path: str | os.PathLike, *, voxel_size: flo
     path : path-like
         Output PNG (written atomically).
     voxel_size : float
-        Metres; sets the axes in micrometres.
+        Meters; sets the axes in micrometers.
     title : str
         Figure title.
     """
@@ -45,7 +45,7 @@ def save_preview(labels: np.ndarray, path: str | os.PathLike, *, voxel_size: flo
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise ValueError(f"labels must be a 3-D (z, y, x) volume, got shape {labels.shape}")
-    cmap = ListedColormap([PHASE_COLOURS[p] for p in Phase])
+    cmap = ListedColormap([PHASE_COLORS[p] for p in Phase])
     nz, ny, nx = labels.shape
     um = voxel_size * 1e6
     views = [
@@ -61,7 +61,7 @@ def save_preview(labels: np.ndarray, path: str | os.PathLike, *, voxel_size: flo
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
     fig.legend(
-        handles=[Patch(color=PHASE_COLOURS[p], label=p.name.lower()) for p in Phase],
+        handles=[Patch(color=PHASE_COLORS[p], label=p.name.lower()) for p in Phase],
         loc="lower center",
         ncol=len(Phase),
         frameon=False,

@@ -1,4 +1,4 @@
-"""Implicit shapes of the phantom, defined in metres with exact surfaces.
+"""Implicit shapes of the phantom, defined in meters with exact surfaces.
 
 All point and direction arrays are ``(n, 3)`` in the volumes' ``(z, y, x)``
 axis order.  Nothing here depends on a voxel grid.
@@ -16,7 +16,7 @@ _GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
 
 def fibonacci_sphere(n: int) -> np.ndarray:
-    """``n`` quasi-uniform unit vectors, each the centre of an equal-area cell.
+    """``n`` quasi-uniform unit vectors, each the center of an equal-area cell.
 
     Each vector stands for solid angle ``4*pi/n``.
 
@@ -92,18 +92,18 @@ class StarParticle:
 
     Parameters
     ----------
-    centre : (3,) array
-        Centre in metres (z, y, x).
+    center : (3,) array
+        Center in meters (z, y, x).
     radius : float
-        Base radius ``R`` in metres.
+        Base radius ``R`` in meters.
     field : SphericalField
         Shape perturbation ``g``.
     amplitude : float
         Relative roughness ``a`` (0 = sphere).
     """
 
-    def __init__(self, centre, radius: float, field: SphericalField, amplitude: float):
-        self.centre = np.asarray(centre, dtype=np.float64).reshape(3)
+    def __init__(self, center, radius: float, field: SphericalField, amplitude: float):
+        self.center = np.asarray(center, dtype=np.float64).reshape(3)
         self.radius = float(radius)
         self.field = field
         self.amplitude = float(amplitude)
@@ -111,14 +111,14 @@ class StarParticle:
         self.r_min = self.radius * math.exp(self.amplitude * field.min)
 
     def radius_at(self, u: np.ndarray) -> np.ndarray:
-        """Surface radius in direction ``u`` (unit vectors), metres."""
+        """Surface radius in direction ``u`` (unit vectors), meters."""
         if self.amplitude == 0:
             return np.full(len(u), self.radius)
         return self.radius * np.exp(self.amplitude * self.field(u))
 
     def polar(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Directions ``u`` and distances ``rho`` of points from the centre."""
-        return _unit(points - self.centre)
+        """Directions ``u`` and distances ``rho`` of points from the center."""
+        return _unit(points - self.center)
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         u, rho = self.polar(points)
@@ -132,14 +132,14 @@ class StarParticle:
     def surface(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Area-weighted quasi-uniform samples of the exact surface.
 
-        For ``x(u) = r(u) u`` the outward normal is ``(r u - grad_S r)`` normalised
+        For ``x(u) = r(u) u`` the outward normal is ``(r u - grad_S r)`` normalized
         and the area element ``dA = r sqrt(r^2 + |grad_S r|^2) dOmega``
         (``grad_S`` the surface gradient on the unit sphere).
 
         Returns
         -------
         points : (n, 3) ndarray
-            Surface points, metres.
+            Surface points, meters.
         normals : (n, 3) ndarray
             Outward unit normals.
         weights : (n,) ndarray
@@ -157,7 +157,7 @@ class StarParticle:
         nnorm = np.sqrt(np.einsum("ij,ij->i", nvec, nvec))
         normals = nvec / nnorm[:, None]
         weights = (4.0 * math.pi / n) * r * nnorm
-        return self.centre + r[:, None] * u, normals, weights, u
+        return self.center + r[:, None] * u, normals, weights, u
 
     def volume(self, n: int = 65536) -> float:
         """Volume ``integral r^3/3 dOmega`` (quasi-Monte-Carlo on the sphere), m^3."""
@@ -172,7 +172,7 @@ class Shell:
     ----------
     particle : StarParticle
     thickness : callable
-        ``thickness(u) -> (n,)`` in metres, 0 where the layer is absent.
+        ``thickness(u) -> (n,)`` in meters, 0 where the layer is absent.
     max_thickness : float
         Upper bound of ``thickness`` (for bounding boxes).
     """
@@ -195,34 +195,34 @@ class Flake:
 
     Parameters
     ----------
-    centre : (3,) array
-        Metres (z, y, x).
+    center : (3,) array
+        Meters (z, y, x).
     rotation : (3, 3) array
         Orthonormal; column ``k`` is the direction of semi-axis ``k``.
     semi_axes : (3,) array
-        Metres; the first is the flake's half thickness.
+        Meters; the first is the flake's half thickness.
     """
 
-    def __init__(self, centre, rotation, semi_axes):
-        self.centre = np.asarray(centre, dtype=np.float64).reshape(3)
+    def __init__(self, center, rotation, semi_axes):
+        self.center = np.asarray(center, dtype=np.float64).reshape(3)
         self.rotation = np.asarray(rotation, dtype=np.float64).reshape(3, 3)
         self.semi_axes = np.asarray(semi_axes, dtype=np.float64).reshape(3)
         self.half_extent = np.sqrt(((self.rotation * self.semi_axes) ** 2).sum(axis=1))
 
     def scaled(self, factor: float) -> "Flake":
-        return Flake(self.centre, self.rotation, self.semi_axes * factor)
+        return Flake(self.center, self.rotation, self.semi_axes * factor)
 
     def _local(self, points: np.ndarray) -> np.ndarray:
-        return ((points - self.centre) @ self.rotation) / self.semi_axes
+        return ((points - self.center) @ self.rotation) / self.semi_axes
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         y = self._local(points)
         return np.einsum("ij,ij->i", y, y) <= 1.0
 
     def approx_distance(self, points: np.ndarray) -> np.ndarray:
-        """Distance to the surface along the line to the centre (negative inside)."""
+        """Distance to the surface along the line to the center (negative inside)."""
         y = self._local(points)
         q = np.sqrt(np.einsum("ij,ij->i", y, y))
-        d = np.linalg.norm(points - self.centre, axis=1)
+        d = np.linalg.norm(points - self.center, axis=1)
         safe = np.where(q > 0, q, 1.0)
         return np.where(q > 0, d * (q - 1.0) / safe, -self.semi_axes.min())

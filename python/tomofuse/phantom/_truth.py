@@ -68,12 +68,12 @@ def _overlap_volume(geo: Geometry, j: int, seed: int) -> float:
     higher = [
         k
         for k in range(j)
-        if np.linalg.norm(geo.silicon[k].centre - me.centre) < geo.silicon[k].r_max + me.r_max
+        if np.linalg.norm(geo.silicon[k].center - me.center) < geo.silicon[k].r_max + me.r_max
     ]
     if not higher:
         return 0.0
-    lo = me.centre - me.r_max
-    hi = me.centre + me.r_max
+    lo = me.center - me.r_max
+    hi = me.center + me.r_max
     pts = qmc.Sobol(d=3, scramble=True, seed=seed).random_base2(16) * (hi - lo) + lo
     inside = me.contains(pts)
     claimed = np.zeros(len(pts), dtype=bool)
@@ -135,7 +135,7 @@ def compute_truth(geo: Geometry, *, samples: int = 131072, thickness_stride: int
         # interfaces that a higher-priority particle cuts into this one
         for k in range(j):
             other = geo.silicon[k]
-            if np.linalg.norm(other.centre - particle.centre) >= other.r_max + particle.r_max:
+            if np.linalg.norm(other.center - particle.center) >= other.r_max + particle.r_max:
                 continue
             pk, nk, wk, _ = surface(k)
             _, pid_k = geo.classify(pk + SURFACE_EPS * nk, cbd=False)

@@ -2,16 +2,19 @@
 the object-error metric of reconstructions.
 
 Reconstruction (:func:`reconstruct`) runs the difference-map and maximum-likelihood engines of the
-compiled core, with mixed-state probes, position refinement and resumable checkpoints;
+compiled core (options in :class:`DMOptions`, :class:`MLOptions`, :class:`PositionRefinement`), with
+mixed-state probes, position refinement and resumable checkpoints;
 :func:`reconstruct_series` runs it over a tomographic series of scans (in-process or on a Dask cluster)
 into one resumable output stack.
 """
 
-from ._geometry import fermat_spiral, pixel_size, wavelength
+from ._geometry import fermat_spiral, object_pixel_size
 from ._metrics import object_error
+from ._options import DMOptions, MLOptions, PositionRefinement
 from ._probe import focused_probe
 from ._reconstruct import Reconstruction, default_object_shape, orthogonalize_modes, reconstruct
 from ._series import reconstruct_series
 
-__all__ = ["Reconstruction", "default_object_shape", "fermat_spiral", "focused_probe", "object_error",
-           "orthogonalize_modes", "pixel_size", "reconstruct", "reconstruct_series", "wavelength"]
+__all__ = ["DMOptions", "MLOptions", "PositionRefinement", "Reconstruction", "default_object_shape", "fermat_spiral",
+           "focused_probe", "object_error", "object_pixel_size", "orthogonalize_modes", "reconstruct",
+           "reconstruct_series"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from typing import NamedTuple, Optional
 
 import numpy as np
 import scipy.fft
 import scipy.optimize
+
+from .. import _validate as check
 
 __all__ = ["object_error"]
 
@@ -58,13 +59,8 @@ def _check(estimate, truth, mask, max_shift):
         m = mask
     if int(np.count_nonzero(m)) < 3:
         raise ValueError(f"mask must include at least 3 pixels, it includes {int(np.count_nonzero(m))}")
-    if isinstance(max_shift, bool) or not isinstance(max_shift, numbers.Real):
-        raise TypeError(f"max_shift must be a number of pixels, got {max_shift!r}")
-    s = float(max_shift)
-    limit = min(t.shape) / 4.0
-    if not (math.isfinite(s) and 0.0 <= s <= limit):
-        raise ValueError(f"max_shift must be in [0, {limit:g}] pixels (a quarter of the smaller side), "
-                         f"got {max_shift!r}")
+    s = check.number(max_shift, "max_shift", unit="pixels, at most a quarter of the smaller side",
+                     minimum=0.0, maximum=min(t.shape) / 4.0)
     return e, t, m, s
 
 
@@ -76,7 +72,7 @@ class _Matcher:
     image instead of one with a phase jump at the edges; the other order
     differs only by a constant phase.  The shift multiplies the spectrum by
     ``exp(-2 pi i (u dy + v dx))``.  Coordinates ``y, x`` are pixel indices
-    relative to the image centre.
+    relative to the image center.
     """
 
     def __init__(self, e: np.ndarray, t: np.ndarray, m: np.ndarray):
@@ -111,7 +107,7 @@ class _Matcher:
 
 
 def _mean_gradient_phase(z: np.ndarray, m: np.ndarray, axis: int) -> float:
-    """Phase of ``sum z[r + 1] conj z[r]`` along ``axis`` over neighbouring pixels both in the mask."""
+    """Phase of ``sum z[r + 1] conj z[r]`` along ``axis`` over neighboring pixels both in the mask."""
     sl_hi = [slice(None), slice(None)]
     sl_lo = [slice(None), slice(None)]
     sl_hi[axis] = slice(1, None)

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from typing import Optional
 
 import numpy as np
 
-from .._validate import positive_length
-from ._geometry import wavelength
+from .. import _validate as check
+from ..materials import wavelength
 
 __all__ = ["focused_probe"]
 
 logger = logging.getLogger(__name__)
 
 
-def focused_probe(n: int, *, pixel_size: float, energy_kev: float, diameter: Optional[float] = None,
+def focused_probe(n: int, *, object_pixel_size: float, energy_kev: float, diameter: Optional[float] = None,
                   numerical_aperture: Optional[float] = None, central_stop: float = 0.0) -> np.ndarray:
     """Complex illumination of a defocused circular-aperture focus (e.g. a Fresnel zone plate), on the object grid.
 
@@ -35,19 +34,19 @@ def focused_probe(n: int, *, pixel_size: float, energy_kev: float, diameter: Opt
     ----------
     n : int
         Probe array size (pixels), >= 8; equals the diffraction pattern size.
-    pixel_size : float
-        Object pixel size, metres (``tomofuse.ptycho.pixel_size``).
+    object_pixel_size : float
+        Object pixel size, meters (``tomofuse.ptycho.object_pixel_size``).
     energy_kev : float
         Photon energy, keV.
     diameter : float, optional
-        Geometric beam diameter at the sample, metres; 0 puts the sample in
-        the focus.  Default ``n * pixel_size / 2``.  At most ``0.75 n
-        pixel_size`` (the beam and its fringes must fit in the array).
+        Geometric beam diameter at the sample, meters; 0 puts the sample in
+        the focus.  Default ``n * object_pixel_size / 2``.  At most ``0.75 n
+        object_pixel_size`` (the beam and its fringes must fit in the array).
     numerical_aperture : float, optional
         Half-angle of the focusing cone, radians.  Default ``lambda / (4
-        pixel_size)``, half the detector's angular half-range (pupil radius
+        object_pixel_size)``, half the detector's angular half-range (pupil radius
         ``n / 4`` frequency pixels); must be below ``lambda / (2
-        pixel_size)``, the detector's edge.
+        object_pixel_size)``, the detector's edge.
     central_stop : float
         Radius of the central stop as a fraction of the pupil radius, in
         [0, 1) (0 = none).
@@ -55,37 +54,29 @@ def focused_probe(n: int, *, pixel_size: float, energy_kev: float, diameter: Opt
     Returns
     -------
     (n, n) ndarray of complex64
-        The probe, centred at index ``n // 2``, normalised so that
+        The probe, centerd at index ``n // 2``, normalized so that
         ``sum |P|^2 = 1``.
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 8:
-        raise ValueError(f"n must be an int >= 8 (probe pixels), got {n!r}")
-    n = int(n)
-    dx = positive_length(pixel_size, "pixel_size")
+    n = check.integer(n, "n", minimum=8, unit="probe pixels")
+    dx = check.positive_length(object_pixel_size, "object_pixel_size")
     lam = wavelength(energy_kev)
     if numerical_aperture is None:
         na = lam / (4.0 * dx)
     else:
-        if isinstance(numerical_aperture, bool) or not isinstance(numerical_aperture, numbers.Real):
-            raise TypeError(f"numerical_aperture must be a number (radians), got {numerical_aperture!r}")
-        na = float(numerical_aperture)
-        if not (math.isfinite(na) and na > 0):
-            raise ValueError(f"numerical_aperture must be positive, got {numerical_aperture!r}")
+        na = check.number(numerical_aperture, "numerical_aperture", unit="radians", minimum=0.0,
+                          exclusive_minimum=True)
     if na >= lam / (2.0 * dx):
-        raise ValueError(f"numerical_aperture {na:.4g} reaches beyond the detector's edge lambda / (2 pixel_size) = "
+        raise ValueError(f"numerical_aperture {na:.4g} reaches beyond the detector's edge "
+                         f"lambda / (2 object_pixel_size) = "
                          f"{lam / (2 * dx):.4g}: the pattern would be cut")
-    d = 0.5 * n * dx if diameter is None else diameter
-    if isinstance(d, bool) or not isinstance(d, numbers.Real) or not math.isfinite(d) or d < 0:
-        raise ValueError(f"diameter must be a length >= 0 in metres, got {diameter!r}")
-    d = float(d)
+    d = 0.5 * n * dx if diameter is None else check.number(diameter, "diameter", unit="meters", minimum=0.0)
     if d > 0.75 * n * dx:
-        raise ValueError(f"diameter {d:.4g} m does not fit the probe array: at most 0.75 n pixel_size = "
+        raise ValueError(f"diameter {d:.4g} m does not fit the probe array: at most 0.75 n object_pixel_size = "
                          f"{0.75 * n * dx:.4g} m")
-    if isinstance(central_stop, bool) or not isinstance(central_stop, numbers.Real) \
-            or not (0.0 <= float(central_stop) < 1.0):
-        raise ValueError(f"central_stop must be a fraction in [0, 1), got {central_stop!r}")
+    central_stop = check.number(central_stop, "central_stop (a fraction of the pupil radius)", minimum=0.0,
+                                maximum=1.0, exclusive_maximum=True)
     defocus = d / (2.0 * na)
-    u = np.fft.fftfreq(n, d=dx)  # cycles per metre
+    u = np.fft.fftfreq(n, d=dx)  # cycles per meter
     u2 = u[:, None] ** 2 + u[None, :] ** 2
     u_max = na / lam
     pupil = (u2 <= u_max**2) & (u2 >= (float(central_stop) * u_max) ** 2)

@@ -2,24 +2,27 @@
 
 The engines themselves are in the compiled core (``tomofuse._core.PtychoScan``);
 this module checks the input once, prepares the data layout, runs the engine
-stages, refines probe modes and positions, and writes / resumes checkpoints.
+stages (``_Run._difference_map``, ``_Run._maximum_likelihood``), refines probe modes
+and positions, and writes / resumes checkpoints.  The engines' options are the
+dataclasses of ``_options.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from .. import _core
+from .. import _validate as check
 from .._memory import check_memory
 from .._progress import Progress, ProgressCallback
+from ._options import DMOptions, MLOptions, PositionRefinement
 
 __all__ = ["Reconstruction", "reconstruct", "default_object_shape"]
 
@@ -39,12 +42,12 @@ class Reconstruction:
         Object transmission; pixels the scan never illuminated keep the
         initial value 1.
     probe : (modes, N, N) ndarray of complex64
-        Probe modes on the object grid, centred at ``N // 2``, orthogonal and
+        Probe modes on the object grid, centerd at ``N // 2``, orthogonal and
         sorted by decreasing power; scaled so that the model intensities are in
         the units of the data (unitary DFT).
     positions_px : (K, 2) ndarray of float64
         Final scan positions ``(y, x)``, object pixels relative to the object
-        centre (refined when ``refine_positions`` was set).
+        center (refined when ``refine_positions`` was set).
     errors : list of (str, ndarray)
         Per engine stage, its name and the error after each iteration: for
         ``"dm"`` the Fourier (amplitude) error of the model after the
@@ -70,12 +73,6 @@ class Reconstruction:
 # ----------------------------------------------------------------------------------------- checks
 
 
-def _int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _engines(engines) -> list[tuple[str, int]]:
     try:
         stages = [tuple(e) for e in engines]
@@ -87,7 +84,7 @@ def _engines(engines) -> list[tuple[str, int]]:
     for stage in stages:
         if len(stage) != 2 or stage[0] not in _ENGINES:
             raise ValueError(f"engines: each stage is (name, iterations) with name in {_ENGINES}, got {stage!r}")
-        out.append((str(stage[0]), _int(stage[1], f"engines: iterations of {stage[0]!r}", 0)))
+        out.append((str(stage[0]), check.integer(stage[1], f"engines: iterations of {stage[0]!r}", minimum=0)))
     return out
 
 
@@ -97,7 +94,7 @@ def default_object_shape(positions_px, n: int, *, margin: int = 2) -> tuple[int,
     Parameters
     ----------
     positions_px : (K, 2) array_like
-        Probe-centre positions ``(y, x)``, object pixels relative to the object centre.
+        Probe-center positions ``(y, x)``, object pixels relative to the object center.
     n : int
         Pattern (probe) side, pixels.
     margin : int
@@ -148,11 +145,12 @@ def _check_inputs(intensities, positions_px, probe, mask):
     m = None
     if mask is not None:
         m = np.asarray(mask)
-        if m.shape != (n, n) or m.dtype != bool:
-            raise ValueError(f"mask must be a bool (N, N) = ({n}, {n}) array (True = invalid pixel), "
-                             f"got {m.dtype} {m.shape}")
-        if m.all():
-            raise ValueError("mask marks every detector pixel invalid")
+        if m.dtype != bool:
+            raise TypeError(f"mask must be a bool array (True = valid pixel), got dtype {m.dtype}")
+        if m.shape != (n, n):
+            raise ValueError(f"mask must be a bool (N, N) = ({n}, {n}) array (True = valid pixel), got shape {m.shape}")
+        if not m.any():
+            raise ValueError("mask marks no detector pixel valid")
     return pos, p, m
 
 
@@ -320,18 +318,11 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
                 object_shape: Optional[Sequence[int]] = None,
                 engines=(("dm", 800), ("ml", 800)),
                 probe_modes: int = 1,
-                refine_positions: bool = False,
-                mask: Optional[np.ndarray] = None,
-                probe_update_start: int = 1,
-                overlap_iterations: int = 1,
                 subpixel_steps: int = 8,
-                fourier_bound: float = 1.0,
-                fourier_bound_ramp: int = 40,
-                ml_smoothness: float = 0.003,
-                ml_update_probe: bool = False,
-                position_interval: int = 5,
-                position_start: int = 10,
-                max_position_step: float = 0.5,
+                mask: Optional[np.ndarray] = None,
+                dm: DMOptions = DMOptions(),
+                ml: MLOptions = MLOptions(),
+                refine_positions: Union[bool, PositionRefinement] = False,
                 checkpoint: Optional[str | os.PathLike] = None,
                 checkpoint_every: int = 50,
                 callback: Optional[ProgressCallback] = None,
@@ -343,63 +334,38 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
 
     - ``"dm"``: difference map (Thibault et al., Ultramicroscopy 109, 338
       (2009)): alternating object / probe overlap updates, then the Fourier
-      modulus constraint on ``2 P o_k - psi_k``.
+      modulus constraint on ``2 P o_k - psi_k``; options in ``dm``.
     - ``"ml"``: maximum likelihood with a Poisson noise model (Thibault &
       Guizar-Sicairos, New J. Phys. 14, 063004 (2012)): preconditioned
       Polak-Ribiere conjugate gradients with the polynomial line search, step
-      halved until the likelihood does not decrease (monotone).
+      halved until the likelihood does not decrease (monotone); options in ``ml``.
 
     Both run in the compiled core, with OpenMP over patterns and sums in a
-    fixed order (results do not depend on ``threads``). Sub-pixel positions
-    are modelled by bilinear interpolation of the object.
+    fixed order (results do not depend on ``threads``).  Sub-pixel positions
+    are modeled by shifted probes (``subpixel_steps > 0``, the default) or by
+    bilinear interpolation of the object (``subpixel_steps=0``).
 
     Parameters
     ----------
     intensities : (K, N, N) ndarray
         Diffraction patterns (counts) as the detector records them, zero
-        frequency at the pattern centre (index ``N // 2``).
+        frequency at the pattern center (index ``N // 2``).
     positions_px : (K, 2) array_like
-        Probe-centre positions ``(y, x)`` in object pixels relative to the
-        object array's centre (index ``H // 2, W // 2``); sub-pixel allowed.
+        Probe-center positions ``(y, x)`` in object pixels relative to the
+        object array's center (index ``H // 2, W // 2``); sub-pixel allowed.
     probe : (N, N) or (M, N, N) complex ndarray
-        Initial probe (object-grid pixels, centred at ``N // 2``), e.g.
+        Initial probe (object pixels, centered at ``N // 2``), e.g.
         :func:`tomofuse.ptycho.focused_probe`. It is rescaled to the data's
         mean total count. Missing modes start as the first mode times low-order
         polynomials (x, y, xy, ...), 5 % of its power each.
     object_shape : (int, int), optional
-        Object array shape; default :func:`default_object_shape`.
+        Object array shape ``(H, W)``, object pixels; default
+        :func:`default_object_shape`.
     engines : sequence of (str, int)
         Stages ``(name, iterations)``, names ``"dm"`` or ``"ml"``.
     probe_modes : int
         Number of mutually incoherent probe modes (mixed state), kept
         orthogonal and sorted by power.
-    refine_positions : bool
-        Refine positions during DM (every ``position_interval`` iterations
-        from ``position_start``), by a linearised least-squares fit of each
-        exit wave, steps clipped to ``max_position_step`` pixels, mean shift
-        removed.
-    mask : (N, N) bool ndarray, optional
-        True marks invalid detector pixels (as ``CXIScan.mask``); they are not
-        constrained.
-    ml_smoothness : float
-        Weight of ML's Gaussian smoothness prior on the object (Thibault &
-        Guizar-Sicairos 2012, sec. 3.4), relative to the mean illumination
-        of the scanned region (the diagonal curvature of the likelihood):
-        ``mu = ml_smoothness * mean(sum_k |P|^2)``. ML then minimises the
-        Poisson NLL plus the prior, which decreases monotonically; 0 gives
-        plain maximum likelihood (the NLL itself is then monotone).
-    ml_update_probe : bool
-        Whether ML refines the probe as well as the object (DM always does).
-        Off by default: on simulated 1e6-photon scans of the phantom, ML with
-        DM's probe keeps the object error flat (0.0615 after 100 and after
-        400 ML iterations), with the probe refined it is 0.0595 then 0.0602.
-        With the bilinear model (``subpixel_steps=0``) a probe refined by ML
-        absorbs the interpolation error and the object degrades (0.081 ->
-        0.088, and 0.11 -> 0.23 without the prior).
-    probe_update_start : int
-        First DM iteration (0-based) that updates the probe.
-    overlap_iterations : int
-        Alternating object / probe updates per DM iteration.
     subpixel_steps : int
         Sub-pixel model. ``B > 0`` (default 8): each pattern's window is the
         whole-pixel crop of the object and the probe is shifted by the
@@ -408,29 +374,31 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
         per probe update). ``0``: bilinear interpolation of the object
         instead (no extra transforms, but it blurs the object by up to half
         a pixel, which limits the accuracy and lets a probe refined by ML
-        absorb the interpolation error).
-    fourier_bound : float
-        DM's relaxed modulus constraint (the power bound of Thibault et al.
-        2009), in units of the expected Poisson noise of each pattern,
-        ``sum_q min(1/4, I_q)`` (the variance of ``sqrt(I)`` is 1/4 for
-        counts >> 1 and below ``I`` for small counts): a pattern whose
-        amplitude error is below the bound is left alone, others move only
-        down to it. This keeps DM from fitting the noise (its iterate drifts
-        and the object degrades otherwise); 0 gives the strict constraint.
-    fourier_bound_ramp : int
-        The bound grows linearly from 0 over this many DM iterations: the
-        strict constraint converges fastest while the model is far from the
-        data, the bound then stops the noise fitting (0: full bound at once).
+        absorb the interpolation error).  At most 64.
+    mask : (N, N) bool ndarray, optional
+        True where a detector pixel is valid and used (as ``CXIScan.mask``);
+        False pixels are not constrained.  Default: all pixels are used.
+    dm : DMOptions
+        Difference-map options (probe update start, overlap iterations, the
+        relaxed Fourier constraint).
+    ml : MLOptions
+        Maximum-likelihood options (smoothness prior, probe refinement).
+    refine_positions : bool or PositionRefinement
+        Refine the positions during DM: a :class:`PositionRefinement` (when,
+        how often, largest step), True for its defaults, False (default) for
+        none.
     checkpoint : path, optional
         HDF5 file written atomically every ``checkpoint_every`` iterations and
         at the end of each stage. If it exists, the run resumes from it and
         gives bit for bit the result of an uninterrupted run; a finished
         checkpoint returns at once. A checkpoint of other data or parameters
         raises ValueError.
+    checkpoint_every : int
+        Iterations between checkpoints (>= 1).
     callback : callable, optional
         ``callback(fraction, message)`` progress.
     threads : int, optional
-        Threads of the core; None uses ``tomofuse._core.default_threads()``.
+        Threads of the core (None = the package default); results do not depend on it.
     seed : int
         Seed of the initial extra probe modes.
 
@@ -438,69 +406,225 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
     -------
     Reconstruction
     """
-    pos, p_init, bad = _check_inputs(intensities, positions_px, probe, mask)
-    stages = _engines(engines)
-    modes = _int(probe_modes, "probe_modes", 1)
-    _int(probe_update_start, "probe_update_start", 0)
-    _int(overlap_iterations, "overlap_iterations", 1)
-    _int(position_interval, "position_interval", 1)
-    _int(subpixel_steps, "subpixel_steps", 0)
-    if subpixel_steps > 64:
-        raise ValueError(f"subpixel_steps must be <= 64, got {subpixel_steps}")
-    _int(fourier_bound_ramp, "fourier_bound_ramp", 0)
-    _int(position_start, "position_start", 0)
-    _int(checkpoint_every, "checkpoint_every", 1)
-    _int(seed, "seed", 0)
-    if not (isinstance(fourier_bound, numbers.Real) and math.isfinite(fourier_bound) and fourier_bound >= 0):
-        raise ValueError(f"fourier_bound must be a finite number >= 0, got {fourier_bound!r}")
-    if not (isinstance(ml_smoothness, numbers.Real) and math.isfinite(ml_smoothness) and ml_smoothness >= 0):
-        raise ValueError(f"ml_smoothness must be a finite number >= 0, got {ml_smoothness!r}")
-    if not (isinstance(max_position_step, numbers.Real) and max_position_step > 0):
-        raise ValueError(f"max_position_step must be > 0, got {max_position_step!r}")
-    nthreads = 0 if threads is None else _int(threads, "threads", 1)
-    k, n = intensities.shape[0], intensities.shape[1]
-    if object_shape is None:
-        shape = default_object_shape(pos, n)
-    else:
-        shape = tuple(int(s) for s in object_shape)
-        if len(shape) != 2 or min(shape) < n:
-            raise ValueError(f"object_shape must be (H, W) with H, W >= N = {n}, got {object_shape!r}")
-    # Peak memory: the patterns (float32, and their amplitudes), exit waves and the ML far-field and
-    # residual buffers (complex64, K x modes x N^2 each), the object and its ML state (~8 arrays).
-    waves = 8.0 * k * modes * n * n
-    check_memory(8.0 * k * n * n + 3 * waves + 64.0 * shape[0] * shape[1], stage="tomofuse.ptycho.reconstruct",
-                 detail=f"{k} patterns of {n}x{n}, {modes} probe mode(s), a {shape[0]}x{shape[1]} object",
-                 remedy="reconstruct fewer patterns per call (a smaller field of view) or distribute the "
-                        "projections of a series (tomofuse.ptycho.reconstruct_series with a Dask client)")
-    try:
-        scan = _core.PtychoScan(n, modes, shape, pos, subpixel_steps=subpixel_steps)
-    except ValueError as e:
-        raise ValueError(f"positions_px: {e}") from None
-    progress = Progress(callback, logger)
+    run = _Run(intensities, positions_px, probe, object_shape=object_shape, engines=engines,
+               probe_modes=probe_modes, subpixel_steps=subpixel_steps, mask=mask, dm=dm, ml=ml,
+               refine_positions=refine_positions, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+               callback=callback, threads=threads, seed=seed)
+    return run.run()
 
-    params = {"engines": stages, "probe_modes": modes, "refine_positions": bool(refine_positions),
-              "object_shape": list(shape), "probe_update_start": probe_update_start,
-              "overlap_iterations": overlap_iterations, "position_interval": position_interval,
-              "position_start": position_start, "subpixel_steps": subpixel_steps,
-              "max_position_step": float(max_position_step), "seed": seed,
-              "ml_update_probe": bool(ml_update_probe), "fourier_bound": float(fourier_bound), "fourier_bound_ramp": fourier_bound_ramp, "ml_smoothness": float(ml_smoothness)}
-    digest = _hash_inputs(intensities, pos, p_init, bad, params)
 
-    # Data in the engines' layout: zero frequency at index 0, float32.
-    data = np.ascontiguousarray(np.fft.ifftshift(intensities, axes=(1, 2)), dtype=np.float32)
-    valid = None if bad is None else np.ascontiguousarray(~np.fft.ifftshift(bad), dtype=np.uint8)
-    valid_pixels = k * (n * n if valid is None else int(valid.sum()))
-    total = float(data.sum(dtype=np.float64)) if valid is None else float(
-        (data * valid[None]).sum(dtype=np.float64))
+class _Run:
+    """One call of :func:`reconstruct`: the checked problem, the iterate, the stages and the checkpoints."""
 
-    # Initial state.
-    obj = np.ones(shape, np.complex64)
+    def __init__(self, intensities, positions_px, probe, *, object_shape, engines, probe_modes, subpixel_steps,
+                 mask, dm, ml, refine_positions, checkpoint, checkpoint_every, callback, threads, seed):
+        pos, p_init, valid_mask = _check_inputs(intensities, positions_px, probe, mask)
+        bad = None if valid_mask is None else ~valid_mask
+        self.stages = _engines(engines)
+        self.modes = check.integer(probe_modes, "probe_modes", minimum=1)
+        self.subpixel_steps = check.integer(subpixel_steps, "subpixel_steps", minimum=0, maximum=64)
+        if not isinstance(dm, DMOptions):
+            raise TypeError(f"dm must be a tomofuse.ptycho.DMOptions, got {type(dm).__name__}")
+        if not isinstance(ml, MLOptions):
+            raise TypeError(f"ml must be a tomofuse.ptycho.MLOptions, got {type(ml).__name__}")
+        if isinstance(refine_positions, PositionRefinement):
+            self.refine = refine_positions
+        elif check.flag(refine_positions, "refine_positions (a bool or a PositionRefinement)"):
+            self.refine = PositionRefinement()
+        else:
+            self.refine = None
+        self.dm, self.ml = dm, ml
+        self.checkpoint_every = check.integer(checkpoint_every, "checkpoint_every", minimum=1)
+        self.seed = check.seed(seed)
+        self.threads = check.threads(threads)
+        self.k, self.n = intensities.shape[0], intensities.shape[1]
+        if object_shape is None:
+            self.shape = default_object_shape(pos, self.n)
+        else:
+            self.shape = tuple(int(s) for s in object_shape)
+            if len(self.shape) != 2 or min(self.shape) < self.n:
+                raise ValueError(f"object_shape must be (H, W) with H, W >= N = {self.n}, got {object_shape!r}")
+        # Peak memory: the patterns (float32, and their amplitudes), exit waves and the ML far-field
+        # and residual buffers (complex64, K x modes x N^2 each), the object and its ML state.
+        waves = 8.0 * self.k * self.modes * self.n * self.n
+        check_memory(8.0 * self.k * self.n * self.n + 3 * waves + 64.0 * self.shape[0] * self.shape[1],
+                     stage="tomofuse.ptycho.reconstruct",
+                     detail=f"{self.k} patterns of {self.n}x{self.n}, {self.modes} probe mode(s), a "
+                            f"{self.shape[0]}x{self.shape[1]} object",
+                     remedy="reconstruct fewer patterns per call (a smaller field of view) or distribute the "
+                            "projections of a series (tomofuse.ptycho.reconstruct_series with a Dask client)")
+        self.scan = self._scan(pos, "positions_px: {}")
+        self.progress = Progress(callback, logger)
+
+        # What a checkpoint must match (kept as it was before the options objects, so that
+        # older checkpoints still resume).
+        refine = self.refine or PositionRefinement()
+        self.params = {"engines": self.stages, "probe_modes": self.modes,
+                       "refine_positions": self.refine is not None, "object_shape": list(self.shape),
+                       "probe_update_start": dm.probe_update_start, "overlap_iterations": dm.overlap_iterations,
+                       "position_interval": refine.interval, "position_start": refine.start,
+                       "subpixel_steps": self.subpixel_steps, "max_position_step": float(refine.max_step),
+                       "seed": self.seed, "ml_update_probe": bool(ml.update_probe),
+                       "fourier_bound": float(dm.fourier_bound), "fourier_bound_ramp": dm.fourier_bound_ramp,
+                       "ml_smoothness": float(ml.smoothness)}
+        self.digest = _hash_inputs(intensities, pos, p_init, bad, self.params)
+
+        # Data in the engines' layout: zero frequency at index 0, float32.
+        self.data = np.ascontiguousarray(np.fft.ifftshift(intensities, axes=(1, 2)), dtype=np.float32)
+        self.valid = None if bad is None else np.ascontiguousarray(~np.fft.ifftshift(bad), dtype=np.uint8)
+        self.valid_pixels = self.k * (self.n * self.n if self.valid is None else int(self.valid.sum()))
+        self.total = float(self.data.sum(dtype=np.float64)) if self.valid is None else float(
+            (self.data * self.valid[None]).sum(dtype=np.float64))
+
+        # Initial iterate.
+        self.obj = np.ones(self.shape, np.complex64)
+        self.probe = _initial_probe(p_init, self.modes, self.n, self.total / self.k, self.seed)
+        self.positions = pos.copy()
+        self.errors: list[tuple[str, list]] = []
+        self.exit_waves = None
+        self.start_stage, self.start_iter = 0, 0
+        self.ml_resume = None
+        self.ckpt = Path(checkpoint) if checkpoint is not None else None
+
+    def _scan(self, positions, message: str):
+        try:
+            return _core.PtychoScan(self.n, self.modes, self.shape, positions, subpixel_steps=self.subpixel_steps)
+        except ValueError as e:
+            raise ValueError(message.format(e)) from None
+
+    # -- checkpoints
+    def _resume(self) -> None:
+        saved = _load_checkpoint(self.ckpt, self.digest)
+        if saved is None:
+            return
+        arrays = saved["arrays"]
+        self.obj, self.probe, self.positions = arrays["object"], arrays["probe"], arrays["positions"]
+        self.errors = saved["errors"]
+        self.start_stage, self.start_iter = saved["stage"], saved["iteration"]
+        self.exit_waves = arrays.get("exit")
+        if "dir_object" in arrays:
+            self.ml_resume = saved
+        logger.info("resuming from %s at stage %d iteration %d", self.ckpt, self.start_stage, self.start_iter)
+        if saved["done"]:
+            self.start_stage = len(self.stages)
+        self.scan = _core.PtychoScan(self.n, self.modes, self.shape, self.positions,
+                                     subpixel_steps=self.subpixel_steps)
+
+    def _save(self, stage: int, iteration: int, done: bool = False, extra=None) -> None:
+        if self.ckpt is None:
+            return
+        arrays = {"object": self.obj, "probe": self.probe, "positions": self.positions}
+        st = {"params": self.params, "hash": self.digest, "stage": stage, "iteration": iteration, "done": done,
+              "errors": self.errors, "arrays": arrays}
+        if extra:
+            arrays.update(extra.get("arrays", {}))
+            st.update({key: v for key, v in extra.items() if key != "arrays"})
+        _save_checkpoint(self.ckpt, st)
+
+    # -- the stages
+    def run(self) -> Reconstruction:
+        if self.ckpt is not None:
+            self._resume()
+        all_iters = max(1, sum(it for _, it in self.stages))
+        done_iters = sum(it for _, it in self.stages[:self.start_stage]) + self.start_iter
+        for si in range(self.start_stage, len(self.stages)):
+            name, iters = self.stages[si]
+            first = self.start_iter if si == self.start_stage else 0
+            if first == 0 or len(self.errors) <= si:
+                self.errors.append((name, []))
+            self.progress.stage(done_iters / all_iters, min(1.0, (done_iters + iters - first) / all_iters),
+                                f"{name} {iters} iterations")
+            if name == "dm":
+                self._difference_map(si, first, iters)
+            else:
+                self._maximum_likelihood(si, first, iters)
+            done_iters += iters - first
+            self._save(si + 1, 0, done=si + 1 == len(self.stages))
+        if self.modes > 1:
+            orthogonalize_modes(self.probe)
+        illum = self.scan.illumination(self.probe, threads=self.threads)
+        return Reconstruction(object=self.obj, probe=self.probe, positions_px=self.positions,
+                              errors=[(nm, np.asarray(e, dtype=np.float64)) for nm, e in self.errors],
+                              illumination=illum)
+
+    def _difference_map(self, si: int, first: int, iters: int) -> None:
+        """DM iterations ``first .. iters - 1`` of stage ``si`` (with position refinement if asked)."""
+        dm, refine, errs = self.dm, self.refine, self.errors[si][1]
+        amp = np.sqrt(self.data)
+        noise = np.minimum(self.data, np.float32(0.25))
+        if self.valid is not None:
+            noise *= self.valid[None]
+        bound = float(dm.fourier_bound) * noise.sum(axis=(1, 2), dtype=np.float64)
+        del noise
+        if self.exit_waves is None or first == 0:
+            self.exit_waves = np.empty((self.k, self.modes, self.n, self.n), np.complex64)
+            self.scan.exit_waves(self.obj, self.probe, self.exit_waves, threads=self.threads)
+        for it in range(first, iters):
+            ramp = min(1.0, it / dm.fourier_bound_ramp) if dm.fourier_bound_ramp else 1.0
+            _, e = self.scan.dm_iteration(amp, self.valid, self.obj, self.probe, self.exit_waves,
+                                          update_probe=it >= dm.probe_update_start,
+                                          overlap_iterations=dm.overlap_iterations, bound=bound * ramp,
+                                          model_error=True, threads=self.threads)
+            errs.append(float(e.sum()) / max(self.total, 1e-30))
+            if self.modes > 1 and it >= dm.probe_update_start:
+                orthogonalize_modes(self.probe, self.exit_waves)
+            if refine is not None and it >= refine.start and (it - refine.start) % refine.interval == 0:
+                self.positions = _refine_positions(self.scan, self.obj, self.probe, self.exit_waves, self.positions,
+                                                   max_step=refine.max_step)
+                self.scan = self._scan(self.positions, "position refinement moved a window off the object ({}); "
+                                                       "pass a larger object_shape")
+            self.progress.update((it + 1 - first) / max(1, iters - first), f"dm {it + 1}/{iters}")
+            if (it + 1) % self.checkpoint_every == 0 and it + 1 < iters:
+                self._save(si, it + 1, extra={"arrays": {"exit": self.exit_waves}})
+        self.exit_waves = None
+
+    def _maximum_likelihood(self, si: int, first: int, iters: int) -> None:
+        """ML iterations ``first .. iters - 1`` of stage ``si``; stops once two find no decrease."""
+        ml, errs = self.ml, self.errors[si][1]
+        far = np.empty((self.k, self.modes, self.n, self.n), np.complex64)
+        chi = np.empty_like(far)
+        state = _MLState.empty(self.shape, self.probe.shape)
+        # The prior's weight follows the illumination at the stage's start point (saved for a resume).
+        resume = self.ml_resume
+        if resume is not None and si == self.start_stage and first > 0:
+            for key in _MLState._ARRAYS:
+                getattr(state, key)[...] = resume["arrays"][key]
+            state.prev_zg = resume["ml_prev_zg"]
+            state.alpha = resume["ml_alpha"]
+            mu = resume["ml_mu"]
+        else:
+            ill = self.scan.illumination(self.probe, threads=self.threads)
+            lit = ill[ill > 0.1 * ill.max()]
+            mu = float(ml.smoothness) * float(lit.mean()) if lit.size else 0.0
+        self.scan.ml_iteration(self.data, self.valid, self.obj, self.probe, state, far, chi, start=True,
+                               smoothness=mu, update_probe=bool(ml.update_probe), threads=self.threads)
+        stalled = 0
+        for it in range(first, iters):
+            nll, alpha, backtracks, restarted = self.scan.ml_iteration(
+                self.data, self.valid, self.obj, self.probe, state, far, chi, smoothness=mu,
+                update_probe=bool(ml.update_probe), threads=self.threads)
+            errs.append(float(nll) / self.valid_pixels)
+            logger.debug("ml %d: nll %.6g alpha %.3g backtracks %d restarted %s", it, nll, alpha, backtracks,
+                         restarted)
+            stalled = stalled + 1 if alpha == 0.0 else 0
+            if stalled >= 2:  # no decrease along the gradient either: converged (float32)
+                logger.info("ML converged after %d iterations (no decrease twice in a row)", it + 1)
+                break
+            self.progress.update((it + 1 - first) / max(1, iters - first), f"ml {it + 1}/{iters}")
+            if (it + 1) % self.checkpoint_every == 0 and it + 1 < iters:
+                self._save(si, it + 1, extra={"arrays": {key: getattr(state, key) for key in _MLState._ARRAYS},
+                                              "ml_prev_zg": state.prev_zg, "ml_alpha": state.alpha,
+                                              "ml_nll": state.nll, "ml_mu": mu})
+
+
+def _initial_probe(p_init: np.ndarray, modes: int, n: int, mean_count: float, seed: int) -> np.ndarray:
+    """The starting probe: the given modes, extra ones grown from the first, scaled to the data's mean count."""
     pr = np.zeros((modes, n, n), np.complex64)
     given = min(modes, p_init.shape[0])
     pr[:given] = p_init[:given]
     rng = np.random.default_rng(seed)
     if given < modes:
-        # Extra modes: the first mode times low-order Hermite-like polynomials of the centred
+        # Extra modes: the first mode times low-order Hermite-like polynomials of the centered
         # coordinates (x, y, xy, x^2 - y^2, ...) plus a little seeded noise, each with 5 % of its
         # power; smooth and nearly orthogonal to it, so the engines can grow them.
         c = (np.arange(n) - n // 2) / (n / 4)
@@ -514,126 +638,7 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
             mode *= math.sqrt(0.05 * p0_power / max(float(np.sum(np.abs(mode) ** 2)), 1e-300))
             pr[m] = mode.astype(np.complex64)
     power = float(np.sum(np.abs(pr) ** 2, dtype=np.float64))
-    pr *= np.float32(math.sqrt(total / k / power))  # unitary DFT: sum |F P|^2 = sum |P|^2 per pattern
+    pr *= np.float32(math.sqrt(mean_count / power))  # unitary DFT: sum |F P|^2 = sum |P|^2 per pattern
     if modes > 1:
         orthogonalize_modes(pr)
-    positions = pos.copy()
-    errors: list[tuple[str, list]] = []
-    start_stage, start_iter = 0, 0
-    exit_ = None
-    ml_state = None
-    ml_resume = None
-
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None:
-        saved = _load_checkpoint(ckpt, digest)
-        if saved is not None:
-            arrays = saved["arrays"]
-            obj, pr, positions = arrays["object"], arrays["probe"], arrays["positions"]
-            errors = saved["errors"]
-            start_stage, start_iter = saved["stage"], saved["iteration"]
-            exit_ = arrays.get("exit")
-            if "dir_object" in arrays:
-                ml_resume = saved
-            logger.info("resuming from %s at stage %d iteration %d", ckpt, start_stage, start_iter)
-            if saved["done"]:
-                start_stage = len(stages)
-            scan = _core.PtychoScan(n, modes, shape, positions, subpixel_steps=subpixel_steps)
-
-    all_iters = max(1, sum(it for _, it in stages))
-    done_iters = sum(it for _, it in stages[:start_stage]) + start_iter
-
-    def save(stage, iteration, done=False, extra=None):
-        if ckpt is None:
-            return
-        arrays = {"object": obj, "probe": pr, "positions": positions}
-        st = {"params": params, "hash": digest, "stage": stage, "iteration": iteration, "done": done,
-              "errors": errors, "arrays": arrays}
-        if extra:
-            arrays.update(extra.get("arrays", {}))
-            st.update({key: v for key, v in extra.items() if key != "arrays"})
-        _save_checkpoint(ckpt, st)
-
-    for si in range(start_stage, len(stages)):
-        name, iters = stages[si]
-        first = start_iter if si == start_stage else 0
-        if first == 0 or len(errors) <= si:
-            errors.append((name, []))
-        errs = errors[si][1]
-        progress.stage(done_iters / all_iters, min(1.0, (done_iters + iters - first) / all_iters),
-                       f"{name} {iters} iterations")
-        if name == "dm":
-            amp = np.sqrt(data)
-            noise = np.minimum(data, np.float32(0.25))
-            if valid is not None:
-                noise *= valid[None]
-            bound = float(fourier_bound) * noise.sum(axis=(1, 2), dtype=np.float64)
-            del noise
-            if exit_ is None or first == 0:
-                exit_ = np.empty((k, modes, n, n), np.complex64)
-                scan.exit_waves(obj, pr, exit_, threads=nthreads)
-            for it in range(first, iters):
-                ramp = min(1.0, it / fourier_bound_ramp) if fourier_bound_ramp else 1.0
-                _, e = scan.dm_iteration(amp, valid, obj, pr, exit_, update_probe=it >= probe_update_start,
-                                         overlap_iterations=overlap_iterations, bound=bound * ramp,
-                                         model_error=True, threads=nthreads)
-                errs.append(float(e.sum()) / max(total, 1e-30))
-                if modes > 1 and it >= probe_update_start:
-                    orthogonalize_modes(pr, exit_)
-                if refine_positions and it >= position_start and (it - position_start) % position_interval == 0:
-                    positions = _refine_positions(scan, obj, pr, exit_, positions, max_step=max_position_step)
-                    try:
-                        scan = _core.PtychoScan(n, modes, shape, positions, subpixel_steps=subpixel_steps)
-                    except ValueError as err:
-                        raise ValueError(f"position refinement moved a window off the object ({err}); "
-                                         "pass a larger object_shape") from None
-                progress.update((it + 1 - first) / max(1, iters - first), f"dm {it + 1}/{iters}")
-                if (it + 1) % checkpoint_every == 0 and it + 1 < iters:
-                    save(si, it + 1, extra={"arrays": {"exit": exit_}})
-            exit_ = None
-        else:
-            far = np.empty((k, modes, n, n), np.complex64)
-            chi = np.empty_like(far)
-            ml_state = _MLState.empty(shape, pr.shape)
-            # The prior's weight follows the illumination at the stage's start point (saved for a resume).
-            if ml_resume is not None and si == start_stage and first > 0:
-                for key in _MLState._ARRAYS:
-                    getattr(ml_state, key)[...] = ml_resume["arrays"][key]
-                ml_state.prev_zg = ml_resume["ml_prev_zg"]
-                ml_state.alpha = ml_resume["ml_alpha"]
-                mu = ml_resume["ml_mu"]
-            else:
-                ill = scan.illumination(pr, threads=nthreads)
-                lit = ill[ill > 0.1 * ill.max()]
-                mu = float(ml_smoothness) * float(lit.mean()) if lit.size else 0.0
-            scan.ml_iteration(data, valid, obj, pr, ml_state, far, chi, start=True, smoothness=mu,
-                              update_probe=bool(ml_update_probe), threads=nthreads)
-            stalled = 0
-            for it in range(first, iters):
-                nll, alpha, backtracks, restarted = scan.ml_iteration(data, valid, obj, pr, ml_state, far, chi,
-                                                                      smoothness=mu,
-                                                                      update_probe=bool(ml_update_probe),
-                                                                      threads=nthreads)
-                errs.append(float(nll) / valid_pixels)
-                logger.debug("ml %d: nll %.6g alpha %.3g backtracks %d restarted %s", it, nll, alpha, backtracks,
-                             restarted)
-                stalled = stalled + 1 if alpha == 0.0 else 0
-                if stalled >= 2:  # no decrease along the gradient either: converged (float32)
-                    logger.info("ML converged after %d iterations (no decrease twice in a row)", it + 1)
-                    break
-                progress.update((it + 1 - first) / max(1, iters - first), f"ml {it + 1}/{iters}")
-                if (it + 1) % checkpoint_every == 0 and it + 1 < iters:
-                    save(si, it + 1, extra={"arrays": {key: getattr(ml_state, key) for key in _MLState._ARRAYS},
-                                            "ml_prev_zg": ml_state.prev_zg, "ml_alpha": ml_state.alpha,
-                                            "ml_nll": ml_state.nll, "ml_mu": mu})
-            del far, chi
-            ml_state = None
-        done_iters += iters - first
-        save(si + 1, 0, done=si + 1 == len(stages))
-
-    if modes > 1:
-        orthogonalize_modes(pr)
-    illum = scan.illumination(pr, threads=nthreads)
-    return Reconstruction(object=obj, probe=pr, positions_px=positions,
-                          errors=[(nm, np.asarray(e, dtype=np.float64)) for nm, e in errors],
-                          illumination=illum)
+    return pr

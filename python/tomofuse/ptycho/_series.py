@@ -21,7 +21,8 @@ import numpy as np
 
 from .._dask import check_client, run_bounded, task_threads, worker_threads_per_host
 from .._progress import Progress, ProgressCallback
-from ._reconstruct import _engines, _int, default_object_shape, reconstruct
+from .. import _validate as check
+from ._reconstruct import _engines, default_object_shape, reconstruct
 
 __all__ = ["reconstruct_series"]
 
@@ -38,20 +39,21 @@ _OPTIONS = tuple(n for n, p in inspect.signature(reconstruct).parameters.items()
 # ---------------------------------------------------------------------------------------- sources
 
 
-def _pixel_pitch(pixel_size) -> np.ndarray:
-    """``pixel_size`` (one value or ``(y, x)``, metres) as a (2,) float64 array."""
+def _pixel_pitch(object_pixel_size) -> np.ndarray:
+    """``object_pixel_size`` (one value or ``(y, x)``, meters) as a (2,) float64 array."""
     try:
-        ps = None if isinstance(pixel_size, bool) else np.atleast_1d(np.asarray(pixel_size, dtype=np.float64))
+        ps = None if isinstance(object_pixel_size, bool) else np.atleast_1d(np.asarray(object_pixel_size,
+                                                                                        dtype=np.float64))
     except (TypeError, ValueError):
         ps = None
     if ps is None or ps.ndim != 1 or ps.size not in (1, 2) or not np.all(np.isfinite(ps)) or np.any(ps <= 0):
-        raise ValueError(f"pixel_size must be one positive object pixel size or (y, x) sizes in metres, "
-                         f"got {pixel_size!r}")
+        raise ValueError(f"object_pixel_size must be one positive size or (y, x) sizes in meters, "
+                         f"got {object_pixel_size!r}")
     return np.array([ps[0], ps[-1]], dtype=np.float64)
 
 
 def _cxi_positions_px(positions_m: np.ndarray, pitch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Object pixels relative to the scan's mean position, and that mean (metres)."""
+    """Object pixels relative to the scan's mean position, and that mean (meters)."""
     offset = positions_m.mean(axis=0)
     return (positions_m - offset) / pitch, offset
 
@@ -83,7 +85,7 @@ class _Source:
             if not path.is_file():
                 raise FileNotFoundError(f"scans[{index}]: no such CXI file {str(path)!r}")
             if pitch is None:
-                raise ValueError("scans given as CXI files need pixel_size= (object pixel size, metres) to "
+                raise ValueError("scans given as CXI files need object_pixel_size= (meters) to "
                                  "convert their positions to object pixels")
             self.kind, self.path, self.data = "cxi", str(path), None
             self.k, self.n, self.positions, self.offset_m = _cxi_header(path, pitch)
@@ -161,7 +163,7 @@ class _Stack:
                     f.create_dataset("angles", data=angles).attrs["units"] = "rad"
                     f.create_dataset("done", data=np.zeros(p, bool))
                     f.create_dataset("sources", data=np.array(sources, dtype=h5py.string_dtype()))
-                    f.create_group("positions").attrs["units"] = "object pixels from the object centre (y, x)"
+                    f.create_group("positions").attrs["units"] = "object pixels from the object center (y, x)"
                     f.create_group("errors")
         else:
             from ..io import jsonable, require_zarr
@@ -179,7 +181,7 @@ class _Stack:
                 a.attrs["units"] = "rad"
                 root.create_array("done", shape=(p,), dtype=bool, chunks=(1,), fill_value=False)
                 root.attrs["sources"] = list(sources)
-                root.create_group("positions").attrs["units"] = "object pixels from the object centre (y, x)"
+                root.create_group("positions").attrs["units"] = "object pixels from the object center (y, x)"
                 root.create_group("errors")
 
     def read_state(self) -> dict[str, Any]:
@@ -255,7 +257,7 @@ def reconstruct_series(scans, probe: np.ndarray, *, out: str | os.PathLike, angl
                        object_shape: Optional[Sequence[int]] = None,
                        engines=(("dm", 800), ("ml", 800)), checkpoint_every: int = 50,
                        callback: Optional[ProgressCallback] = None, threads: Optional[int] = None,
-                       pixel_size=None, keep_checkpoints: bool = False, **reconstruct_options) -> Path:
+                       object_pixel_size=None, keep_checkpoints: bool = False, **reconstruct_options) -> Path:
     """Reconstruct every projection of a ptychographic tomography series into one stack, resumably.
 
     Each projection is an independent :func:`reconstruct` with its own
@@ -276,17 +278,17 @@ def reconstruct_series(scans, probe: np.ndarray, *, out: str | os.PathLike, angl
         One element per projection, each either
 
         - a CXI file path (``tomofuse.io.write_cxi`` layout); its positions
-          (metres) are converted to object pixels with ``pixel_size`` and
+          (meters) are converted to object pixels with ``object_pixel_size`` and
           taken relative to the scan's mean position (CXI translations are
           often absolute stage coordinates, which would put the scan far
-          from the object's centre; the subtracted mean, metres ``(y, x)``,
+          from the object's center; the subtracted mean, meters ``(y, x)``,
           is stored as attribute ``offset_m`` of the projection's
           positions). The file's mask is used unless ``mask`` is passed.
           Only the path travels to a cluster task: the file must be
           readable where the task runs.
         - an ``(intensities, positions_px)`` pair: ``(K, N, N)`` counts and
           ``(K, 2)`` positions ``(y, x)`` in object pixels relative to the
-          object centre, as :func:`reconstruct` takes them (used as given).
+          object center, as :func:`reconstruct` takes them (used as given).
 
         ``N`` must be the same for all projections; ``K`` may differ.
     probe : (N, N) or (M, N, N) complex ndarray
@@ -333,16 +335,16 @@ def reconstruct_series(scans, probe: np.ndarray, *, out: str | os.PathLike, angl
         Core threads per projection. Default: in-process the core's default;
         on a cluster a host's CPUs divided by the worker threads on it. The
         results do not depend on it.
-    pixel_size : float or (float, float), optional
-        Object pixel size, metres (``tomofuse.ptycho.pixel_size``), one value
+    object_pixel_size : float or (float, float), optional
+        Object pixel size, meters (``tomofuse.ptycho.object_pixel_size``), one value
         or ``(y, x)``; required when ``scans`` holds CXI paths.
     keep_checkpoints : bool
         Keep a projection's checkpoint after it is written to ``out``
         (default: remove it, and ``work_dir`` once empty).
     **reconstruct_options
         Further keyword options of :func:`reconstruct` (``probe_modes``,
-        ``refine_positions``, ``mask``, ``fourier_bound``, ``seed``, ...),
-        the same for every projection.
+        ``subpixel_steps``, ``mask``, ``dm``, ``ml``, ``refine_positions``,
+        ``seed``), the same for every projection.
 
     Returns
     -------
@@ -394,13 +396,13 @@ def reconstruct_series(scans, probe: np.ndarray, *, out: str | os.PathLike, angl
             or probe.shape[-1] != probe.shape[-2]:
         raise TypeError("probe must be a complex (N, N) or (M, N, N) numpy.ndarray")
     stages = _engines(engines)
-    _int(checkpoint_every, "checkpoint_every", 1)
+    check.integer(checkpoint_every, "checkpoint_every", minimum=1)
     if threads is not None:
-        _int(threads, "threads", 1)
-    modes = _int(reconstruct_options.get("probe_modes", 1), "probe_modes", 1)
+        check.threads(threads)
+    modes = check.integer(reconstruct_options.get("probe_modes", 1), "probe_modes", minimum=1)
     check_client(client)
     progress = Progress(callback, logger)
-    pitch = None if pixel_size is None else _pixel_pitch(pixel_size)
+    pitch = None if object_pixel_size is None else _pixel_pitch(object_pixel_size)
 
     sources = [_Source(i, s, pitch) for i, s in enumerate(scans)]
     n = probe.shape[-1]
@@ -421,7 +423,7 @@ def reconstruct_series(scans, probe: np.ndarray, *, out: str | os.PathLike, angl
         return f"sha256:{array_sha256(v)}" if isinstance(v, np.ndarray) else v
 
     parameters = {"engines": stages, "object_shape": list(shape), "projections": p,
-                  "pixel_size": None if pitch is None else pitch.tolist(),
+                  "object_pixel_size": None if pitch is None else pitch.tolist(),
                   "options": {k: key_value(v) for k, v in sorted(reconstruct_options.items())}}
     inputs = {"probe": array_sha256(probe), "angles": array_sha256(th)}
     fingerprints = [s.fingerprint for s in sources]

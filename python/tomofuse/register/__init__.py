@@ -11,13 +11,15 @@ and edge correlation) on held-out voxels.
 """
 
 from ._fuse import checkerboard, fuse, overlay
-from ._register import BACKENDS, STAGES, register
+from ._options import BACKENDS, STAGES, RegistrationOptions
+from ._register import register
 from ._result import Registration, RegistrationWarning, load
 
 __all__ = [
     "BACKENDS",
     "STAGES",
     "Registration",
+    "RegistrationOptions",
     "RegistrationWarning",
     "checkerboard",
     "fuse",

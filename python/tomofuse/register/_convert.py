@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
@@ -10,14 +9,11 @@ import SimpleITK as sitk
 
 __all__ = [
     "check_volume",
-    "check_spacing",
+    "check_voxel_size",
     "check_origin",
     "check_mask",
-    "check_threads",
-    "check_seed",
     "to_image",
     "zyx_to_xyz",
-    "xyz_to_zyx",
     "itk_seed",
 ]
 
@@ -50,37 +46,37 @@ def check_volume(volume, name: str) -> np.ndarray:
 
 def _per_axis(value, name: str, what: str) -> np.ndarray:
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number or 3 numbers in metres, got {value!r}")
+        raise TypeError(f"{name} must be a number or 3 numbers in meters, got {value!r}")
     if isinstance(value, numbers.Real):
         return np.full(3, float(value))
     try:
         v = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number or 3 numbers in metres, got {value!r}") from None
+        raise TypeError(f"{name} must be a number or 3 numbers in meters, got {value!r}") from None
     if v.shape != (3,):
         raise ValueError(f"{name} must be a scalar or 3 values (z, y, x) {what}, got shape {v.shape}")
     return v
 
 
-def check_spacing(value, name: str) -> np.ndarray:
-    """Per-axis (z, y, x) voxel spacing in metres (positive, finite, < 1 mm)."""
+def check_voxel_size(value, name: str) -> np.ndarray:
+    """Per-axis (z, y, x) voxel size in meters (positive, finite, < 1 mm)."""
     if value is None:
-        raise TypeError(f"{name} is required (voxel size in metres)")
-    v = _per_axis(value, name, "spacings")
+        raise TypeError(f"{name} is required (voxel size in meters)")
+    v = _per_axis(value, name, "voxel sizes")
     if not (np.isfinite(v).all() and (v > 0).all()):
-        raise ValueError(f"{name} must be positive and finite (metres), got {value!r}")
+        raise ValueError(f"{name} must be positive and finite (meters), got {value!r}")
     if (v > 1e-3).any():
-        raise ValueError(f"{name} is in metres; {value!r} m is not a nanotomography voxel")
+        raise ValueError(f"{name} is in meters; {value!r} m is not a nanotomography voxel")
     return v
 
 
 def check_origin(value, name: str) -> np.ndarray:
-    """Per-axis (z, y, x) physical position of voxel 0's centre in metres (default 0)."""
+    """Per-axis (z, y, x) physical position of voxel 0's center in meters (default 0)."""
     if value is None:
         return np.zeros(3)
     v = _per_axis(value, name, "coordinates")
     if not np.isfinite(v).all():
-        raise ValueError(f"{name} must be finite (metres), got {value!r}")
+        raise ValueError(f"{name} must be finite (meters), got {value!r}")
     return v
 
 
@@ -103,20 +99,6 @@ def check_mask(mask, shape, name: str) -> np.ndarray | None:
     return np.ascontiguousarray(m)
 
 
-def check_threads(threads) -> int | None:
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
-    return int(threads)
-
-
-def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return int(seed)
-
-
 def itk_seed(seed: int, salt: int = 0) -> int:
     """A non-zero 31-bit ITK sampling seed (ITK treats 0 as "use the wall clock")."""
     return int((seed * 1_000_003 + salt * 7919) % 2_147_483_629) + 1
@@ -127,10 +109,6 @@ def zyx_to_xyz(v) -> tuple[float, float, float]:
     return tuple(float(x) for x in v[::-1])
 
 
-def xyz_to_zyx(v) -> np.ndarray:
-    return np.asarray(v, dtype=np.float64)[..., ::-1].copy()
-
-
 def to_image(array: np.ndarray, spacing_zyx: np.ndarray, origin_zyx: np.ndarray) -> sitk.Image:
     """An ITK image of a (z, y, x) array with identity direction (physical axes x, y, z)."""
     img = sitk.GetImageFromArray(array)
@@ -139,8 +117,8 @@ def to_image(array: np.ndarray, spacing_zyx: np.ndarray, origin_zyx: np.ndarray)
     return img
 
 
-def fov_centre(image: sitk.Image) -> np.ndarray:
-    """Physical (x, y, z) centre of an image's voxel-centre box."""
+def fov_center(image: sitk.Image) -> np.ndarray:
+    """Physical (x, y, z) center of an image's voxel-center box."""
     size = np.array(image.GetSize(), dtype=np.float64)
     return np.asarray(image.GetOrigin()) + (size - 1) / 2 * np.asarray(image.GetSpacing())
 
@@ -149,12 +127,8 @@ def fov_extent(image: sitk.Image) -> np.ndarray:
     return np.array(image.GetSize(), dtype=np.float64) * np.asarray(image.GetSpacing())
 
 
-def isclose_spacing(a, b) -> bool:
-    return all(math.isclose(x, y, rel_tol=1e-9) for x, y in zip(a, b))
-
-
-#: Internal length unit of the ITK images (micrometres): keeps transform parameters O(1)
-#: for optimisers without parameter scales (L-BFGS-B).
+#: Internal length unit of the ITK images (micrometers): keeps transform parameters O(1)
+#: for optimizers without parameter scales (L-BFGS-B).
 UNIT = 1e-6
 
 

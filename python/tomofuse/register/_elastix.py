@@ -45,9 +45,9 @@ def _itk_image(array: np.ndarray, spacing_zyx, origin_zyx):
     return img
 
 
-def register_elastix(f, m, *, fixed_spacing, moving_spacing, initial, stages, bspline_grid, fixed_mask, fixed_origin,
-                     moving_origin, seed, threads, callback, moving_resolution):
-    """See ``register``; arguments already validated (spacings/origins (z, y, x) metres)."""
+def register_elastix(f, m, *, fixed_voxel_size, moving_voxel_size, initial, stages, bspline_grid, fixed_mask,
+                     fixed_origin, moving_origin, seed, threads, callback, moving_resolution):
+    """See ``register``; arguments already validated (voxel sizes and origins (z, y, x) meters)."""
     try:
         import itk
     except ImportError:
@@ -56,7 +56,7 @@ def register_elastix(f, m, *, fixed_spacing, moving_spacing, initial, stages, bs
         raise ImportError("backend='elastix' needs itk-elastix; the installed itk has no elastix module")
     progress = Progress(callback, logger)
     # tomofuse's own initial alignment and resolution estimate (rigid stage of the SimpleITK path)
-    pre = SitkRegistration(f, m, fixed_spacing, moving_spacing, fixed_origin, moving_origin, fixed_mask,
+    pre = SitkRegistration(f, m, fixed_voxel_size, moving_voxel_size, fixed_origin, moving_origin, fixed_mask,
                             ("rigid",) if "rigid" in stages else ("bspline",), initial, bspline_grid, moving_resolution,
                             seed, threads, None)
     pre.run_initial_only()
@@ -65,8 +65,8 @@ def register_elastix(f, m, *, fixed_spacing, moving_spacing, initial, stages, bs
     grid = bspline_grid if bspline_grid is not None else pre.default_grid(res)
     grid = max(grid, MIN_GRID_PER_RESOLUTION * res)
 
-    fimg = _itk_image(pre.f_arr, fixed_spacing / UNIT, fixed_origin / UNIT)
-    mimg = _itk_image(pre.m_arr, moving_spacing / UNIT, moving_origin / UNIT)
+    fimg = _itk_image(pre.f_arr, fixed_voxel_size / UNIT, fixed_origin / UNIT)
+    mimg = _itk_image(pre.m_arr, moving_voxel_size / UNIT, moving_origin / UNIT)
     po = itk.ParameterObject.New()
     common = {
         "Metric": ["AdvancedMattesMutualInformation"],
@@ -123,9 +123,9 @@ def register_elastix(f, m, *, fixed_spacing, moving_spacing, initial, stages, bs
         T.SetOutputDirectory(scratch)
         T.Update()
         field = T.GetOutputDeformationField()
-        arr = itk.array_from_image(field).astype(np.float64)  # (z, y, x, 3) displacement (x, y, z), micrometres
+        arr = itk.array_from_image(field).astype(np.float64)  # (z, y, x, 3) displacement (x, y, z), micrometers
     disp = sitk.GetImageFromArray(arr * UNIT, isVector=True)
-    disp.SetSpacing(zyx_to_xyz(fixed_spacing))
+    disp.SetSpacing(zyx_to_xyz(fixed_voxel_size))
     disp.SetOrigin(zyx_to_xyz(fixed_origin))
     transform = sitk.DisplacementFieldTransform(sitk.Cast(disp, sitk.sitkVectorFloat64))
     metrics = dict(pre.metrics)
@@ -136,8 +136,8 @@ def register_elastix(f, m, *, fixed_spacing, moving_spacing, initial, stages, bs
         transform=transform,
         fixed_shape=tuple(f.shape),
         moving_shape=tuple(m.shape),
-        fixed_spacing=fixed_spacing,
-        moving_spacing=moving_spacing,
+        fixed_voxel_size=fixed_voxel_size,
+        moving_voxel_size=moving_voxel_size,
         fixed_origin=fixed_origin,
         moving_origin=moving_origin,
         stages=tuple(stages),

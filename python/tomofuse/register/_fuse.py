@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _validate as check
 from ._convert import check_volume
 from ._result import Registration
 
@@ -14,7 +15,7 @@ def fuse(pxct, txtm, registration: Registration, *, outside: float = np.nan, thr
     """Two-channel volume on the PXCT grid: PXCT resolution, TXTM contrast.
 
     Channel 0 is the PXCT volume itself, channel 1 the TXTM volume resampled
-    (trilinear) through ``registration`` onto the PXCT voxel centres (Müller et
+    (trilinear) through ``registration`` onto the PXCT voxel centers (Müller et
     al., Fig. 1d: "the combined images contain the resolution of PXCT and the
     contrast of TXTM").
 
@@ -63,12 +64,9 @@ def _slice(fused: np.ndarray, axis: int, index: int | None) -> np.ndarray:
     f = np.asarray(fused)
     if f.ndim != 4 or f.shape[0] != 2:
         raise ValueError(f"fused must be a (2, z, y, x) volume from fuse(), got shape {f.shape}")
-    if axis not in (0, 1, 2):
-        raise ValueError(f"axis must be 0 (z), 1 (y) or 2 (x), got {axis!r}")
+    check.integer(axis, "axis (0 = z, 1 = y, 2 = x)", minimum=0, maximum=2)
     n = f.shape[1 + axis]
-    i = n // 2 if index is None else int(index)
-    if not 0 <= i < n:
-        raise ValueError(f"index must be in [0, {n}), got {index!r}")
+    i = n // 2 if index is None else check.integer(index, "index", minimum=0, maximum=n - 1)
     return np.take(f, i, axis=1 + axis)
 
 
@@ -95,8 +93,7 @@ def checkerboard(fused, *, axis: int = 0, index: int | None = None, tiles: int =
     (a, b) ndarray of float32
     """
     s = _slice(fused, axis, index)
-    if isinstance(tiles, bool) or not isinstance(tiles, (int, np.integer)) or tiles < 1:
-        raise ValueError(f"tiles must be a positive int, got {tiles!r}")
+    check.integer(tiles, "tiles", minimum=1)
     a, b = _scaled(s[0]), _scaled(s[1])
     ia = (np.arange(a.shape[0]) * tiles // a.shape[0])[:, None]
     ib = (np.arange(a.shape[1]) * tiles // a.shape[1])[None, :]
@@ -104,12 +101,12 @@ def checkerboard(fused, *, axis: int = 0, index: int | None = None, tiles: int =
 
 
 def overlay(fused, *, axis: int = 0, index: int | None = None) -> np.ndarray:
-    """A slice of the fused volume as RGB: PXCT in grey, TXTM in magenta.
+    """A slice of the fused volume as RGB: PXCT in gray, TXTM in magenta.
 
     Returns
     -------
     (a, b, 3) ndarray of float32 in [0, 1]
-        ``R = B = (pxct + txtm) / 2``, ``G = pxct``: grey where the channels agree,
+        ``R = B = (pxct + txtm) / 2``, ``G = pxct``: gray where the channels agree,
         green where only PXCT is bright, magenta where only TXTM is.
     """
     s = _slice(fused, axis, index)

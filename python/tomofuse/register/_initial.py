@@ -10,10 +10,10 @@ boundary, so the search correlates gradient magnitudes:
    ``s``-spaced grids;
 2. for every rotation of a grid over SO(3) (rotation vectors in a cube of half-width
    ``max_angle``), the rotated moving edges are correlated with the fixed edges over all
-   shifts at once by a masked, normalised cross-correlation in Fourier space (Padfield,
+   shifts at once by a masked, normalized cross-correlation in Fourier space (Padfield,
    IEEE TIP 21 (2012) 2706, doi:10.1109/TIP.2011.2181402), which ignores the voxels
    outside either field of view;
-3. the best distinct (rotation, shift) candidates, plus the centred identity, start short
+3. the best distinct (rotation, shift) candidates, plus the centerd identity, start short
    rigid Mattes mutual-information registrations at the coarse scale (multi-start); the
    one ending at the lowest metric wins.
 """
@@ -29,7 +29,8 @@ from scipy.spatial.transform import Rotation
 import scipy.fft as sfft
 import SimpleITK as sitk
 
-from ._convert import fov_centre, fov_extent, itk_seed
+from .. import _validate as check
+from ._convert import fov_center, fov_extent, itk_seed
 
 __all__ = ["auto_initial", "rotation_grid", "masked_ncc"]
 
@@ -50,8 +51,8 @@ def rotvec_matrix(r) -> np.ndarray:
     return Rotation.from_rotvec(np.asarray(r, dtype=np.float64)).as_matrix()
 
 
-def masked_ncc(f, mf, g, mg, *, min_overlap: float, workers: int | None = None, fixed_ffts=None):
-    """Normalised cross-correlation of ``f`` and ``g`` over all shifts, on masks.
+def masked_ncc(f, mf, g, mg, *, min_overlap: float, threads: int | None = None, fixed_ffts=None):
+    """Normalized cross-correlation of ``f`` and ``g`` over all shifts, on masks.
 
     ``ncc[u] = corr(f(x), g(x + u))`` over ``x`` with ``mf(x) * mg(x + u)``; shifts
     where that overlap holds fewer than ``min_overlap`` voxels are set to -1.
@@ -64,6 +65,8 @@ def masked_ncc(f, mf, g, mg, *, min_overlap: float, workers: int | None = None, 
         Moving values and 0/1 mask.
     min_overlap : float
         Minimum number of overlapping voxels.
+    threads : int, optional
+        Threads of scipy.fft (None = the package default); results do not depend on it.
     fixed_ffts : tuple, optional
         Reuse of the fixed-side transforms (returned as the second value).
 
@@ -73,6 +76,7 @@ def masked_ncc(f, mf, g, mg, *, min_overlap: float, workers: int | None = None, 
         Shape ``s = a + d - 1`` (per axis), shifts wrapped (index ``u mod s``).
     fixed_ffts : tuple
     """
+    workers = check.threads(threads)
     shape = tuple(int(a + b - 1) for a, b in zip(f.shape, g.shape))
     shape = tuple(sfft.next_fast_len(s, real=True) for s in shape)
     if fixed_ffts is None:
@@ -132,8 +136,8 @@ def _coarse_features(image: sitk.Image, spacing: float, extra_sigma: float, thre
         g.SetNumberOfThreads(threads)
     feat = g.Execute(image)
     size = [max(4, int(math.ceil(e / spacing))) for e in fov_extent(image)]
-    centre = fov_centre(image)
-    origin = centre - (np.array(size) - 1) / 2 * spacing
+    center = fov_center(image)
+    origin = center - (np.array(size) - 1) / 2 * spacing
     res = sitk.ResampleImageFilter()
     res.SetSize(size)
     res.SetOutputSpacing([spacing] * 3)
@@ -146,7 +150,7 @@ def _coarse_features(image: sitk.Image, spacing: float, extra_sigma: float, thre
 
 
 def _grid_mask(image: sitk.Image, like: sitk.Image) -> np.ndarray:
-    """1 where ``like``'s voxel centres fall inside ``image``'s field of view."""
+    """1 where ``like``'s voxel centers fall inside ``image``'s field of view."""
     ones = sitk.Image(image.GetSize(), sitk.sitkUInt8)
     ones.CopyInformation(image)
     ones = ones + 1
@@ -154,12 +158,12 @@ def _grid_mask(image: sitk.Image, like: sitk.Image) -> np.ndarray:
     return sitk.GetArrayViewFromImage(out).astype(np.float64)
 
 
-def rigid_from(rotation: np.ndarray, translation_point_map, fixed_centre) -> sitk.Euler3DTransform:
-    """Euler3D transform about ``fixed_centre`` with matrix ``rotation`` mapping ``fixed_centre`` to a point."""
+def rigid_from(rotation: np.ndarray, translation_point_map, fixed_center) -> sitk.Euler3DTransform:
+    """Euler3D transform about ``fixed_center`` with matrix ``rotation`` mapping ``fixed_center`` to a point."""
     t = sitk.Euler3DTransform()
-    t.SetCenter(tuple(float(c) for c in fixed_centre))
+    t.SetCenter(tuple(float(c) for c in fixed_center))
     t.SetMatrix(tuple(float(v) for v in rotation.ravel()))
-    t.SetTranslation(tuple(float(v) for v in (translation_point_map - np.asarray(fixed_centre))))
+    t.SetTranslation(tuple(float(v) for v in (translation_point_map - np.asarray(fixed_center))))
     return t
 
 
@@ -182,11 +186,11 @@ def auto_initial(
     Parameters
     ----------
     fixed, moving : sitk.Image
-        Physical geometry set (x, y, z, metres).
+        Physical geometry set (x, y, z, meters).
     fixed_mask : sitk.Image or None
         UInt8 mask on the fixed grid.
     fixed_sigma, moving_sigma : float
-        Extra smoothing (metres) that brings each image to the common resolution.
+        Extra smoothing (meters) that brings each image to the common resolution.
     max_angle, angle_step : float
         Rotation search half-width and step (radians).
     candidates : int
@@ -195,7 +199,7 @@ def auto_initial(
     Returns
     -------
     transform : sitk.Euler3DTransform
-        Fixed -> moving physical points, centred on the fixed field of view.
+        Fixed -> moving physical points, centerd on the fixed field of view.
     info : dict
         Candidates, scores and the chosen one.
     """
@@ -209,8 +213,8 @@ def auto_initial(
         mm = sitk.Resample(fixed_mask, f_img, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
         mf *= sitk.GetArrayViewFromImage(mm) > 0
     # shrink the fixed mask by one coarse voxel: the smoothed edges at the border are not data
-    f_centre = fov_centre(fixed)
-    m_centre = fov_centre(moving)
+    f_center = fov_center(fixed)
+    m_center = fov_center(moving)
     o_f = np.asarray(f_img.GetOrigin())
     ones_m = sitk.Image(moving.GetSize(), sitk.sitkUInt8)
     ones_m.CopyInformation(moving)
@@ -219,26 +223,26 @@ def auto_initial(
     o_m = np.asarray(m_img.GetOrigin())
     min_overlap = 0.3 * float(mf.sum())
     rots = rotation_grid(max_angle, angle_step)
-    workers = threads or 1
     results = []
     fixed_ffts = None
     for i, r in enumerate(rots):
         R = rotvec_matrix(r)
         tr = sitk.AffineTransform(3)
         tr.SetMatrix(tuple(R.ravel()))
-        tr.SetCenter(tuple(m_centre))
+        tr.SetCenter(tuple(m_center))
         g_img = sitk.Resample(m_img, grid_size, tr, sitk.sitkLinear, tuple(o_m), (spacing,) * 3,
                               (1, 0, 0, 0, 1, 0, 0, 0, 1), 0.0, sitk.sitkFloat32)
         gmask = sitk.Resample(ones_m, grid_size, tr, sitk.sitkNearestNeighbor, tuple(o_m), (spacing,) * 3,
                               (1, 0, 0, 0, 1, 0, 0, 0, 1), 0, sitk.sitkUInt8)
         g = sitk.GetArrayFromImage(g_img).astype(np.float64)
         mg = sitk.GetArrayViewFromImage(gmask).astype(np.float64)
-        ncc, fixed_ffts = masked_ncc(f, mf, g, mg, min_overlap=min_overlap, workers=workers, fixed_ffts=fixed_ffts)
+        ncc, fixed_ffts = masked_ncc(f, mf, g, mg, min_overlap=min_overlap, threads=threads or 1,
+                                     fixed_ffts=fixed_ffts)
         u_zyx, score = _peak(ncc)
-        u = u_zyx[::-1] * spacing  # (x, y, z) metres
+        u = u_zyx[::-1] * spacing  # (x, y, z) meters
         # f at x  <->  g at x + (o_m - o_f) + u  <->  moving at c_m + R (x + (o_m - o_f) + u - c_m)
-        mapped_centre = m_centre + R @ (f_centre + (o_m - o_f) + u - m_centre)
-        results.append((score, i, R, mapped_centre))
+        mapped_center = m_center + R @ (f_center + (o_m - o_f) + u - m_center)
+        results.append((score, i, R, mapped_center))
         if progress is not None:
             progress(0.6 * (i + 1) / len(rots), "rotation search")
     results.sort(key=lambda t: (-t[0], t[1]))
@@ -253,9 +257,9 @@ def auto_initial(
             chosen.append((score, i, R, mc))
         if len(chosen) >= candidates:
             break
-    # the centred identity as one more start (no rotation, field-of-view centres matched)
-    starts = [(s, rigid_from(R, mc, f_centre)) for s, _, R, mc in chosen]
-    starts.append((float("nan"), rigid_from(np.eye(3), m_centre, f_centre)))
+    # the centerd identity as one more start (no rotation, field-of-view centers matched)
+    starts = [(s, rigid_from(R, mc, f_center)) for s, _, R, mc in chosen]
+    starts.append((float("nan"), rigid_from(np.eye(3), m_center, f_center)))
 
     best = None
     info = {"coarse_spacing_m": spacing, "rotations": len(rots), "candidates": []}
@@ -282,7 +286,7 @@ def _resampled(image: sitk.Image, spacing: float, sigma: float, threads, interp=
     """``image`` smoothed by ``sigma`` and resampled on a ``spacing`` grid over its field of view."""
     img = _smooth(image, sigma, threads) if sigma > 0 else image
     size = [max(4, int(math.ceil(e / spacing))) for e in fov_extent(image)]
-    origin = fov_centre(image) - (np.array(size) - 1) / 2 * spacing
+    origin = fov_center(image) - (np.array(size) - 1) / 2 * spacing
     res = sitk.ResampleImageFilter()
     res.SetSize(size)
     res.SetOutputSpacing([spacing] * 3)
@@ -335,10 +339,10 @@ def _coarse_rigid(f, m, mask, start, spacing, *, seed, threads):
 
 
 def euler_scales(image: sitk.Image) -> tuple:
-    """Optimiser scales of an Euler 3-D transform so that all parameters move voxels alike.
+    """Optimizer scales of an Euler 3-D transform so that all parameters move voxels alike.
 
-    A rotation by ``a`` radians moves points at distance ``r`` from the centre by ``a r``;
-    with ``r`` the RMS distance of the field of view from its centre the scales are
+    A rotation by ``a`` radians moves points at distance ``r`` from the center by ``a r``;
+    with ``r`` the RMS distance of the field of view from its center the scales are
     ``(r^2, r^2, r^2, 1, 1, 1)`` -- what ITK's physical-shift estimator computes, without
     its random sampling (which is not seeded, so would make runs irreproducible).
     """

@@ -27,7 +27,7 @@ def rigid_from_matrix(matrix_xyz: np.ndarray, translation_xyz, center_xyz) -> si
 
 
 def landmark_rigid(fixed_pts, moving_pts, center_xyz) -> sitk.Euler3DTransform:
-    """Least-squares rigid map (Kabsch, no scaling) of fixed onto moving landmarks (z, y, x metres)."""
+    """Least-squares rigid map (Kabsch, no scaling) of fixed onto moving landmarks (z, y, x meters)."""
     a = np.asarray(fixed_pts, dtype=np.float64)
     b = np.asarray(moving_pts, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != 3 or a.shape != b.shape:
@@ -51,11 +51,11 @@ def landmark_rigid(fixed_pts, moving_pts, center_xyz) -> sitk.Euler3DTransform:
     return rigid_from_matrix(r, t, c)
 
 
-def initial_transform(initial, center_xyz, moving_centre_xyz):
+def initial_transform(initial, center_xyz, moving_center_xyz):
     """(rigid Euler3D start, fixed extra transform or None) from the ``initial`` argument."""
     if isinstance(initial, str):
         if initial == "center":
-            return rigid_from_matrix(np.eye(3), moving_centre_xyz - center_xyz, center_xyz), None
+            return rigid_from_matrix(np.eye(3), moving_center_xyz - center_xyz, center_xyz), None
         raise ValueError(f"initial must be 'auto', 'center', a SimpleITK transform or landmark pairs, got {initial!r}")
     if isinstance(initial, sitk.Transform):
         if initial.GetDimension() != 3:
@@ -64,13 +64,13 @@ def initial_transform(initial, center_xyz, moving_centre_xyz):
         if hasattr(t, "GetMatrix") and hasattr(t, "GetTranslation") and hasattr(t, "GetCenter"):
             m = np.asarray(t.GetMatrix(), dtype=np.float64).reshape(3, 3)
             if np.allclose(m.T @ m, np.eye(3), atol=1e-6) and np.linalg.det(m) > 0:
-                # the same map, re-centred on the fixed field of view
+                # the same map, re-centerd on the fixed field of view
                 c0 = np.asarray(t.GetCenter())
                 t0 = np.asarray(t.GetTranslation())
                 c = np.asarray(center_xyz)
                 new_t = m @ (c - c0) + c0 + t0 - c
                 return rigid_from_matrix(m, new_t, c), None
-        # any other transform stays fixed underneath the optimised stages
+        # any other transform stays fixed underneath the optimized stages
         return rigid_from_matrix(np.eye(3), np.zeros(3), center_xyz), sitk.Transform(initial)
     if isinstance(initial, (tuple, list)) and len(initial) == 2:
         return landmark_rigid(initial[0], initial[1], center_xyz), None

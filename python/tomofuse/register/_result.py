@@ -2,11 +2,11 @@
 
 Coordinates
 -----------
-Arrays are (z, y, x); voxel sizes and origins are per-axis (z, y, x) in metres, the
-origin being the physical position of the centre of voxel ``[0, 0, 0]``.  Points passed
-to ``Registration.map_points`` are (n, 3) (z, y, x) metres.  ``Registration.transform`` is
+Arrays are (z, y, x); voxel sizes and origins are per-axis (z, y, x) in meters, the
+origin being the physical position of the center of voxel ``[0, 0, 0]``.  Points passed
+to ``Registration.map_points`` are (n, 3) (z, y, x) meters.  ``Registration.transform`` is
 a SimpleITK transform in ITK's own convention: it acts on (x, y, z) physical points
-(metres) and maps a point of the *fixed* (PXCT) volume to the corresponding point of the
+(meters) and maps a point of the *fixed* (PXCT) volume to the corresponding point of the
 *moving* (TXTM) volume -- the direction a resampler needs.
 """
 
@@ -21,11 +21,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..io import atomic_path, file_sha256, jsonable, provenance
-from ._convert import check_threads, to_image, zyx_to_xyz
+from .. import _validate as check
+from ._convert import to_image, zyx_to_xyz
 
 __all__ = ["Registration", "RegistrationWarning", "load"]
 
-_FORMAT = "tomofuse.register/1"
+_FORMAT = "tomofuse.register/2"
+#: Earlier formats ``load`` still reads (1: voxel sizes stored as ``spacing_zyx_m``).
+_READABLE = {"tomofuse.register/1": "spacing_zyx_m", _FORMAT: "voxel_size_zyx_m"}
 
 
 class RegistrationWarning(UserWarning):
@@ -41,13 +44,13 @@ class Registration:
     ----------
     transform : SimpleITK.Transform
         Maps fixed physical points to moving physical points, in ITK's (x, y, z)
-        physical convention (metres).  A ``CompositeTransform`` (rigid, then
+        physical convention (meters).  A ``CompositeTransform`` (rigid, then
         B-spline applied first) when the B-spline stage was accepted, else an
         ``Euler3DTransform``.
     fixed_shape, moving_shape : tuple of int
         (z, y, x) shapes of the two volumes.
-    fixed_spacing, moving_spacing, fixed_origin, moving_origin : (3,) ndarray
-        (z, y, x) metres.
+    fixed_voxel_size, moving_voxel_size, fixed_origin, moving_origin : (3,) ndarray
+        (z, y, x) meters.
     stages : tuple of str
         The stages whose result is in ``transform``.
     stage_transforms : dict of str to SimpleITK.Transform
@@ -63,8 +66,8 @@ class Registration:
     transform: sitk.Transform
     fixed_shape: tuple
     moving_shape: tuple
-    fixed_spacing: np.ndarray
-    moving_spacing: np.ndarray
+    fixed_voxel_size: np.ndarray
+    moving_voxel_size: np.ndarray
     fixed_origin: np.ndarray
     moving_origin: np.ndarray
     stages: tuple = ()
@@ -73,26 +76,26 @@ class Registration:
     stage_transforms: dict = field(default_factory=dict, repr=False)
 
     # -- mapping ----------------------------------------------------------------
-    def map_points(self, points_m) -> np.ndarray:
+    def map_points(self, points) -> np.ndarray:
         """Moving-volume positions of fixed-volume points.
 
         Parameters
         ----------
-        points_m : (n, 3) or (3,) array_like
-            Fixed physical points, (z, y, x) metres.
+        points : (n, 3) or (3,) array_like
+            Fixed physical points, (z, y, x) meters.
 
         Returns
         -------
         (n, 3) or (3,) ndarray of float64
-            The corresponding moving physical points, (z, y, x) metres.
+            The corresponding moving physical points, (z, y, x) meters.
         """
-        p = np.asarray(points_m, dtype=np.float64)
+        p = np.asarray(points, dtype=np.float64)
         single = p.ndim == 1
         p2 = p.reshape(-1, 3) if p.size else p.reshape(0, 3)
         if p2.shape[-1] != 3 or (not single and p.ndim != 2):
-            raise ValueError(f"points_m must have shape (n, 3) or (3,) in (z, y, x) metres, got {p.shape}")
+            raise ValueError(f"points must have shape (n, 3) or (3,) in (z, y, x) meters, got {p.shape}")
         if not np.isfinite(p2).all():
-            raise ValueError("points_m contains non-finite values")
+            raise ValueError("points contains non-finite values")
         t = self.transform
         out = np.array([t.TransformPoint(tuple(q[::-1])) for q in p2.tolist()], dtype=np.float64).reshape(-1, 3)
         out = out[:, ::-1]
@@ -123,7 +126,7 @@ class Registration:
         a = np.asarray(moving)
         if a.shape != tuple(self.moving_shape):
             raise ValueError(f"moving must have the registered moving shape {tuple(self.moving_shape)}, got {a.shape}")
-        threads = check_threads(threads)
+        threads = check.threads(threads)
         if interpolator == "linear":
             a = np.ascontiguousarray(a, dtype=np.float32)
             interp, out_type = sitk.sitkLinear, sitk.sitkFloat32
@@ -132,10 +135,10 @@ class Registration:
                 a = a.astype(np.uint8)
             a = np.ascontiguousarray(a)
             interp, out_type = sitk.sitkNearestNeighbor, None
-        img = to_image(a, self.moving_spacing, self.moving_origin)
+        img = to_image(a, self.moving_voxel_size, self.moving_origin)
         f = sitk.ResampleImageFilter()
         f.SetSize([int(s) for s in self.fixed_shape[::-1]])
-        f.SetOutputSpacing(zyx_to_xyz(self.fixed_spacing))
+        f.SetOutputSpacing(zyx_to_xyz(self.fixed_voxel_size))
         f.SetOutputOrigin(zyx_to_xyz(self.fixed_origin))
         f.SetTransform(self.transform)
         f.SetInterpolator(interp)
@@ -171,10 +174,10 @@ class Registration:
             "format": _FORMAT,
             "transform_file": tfm.name,
             "transform_sha256": file_sha256(tfm),
-            "convention": "ITK physical (x, y, z) metres; maps fixed (PXCT) points to moving (TXTM) points",
-            "fixed": {"shape": list(self.fixed_shape), "spacing_zyx_m": self.fixed_spacing,
+            "convention": "ITK physical (x, y, z) meters; maps fixed (PXCT) points to moving (TXTM) points",
+            "fixed": {"shape": list(self.fixed_shape), "voxel_size_zyx_m": self.fixed_voxel_size,
                       "origin_zyx_m": self.fixed_origin},
-            "moving": {"shape": list(self.moving_shape), "spacing_zyx_m": self.moving_spacing,
+            "moving": {"shape": list(self.moving_shape), "voxel_size_zyx_m": self.moving_voxel_size,
                        "origin_zyx_m": self.moving_origin},
             "stages": list(self.stages),
             "metrics": self.metrics,
@@ -204,7 +207,7 @@ def load(path: str | os.PathLike) -> Registration:
             meta = json.load(fh)
         except json.JSONDecodeError as exc:
             raise ValueError(f"path: {str(path)!r} is not a tomofuse registration file ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in _READABLE:
         raise ValueError(f"path: {str(path)!r} is not a tomofuse registration file")
     tfm = p.with_name(meta["transform_file"])
     if file_sha256(tfm) != meta["transform_sha256"]:
@@ -214,12 +217,13 @@ def load(path: str | os.PathLike) -> Registration:
         t = t.GetNthTransform(0)
     t = t.Downcast() if hasattr(t, "Downcast") else t
     f, m = meta["fixed"], meta["moving"]
+    size_key = _READABLE[meta["format"]]
     return Registration(
         transform=t,
         fixed_shape=tuple(f["shape"]),
         moving_shape=tuple(m["shape"]),
-        fixed_spacing=np.asarray(f["spacing_zyx_m"], float),
-        moving_spacing=np.asarray(m["spacing_zyx_m"], float),
+        fixed_voxel_size=np.asarray(f[size_key], float),
+        moving_voxel_size=np.asarray(m[size_key], float),
         fixed_origin=np.asarray(f["origin_zyx_m"], float),
         moving_origin=np.asarray(m["origin_zyx_m"], float),
         stages=tuple(meta["stages"]),

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from .._progress import Progress
 from ..io import jsonable
-from ._convert import UNIT, fov_centre, fov_extent, itk_seed, scale_transform, to_image
+from ._convert import UNIT, fov_center, fov_extent, itk_seed, scale_transform, to_image
 from ._initial import _smooth, auto_initial, euler_scales, single_threaded_metric
 from ._prepare import initial_transform, normalized
 from ._result import Registration, RegistrationWarning
@@ -102,14 +102,12 @@ class SitkRegistration:
         """The whole pipeline, reproducibly.
 
         ITK's registration metrics sum per-thread partial results in an order that varies
-        between runs, so two multi-threaded runs differ in the last bits and the optimiser
-        paths drift apart.  The metric and optimiser therefore run on one thread and one work
+        between runs, so two multi-threaded runs differ in the last bits and the optimizer
+        paths drift apart.  The metric and optimizer therefore run on one thread and one work
         unit (set on each registration method, never through SimpleITK's process-wide default,
         which other threads -- e.g. Dask workers -- may be using at the same time); filters,
         resampling and FFTs -- per-voxel, hence reproducible -- use ``threads``.
         """
-        if self.threads is None:
-            self.threads = int(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
         return self._run()
 
     def _observe(self, R, start, stop, message, max_iter):
@@ -129,12 +127,12 @@ class SitkRegistration:
     # -- the pipeline ---------------------------------------------------------------
     def _prepare(self) -> None:
         fmask = self.mask
-        # ITK works in micrometres inside (see UNIT); the result is converted back to metres
+        # ITK works in micrometers inside (see UNIT); the result is converted back to meters
         self.fixed = to_image(normalized(self.f_arr, fmask), self.fsp / UNIT, self.fo / UNIT)
         self.moving = to_image(normalized(self.m_arr, None), self.msp / UNIT, self.mo / UNIT)
         self.fixed_mask_img = _mask_image(fmask, self.fixed) if fmask is not None else None
-        self.f_centre = fov_centre(self.fixed)
-        self.m_centre = fov_centre(self.moving)
+        self.f_center = fov_center(self.fixed)
+        self.m_center = fov_center(self.moving)
         # first guess of the relative blur: the moving image's resolution ~ 2 moving voxels (sigma)
         sigma_f0 = _FIXED_SIGMA_VOXELS * float(self.fsp.max())
         if self.mres is not None:
@@ -157,7 +155,7 @@ class SitkRegistration:
                     init = scale_transform(init, 1.0 / UNIT)
                 elif isinstance(init, (tuple, list)) and len(init) == 2:
                     init = (np.asarray(init[0], float) / UNIT, np.asarray(init[1], float) / UNIT)
-                start, extra = initial_transform(init, self.f_centre, self.m_centre)
+                start, extra = initial_transform(init, self.f_center, self.m_center)
                 info = {"given": True}
         info.update(wall_s=clk.wall, cpu_s=clk.cpu, parameters_um=list(start.GetParameters()))
         self.metrics["initial"] = info
@@ -201,8 +199,8 @@ class SitkRegistration:
             transform=scale_transform(final, UNIT),
             fixed_shape=tuple(self.f_arr.shape),
             moving_shape=tuple(self.m_arr.shape),
-            fixed_spacing=self.fsp,
-            moving_spacing=self.msp,
+            fixed_voxel_size=self.fsp,
+            moving_voxel_size=self.msp,
             fixed_origin=self.fo,
             moving_origin=self.mo,
             stages=stages_done,
@@ -212,14 +210,12 @@ class SitkRegistration:
         )
 
     def default_grid(self, res: float) -> float:
-        """Default B-spline control-point spacing (metres) for a moving resolution ``res``."""
+        """Default B-spline control-point spacing (meters) for a moving resolution ``res``."""
         fov = float(np.min(self.fsp * np.array(self.f_arr.shape)))
         return max(GRID_PER_RESOLUTION * res, GRID_PER_FOV * fov)
 
     def run_initial_only(self):
         """Initial alignment and the relative-blur estimate only (for the elastix backend)."""
-        if self.threads is None:
-            self.threads = int(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
         self._prepare()
         start = self._initial()
         if self.mres is None:
@@ -448,7 +444,7 @@ class SitkRegistration:
         return composed
 
     def _inside(self, src: sitk.Image, ref: sitk.Image, transform, *, margin: float) -> np.ndarray:
-        """Voxels of ``ref`` that ``transform`` maps at least ``margin`` metres inside ``src``'s field of view."""
+        """Voxels of ``ref`` that ``transform`` maps at least ``margin`` meters inside ``src``'s field of view."""
         sp = np.asarray(src.GetSpacing()) * UNIT  # (x, y, z)
         shape = src.GetSize()[::-1]
         k = [int(math.ceil(margin / s)) for s in sp[::-1]]

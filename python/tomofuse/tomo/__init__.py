@@ -1,5 +1,5 @@
 """Tomography: projection, back-projection, FBP (also of wrapped phase), alignment,
-centre, rings, FSC.
+center, rings, FSC.
 
 ``project`` and ``backproject`` are an exact adjoint pair of exact-length
 (Siddon) line integrals computed by the core's voxel walker.

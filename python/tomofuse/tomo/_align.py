@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from typing import Optional, Sequence
 
 import numpy as np
 import scipy.fft
 from scipy.ndimage import gaussian_filter
 
+from .. import _validate as check
 from .._padding import periodic_pad
 from .._progress import Progress
 from ._fbp import fbp, filter_rows
@@ -98,7 +98,8 @@ def shift_projections(projections: np.ndarray, shifts, *, mode: str = "fourier",
         the wrap-around);
         ``"linear"``: linear interpolation (smooths by up to a quarter pixel).
     threads : int, optional
-        Workers of scipy.fft (``"fourier"``).
+        Threads of scipy.fft (``"fourier"``; None = the package default); results do not
+        depend on it.
 
     Returns
     -------
@@ -107,11 +108,10 @@ def shift_projections(projections: np.ndarray, shifts, *, mode: str = "fourier",
     """
     proj = _float_array(projections, "projections", 3)
     s = _check_shifts(shifts, proj.shape[0])
-    if mode not in SHIFT_MODES:
-        raise ValueError(f"mode must be one of {SHIFT_MODES}, got {mode!r}")
+    check.choice(mode, "mode", SHIFT_MODES)
+    workers = check.threads(threads)
     work = proj.astype(np.float64)
     if mode == "fourier":
-        workers = -1 if threads is None else max(int(threads), 1)
         work = _fourier_shift_axis(work, s[:, 0], 1, workers)
         work = _fourier_shift_axis(work, s[:, 1], 2, workers)
     else:
@@ -253,12 +253,6 @@ def _remove_planes(proj: np.ndarray, air: np.ndarray) -> np.ndarray:
     return out
 
 
-def _positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def align_projections(projections: np.ndarray, angles, *, vertical: bool = True, horizontal: bool = True,
                       iterations: int = 10, schedule: Optional[Sequence[int]] = None,
                       max_shift: Optional[float] = None, smoothing: float = 1.5, tolerance: float = 0.01,
@@ -271,7 +265,7 @@ def align_projections(projections: np.ndarray, angles, *, vertical: bool = True,
        the row profile ``sum_cols p(z, col)`` is the same function of ``z`` at
        every angle.  Each profile is registered to their (iteratively
        re-aligned) mean.
-    2. *Horizontal start* (columns): the centre of mass of each projection
+    2. *Horizontal start* (columns): the center of mass of each projection
        about the rotation axis follows ``a cos(theta) + b sin(theta)`` (the
        Helgason-Ludwig first-moment condition); the remainder is the shift.
     3. *Tomographic consistency* (Guizar-Sicairos et al. 2011; Odstrčil et al.
@@ -366,32 +360,30 @@ def align_projections(projections: np.ndarray, angles, *, vertical: bool = True,
     proj = _float_array(projections, "projections", 3).astype(np.float64)
     theta = _angles(angles, proj.shape[0])
     n_a, rows, cols = proj.shape
-    iterations = _positive_int(iterations, "iterations")
+    iterations = check.integer(iterations, "iterations", minimum=1)
+    check.flag(vertical, "vertical")
+    check.flag(horizontal, "horizontal")
     if rows < 8 or cols < 8:
         raise ValueError(f"projections must be at least 8 x 8 pixels, got {proj.shape[1:]}")
     if max_shift is None:
         k = max(min(rows, cols) // 6, 1)
     else:
-        if isinstance(max_shift, bool) or not isinstance(max_shift, numbers.Real) or not (max_shift > 0):
-            raise ValueError(f"max_shift must be a positive number of pixels, got {max_shift!r}")
+        check.number(max_shift, "max_shift", unit="pixels", minimum=0.0, exclusive_minimum=True)
         k = int(math.ceil(max_shift))
         if 2 * k + 4 > rows or 2 * k + 4 > cols:
             raise ValueError(f"max_shift={max_shift!r} is too large for {rows} x {cols} projections")
-    if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real) or not (smoothing >= 0):
-        raise ValueError(f"smoothing must be a non-negative number of pixels, got {smoothing!r}")
-    smoothing = float(smoothing)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not (tolerance > 0):
-        raise ValueError(f"tolerance must be a positive number of pixels, got {tolerance!r}")
+    smoothing = check.number(smoothing, "smoothing", unit="pixels", minimum=0.0)
+    check.number(tolerance, "tolerance", unit="pixels", minimum=0.0, exclusive_minimum=True)
     if center is None:
         center = cols / 2.0
-    elif isinstance(center, bool) or not isinstance(center, numbers.Real) or not (0 <= center <= cols):
-        raise ValueError(f"center must be a column position on the detector [0, {cols}], got {center!r}")
+    else:
+        check.number(center, "center", unit="column on the detector", minimum=0.0, maximum=cols)
     if schedule is None:
         levels = [1]
         while len(levels) < 3 and cols // (2 * levels[0]) >= 64 and rows // (2 * levels[0]) >= 8:
             levels.insert(0, 2 * levels[0])
     else:
-        levels = [_positive_int(b, "schedule entries") for b in schedule]
+        levels = [check.integer(b, "schedule entries", minimum=1) for b in schedule]
         if not levels or levels[-1] != 1 or any(a <= b for a, b in zip(levels, levels[1:])):
             raise ValueError(f"schedule must be decreasing binning factors ending at 1, got {schedule!r}")
     m = _check_mask(mask, proj.shape)
@@ -399,9 +391,7 @@ def align_projections(projections: np.ndarray, angles, *, vertical: bool = True,
     if air is not None:
         proj = _remove_planes(proj, air)
     weight = np.ones(proj.shape) if m is None else m.astype(np.float64)
-    if threads is not None:
-        threads = _positive_int(threads, "threads")
-    workers = -1 if threads is None else threads
+    threads = workers = check.threads(threads)
     progress = Progress(callback, logger)
 
     dy = np.zeros(n_a)
@@ -426,7 +416,7 @@ def align_projections(projections: np.ndarray, angles, *, vertical: bool = True,
                 break
         logger.debug("vertical shifts: rms %.3f px", float(np.sqrt(np.mean(dy**2))))
     if horizontal:
-        progress.stage(0.1, 0.15, "horizontal: centres of mass")
+        progress.stage(0.1, 0.15, "horizontal: centers of mass")
         pv = _fourier_shift_axis(proj, -dy, 1, workers) if vertical else proj
         kv = int(math.ceil(np.max(np.abs(dy)))) + 1 if vertical else 0
         row_w = np.zeros(rows)

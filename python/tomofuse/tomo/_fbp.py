@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Optional, Sequence
 
 import numpy as np
 import scipy.fft
 
 from .. import _core
+from .. import _validate as check
 from .._memory import check_memory
 from ._gridrec import backproject_fourier
-from ._projector import _angles, _float_array
+from ._projector import _angles, _float_array, slice_shape
 
 __all__ = ["FILTERS", "METHODS", "fbp", "ramp_filter", "reconstruct_halves"]
 
@@ -41,8 +41,7 @@ def ramp_filter(n: int, *, filter: str = "ramp") -> np.ndarray:
     -------
     (n,) ndarray of float64
     """
-    if filter not in FILTERS:
-        raise ValueError(f"filter must be one of {FILTERS}, got {filter!r}")
+    check.choice(filter, "filter", FILTERS)
     k = np.fft.fftfreq(n) * n  # integer offsets in FFT order
     h = np.zeros(n)
     h[0] = 0.25
@@ -63,24 +62,13 @@ def ramp_filter(n: int, *, filter: str = "ramp") -> np.ndarray:
 
 def center_offset(center, cols: int) -> float:
     """The rotation axis ``center`` (column in pixels, None = ``cols / 2``) as an offset from
-    the detector centre, checked to lie on the detector."""
+    the detector center, checked to lie on the detector."""
     if center is None:
         return 0.0
-    if isinstance(center, bool) or not isinstance(center, numbers.Real) or not math.isfinite(center):
-        raise ValueError(f"center must be a finite column position in pixels, got {center!r}")
-    if not (0.0 <= center <= cols):
+    c = check.number(center, "center", unit="column in pixels")
+    if not (0.0 <= c <= cols):
         raise ValueError(f"center must lie on the detector [0, {cols}], got {center!r}")
-    return float(center) - cols / 2.0
-
-
-def slice_shape(shape, cols: int) -> tuple[int, int]:
-    """The reconstructed slice size ``(y, x)``; None = ``(cols, cols)``."""
-    if shape is None:
-        return cols, cols
-    dims = tuple(int(s) for s in shape)
-    if len(dims) != 2 or min(dims) <= 0:
-        raise ValueError(f"shape must be two positive ints (y, x), got {shape!r}")
-    return dims
+    return c - cols / 2.0
 
 
 def padded_width(cols: int, padding: bool) -> int:
@@ -88,19 +76,20 @@ def padded_width(cols: int, padding: bool) -> int:
     return 1 << max(int(math.ceil(math.log2(2 * cols))), 1) if padding else cols
 
 
-def filter_rows(proj: np.ndarray, *, filter: str = "ramp", padding: bool = True, threads: int = 0) -> np.ndarray:
+def filter_rows(proj: np.ndarray, *, filter: str = "ramp", padding: bool = True,
+                threads: Optional[int] = None) -> np.ndarray:
     """Projections ``(A, rows, cols)`` filtered along the detector rows with ``ramp_filter``.
 
     Rows are padded with their edge values to ``padded_width`` and cropped back; the FFTs
-    (scipy.fft) run in the input's precision, over rows that are independent transforms,
-    so the result does not depend on ``threads`` (0 = the core's default).
+    (scipy.fft, ``threads`` workers) run in the input's precision, over rows that are
+    independent transforms, so the result does not depend on ``threads``.
     """
     cols = proj.shape[2]
     n_pad = padded_width(cols, padding)
     response = ramp_filter(n_pad, filter=filter)
     left = (n_pad - cols) // 2
     padded = np.pad(proj, ((0, 0), (0, 0), (left, n_pad - cols - left)), mode="edge") if n_pad > cols else proj
-    workers = threads or _core.default_threads()
+    workers = check.threads(threads)
     spectrum = scipy.fft.rfft(padded, axis=2, workers=workers)
     spectrum *= response[: n_pad // 2 + 1].astype(proj.dtype)
     filtered = scipy.fft.irfft(spectrum, n=n_pad, axis=2, workers=workers)
@@ -127,8 +116,8 @@ def fbp(projections: np.ndarray, angles, *, center: Optional[float] = None, filt
     angles : (A,) array_like
         Radians; spread over 180 degrees for a complete scan.
     center : float, optional
-        Column (in pixels, continuous, pixel ``c`` centred at ``c + 0.5``) of the
-        rotation axis; None = detector centre ``cols / 2``.
+        Column (in pixels, continuous, pixel ``c`` centerd at ``c + 0.5``) of the
+        rotation axis; None = detector center ``cols / 2``.
     filter : str
         One of ``FILTERS``.
     method : {"direct", "fourier"}
@@ -139,11 +128,12 @@ def fbp(projections: np.ndarray, angles, *, center: Optional[float] = None, filt
         thread counts.
     padding : bool
         Pad rows with their edge values to twice the width (power of two)
-        before filtering, against truncation artefacts.
+        before filtering, against truncation artifacts.
     shape : (y, x) ints, optional
         Slice size (default ``(cols, cols)``).
     threads : int, optional
-        Threads of the core; results do not depend on it.
+        Threads of the core and of the filtering FFTs (None = the package default); the
+        ``"direct"`` result does not depend on it.
     callback : callable, optional
         ``callback(fraction, message)`` progress reports.
 
@@ -152,17 +142,16 @@ def fbp(projections: np.ndarray, angles, *, center: Optional[float] = None, filt
     volume : (rows, y, x) ndarray
         In units of the projections per pixel length.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
-                                or threads < 0):
-        raise ValueError(f"threads must be a non-negative int or None, got {threads!r}")
+    check.choice(method, "method", METHODS)
+    check.choice(filter, "filter", FILTERS)
+    check.flag(padding, "padding")
+    check.callback(callback)
+    n_threads = check.threads(threads)
     proj = _float_array(projections, "projections", 3)
     th = _angles(angles, proj.shape[0])
     n_angles, rows, cols = proj.shape
     offset = center_offset(center, cols)
     ny, nx = slice_shape(shape, cols)
-    n_threads = 0 if threads is None else int(threads)
     # Peak memory: the input as float, the filtered (padded) projections and the volume.
     item = proj.dtype.itemsize
     check_memory(item * (n_angles * rows * (cols + padded_width(cols, padding)) + rows * ny * nx),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Optional, Union
 
 import numpy as np
+
+from .. import _validate as check
 
 __all__ = ["FSCResult", "fsc", "fsc_threshold"]
 
@@ -19,7 +20,7 @@ class FSCResult:
     Attributes
     ----------
     frequency : (S,) ndarray
-        Shell centre spatial frequencies in 1/m (shell ``s`` spans ``s +- 1/2``
+        Shell center spatial frequencies in 1/m (shell ``s`` spans ``s +- 1/2``
         shell widths of ``1 / (min(shape) * voxel_size)``), DC to Nyquist.
     fsc : (S,) ndarray
         Correlation per shell, in [-1, 1].
@@ -27,7 +28,7 @@ class FSCResult:
         The resolution criterion per shell.
     n_voxels : (S,) ndarray of int
         Fourier voxels per shell (full spectrum).
-    resolution_m : float
+    resolution : float
         Half-period resolution ``1 / f_c`` (m) at the first crossing ``f_c`` of
         the FSC below the threshold (linear interpolation between shells);
         ``2 * voxel_size`` (Nyquist) if it never crosses.
@@ -39,7 +40,7 @@ class FSCResult:
     fsc: np.ndarray
     threshold_curve: np.ndarray
     n_voxels: np.ndarray
-    resolution_m: float
+    resolution: float
     crossed: bool
 
 
@@ -64,9 +65,9 @@ def fsc_threshold(n_voxels: np.ndarray, kind: Union[str, float] = "half-bit") ->
         if kind == "one-bit":
             return (0.5 + 2.4142 / root) / (1.5 + 1.4142 / root)
         raise ValueError(f"threshold must be 'half-bit', 'one-bit' or a number in (0, 1), got {kind!r}")
-    if isinstance(kind, bool) or not isinstance(kind, numbers.Real) or not (0 < kind < 1):
-        raise ValueError(f"threshold must be 'half-bit', 'one-bit' or a number in (0, 1), got {kind!r}")
-    return np.full(n.shape, float(kind))
+    value = check.number(kind, "threshold ('half-bit', 'one-bit' or a number)", minimum=0.0, maximum=1.0,
+                         exclusive_minimum=True, exclusive_maximum=True)
+    return np.full(n.shape, value)
 
 
 def _check_volume(a, name: str) -> np.ndarray:
@@ -84,12 +85,12 @@ def _check_volume(a, name: str) -> np.ndarray:
 
 
 def fsc(volume_a: np.ndarray, volume_b: np.ndarray, *, voxel_size: float,
-        threshold: Union[str, float] = "half-bit", workers: Optional[int] = None) -> FSCResult:
+        threshold: Union[str, float] = "half-bit", threads: Optional[int] = None) -> FSCResult:
     """Fourier shell (or ring, in 2-D) correlation between two independent reconstructions.
 
     ``FSC(r) = Re sum F_a F_b* / sqrt(sum |F_a|^2 sum |F_b|^2)`` over the Fourier
     voxels of shell ``r``, with spherical shells one ``1/(min(shape) voxel_size)``
-    wide (frequencies normalised per axis for non-cubic volumes).  The paper
+    wide (frequencies normalized per axis for non-cubic volumes).  The paper
     reports every volume's resolution this way (PXCT ~40 nm, TXTM ~130 nm).
 
     Parameters
@@ -98,11 +99,11 @@ def fsc(volume_a: np.ndarray, volume_b: np.ndarray, *, voxel_size: float,
         Two reconstructions of the same object from independent data (e.g.
         odd and even projections), same shape.
     voxel_size : float
-        Metres.
+        Edge of a voxel (pixel, in 2-D), meters.
     threshold : str or float
         ``"half-bit"`` (default), ``"one-bit"`` or a fixed value.
-    workers : int, optional
-        Threads of scipy.fft (None = all cores).
+    threads : int, optional
+        Threads of scipy.fft (None = the package default); results do not depend on it.
 
     Returns
     -------
@@ -114,14 +115,12 @@ def fsc(volume_a: np.ndarray, volume_b: np.ndarray, *, voxel_size: float,
     b = _check_volume(volume_b, "volume_b")
     if a.shape != b.shape:
         raise ValueError(f"volume_a and volume_b must have the same shape, got {a.shape} and {b.shape}")
-    if isinstance(voxel_size, bool) or not isinstance(voxel_size, numbers.Real) \
-            or not (math.isfinite(voxel_size) and voxel_size > 0):
-        raise ValueError(f"voxel_size must be a positive length in metres, got {voxel_size!r}")
+    voxel_size = check.positive_length(voxel_size, "voxel_size")
+    workers = check.threads(threads)
     dtype = np.float64 if (a.dtype == np.float64 or b.dtype == np.float64) else np.float32
-    workers = -1 if workers is None else int(workers)
     fa = scipy.fft.rfftn(a.astype(dtype, copy=False), workers=workers)
     fb = scipy.fft.rfftn(b.astype(dtype, copy=False), workers=workers)
-    # normalised radius in units of shells: |f| * min(shape), f in cycles per voxel
+    # normalized radius in units of shells: |f| * min(shape), f in cycles per voxel
     n_min = min(a.shape)
     freqs = [np.fft.fftfreq(n) for n in a.shape[:-1]] + [np.fft.rfftfreq(a.shape[-1])]
     r2 = np.zeros(fa.shape, dtype=np.float64)
@@ -159,4 +158,4 @@ def fsc(volume_a: np.ndarray, volume_b: np.ndarray, *, voxel_size: float,
     else:
         resolution, crossed = 2.0 * float(voxel_size), False
     return FSCResult(frequency=frequency, fsc=corr, threshold_curve=curve, n_voxels=counts,
-                     resolution_m=float(resolution), crossed=crossed)
+                     resolution=float(resolution), crossed=crossed)

@@ -33,7 +33,7 @@ def backproject_fourier(filtered: np.ndarray, angles: np.ndarray, *, center_offs
                         threads: int = 0, callback=None, progress=(0.0, 1.0)) -> np.ndarray:
     """``sum_a q_a(x cos t_a + y sin t_a)`` for every slice, by a type-1 NUFFT.
 
-    Same geometry as the core's ``backproject_linear`` (voxel centre ``(y, x)`` at
+    Same geometry as the core's ``backproject_linear`` (voxel center ``(y, x)`` at
     ``u = (x - nx/2) cos t + (y - ny/2) sin t``, detector column ``u - 0.5 + cols/2 +
     center_offset``, zero beyond the detector).
 
@@ -58,8 +58,8 @@ def backproject_fourier(filtered: np.ndarray, angles: np.ndarray, *, center_offs
     real = np.float64 if filtered.dtype == np.float64 else np.float32
     cplx = np.complex128 if real is np.float64 else np.complex64
     n_angles, rows, cols = filtered.shape
-    # zero padding: every voxel centre projects inside [-L/2, L/2) around the detector's
-    # centre, so the periodic trigonometric interpolant sees zeros beyond the detector
+    # zero padding: every voxel center projects inside [-L/2, L/2) around the detector's
+    # center, so the periodic trigonometric interpolant sees zeros beyond the detector
     reach = math.hypot(ny, nx) / 2 + abs(center_offset) + 2
     length = scipy.fft.next_fast_len(int(math.ceil(max(cols, cols / 2 + reach) + reach)), real=True)
     n_freq = length // 2 + 1
@@ -69,7 +69,7 @@ def backproject_fourier(filtered: np.ndarray, angles: np.ndarray, *, center_offs
     weight[0] = 1.0
     if length % 2 == 0:
         weight[-1] = 1.0
-    # column c (centre c + 0.5) sits at u = c + 0.5 - cols/2 - center_offset: the DFT over c
+    # column c (center c + 0.5) sits at u = c + 0.5 - cols/2 - center_offset: the DFT over c
     # becomes the transform over u by this phase
     u0 = 0.5 - cols / 2 - center_offset
     # linear interpolation on the detector (the direct method) multiplies the spectrum by the

@@ -17,7 +17,7 @@ def remove_phase_ramp(phase: np.ndarray, *, mask: Optional[np.ndarray] = None, w
     per projection (Müller et al., Experimental; Guizar-Sicairos et al., Opt.
     Express 19, 21345 (2011)).  The ramp is estimated on a reference region
     (air around the sample, or the whole frame) from the phase *differences*
-    of ``exp(i phase)`` between neighbouring pixels, ``slope = arg sum
+    of ``exp(i phase)`` between neighboring pixels, ``slope = arg sum
     e^{i(phi(r+1) - phi(r))}``, so wrapped phase needs no unwrapping; the
     constant is the circular mean of the de-ramped phase there.
 
@@ -66,7 +66,7 @@ def remove_phase_ramp(phase: np.ndarray, *, mask: Optional[np.ndarray] = None, w
     pairs_r = m[:, 1:, :] & m[:, :-1, :]
     pairs_c = m[:, :, 1:] & m[:, :, :-1]
     if not (pairs_r.any(axis=(1, 2)).all() and pairs_c.any(axis=(1, 2)).all()):
-        raise ValueError("mask must contain neighbouring pixels along both axes in every projection")
+        raise ValueError("mask must contain neighboring pixels along both axes in every projection")
     x = p.astype(np.float64)
     z = np.exp(1j * x)
     slope_r = np.angle(np.sum(np.where(pairs_r, z[:, 1:, :] * np.conj(z[:, :-1, :]), 0), axis=(1, 2)))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from typing import Optional, Sequence
 
 import numpy as np
 
 from .. import _core
+from .. import _validate as check
 from .._progress import Progress
 from ._fbp import center_offset, padded_width, ramp_filter, slice_shape
 from ._projector import _angles
@@ -43,11 +43,11 @@ def phase_derivative(phase: np.ndarray) -> np.ndarray:
 
     ``d[..., c] = arg exp(i (phi[c+1] - phi[c]))`` for real (wrapped or not)
     phase, ``arg(T[c+1] conj(T[c]))`` for a complex transmission ``T``: the
-    difference of the unwrapped phase whenever neighbouring pixels differ by
+    difference of the unwrapped phase whenever neighboring pixels differ by
     less than pi, so phase wraps (multiples of 2 pi) and a constant offset
     vanish.  ``d[..., c]`` sits between pixels ``c`` and ``c + 1`` (detector
     position ``c + 1`` in the convention of ``fbp``, where pixel ``c`` is
-    centred at ``c + 0.5``).
+    centerd at ``c + 0.5``).
 
     Parameters
     ----------
@@ -79,7 +79,7 @@ def derivative_filter(n: int, *, filter: str = "ramp") -> np.ndarray:
 
     i.e. the Hilbert kernel of Guizar-Sicairos et al. (the derivative times
     ``-i sgn(f) / (2 pi)`` is ``|f|``), the half-pixel shift back from the
-    difference's midpoints to the pixel centres, and the exact inverse of the
+    difference's midpoints to the pixel centers, and the exact inverse of the
     difference's ``sin(pi f) / (pi f)`` roll-off.  ``H(0) = 0``: a derivative
     has no zero frequency (``fbp_phase_derivative`` restores it separately).
 
@@ -94,9 +94,8 @@ def derivative_filter(n: int, *, filter: str = "ramp") -> np.ndarray:
     -------
     (n // 2 + 1,) ndarray of complex128
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
-        raise ValueError(f"n must be an integer >= 2, got {n!r}")
-    r = ramp_filter(int(n), filter=filter)[: n // 2 + 1]
+    n = check.integer(n, "n", minimum=2)
+    r = ramp_filter(n, filter=filter)[: n // 2 + 1]
     m = np.arange(n // 2 + 1)
     d = np.expm1(2j * math.pi * m / n)
     h = np.zeros(n // 2 + 1, dtype=np.complex128)
@@ -114,7 +113,7 @@ def fbp_phase_derivative(phase: np.ndarray, angles, *, center: Optional[float] =
     taken wrap-free (``phase_derivative``), filtered with ``derivative_filter``
     (Hilbert kernel, half-pixel shift, difference roll-off; same windows and
     edge padding as ``fbp``) and back-projected by the core's back-projector, so
-    phase wraps need no unwrapping.  Whenever neighbouring pixels differ by
+    phase wraps need no unwrapping.  Whenever neighboring pixels differ by
     less than pi (in the unwrapped phase), the result equals ``fbp`` of the
     unwrapped phase to rounding.
 
@@ -128,7 +127,7 @@ def fbp_phase_derivative(phase: np.ndarray, angles, *, center: Optional[float] =
     the detector edges, taken as their wrapped values (exact if the edge phase
     lies in (-pi, pi], as it does after ``remove_phase_ramp``).  A residual
     linear ramp is a constant derivative over the row and reconstructs as
-    it would with ``fbp``: as an artefact.
+    it would with ``fbp``: as an artifact.
 
     Parameters
     ----------
@@ -138,8 +137,8 @@ def fbp_phase_derivative(phase: np.ndarray, angles, *, center: Optional[float] =
     angles : (A,) array_like
         Radians; spread over 180 degrees for a complete scan.
     center : float, optional
-        Column of the rotation axis in pixels (pixel ``c`` centred at
-        ``c + 0.5``); None = detector centre ``cols / 2``.
+        Column of the rotation axis in pixels (pixel ``c`` centerd at
+        ``c + 0.5``); None = detector center ``cols / 2``.
     filter : str
         One of ``FILTERS`` (the window of ``ramp_filter``).
     padding : bool
@@ -160,6 +159,8 @@ def fbp_phase_derivative(phase: np.ndarray, angles, *, center: Optional[float] =
         or complex128 input).
     """
     progress = Progress(callback, logger)
+    n_threads = check.threads(threads)
+    check.flag(padding, "padding")
     ph = _phase_array(phase)
     th = _angles(angles, ph.shape[0])
     n_angles, rows, cols = ph.shape
@@ -191,7 +192,7 @@ def fbp_phase_derivative(phase: np.ndarray, angles, *, center: Optional[float] =
     filtered = np.ascontiguousarray(filtered, dtype=dtype)
     progress.stage(0.3, 1.0, "back-projecting")
     volume = _core.backproject_linear(filtered, th, ny=ny, nx=nx, center_offset=offset,
-                                      threads=0 if threads is None else int(threads))
+                                      threads=n_threads)
     volume *= math.pi / n_angles
     progress.update(1.0, "done")
     return volume

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Optional, Sequence
 
 import numpy as np
 
 from .. import _core
+from .. import _validate as check
 
 __all__ = ["project", "backproject"]
 
@@ -30,28 +29,31 @@ def _float_array(a, name: str, ndim: int) -> np.ndarray:
 
 
 def _angles(angles, n: Optional[int] = None) -> np.ndarray:
-    a = np.ascontiguousarray(np.asarray(angles, dtype=np.float64).reshape(-1))
-    if a.size == 0:
-        raise ValueError("angles must not be empty")
-    if not np.all(np.isfinite(a)):
-        raise ValueError("angles must be finite (radians)")
-    if n is not None and a.size != n:
-        raise ValueError(f"angles: expected {n} angles (one per projection), got {a.size}")
-    return a
+    return check.angles(angles, n)
 
 
 def _offset(center_offset) -> float:
-    if isinstance(center_offset, bool) or not isinstance(center_offset, numbers.Real) \
-            or not math.isfinite(center_offset):
-        raise ValueError(f"center_offset must be a finite number of pixels, got {center_offset!r}")
-    return float(center_offset)
+    return check.number(center_offset, "center_offset", unit="pixels")
+
+
+def slice_shape(shape, cols: int) -> tuple[int, int]:
+    """The reconstructed slice size ``(y, x)``; None = ``(cols, cols)``."""
+    if shape is None:
+        return cols, cols
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TypeError(f"shape must be two ints (y, x), got {shape!r}") from None
+    if len(dims) != 2:
+        raise ValueError(f"shape must be two positive ints (y, x), got {shape!r}")
+    return tuple(check.integer(s, "shape", minimum=1) for s in dims)
 
 
 def project(volume: np.ndarray, angles, *, center_offset: float = 0.0, n_cols: Optional[int] = None,
             threads: Optional[int] = None) -> np.ndarray:
     """Parallel-beam projections of a volume: exact-length line integrals.
 
-    The rotation axis is z through the centre of each (y, x) slice; at angle
+    The rotation axis is z through the center of each (y, x) slice; at angle
     ``theta`` the rays run along ``(x, y) = (-sin theta, cos theta)`` and the
     detector axis is ``(cos theta, sin theta)``.  Each ray's integral is the sum
     of voxel values times the exact lengths of the ray inside the voxels
@@ -64,24 +66,22 @@ def project(volume: np.ndarray, angles, *, center_offset: float = 0.0, n_cols: O
     angles : (A,) array_like
         Projection angles in radians.
     center_offset : float
-        Shift of the rotation axis from the detector centre, in pixels.
+        Shift of the rotation axis from the detector center, in pixels.
     n_cols : int, optional
         Detector width in pixels (default: ``x`` size of the volume).
     threads : int, optional
-        Threads of the core (None = tomofuse default).
+        Threads of the core (None = the package default); results do not depend on it.
 
     Returns
     -------
     projections : (A, z, n_cols) ndarray
-        Line integrals in voxel lengths (multiply by the voxel size for metres).
+        Line integrals in voxel lengths (multiply by the voxel size for meters).
     """
     vol = _float_array(volume, "volume", 3)
     th = _angles(angles)
-    cols = vol.shape[2] if n_cols is None else int(n_cols)
-    if cols <= 0:
-        raise ValueError(f"n_cols must be positive, got {n_cols!r}")
+    cols = vol.shape[2] if n_cols is None else check.integer(n_cols, "n_cols", minimum=1)
     return _core.project(vol, th, n_cols=cols, center_offset=_offset(center_offset),
-                         threads=0 if threads is None else int(threads))
+                         threads=check.threads(threads))
 
 
 def backproject(projections: np.ndarray, angles, *, shape: Optional[Sequence[int]] = None,
@@ -110,12 +110,6 @@ def backproject(projections: np.ndarray, angles, *, shape: Optional[Sequence[int
     """
     proj = _float_array(projections, "projections", 3)
     th = _angles(angles, proj.shape[0])
-    if shape is None:
-        ny = nx = proj.shape[2]
-    else:
-        dims = tuple(int(s) for s in shape)
-        if len(dims) != 2 or min(dims) <= 0:
-            raise ValueError(f"shape must be two positive ints (y, x), got {shape!r}")
-        ny, nx = dims
+    ny, nx = slice_shape(shape, proj.shape[2])
     return _core.backproject(proj, th, ny=ny, nx=nx, center_offset=_offset(center_offset),
-                             threads=0 if threads is None else int(threads))
+                             threads=check.threads(threads))

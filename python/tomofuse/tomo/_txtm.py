@@ -1,4 +1,4 @@
-"""TXTM preprocessing: flat/dark normalisation, -log, Paganin filtering (core FFT)."""
+"""TXTM preprocessing: flat/dark normalization, -log, Paganin filtering (core FFT)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import scipy.fft
 
 from .. import _core, materials
-from .._validate import positive_number
+from .. import _validate as check
 
 __all__ = ["minus_log", "normalize", "paganin"]
 
@@ -63,7 +63,7 @@ def minus_log(transmission: np.ndarray, *, floor: float = 1e-6) -> np.ndarray:
     ndarray of float32, same shape
     """
     t = _stack(transmission, "transmission")
-    floor = positive_number(floor, "floor", "transmission")
+    floor = check.positive_number(floor, "floor", "transmission")
     return (-np.log(np.clip(t.astype(np.float64), floor, None))).astype(np.float32)
 
 
@@ -92,9 +92,9 @@ def paganin(projections: np.ndarray, *, pixel_size: float, distance: float, ener
     projections : (A, rows, cols) ndarray
         Transmission images (> 0), e.g. from ``normalize``.
     pixel_size : float
-        Detector pixel size at the sample, metres.
+        Detector pixel size at the sample, meters.
     distance : float
-        Propagation distance, metres.
+        Propagation distance, meters.
     energy_kev : float
         Photon energy in keV.
     delta_beta : float
@@ -129,15 +129,14 @@ def paganin(projections: np.ndarray, *, pixel_size: float, distance: float, ener
         raise ValueError(f"projections must be an (A, rows, cols) stack, got shape {p.shape}")
     p = p.astype(np.float32, copy=False)
     if not np.all(np.isfinite(p)) or np.any(p <= 0):
-        raise ValueError("projections must be finite transmission values > 0 (normalise flat/dark first)")
-    pixel = positive_number(pixel_size, "pixel_size", "metres")
-    z = positive_number(distance, "distance", "metres", allow_zero=True)
+        raise ValueError("projections must be finite transmission values > 0 (normalize flat/dark first)")
+    pixel = check.positive_length(pixel_size, "pixel_size")
+    z = check.positive_number(distance, "distance", "meters", allow_zero=True)
     wavelength = materials.wavelength(energy_kev)
-    db = positive_number(delta_beta, "delta_beta", "delta per beta", allow_zero=True)
-    if fft_rigor not in ("measure", "estimate"):
-        raise ValueError(f"fft_rigor must be 'measure' or 'estimate', got {fft_rigor!r}")
-    if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    db = check.positive_number(delta_beta, "delta_beta", "delta per beta", allow_zero=True)
+    check.choice(fft_rigor, "fft_rigor", ("measure", "estimate"))
+    chunk = check.integer(chunk, "chunk", minimum=1)
+    th = check.threads(threads)
     rows, cols = p.shape[1:]
     decay = math.sqrt(wavelength * z * db / (4 * math.pi)) / pixel  # l in pixels
     if isinstance(pad, str):
@@ -147,14 +146,14 @@ def paganin(projections: np.ndarray, *, pixel_size: float, distance: float, ener
         pr, pc = (scipy.fft.next_fast_len(n + 2 * margin, real=True) for n in (rows, cols))
     elif isinstance(pad, (bool, np.bool_)):
         pr, pc = (2 * rows, 2 * cols) if pad else (rows, cols)
-    elif isinstance(pad, numbers.Integral) and pad >= 0:
-        pr, pc = rows + 2 * int(pad), cols + 2 * int(pad)
+    elif isinstance(pad, numbers.Integral):
+        margin = check.integer(pad, "pad (margin in pixels)", minimum=0)
+        pr, pc = rows + 2 * margin, cols + 2 * margin
     else:
-        raise ValueError(f"pad must be 'auto', a bool or a margin in pixels (int >= 0), got {pad!r}")
+        raise TypeError(f"pad must be 'auto', a bool or a margin in pixels (int >= 0), got {pad!r}")
     uy = np.fft.fftfreq(pr, d=pixel)[:, None]
     ux = np.fft.rfftfreq(pc, d=pixel)[None, :]
     response = (1.0 / (1.0 + math.pi * wavelength * z * db * (uy**2 + ux**2))).astype(np.float32)
-    th = 0 if threads is None else int(threads)
     out = np.empty(p.shape, dtype=np.float32)
     for s in range(0, p.shape[0], chunk):
         # edge padding, real-to-complex FFT, filter, inverse and crop in the core (OpenMP over frames)

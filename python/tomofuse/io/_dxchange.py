@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from .._validate import ints
+from ._errors import reading
 from ._atomic import atomic_path
 from ._h5 import GZIP_LEVEL, file_attributes, plain_attrs, set_h5_attrs
 
@@ -180,6 +181,7 @@ def _read_stack(group, name: str, path, rows) -> Optional[np.ndarray]:
     return np.ascontiguousarray(np.transpose(ds[()], order)[:, rows, :])
 
 
+@reading("the Data Exchange scan")
 def read_dxchange(path: str | os.PathLike, *, rows: Optional[slice] = None) -> DataExchange:
     """Read a tomography scan from a Data Exchange HDF5 file.
 
@@ -237,6 +239,8 @@ def read_dxchange(path: str | os.PathLike, *, rows: Optional[slice] = None) -> D
                 theta = values
             else:
                 raise ValueError(f"{str(p)!r}: /exchange/theta has units {units!r}; expected deg or rad")
+            if not np.all(np.isfinite(theta)):
+                raise ValueError(f"{str(p)!r}: /exchange/theta holds non-finite angles")
             if theta.size != data.shape[0]:
                 raise ValueError(f"{str(p)!r}: /exchange/theta has {theta.size} angles for {data.shape[0]} "
                                  "projections")

@@ -15,7 +15,7 @@ import pytest
 import xraylib
 
 from tomofuse import Phase
-from tomofuse.acquire import FWHM_PER_SIGMA, Acquisition, pxct_phase, txtm
+from tomofuse.acquire import FWHM_PER_SIGMA, Acquisition, PXCTOptions, TXTMOptions, pxct_phase, txtm
 from tomofuse.acquire._common import filter_frames
 from tomofuse.acquire._txtm import fresnel_transfer
 from tomofuse.materials import MATERIALS, wavelength
@@ -68,8 +68,8 @@ def test_wavelength():
 
 def test_txtm_transmission_is_beer_lambert(block):
     energy = 8.4
-    ds = txtm(block, [0.0, np.pi / 2], energy_kev=energy, resolution=0.0, photons=None, cylinder=False,
-              beam_variation=0.2)
+    ds = txtm(block, [0.0, np.pi / 2], options=TXTMOptions(energy_kev=energy, resolution=0.0, photons=None,
+                                                           beam_variation=0.2), cylinder=False)
     assert isinstance(ds, Acquisition) and ds.modality == "txtm"
     t = normalize(ds.data, ds.flat, ds.dark).astype(np.float64)
     mu_si, mu_air = mu_xraylib("siox", energy), mu_xraylib("air", energy)
@@ -93,8 +93,8 @@ def test_txtm_transmission_is_beer_lambert(block):
 
 def test_pxct_phase_is_projected_delta(block):
     energy = 6.2
-    ds = pxct_phase(block, [0.0], energy_kev=energy, resolution=0.0, shifts=0.0, phase_offsets=False, wrap=False,
-                    cylinder=False)
+    ds = pxct_phase(block, [0.0], options=PXCTOptions(energy_kev=energy, resolution=0.0, phase_offsets=False,
+                                                      wrap=False), shifts=0.0, cylinder=False)
     lam = HC_KEV_NM / energy * 1e-9
     d_si, d_air = delta_xraylib("siox", energy), delta_xraylib("air", energy)
     cols = columns_of(ds, 10, 22)
@@ -106,8 +106,8 @@ def test_pxct_phase_is_projected_delta(block):
 
 def test_poisson_statistics(block):
     photons, dark = 4000.0, 50.0
-    ds = txtm(block, [0.0], resolution=0.0, photons=photons, dark_counts=dark, beam_variation=0.0,
-              n_flats=40, n_darks=40, cylinder=False, seed=5)
+    ds = txtm(block, [0.0], options=TXTMOptions(resolution=0.0, photons=photons, dark_counts=dark, beam_variation=0.0,
+                                                n_flats=40, n_darks=40), cylinder=False, seed=5)
     pattern = ds.truth["dark_pattern"].astype(np.float64)
     # flats: Poisson(photons) + Poisson(dark pattern): mean and variance both photons + pattern
     flat = ds.flat.astype(np.float64)
@@ -135,7 +135,7 @@ def test_blur_fwhm_measured_on_an_edge():
     # so that the step (T ~ 0.8) stands far above the single-precision FFT's rounding (~1e-6)
     voxel, fwhm = 10e-9, 130e-9
     e = block_electrode((8, 96, 128), voxel, [(Phase.SILICON, 0, 8, 0, 96, 64, 128)])
-    ds = txtm(e, [0.0], resolution=fwhm, photons=None, cylinder=False, energy_kev=3.0)
+    ds = txtm(e, [0.0], options=TXTMOptions(resolution=fwhm, photons=None, energy_kev=3.0), cylinder=False)
     t = normalize(ds.data, ds.flat, ds.dark)[0, 4].astype(np.float64)
     cols = ds.data.shape[2]
     edge = cols / 2.0  # voxel x = 64 is the volume centre = detector centre
@@ -183,9 +183,9 @@ def test_fresnel_propagates_a_gaussian_beam():
 
 
 def test_txtm_propagation_conserves_intensity_and_adds_fringes(block):
-    kw = dict(resolution=0.0, photons=None, cylinder=False, margin=12)
-    contact = txtm(block, [0.0], **kw)
-    far = txtm(block, [0.0], distance=20e-6, **kw)
+    kw = dict(cylinder=False, margin=12)
+    contact = txtm(block, [0.0], options=TXTMOptions(resolution=0.0, photons=None), **kw)
+    far = txtm(block, [0.0], options=TXTMOptions(resolution=0.0, photons=None, distance=20e-6), **kw)
     tc = normalize(contact.data, contact.flat, contact.dark).astype(np.float64)
     tf = normalize(far.data, far.flat, far.dark).astype(np.float64)
     assert tf.sum() == pytest.approx(tc.sum(), rel=2e-4)
@@ -194,10 +194,10 @@ def test_txtm_propagation_conserves_intensity_and_adds_fringes(block):
 
 
 def test_detector_pixels_integrate_the_fine_image(block):
-    kw = dict(resolution=0.0, photons=None, cylinder=False, beam_variation=0.0, dark_counts=0.0)
-    fine = txtm(block, [0.3], margin=7, **kw)
+    opt = dict(resolution=0.0, photons=None, beam_variation=0.0, dark_counts=0.0)
+    fine = txtm(block, [0.3], margin=7, options=TXTMOptions(**opt), cylinder=False)
     assert fine.data.shape[1:] == (24, 60) and 60 % 3 == 0  # 1.5-voxel pixels tile it exactly
-    coarse = txtm(block, [0.3], margin=7, pixel_size=1.5 * VOXEL, **kw)
+    coarse = txtm(block, [0.3], margin=7, options=TXTMOptions(pixel_size=1.5 * VOXEL, **opt), cylinder=False)
     assert coarse.data.shape[1:] == (16, 40)
     assert coarse.pixel_size == pytest.approx(1.5 * VOXEL)
     # reference: split every fine pixel in 2 x 2, average blocks of 3 x 3 half pixels
@@ -209,9 +209,11 @@ def test_detector_pixels_integrate_the_fine_image(block):
 def test_pxct_shift_convention_and_offsets(block):
     shifts = np.array([[2.0, -3.0], [0.0, 1.0], [-2.0, 4.0]])
     angles = [0.0, 1.0, 2.0]
-    kw = dict(resolution=0.0, wrap=False, margin=10, cylinder=False)
-    ref = pxct_phase(block, angles, shifts=0.0, phase_offsets=False, **kw)
-    ds = pxct_phase(block, angles, shifts=shifts, phase_offsets=True, max_slope=0.03, seed=4, **kw)
+    kw = dict(margin=10, cylinder=False)
+    ref = pxct_phase(block, angles, shifts=0.0, options=PXCTOptions(resolution=0.0, wrap=False, phase_offsets=False),
+                     **kw)
+    ds = pxct_phase(block, angles, shifts=shifts, seed=4,
+                    options=PXCTOptions(resolution=0.0, wrap=False, phase_offsets=True, max_slope=0.03), **kw)
     crop = ds.truth["row_crop_voxels"]
     assert crop == 2 and ds.data.shape[1] == SHAPE[0] - 4
     assert ds.origin[0] == pytest.approx(crop * VOXEL)
@@ -229,9 +231,10 @@ def test_pxct_shift_convention_and_offsets(block):
 
 
 def test_pxct_wraps_and_offsets_are_random(block):
-    ds = pxct_phase(block, np.linspace(0, np.pi, 8, endpoint=False), resolution=0.0, seed=1)
+    ds = pxct_phase(block, np.linspace(0, np.pi, 8, endpoint=False), options=PXCTOptions(resolution=0.0), seed=1)
     assert np.all(ds.data > -math.pi - 1e-6) and np.all(ds.data <= math.pi + 1e-6)
-    unwrapped = pxct_phase(block, np.linspace(0, np.pi, 8, endpoint=False), resolution=0.0, seed=1, wrap=False)
+    unwrapped = pxct_phase(block, np.linspace(0, np.pi, 8, endpoint=False), seed=1,
+                           options=PXCTOptions(resolution=0.0, wrap=False))
     np.testing.assert_allclose(np.angle(np.exp(1j * (unwrapped.data - ds.data))), 0.0, atol=1e-5)
     assert np.ptp(ds.truth["phase_ramps"][:, 0]) > 1.0
     assert np.max(np.abs(ds.truth["shifts"])) <= 5.0 and np.ptp(ds.truth["shifts"]) > 2.0
@@ -243,8 +246,8 @@ def test_reconstruction_lands_on_the_phantom_through_origin():
     voxel, energy = 20e-9, 6.2
     e = block_electrode((12, 48, 48), voxel, [(Phase.SILICON, 0, 12, 26, 38, 14, 22)])
     theta = np.linspace(0, np.pi, 120, endpoint=False)
-    ds = pxct_phase(e, theta, energy_kev=energy, resolution=0.0, shifts=0.0, phase_offsets=False, wrap=False,
-                    pixel_size=1.25 * voxel)
+    ds = pxct_phase(e, theta, shifts=0.0, options=PXCTOptions(energy_kev=energy, resolution=0.0, phase_offsets=False,
+                                                              wrap=False, pixel_size=1.25 * voxel))
     p = ds.pixel_size
     delta = fbp(ds.data, theta) / (-2 * math.pi / ds.wavelength * p)
     img = delta[ds.data.shape[1] // 2].astype(np.float64)
@@ -276,7 +279,7 @@ def test_deterministic_for_a_seed(block):
 
 
 def test_default_txtm_is_usable_for_minus_log(block):
-    ds = txtm(block, np.linspace(0, np.pi, 6, endpoint=False), pixel_size=27.5e-9)
+    ds = txtm(block, np.linspace(0, np.pi, 6, endpoint=False), options=TXTMOptions(pixel_size=27.5e-9))
     lines = minus_log(normalize(ds.data, ds.flat, ds.dark))
     assert lines.shape == ds.data.shape and np.all(np.isfinite(lines))
     assert ds.data.dtype == np.float32 and ds.flat.shape[0] == 10 and ds.dark.shape[0] == 10
@@ -289,16 +292,17 @@ def test_default_txtm_is_usable_for_minus_log(block):
         (txtm, dict(electrode=np.zeros((8, 8, 8))), TypeError, "electrode must be"),
         (txtm, dict(angles=[]), ValueError, "angles must not be empty"),
         (txtm, dict(angles=[np.nan]), ValueError, "finite"),
-        (txtm, dict(pixel_size=10e-9), ValueError, "pixel_size must not be finer"),
-        (txtm, dict(resolution=-1e-9), ValueError, "resolution"),
-        (txtm, dict(photons=0), ValueError, "photons"),
-        (txtm, dict(energy_kev=500.0), ValueError, "energy_kev"),
-        (txtm, dict(n_flats=0), ValueError, "n_flats"),
-        (txtm, dict(beam_variation=1.5), ValueError, "beam_variation"),
+        (txtm, dict(options=dict(pixel_size=10e-9)), ValueError, "pixel_size must not be finer"),
+        (txtm, dict(options=dict(resolution=-1e-9)), ValueError, "resolution"),
+        (txtm, dict(options=dict(photons=0)), ValueError, "photons"),
+        (txtm, dict(options=dict(energy_kev=500.0)), ValueError, "energy_kev"),
+        (txtm, dict(options=dict(n_flats=0)), ValueError, "n_flats"),
+        (txtm, dict(options=dict(beam_variation=1.5)), ValueError, "beam_variation"),
+        (txtm, dict(options=PXCTOptions()), TypeError, "TXTMOptions"),
         (txtm, dict(threads=0), ValueError, "threads"),
         (pxct_phase, dict(shifts=np.zeros((3, 2))), ValueError, r"shifts must be a number or an \(2, 2\)"),
         (pxct_phase, dict(shifts=11.0), ValueError, "leaves no rows"),
-        (pxct_phase, dict(noise=-0.1), ValueError, "noise"),
+        (pxct_phase, dict(options=dict(noise=-0.1)), ValueError, "noise"),
         (pxct_phase, dict(seed=-1), ValueError, "seed"),
     ],
 )
@@ -308,4 +312,6 @@ def test_bad_input(block, func, kwargs, exc, match):
     electrode = args.pop("electrode")
     angles = args.pop("angles")
     with pytest.raises(exc, match=match):
+        if isinstance(args.get("options"), dict):  # the options object checks its own fields
+            args["options"] = (TXTMOptions if func is txtm else PXCTOptions)(**args["options"])
         func(electrode, angles, **args)

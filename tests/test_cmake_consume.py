@@ -10,53 +10,16 @@ an embedding C++ program that knows nothing of FFTW or Python.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import tomofuse
 
+from _cmake_tools import _cxx_compiler, _tool, build_against_installed
+
 CONSUMER_SOURCE = Path(__file__).resolve().parent / "cmake_consume"
-
-
-def _tool(name: str) -> str | None:
-    """Find an executable, looking next to the running interpreter first.
-
-    The ``cmake`` and ``ninja`` packages from PyPI (the ``test`` extra) put
-    their launchers in the environment's ``bin`` directory, which need not be
-    on PATH when the tests run with an explicit interpreter path.
-    """
-    bindir = Path(sys.executable).parent
-    for candidate in (bindir / name, bindir / f"{name}.exe"):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return shutil.which(name)
-
-
-def _cxx_compiler() -> str | None:
-    env = os.environ.get("CXX")
-    if env:
-        return shutil.which(env) or (env if Path(env).is_file() else None)
-    for name in ("c++", "g++", "clang++"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-def _run(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    assert proc.returncode == 0, (
-        f"command failed with exit code {proc.returncode}: {' '.join(cmd)}\n"
-        f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
-    )
-    return proc
 
 
 def test_installed_cmake_package_layout() -> None:
@@ -82,20 +45,7 @@ def test_cmake_consume(tmp_path: Path) -> None:
         pytest.skip("no C++ compiler found (looked at $CXX, c++, g++, clang++)")
 
     build = tmp_path / "build"
-    configure = [
-        cmake,
-        "-S",
-        str(CONSUMER_SOURCE),
-        "-B",
-        str(build),
-        f"-Dtomofuse_DIR={tomofuse.get_cmake_dir()}",
-        "-DCMAKE_BUILD_TYPE=Release",
-    ]
-    ninja = _tool("ninja")
-    if ninja is not None:
-        configure += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
-    _run(configure, tmp_path, timeout=300)
-    _run([cmake, "--build", str(build), "--parallel", "2"], tmp_path, timeout=600)
+    build_against_installed(CONSUMER_SOURCE, build, tmp_path)
 
     exe = build / "tomofuse_consume"
     assert exe.is_file(), f"consumer executable not found in {build}"

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tomofuse.acquire import pxct_phase
+from tomofuse.acquire import PXCTOptions, pxct_phase
 from tomofuse.phantom import electrode
-from tomofuse.tomo import align_projections, remove_phase_ramp, shift_projections
+from tomofuse.tomo import AlignmentOptions, align_projections, remove_phase_ramp, shift_projections
 
 A = 90
 THETA = np.linspace(0, np.pi, A, endpoint=False)
@@ -86,7 +86,7 @@ def test_fourier_round_trip():
 
 def test_recovers_random_pxct_shifts(sample):
     """The acceptance: +-5 px random shifts, wrapped phase with random offsets and noise -> < 0.2 px RMS."""
-    ds = pxct_phase(sample, THETA, shifts=5.0, noise=0.03, seed=4)
+    ds = pxct_phase(sample, THETA, shifts=5.0, options=PXCTOptions(noise=0.03), seed=4)
     assert np.max(np.abs(ds.truth["shifts"])) > 4.5
     phase = remove_phase_ramp(ds.data, mask=ds.air_mask, wrap=True)
     assert np.min(phase) > -math.pi / 2  # the object phase never wraps: ramp removal unwraps it
@@ -101,7 +101,7 @@ def test_recovers_random_pxct_shifts(sample):
     assert all(b >= a - 1e-12 for a, b in zip(fractions, fractions[1:]))
     # undoing the estimate leaves only the unobservable object translation
     aligned = shift_projections(phase, -est)
-    again = align_projections(aligned, THETA, air_mask=ds.air_mask, iterations=2)
+    again = align_projections(aligned, THETA, air_mask=ds.air_mask, options=AlignmentOptions(iterations=2))
     assert np.sqrt(np.mean(again**2)) < 0.15  # noise level (the first estimate is ~0.06 px off)
 
 
@@ -109,14 +109,15 @@ def test_unobservable_components_are_fixed_by_convention(sample):
     """A pure object translation (common dy, a cos + b sin in dx) is not a misalignment; an axis offset is."""
     dy = np.full(A, 1.3)
     dx = 1.5 + 2.0 * np.cos(THETA) - 1.5 * np.sin(THETA)
-    ds = pxct_phase(sample, THETA, shifts=np.stack([dy, dx], 1), phase_offsets=False, wrap=False)
-    est = align_projections(ds.data, THETA, air_mask=ds.air_mask, schedule=(2, 1))  # coarse-to-fine
+    ds = pxct_phase(sample, THETA, shifts=np.stack([dy, dx], 1), options=PXCTOptions(phase_offsets=False, wrap=False))
+    est = align_projections(ds.data, THETA, air_mask=ds.air_mask,
+                            options=AlignmentOptions(schedule=(2, 1)))  # coarse-to-fine
     np.testing.assert_allclose(est[:, 0], 0.0, atol=0.1)
     np.testing.assert_allclose(est[:, 1], 1.5, atol=0.1)  # the constant: axis 1.5 px off the centre
 
 
 def test_vertical_only_from_mass_profiles(sample):
-    ds = pxct_phase(sample, THETA[::3], shifts=4.0, phase_offsets=False, wrap=False, seed=2)
+    ds = pxct_phase(sample, THETA[::3], shifts=4.0, options=PXCTOptions(phase_offsets=False, wrap=False), seed=2)
     est = align_projections(ds.data, THETA[::3], horizontal=False, air_mask=ds.air_mask)
     np.testing.assert_array_equal(est[:, 1], 0.0)
     rms_y, _, _ = residual(est, ds.truth["shifts"] * [1, 0], THETA[::3])
@@ -134,13 +135,14 @@ def test_vertical_only_from_mass_profiles(sample):
         (dict(mask=np.ones((16, 15), bool)), ValueError, "mask must have shape"),
         (dict(mask=np.ones((16, 16))), TypeError, "bool"),
         (dict(air_mask=np.eye(16, dtype=bool)), ValueError, "not on one line"),
-        (dict(schedule=(2,)), ValueError, "ending at 1"),
-        (dict(schedule=(1, 2, 1)), ValueError, "decreasing"),
-        (dict(max_shift=7), ValueError, "too large"),
-        (dict(max_shift=-1), ValueError, "max_shift"),
-        (dict(smoothing=-1.0), ValueError, "smoothing"),
-        (dict(tolerance=0), ValueError, "tolerance"),
-        (dict(iterations=0), ValueError, "iterations"),
+        (dict(options=dict(schedule=(2,))), ValueError, "ending at 1"),
+        (dict(options=dict(schedule=(1, 2, 1))), ValueError, "decreasing"),
+        (dict(options=dict(max_shift=7)), ValueError, "too large"),
+        (dict(options=dict(max_shift=-1)), ValueError, "max_shift"),
+        (dict(options=dict(smoothing=-1.0)), ValueError, "smoothing"),
+        (dict(options=dict(tolerance=0)), ValueError, "tolerance"),
+        (dict(options=dict(iterations=0)), ValueError, "iterations"),
+        (dict(options=(3,)), TypeError, "AlignmentOptions"),
         (dict(center=17.0), ValueError, "center"),
     ],
 )
@@ -150,6 +152,8 @@ def test_align_bad_input(kwargs, exc, match):
     proj = args.pop("projections")
     angles = args.pop("angles")
     with pytest.raises(exc, match=match):
+        if isinstance(args.get("options"), dict):  # the options object checks its own fields
+            args["options"] = AlignmentOptions(**args["options"])
         align_projections(proj, angles, **args)
 
 

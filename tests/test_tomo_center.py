@@ -129,7 +129,7 @@ def test_auto_recovers_when_opposite_registration_is_misled():
 
     e = electrode((48, 48, 48), 21.4e-9, cycled=True, seed=0, truth_samples=1000)  # labels only
     angles = np.linspace(0, np.pi, 120, endpoint=False)
-    scan = acquire.txtm(e, angles, energy_kev=8.4, resolution=130e-9, seed=0, photons=1e6)
+    scan = acquire.txtm(e, angles, options=acquire.TXTMOptions(energy_kev=8.4, resolution=130e-9, photons=1e6), seed=0)
     mu = tomo.minus_log(tomo.normalize(scan.data, scan.flat, scan.dark))
     axis = mu.shape[2] / 2
     assert abs(tomo.find_center(mu, angles, method="opposite", threads=1) - axis) > 2.0  # the trap is real

@@ -58,6 +58,24 @@ pybind11::array_t<T> require_array(const pybind11::object& obj, const char* name
     return pybind11::reinterpret_borrow<pybind11::array_t<T>>(a);
 }
 
+// Whether the array argument `obj` is float32 (true) or float64 (false), for functions
+// instantiated for both; anything else is a DTypeError naming `name` and both dtypes.
+inline bool is_float32(const pybind11::object& obj, const char* name) {
+    const std::string arg(name);
+    if (!pybind11::isinstance<pybind11::array>(obj)) {
+        throw DTypeError(arg + " must be a numpy.ndarray of dtype float32 or float64, got an object of type " +
+                         type_name(obj));
+    }
+    const auto dtype = pybind11::reinterpret_borrow<pybind11::array>(obj).dtype();
+    if (dtype.equal(pybind11::dtype::of<float>())) {
+        return true;
+    }
+    if (dtype.equal(pybind11::dtype::of<double>())) {
+        return false;
+    }
+    throw DTypeError(arg + " must have dtype float32 or float64, got " + std::string(pybind11::str(dtype)));
+}
+
 // require_array with an exact shape, and writeable when `writeable`.
 template <typename T>
 pybind11::array_t<T> require_shape(const pybind11::object& obj, const char* name,

@@ -32,6 +32,8 @@ fem::VoxelMesh make_mesh(const py::object& mask_obj, double voxel_size, int thre
     check_threads(threads);
     const fem::Shape3 shape{static_cast<std::size_t>(mask.shape(0)), static_cast<std::size_t>(mask.shape(1)),
                             static_cast<std::size_t>(mask.shape(2))};
+    // node ids, element ids, the 27-point pattern and the occupancy: about 140 bytes per voxel
+    require_memory("VoxelMesh", 140, {shape[0] + 1, shape[1] + 1, shape[2] + 1});
     py::gil_scoped_release release;
     return fem::VoxelMesh(mask.data(), shape, voxel_size, threads);
 }

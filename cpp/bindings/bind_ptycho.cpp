@@ -100,12 +100,14 @@ Geometry of a far-field ptychographic scan and the engines that act on it.
 Scan point k sees the object through an N x N window whose top-left corner is
 at object pixel (y0 + fy, x0 + fx): y0 = floor(y) + height // 2 - n // 2 and
 fy = y - floor(y) for a probe-centre position (y, x) in object pixels relative
-to the object's centre. With subpixel_steps = 0 the object under the window
-is interpolated bilinearly; with subpixel_steps = B > 0 the window is the
-whole-pixel crop and the probe is shifted instead, P(r - f), by a Fourier
-phase ramp of the fraction rounded to 1/B pixel (exact for a band-limited
-probe that vanishes at its edges, as tomofuse.acquire.ptycho_scan models it). Model intensities are sum_m |F(P_m o_k)|^2 with the unitary DFT
-and zero frequency at index 0 (undo the detector's fftshift first).
+to the object's centre. Two sub-pixel models: with subpixel_steps = B > 0
+(tomofuse.ptycho.reconstruct uses 8) the window is the whole-pixel crop and
+the probe is shifted instead, P(r - f), by a Fourier phase ramp of the
+fraction rounded to 1/B pixel (exact for a band-limited probe that vanishes at
+its edges, as tomofuse.acquire.ptycho_scan models it); with subpixel_steps = 0
+(this class's default, kept for compatibility) the object under the window is
+interpolated bilinearly. Model intensities are sum_m |F(P_km o_k)|^2 with the
+unitary DFT and zero frequency at index 0 (undo the detector's fftshift first).
 
 All arrays are C-contiguous: object (height, width) complex64, probe
 (modes, n, n) complex64, exit waves and ML buffers (K, modes, n, n) complex64,
@@ -123,7 +125,8 @@ object_shape : (int, int)
 positions : (K, 2) ndarray of float64
     Probe-centre positions (y, x), object pixels relative to the object's centre.
 subpixel_steps : int
-    0 (bilinear object) or 1..64 (shifted probes, fractions rounded to 1/steps).
+    1..64: shifted probes, fractions rounded to 1/steps (8 in
+    tomofuse.ptycho.reconstruct); 0 (default here): bilinear object.
 
 Raises
 ------
@@ -138,6 +141,9 @@ ValueError
                      throw ShapeError("positions must have shape (K, 2) of (y, x), got " + shape_str(pos));
                  }
                  const auto k = static_cast<std::size_t>(pos.shape(0));
+                 // the FFT planner's two frames, and the object the engines will be given
+                 require_memory("PtychoScan", sizeof(cfloat), {n, n}, 2);
+                 require_memory("PtychoScan", sizeof(cfloat), {object_shape.first, object_shape.second});
                  return std::make_unique<Scan>(n, modes, object_shape.first, object_shape.second, pos.data(), k,
                                                subpixel_steps);
              }),
@@ -173,6 +179,7 @@ ValueError
                 const Frames sh = shapes(s);
                 auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, false);
                 check_threads(threads);
+                require_memory("shifted_probes", sizeof(cfloat), {s.bins(), s.modes(), s.n(), s.n()});
                 py::array_t<std::complex<float>> out({s.bins(), s.modes(), s.n(), s.n()});
                 auto* op = out.mutable_data();
                 {
@@ -210,6 +217,7 @@ ValueError
             [](const Scan& s, const py::object& object, int threads) {
                 auto o = require_shape<std::complex<float>>(object, "object", shapes(s).object, false);
                 check_threads(threads);
+                require_memory("object_windows", sizeof(cfloat), {s.size(), s.n(), s.n()});
                 py::array_t<std::complex<float>> out({s.size(), s.n(), s.n()});
                 auto* op = out.mutable_data();
                 {
@@ -233,7 +241,8 @@ ValueError
                 ptycho::exit_waves(s, o.data(), p.data(), e.mutable_data(), threads);
             },
             py::arg("object"), py::arg("probe"), py::arg("out"), py::kw_only(), py::arg("threads") = 0,
-            "out[k, m] = probe[m] * o_k (bilinear window of the object).")
+            "out[k, m] = P_km * o_k: the probe mode as pattern k sees it (shifted by its fraction, or itself for "
+            "the bilinear model) times the object under window k.")
         .def(
             "dm_iteration",
             [](const Scan& s, const py::object& amplitudes, const py::object& mask, const py::object& object,
@@ -247,8 +256,19 @@ ValueError
                 auto o = require_shape<std::complex<float>>(object, "object", sh.object, true);
                 auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, true);
                 auto e = require_shape<std::complex<float>>(exit, "exit", sh.waves, true);
-                check_no_alias({span("object", o), span("probe", p), span("exit", e)},
-                               {span("object", o), span("probe", p), span("exit", e), span("amplitudes", keep)});
+                py::array_t<double> keep_bound;
+                if (!bound.is_none()) {
+                    keep_bound = require_shape<double>(bound, "bound", {s.size()}, false);
+                }
+                std::vector<Span> inputs{span("object", o), span("probe", p), span("exit", e),
+                                         span("amplitudes", keep)};
+                if (!mask.is_none()) {
+                    inputs.push_back(span("mask", keep_mask));
+                }
+                if (!bound.is_none()) {
+                    inputs.push_back(span("bound", keep_bound));
+                }
+                check_no_alias({span("object", o), span("probe", p), span("exit", e)}, inputs);
                 if (overlap_iterations < 1) {
                     throw InvalidArgument("overlap_iterations must be >= 1, got " + std::to_string(overlap_iterations));
                 }
@@ -262,11 +282,7 @@ ValueError
                 opt.overlap_iterations = overlap_iterations;
                 opt.object_inertia = object_inertia;
                 opt.probe_inertia = probe_inertia;
-                py::array_t<double> keep_bound;
-                if (!bound.is_none()) {
-                    keep_bound = require_shape<double>(bound, "bound", {s.size()}, false);
-                    opt.bound = keep_bound.data();
-                }
+                opt.bound = bound.is_none() ? nullptr : keep_bound.data();
                 py::array_t<double> err(static_cast<py::ssize_t>(s.size()));
                 double* ep = err.mutable_data();
                 py::array_t<double> merr(static_cast<py::ssize_t>(model_error ? s.size() : 0));
@@ -304,7 +320,7 @@ squared amplitude errors per pattern, before the modulus constraint.)doc")
                               {sh.object[0], sh.object[1]}, threads, ptycho::object_gather);
             },
             py::arg("probe"), py::arg("waves"), py::kw_only(), py::arg("threads") = 0,
-            "(num, den): sum_k S_k^T sum_m conj(P_m) waves[k, m] and sum_k S_k^T sum_m |P_m|^2, (height, width).")
+            "(num, den): sum_k S_k^T sum_m conj(P_km) waves[k, m] and sum_k S_k^T sum_m |P_km|^2, (height, width).")
         .def(
             "illumination",
             [](const Scan& s, const py::object& probe, int threads) {
@@ -320,7 +336,7 @@ squared amplitude errors per pattern, before the modulus constraint.)doc")
                 return den;
             },
             py::arg("probe"), py::kw_only(), py::arg("threads") = 0,
-            "(height, width) float32 sum_k S_k^T sum_m |P_m|^2, the probe power summed over the scan "
+            "(height, width) float32 sum_k S_k^T sum_m |P_km|^2, the probe power summed over the scan "
             "(object_gather's den without the waves).")
         .def(
             "probe_gather",
@@ -344,8 +360,12 @@ squared amplitude errors per pattern, before the modulus constraint.)doc")
                 auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, false);
                 auto f = require_shape<std::complex<float>>(far, "far", sh.waves, true);
                 auto c = require_shape<std::complex<float>>(chi, "chi", sh.waves, true);
-                check_no_alias({span("far", f), span("chi", c)},
-                               {span("object", o), span("probe", p), span("far", f), span("chi", c)});
+                std::vector<Span> inputs{span("object", o), span("probe", p), span("far", f), span("chi", c),
+                                         span("intensities", keep)};
+                if (!mask.is_none()) {
+                    inputs.push_back(span("mask", keep_mask));
+                }
+                check_no_alias({span("far", f), span("chi", c)}, inputs);
                 const ptycho::MLOptions opt = ml_options(intensity_floor);
                 check_threads(threads);
                 py::array_t<std::complex<float>> go({sh.object[0], sh.object[1]});
@@ -372,7 +392,7 @@ squared amplitude errors per pattern, before the modulus constraint.)doc")
 nll (K,) float64 is the Poisson deviance per pattern, sum over valid pixels of
 Im - I - I log(Im / I) with Im the model intensity plus intensity_floor; the
 gradients are the Wirtinger derivatives with respect to conj(object) and
-conj(probe). Fills far (F(P_m o_k), unscaled DFT) and chi (F^-1 of the
+conj(probe). Fills far (F(P_km o_k), unscaled DFT) and chi (F^-1 of the
 residual, unitary) as work buffers.)doc")
         .def(
             "ml_line_coefficients",
@@ -390,12 +410,11 @@ residual, unitary) as work buffers.)doc")
                 auto f = require_shape<std::complex<float>>(far, "far", sh.waves, false);
                 const ptycho::MLOptions opt = ml_options(intensity_floor);
                 check_threads(threads);
-                ptycho::MLBuffers b{const_cast<cfloat*>(f.data()), nullptr};
                 double b1 = 0.0;
                 double b2 = 0.0;
                 {
                     py::gil_scoped_release release;
-                    ptycho::ml_line_coefficients(s, d, o.data(), p.data(), ho.data(), hp.data(), b, opt, &b1, &b2,
+                    ptycho::ml_line_coefficients(s, d, o.data(), p.data(), ho.data(), hp.data(), f.data(), opt, &b1, &b2,
                                                  threads);
                 }
                 return py::make_tuple(b1, b2);
@@ -403,7 +422,7 @@ residual, unitary) as work buffers.)doc")
             py::arg("intensities"), py::arg("mask"), py::arg("object"), py::arg("probe"), py::arg("h_object"),
             py::arg("h_probe"), py::arg("far"), py::kw_only(), py::arg("intensity_floor") = 1e-6f,
             py::arg("threads") = 0,
-            "(B1, B2) of L(x + a h) ~ L(x) + B1 a + B2 a^2, far holding F(P_m o_k) at x (from ml_gradient).")
+            "(B1, B2) of L(x + a h) ~ L(x) + B1 a + B2 a^2, far holding F(P_km o_k) at x (from ml_gradient).")
         .def(
             "ml_iteration",
             [](const Scan& s, const py::object& intensities, const py::object& mask, const py::object& object,
@@ -442,6 +461,9 @@ residual, unitary) as work buffers.)doc")
                                              span("state.prev_grad_probe", qp)};
                 std::vector<Span> all = outs;
                 all.push_back(span("intensities", keep));
+                if (!mask.is_none()) {
+                    all.push_back(span("mask", keep_mask));
+                }
                 check_no_alias(outs, all);
                 const ptycho::MLOptions opt = ml_options(intensity_floor, update_object, update_probe,
                                                          precond_regularisation, max_backtracks, smoothness);

@@ -55,10 +55,7 @@ void bind_raster(py::module_& m) {
     m.def(
         "points_in_spheres",
         [](const py::object& points, const py::object& centres, const py::object& radii, int threads) {
-            auto dtype = py::isinstance<py::array>(points)
-                             ? py::reinterpret_borrow<py::array>(points).dtype()
-                             : py::dtype::of<double>();
-            if (dtype.equal(py::dtype::of<float>())) {
+            if (is_float32(points, "points")) {
                 return points_in_spheres_impl<float>(points, centres, radii, threads);
             }
             return points_in_spheres_impl<double>(points, centres, radii, threads);

@@ -38,6 +38,9 @@ py::array project_impl(const py::object& volume_obj, const py::object& angles_ob
     check_threads(threads);
     const raytrace::Shape3 shape{static_cast<std::size_t>(volume.shape(0)), static_cast<std::size_t>(volume.shape(1)),
                                  static_cast<std::size_t>(volume.shape(2))};
+    require_memory("project", sizeof(Real),
+                   {static_cast<std::size_t>(angles.shape(0)), static_cast<std::size_t>(volume.shape(0)),
+                    static_cast<std::size_t>(n_cols)});
     py::array_t<Real> out({angles.shape(0), volume.shape(0), n_cols});
     const Real* src = volume.data();
     const double* th = angles.data();
@@ -68,6 +71,9 @@ py::array backproject_impl(const py::object& proj_obj, const py::object& angles_
     check_threads(threads);
     const raytrace::Shape3 shape{static_cast<std::size_t>(proj.shape(1)), static_cast<std::size_t>(ny),
                                  static_cast<std::size_t>(nx)};
+    require_memory(linear ? "backproject_linear" : "backproject", sizeof(Real),
+                   {static_cast<std::size_t>(proj.shape(1)), static_cast<std::size_t>(ny),
+                    static_cast<std::size_t>(nx)});
     py::array_t<Real> out({proj.shape(1), ny, nx});
     const Real* src = proj.data();
     const double* th = angles.data();
@@ -85,11 +91,6 @@ py::array backproject_impl(const py::object& proj_obj, const py::object& angles_
     return out;
 }
 
-bool is_float32(const py::object& obj) {
-    return py::isinstance<py::array>(obj) &&
-           py::reinterpret_borrow<py::array>(obj).dtype().equal(py::dtype::of<float>());
-}
-
 }  // namespace
 
 void bind_tomo(py::module_& m) {
@@ -97,7 +98,7 @@ void bind_tomo(py::module_& m) {
         "project",
         [](const py::object& volume, const py::object& angles, py::ssize_t n_cols, double center_offset,
            int threads) {
-            return is_float32(volume) ? project_impl<float>(volume, angles, n_cols, center_offset, threads)
+            return is_float32(volume, "volume") ? project_impl<float>(volume, angles, n_cols, center_offset, threads)
                                       : project_impl<double>(volume, angles, n_cols, center_offset, threads);
         },
         py::arg("volume"), py::arg("angles"), py::kw_only(), py::arg("n_cols"), py::arg("center_offset") = 0.0,
@@ -108,7 +109,7 @@ void bind_tomo(py::module_& m) {
         "backproject",
         [](const py::object& projections, const py::object& angles, py::ssize_t ny, py::ssize_t nx,
            double center_offset, int threads) {
-            return is_float32(projections)
+            return is_float32(projections, "projections")
                        ? backproject_impl<float>(projections, angles, ny, nx, center_offset, threads, false)
                        : backproject_impl<double>(projections, angles, ny, nx, center_offset, threads, false);
         },
@@ -119,7 +120,7 @@ void bind_tomo(py::module_& m) {
         "backproject_linear",
         [](const py::object& projections, const py::object& angles, py::ssize_t ny, py::ssize_t nx,
            double center_offset, int threads) {
-            return is_float32(projections)
+            return is_float32(projections, "projections")
                        ? backproject_impl<float>(projections, angles, ny, nx, center_offset, threads, true)
                        : backproject_impl<double>(projections, angles, ny, nx, center_offset, threads, true);
         },

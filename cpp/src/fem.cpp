@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 #include <numeric>
 #include <string>
 #include <utility>
@@ -239,8 +240,16 @@ struct SparseOperator::Factor {
     Eigen::IncompleteCholesky<double, Eigen::Lower, Eigen::AMDOrdering<int>> ic;
 };
 
+// The preconditioners built on first use: under the lock, once; read-only afterwards (a
+// solve holds its own reference, so they are never changed while one runs).
+struct SparseOperator::Preconditioners {
+    std::mutex mutex;
+    std::shared_ptr<const Factor> factor;
+    std::shared_ptr<const detail::VCycle> vcycle;
+};
+
 SparseOperator::SparseOperator(std::shared_ptr<const CsrPattern> pattern, std::vector<double> values)
-    : pattern_(std::move(pattern)), values_(std::move(values)) {
+    : pattern_(std::move(pattern)), values_(std::move(values)), preconditioners_(std::make_unique<Preconditioners>()) {
     if (!pattern_) {
         throw InvalidArgument("SparseOperator: pattern must not be null");
     }
@@ -251,7 +260,7 @@ SparseOperator::SparseOperator(std::shared_ptr<const CsrPattern> pattern, std::v
 }
 
 SparseOperator::SparseOperator(std::shared_ptr<const CsrPattern> pattern, NeighbourhoodTable table)
-    : pattern_(std::move(pattern)), table_(std::move(table)) {
+    : pattern_(std::move(pattern)), table_(std::move(table)), preconditioners_(std::make_unique<Preconditioners>()) {
     if (!pattern_ || !table_.occupancy) {
         throw InvalidArgument("SparseOperator: pattern and occupancy must not be null");
     }
@@ -301,6 +310,9 @@ std::vector<double> SparseOperator::values() const {
 }
 
 void SparseOperator::apply(const double* x, double* y, int nthreads) const {
+    if (!pattern_) {
+        throw Error("SparseOperator::apply: this operator was moved from");
+    }
     detail::check_threads(nthreads);
     spmv(x, y, detail::team_size(nthreads, rows()));
 }
@@ -324,7 +336,70 @@ std::vector<double> SparseOperator::diagonal() const {
     return d;
 }
 
+std::shared_ptr<const SparseOperator::Factor> SparseOperator::cholesky_factor() const {
+    std::lock_guard<std::mutex> lock(preconditioners_->mutex);
+    if (preconditioners_->factor) {
+        return preconditioners_->factor;
+    }
+    const auto n = static_cast<Eigen::Index>(rows());
+    if (pattern_->nnz() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+        throw InvalidArgument("solve: the matrix is too large for the incomplete Cholesky preconditioner");
+    }
+    std::vector<int> outer(pattern_->indptr.begin(), pattern_->indptr.end());
+    const std::vector<double> vals = values();
+    Eigen::Map<const Eigen::SparseMatrix<double, Eigen::RowMajor, int>> csr(
+        n, n, static_cast<Eigen::Index>(pattern_->nnz()), outer.data(), pattern_->indices.data(),
+        vals.data());
+    // A is symmetric: its CSR arrays are also its CSC arrays.
+    Eigen::SparseMatrix<double, Eigen::ColMajor, int> csc = csr.transpose();
+    auto f = std::make_unique<Factor>();
+    f->ic.compute(csc);
+    if (f->ic.info() != Eigen::Success) {
+        throw Error("solve: incomplete Cholesky factorisation failed (matrix not positive definite?)");
+    }
+    preconditioners_->factor = std::move(f);
+    return preconditioners_->factor;
+}
+
+std::shared_ptr<const detail::VCycle> SparseOperator::multigrid(int threads) const {
+    if (!table_values() || !table_.hierarchy) {
+        throw InvalidArgument("solve: preconditioner 'multigrid' needs an operator made by VoxelMesh.operator() "
+                              "without element_coefficient and node_diagonal");
+    }
+    std::lock_guard<std::mutex> lock(preconditioners_->mutex);
+    if (preconditioners_->vcycle) {
+        return preconditioners_->vcycle;
+    }
+    // Gershgorin bound of lambda_max(D^-1 A) over the neighbourhoods present.
+    bool present[256] = {};
+    for (std::uint8_t o : *table_.occupancy) {
+        present[o] = true;
+    }
+    double bound = 0.0;
+    const detail::Tables& tab = detail::tables();
+    for (int o = 0; o < 256; ++o) {
+        if (!present[o]) {
+            continue;
+        }
+        const double* v = table_.rows.data() + 27 * o;
+        const int len = detail::popcount(tab.touched[o]);
+        const int k13 = detail::popcount(tab.touched[o] & ((1u << 13) - 1u));
+        double sum = 0.0;
+        for (int q = 0; q < len; ++q) {
+            sum += std::abs(v[q]);
+        }
+        bound = std::max(bound, sum / v[k13]);
+    }
+    preconditioners_->vcycle = std::make_shared<const detail::VCycle>(
+        table_.hierarchy, table_.mass, table_.stiffness, diagonal(), bound,
+        [this](const double* in, double* out, int th) { spmv(in, out, th); }, threads);
+    return preconditioners_->vcycle;
+}
+
 CgResult SparseOperator::solve(const double* b, double* x, const CgOptions& options) const {
+    if (!pattern_ || !preconditioners_) {
+        throw Error("SparseOperator::solve: this operator was moved from");
+    }
     detail::check_threads(options.nthreads);
     if (!(options.rtol >= 0) || !(options.atol >= 0)) {
         throw InvalidArgument("solve: rtol and atol must be >= 0");
@@ -366,54 +441,13 @@ CgResult SparseOperator::solve(const double* b, double* x, const CgOptions& opti
             }
             inv_diag[i] = 1.0 / inv_diag[i];
         }
-    } else if (options.preconditioner == Preconditioner::Cholesky && !factor_) {
-        if (pattern_->nnz() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-            throw InvalidArgument("solve: the matrix is too large for the incomplete Cholesky preconditioner");
-        }
-        std::vector<int> outer(pattern_->indptr.begin(), pattern_->indptr.end());
-        const std::vector<double> vals = values();
-        Eigen::Map<const Eigen::SparseMatrix<double, Eigen::RowMajor, int>> csr(
-            n, n, static_cast<Eigen::Index>(pattern_->nnz()), outer.data(), pattern_->indices.data(),
-            vals.data());
-        // A is symmetric: its CSR arrays are also its CSC arrays.
-        Eigen::SparseMatrix<double, Eigen::ColMajor, int> csc = csr.transpose();
-        auto f = std::make_unique<Factor>();
-        f->ic.compute(csc);
-        if (f->ic.info() != Eigen::Success) {
-            throw Error("solve: incomplete Cholesky factorisation failed (matrix not positive definite?)");
-        }
-        factor_ = std::move(f);
     }
-    if (options.preconditioner == Preconditioner::Multigrid && !vcycle_) {
-        if (!table_values() || !table_.hierarchy) {
-            throw InvalidArgument("solve: preconditioner 'multigrid' needs an operator made by VoxelMesh.operator() "
-                                  "without element_coefficient and node_diagonal");
-        }
-        const auto& levels = table_.hierarchy->levels(threads);
-        // Gershgorin bound of lambda_max(D^-1 A) over the neighbourhoods present.
-        bool present[256] = {};
-        for (std::uint8_t o : *table_.occupancy) {
-            present[o] = true;
-        }
-        double bound = 0.0;
-        const detail::Tables& tab = detail::tables();
-        for (int o = 0; o < 256; ++o) {
-            if (!present[o]) {
-                continue;
-            }
-            const double* v = table_.rows.data() + 27 * o;
-            const int len = detail::popcount(tab.touched[o]);
-            const int k13 = detail::popcount(tab.touched[o] & ((1u << 13) - 1u));
-            double sum = 0.0;
-            for (int q = 0; q < len; ++q) {
-                sum += std::abs(v[q]);
-            }
-            bound = std::max(bound, sum / v[k13]);
-        }
-        vcycle_ = std::make_unique<detail::VCycle>(
-            levels, table_.mass, table_.stiffness, diagonal(), bound,
-            [this, threads](const double* in, double* out) { spmv(in, out, threads); }, threads);
-    }
+    const std::shared_ptr<const Factor> factor =
+        options.preconditioner == Preconditioner::Cholesky ? cholesky_factor() : nullptr;
+    const std::shared_ptr<const detail::VCycle> vcycle =
+        options.preconditioner == Preconditioner::Multigrid ? multigrid(threads) : nullptr;
+    detail::VCycle::Workspace work = vcycle ? vcycle->workspace() : detail::VCycle::Workspace();
+    const detail::VCycle::FineApply fine = [this](const double* in, double* out, int th) { spmv(in, out, th); };
     std::vector<double> ones;
     if (options.preconditioner == Preconditioner::JacobiConstant) {
         ones.assign(static_cast<std::size_t>(n), 1.0);
@@ -441,12 +475,12 @@ CgResult SparseOperator::solve(const double* b, double* x, const CgOptions& opti
                 break;
             }
             case Preconditioner::Multigrid:
-                vcycle_->apply(r.data(), z.data());
+                vcycle->apply(r.data(), z.data(), fine, threads, work);
                 break;
             case Preconditioner::Cholesky: {
                 Eigen::Map<const Eigen::VectorXd> rv(r.data(), n);
                 Eigen::Map<Eigen::VectorXd> zv(z.data(), n);
-                zv = factor_->ic.solve(rv);
+                zv = factor->ic.solve(rv);
                 break;
             }
         }

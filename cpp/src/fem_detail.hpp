@@ -41,27 +41,40 @@ private:
     mutable std::vector<CoarseLevel> levels_;
 };
 
-/// A V-cycle for alpha M + beta K on a hierarchy (built per operator).
+/// A V-cycle for alpha M + beta K on a hierarchy, built once per operator and read-only
+/// afterwards: the finest level's operator, the thread count and the work vectors are
+/// arguments of each application, so one VCycle serves any number of concurrent solves and
+/// holds no pointer to the operator it was built for.
 class VCycle {
 public:
-    /// `fine_apply(x, y)` computes y = A x on the finest level; `fine_diag` is its
-    /// diagonal and `fine_gershgorin` a bound of lambda_max(D^-1 A) there.
-    VCycle(const std::vector<CoarseLevel>& levels, double alpha, double beta, std::vector<double> fine_diag,
-           double fine_gershgorin, const std::function<void(const double*, double*)>& fine_apply, int threads);
+    /// y = A x on the finest level, with `threads` threads.
+    using FineApply = std::function<void(const double* x, double* y, int threads)>;
+    /// Work vectors of one solve (3 per level).
+    using Workspace = std::vector<std::vector<double>>;
+
+    /// `fine_apply` (used only while constructing: damping estimates) computes the finest
+    /// level's product; `fine_diag` is its diagonal and `fine_gershgorin` a bound of
+    /// lambda_max(D^-1 A) there. `source` keeps the levels alive.
+    VCycle(std::shared_ptr<const HierarchySource> source, double alpha, double beta, std::vector<double> fine_diag,
+           double fine_gershgorin, const FineApply& fine_apply, int threads);
+    Workspace workspace() const;
     /// z = B r (B symmetric positive definite, an approximate inverse of A).
-    void apply(const double* r, double* z) const;
+    void apply(const double* r, double* z, const FineApply& fine_apply, int threads, Workspace& work) const;
 
 private:
-    void cycle(std::size_t level, const double* r, double* z) const;
-    void op(std::size_t level, const double* x, double* y) const;
+    struct Call {
+        const FineApply& fine_apply;
+        int threads;
+        Workspace& work;
+    };
+    void cycle(std::size_t level, const double* r, double* z, const Call& call) const;
+    void op(std::size_t level, const double* x, double* y, const Call& call) const;
+    std::shared_ptr<const HierarchySource> source_;
     const std::vector<CoarseLevel>& levels_;
-    std::function<void(const double*, double*)> fine_apply_;
     std::vector<RowMat> a_;                     // coarse operators (index l = levels_[l])
     std::vector<std::vector<double>> inv_diag_;  // 0 = finest, l + 1 = levels_[l]
     std::vector<double> omega_;
     Eigen::SimplicialLDLT<Eigen::SparseMatrix<double>> coarsest_;
-    int threads_;
-    mutable std::vector<std::vector<double>> work_;  // per level: 3 vectors
 };
 
 }  // namespace tomofuse::fem::detail

@@ -169,9 +169,9 @@ const std::vector<CoarseLevel>& HierarchySource::levels(int threads) const {
     return levels_;
 }
 
-VCycle::VCycle(const std::vector<CoarseLevel>& levels, double alpha, double beta, std::vector<double> fine_diag,
-               double fine_gershgorin, const std::function<void(const double*, double*)>& fine_apply, int threads)
-    : levels_(levels), fine_apply_(fine_apply), threads_(threads) {
+VCycle::VCycle(std::shared_ptr<const HierarchySource> source, double alpha, double beta,
+               std::vector<double> fine_diag, double fine_gershgorin, const FineApply& fine_apply, int threads)
+    : source_(std::move(source)), levels_(source_->levels(threads)) {
     inv_diag_.push_back(std::move(fine_diag));
     for (const auto& l : levels_) {
         RowMat a = alpha * l.M + beta * l.K;
@@ -187,10 +187,8 @@ VCycle::VCycle(const std::vector<CoarseLevel>& levels, double alpha, double beta
             v = 1.0 / v;
         }
     }
-    work_.resize(inv_diag_.size());
-    for (std::size_t l = 0; l < inv_diag_.size(); ++l) {
-        work_[l].assign(3 * inv_diag_[l].size(), 0.0);
-    }
+    Workspace work = workspace();
+    const Call call{fine_apply, threads, work};
     // Damping 4 / (3 lambda) with lambda ~ lambda_max(D^-1 A): the smaller of
     // Gershgorin's bound and 1.1 x a power-iteration estimate (which can only
     // underestimate, by far less than the 1.5 that would make omega lambda > 2).
@@ -202,7 +200,7 @@ VCycle::VCycle(const std::vector<CoarseLevel>& levels, double alpha, double beta
         }
         double lambda = 0.0;
         for (int it = 0; it < 8; ++it) {
-            op(l, x.data(), y.data());
+            op(l, x.data(), y.data(), call);
             double num = 0.0, den = 0.0;
             for (std::size_t i = 0; i < n; ++i) {
                 y[i] *= inv_diag_[l][i];
@@ -227,15 +225,23 @@ VCycle::VCycle(const std::vector<CoarseLevel>& levels, double alpha, double beta
     }
 }
 
-void VCycle::op(std::size_t level, const double* x, double* y) const {
+VCycle::Workspace VCycle::workspace() const {
+    Workspace work(inv_diag_.size());
+    for (std::size_t l = 0; l < inv_diag_.size(); ++l) {
+        work[l].assign(3 * inv_diag_[l].size(), 0.0);
+    }
+    return work;
+}
+
+void VCycle::op(std::size_t level, const double* x, double* y, const Call& call) const {
     if (level == 0) {
-        fine_apply_(x, y);
+        call.fine_apply(x, y, call.threads);
     } else {
-        spmv(a_[level - 1], x, y, threads_);
+        spmv(a_[level - 1], x, y, call.threads);
     }
 }
 
-void VCycle::cycle(std::size_t level, const double* r, double* z) const {
+void VCycle::cycle(std::size_t level, const double* r, double* z, const Call& call) const {
     const std::size_t n = inv_diag_[level].size();
     if (level == inv_diag_.size() - 1 && level > 0) {
         Eigen::Map<const Eigen::VectorXd> rv(r, static_cast<Eigen::Index>(n));
@@ -243,12 +249,12 @@ void VCycle::cycle(std::size_t level, const double* r, double* z) const {
         zv = coarsest_.solve(rv);
         return;
     }
-    double* az = work_[level].data();
+    double* az = call.work[level].data();
     double* res = az + n;
     const double* d = inv_diag_[level].data();
     const double w = omega_[level];
     const auto sn = static_cast<std::ptrdiff_t>(n);
-    const int th = (n > 32768) ? threads_ : 1;
+    const int th = (n > 32768) ? call.threads : 1;
     auto smooth = [&](bool from_zero) {
         if (from_zero) {
             TOMOFUSE_OMP(parallel for schedule(static) num_threads(th) if (th > 1))
@@ -257,7 +263,7 @@ void VCycle::cycle(std::size_t level, const double* r, double* z) const {
             }
             return;
         }
-        op(level, z, az);
+        op(level, z, az, call);
         TOMOFUSE_OMP(parallel for schedule(static) num_threads(th) if (th > 1))
         for (std::ptrdiff_t i = 0; i < sn; ++i) {
             z[i] += w * d[i] * (r[i] - az[i]);
@@ -268,7 +274,7 @@ void VCycle::cycle(std::size_t level, const double* r, double* z) const {
         smooth(false);
     }
     if (level + 1 < inv_diag_.size()) {
-        op(level, z, az);
+        op(level, z, az, call);
         TOMOFUSE_OMP(parallel for schedule(static) num_threads(th) if (th > 1))
         for (std::ptrdiff_t i = 0; i < sn; ++i) {
             res[i] = r[i] - az[i];
@@ -276,9 +282,9 @@ void VCycle::cycle(std::size_t level, const double* r, double* z) const {
         const CoarseLevel& c = levels_[level];
         const std::size_t nc = inv_diag_[level + 1].size();
         std::vector<double> rc(nc), zc(nc);
-        spmv(c.R, res, rc.data(), threads_);
-        cycle(level + 1, rc.data(), zc.data());
-        spmv(c.P, zc.data(), az, threads_);
+        spmv(c.R, res, rc.data(), call.threads);
+        cycle(level + 1, rc.data(), zc.data(), call);
+        spmv(c.P, zc.data(), az, call.threads);
         TOMOFUSE_OMP(parallel for schedule(static) num_threads(th) if (th > 1))
         for (std::ptrdiff_t i = 0; i < sn; ++i) {
             z[i] += az[i];
@@ -289,6 +295,8 @@ void VCycle::cycle(std::size_t level, const double* r, double* z) const {
     }
 }
 
-void VCycle::apply(const double* r, double* z) const { cycle(0, r, z); }
+void VCycle::apply(const double* r, double* z, const FineApply& fine_apply, int threads, Workspace& work) const {
+    cycle(0, r, z, Call{fine_apply, threads, work});
+}
 
 }  // namespace tomofuse::fem::detail

@@ -21,6 +21,8 @@
 
 namespace tomofuse::fft {
 
+using tomofuse::detail::RegionErrors;
+
 namespace detail {
 namespace {
 
@@ -363,38 +365,46 @@ void filter_real_2d(const float* in, float* out, std::size_t batch, std::size_t 
     const auto nframes = static_cast<std::ptrdiff_t>(batch);
     const int team = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(threads), batch));
     (void)team;
+    RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(team) if (team > 1))
     {
-        detail::AlignedFloats real = detail::alloc_aligned<float>(pad_ny * pad_nx);
-        detail::AlignedFrames spec = detail::alloc_aligned<cf>(pad_ny * hx);
+        detail::AlignedFloats real;
+        detail::AlignedFrames spec;
+        errors.run([&] {
+            real = detail::alloc_aligned<float>(pad_ny * pad_nx);
+            spec = detail::alloc_aligned<cf>(pad_ny * hx);
+        });
         TOMOFUSE_OMP(for schedule(dynamic, 1))
         for (std::ptrdiff_t f = 0; f < nframes; ++f) {
-            const float* src = in + static_cast<std::size_t>(f) * frame;
-            float* buf = real.get();
-            // edge padding: row r of the padded frame is source row clamp(r - top)
-            for (std::size_t r = 0; r < pad_ny; ++r) {
-                const std::size_t sr = std::min(ny - 1, r < top ? 0 : r - top);
-                const float* line = src + sr * nx;
-                float* dst = buf + r * pad_nx;
-                std::fill(dst, dst + left, line[0]);
-                std::copy(line, line + nx, dst + left);
-                std::fill(dst + left + nx, dst + pad_nx, line[nx - 1]);
-            }
-            fftwf_execute_dft_r2c(plans.forward, buf, detail::as_fftw(spec.get()));
-            cf* sp = spec.get();
-            for (std::size_t k = 0; k < pad_ny * hx; ++k) {
-                sp[k] *= response[k];
-            }
-            fftwf_execute_dft_c2r(plans.backward, detail::as_fftw(sp), buf);
-            float* dst = out + static_cast<std::size_t>(f) * frame;
-            for (std::size_t r = 0; r < ny; ++r) {
-                const float* line = buf + (r + top) * pad_nx + left;
-                for (std::size_t c = 0; c < nx; ++c) {
-                    dst[r * nx + c] = line[c] * scale;
+            errors.run([&] {
+                const float* src = in + static_cast<std::size_t>(f) * frame;
+                float* buf = real.get();
+                // edge padding: row r of the padded frame is source row clamp(r - top)
+                for (std::size_t r = 0; r < pad_ny; ++r) {
+                    const std::size_t sr = std::min(ny - 1, r < top ? 0 : r - top);
+                    const float* line = src + sr * nx;
+                    float* dst = buf + r * pad_nx;
+                    std::fill(dst, dst + left, line[0]);
+                    std::copy(line, line + nx, dst + left);
+                    std::fill(dst + left + nx, dst + pad_nx, line[nx - 1]);
                 }
-            }
+                fftwf_execute_dft_r2c(plans.forward, buf, detail::as_fftw(spec.get()));
+                cf* sp = spec.get();
+                for (std::size_t k = 0; k < pad_ny * hx; ++k) {
+                    sp[k] *= response[k];
+                }
+                fftwf_execute_dft_c2r(plans.backward, detail::as_fftw(sp), buf);
+                float* dst = out + static_cast<std::size_t>(f) * frame;
+                for (std::size_t r = 0; r < ny; ++r) {
+                    const float* line = buf + (r + top) * pad_nx + left;
+                    for (std::size_t c = 0; c < nx; ++c) {
+                        dst[r * nx + c] = line[c] * scale;
+                    }
+                }
+            });
         }
     }
+    errors.rethrow();
 }
 
 }  // namespace tomofuse::fft

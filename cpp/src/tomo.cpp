@@ -18,6 +18,8 @@
 
 namespace tomofuse::tomo {
 
+using tomofuse::detail::RegionErrors;
+
 namespace detail {
 
 // The in-plane part of one ray clipped to the slice [0, ny] x [0, nx]:
@@ -436,27 +438,31 @@ void backproject_linear(const Real* projections, const raytrace::Shape3& shape, 
         const std::size_t tile = std::max<std::size_t>(1, (std::size_t{1} << 20) / (nx * B * sizeof(Real)));
         const std::size_t n_tiles = (ny + tile - 1) / tile;
         const auto tiles = static_cast<std::ptrdiff_t>(n_tiles);
+        RegionErrors errors;
         TOMOFUSE_OMP(parallel num_threads(threads))
         {
             detail::AlignedBuffer<Real> acc;
             TOMOFUSE_OMP(for schedule(dynamic, 1))
             for (std::ptrdiff_t ti = 0; ti < tiles; ++ti) {
-                const std::size_t y0 = static_cast<std::size_t>(ti) * tile;
-                const std::size_t y1 = std::min(ny, y0 + tile);
-                acc.assign_zero(tile * nx * B);
-                detail::backproject_block<Real>(B, block.data.get(), n_cols, cs.data(), sn.data(), n_angles, shift, cy,
-                                                cx, nx, y0, y1, acc.data.get());
-                for (std::size_t y = y0; y < y1; ++y) {
-                    const Real* src = acc.data.get() + (y - y0) * nx * B;
-                    for (std::size_t b = 0; b < B; ++b) {
-                        Real* out = volume + ((z0 + b) * ny + y) * nx;
-                        for (std::size_t x = 0; x < nx; ++x) {
-                            out[x] = src[x * B + b];
+                errors.run([&] {
+                    const std::size_t y0 = static_cast<std::size_t>(ti) * tile;
+                    const std::size_t y1 = std::min(ny, y0 + tile);
+                    acc.assign_zero(tile * nx * B);
+                    detail::backproject_block<Real>(B, block.data.get(), n_cols, cs.data(), sn.data(), n_angles, shift, cy,
+                                                    cx, nx, y0, y1, acc.data.get());
+                    for (std::size_t y = y0; y < y1; ++y) {
+                        const Real* src = acc.data.get() + (y - y0) * nx * B;
+                        for (std::size_t b = 0; b < B; ++b) {
+                            Real* out = volume + ((z0 + b) * ny + y) * nx;
+                            for (std::size_t x = 0; x < nx; ++x) {
+                                out[x] = src[x * B + b];
+                            }
                         }
                     }
-                }
+                });
             }
         }
+        errors.rethrow();
         z0 += B;
     }
     (void)threads;

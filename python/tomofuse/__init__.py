@@ -11,43 +11,54 @@ files, ``distributed`` runs stages on Dask clusters.  Hot loops live in the
 compiled core ``tomofuse._core``.
 
 Subpackages load on first use (Scientific Python SPEC 1): ``import tomofuse``
-is fast and imports neither SimpleITK nor Dask; ``tomofuse.tomo.fbp`` imports
-``tomofuse.tomo`` when it is first touched.
+is fast and imports neither SimpleITK nor Dask (nor NumPy); ``tomofuse.tomo.fbp``
+imports ``tomofuse.tomo`` when it is first touched.
 """
 
 from __future__ import annotations
 
 import importlib as _importlib
-import importlib.util as _importlib_util
-import pkgutil as _pkgutil
-from importlib import metadata as _metadata
 from pathlib import Path as _Path
 
 from ._phase import Phase
 
-try:
-    __version__ = _metadata.version("tomofuse")
-except _metadata.PackageNotFoundError:  # running from a source tree
-    __version__ = "0+unknown"
-
 __all__ = ["Phase", "__version__", "get_include", "get_cmake_dir"]
+
+_HERE = _Path(__file__).resolve().parent
 
 
 def _subpackages() -> list[str]:
     """Public subpackages and modules (``tomo``, ``register``, ...), found in the package directory."""
-    here = str(_Path(__file__).resolve().parent)
-    return sorted(m.name for m in _pkgutil.iter_modules([here]) if not m.name.startswith("_"))
+    names = []
+    for p in _HERE.iterdir():
+        if p.name.startswith("_"):
+            continue
+        if p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").is_file()):
+            names.append(p.stem)
+    return sorted(names)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("tomofuse")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
 
 
 def __getattr__(name: str):
-    """Import a public subpackage the first time it is used (``tomofuse.tomo``)."""
-    if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+    """``__version__`` and the public subpackages, made the first time they are used (``tomofuse.tomo``)."""
+    if name == "__version__":
+        globals()["__version__"] = version = _version()
+        return version
+    if not name.startswith("_") and name in _subpackages():
         return _importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_subpackages()))
+    return sorted(set(globals()) | set(_subpackages()) | {"__version__"})
 
 
 def get_include() -> str:
@@ -58,7 +69,7 @@ def get_include() -> str:
     str
         Absolute path; add it to a compiler's include path.
     """
-    return str(_Path(__file__).resolve().parent / "include")
+    return str(_HERE / "include")
 
 
 def get_cmake_dir() -> str:
@@ -75,4 +86,4 @@ def get_cmake_dir() -> str:
     str
         Absolute path of ``<package>/lib/cmake/tomofuse``.
     """
-    return str(_Path(__file__).resolve().parent / "lib" / "cmake" / "tomofuse")
+    return str(_HERE / "lib" / "cmake" / "tomofuse")

@@ -1,5 +1,6 @@
 """Type stubs for tomofuse._core, the compiled C++ core (pybind11)."""
 
+from math import inf
 from typing import Literal
 
 import numpy as np
@@ -76,6 +77,102 @@ class FFTPlan2D:
         threads: int = 0,
     ) -> _Complex64Array:
         """Inverse FFT of a (..., ny, nx) complex64 array."""
+
+def filter_real_2d(
+    frames: npt.NDArray[np.float32],
+    response: npt.NDArray[np.float32],
+    *,
+    pad_ny: int,
+    pad_nx: int,
+    rigor: Literal["estimate", "measure"] = "estimate",
+    threads: int = 0,
+) -> npt.NDArray[np.float32]:
+    """Edge-pad each (ny, nx) frame of (batch, ny, nx) float32 frames to (pad_ny, pad_nx), multiply its
+    rfft2 spectrum by response (pad_ny, pad_nx // 2 + 1) float32, inverse-transform and crop:
+    a new (batch, ny, nx) float32 array."""
+
+# ------------------------------------------------------------------------------------- tomography
+
+_Real = np.float32 | np.float64
+_RealArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+
+def project(
+    volume: _RealArray,
+    angles: npt.NDArray[np.float64],
+    *,
+    n_cols: int,
+    center_offset: float = 0.0,
+    threads: int = 0,
+) -> _RealArray:
+    """Parallel-beam line integrals (exact intersection lengths, voxel units) of a (nz, ny, nx)
+    float32/float64 volume at angles (radians) -> (n_angles, nz, n_cols), dtype of the volume."""
+
+def backproject(
+    projections: _RealArray,
+    angles: npt.NDArray[np.float64],
+    *,
+    ny: int,
+    nx: int,
+    center_offset: float = 0.0,
+    threads: int = 0,
+) -> _RealArray:
+    """The exact adjoint of project(): (n_angles, nz, n_cols) -> (nz, ny, nx)."""
+
+def backproject_linear(
+    projections: _RealArray,
+    angles: npt.NDArray[np.float64],
+    *,
+    ny: int,
+    nx: int,
+    center_offset: float = 0.0,
+    threads: int = 0,
+) -> _RealArray:
+    """Pixel-driven back-projection with linear interpolation (the FBP back-projector):
+    (n_angles, nz, n_cols) -> (nz, ny, nx), unscaled sum over angles."""
+
+# ------------------------------------------------------------------------- rasters and ray tracing
+
+def points_in_spheres(
+    points: _RealArray,
+    centres: _RealArray,
+    radii: _RealArray,
+    *,
+    threads: int = 0,
+) -> npt.NDArray[np.bool_]:
+    """(n,) whether each of the (n, 3) points lies inside any of the spheres (centres (m, 3),
+    radii (m,), same dtype as points; distance <= radius)."""
+
+def trace_rays(
+    labels: npt.NDArray[np.uint8],
+    particles: npt.NDArray[np.int32],
+    origins: npt.NDArray[np.float64],
+    directions: npt.NDArray[np.float64],
+    self_ids: npt.NDArray[np.int32],
+    *,
+    max_length: float = inf,
+    sei_label: int = 4,
+    max_gap: float = 0.0,
+    threads: int = 0,
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int32], npt.NDArray[np.float64]]:
+    """Walk rays (origins, directions (n, 3), voxel coordinates) through a (z, y, x) label volume
+    from a particle's surface: (hit_label (n,) uint8, 255 = left the grid or beyond max_length
+    (default: no limit), hit_particle (n,) int32, sei_length (n,) float64, NaN if no SEI met)."""
+
+def surface_elements(
+    particles: npt.NDArray[np.int32],
+    *,
+    sigma: float = 2.0,
+    threads: int = 0,
+) -> tuple[
+    npt.NDArray[np.int32],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int8],
+]:
+    """Area-correct surface of every particle, one element per voxel face between a particle and
+    anything else: (particle (n,), centre (n, 3) voxel coordinates, outward unit normal (n, 3),
+    area (n,) voxel^2, axis (n,) signed face axis +-1 z, +-2 y, +-3 x)."""
 
 # --------------------------------------------------------------------------- finite elements
 

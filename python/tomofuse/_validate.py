@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 __all__ = ["angles", "callback", "choice", "default_threads", "energy_kev", "flag", "integer", "number",
-           "positive_length", "positive_number", "seed", "threads"]
+           "ints", "positive_length", "positive_number", "seed", "threads"]
 
 
 def _is_real(value) -> bool:
@@ -244,3 +244,25 @@ def energy_kev(value, name: str = "energy_kev") -> float:
         If it is not finite or outside [0.1, 200] keV.
     """
     return number(value, name, unit="keV", minimum=0.1, maximum=200.0)
+
+
+def ints(value, name: str, *, length: Optional[int] = None, minimum: Optional[int] = None,
+         expected: str = "a sequence of ints") -> tuple[int, ...]:
+    """``value`` as a tuple of ints (``length`` of them, each ``>= minimum``), e.g. a shape.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a sequence of ints (bools and floats included).
+    ValueError
+        If it has another length or an entry below ``minimum``.
+    """
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be {expected}, got {value!r}") from None
+    if not all(_is_int(v) for v in items):
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    if (length is not None and len(items) != length) or (minimum is not None and any(v < minimum for v in items)):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return tuple(int(v) for v in items)

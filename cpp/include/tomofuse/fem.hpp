@@ -106,7 +106,7 @@ public:
     SparseOperator(const SparseOperator&) = delete;
     SparseOperator& operator=(const SparseOperator&) = delete;
 
-    std::size_t rows() const noexcept { return pattern_->rows(); }
+    std::size_t rows() const noexcept { return pattern_ ? pattern_->rows() : 0; }
     const CsrPattern& pattern() const noexcept { return *pattern_; }
     std::shared_ptr<const CsrPattern> shared_pattern() const noexcept { return pattern_; }
     /// Whether the values come from a neighbourhood table (no per-entry storage).
@@ -123,18 +123,23 @@ public:
     /// Solve A x = b by preconditioned CG, starting from the x passed in.
     /// A must be symmetric positive (semi-)definite; a non-positive diagonal
     /// with the Jacobi preconditioner throws InvalidArgument. The incomplete
-    /// Cholesky factor is computed on first use and kept (solve is then not
-    /// safe to call concurrently on one operator).
+    /// Cholesky factor and the multigrid V-cycle are built on first use, under
+    /// a lock, and kept read-only; every call has its own work vectors and uses
+    /// its own options.nthreads. So solve may be called from several threads
+    /// at once on one operator, and the operator may be moved between calls.
+    /// Throws tomofuse::Error on an operator that was moved from.
     CgResult solve(const double* b, double* x, const CgOptions& options = {}) const;
 
 private:
     struct Factor;
+    struct Preconditioners;
     void spmv(const double* x, double* y, int threads) const;
+    std::shared_ptr<const Factor> cholesky_factor() const;
+    std::shared_ptr<const detail::VCycle> multigrid(int threads) const;
     std::shared_ptr<const CsrPattern> pattern_;
     std::vector<double> values_;
     NeighbourhoodTable table_;
-    mutable std::unique_ptr<Factor> factor_;
-    mutable std::unique_ptr<detail::VCycle> vcycle_;
+    std::unique_ptr<Preconditioners> preconditioners_;  // built on first use (thread-safe)
 };
 
 /// Trilinear hexahedral elements on the voxels of a mask.
@@ -200,7 +205,7 @@ private:
     std::shared_ptr<const detail::HierarchySource> hierarchy_;     // multigrid levels, built on first use
 };
 
-/// Name of a preconditioner ("none", "jacobi", "cholesky").
+/// Name of a preconditioner: "none", "jacobi", "jacobi+constant", "cholesky" or "multigrid".
 TOMOFUSE_EXPORT std::string preconditioner_name(Preconditioner p);
 /// Parse a preconditioner name; throws InvalidArgument for an unknown one.
 TOMOFUSE_EXPORT Preconditioner parse_preconditioner(const std::string& name);

@@ -6,12 +6,20 @@
 //
 // Model. Scan point k sees the object through an N x N window whose top-left
 // corner is at object pixel (y0_k + fy_k, x0_k + fx_k), with integer y0, x0
-// and fractions fy, fx in [0, 1). The object under the window is
-// interpolated bilinearly,
-//     o_k[i, j] = O(y0 + i + fy, x0 + j + fx),
-// and probe mode m gives the exit wave psi_km = P_m * o_k. The detector
-// records I_k = sum_m |F psi_km|^2 with F the unitary 2-D DFT, zero
-// frequency at index 0 (the caller undoes the detector's fftshift).
+// and fractions fy, fx in [0, 1). Probe mode m gives the exit wave
+// psi_km = P_km * o_k, and the detector records I_k = sum_m |F psi_km|^2 with
+// F the unitary 2-D DFT, zero frequency at index 0 (the caller undoes the
+// detector's fftshift). The sub-pixel fraction enters in one of two ways,
+// chosen per Scan (Scan::subpixel_steps):
+//   - shifted probes (subpixel_steps = B > 0; tomofuse.ptycho.reconstruct uses
+//     B = 8): o_k is the whole-pixel crop O(y0 + i, x0 + j) and the probe is
+//     shifted by the fraction rounded to 1/B pixel, P_km = P_m(r - f_k), by a
+//     Fourier phase ramp (exact for a band-limited probe);
+//   - bilinear object (subpixel_steps = 0, the C++ default for compatibility):
+//     P_km = P_m and o_k[i, j] = O(y0 + i + fy, x0 + j + fx) is interpolated
+//     bilinearly.
+// "Spreading" S_k^T below is the adjoint of taking o_k from O: a plain
+// scatter-add for the whole-pixel crop, bilinear weights for the bilinear model.
 //
 // Every function is stateless: the caller owns the object, probe, exit waves
 // and work buffers (so that a reconstruction can be checkpointed and resumed
@@ -106,7 +114,7 @@ struct Data {
 /// out[k] = o_k, the object under each window as the model sees it, (K, N, N).
 TOMOFUSE_EXPORT void object_windows(const Scan& scan, const cfloat* object, cfloat* out, int nthreads = 0);
 
-/// exit[k, m] = P_m * o_k, the start of the difference map.
+/// exit[k, m] = P_km * o_k, the start of the difference map.
 TOMOFUSE_EXPORT void exit_waves(const Scan& scan, const cfloat* object, const cfloat* probe, cfloat* exit,
                                 int nthreads = 0);
 
@@ -126,8 +134,8 @@ struct DMOptions {
 /// One difference-map iteration, in place:
 ///   1. overlap projection: `overlap_iterations` times, the object and then
 ///      the probe are the weighted least-squares solutions of exit ~ P * o_k
-///      given the other (bilinear spreading with lumped weights, damped by an
-///      inertia term towards the previous value);
+///      given the other (spreading S_k^T; for the bilinear model with lumped
+///      weights), damped by an inertia term towards the previous value;
 ///   2. exit <- exit + F^-1 M F (2 P o_k - exit) - P o_k, M replacing the
 ///      modulus of the summed modes by the measured amplitude at valid pixels
 ///      (relaxed by options.bound: with error e_k > b_k the model amplitude
@@ -135,22 +143,26 @@ struct DMOptions {
 /// `error[k]` receives sum over valid pixels of (|F(2 P o_k - exit)| - A)^2
 /// before the modulus constraint (amplitudes in the unitary normalisation);
 /// `model_error[k]`, if not null, the same for the model P o_k after the
-/// overlap projection (one more transform per pattern and mode).
+/// overlap projection (one more transform per pattern and mode). Object, probe,
+/// exit, error and model_error must not overlap each other or the amplitudes,
+/// the mask or the bound (InvalidArgument).
 TOMOFUSE_EXPORT void dm_iteration(const Scan& scan, const Data& amplitudes, cfloat* object, cfloat* probe,
                                   cfloat* exit, const DMOptions& options, double* error,
                                   double* model_error = nullptr, int nthreads = 0);
 
-/// Object update from waves: num[y, x] = sum_k S_k^T (sum_m conj(P_m) w_km),
-/// den = sum_k S_k^T (sum_m |P_m|^2), S_k^T the bilinear spreading of
-/// window k (lumped weights). Both (height, width), overwritten.
+/// Object update from waves: num[y, x] = sum_k S_k^T (sum_m conj(P_km) w_km),
+/// den = sum_k S_k^T (sum_m |P_km|^2), S_k^T the spreading of window k (for
+/// the bilinear model with lumped weights). Both (height, width), overwritten.
 TOMOFUSE_EXPORT void object_gather(const Scan& scan, const cfloat* probe, const cfloat* waves, cfloat* num,
                                    float* den, int nthreads = 0);
 
-/// The illumination alone: den of object_gather, sum_k S_k^T sum_m |P_m|^2, (height, width).
+/// The illumination alone: den of object_gather, sum_k S_k^T sum_m |P_km|^2, (height, width).
 TOMOFUSE_EXPORT void illumination(const Scan& scan, const cfloat* probe, float* den, int nthreads = 0);
 
 /// Probe update from waves: num[m, i, j] = sum_k conj(o_k[i, j]) w_km[i, j],
-/// den[i, j] = sum_k |o_k[i, j]|^2. num (M, N, N), den (N, N), overwritten.
+/// den[i, j] = sum_k |o_k[i, j]|^2; with shifted probes, each pattern's terms
+/// are shifted back by its fraction (the adjoint of the shift) and den is the
+/// larger of the shifted and the plain sum. num (M, N, N), den (N, N), overwritten.
 TOMOFUSE_EXPORT void probe_gather(const Scan& scan, const cfloat* object, const cfloat* waves, cfloat* num,
                                   float* den, int nthreads = 0);
 
@@ -194,7 +206,8 @@ struct MLBuffers {
 /// given point, with the diagonal preconditioners. `nll[k]` per pattern;
 /// returns the total plus the smoothness prior (if options.smoothness > 0).
 /// Fills buffers.far and buffers.chi. With options.update_probe false the
-/// probe gradient and preconditioner are not computed (set to zero).
+/// probe gradient and preconditioner are not computed (set to zero). Outputs
+/// and buffers must not overlap each other or the inputs (InvalidArgument).
 TOMOFUSE_EXPORT double ml_gradient(const Scan& scan, const Data& intensities, const cfloat* object,
                                    const cfloat* probe, const MLBuffers& buffers, const MLOptions& options,
                                    cfloat* grad_object, cfloat* grad_probe, float* precond_object,
@@ -202,11 +215,11 @@ TOMOFUSE_EXPORT double ml_gradient(const Scan& scan, const Data& intensities, co
 
 /// Coefficients (B1, B2) of the second-order expansion
 /// L(x + a h) ~ L(x) + B1 a + B2 a^2 along direction h = (h_object, h_probe),
-/// with buffers.far holding the far fields at x (from ml_gradient).
+/// with `far` (K, M, N, N) holding the far fields at x (buffers.far of ml_gradient); read only.
 TOMOFUSE_EXPORT void ml_line_coefficients(const Scan& scan, const Data& intensities, const cfloat* object,
                                           const cfloat* probe, const cfloat* h_object, const cfloat* h_probe,
-                                          const MLBuffers& buffers, const MLOptions& options, double* b1,
-                                          double* b2, int nthreads = 0);
+                                          const cfloat* far, const MLOptions& options, double* b1, double* b2,
+                                          int nthreads = 0);
 
 /// Start (or resume) ML at (object, probe): gradient, preconditioners and
 /// NLL into `state` (directions and previous gradient are left as they are).

@@ -34,6 +34,17 @@ inline double sq(std::complex<double> z) noexcept { return z.real() * z.real() +
 // Throws InvalidArgument naming `where` if any pointer is null.
 void check_pointers(const char* where, std::initializer_list<const void*> ptrs);
 
+// A named byte range of an argument (null pointers and empty ranges never overlap).
+struct Extent {
+    const char* name;
+    const void* data;
+    std::size_t bytes;
+};
+
+// Throws InvalidArgument (naming `where` and both arguments) if an output overlaps another
+// output or an input.
+void check_no_overlap(const char* where, std::initializer_list<Extent> outputs, std::initializer_list<Extent> inputs);
+
 // Sum of v in order.
 double ordered_sum(const std::vector<double>& v);
 

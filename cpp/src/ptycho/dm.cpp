@@ -18,6 +18,7 @@ namespace tomofuse::ptycho {
 namespace {
 
 using namespace detail;
+using tomofuse::detail::RegionErrors;
 
 // x <- (num + c x) / (den + c), c = inertia * max(den), elementwise.
 template <typename Index>
@@ -53,6 +54,16 @@ void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat*
     const std::size_t nn = s.frame();
     const std::size_t modes = s.modes();
     const std::size_t hw = s.height() * s.width();
+    const std::size_t k_count = s.size();
+    check_no_overlap("dm_iteration",
+                     {{"object", object, hw * sizeof(cfloat)},
+                      {"probe", probe, modes * nn * sizeof(cfloat)},
+                      {"exit", exit, k_count * modes * nn * sizeof(cfloat)},
+                      {"error", error, k_count * sizeof(double)},
+                      {"model_error", model_error, k_count * sizeof(double)}},
+                     {{"amplitudes", amplitudes.values, k_count * nn * sizeof(float)},
+                      {"mask", amplitudes.mask, nn},
+                      {"bound", options.bound, k_count * sizeof(double)}});
 
     // 1. Overlap projection.
     Probes ps = make_probes(s, probe, threads);
@@ -78,50 +89,60 @@ void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat*
     const float inv_scale = 1.0f / static_cast<float>(n);  // |F_unitary| = |F_unscaled| / n
     const float inv_nn = 1.0f / static_cast<float>(nn);     // undo the unscaled forward + backward
     const auto count = static_cast<std::ptrdiff_t>(s.size());
+    RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
-        std::vector<cfloat> o(nn);
-        std::vector<float> pw(nn), mag(nn);
-        const auto f = tomofuse::detail::alloc_aligned<cfloat>(modes * nn);
+        std::vector<cfloat> o;
+        std::vector<float> pw, mag;
+        tomofuse::detail::AlignedArray<cfloat> f;
+        errors.run([&] {
+            o.resize(nn);
+            pw.resize(nn);
+            mag.resize(nn);
+            f = tomofuse::detail::alloc_aligned<cfloat>(modes * nn);
+        });
         TOMOFUSE_OMP(for schedule(dynamic, 2))
         for (std::ptrdiff_t kk = 0; kk < count; ++kk) {
-            const auto k = static_cast<std::size_t>(kk);
-            interpolate(s, object, s.windows()[k], o.data());
-            const float* amp = amplitudes.values + k * nn;
-            if (model_error != nullptr) {
-                // Error of the current model P o_k (one more transform per mode).
+            errors.run([&] {
+                const auto k = static_cast<std::size_t>(kk);
+                interpolate(s, object, s.windows()[k], o.data());
+                const float* amp = amplitudes.values + k * nn;
+                if (model_error != nullptr) {
+                    // Error of the current model P o_k (one more transform per mode).
+                    for (std::size_t m = 0; m < modes; ++m) {
+                        cfloat* fm = f.get() + m * nn;
+                        product(ps.of(s, k) + m * nn, o.data(), fm, nn);
+                        forward(s, fm);
+                        power(fm, pw.data(), nn, m == 0);
+                    }
+                    magnitude(pw.data(), inv_scale, mag.data(), nn);
+                    model_error[k] = amplitude_error(mag.data(), amp, amplitudes.mask, nn);
+                }
                 for (std::size_t m = 0; m < modes; ++m) {
                     cfloat* fm = f.get() + m * nn;
-                    product(ps.of(s, k) + m * nn, o.data(), fm, nn);
+                    reflect(ps.of(s, k) + m * nn, o.data(), exit + (k * modes + m) * nn, fm, nn);
                     forward(s, fm);
                     power(fm, pw.data(), nn, m == 0);
                 }
+                // Model amplitudes (unitary) and the error before the constraint.
                 magnitude(pw.data(), inv_scale, mag.data(), nn);
-                model_error[k] = amplitude_error(mag.data(), amp, amplitudes.mask, nn);
-            }
-            for (std::size_t m = 0; m < modes; ++m) {
-                cfloat* fm = f.get() + m * nn;
-                reflect(ps.of(s, k) + m * nn, o.data(), exit + (k * modes + m) * nn, fm, nn);
-                forward(s, fm);
-                power(fm, pw.data(), nn, m == 0);
-            }
-            // Model amplitudes (unitary) and the error before the constraint.
-            magnitude(pw.data(), inv_scale, mag.data(), nn);
-            const double err = amplitude_error(mag.data(), amp, amplitudes.mask, nn);
-            error[k] = err;
-            // Relaxed modulus constraint: move the model amplitude towards the measured one
-            // until the remaining error equals the bound (the whole way when bound = 0).
-            const double bound = options.bound == nullptr ? 0.0 : options.bound[k];
-            const float keep = err > bound ? static_cast<float>(std::sqrt(bound / err)) : 1.0f;
-            modulus_factor(mag.data(), amp, amplitudes.mask, keep, inv_nn, pw.data(), nn);
-            for (std::size_t m = 0; m < modes; ++m) {
-                cfloat* fm = f.get() + m * nn;
-                scale_by(fm, pw.data(), nn);
-                backward(s, fm);
-                dm_update(exit + (k * modes + m) * nn, fm, ps.of(s, k) + m * nn, o.data(), nn);
-            }
+                const double err = amplitude_error(mag.data(), amp, amplitudes.mask, nn);
+                error[k] = err;
+                // Relaxed modulus constraint: move the model amplitude towards the measured one
+                // until the remaining error equals the bound (the whole way when bound = 0).
+                const double bound = options.bound == nullptr ? 0.0 : options.bound[k];
+                const float keep = err > bound ? static_cast<float>(std::sqrt(bound / err)) : 1.0f;
+                modulus_factor(mag.data(), amp, amplitudes.mask, keep, inv_nn, pw.data(), nn);
+                for (std::size_t m = 0; m < modes; ++m) {
+                    cfloat* fm = f.get() + m * nn;
+                    scale_by(fm, pw.data(), nn);
+                    backward(s, fm);
+                    dm_update(exit + (k * modes + m) * nn, fm, ps.of(s, k) + m * nn, o.data(), nn);
+                }
+            });
         }
     }
+    errors.rethrow();
 }
 
 }  // namespace tomofuse::ptycho

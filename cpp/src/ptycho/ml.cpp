@@ -21,6 +21,7 @@ namespace tomofuse::ptycho {
 namespace {
 
 using namespace detail;
+using tomofuse::detail::RegionErrors;
 
 // Deterministic inner product Re sum conj(a) b (and |a|^2 weighted variants)
 // over fixed chunks summed in order.
@@ -132,44 +133,67 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
     const std::size_t n = s.n();
     const std::size_t nn = s.frame();
     const std::size_t modes = s.modes();
+    const std::size_t hw = s.height() * s.width();
+    const std::size_t waves = s.size() * modes * nn * sizeof(cfloat);
+    check_no_overlap("ml_gradient",
+                     {{"buffers.far", buffers.far, waves},
+                      {"buffers.chi", buffers.chi, waves},
+                      {"grad_object", grad_object, hw * sizeof(cfloat)},
+                      {"grad_probe", grad_probe, modes * nn * sizeof(cfloat)},
+                      {"precond_object", precond_object, hw * sizeof(float)},
+                      {"precond_probe", precond_probe, nn * sizeof(float)},
+                      {"nll", nll, s.size() * sizeof(double)}},
+                     {{"intensities", intensities.values, s.size() * nn * sizeof(float)},
+                      {"mask", intensities.mask, nn},
+                      {"object", object, hw * sizeof(cfloat)},
+                      {"probe", probe, modes * nn * sizeof(cfloat)}});
     const double inv_n2 = 1.0 / static_cast<double>(nn);  // |F_unitary|^2 = |F_unscaled|^2 / n^2
     const float inv_n2f = static_cast<float>(inv_n2);
     const float floor = options.intensity_floor;
     const auto count = static_cast<std::ptrdiff_t>(s.size());
     const Probes ps = make_probes(s, probe, threads);
     (void)n;
+    RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
-        std::vector<cfloat> o(nn);
-        std::vector<float> pw(nn), wt(nn);
+        std::vector<cfloat> o;
+        std::vector<float> pw, wt;
+        errors.run([&] {
+            o.resize(nn);
+            pw.resize(nn);
+            wt.resize(nn);
+        });
         TOMOFUSE_OMP(for schedule(dynamic, 2))
         for (std::ptrdiff_t kk = 0; kk < count; ++kk) {
-            const auto k = static_cast<std::size_t>(kk);
-            interpolate(s, object, s.windows()[k], o.data());
-            cfloat* far = buffers.far + k * modes * nn;
-            cfloat* chi = buffers.chi + k * modes * nn;
-            for (std::size_t m = 0; m < modes; ++m) {
-                const cfloat* p = ps.of(s, k) + m * nn;
-                cfloat* fm = far + m * nn;
-                for (std::size_t q = 0; q < nn; ++q) {
-                    fm[q] = p[q] * o[q];
+            errors.run([&] {
+                const auto k = static_cast<std::size_t>(kk);
+                interpolate(s, object, s.windows()[k], o.data());
+                cfloat* far = buffers.far + k * modes * nn;
+                cfloat* chi = buffers.chi + k * modes * nn;
+                for (std::size_t m = 0; m < modes; ++m) {
+                    const cfloat* p = ps.of(s, k) + m * nn;
+                    cfloat* fm = far + m * nn;
+                    for (std::size_t q = 0; q < nn; ++q) {
+                        fm[q] = p[q] * o[q];
+                    }
+                    forward(s, fm);
                 }
-                forward(s, fm);
-            }
-            const float* data = intensities.values + k * nn;
-            for (std::size_t m = 0; m < modes; ++m) {
-                power(far + m * nn, pw.data(), nn, m == 0);
-            }
-            nll[k] = poisson_deviance(pw.data(), data, intensities.mask, inv_n2f, floor, nn);
-            ml_weights(pw.data(), data, intensities.mask, inv_n2f, floor, wt.data(), nn);
-            for (std::size_t m = 0; m < modes; ++m) {
-                weighted(far + m * nn, wt.data(), chi + m * nn, nn);
-            }
-            for (std::size_t m = 0; m < modes; ++m) {
-                backward(s, chi + m * nn);
-            }
+                const float* data = intensities.values + k * nn;
+                for (std::size_t m = 0; m < modes; ++m) {
+                    power(far + m * nn, pw.data(), nn, m == 0);
+                }
+                nll[k] = poisson_deviance(pw.data(), data, intensities.mask, inv_n2f, floor, nn);
+                ml_weights(pw.data(), data, intensities.mask, inv_n2f, floor, wt.data(), nn);
+                for (std::size_t m = 0; m < modes; ++m) {
+                    weighted(far + m * nn, wt.data(), chi + m * nn, nn);
+                }
+                for (std::size_t m = 0; m < modes; ++m) {
+                    backward(s, chi + m * nn);
+                }
+            });
         }
     }
+    errors.rethrow();
     // Gradients w.r.t. conj(object) and conj(probe): chi is F^-1 (w Psi) in the unitary
     // normalisation (the weight carries 1/n^2 for unscaled forward+backward).
     object_gather_impl(s, ps, buffers.chi, grad_object, precond_object, threads);
@@ -190,9 +214,9 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
 }
 
 void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* object, const cfloat* probe,
-                          const cfloat* h_object, const cfloat* h_probe, const MLBuffers& buffers,
+                          const cfloat* h_object, const cfloat* h_probe, const cfloat* far_fields,
                           const MLOptions& options, double* b1, double* b2, int nthreads) {
-    check_pointers("ml_line_coefficients", {intensities.values, object, probe, h_object, h_probe, buffers.far,
+    check_pointers("ml_line_coefficients", {intensities.values, object, probe, h_object, h_probe, far_fields,
                                             b1, b2});
     const int threads = resolve_threads(nthreads);
     const std::size_t nn = s.frame();
@@ -203,38 +227,50 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
     const Probes ps = make_probes(s, probe, threads);
     const Probes hs = make_probes(s, h_probe, threads);
     std::vector<double> c1(s.size()), c2(s.size());
+    RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
-        std::vector<cfloat> o(nn), d(nn);
-        std::vector<float> im(nn), a1(nn), a2(nn);
-        const auto f = tomofuse::detail::alloc_aligned<cfloat>(2 * modes * nn);
+        std::vector<cfloat> o, d;
+        std::vector<float> im, a1, a2;
+        tomofuse::detail::AlignedArray<cfloat> f;
+        errors.run([&] {
+            o.resize(nn);
+            d.resize(nn);
+            im.resize(nn);
+            a1.resize(nn);
+            a2.resize(nn);
+            f = tomofuse::detail::alloc_aligned<cfloat>(2 * modes * nn);
+        });
         TOMOFUSE_OMP(for schedule(dynamic, 2))
         for (std::ptrdiff_t kk = 0; kk < count; ++kk) {
-            const auto k = static_cast<std::size_t>(kk);
-            const Window& w = s.windows()[k];
-            interpolate(s, object, w, o.data());
-            interpolate(s, h_object, w, d.data());
-            for (std::size_t m = 0; m < modes; ++m) {
-                const cfloat* p = ps.of(s, k) + m * nn;
-                const cfloat* hp = hs.of(s, k) + m * nn;
-                cfloat* d1 = f.get() + 2 * m * nn;
-                cfloat* d2 = d1 + nn;
-                for (std::size_t q = 0; q < nn; ++q) {
-                    d1[q] = hp[q] * o[q] + p[q] * d[q];
-                    d2[q] = hp[q] * d[q];
+            errors.run([&] {
+                const auto k = static_cast<std::size_t>(kk);
+                const Window& w = s.windows()[k];
+                interpolate(s, object, w, o.data());
+                interpolate(s, h_object, w, d.data());
+                for (std::size_t m = 0; m < modes; ++m) {
+                    const cfloat* p = ps.of(s, k) + m * nn;
+                    const cfloat* hp = hs.of(s, k) + m * nn;
+                    cfloat* d1 = f.get() + 2 * m * nn;
+                    cfloat* d2 = d1 + nn;
+                    for (std::size_t q = 0; q < nn; ++q) {
+                        d1[q] = hp[q] * o[q] + p[q] * d[q];
+                        d2[q] = hp[q] * d[q];
+                    }
+                    forward(s, d1);
+                    forward(s, d2);
                 }
-                forward(s, d1);
-                forward(s, d2);
-            }
-            const cfloat* far = buffers.far + k * modes * nn;
-            const float* data = intensities.values + k * nn;
-            for (std::size_t m = 0; m < modes; ++m) {
-                line_accumulate(far + m * nn, f.get() + 2 * m * nn, f.get() + (2 * m + 1) * nn, im.data(), a1.data(),
-                                a2.data(), nn, m == 0);
-            }
-            line_sums(im.data(), a1.data(), a2.data(), data, intensities.mask, inv_n2, floor, nn, &c1[k], &c2[k]);
+                const cfloat* far = far_fields + k * modes * nn;
+                const float* data = intensities.values + k * nn;
+                for (std::size_t m = 0; m < modes; ++m) {
+                    line_accumulate(far + m * nn, f.get() + 2 * m * nn, f.get() + (2 * m + 1) * nn, im.data(), a1.data(),
+                                    a2.data(), nn, m == 0);
+                }
+                line_sums(im.data(), a1.data(), a2.data(), data, intensities.mask, inv_n2, floor, nn, &c1[k], &c2[k]);
+            });
         }
     }
+    errors.rethrow();
     *b1 = ordered_sum(c1);
     *b2 = ordered_sum(c2);
     if (options.smoothness > 0.0) {
@@ -265,6 +301,22 @@ MLStep ml_iteration(const Scan& s, const Data& intensities, cfloat* object, cflo
     const std::size_t hw = s.height() * s.width();
     const std::size_t nn = s.frame();
     const std::size_t pm = s.modes() * nn;
+    const std::size_t waves = s.size() * pm * sizeof(cfloat);
+    check_no_overlap("ml_iteration",
+                     {{"object", object, hw * sizeof(cfloat)},
+                      {"probe", probe, pm * sizeof(cfloat)},
+                      {"state.grad_object", state.grad_object, hw * sizeof(cfloat)},
+                      {"state.grad_probe", state.grad_probe, pm * sizeof(cfloat)},
+                      {"state.precond_object", state.precond_object, hw * sizeof(float)},
+                      {"state.precond_probe", state.precond_probe, nn * sizeof(float)},
+                      {"state.dir_object", state.dir_object, hw * sizeof(cfloat)},
+                      {"state.dir_probe", state.dir_probe, pm * sizeof(cfloat)},
+                      {"state.prev_grad_object", state.prev_grad_object, hw * sizeof(cfloat)},
+                      {"state.prev_grad_probe", state.prev_grad_probe, pm * sizeof(cfloat)},
+                      {"buffers.far", buffers.far, waves},
+                      {"buffers.chi", buffers.chi, waves}},
+                     {{"intensities", intensities.values, s.size() * nn * sizeof(float)},
+                      {"mask", intensities.mask, nn}});
     MLStep step;
 
     // Preconditioned gradient z = M^-1 g (zero for a part that is not updated).
@@ -319,7 +371,7 @@ MLStep ml_iteration(const Scan& s, const Data& intensities, cfloat* object, cflo
 
     double b1 = 0.0;
     double b2 = 0.0;
-    ml_line_coefficients(s, intensities, object, probe, state.dir_object, state.dir_probe, buffers, options, &b1,
+    ml_line_coefficients(s, intensities, object, probe, state.dir_object, state.dir_probe, buffers.far, options, &b1,
                          &b2, threads);
     double alpha = 0.0;
     if (b1 < 0.0 && b2 > 0.0 && std::isfinite(b2)) {

@@ -13,6 +13,8 @@
 
 namespace tomofuse::ptycho {
 
+using tomofuse::detail::RegionErrors;
+
 namespace detail {
 
 namespace {
@@ -55,6 +57,7 @@ void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cf
     }
     const auto height = static_cast<std::ptrdiff_t>(s.height());
     const std::size_t count = ws.size();
+    RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
         // Per thread, the last two rows of g = sum_m conj(P_m) w_km computed for each pattern
@@ -62,10 +65,16 @@ void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cf
         // computed once per block of rows. Recomputing gives the same bits, so the result
         // does not depend on how rows are split between threads.
         const bool gather = waves != nullptr;  // else only the illumination den
-        std::vector<cfloat> cache(gather ? count * 2 * n : 0);
-        std::vector<std::int64_t> cached(gather ? count * 2 : 0, -1);
-        std::vector<cfloat> v(n);
-        std::vector<float> pv(n);
+        std::vector<cfloat> cache;
+        std::vector<std::int64_t> cached;
+        std::vector<cfloat> v;
+        std::vector<float> pv;
+        errors.run([&] {
+            cache.resize(gather ? count * 2 * n : 0);
+            cached.assign(gather ? count * 2 : 0, -1);
+            v.resize(n);
+            pv.resize(n);
+        });
         auto row_of = [&](std::uint32_t k, std::int64_t i) -> const cfloat* {
             const std::size_t slot = static_cast<std::size_t>(k) * 2 + static_cast<std::size_t>(i & 1);
             cfloat* g = cache.data() + slot * n;
@@ -79,33 +88,36 @@ void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cf
         };
         TOMOFUSE_OMP(for schedule(static))
         for (std::ptrdiff_t yy = 0; yy < height; ++yy) {
-            const auto y = static_cast<std::size_t>(yy);
-            cfloat* nrow = gather ? num + y * width : nullptr;
-            float* drow = den + y * width;
-            if (gather) {
-                std::fill(nrow, nrow + width, cfloat(0.0f, 0.0f));
-            }
-            std::fill(drow, drow + width, 0.0f);
-            for (std::uint32_t k : rows[y]) {
-                const Window& w = ws[k];
-                // Window row i1 = y - y0 with weight 1 - fy, and i0 = i1 - 1 with weight fy.
-                const std::int64_t i1 = static_cast<std::int64_t>(y) - w.y0;
-                const std::int64_t i0 = i1 - 1;
-                const bool has1 = i1 < static_cast<std::int64_t>(n);
-                const bool has0 = w.fy != 0.0f && i0 >= 0;
-                if (!has1 && !has0) {
-                    continue;
+            errors.run([&] {
+                const auto y = static_cast<std::size_t>(yy);
+                cfloat* nrow = gather ? num + y * width : nullptr;
+                float* drow = den + y * width;
+                if (gather) {
+                    std::fill(nrow, nrow + width, cfloat(0.0f, 0.0f));
                 }
-                const cfloat* g1 = gather && has1 ? row_of(k, i1) : nullptr;
-                const cfloat* g0 = gather && has0 ? row_of(k, i0) : nullptr;
-                const float* pw = power.data() + (ps.bin_stride == 0 ? 0 : s.bin(k)) * nn;
-                spread_rows(gather ? nrow + w.x0 : nullptr, drow + w.x0, g1, g0,
-                            has1 ? pw + static_cast<std::size_t>(i1) * n : nullptr,
-                            has0 ? pw + static_cast<std::size_t>(i0) * n : nullptr, 1.0f - w.fy, w.fy,
-                            w.fx, n, v.data(), pv.data());
-            }
+                std::fill(drow, drow + width, 0.0f);
+                for (std::uint32_t k : rows[y]) {
+                    const Window& w = ws[k];
+                    // Window row i1 = y - y0 with weight 1 - fy, and i0 = i1 - 1 with weight fy.
+                    const std::int64_t i1 = static_cast<std::int64_t>(y) - w.y0;
+                    const std::int64_t i0 = i1 - 1;
+                    const bool has1 = i1 < static_cast<std::int64_t>(n);
+                    const bool has0 = w.fy != 0.0f && i0 >= 0;
+                    if (!has1 && !has0) {
+                        continue;
+                    }
+                    const cfloat* g1 = gather && has1 ? row_of(k, i1) : nullptr;
+                    const cfloat* g0 = gather && has0 ? row_of(k, i0) : nullptr;
+                    const float* pw = power.data() + (ps.bin_stride == 0 ? 0 : s.bin(k)) * nn;
+                    spread_rows(gather ? nrow + w.x0 : nullptr, drow + w.x0, g1, g0,
+                                has1 ? pw + static_cast<std::size_t>(i1) * n : nullptr,
+                                has0 ? pw + static_cast<std::size_t>(i0) * n : nullptr, 1.0f - w.fy, w.fy,
+                                w.fx, n, v.data(), pv.data());
+                }
+            });
         }
     }
+    errors.rethrow();
 }
 
 }  // namespace detail
@@ -129,21 +141,26 @@ void exit_waves(const Scan& s, const cfloat* object, const cfloat* probe, cfloat
     const std::size_t modes = s.modes();
     const auto count = static_cast<std::ptrdiff_t>(s.size());
     const Probes ps = make_probes(s, probe, threads);
+    RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
-        std::vector<cfloat> o(nn);
+        std::vector<cfloat> o;
+        errors.run([&] { o.resize(nn); });
         TOMOFUSE_OMP(for schedule(static))
         for (std::ptrdiff_t k = 0; k < count; ++k) {
-            interpolate(s, object, s.windows()[static_cast<std::size_t>(k)], o.data());
-            for (std::size_t m = 0; m < modes; ++m) {
-                cfloat* e = exit + (static_cast<std::size_t>(k) * modes + m) * nn;
-                const cfloat* p = ps.of(s, static_cast<std::size_t>(k)) + m * nn;
-                for (std::size_t q = 0; q < nn; ++q) {
-                    e[q] = p[q] * o[q];
+            errors.run([&] {
+                interpolate(s, object, s.windows()[static_cast<std::size_t>(k)], o.data());
+                for (std::size_t m = 0; m < modes; ++m) {
+                    cfloat* e = exit + (static_cast<std::size_t>(k) * modes + m) * nn;
+                    const cfloat* p = ps.of(s, static_cast<std::size_t>(k)) + m * nn;
+                    for (std::size_t q = 0; q < nn; ++q) {
+                        e[q] = p[q] * o[q];
+                    }
                 }
-            }
+            });
         }
     }
+    errors.rethrow();
 }
 
 void illumination(const Scan& s, const cfloat* probe, float* den, int nthreads) {
@@ -178,29 +195,34 @@ void probe_gather(const Scan& s, const cfloat* object, const cfloat* waves, cflo
     float* dacc = shifted ? den_bin.data() : den;
     const std::size_t bin_stride = shifted ? modes * nn : 0;
     const std::size_t den_stride = shifted ? nn : 0;
+    RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
-        std::vector<cfloat> o(n);
+        std::vector<cfloat> o;
+        errors.run([&] { o.resize(n); });
         TOMOFUSE_OMP(for schedule(static))
         for (std::ptrdiff_t ii = 0; ii < nrows; ++ii) {
-            const auto i = static_cast<std::size_t>(ii);
-            for (std::size_t b = 0; b < bins; ++b) {
-                for (std::size_t m = 0; m < modes; ++m) {
-                    cfloat* row = acc + b * bin_stride + m * nn + i * n;
-                    std::fill(row, row + n, cfloat(0.0f, 0.0f));
+            errors.run([&] {
+                const auto i = static_cast<std::size_t>(ii);
+                for (std::size_t b = 0; b < bins; ++b) {
+                    for (std::size_t m = 0; m < modes; ++m) {
+                        cfloat* row = acc + b * bin_stride + m * nn + i * n;
+                        std::fill(row, row + n, cfloat(0.0f, 0.0f));
+                    }
+                    float* d = dacc + b * den_stride + i * n;
+                    std::fill(d, d + n, 0.0f);
                 }
-                float* d = dacc + b * den_stride + i * n;
-                std::fill(d, d + n, 0.0f);
-            }
-            for (std::size_t k = 0; k < ws.size(); ++k) {
-                const Window& w = ws[k];
-                const cfloat* a = object + (static_cast<std::size_t>(w.y0) + i) * width + static_cast<std::size_t>(w.x0);
-                interp_row(a, w.fy != 0.0f ? a + width : nullptr, w.fy, w.fx, n, o.data());
-                gather_probe_row(o.data(), waves + k * modes * nn + i * n, nn, modes,
-                                 acc + s.bin(k) * bin_stride + i * n, nn, dacc + s.bin(k) * den_stride + i * n, n);
-            }
+                for (std::size_t k = 0; k < ws.size(); ++k) {
+                    const Window& w = ws[k];
+                    const cfloat* a = object + (static_cast<std::size_t>(w.y0) + i) * width + static_cast<std::size_t>(w.x0);
+                    interp_row(a, w.fy != 0.0f ? a + width : nullptr, w.fy, w.fx, n, o.data());
+                    gather_probe_row(o.data(), waves + k * modes * nn + i * n, nn, modes,
+                                     acc + s.bin(k) * bin_stride + i * n, nn, dacc + s.bin(k) * den_stride + i * n, n);
+                }
+            });
         }
     }
+    errors.rethrow();
     if (shifted) {
         unshift_sum_modes(s, per_bin.data(), num, modes, threads);
         // The denominator: the same unshift on the (real) per-bin sums, mode by mode of one.

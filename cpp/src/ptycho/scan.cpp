@@ -1,6 +1,7 @@
 // The scan geometry: windows of the patterns on the object, probe-shift bins, and the
 // shifted probes of the exact sub-pixel model with their adjoint.
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -13,6 +14,8 @@
 
 namespace tomofuse::ptycho {
 
+using tomofuse::detail::RegionErrors;
+
 namespace detail {
 
 double ordered_sum(const std::vector<double>& v) {
@@ -21,6 +24,30 @@ double ordered_sum(const std::vector<double>& v) {
         t += x;
     }
     return t;
+}
+
+void check_no_overlap(const char* where, std::initializer_list<Extent> outputs, std::initializer_list<Extent> inputs) {
+    auto overlap = [](const Extent& a, const Extent& b) {
+        if (a.data == nullptr || b.data == nullptr || a.bytes == 0 || b.bytes == 0) {
+            return false;
+        }
+        const auto a0 = reinterpret_cast<std::uintptr_t>(a.data), b0 = reinterpret_cast<std::uintptr_t>(b.data);
+        return a0 < b0 + b.bytes && b0 < a0 + a.bytes;
+    };
+    for (auto o = outputs.begin(); o != outputs.end(); ++o) {
+        for (auto p = o + 1; p != outputs.end(); ++p) {
+            if (overlap(*o, *p)) {
+                throw InvalidArgument(std::string("tomofuse::ptycho::") + where + ": " + o->name + " and " + p->name +
+                                      " overlap");
+            }
+        }
+        for (const Extent& i : inputs) {
+            if (overlap(*o, i)) {
+                throw InvalidArgument(std::string("tomofuse::ptycho::") + where + ": " + o->name + " overlaps " +
+                                      i.name);
+            }
+        }
+    }
 }
 
 void check_pointers(const char* where, std::initializer_list<const void*> ptrs) {
@@ -72,20 +99,24 @@ void shift_into(const Scan& s, const cfloat* probe, cfloat* out, int threads) {
     const auto& rx = ramps.x;
     const float inv_nn = 1.0f / static_cast<float>(nn);
     const auto total = static_cast<std::ptrdiff_t>(bins * modes);
+    RegionErrors errors;
     TOMOFUSE_OMP(parallel for num_threads(threads) schedule(dynamic, 1))
     for (std::ptrdiff_t idx = 0; idx < total; ++idx) {
-        const auto b = static_cast<std::size_t>(idx) / modes;
-        const auto m = static_cast<std::size_t>(idx) % modes;
-        cfloat* o = out + static_cast<std::size_t>(idx) * nn;
-        const cfloat* sp = spec.data() + m * nn;
-        for (std::size_t u = 0; u < n; ++u) {
-            const cfloat ru = ry[b][u] * inv_nn;
-            for (std::size_t v = 0; v < n; ++v) {
-                o[u * n + v] = sp[u * n + v] * (ru * rx[b][v]);
+        errors.run([&] {
+            const auto b = static_cast<std::size_t>(idx) / modes;
+            const auto m = static_cast<std::size_t>(idx) % modes;
+            cfloat* o = out + static_cast<std::size_t>(idx) * nn;
+            const cfloat* sp = spec.data() + m * nn;
+            for (std::size_t u = 0; u < n; ++u) {
+                const cfloat ru = ry[b][u] * inv_nn;
+                for (std::size_t v = 0; v < n; ++v) {
+                    o[u * n + v] = sp[u * n + v] * (ru * rx[b][v]);
+                }
             }
-        }
-        backward(s, o);
+            backward(s, o);
+        });
     }
+    errors.rethrow();
 }
 
 Probes make_probes(const Scan& s, const cfloat* probe, int threads) {
@@ -106,10 +137,14 @@ void unshift_sum_modes(const Scan& s, cfloat* per_bin, cfloat* out, std::size_t 
     const std::size_t nn = s.frame();
     const std::size_t bins = s.bins();
     const auto total = static_cast<std::ptrdiff_t>(bins * modes);
+    RegionErrors transform_errors;
     TOMOFUSE_OMP(parallel for num_threads(threads) schedule(dynamic, 1))
     for (std::ptrdiff_t idx = 0; idx < total; ++idx) {
-        forward(s, per_bin + static_cast<std::size_t>(idx) * nn);
+        transform_errors.run([&] {
+            forward(s, per_bin + static_cast<std::size_t>(idx) * nn);
+        });
     }
+    transform_errors.rethrow();
     const Ramps ramps(s);
     const auto& ry = ramps.y;
     const auto& rx = ramps.x;

@@ -11,8 +11,9 @@ use them; stage packages never import them.
 
 from .._constants import FWHM_PER_SIGMA
 from ._common import Acquisition
+from ._options import PXCTOptions, TXTMOptions
 from ._ptycho import ptycho_scan
 from ._pxct import pxct_phase
 from ._txtm import txtm
 
-__all__ = ["Acquisition", "FWHM_PER_SIGMA", "ptycho_scan", "pxct_phase", "txtm"]
+__all__ = ["Acquisition", "FWHM_PER_SIGMA", "PXCTOptions", "TXTMOptions", "ptycho_scan", "pxct_phase", "txtm"]

@@ -14,6 +14,7 @@ from ..tomo import project
 from .. import _validate as check
 from .._constants import FWHM_PER_SIGMA
 from ..materials import wavelength
+from ._options import PXCTOptions
 from ._common import Acquisition, check_electrode, filter_frames, gaussian_transfer, pillar, rebin_axis
 
 __all__ = ["pxct_phase"]
@@ -21,9 +22,7 @@ __all__ = ["pxct_phase"]
 logger = logging.getLogger(__name__)
 
 
-def pxct_phase(electrode, angles, *, energy_kev: float = 6.2, resolution: float = 40e-9,
-               phase_offsets: bool = True, shifts: Union[float, np.ndarray] = 5.0, max_slope: float = 0.02,
-               noise: float = 0.0, wrap: bool = True, pixel_size: Optional[float] = None,
+def pxct_phase(electrode, angles, *, options: PXCTOptions = PXCTOptions(), shifts: Union[float, np.ndarray] = 5.0,
                margin: Optional[int] = None, cylinder: bool = True, seed: int = 0,
                threads: Optional[int] = None, callback=None) -> Acquisition:
     """Simulate the phase projections a ptychographic tomography scan delivers.
@@ -32,11 +31,11 @@ def pxct_phase(electrode, angles, *, energy_kev: float = 6.2, resolution: float 
     its material (xraylib, ``tomofuse.phantom.refractive_volume``); the
     projected phase ``phi = -2 pi / lambda * int delta dl`` from exact
     parallel-beam line integrals (``tomofuse.tomo.project``); a Gaussian blur
-    whose FWHM is ``resolution`` (the ptychographic resolution, paper ~40 nm);
+    whose FWHM is ``options.resolution`` (the ptychographic resolution, paper ~40 nm);
     a random sub-pixel translation of every projection (sample positioning
     errors; the blurred image is resampled at the displaced positions in the
     Fourier domain, exact for the band-limited image); area-integration onto
-    pixels of ``pixel_size``; optional Gaussian phase noise; a random constant
+    pixels of ``options.pixel_size``; optional Gaussian phase noise; a random constant
     plus linear phase per projection (ptychography fixes neither); and wrapping
     to (-pi, pi].  Rows within the largest shift plus 4 PSF sigmas of the
     phantom's top and bottom faces are cut, so every row shows real sample.
@@ -47,28 +46,13 @@ def pxct_phase(electrode, angles, *, energy_kev: float = 6.2, resolution: float 
         The sample (its ``labels`` and ``voxel_size``).
     angles : (A,) array_like
         Projection angles, radians.
-    energy_kev : float
-        Photon energy, keV (paper: 6.2 keV).
-    resolution : float
-        FWHM of the Gaussian PSF, meters (0 = none).
-    phase_offsets : bool
-        Add a random constant (uniform in (-pi, pi)) and linear phase (slopes
-        uniform in +-``max_slope`` rad/pixel along rows and columns) per
-        projection.
+    options : PXCTOptions
+        What ptychography delivers: photon energy, resolution (FWHM), pixel
+        size, phase noise, random phase offsets and ramps, wrapping.
     shifts : float or (A, 2) array_like
         Largest random shift, detector pixels (uniform in ``[-shifts, shifts]``
         for dy and dx independently; 0 = none), or the ``(dy, dx)`` shifts
         themselves.
-    max_slope : float
-        See ``phase_offsets``, rad per pixel.
-    noise : float
-        Standard deviation of additive Gaussian phase noise, rad.
-    wrap : bool
-        Wrap the phase into (-pi, pi] as ptychography delivers it; False keeps
-        it unwrapped (offsets included).
-    pixel_size : float, optional
-        Pixel size of the ptychographic reconstruction, meters, >= the phantom
-        voxel (default: the voxel size).  Paper: 21.4 nm.
     margin : int, optional
         Air columns on each side of the sample's footprint, phantom voxels
         (default: the largest shift plus 4 PSF sigmas plus 10 % of the
@@ -100,17 +84,15 @@ def pxct_phase(electrode, angles, *, energy_kev: float = 6.2, resolution: float 
     """
     e = check_electrode(electrode)
     theta = check.angles(angles)
-    energy = check.energy_kev(energy_kev)
-    fwhm = check.number(resolution, "resolution", unit="m", minimum=0.0)
-    max_slope = check.number(max_slope, "max_slope", unit="rad/pixel", minimum=0.0)
-    noise = check.number(noise, "noise", unit="rad", minimum=0.0)
+    if not isinstance(options, PXCTOptions):
+        raise TypeError(f"options must be a tomofuse.acquire.PXCTOptions, got {type(options).__name__}")
+    energy, fwhm, max_slope, noise = options.energy_kev, options.resolution, options.max_slope, options.noise
+    phase_offsets, wrap, pixel_size = options.phase_offsets, options.wrap, options.pixel_size
     th = check.threads(threads)
     seed = check.seed(seed)
-    check.flag(phase_offsets, "phase_offsets")
-    check.flag(wrap, "wrap")
     check.flag(cylinder, "cylinder")
     v = e.voxel_size
-    pixel = v if pixel_size is None else check.positive_length(pixel_size, "pixel_size")
+    pixel = v if pixel_size is None else pixel_size
     ratio = pixel / v
     if ratio < 1 - 1e-9:
         raise ValueError(f"pixel_size must not be finer than the phantom voxel ({v!r} m), got {pixel_size!r}")

@@ -15,6 +15,7 @@ from ..tomo import project
 from .. import _validate as check
 from .._constants import FWHM_PER_SIGMA
 from ..materials import wavelength
+from ._options import TXTMOptions
 from ._common import (Acquisition, beam_profile, check_electrode, filter_frames, gaussian_transfer, pillar,
                       rebin_axis)
 
@@ -43,11 +44,8 @@ def _mu_per_phase(labels: np.ndarray, beta: np.ndarray, wavelength: float) -> di
     return out
 
 
-def txtm(electrode, angles, *, energy_kev: float = 8.4, resolution: float = 130e-9,
-         photons: Optional[float] = 1e4, distance: float = 0.0, pixel_size: Optional[float] = None,
-         n_flats: int = 10, n_darks: int = 10, dark_counts: float = 100.0, beam_variation: float = 0.1,
-         margin: Optional[int] = None, cylinder: bool = True, seed: int = 0, threads: Optional[int] = None,
-         callback=None) -> Acquisition:
+def txtm(electrode, angles, *, options: TXTMOptions = TXTMOptions(), margin: Optional[int] = None,
+         cylinder: bool = True, seed: int = 0, threads: Optional[int] = None, callback=None) -> Acquisition:
     """Simulate a full-field transmission X-ray tomography scan of a phantom electrode.
 
     Physics, in order: each voxel's absorption index ``beta`` (and ``delta``)
@@ -55,11 +53,11 @@ def txtm(electrode, angles, *, energy_kev: float = 8.4, resolution: float = 130e
     exact parallel-beam line integrals (``tomofuse.tomo.project``) of the
     linear attenuation ``mu = 4 pi beta / lambda``; the exit wave
     ``exp(-int mu / 2 - i 2 pi / lambda int delta)``; optional paraxial Fresnel
-    propagation over ``distance`` (``exp(-i pi lambda z |u|^2)``, core FFT);
+    propagation over ``options.distance`` (``exp(-i pi lambda z |u|^2)``, core FFT);
     intensity blurred by a Gaussian point-spread function whose full width at
-    half maximum is ``resolution`` (the optics; the detector pixel adds its own
-    box on top); area-integration onto detector pixels of ``pixel_size``;
-    counts = ``photons * beam profile * intensity`` with Poisson noise, plus a
+    half maximum is ``options.resolution`` (the optics; the detector pixel adds its own
+    box on top); area-integration onto detector pixels of ``options.pixel_size``;
+    counts = ``options.photons * beam profile * intensity`` with Poisson noise, plus a
     Poisson dark current with a fixed per-pixel pattern.  Without propagation
     the expected normalized transmission is exactly Beer-Lambert,
     ``exp(-int mu dl)``, blurred.
@@ -75,25 +73,10 @@ def txtm(electrode, angles, *, energy_kev: float = 8.4, resolution: float = 130e
         The sample (its ``labels`` and ``voxel_size``).
     angles : (A,) array_like
         Projection angles, radians.
-    energy_kev : float
-        Photon energy, keV (the paper's TXTM: 8.4 and 7.7 keV).
-    resolution : float
-        FWHM of the Gaussian PSF, meters (0 = none).  ``sigma = FWHM / 2.3548``.
-    photons : float or None
-        Mean photons per detector pixel and frame in the flat field; None gives
-        the noise-free expected counts.
-    distance : float
-        Propagation (defocus) distance, meters (0 = contact image).
-    pixel_size : float, optional
-        Detector pixel at the sample, meters, >= the phantom voxel (default:
-        the voxel size).  Paper: 27.5 nm.
-    n_flats, n_darks : int
-        Number of flat (beam, no sample) and dark (no beam) frames.
-    dark_counts : float
-        Mean dark counts per pixel and frame (the per-pixel mean varies by
-        10 % around it, fixed pattern).
-    beam_variation : float
-        Peak relative variation of the smooth beam profile (0 = uniform).
+    options : TXTMOptions
+        The instrument: photon energy, resolution (FWHM of the optics),
+        photons per pixel, propagation distance, detector pixel size, flat and
+        dark frames, dark counts, beam profile variation.
     margin : int, optional
         Air columns on each side of the sample's footprint, in phantom voxels
         (default: 4 PSF sigmas plus the Fresnel spread plus 4).
@@ -119,21 +102,16 @@ def txtm(electrode, angles, *, energy_kev: float = 8.4, resolution: float = 130e
     """
     e = check_electrode(electrode)
     theta = check.angles(angles)
-    energy = check.energy_kev(energy_kev)
-    fwhm = check.number(resolution, "resolution", unit="m", minimum=0.0)
-    if photons is not None:
-        photons = check.number(photons, "photons", minimum=0.0, exclusive_minimum=True)
-    z = check.number(distance, "distance", unit="m", minimum=0.0)
-    n_flats = check.integer(n_flats, "n_flats", minimum=1)
-    n_darks = check.integer(n_darks, "n_darks", minimum=1)
-    dark_counts = check.number(dark_counts, "dark_counts", minimum=0.0)
-    beam_variation = check.number(beam_variation, "beam_variation (a relative variation)", minimum=0.0,
-                                  maximum=1.0, exclusive_maximum=True)
+    if not isinstance(options, TXTMOptions):
+        raise TypeError(f"options must be a tomofuse.acquire.TXTMOptions, got {type(options).__name__}")
+    energy, fwhm, photons, z = options.energy_kev, options.resolution, options.photons, options.distance
+    n_flats, n_darks, dark_counts = options.n_flats, options.n_darks, options.dark_counts
+    beam_variation, pixel_size = options.beam_variation, options.pixel_size
     th = check.threads(threads)
     seed = check.seed(seed)
     check.flag(cylinder, "cylinder")
     v = e.voxel_size
-    pixel = v if pixel_size is None else check.positive_length(pixel_size, "pixel_size")
+    pixel = v if pixel_size is None else pixel_size
     ratio = pixel / v
     if ratio < 1 - 1e-9:
         raise ValueError(f"pixel_size must not be finer than the phantom voxel ({v!r} m), got {pixel_size!r}")

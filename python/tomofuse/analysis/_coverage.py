@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _core
+from .._memory import check_memory
 from .._phase import Phase
 from .. import _validate as check
 
@@ -70,6 +71,11 @@ def _check_inputs(labels, particles, voxel_size, phase):
     if labels.shape != particles.shape:
         raise ValueError(f"labels and particles must have the same shape, got {labels.shape} and {particles.shape}")
     voxel_size = check.positive_length(voxel_size, "voxel_size")
+    # Peak memory: the two volumes as uint8/int32 copies, the smoothed indicator and its gradient
+    # per particle bounding box (float64), and the surface elements (~ 64 bytes per surface voxel).
+    check_memory(64.0 * labels.size, stage="tomofuse.analysis.surface_coverage / sei_thickness",
+                 detail=f"a {labels.shape} volume",
+                 remedy="analyse sub-volumes (particles do not interact), e.g. one slab of particles per call")
     try:
         phase = Phase(phase)
     except ValueError:

@@ -175,10 +175,7 @@ def fbp_to_zarr(projections, angles, out_path: str | os.PathLike, *, client=None
     inputs["angles"] = array_sha256(th)
     out_dtype = np.dtype(np.float64 if dtype == np.float64 else np.float32)
     if "shape" in options:
-        dims = tuple(int(s) for s in options["shape"])
-        if len(dims) != 2 or min(dims) <= 0:
-            raise ValueError(f"shape must be two positive ints (y, x), got {options['shape']!r}")
-        ny, nx = dims
+        ny, nx = check.ints(options["shape"], "shape", length=2, minimum=1, expected="two positive ints (y, x)")
     else:
         ny = nx = cols
 

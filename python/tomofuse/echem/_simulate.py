@@ -10,6 +10,7 @@ from typing import Optional
 
 import numpy as np
 
+from .._memory import check_memory
 from .._progress import Progress
 from .. import _validate as check
 from ._fem import Discretization
@@ -246,6 +247,13 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
     progress = Progress(callback, logger)
     progress.stage(0.0, 0.05, "meshing")
 
+    # Peak memory: the mesh (~140 bytes per node-grid point), the operators on its 27-point pattern
+    # (~2 x 27 x 12 bytes per node) and the saved fields, for the particle's bounding box.
+    grid = float(np.prod([s + 1 for s in particle.mask.shape]))
+    check_memory(grid * (140 + 2 * 27 * 12) + 16.0 * n_saved * particle.mask.size, stage="tomofuse.echem.simulate",
+                 detail=f"a particle box of {particle.mask.shape} voxels",
+                 remedy="simulate on a coarser grid (resample the labels to larger voxels) or a smaller particle "
+                        "embedding (margin)")
     disc = Discretization(particle, threads=threads)
     kin = Kinetics(disc, params, direction=direction, mode=kinetics, sei=bool(sei), electronic=bool(electronic),
                    threads=threads)

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from ._errors import reading
 from .._validate import positive_number
 from ._atomic import atomic_path
 from ._h5 import file_attributes, plain_attrs, set_h5_attrs
@@ -197,6 +198,13 @@ def _scalar(f, name: str, p) -> float:
     return float(np.asarray(f[name][()]).reshape(-1)[0])
 
 
+def _physical(value: float, name: str, p, unit: str, lo: float, hi: float, hint: str = "") -> float:
+    """A stored quantity within the range any X-ray experiment has, else an error naming the file."""
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ValueError(f"{str(p)!r}: /{name} = {value!r} {unit} is not in [{lo:g}, {hi:g}] {unit}{hint}")
+    return value
+
+
 @dataclass
 class CXIHeader:
     """Everything of a CXI scan but its patterns (``read_cxi_header``).
@@ -256,16 +264,25 @@ def _header(f, p: Path) -> CXIHeader:
     tr = np.asarray(f[_TRANSLATION][()], dtype=np.float64)
     if tr.ndim != 2 or tr.shape[0] != shape[0] or tr.shape[1] not in (2, 3):
         raise ValueError(f"{str(p)!r}: translation must be ({shape[0]}, 3), got shape {tr.shape}")
+    if not np.all(np.isfinite(tr)):
+        raise ValueError(f"{str(p)!r}: /{_TRANSLATION} holds non-finite positions")
     positions = np.ascontiguousarray(tr[:, [1, 0]])
-    energy_j = _scalar(f, f"{_SRC}/energy", p)
+    # CXI stores the photon energy in joules: 0.1-1000 keV; a value in eV or keV stored as is
+    # would claim a photon of a planet's kinetic energy.
+    energy_j = _physical(_scalar(f, f"{_SRC}/energy", p), f"{_SRC}/energy", p, "J", 0.1 * _J_PER_KEV,
+                         1000 * _J_PER_KEV, " (CXI stores the energy in joules; eV or keV stored as is?)")
     stored_kev = f[f"{_SRC}/energy"].attrs.get("energy_kev")
     energy_kev = energy_j / _J_PER_KEV
     if stored_kev is not None and math.isclose(float(stored_kev), energy_kev, rel_tol=1e-12):
         energy_kev = float(stored_kev)
     return CXIHeader(path=p, n_patterns=int(shape[0]), pattern_shape=(int(shape[1]), int(shape[2])),
                      dataset=dataset, positions=positions, energy_kev=energy_kev,
-                     distance=_scalar(f, f"{_DET}/distance", p), x_pixel_size=_scalar(f, f"{_DET}/x_pixel_size", p),
-                     y_pixel_size=_scalar(f, f"{_DET}/y_pixel_size", p), has_probe=f"{_SRC}/probe" in f,
+                     distance=_physical(_scalar(f, f"{_DET}/distance", p), f"{_DET}/distance", p, "m", 1e-6, 1e3),
+                     x_pixel_size=_physical(_scalar(f, f"{_DET}/x_pixel_size", p), f"{_DET}/x_pixel_size", p,
+                                            "m", 1e-9, 1e-1, " (detector pixel size)"),
+                     y_pixel_size=_physical(_scalar(f, f"{_DET}/y_pixel_size", p), f"{_DET}/y_pixel_size", p,
+                                            "m", 1e-9, 1e-1, " (detector pixel size)"),
+                     has_probe=f"{_SRC}/probe" in f,
                      has_mask=f"{_DET}/mask" in f, attrs=plain_attrs(dict(f.attrs)))
 
 
@@ -276,6 +293,7 @@ def _existing(path) -> Path:
     return p
 
 
+@reading("the CXI header")
 def read_cxi_header(path: str | os.PathLike) -> CXIHeader:
     """Read the geometry of a CXI scan without its patterns.
 
@@ -308,6 +326,7 @@ def read_cxi_header(path: str | os.PathLike) -> CXIHeader:
         return _header(f, p)
 
 
+@reading("the CXI scan")
 def read_cxi(path: str | os.PathLike) -> CXIScan:
     """Read a ptychographic scan from a CXI file.
 
@@ -318,20 +337,17 @@ def read_cxi(path: str | os.PathLike) -> CXIScan:
     Parameters
     ----------
     path : str or path-like
-        The file.
+        The ``.cxi`` file.
 
     Returns
     -------
     CXIScan
+        The patterns with the scan's geometry (``read_cxi_header``), probe and mask.
 
     Raises
     ------
-    FileNotFoundError
-        If the file does not exist.
-    KeyError
-        If a required dataset is missing.
-    ValueError
-        For inconsistent shapes.
+    FileNotFoundError, KeyError, ValueError
+        As ``read_cxi_header``.
     """
     import h5py
 

@@ -9,7 +9,6 @@ string dataset.  No science here: the arrays are stored and returned as they are
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .._validate import ints
+from ._errors import reading
 from ._atomic import atomic_path
 from ._h5 import GZIP_LEVEL, file_attributes, plain_attrs, set_h5_attrs
 
@@ -130,15 +131,7 @@ def write_dxchange(path: str | os.PathLike, data: np.ndarray, *, flat: Optional[
     if chunks is None:
         chunk_shape = (1, *image)
     else:
-        try:
-            chunk_shape = tuple(chunks)
-        except TypeError:
-            raise TypeError(f"chunks must be 3 positive ints, got {chunks!r}") from None
-        if not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in chunk_shape):
-            raise TypeError(f"chunks must be 3 positive ints, got {chunks!r}")
-        chunk_shape = tuple(int(c) for c in chunk_shape)
-        if len(chunk_shape) != 3 or min(chunk_shape) <= 0:
-            raise ValueError(f"chunks must be 3 positive ints, got {chunks!r}")
+        chunk_shape = ints(chunks, "chunks", length=3, minimum=1, expected="3 positive ints")
     if not isinstance(compress, bool):
         raise TypeError(f"compress must be True or False, got {compress!r}")
     meta = file_attributes(attrs, parameters=parameters, inputs=inputs, program=program)
@@ -188,6 +181,7 @@ def _read_stack(group, name: str, path, rows) -> Optional[np.ndarray]:
     return np.ascontiguousarray(np.transpose(ds[()], order)[:, rows, :])
 
 
+@reading("the Data Exchange scan")
 def read_dxchange(path: str | os.PathLike, *, rows: Optional[slice] = None) -> DataExchange:
     """Read a tomography scan from a Data Exchange HDF5 file.
 
@@ -245,6 +239,8 @@ def read_dxchange(path: str | os.PathLike, *, rows: Optional[slice] = None) -> D
                 theta = values
             else:
                 raise ValueError(f"{str(p)!r}: /exchange/theta has units {units!r}; expected deg or rad")
+            if not np.all(np.isfinite(theta)):
+                raise ValueError(f"{str(p)!r}: /exchange/theta holds non-finite angles")
             if theta.size != data.shape[0]:
                 raise ValueError(f"{str(p)!r}: /exchange/theta has {theta.size} angles for {data.shape[0]} "
                                  "projections")

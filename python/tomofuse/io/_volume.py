@@ -19,6 +19,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .._validate import ints
+from ._errors import reading
 from ._atomic import atomic_directory, atomic_path, jsonable
 from ._h5 import GZIP_LEVEL, file_attributes, plain_attrs, set_h5_attrs
 from ._zarr import create_zarr, open_zarr, require_zarr
@@ -29,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 _H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".cxi")
 _ZARR_SUFFIXES = (".zarr",)
+#: Zarr array attribute written by write_volume: how many chunks the store holds.
+_STORED_CHUNKS = "tomofuse_stored_chunks"
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _NPY_SUFFIXES = (".npy",)
 _NAMED = _H5_SUFFIXES + _ZARR_SUFFIXES  # formats whose files hold named datasets
@@ -139,15 +143,16 @@ def _check_chunks(chunks, shape: tuple[int, ...], itemsize: int, fmt: str) -> Op
         return None
     if chunks is None:
         return _default_chunks(shape, itemsize)
-    try:
-        dims = tuple(chunks)
-    except TypeError:
-        raise TypeError(f"chunks must be a sequence of ints, got {chunks!r}") from None
-    if not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in dims):
-        raise TypeError(f"chunks must be {len(shape)} positive ints (one per axis of shape {shape}), got {chunks!r}")
-    if len(dims) != len(shape) or not all(c > 0 for c in dims):
-        raise ValueError(f"chunks must be {len(shape)} positive ints (one per axis of shape {shape}), got {chunks!r}")
-    return tuple(min(int(c), s) for c, s in zip(dims, shape))
+    return check_chunks(chunks, shape)
+
+
+def check_chunks(chunks, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A chunk shape of positive ints, one per axis of ``shape``, clipped to it."""
+    if isinstance(chunks, numbers.Integral):
+        raise TypeError(f"chunks must be a sequence of ints, one per axis of shape {shape}, got {chunks!r}")
+    dims = ints(chunks, "chunks", length=len(shape), minimum=1,
+                expected=f"{len(shape)} positive ints (one per axis of shape {shape})")
+    return tuple(min(c, s) for c, s in zip(dims, shape))
 
 
 def _check_compress(compress, fmt: str, dtype: np.dtype) -> bool:
@@ -247,6 +252,9 @@ def write_volume(spec: str | os.PathLike, volume: np.ndarray, *, chunks: Optiona
         with atomic_directory(path, argument="spec", overwrite=overwrite) as tmp:
             arr = create_zarr(tmp, dataset, vol.shape, vol.dtype, chunk_shape, packed, meta)
             arr[...] = vol
+            # All-fill-value chunks are not stored; the number that is lets a reader tell a chunk
+            # lost from the store (Zarr would return zeros for it) from one never written.
+            arr.attrs[_STORED_CHUNKS] = int(arr.nchunks_initialized)
     elif fmt == "tiff":
         import tifffile
 
@@ -274,6 +282,7 @@ def _sidecar(path: Path) -> Path:
 
 # --------------------------------------------------------------------------------------------- read
 
+@reading("the volume")
 def read_volume(spec: str | os.PathLike, *, default_dataset: Optional[str] = None,
                 lazy: bool = False) -> tuple[Any, dict[str, Any]]:
     """Read an array and its attributes; the format follows the suffix (see ``write_volume``).
@@ -326,8 +335,14 @@ def read_volume(spec: str | os.PathLike, *, default_dataset: Optional[str] = Non
         return _read_h5(path, dataset or default_dataset, text, lazy)
     if fmt == "zarr":
         arr = open_zarr(path, dataset or default_dataset, text)
-        attrs = plain_attrs(dict(arr.attrs))
-        return (arr if lazy else arr[...]), attrs
+        stored = arr.attrs.get(_STORED_CHUNKS)
+        attrs = plain_attrs({k: v for k, v in arr.attrs.items() if k != _STORED_CHUNKS})
+        if lazy:
+            return arr, attrs
+        if stored is not None and arr.nchunks_initialized < int(stored):
+            raise ValueError(f"{text}: {int(stored) - arr.nchunks_initialized} of its {int(stored)} stored chunks are "
+                             f"missing (an incomplete or damaged store); Zarr would fill them with zeros")
+        return arr[...], attrs
     return _read_tiff(path, lazy)
 
 

@@ -17,7 +17,6 @@ import pandas as pd
 from .. import _validate as check
 from .._phase import Phase
 from .._progress import Progress, ProgressCallback
-from .._validate import positive_length
 from ..io import array_sha256, atomic_path, jsonable, provenance
 from ..materials import phase_optical_constants
 from ._build import _size_scale, build_geometry
@@ -144,24 +143,11 @@ def load(path: str | os.PathLike) -> Electrode:
 
 
 def _check_shape(shape) -> tuple[int, int, int]:
-    try:
-        dims = tuple(shape)
-    except TypeError:
-        raise TypeError(f"shape must be a sequence of 3 ints (z, y, x), got {shape!r}") from None
-    if len(dims) != 3:
-        raise ValueError(f"shape must have 3 entries (z, y, x), got {len(dims)}: {shape!r}")
-    out = []
-    for d in dims:
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
-            raise TypeError(f"shape entries must be ints, got {shape!r}")
-        if d < 8:
-            raise ValueError(f"shape entries must be >= 8 voxels, got {shape!r}")
-        out.append(int(d))
-    return tuple(out)
+    return check.ints(shape, "shape", length=3, minimum=8, expected="3 ints >= 8 voxels (z, y, x)")
 
 
 def _check_voxel_size(voxel_size) -> float:
-    v = positive_length(voxel_size, "voxel_size")
+    v = check.positive_length(voxel_size, "voxel_size")
     if v > 1e-3:
         raise ValueError(f"voxel_size is in meters; {voxel_size!r} m is not a nanotomography voxel")
     return v

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as check
+from .._memory import check_memory
 from .._progress import Progress, ProgressCallback
 from ._options import DMOptions, MLOptions, PositionRefinement
 
@@ -443,6 +444,15 @@ class _Run:
             self.shape = tuple(int(s) for s in object_shape)
             if len(self.shape) != 2 or min(self.shape) < self.n:
                 raise ValueError(f"object_shape must be (H, W) with H, W >= N = {self.n}, got {object_shape!r}")
+        # Peak memory: the patterns (float32, and their amplitudes), exit waves and the ML far-field
+        # and residual buffers (complex64, K x modes x N^2 each), the object and its ML state.
+        waves = 8.0 * self.k * self.modes * self.n * self.n
+        check_memory(8.0 * self.k * self.n * self.n + 3 * waves + 64.0 * self.shape[0] * self.shape[1],
+                     stage="tomofuse.ptycho.reconstruct",
+                     detail=f"{self.k} patterns of {self.n}x{self.n}, {self.modes} probe mode(s), a "
+                            f"{self.shape[0]}x{self.shape[1]} object",
+                     remedy="reconstruct fewer patterns per call (a smaller field of view) or distribute the "
+                            "projections of a series (tomofuse.ptycho.reconstruct_series with a Dask client)")
         self.scan = self._scan(pos, "positions_px: {}")
         self.progress = Progress(callback, logger)
 

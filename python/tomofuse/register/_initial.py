@@ -312,7 +312,7 @@ def _coarse_images(fixed, moving, fixed_mask, spacing, fixed_sigma, moving_sigma
 def _coarse_rigid(f, m, mask, start, spacing, *, seed, threads):
     """Short rigid Mattes-MI registration at the coarse scale; returns (transform, metric)."""
     R = sitk.ImageRegistrationMethod()
-    R.SetNumberOfThreads(1)  # see _register.register: multi-threaded ITK metrics are not reproducible
+    single_threaded_metric(R)  # see _stages.SitkRegistration.run: multi-threaded ITK metrics are not reproducible
     R.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     R.SetMetricSamplingStrategy(R.RANDOM)
     n = int(np.prod(f.GetSize()))
@@ -328,7 +328,7 @@ def _coarse_rigid(f, m, mask, start, spacing, *, seed, threads):
     R.SetInitialTransform(t, inPlace=True)
     R.Execute(f, m)
     R2 = sitk.ImageRegistrationMethod()
-    R2.SetNumberOfThreads(1)
+    single_threaded_metric(R2)
     R2.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     R2.SetMetricSamplingStrategy(R2.NONE)
     if mask is not None:
@@ -348,6 +348,16 @@ def euler_scales(image: sitk.Image) -> tuple:
     """
     r2 = float(np.sum(fov_extent(image) ** 2)) / 12.0
     return (r2, r2, r2, 1.0, 1.0, 1.0)
+
+
+def single_threaded_metric(method: sitk.ImageRegistrationMethod) -> None:
+    """Run a registration method's metric and optimiser on one thread and one work unit.
+
+    Set on the method itself: SimpleITK's process-wide default thread count is left alone, since
+    other threads of the process (Dask workers, a caller's own SimpleITK work) read it concurrently.
+    """
+    method.SetNumberOfThreads(1)
+    method.SetNumberOfWorkUnits(1)
 
 
 def _smooth(image: sitk.Image, sigma: float, threads) -> sitk.Image:

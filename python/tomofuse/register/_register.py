@@ -13,6 +13,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import _validate as check
+from .._memory import check_memory
 from .._progress import ProgressCallback
 from ._convert import check_mask, check_origin, check_volume, check_voxel_size
 from ._options import RegistrationOptions
@@ -107,6 +108,12 @@ def register(
     threads = check.threads(threads)
     check.callback(callback)
     st, bspline_grid, moving_resolution = options.stages, options.bspline_grid, options.moving_resolution
+    # Peak memory: SimpleITK holds both volumes in float64 plus smoothed, gradient and resampled
+    # copies at full resolution (about 12 per voxel of the larger grid).
+    check_memory(8.0 * 12 * max(f.size, m.size) + 8.0 * (f.size + m.size), stage="tomofuse.register.register",
+                 detail=f"fixed {f.shape}, moving {m.shape} voxels",
+                 remedy="register a sub-volume (crop both volumes to the overlap) or downsampled volumes, then "
+                        "apply the transform to the full volumes (Registration.resample)")
     if not (isinstance(initial, str) and initial == "auto"):
         initial_transform(initial, np.zeros(3), np.zeros(3))  # validate early
     if options.backend == "elastix":

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from .._progress import Progress
 from ..io import jsonable
 from ._convert import UNIT, fov_center, fov_extent, itk_seed, scale_transform, to_image
-from ._initial import _smooth, auto_initial, euler_scales
+from ._initial import _smooth, auto_initial, euler_scales, single_threaded_metric
 from ._prepare import initial_transform, normalized
 from ._result import Registration, RegistrationWarning
 
@@ -90,7 +90,7 @@ class SitkRegistration:
     # -- building blocks ----------------------------------------------------------
     def _method(self, *, bins: int = 32) -> sitk.ImageRegistrationMethod:
         R = sitk.ImageRegistrationMethod()
-        R.SetNumberOfThreads(1)  # see run(): reproducible metric sums
+        single_threaded_metric(R)  # see run(): reproducible metric sums
         R.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
         R.SetInterpolator(sitk.sitkLinear)
         return R
@@ -103,16 +103,12 @@ class SitkRegistration:
 
         ITK's registration metrics sum per-thread partial results in an order that varies
         between runs, so two multi-threaded runs differ in the last bits and the optimizer
-        paths drift apart.  The metric and optimizer therefore run on one thread (ITK's
-        global default is set to 1 for the call and restored after); filters, resampling
-        and FFTs -- per-voxel, hence reproducible -- use ``threads``.
+        paths drift apart.  The metric and optimizer therefore run on one thread and one work
+        unit (set on each registration method, never through SimpleITK's process-wide default,
+        which other threads -- e.g. Dask workers -- may be using at the same time); filters,
+        resampling and FFTs -- per-voxel, hence reproducible -- use ``threads``.
         """
-        default = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-        try:
-            return self._run()
-        finally:
-            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default)
+        return self._run()
 
     def _observe(self, R, start, stop, message, max_iter):
         state = {"level": -1, "iters": 0, "total": 0}
@@ -220,16 +216,11 @@ class SitkRegistration:
 
     def run_initial_only(self):
         """Initial alignment and the relative-blur estimate only (for the elastix backend)."""
-        default = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-        try:
-            self._prepare()
-            start = self._initial()
-            if self.mres is None:
-                self._estimate_blur(start)
-            return start
-        finally:
-            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default)
+        self._prepare()
+        start = self._initial()
+        if self.mres is None:
+            self._estimate_blur(start)
+        return start
 
     @property
     def moving_resolution(self) -> float:

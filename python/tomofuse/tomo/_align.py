@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import scipy.fft
@@ -16,7 +17,7 @@ from .._progress import Progress
 from ._fbp import fbp, filter_rows
 from ._projector import _angles, _float_array, project
 
-__all__ = ["align_projections", "shift_projections"]
+__all__ = ["AlignmentOptions", "align_projections", "shift_projections"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,55 @@ SHIFT_MODES = ("fourier", "linear")
 #: Largest low-pass along the rows (pixels): reconstruction streaks run across the columns only
 #: (slices are independent), and every row it smears near the frame ends is lost to the fit.
 _ROW_SMOOTHING = 0.5
+
+
+@dataclass(frozen=True)
+class AlignmentOptions:
+    """How ``align_projections`` iterates: iterations, binning schedule, search range, low-pass, stop rule.
+
+    Attributes
+    ----------
+    iterations : int
+        Maximum reconstruct-reproject iterations per level (>= 1).
+    schedule : sequence of int, optional
+        Binning factors from coarse to fine, decreasing and ending at 1 (default:
+        halvings while the binned detector is >= 64 columns, at most 3 levels).
+    max_shift : float, optional
+        Largest shift searched, pixels (> 0; default ``min(rows, cols) // 6``);
+        rows and columns within it of the frame ends take no part in the fits.
+    smoothing : float
+        Standard deviation (pixels of each level) of the Gaussian low-pass applied
+        to projections and reprojections before registering (>= 0).
+    tolerance : float
+        A level stops when the RMS change of the shifts falls below this, pixels (> 0).
+    """
+
+    iterations: int = 10
+    schedule: Optional[tuple] = None
+    max_shift: Optional[float] = None
+    smoothing: float = 1.5
+    tolerance: float = 0.01
+
+    def __post_init__(self):
+        check.integer(self.iterations, "AlignmentOptions.iterations", minimum=1)
+        if self.schedule is not None:
+            try:
+                levels = tuple(self.schedule)
+            except TypeError:
+                raise TypeError(f"AlignmentOptions.schedule must be a sequence of ints, got {self.schedule!r}") \
+                    from None
+            levels = tuple(check.integer(b, "AlignmentOptions.schedule entries", minimum=1) for b in levels)
+            if not levels or levels[-1] != 1 or any(a <= b for a, b in zip(levels, levels[1:])):
+                raise ValueError(f"AlignmentOptions.schedule must be decreasing binning factors ending at 1, "
+                                 f"got {self.schedule!r}")
+            object.__setattr__(self, "schedule", levels)
+        if self.max_shift is not None:
+            check.number(self.max_shift, "AlignmentOptions.max_shift", unit="pixels", minimum=0.0,
+                         exclusive_minimum=True)
+        object.__setattr__(self, "smoothing", check.number(self.smoothing, "AlignmentOptions.smoothing",
+                                                           unit="pixels", minimum=0.0))
+        check.number(self.tolerance, "AlignmentOptions.tolerance", unit="pixels", minimum=0.0,
+                     exclusive_minimum=True)
 
 
 def _check_shifts(shifts, n: int) -> np.ndarray:
@@ -254,10 +304,9 @@ def _remove_planes(proj: np.ndarray, air: np.ndarray) -> np.ndarray:
 
 
 def align_projections(projections: np.ndarray, angles, *, vertical: bool = True, horizontal: bool = True,
-                      iterations: int = 10, schedule: Optional[Sequence[int]] = None,
-                      max_shift: Optional[float] = None, smoothing: float = 1.5, tolerance: float = 0.01,
                       center: Optional[float] = None, air_mask: Optional[np.ndarray] = None,
-                      mask: Optional[np.ndarray] = None, threads: Optional[int] = None, callback=None) -> np.ndarray:
+                      mask: Optional[np.ndarray] = None, options: AlignmentOptions = AlignmentOptions(),
+                      threads: Optional[int] = None, callback=None) -> np.ndarray:
     """Sub-pixel shifts that make a tomographic projection stack consistent.
 
     1. *Vertical start* (rows): in parallel beam every projection of a sample
@@ -269,18 +318,18 @@ def align_projections(projections: np.ndarray, angles, *, vertical: bool = True,
        about the rotation axis follows ``a cos(theta) + b sin(theta)`` (the
        Helgason-Ludwig first-moment condition); the remainder is the shift.
     3. *Tomographic consistency* (Guizar-Sicairos et al. 2011; Odstrčil et al.
-       2019), coarse-to-fine over the ``schedule`` binnings: reconstruct
+       2019), coarse-to-fine over the ``options.schedule`` binnings: reconstruct
        (``fbp``) from the corrected projections, reproject (``project``),
        remove from each reprojection the projection's own contribution (the
        back-projected, ramp-filtered projection integrated over the chord of
        the reconstruction disc, ``(pi / A) q_a(u) 2 sqrt(R^2 - u^2)``: without
        it every estimate is pulled towards its current value and the iteration
-       crawls), low-pass both with a Gaussian of ``smoothing`` pixels (above
+       crawls), low-pass both with a Gaussian of ``options.smoothing`` pixels (above
        the angular sampling the leave-one-out reprojection is streaks), and
        register every projection to its reprojection along the columns and
        along the rows (there the low-pass is at most 0.5 pixel: slices are
        reconstructed independently, so the streaks run along the columns);
-       iterate until the RMS change of the shifts falls below ``tolerance``.
+       iterate until the RMS change of the shifts falls below ``options.tolerance``.
        The first two iterations search all integer lags again, which catches
        starts in a side minimum (small samples have little mass structure
        along z).
@@ -316,19 +365,6 @@ def align_projections(projections: np.ndarray, angles, *, vertical: bool = True,
         Radians.
     vertical, horizontal : bool
         Which shifts to estimate (one not estimated is returned as 0).
-    iterations : int
-        Maximum reconstruct-reproject iterations per level.
-    schedule : sequence of int, optional
-        Binning factors from coarse to fine, ending at 1 (default: halvings
-        while the binned detector is >= 64 columns, at most 3 levels).
-    max_shift : float, optional
-        Largest shift searched, pixels (default ``min(rows, cols) // 6``);
-        rows and columns within it of the frame ends take no part in the fits.
-    smoothing : float
-        Standard deviation (pixels of each level) of the Gaussian low-pass
-        applied to projections and reprojections before registering (>= 0).
-    tolerance : float
-        A level stops when the RMS change of the shifts falls below this (pixels).
     center : float, optional
         Rotation axis column (``fbp`` convention), None = ``cols / 2``.
     air_mask : (rows, cols) or (A, rows, cols) bool ndarray, optional
@@ -336,8 +372,12 @@ def align_projections(projections: np.ndarray, angles, *, vertical: bool = True,
         is removed from each projection.
     mask : (rows, cols) or (A, rows, cols) bool ndarray, optional
         Pixels that take part in the registrations (default all).
+    options : AlignmentOptions
+        Iterations, binning ``schedule``, ``max_shift``, ``smoothing`` and the
+        stopping ``tolerance``.
     threads : int, optional
-        Threads of the core and of scipy.fft.
+        Threads of the core and of scipy.fft (None = the package default); results
+        do not depend on it.
     callback : callable, optional
         ``callback(fraction, message)`` progress reports.
 
@@ -360,7 +400,10 @@ def align_projections(projections: np.ndarray, angles, *, vertical: bool = True,
     proj = _float_array(projections, "projections", 3).astype(np.float64)
     theta = _angles(angles, proj.shape[0])
     n_a, rows, cols = proj.shape
-    iterations = check.integer(iterations, "iterations", minimum=1)
+    if not isinstance(options, AlignmentOptions):
+        raise TypeError(f"options must be a tomofuse.tomo.AlignmentOptions, got {type(options).__name__}")
+    iterations, schedule, max_shift = options.iterations, options.schedule, options.max_shift
+    smoothing, tolerance = options.smoothing, options.tolerance
     check.flag(vertical, "vertical")
     check.flag(horizontal, "horizontal")
     if rows < 8 or cols < 8:
@@ -368,12 +411,9 @@ def align_projections(projections: np.ndarray, angles, *, vertical: bool = True,
     if max_shift is None:
         k = max(min(rows, cols) // 6, 1)
     else:
-        check.number(max_shift, "max_shift", unit="pixels", minimum=0.0, exclusive_minimum=True)
         k = int(math.ceil(max_shift))
         if 2 * k + 4 > rows or 2 * k + 4 > cols:
             raise ValueError(f"max_shift={max_shift!r} is too large for {rows} x {cols} projections")
-    smoothing = check.number(smoothing, "smoothing", unit="pixels", minimum=0.0)
-    check.number(tolerance, "tolerance", unit="pixels", minimum=0.0, exclusive_minimum=True)
     if center is None:
         center = cols / 2.0
     else:
@@ -383,9 +423,7 @@ def align_projections(projections: np.ndarray, angles, *, vertical: bool = True,
         while len(levels) < 3 and cols // (2 * levels[0]) >= 64 and rows // (2 * levels[0]) >= 8:
             levels.insert(0, 2 * levels[0])
     else:
-        levels = [check.integer(b, "schedule entries", minimum=1) for b in schedule]
-        if not levels or levels[-1] != 1 or any(a <= b for a, b in zip(levels, levels[1:])):
-            raise ValueError(f"schedule must be decreasing binning factors ending at 1, got {schedule!r}")
+        levels = list(schedule)
     m = _check_mask(mask, proj.shape)
     air = _check_mask(air_mask, proj.shape, "air_mask")
     if air is not None:

@@ -10,6 +10,7 @@ import scipy.fft
 
 from .. import _core
 from .. import _validate as check
+from .._memory import check_memory
 from ._gridrec import backproject_fourier
 from ._projector import _angles, _float_array, slice_shape
 
@@ -151,6 +152,12 @@ def fbp(projections: np.ndarray, angles, *, center: Optional[float] = None, filt
     n_angles, rows, cols = proj.shape
     offset = center_offset(center, cols)
     ny, nx = slice_shape(shape, cols)
+    # Peak memory: the input as float, the filtered (padded) projections and the volume.
+    item = proj.dtype.itemsize
+    check_memory(item * (n_angles * rows * (cols + padded_width(cols, padding)) + rows * ny * nx),
+                 stage="tomofuse.tomo.fbp", detail=f"{n_angles} projections of {rows}x{cols}, a {rows}x{ny}x{nx} volume",
+                 remedy="reconstruct fewer slices (rows) per call, or write the volume in chunks with "
+                        "tomofuse.distributed.fbp_to_zarr")
     if callback is not None:
         callback(0.0, "filtering")
     filtered = filter_rows(proj, filter=filter, padding=padding, threads=n_threads)

@@ -40,13 +40,7 @@ def slice_shape(shape, cols: int) -> tuple[int, int]:
     """The reconstructed slice size ``(y, x)``; None = ``(cols, cols)``."""
     if shape is None:
         return cols, cols
-    try:
-        dims = tuple(shape)
-    except TypeError:
-        raise TypeError(f"shape must be two ints (y, x), got {shape!r}") from None
-    if len(dims) != 2:
-        raise ValueError(f"shape must be two positive ints (y, x), got {shape!r}")
-    return tuple(check.integer(s, "shape", minimum=1) for s in dims)
+    return check.ints(shape, "shape", length=2, minimum=1, expected="two positive ints (y, x)")
 
 
 def project(volume: np.ndarray, angles, *, center_offset: float = 0.0, n_cols: Optional[int] = None,

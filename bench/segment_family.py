@@ -75,7 +75,59 @@ def generate(member: dict, cache: Path) -> Path:
     return path
 
 
-def evaluate(path: Path, channels=("both",)) -> list[dict]:
+def _interior_particles(particles: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Ids of particles lying wholly inside ``usable`` and not touching the grid's faces."""
+    from scipy import ndimage
+
+    bad = ~ndimage.binary_erosion(usable, iterations=1, border_value=0)
+    ids = np.unique(particles[bad & (particles > 0)])
+    return np.setdiff1d(np.unique(particles[particles > 0]), ids)
+
+
+def coverage_errors(seg_labels, seg_particles, truth_particles, truth_table: dict, usable, *, cycled: bool,
+                    voxel_size: float = 21.4e-9) -> dict:
+    """Coverage of the segmented particles against the phantom's exact per-particle truth.
+
+    Only true particles wholly inside ``usable`` (pillar and TXTM field of view, off the grid
+    faces) that are matched (IoU >= 0.5) by a segmented particle count. Returns the area-weighted
+    free / CBD / contact / SEI fractions of the segmented and true particles, their differences,
+    and for cycled electrodes the per-particle mean SEI thickness error (median and 90th
+    percentile of the relative error, and the relative error of the area-weighted mean).
+    """
+    import pandas as pd
+
+    from tomofuse.analysis import surface_coverage, sei_thickness
+    from tomofuse.segment import match_particles
+
+    interior = _interior_particles(truth_particles, usable)
+    mp = match_particles(seg_particles, truth_particles)
+    pairs = {int(t): int(f) for f, t in mp["pairs"] if t in set(interior.tolist())}
+    if not pairs:
+        return {"n_compared": 0}
+    table, surface = surface_coverage(seg_labels, seg_particles, voxel_size=voxel_size, return_surface=True)
+    truth = pd.DataFrame(truth_table).set_index("particle")
+    found = table.loc[[pairs[t] for t in pairs]]
+    true = truth.loc[list(pairs)]
+    out = {"n_compared": len(pairs), "n_interior": int(interior.size)}
+    for c in ("free", "cbd", "contact", "sei"):
+        f = float((found[c] * found["area_m2"]).sum() / found["area_m2"].sum())
+        t = float((true[c] * true["area_m2"]).sum() / true["area_m2"].sum())
+        out[f"{c}_seg"], out[f"{c}_true"], out[f"{c}_err"] = f, t, f - t
+    out["area_ratio"] = float(found["area_m2"].sum() / true["area_m2"].sum())
+    if cycled:
+        th = sei_thickness(surface=surface).loc[[pairs[t] for t in pairs]]
+        tm = true["sei_mean_m"].to_numpy()
+        fm = th["mean_m"].to_numpy()
+        ok = np.isfinite(tm) & np.isfinite(fm) & (tm > 0)
+        rel = np.abs(fm[ok] / tm[ok] - 1)
+        out["sei_thickness_rel_median"] = float(np.median(rel)) if rel.size else float("nan")
+        out["sei_thickness_rel_p90"] = float(np.percentile(rel, 90)) if rel.size else float("nan")
+        w = true["area_m2"].to_numpy()[ok] * true["sei"].to_numpy()[ok]
+        out["sei_thickness_mean_rel"] = float(np.sum(w * fm[ok]) / np.sum(w * tm[ok]) - 1) if rel.size else float("nan")
+    return out
+
+
+def evaluate(path: Path, channels=("both",), coverage: bool = True) -> list[dict]:
     from tomofuse import Phase
     from tomofuse.segment import label_particles, match_particles, segment
 
@@ -84,19 +136,23 @@ def evaluate(path: Path, channels=("both",)) -> list[dict]:
     fused = d["fused"].copy()
     fused[0] = -fused[0]  # phase (-k delta) -> delta-like
     inside = d["inside"]
-    m = inside & np.isfinite(fused[1])
+    usable = inside & np.isfinite(fused[1])
     rows = []
     for ch in channels:
         t = time.perf_counter()
         s = segment(fused, voxel_size=21.4e-9, cycled=member["cycled"], channels=ch, threads=2)
         sec = time.perf_counter() - t
-        dice = s.dice(d["truth"], mask=m)
+        dice = s.dice(d["truth"], mask=usable)
         parts = label_particles(s.labels, voxel_size=21.4e-9)
         mp = match_particles(np.where(inside, parts, 0), d["particles"])
-        rows.append(dict(member=member["name"], cycled=member["cycled"], channels=ch, seconds=sec,
-                         **{p.name.lower(): dice[p] for p in Phase},
-                         particles_found=mp["n_found"], particles_true=mp["n_true"],
-                         matched=mp["matched_fraction"]))
+        row = dict(member=member["name"], cycled=member["cycled"], channels=ch, seconds=sec,
+                   **{p.name.lower(): dice[p] for p in Phase},
+                   particles_found=mp["n_found"], particles_true=mp["n_true"],
+                   matched=mp["matched_fraction"], confusion=s.confusion(d["truth"], mask=usable).tolist())
+        if coverage and ch == "both":
+            row.update(coverage_errors(s.labels, np.where(inside, parts, 0), d["particles"],
+                                       json.loads(str(d["truth_table"])), usable, cycled=member["cycled"]))
+        rows.append(row)
     return rows
 
 
@@ -107,6 +163,7 @@ def main(argv=None):
     ap.add_argument("--members", type=int, default=10)
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--channels", nargs="*", default=["both"])
+    ap.add_argument("--json", type=Path, default=None, help="write the rows to this JSON file")
     a = ap.parse_args(argv)
     fam = [mm for mm in members(a.members) if not a.only or mm["name"] in a.only]
     if a.generate:
@@ -123,10 +180,17 @@ def main(argv=None):
                   + " ".join(f"{k}={r[k]:.3f}" for k in ("pore", "graphite", "silicon", "cbd", "sei"))
                   + f" particles {r['particles_found']}/{r['particles_true']} matched {r['matched']:.2f}"
                   + f" {r['seconds']:.0f}s", flush=True)
+            if "free_err" in r:
+                print("    coverage (%d interior particles): " % r["n_compared"]
+                      + " ".join(f"{c} {r[c + '_seg']:.3f}/{r[c + '_true']:.3f}" for c in ("free", "cbd", "contact", "sei"))
+                      + (f" SEI thickness rel. err median {r['sei_thickness_rel_median']:.3f}"
+                         f" mean {r['sei_thickness_mean_rel']:+.3f}" if r["cycled"] else ""), flush=True)
     if rows:
         import pandas as pd
 
         df = pd.DataFrame(rows)
+        if a.json:
+            a.json.write_text(json.dumps(rows, indent=1, default=float))
         print(df.groupby("channels")[["pore", "graphite", "silicon", "cbd", "sei", "matched"]].agg(["median", "min"]))
 
 

@@ -314,3 +314,52 @@ class PtychoScan:
                      precond_regularisation: float = 1e-2, max_backtracks: int = 10, smoothness: float = 0.0,
                      threads: int = 0) -> tuple[float, float, int, bool]:
         """One ML iteration in place: (objective, alpha, backtracks, restarted)."""
+
+# ----------------------------------------------------------------------------------- segmentation
+
+_U8Array = npt.NDArray[np.uint8]
+
+def gaussian_blur(
+    volume: npt.NDArray[np.float32],
+    sigma: tuple[float, float, float] | list[float],
+    *,
+    adjoint: bool = False,
+    threads: int = 0,
+) -> npt.NDArray[np.float32]:
+    """Separable sampled Gaussian blur H (or its adjoint) of a (z, y, x) float32 volume with replicated
+    edges; sigma in voxels along z, y, x (0 = none). A new float32 array."""
+
+
+def icm(
+    data: npt.NDArray[np.float32],
+    labels: _U8Array,
+    levels: npt.NDArray[np.float32],
+    sigma: tuple[float, float, float] | list[float],
+    *,
+    allowed: _U8Array | None = None,
+    pairs: _U8Array | None = None,
+    unary: npt.NDArray[np.float32] | None = None,
+    data_weight: float = 1.0,
+    smoothness: float = 0.0,
+    max_sweeps: int = 10,
+    min_changes: int = 0,
+    slab: int = 0,
+    threads: int = 0,
+) -> dict[str, object]:
+    """Iterated conditional modes on labels (updated in place) minimising
+    data_weight * |data - H levels[labels]|^2 + smoothness * #unlike 6-neighbour pairs + pair unaries.
+    Returns {'sweeps', 'changes', 'energy_before', 'energy_after'}."""
+
+def icm_energy(
+    data: npt.NDArray[np.float32],
+    labels: _U8Array,
+    levels: npt.NDArray[np.float32],
+    sigma: tuple[float, float, float] | list[float],
+    *,
+    pairs: _U8Array | None = None,
+    unary: npt.NDArray[np.float32] | None = None,
+    data_weight: float = 1.0,
+    smoothness: float = 0.0,
+    threads: int = 0,
+) -> float:
+    """The energy icm minimises, for given labels."""

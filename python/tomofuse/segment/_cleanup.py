@@ -38,11 +38,25 @@ def fill_from_neighbours(labels: np.ndarray, unknown: np.ndarray) -> None:
         idx = idx[~known]
 
 
-def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silicon_voxels: float = 0.0) -> dict:
+def _sei_far_to_cbd(labels: np.ndarray, max_distance: float, threads: int) -> int:
+    """SEI voxels farther than ``max_distance`` (voxels) from silicon become CBD; the count."""
+    import edt
+
+    sei = labels == _SEI
+    if not sei.any():
+        return 0
+    far = sei & (edt.edt(labels != _SI, parallel=max(threads, 1)) > max_distance)
+    labels[far] = _CBD
+    return int(far.sum())
+
+
+def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silicon_voxels: float = 0.0,
+                 sei_max_distance: float = np.inf, threads: int = 1) -> dict:
     """In place: silicon components smaller than ``min_silicon_voxels`` (below the
     resolution of the modality that tells silicon from graphite) take their neighbours'
-    labels; SEI components that touch no silicon become CBD (cycled); every 6-connected
-    component of a phase smaller than ``min_voxels`` takes its neighbours' labels.
+    labels; SEI farther than ``sei_max_distance`` voxels from silicon, and SEI components that
+    touch no silicon, become CBD (cycled); every 6-connected component of a phase smaller than
+    ``min_voxels`` takes its neighbours' labels (and the SEI rules are applied once more).
     Returns counts of the voxels changed."""
     import cc3d
 
@@ -55,6 +69,8 @@ def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silic
         out["small_silicon_voxels"] = int(small.sum())
         if small.any():
             fill_from_neighbours(labels, small)
+    if cycled and np.isfinite(sei_max_distance):
+        out["sei_detached_voxels"] += _sei_far_to_cbd(labels, sei_max_distance, threads)
     if cycled and np.any(labels == _SEI):
         comp = cc3d.connected_components(labels == _SEI, connectivity=26)
         si = labels == _SI
@@ -69,7 +85,7 @@ def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silic
         keep[np.unique(comp[touch & (comp > 0)])] = True
         keep[0] = True
         detached = ~keep[comp]
-        out["sei_detached_voxels"] = int(detached.sum())
+        out["sei_detached_voxels"] += int(detached.sum())
         labels[detached] = _CBD
     if min_voxels > 1:
         comp = cc3d.connected_components(labels + np.uint8(1), connectivity=6)  # pore (0) is a phase too
@@ -78,4 +94,6 @@ def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silic
         out["small_component_voxels"] = int(small.sum())
         if small.any():
             fill_from_neighbours(labels, small)
+            if cycled and np.isfinite(sei_max_distance):
+                out["sei_detached_voxels"] += _sei_far_to_cbd(labels, sei_max_distance, threads)
     return out

@@ -65,8 +65,9 @@ def save_segmentation(path: str | os.PathLike, segmentation: Segmentation, *, pa
                       parameters: Optional[dict] = None, inputs=None) -> None:
     """Write labels, validity, particles and the model to one HDF5 file, atomically, with provenance.
 
-    Layout: ``/segment/labels`` (uint8), ``/segment/valid`` (bool), ``/segment/particles``
-    (int32, if given); attributes ``voxel_size`` (m), ``cycled``, ``channels``, ``phases``
+    Layout: ``/labels`` (uint8 ``Phase`` codes), ``/valid`` (bool), ``/particles`` (int32, if
+    given; 0 = no particle) -- the layout of a phantom file, so ``tomofuse analyze coverage``
+    reads either; file attributes ``voxel_size`` (m), ``cycled``, ``channels``, ``phases``
     (JSON name -> code), ``thresholds`` (JSON of ``PhaseModel.to_dict()``) and provenance.
     """
     import h5py
@@ -83,7 +84,8 @@ def save_segmentation(path: str | os.PathLike, segmentation: Segmentation, *, pa
         with h5py.File(tmp, "w") as f:
             set_h5_attrs(f, file_attributes({}, parameters=parameters or {}, inputs=inputs,
                                             program="tomofuse.segment.save_segmentation"))
-            g = f.create_group("segment")
+            g = f
+            g.attrs["tomofuse_kind"] = "segmentation"
             kw = dict(compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True)
             g.create_dataset("labels", data=segmentation.labels, **kw)
             g.create_dataset("valid", data=segmentation.valid, **kw)
@@ -117,9 +119,10 @@ def load_segmentation(path: str | os.PathLike) -> tuple[Segmentation, Optional[n
     import h5py
 
     with h5py.File(path, "r") as f:
-        if "segment" not in f:
-            raise ValueError(f"{os.fspath(path)}: no /segment group (not a tomofuse segmentation file)")
-        g = f["segment"]
+        g = f
+        if g.attrs.get("tomofuse_kind") != "segmentation" or "labels" not in g or "thresholds" not in g.attrs:
+            raise ValueError(f"{os.fspath(path)}: not a tomofuse segmentation file (no /labels with "
+                             "segmentation attributes)")
         th = {k: _nan(v) for k, v in json.loads(g.attrs["thresholds"]).items()}
         seg = Segmentation(labels=g["labels"][()], valid=g["valid"][()].astype(bool),
                            thresholds=PhaseModel.from_dict(th), channels=str(g.attrs["channels"]),

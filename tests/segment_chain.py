@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tomofuse import Phase
-from tomofuse.acquire import pxct_phase, txtm
+from tomofuse.acquire import PXCTOptions, TXTMOptions, pxct_phase, txtm
 from tomofuse.phantom import electrode
 from tomofuse.register import fuse, register
 from tomofuse.tomo import (align_projections, fbp, fbp_phase_derivative, find_center, normalize, paganin,
@@ -92,8 +92,8 @@ def simulate_chain(shape=(96, 96, 96), *, voxel_size=21.4e-9, cycled=False, seed
 
     # --- PXCT
     t = time.perf_counter()
-    acq = pxct_phase(e, th_p, energy_kev=6.2, resolution=pxct_resolution, shifts=shifts, noise=pxct_noise,
-                     pixel_size=v, seed=seed + 11, threads=threads)
+    acq = pxct_phase(e, th_p, options=PXCTOptions(energy_kev=6.2, resolution=pxct_resolution, noise=pxct_noise,
+                                                  pixel_size=v), shifts=shifts, seed=seed + 11, threads=threads)
     ph = remove_phase_ramp(acq.data, mask=acq.air_mask)
     ph = np.angle(np.exp(1j * ph)).astype(np.float32)
     est = align_projections(ph, th_p, air_mask=acq.air_mask, threads=threads)
@@ -113,8 +113,8 @@ def simulate_chain(shape=(96, 96, 96), *, voxel_size=21.4e-9, cycled=False, seed
     # --- TXTM: the sample turned by txtm_turn about z relative to the PXCT scan
     t = time.perf_counter()
     turn = math.radians(txtm_turn_deg)
-    tacq = txtm(e, th_t + turn, energy_kev=8.4, resolution=txtm_resolution, photons=txtm_photons,
-                pixel_size=txtm_pixel, distance=0.0, seed=seed + 23, threads=threads)
+    tacq = txtm(e, th_t + turn, options=TXTMOptions(energy_kev=8.4, resolution=txtm_resolution, photons=txtm_photons,
+                                                    pixel_size=txtm_pixel, distance=0.0), seed=seed + 23, threads=threads)
     tr = normalize(tacq.data, tacq.flat, tacq.dark)
     mu = paganin(tr, pixel_size=txtm_pixel, distance=5e-3, energy_kev=8.4, delta_beta=0.028, threads=threads)
     center = find_center(mu, th_t, threads=threads) if _accepts_threads(find_center) else find_center(mu, th_t)

@@ -58,7 +58,7 @@ def physical_levels(energies_kev=(6.2, 8.4), cbd=None) -> np.ndarray:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class PhaseModel:
     """Fitted model of a fused volume (``Segmentation.thresholds``).
 
@@ -119,6 +119,15 @@ class PhaseModel:
             object.__setattr__(self, name, value)
         object.__setattr__(self, "smoothness", float(self.smoothness))
         object.__setattr__(self, "sei_max_distance_m", float(self.sei_max_distance_m))
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, PhaseModel):
+            return NotImplemented
+        return (all(np.array_equal(getattr(self, n), getattr(other, n), equal_nan=True)
+                    for n in ("levels", "psf_sigma_m", "noise", "correlation_volume"))
+                and self.smoothness == other.smoothness and self.sei_max_distance_m == other.sei_max_distance_m)
+
+    __hash__ = None
 
     def used(self, channel: int) -> bool:
         """Whether a channel (0 PXCT, 1 TXTM) carries fitted levels."""

@@ -73,12 +73,13 @@ def worker(args) -> dict:
     cycled = bool(meta["cycled"])
     out = {"what": args.what, "shape": list(fused.shape), "fused_bytes": int(fused.nbytes)}
     labels = None
+    cache = Path(args.labels_cache) if args.labels_cache else None
     if args.what in ("snow2", "label_particles"):
-        from tomofuse.segment import segment
-
-        labels = segment(fused, voxel_size=V, cycled=cycled, threads=args.threads).labels
+        # the labels come from a file the segment measurement wrote (ru_maxrss is the
+        # process's peak ever: segmenting here would count the segmentation's peak)
         del fused
         fused = None
+        labels = np.load(cache)
     base = _current_rss()
     t = time.perf_counter()
     if args.what == "segment+particles":
@@ -89,6 +90,8 @@ def worker(args) -> dict:
         parts = label_particles(s.labels, voxel_size=V, threads=args.threads)
         out["segment_s"] = t_seg
         labels = s.labels
+        if cache is not None:
+            np.save(cache, labels)
     elif args.what == "label_particles":
         from tomofuse.segment import label_particles
 
@@ -117,9 +120,9 @@ def worker(args) -> dict:
     return out
 
 
-def _run(member: Path, what: str, size: int, threads: int) -> dict:
+def _run(member: Path, what: str, size: int, threads: int, cache: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", what, "--member", str(member), "--size", str(size),
-           "--threads", str(threads)]
+           "--threads", str(threads), "--labels-cache", str(cache / f"labels_{size}.npy")]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
@@ -136,24 +139,32 @@ def main(argv=None):
     ap.add_argument("--no-peer", action="store_true", help="skip PoreSpy")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--labels-cache", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
         a.what = a.worker
         print(json.dumps(worker(a), default=float))
         return
     rows = []
-    plan = [(0, "label_particles"), (0, "snow2"), (a.size, "segment+particles"), (a.size, "label_particles"),
-            (a.size, "snow2")]
+    plan = [(0, "segment+particles"), (0, "label_particles"), (0, "snow2"), (a.size, "segment+particles"),
+            (a.size, "label_particles"), (a.size, "snow2")]
+    plan = list(dict.fromkeys(plan))  # --size 0: the member's own size only
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_segment_"))
     for size, what in plan:
         if what == "snow2" and a.no_peer:
             continue
         for _ in range(a.repeats):
-            r = _run(a.member, what, size, a.threads)
+            r = _run(a.member, what, size, a.threads, tmp)
             r["size"] = size
             rows.append(r)
             print(json.dumps(r, default=float), flush=True)
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1, default=float))
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -326,12 +326,12 @@ def test_fuzz_surface_elements(data):
     kw = dict(sigma=g.pick(2.0, [0.5, 0.0, -1.0, 17.0, np.nan]), threads=g.threads())
 
     def oracle(result, made):
-        particle, centre, normal, area, axis = result
+        particle, center, normal, area, axis = result
         p = parts.data
         faces = sum(int(((np.diff((p == q).astype(int), axis=a, prepend=0, append=0)) != 0).sum())
                     for q in np.unique(p[p > 0]) for a in range(3))
         assert len(area) == faces                      # one element per particle voxel face
-        assert centre.shape == normal.shape == (faces, 3) and np.all((area >= 0) & (area <= 1 + 1e-9))
+        assert center.shape == normal.shape == (faces, 3) and np.all((area >= 0) & (area <= 1 + 1e-9))
         assert np.all(np.isin(np.abs(axis), [1, 2, 3]))
 
     run_case(Case("surface_elements", [parts], kw), oracle)

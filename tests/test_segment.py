@@ -239,9 +239,9 @@ def test_blocks_on_dask_equal_serial_blocks(cycled, seg_cycled):
 
 # ------------------------------------------------------------------------------------------ particles
 
-def _sphere(shape, centre, radius):
+def _sphere(shape, center, radius):
     z, y, x = np.indices(shape)
-    return (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 <= radius ** 2
+    return (z - center[0]) ** 2 + (y - center[1]) ** 2 + (x - center[2]) ** 2 <= radius ** 2
 
 
 @pytest.mark.parametrize("r1,r2,gap", [(10, 10, 0.0), (12, 7, -1.0), (9, 9, -2.5), (14, 6, 0.5)])

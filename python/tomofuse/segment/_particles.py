@@ -88,7 +88,14 @@ def _split_component(mask: np.ndarray, dt: np.ndarray, neck_ratio: float) -> np.
     markers = np.zeros(mask.shape, np.int32)
     for j in range(n):
         markers[plab == j + 1] = ids[int(owner[j])]
-    return watershed(-dts, markers=markers, mask=mask).astype(np.int32)
+    out = watershed(-dts, markers=markers, mask=mask).astype(np.int32)
+    # The flood is face-connected, the component 26-connected: voxels joined to the rest only
+    # through edges or corners stay unreached (0); each takes the id of the nearest reached voxel.
+    lost = mask & (out == 0)
+    if lost.any():
+        nearest = ndimage.distance_transform_edt(out == 0, return_distances=False, return_indices=True)
+        out[lost] = out[tuple(i[lost] for i in nearest)]
+    return out
 
 
 def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_volume_m3: Optional[float] = None,

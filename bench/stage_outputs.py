@@ -49,14 +49,15 @@ def _outputs() -> dict[str, np.ndarray]:
                                            np.full(proj.shape[1:], 100.0))
 
     # ptycho
+    # a random phase object, a Gaussian probe of 16 x 16 pixels, 20 random positions (pixels)
     rng = np.random.default_rng(1)
-    obj = np.exp(0.5j * rng.uniform(size=(48, 48))).astype(np.complex64)
-    yy, xx = np.mgrid[:16, :16] - 8
-    probe = np.exp(-(yy ** 2 + xx ** 2) / 12.0).astype(np.complex64)
+    phase = 0.5 * rng.uniform(size=(48, 48))
+    r2 = np.sum((np.indices((16, 16)) - 8.0) ** 2, axis=0)
+    probe = np.exp(-r2 / 12.0).astype(np.complex64)
     pos = rng.uniform(-12, 11, (20, 2))
-    data = acquire.ptycho_scan(obj, probe, pos, photons=1e5, seed=2)
-    r = ptycho.reconstruct(data, pos, probe, object_shape=(48, 48), engines=(("dm", 5), ("ml", 4)), probe_modes=2,
-                           threads=threads)
+    frames = acquire.ptycho_scan(np.exp(1j * phase).astype(np.complex64), probe, pos, photons=1e5, seed=2)
+    r = ptycho.reconstruct(frames, pos, probe, object_shape=phase.shape, engines=(("dm", 5), ("ml", 4)),
+                           probe_modes=2, threads=threads)
     out["ptycho.object"], out["ptycho.probe"] = r.object, r.probe
     out["ptycho.positions"] = np.asarray(r.positions_px)
     out["ptycho.errors"] = np.concatenate([np.asarray(e, np.float64) for _, e in r.errors])

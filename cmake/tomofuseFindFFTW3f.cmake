@@ -7,10 +7,11 @@
 #      FFTW3F_ROOT (a prefix with include/fftw3.h and lib/libfftw3f.*);
 #   2. pylib-fftw3f from PyPI (the build requirement of pip builds), located by
 #      importing `pylib_fftw3f` with the build interpreter (Python_EXECUTABLE) and
-#      searched there alone. Other packages ship FFTW CMake packages too (finufft's
-#      wheel installs lib64/cmake/fftw3f into site-packages, which scikit-build-core
-#      puts on CMAKE_PREFIX_PATH ahead of everything else): a general search could
-#      pick one of those, built with other options, without anyone noticing;
+#      searched there alone. Other packages ship FFTW CMake packages too: the wheel
+#      of finufft, a dependency of tomofuse itself, installs lib64/cmake/fftw3f into
+#      site-packages, which scikit-build-core puts on CMAKE_PREFIX_PATH ahead of
+#      everything else, so a general search picked finufft's FFTW on every reinstall
+#      into an environment that already had tomofuse;
 #   3. any other FFTW3f CMake package on CMAKE_PREFIX_PATH / the system;
 #   4. a plain fftw3.h + libfftw3f (e.g. Debian's libfftw3-dev), preferring the
 #      static archive.

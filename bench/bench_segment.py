@@ -1,4 +1,4 @@
-"""Segmentation speed and memory on a 512^3 fused volume; particle labelling beside PoreSpy's snow2.
+"""Segmentation speed and memory on a 512^3 fused volume; particle labeling beside PoreSpy's snow2.
 
 Run::
 

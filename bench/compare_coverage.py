@@ -6,7 +6,7 @@ closed form, tests/analysis_phantoms.py) and compares, on time and error vs the 
 
   tomofuse   tomofuse.analysis.surface_coverage + sei_thickness, threads=2
   reference  the same contract in NumPy (tests/analysis_reference.py; --reference)
-  faces      voxel-face counting in NumPy: unweighted faces, class = the neighbour's
+  faces      voxel-face counting in NumPy: unweighted faces, class = the neighbor's
              label; thickness = SEI voxels counted along the face axis
   mc+rays    scikit-image marching cubes per particle (Gaussian-smoothed mask, level 0.5),
              class = label 0.75 voxel outside each triangle centroid along its normal,
@@ -84,7 +84,7 @@ def _class_of(nb_label, nb_particle, pid):
 
 
 def method_faces(labels, particles):
-    """Unweighted voxel faces, classified by the neighbour; SEI thickness along the face axis."""
+    """Unweighted voxel faces, classified by the neighbor; SEI thickness along the face axis."""
     n = int(particles.max())
     counts = np.zeros((n + 1, 5))  # free cbd contact sei border
     sei_sum = np.zeros(n + 1)
@@ -156,7 +156,7 @@ def method_mc_rays(labels, particles, sigma=1.0, probe=0.75, step=0.25):
         dst = tuple(slice(a - l, b - l) for a, b, l in zip(glo, ghi, lo))
         box[dst] = particles[src] == p
         verts, faces, vnormals, _ = marching_cubes(gaussian_filter(box, sigma), 0.5)
-        verts = verts + lo + 0.5  # array index i is the centre of voxel i
+        verts = verts + lo + 0.5  # array index i is the center of voxel i
         tri = verts[faces]
         centroid = tri.mean(axis=1)
         cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])

@@ -3,12 +3,12 @@ scikit-image's iradon, on closed-form sinograms (issue 3).
 
 The object is a set of ellipses whose parallel-beam line integrals are computed in closed
 form (not with any projector under test): an ellipse of semi-axes (a, b), rotated by phi,
-centred at (x0, y0), density rho, gives
+centered at (x0, y0), density rho, gives
 
     p(theta, u) = 2 rho a b sqrt(s^2 - (u - u0)^2) / s^2,   s^2 = a^2 cos^2(theta - phi) + b^2 sin^2(theta - phi),
     u0 = x0 cos(theta) + y0 sin(theta),
 
-with u the detector coordinate in tomofuse's convention (pixel-driven: voxel centre (x, y)
+with u the detector coordinate in tomofuse's convention (pixel-driven: voxel center (x, y)
 projects to u = x cos(theta) + y sin(theta)).  The truth image is the ellipses' pixel-averaged
 indicator (4 x 4 supersampling).  PSNR = 20 log10(range / RMSE) inside the disc of radius
 0.45 N.  Each method reconstructs a slab of --rows slices (tomofuse processes 16 slices per

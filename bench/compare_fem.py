@@ -4,7 +4,7 @@ Parts (each run in its own process, so that its peak memory is its own):
 
   accuracy   sphere, uniform flux, full coverage, vs Crank's analytic series at
              radius 10, 20, 40 voxels (area-correct faces and, for contrast, the
-             naive per-face flux); error = max over nodes / centre-to-surface span
+             naive per-face flux); error = max over nodes / center-to-surface span
   skfem      scikit-fem (optional [bench] extra) on the same voxel mesh of a ~1e5-voxel
              ball: mesh + basis + mass + stiffness assembly, and one implicit
              (Crank-Nicolson) step with SciPy's Jacobi-preconditioned CG
@@ -95,8 +95,8 @@ def skfem_mesh(mask):
     ax = [np.arange(s + 1) * H for s in n]
     # skfem's init_tensor takes (x, y, z); our volume is (z, y, x)
     m = MeshHex.init_tensor(ax[2], ax[1], ax[0])
-    centres = m.p[:, m.t].mean(axis=1) / H  # (3, nel) as (x, y, z)
-    idx = np.floor(centres).astype(int)
+    centers = m.p[:, m.t].mean(axis=1) / H  # (3, nel) as (x, y, z)
+    idx = np.floor(centers).astype(int)
     inside = mask[idx[2], idx[1], idx[0]].astype(bool)
     return m.remove_elements(np.flatnonzero(~inside))
 

@@ -5,8 +5,8 @@ propagation distance of 5 mm (chosen: the filter ``1 / (1 + pi lambda z (delta/b
 halves at a period of ~9 px and falls to 1/22.5 at Nyquist, so it is far from identity).
 
 Both sides compute ``-ln( F^-1[ F[T] / (1 + pi lambda z (delta/beta) |u|^2) ] )`` on each
-1024 x 1024 float32 transmission frame, edge-padded to 2048 x 2048 with the frame centred
-(nabu pads to the next 2,3,5,7-smooth size >= 2n, which is exactly 2048 here, and centres
+1024 x 1024 float32 transmission frame, edge-padded to 2048 x 2048 with the frame centered
+(nabu pads to the next 2,3,5,7-smooth size >= 2n, which is exactly 2048 here, and centers
 the frame as tomofuse does), real-to-complex FFT, filter, inverse, crop, -log clipped at 1e-6:
 
 - tomofuse: ``tomofuse.tomo.paganin`` (FFTW in the C++ core, OpenMP over frames), with
@@ -80,7 +80,7 @@ def transmission_stack(n, size=1024, seed=0):
     for _ in range(40):
         r = rng.uniform(0.02, 0.12) * size
         cy, cx = rng.uniform(-0.05, 1.05, 2) * size  # some spheres cut by the frame edge
-        mu = rng.uniform(0.1, 1.5) / r  # line integral through the centre 2 mu r in [0.2, 3]
+        mu = rng.uniform(0.1, 1.5) / r  # line integral through the center 2 mu r in [0.2, 3]
         d2 = (yy - cy) ** 2 + (xx - cx) ** 2
         mut += 2 * mu * np.sqrt(np.clip(r * r - d2, 0, None))
     base = np.exp(-np.clip(mut, 0, 1.6)).astype(np.float32)  # transmission down to ~0.2
@@ -94,7 +94,7 @@ def transmission_stack(n, size=1024, seed=0):
 
 
 def reference(frame):
-    """Float64 NumPy reference of the filtered transmission (edge padding to 2x, centred)."""
+    """Float64 NumPy reference of the filtered transmission (edge padding to 2x, centered)."""
     rows, cols = frame.shape
     pr, pc = 2 * rows, 2 * cols
     top, left = (pr - rows) // 2, (pc - cols) // 2

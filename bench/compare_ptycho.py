@@ -156,7 +156,7 @@ def fft_floor(k: int, n: int, threads: int, repeat: int = 7) -> dict:
             t0 = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t0)
-            a *= np.float32(1.0 / math.sqrt(2.0))  # keep the values bounded (unnormalised round trips)
+            a *= np.float32(1.0 / math.sqrt(2.0))  # keep the values bounded (unnormalized round trips)
         out[name] = statistics.median(ts)
     return out
 

@@ -1,8 +1,8 @@
 """pty-chi (AdvancedPhotonSource) on CPU on a simulated ptychography case: time per iteration, peak RSS, object error.
 
 Input: an .npz from ``bench/ptycho_case.py`` (keys ``intensities`` (K, N, N) float32 with the
-zero frequency at the pattern centre, ``positions_px`` (K, 2) (y, x) in object pixels relative to
-the object's centre index (H // 2, W // 2), ``probe`` (N, N) complex initial probe centred at
+zero frequency at the pattern center, ``positions_px`` (K, 2) (y, x) in object pixels relative to
+the object's center index (H // 2, W // 2), ``probe`` (N, N) complex initial probe centered at
 N // 2, ``object_shape``, ``truth`` (H, W) complex and ``mask`` (H, W) bool).
 
 Runs, each in a fresh child process (so that its peak RSS is its own), with torch on the CPU
@@ -16,7 +16,7 @@ and ``torch.set_num_threads(--threads)``:
 
 Object and probe are both refined, positions are fixed.  The initial object is 1 everywhere;
 the initial probe is the case's ``probe`` rescaled to the data (pty-chi's forward FFT is
-unnormalised, so ``N^2 sum |P|^2`` is set to the mean counts per pattern).
+unnormalized, so ``N^2 sum |P|^2`` is set to the mean counts per pattern).
 
 Conventions mapped (checked against pty-chi 2.2.0's source): the data are passed as measured
 with ``fft_shift=True`` (pty-chi's forward model leaves the zero frequency at index 0 and

@@ -16,7 +16,7 @@ probe, a Fermat-spiral scan and Poisson-noisy far-field patterns (``tomofuse.acq
 - scan: ``tomofuse.ptycho.fermat_spiral`` with step ``(1 - overlap) * beam diameter`` (linear
   overlap 65 %) over the whole field the probe array can reach inside the object
   (``H - N - 1`` pixels), positions ``(y, x)`` in object pixels relative to ``(H // 2, W // 2)``.
-- patterns: ``1e6`` photons per pattern on average, Poisson; zero frequency at the pattern centre.
+- patterns: ``1e6`` photons per pattern on average, Poisson; zero frequency at the pattern center.
 - mask: the well-scanned region, where the summed probe intensity ``sum_k |P(r - p_k)|^2`` is at
   least 30 % of its maximum.
 
@@ -43,7 +43,7 @@ import scipy.ndimage
 from tomofuse import acquire, phantom, ptycho
 
 ENERGY_KEV = 6.2
-#: Object pixel, metres: the paper's far-field geometry (21.4 nm).
+#: Object pixel, meters: the paper's far-field geometry (21.4 nm).
 PIXEL = ptycho.object_pixel_size(6.2, 7.362, 172e-6, 400)
 PHASE_RANGE = 0.8
 PHOTONS = 1e6
@@ -71,10 +71,10 @@ def weak_phase_object(side: int, seed: int) -> np.ndarray:
 
 
 def scan_positions(side: int, n: int, beam: float) -> np.ndarray:
-    """Fermat-spiral positions (y, x) in object pixels relative to the object centre."""
+    """Fermat-spiral positions (y, x) in object pixels relative to the object center."""
     step = (1.0 - OVERLAP) * beam * n
     field = side - n - 1
-    return ptycho.fermat_spiral(step, (field, field))  # metres or pixels alike: unit-free here
+    return ptycho.fermat_spiral(step, (field, field))  # meters or pixels alike: unit-free here
 
 
 def well_scanned(shape, probe: np.ndarray, positions: np.ndarray) -> np.ndarray:

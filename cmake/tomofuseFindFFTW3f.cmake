@@ -3,10 +3,19 @@
 # Provides the imported target FFTW3::fftw3f (single-precision FFTW).
 #
 # Looked for, in order:
-#   1. an FFTW3f CMake package (pylib-fftw3f from PyPI, or a from-source FFTW
-#      install) via CMAKE_PREFIX_PATH / FFTW3f_DIR;
-#   2. a plain fftw3.h + libfftw3f (e.g. Debian's libfftw3-dev), preferring the
-#      static archive, hinted by FFTW3F_ROOT.
+#   1. where the user says: FFTW3f_DIR (a directory with FFTW3fConfig.cmake) or
+#      FFTW3F_ROOT (a prefix with include/fftw3.h and lib/libfftw3f.*);
+#   2. pylib-fftw3f from PyPI (the build requirement of pip builds), located by
+#      importing `pylib_fftw3f` with the build interpreter (Python_EXECUTABLE) and
+#      searched there alone. Other packages ship FFTW CMake packages too: the wheel
+#      of finufft, a dependency of tomofuse itself, installs lib64/cmake/fftw3f into
+#      site-packages, which scikit-build-core puts on CMAKE_PREFIX_PATH ahead of
+#      everything else, so a general search picked finufft's FFTW on every reinstall
+#      into an environment that already had tomofuse;
+#   3. any other FFTW3f CMake package on CMAKE_PREFIX_PATH / the system;
+#   4. a plain fftw3.h + libfftw3f (e.g. Debian's libfftw3-dev), preferring the
+#      static archive.
+# The configure output says which one is used and where it came from.
 # A static archive must be position independent because it ends up inside the
 # shared libtomofuse_core; this is checked once at configure time.
 function(tomofuse_find_fftw3f)
@@ -14,7 +23,39 @@ function(tomofuse_find_fftw3f)
     return()
   endif()
 
-  find_package(FFTW3f CONFIG QUIET)
+  set(_how "")
+  if(FFTW3f_DIR OR DEFINED ENV{FFTW3f_DIR})
+    find_package(FFTW3f CONFIG QUIET)
+    if(TARGET FFTW3::fftw3f)
+      set(_how "the CMake package given by FFTW3f_DIR (${FFTW3f_DIR})")
+    endif()
+  endif()
+
+  if(NOT TARGET FFTW3::fftw3f AND NOT FFTW3F_ROOT AND NOT DEFINED ENV{FFTW3F_ROOT} AND Python_EXECUTABLE)
+    execute_process(
+      COMMAND "${Python_EXECUTABLE}" -c "import os, pylib_fftw3f; print(os.path.dirname(os.path.abspath(pylib_fftw3f.__file__)))"
+      OUTPUT_VARIABLE _pylib_dir
+      OUTPUT_STRIP_TRAILING_WHITESPACE
+      RESULT_VARIABLE _pylib_rc
+      ERROR_QUIET)
+    if(_pylib_rc EQUAL 0 AND IS_DIRECTORY "${_pylib_dir}")
+      find_package(FFTW3f CONFIG QUIET NO_DEFAULT_PATH
+        PATHS "${_pylib_dir}/lib64/cmake/fftw3f" "${_pylib_dir}/lib/cmake/fftw3f" "${_pylib_dir}")
+      if(TARGET FFTW3::fftw3f)
+        set(_how "pylib-fftw3f (${FFTW3f_DIR})")
+      else()
+        message(WARNING "tomofuse: pylib_fftw3f imports from ${_pylib_dir} but has no FFTW3fConfig.cmake; "
+                        "looking for FFTW elsewhere")
+      endif()
+    endif()
+  endif()
+
+  if(NOT TARGET FFTW3::fftw3f AND NOT FFTW3F_ROOT AND NOT DEFINED ENV{FFTW3F_ROOT})
+    find_package(FFTW3f CONFIG QUIET)
+    if(TARGET FFTW3::fftw3f)
+      set(_how "the CMake package in ${FFTW3f_DIR} (not pylib-fftw3f: the build interpreter cannot import it)")
+    endif()
+  endif()
 
   if(NOT TARGET FFTW3::fftw3f)
     find_path(TOMOFUSE_FFTW3F_INCLUDE_DIR fftw3.h
@@ -30,6 +71,7 @@ function(tomofuse_find_fftw3f)
       if(UNIX)
         set_property(TARGET FFTW3::fftw3f APPEND PROPERTY INTERFACE_LINK_LIBRARIES m)
       endif()
+      set(_how "a plain library (${TOMOFUSE_FFTW3F_LIBRARY}, headers in ${TOMOFUSE_FFTW3F_INCLUDE_DIR})")
     endif()
   endif()
 
@@ -48,6 +90,7 @@ function(tomofuse_find_fftw3f)
   if(NOT _inc)
     set(_inc "")
   endif()
+  message(STATUS "tomofuse: FFTW3f from ${_how}")
   message(STATUS "tomofuse: FFTW3f library: ${_loc}")
 
   if(_loc MATCHES "\\.a$")

@@ -1,18 +1,18 @@
 """Analytic phantoms for the surface analysis (issue 6): spheres with closed-form truth.
 
 Everything is in continuous voxel coordinates ``(z, y, x)`` (voxel ``(i, j, k)``
-spans ``[i, i+1) x [j, j+1) x [k, k+1)``, centre at ``+0.5``) and rendered by
-evaluating the geometry at voxel centres, like ``tomofuse.phantom``.  Truth is
+spans ``[i, i+1) x [j, j+1) x [k, k+1)``, center at ``+0.5``) and rendered by
+evaluating the geometry at voxel centers, like ``tomofuse.phantom``.  Truth is
 of the continuous geometry, in voxel units and (times ``voxel_size``) in SI.
 
 Geometry
 --------
-* **Silicon spheres** ``Sphere(centre, radius, caps, sei)``; particle id = index + 1.
+* **Silicon spheres** ``Sphere(center, radius, caps, sei)``; particle id = index + 1.
   Overlapping spheres are split either by **priority** (the lower id owns the
   overlap, as in ``tomofuse.phantom``; the interface is the lower id's spherical
   cap) or by the **radical plane** (``split="plane"``; the interface is the flat
   disc of radius ``a``).
-* **Graphite balls** ``Ball(centre, radius)`` (silicon wins where they overlap).
+* **Graphite balls** ``Ball(center, radius)`` (silicon wins where they overlap).
 * **Caps** ``Cap(axis, theta, thickness, phase)``: the shell ``R < r <= R + h``
   over the directions ``u`` with ``u . axis >= cos(theta)``, phase CBD (or PORE,
   GRAPHITE).  On the sphere it covers ``2 pi R^2 (1 - cos theta)``, a fraction
@@ -32,9 +32,9 @@ Geometry
   Whole sphere: ``mean = t0``, ``std = t1 / sqrt(3)``; cap with ``e = axis``:
   ``mean = t0 + t1 (1 + c) / 2``, ``std = t1 (1 - c) / sqrt(12)``.
 
-Contacts (centres ``d`` apart, radii ``Ra``, ``Rb``, ``n`` from a to b)
+Contacts (centers ``d`` apart, radii ``Ra``, ``Rb``, ``n`` from a to b)
 ----------------------------------------------------------------------
-``x_a = (d^2 + Ra^2 - Rb^2) / (2 d)`` is the distance from a's centre to the
+``x_a = (d^2 + Ra^2 - Rb^2) / (2 d)`` is the distance from a's center to the
 plane of the intersection circle (the radical plane), ``x_b = d - x_a``, the
 circle's radius ``a = sqrt(Ra^2 - x_a^2)``, a's sphere inside b is the cap
 ``u . n > x_a / Ra`` of area ``S_a = 2 pi Ra (Ra - x_a)``.
@@ -137,24 +137,24 @@ class SEIShell:
 class Ball:
     """Graphite ball (silicon wins where they overlap)."""
 
-    centre: Sequence[float]
+    center: Sequence[float]
     radius: float
 
     def __post_init__(self):
-        self.centre = np.asarray(self.centre, dtype=np.float64)
+        self.center = np.asarray(self.center, dtype=np.float64)
 
 
 @dataclass
 class Sphere:
     """Silicon sphere with CBD caps and an optional SEI shell (voxel units)."""
 
-    centre: Sequence[float]
+    center: Sequence[float]
     radius: float
     caps: list = field(default_factory=list)
     sei: Optional[SEIShell] = None
 
     def __post_init__(self):
-        self.centre = np.asarray(self.centre, dtype=np.float64)
+        self.center = np.asarray(self.center, dtype=np.float64)
         self.caps = list(self.caps)
 
     @property
@@ -191,7 +191,7 @@ class AnalyticPhantom:
     ----------
     labels : (z, y, x) uint8, Phase codes.
     particles : (z, y, x) int32, particle id (sphere index + 1), 0 elsewhere.
-    voxel_size : float, metres.
+    voxel_size : float, meters.
     spheres, balls : the geometry.
     truth : DataFrame indexed by particle id, ``TRUTH_COLUMNS``.
     """
@@ -219,7 +219,7 @@ def _contacts(spheres, balls, split):
     for i in range(n):
         for j in range(i + 1, n):
             a, b = spheres[i], spheres[j]
-            dv = b.centre - a.centre
+            dv = b.center - a.center
             d = float(np.linalg.norm(dv))
             if d >= a.radius + b.radius:
                 continue
@@ -246,7 +246,7 @@ def _contacts(spheres, balls, split):
                 volume[i] -= _v_cap(a.radius, a.radius - xa)
                 volume[j] -= _v_cap(b.radius, b.radius - xb)
         for g in balls:
-            dv = g.centre - spheres[i].centre
+            dv = g.center - spheres[i].center
             d = float(np.linalg.norm(dv))
             r = spheres[i].radius
             if d >= r + g.radius:
@@ -290,14 +290,14 @@ def _shell_clear(s, idx, axis, cos_theta, thickness, spheres, balls, margin, rng
     (other spheres grown by their own features)."""
     u = _sample_cone(rng, axis, cos_theta, n)
     r = s.radius + rng.uniform(0, thickness + margin, n)
-    pts = s.centre + r[:, None] * u
+    pts = s.center + r[:, None] * u
     for j, o in enumerate(spheres):
         if j == idx:
             continue
-        if np.any(np.linalg.norm(pts - o.centre, axis=1) < o.radius + o.shell + margin):
+        if np.any(np.linalg.norm(pts - o.center, axis=1) < o.radius + o.shell + margin):
             return False
     for g in balls:
-        if np.any(np.linalg.norm(pts - g.centre, axis=1) < g.radius + margin):
+        if np.any(np.linalg.norm(pts - g.center, axis=1) < g.radius + margin):
             return False
     return True
 
@@ -341,10 +341,10 @@ def _render(shape, spheres, balls, split):
 
     # features first (lowest priority): CBD caps, then SEI over them
     for s in spheres:
-        sl, (z, y, x) = box(s.centre, s.radius + s.shell)
+        sl, (z, y, x) = box(s.center, s.radius + s.shell)
         if sl is None:
             continue
-        dz, dy, dx = z - s.centre[0], y - s.centre[1], x - s.centre[2]
+        dz, dy, dx = z - s.center[0], y - s.center[1], x - s.center[2]
         r = np.sqrt(dz * dz + dy * dy + dx * dx)
         with np.errstate(invalid="ignore", divide="ignore"):
             u = [dz / r, dy / r, dx / r]
@@ -360,18 +360,18 @@ def _render(shape, spheres, balls, split):
             m = outside & (r - s.radius <= t) & (cosang >= math.cos(s.sei.theta))
             labels[sl][m] = SEI
     for g in balls:
-        sl, (z, y, x) = box(g.centre, g.radius)
+        sl, (z, y, x) = box(g.center, g.radius)
         if sl is None:
             continue
-        m = (z - g.centre[0]) ** 2 + (y - g.centre[1]) ** 2 + (x - g.centre[2]) ** 2 < g.radius**2
+        m = (z - g.center[0]) ** 2 + (y - g.center[1]) ** 2 + (x - g.center[2]) ** 2 < g.radius**2
         labels[sl][m] = GRAPHITE
     order = range(len(spheres) - 1, -1, -1) if split == "priority" else range(len(spheres))
     for i in order:
         s = spheres[i]
-        sl, (z, y, x) = box(s.centre, s.radius)
+        sl, (z, y, x) = box(s.center, s.radius)
         if sl is None:
             continue
-        r2 = (z - s.centre[0]) ** 2 + (y - s.centre[1]) ** 2 + (x - s.centre[2]) ** 2
+        r2 = (z - s.center[0]) ** 2 + (y - s.center[1]) ** 2 + (x - s.center[2]) ** 2
         m = r2 < s.radius**2
         if split == "plane":
             pw = (r2 - s.radius**2).astype(np.float32)
@@ -390,14 +390,14 @@ def spheres_with_caps(shape, spheres, *, balls=(), split="priority", voxel_size=
     ----------
     shape : (3,) ints
         Volume shape (z, y, x).
-    spheres : sequence of Sphere or (centre, radius[, caps[, sei]]) tuples
-        Centres/radii in voxels; particle id = position + 1 (the priority order).
-    balls : sequence of Ball or (centre, radius)
+    spheres : sequence of Sphere or (center, radius[, caps[, sei]]) tuples
+        Centers/radii in voxels; particle id = position + 1 (the priority order).
+    balls : sequence of Ball or (center, radius)
         Graphite balls.
     split : "priority" or "plane"
         How overlapping spheres share the lens (see the module docstring).
     voxel_size : float
-        Metres per voxel for the SI truth columns.
+        Meters per voxel for the SI truth columns.
     check : bool
         Validate that every feature lies on free surface (``validate``).
 
@@ -431,7 +431,7 @@ def spheres_with_caps(shape, spheres, *, balls=(), split="priority", voxel_size=
         else:
             mean = std = math.nan
         reach = s.radius + s.shell + 1.0
-        border = bool(np.any(s.centre - reach < 0) or np.any(s.centre + reach > shape_a))
+        border = bool(np.any(s.center - reach < 0) or np.any(s.center + reach > shape_a))
         con = contact[i] + contact_caps
         rows[i + 1] = {
             "radius_vox": s.radius,
@@ -456,7 +456,7 @@ def spheres_with_caps(shape, spheres, *, balls=(), split="priority", voxel_size=
 
 
 def single_sphere(radius, *, shape=None, offset=(0.1, 0.27, 0.38), caps=(), sei=None, voxel_size=1.0):
-    """One sphere of ``radius`` voxels centred near the middle of a cube (``offset`` off the lattice).
+    """One sphere of ``radius`` voxels centered near the middle of a cube (``offset`` off the lattice).
 
     Truth: area ``4 pi r^2``, volume ``4/3 pi r^3``; caps and SEI as in ``spheres_with_caps``.
     """
@@ -464,12 +464,12 @@ def single_sphere(radius, *, shape=None, offset=(0.1, 0.27, 0.38), caps=(), sei=
         pad = max([c.thickness for c in caps] + ([sei.max_thickness] if sei else []) + [0.0])
         n = int(2 * math.ceil(radius + pad) + 8)
         shape = (n, n, n)
-    centre = np.asarray(shape, dtype=np.float64) / 2 + np.asarray(offset)
-    return spheres_with_caps(shape, [Sphere(centre, radius, list(caps), sei)], voxel_size=voxel_size)
+    center = np.asarray(shape, dtype=np.float64) / 2 + np.asarray(offset)
+    return spheres_with_caps(shape, [Sphere(center, radius, list(caps), sei)], voxel_size=voxel_size)
 
 
 def half_space(shape, normal, point=None):
-    """Particle 1 = the half-space ``{x : (x - point) . normal < 0}`` at voxel centres (outward ``normal``).
+    """Particle 1 = the half-space ``{x : (x - point) . normal < 0}`` at voxel centers (outward ``normal``).
 
     Returns ``(labels, particles, normal, point)``.  The true area of the plane over a
     window ``W`` of the plane's projection along axis ``a`` is ``|W| / |normal_a|``.
@@ -505,7 +505,7 @@ def random_spheres(shape, n_particles, *, seed=0, radius=(8.0, 14.0), voxel_size
     rng = np.random.default_rng(seed)
     shape_a = np.asarray(shape, dtype=np.float64)
     max_shell = max(cbd_thickness[1], sei_t0[1] + sei_t1[1])
-    units = []  # (bounding centre, bounding radius, [spheres], [balls])
+    units = []  # (bounding center, bounding radius, [spheres], [balls])
     tries = 0
     n_spheres = 0
     while n_spheres < n_particles:
@@ -534,11 +534,11 @@ def random_spheres(shape, n_particles, *, seed=0, radius=(8.0, 14.0), voxel_size
         lo = brad + border_margin
         if np.any(shape_a - 2 * lo <= 0):
             continue
-        centre = rng.uniform(lo, shape_a - lo)
-        if any(np.linalg.norm(centre - c) < brad + b + margin for c, b, _, _ in units):
+        center = rng.uniform(lo, shape_a - lo)
+        if any(np.linalg.norm(center - c) < brad + b + margin for c, b, _, _ in units):
             continue
-        shift = centre - bc
-        units.append((centre, brad, [Sphere(c + shift, r) for c, r in members],
+        shift = center - bc
+        units.append((center, brad, [Sphere(c + shift, r) for c, r in members],
                       [Ball(c + shift, r) for c, r in balls]))
         n_spheres += len(members)
     spheres = [s for _, _, ss, _ in units for s in ss]
@@ -585,11 +585,11 @@ def _clear_of_others(s, idx, cone, thickness, spheres, balls, margin, max_shell,
     axis, cos_theta = cone
     u = _sample_cone(rng, axis, cos_theta, 3000)
     r = s.radius + rng.uniform(0, thickness + margin, len(u))
-    pts = s.centre + r[:, None] * u
+    pts = s.center + r[:, None] * u
     for j, o in enumerate(spheres):
-        if j != idx and np.any(np.linalg.norm(pts - o.centre, axis=1) < o.radius + max_shell + margin):
+        if j != idx and np.any(np.linalg.norm(pts - o.center, axis=1) < o.radius + max_shell + margin):
             return False
-    return all(not np.any(np.linalg.norm(pts - g.centre, axis=1) < g.radius + margin) for g in balls)
+    return all(not np.any(np.linalg.norm(pts - g.center, axis=1) < g.radius + margin) for g in balls)
 
 
 def random_label_grid(shape=(24, 24, 24), *, seed=0, blob=1.6, border_particles=True):

@@ -8,7 +8,7 @@ They are test code: no C++ and no tomofuse import.
 Conventions (the contract)
 --------------------------
 * Continuous voxel coordinates ``(z, y, x)``: voxel ``(i, j, k)`` spans
-  ``[i, i+1) x [j, j+1) x [k, k+1)``, its centre is at ``(i+.5, j+.5, k+.5)``.
+  ``[i, i+1) x [j, j+1) x [k, k+1)``, its center is at ``(i+.5, j+.5, k+.5)``.
 * Face axis codes: ``+1/-1`` = ``+z/-z``, ``+2/-2`` = ``+y/-y``, ``+3/-3`` = ``+x/-x``.
 * Element order: particles ascending, then faces in C order of the inside voxel,
   then the axes ``-z, +z, -y, +y, -x, +x``.
@@ -45,10 +45,10 @@ keyword here so that the tests can pin whichever the core picks.
 --------------------
 Per particle ``p``: indicator ``I_p`` (float64 1/0), zero outside the grid,
 smoothed with ``scipy.ndimage.gaussian_filter(I, sigma, mode="constant", cval=0,
-truncate=4.0)`` (normalised kernel of radius ``int(4 sigma + 0.5)``); gradient by
+truncate=4.0)`` (normalized kernel of radius ``int(4 sigma + 0.5)``); gradient by
 central differences ``g_a(c) = (G[c + e_a] - G[c - e_a]) / 2`` at the two voxel
-centres ``c`` on either side of the face, ``n = -(g(in) + g(out)) / 2``,
-normalised; if ``|n| == 0`` or ``n . e_face <= 0`` the face axis is used; ``area =
+centers ``c`` on either side of the face, ``n = -(g(in) + g(out)) / 2``,
+normalized; if ``|n| == 0`` or ``n . e_face <= 0`` the face axis is used; ``area =
 |n . e_face|``.  ``mode="constant", cval=0`` *is* "zero outside the grid" for the
 indicator.  The grid's edge (what the C++ core does, ``edge="core"``, the default):
 the smoothed field ``G`` is 0 outside the grid, and a face on the grid's edge uses
@@ -76,7 +76,7 @@ __all__ = [
     "BORDER",
     "surface_elements",
     "trace_rays",
-    "trace_rays_vectorised",
+    "trace_rays_vectorized",
     "classify",
     "coverage_from_elements",
 ]
@@ -194,8 +194,8 @@ def trace_rays(labels, particles, origins, directions, self_ids, *, max_length=m
     return hit, hpid, length
 
 
-def trace_rays_vectorised(labels, particles, origins, directions, self_ids, *, max_length=math.inf, max_gap=0.0):
-    """The same walk as ``trace_rays`` vectorised over the rays (same float64 operations,
+def trace_rays_vectorized(labels, particles, origins, directions, self_ids, *, max_length=math.inf, max_gap=0.0):
+    """The same walk as ``trace_rays`` vectorized over the rays (same float64 operations,
     so the same bits); used where the plain loop is too slow (phantom-scale checks)."""
     labels, particles, origins, directions, self_ids = _check_rays(labels, particles, origins, directions, self_ids)
     n = len(origins)
@@ -278,7 +278,7 @@ def _kernel_radius(sigma: float) -> int:
 def surface_elements(particles, *, sigma=2.0, edge="core"):
     """Reference ``surface_elements`` (see the module docstring).
 
-    Returns ``(pid int32 (n,), centre float64 (n,3), normal float64 (n,3), area float64 (n,),
+    Returns ``(pid int32 (n,), center float64 (n,3), normal float64 (n,3), area float64 (n,),
     axis int8 (n,))``.
     """
     particles = np.asarray(particles)
@@ -288,7 +288,7 @@ def surface_elements(particles, *, sigma=2.0, edge="core"):
         raise ValueError(f"edge must be 'core' or 'convolve', got {edge!r}")
     shape = np.array(particles.shape)
     pad = _kernel_radius(sigma) + 2
-    out = {k: [] for k in ("pid", "centre", "normal", "area", "axis")}
+    out = {k: [] for k in ("pid", "center", "normal", "area", "axis")}
     slices = find_objects(np.where(particles > 0, particles, 0))
     for p0, sl in enumerate(slices):
         if sl is None:
@@ -349,16 +349,16 @@ def surface_elements(particles, *, sigma=2.0, edge="core"):
         n[bad] = 0.0
         n[bad, a[bad]] = s[bad]
         area = np.abs(n[np.arange(len(a)), a])
-        centre = (c_in + lo).astype(np.float64) + 0.5
-        centre[np.arange(len(a)), a] = (c_in[np.arange(len(a)), a] + lo[a]) + (s > 0)
+        center = (c_in + lo).astype(np.float64) + 0.5
+        center[np.arange(len(a)), a] = (c_in[np.arange(len(a)), a] + lo[a]) + (s > 0)
         out["pid"].append(np.full(len(a), p, np.int32))
-        out["centre"].append(centre)
+        out["center"].append(center)
         out["normal"].append(n)
         out["area"].append(area)
         out["axis"].append(codes.astype(np.int8))
     if not out["pid"]:
         return (np.empty(0, np.int32), np.empty((0, 3)), np.empty((0, 3)), np.empty(0), np.empty(0, np.int8))
-    return (np.concatenate(out["pid"]), np.concatenate(out["centre"]), np.concatenate(out["normal"]),
+    return (np.concatenate(out["pid"]), np.concatenate(out["center"]), np.concatenate(out["normal"]),
             np.concatenate(out["area"]), np.concatenate(out["axis"]))
 
 
@@ -379,15 +379,15 @@ def classify(hit_label, hit_particle, self_ids, phase=SILICON):
     return cls
 
 
-def coverage_from_elements(labels, particles, *, sigma=2.0, max_length=math.inf, max_gap=0.0, vectorised=True):
+def coverage_from_elements(labels, particles, *, sigma=2.0, max_length=math.inf, max_gap=0.0, vectorized=True):
     """Per-particle coverage and SEI statistics (voxel units) the way the API is specified.
 
     Returns a dict ``pid -> dict(area, free, cbd, contact, sei, n_rays, touches_border,
     sei_mean, sei_std, sei_max)``; fractions are of the non-border area.
     """
-    pid, centre, normal, area, axis = surface_elements(particles, sigma=sigma)
-    tracer = trace_rays_vectorised if vectorised else trace_rays
-    hit, hpid, length = tracer(labels, particles, centre, normal, pid, max_length=max_length, max_gap=max_gap)
+    pid, center, normal, area, axis = surface_elements(particles, sigma=sigma)
+    tracer = trace_rays_vectorized if vectorized else trace_rays
+    hit, hpid, length = tracer(labels, particles, center, normal, pid, max_length=max_length, max_gap=max_gap)
     cls = classify(hit, hpid, pid)
     res = {}
     for p in np.unique(pid):

@@ -1,7 +1,7 @@
 """Closed-form parallel-beam sinograms of disks and ellipses (not produced by tomofuse's projector).
 
 Geometry of ``tomofuse.tomo.project``/``fbp``: at angle theta the detector axis is
-(cos theta, sin theta); detector pixel c is centred at u = c + 0.5 - cols/2 - offset
+(cos theta, sin theta); detector pixel c is centered at u = c + 0.5 - cols/2 - offset
 from the rotation axis (``offset`` = axis position - cols/2, in pixels).
 """
 

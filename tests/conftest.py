@@ -6,8 +6,8 @@ modify the arrays or frames they get from these fixtures.
 
 Sizes: 64^3 voxels at 40 nm (2.56 um, the docstring's example) for the
 composition, truth and SEI checks; 96^3 at 25 nm vs 32^3 at 75 nm (the same
-2.4 um box, voxel centres of the coarse grid coinciding with every third fine
-voxel centre) for the voxel-size independence.  ``truth_samples=131072`` only
+2.4 um box, voxel centers of the coarse grid coinciding with every third fine
+voxel center) for the voxel-size independence.  ``truth_samples=131072`` only
 where the truth is compared against an independent fine-grid estimate.
 """
 
@@ -33,7 +33,7 @@ VOXEL = 40e-9
 CUSTOM = dict(porosity=0.3, siox_wt=0.4, graphite_wt=0.45)
 
 #: The same 2.4 um box at two voxel sizes; 96 * 25e-9 == 32 * 75e-9 exactly in
-#: floating point, and coarse voxel i has its centre at fine voxel 3 i + 1.
+#: floating point, and coarse voxel i has its center at fine voxel 3 i + 1.
 FINE = ((96, 96, 96), 25e-9)
 COARSE = ((32, 32, 32), 75e-9)
 EXTENT_SEED = 1

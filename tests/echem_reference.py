@@ -7,7 +7,7 @@
 * ``crank_sphere``: the analytic series for a sphere with constant surface
   flux (Crank, *The Mathematics of Diffusion*, 2nd ed., 1975, Sec. 6.3.3,
   eq. 6.60 with the roots of ``a cot a = 1``).
-* ``RadialFV``: a 1-D spherical finite-volume solver (cell-centred shells,
+* ``RadialFV``: a 1-D spherical finite-volume solver (cell-centered shells,
   implicit Euler) with uniform or Butler-Volmer boundary flux, written
   independently of the 3-D code (only the parameter object is shared).
 """
@@ -113,7 +113,7 @@ def crank_sphere(r, t, *, radius, flux, diffusivity, c0=0.0, terms=400):
 # --------------------------------------------------------------------------- radial finite volumes
 
 class RadialFV:
-    """1-D spherical diffusion by cell-centred finite volumes and implicit Euler.
+    """1-D spherical diffusion by cell-centered finite volumes and implicit Euler.
 
     SOC ``x`` in ``n`` equal shells of a sphere of radius ``radius``; the
     surface loses Li at the rate set by ``current`` (A, anodic positive), either

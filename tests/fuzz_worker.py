@@ -71,7 +71,7 @@ def materialize(value, made=None):
 
 
 def _entries():
-    from tomofuse import _core, analysis, ptycho, tomo
+    from tomofuse import _core, analysis, ptycho, segment, tomo
 
     class State:  # the ML state object the binding reads attributes from
         pass
@@ -112,7 +112,8 @@ def _entries():
 
     e = {n: getattr(_core, n) for n in ("fft2", "filter_real_2d", "project", "backproject", "backproject_linear",
                                         "points_in_spheres", "trace_rays", "surface_elements",
-                                        "unit_element_matrices", "set_default_threads")}
+                                        "unit_element_matrices", "set_default_threads", "gaussian_blur", "icm",
+                                        "icm_energy")}
     for m in ("__init__", "shifted_probes", "object_windows", "illumination", "exit_waves", "dm_iteration",
               "object_gather", "probe_gather", "ml_gradient", "ml_line_coefficients", "ml_iteration"):
         e[f"PtychoScan.{m}"] = method("PtychoScan", m)
@@ -122,7 +123,14 @@ def _entries():
         e[f"FFTPlan2D.{m}"] = plan_method(m)
     e.update({"tomo.fbp": tomo.fbp, "tomo.project": tomo.project, "tomo.backproject": tomo.backproject,
               "tomo.fbp_phase_derivative": tomo.fbp_phase_derivative, "tomo.paganin": tomo.paganin,
-              "analysis.surface_coverage": analysis.surface_coverage, "ptycho.reconstruct": ptycho.reconstruct})
+              "analysis.surface_coverage": analysis.surface_coverage, "ptycho.reconstruct": ptycho.reconstruct,
+              "segment.label_particles": segment.label_particles})
+
+    def segment_call(*args, **kwargs):
+        result = segment.segment(*args, **kwargs)
+        return result.labels, result.valid
+
+    e["segment.segment"] = segment_call
     return e
 
 
@@ -143,10 +151,20 @@ def _summary(result):
     return f"<{type(result).__name__}>"
 
 
+def _sanitized() -> bool:
+    """A sanitizer runtime is loaded (.ci/sanitizers): ASan and TSan reserve terabytes of address
+    space for their shadow memory, so an RLIMIT_AS would make every later mmap of theirs fail."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return any(("libasan" in line or "libtsan" in line) for line in maps)
+    except OSError:
+        return False
+
+
 def serve(conn, address_space_limit):
     """Worker loop: run cases until the pipe closes."""
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-    if address_space_limit:
+    if address_space_limit and not _sanitized():
         # A runaway allocation fails (MemoryError) instead of taking the machine's memory.
         resource.setrlimit(resource.RLIMIT_AS, (address_space_limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
     import logging

@@ -13,7 +13,7 @@ contrast:
   linear interpolation at ``T^-1(y)`` for every moving voxel center ``y``
   (27.5 nm voxels), plus white noise.
 
-The true transform maps fixed physical points ``x`` (metres, (z, y, x), origin 0
+The true transform maps fixed physical points ``x`` (meters, (z, y, x), origin 0
 at the center of voxel 0) to moving ones:
 ``T(x) = R (x + d(x) - c_f) + c_m + t`` with ``c_f``/``c_m`` the centers of the
 two fields of view, ``R`` a rotation, ``t`` a shift and ``d`` a smooth
@@ -46,12 +46,12 @@ def rotation_matrix(rotvec) -> np.ndarray:
 
 @dataclass
 class Deformation:
-    """``d(x) = sum_j a_j sin(2 pi k_j . (x - c) + phi_j)`` per component (metres)."""
+    """``d(x) = sum_j a_j sin(2 pi k_j . (x - c) + phi_j)`` per component (meters)."""
 
     center: np.ndarray
-    wavevectors: np.ndarray  # (3 components, waves, 3) cycles per metre
+    wavevectors: np.ndarray  # (3 components, waves, 3) cycles per meter
     phases: np.ndarray  # (3, waves)
-    amplitudes: np.ndarray  # (3, waves) metres
+    amplitudes: np.ndarray  # (3, waves) meters
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         p = np.asarray(points, dtype=np.float64) - self.center
@@ -81,7 +81,7 @@ def random_deformation(extent: float, center, max_displacement: float, *, rng, w
 
 @dataclass
 class TrueTransform:
-    """``T(x) = R (x + d(x) - c_f) + c_m + t`` on (n, 3) (z, y, x) metres."""
+    """``T(x) = R (x + d(x) - c_f) + c_m + t`` on (n, 3) (z, y, x) meters."""
 
     rotation: np.ndarray
     shift: np.ndarray
@@ -123,7 +123,7 @@ class Pair:
         return np.asarray(index, dtype=np.float64) * self.fixed_voxel_size
 
     def foreground_points(self, *, max_points: int | None = 20000, border: float = 0.0, seed: int = 0) -> np.ndarray:
-        """Fixed voxel centers (metres, z y x) on solids whose true image is inside the moving FOV."""
+        """Fixed voxel centers (meters, z y x) on solids whose true image is inside the moving FOV."""
         idx = np.argwhere(self.fixed_labels != 0)
         pts = idx * self.fixed_voxel_size
         y = self.truth(pts)
@@ -135,7 +135,7 @@ class Pair:
         return pts
 
     def tre(self, mapped: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """``|mapped - T(points)|`` in metres."""
+        """``|mapped - T(points)|`` in meters."""
         return np.linalg.norm(np.asarray(mapped) - self.truth(points), axis=1)
 
 
@@ -173,7 +173,7 @@ def make_pair(
     """A PXCT-like / TXTM-like pair (see module docstring).
 
     ``rotation_deg`` is a rotation vector in degrees ((z, y, x) axis times angle),
-    ``shift`` is in metres (z, y, x); noise is a fraction of the modality's
+    ``shift`` is in meters (z, y, x); noise is a fraction of the modality's
     contrast range; ``margin`` the world margin on each side as a fraction of
     the fixed field of view; ``moving_contrast="delta"`` renders the moving volume
     in the fixed contrast (a mono-modal control).

@@ -14,7 +14,7 @@ scan) -> ``normalize`` + ``paganin`` (delta/beta = 0.028, as the paper) + ``find
 ``fbp`` -> TXTM volume;
 ``register(initial="auto")`` -> ``fuse``.
 
-The truth: the phantom's exact geometry evaluated at the centres of the PXCT voxels in the
+The truth: the phantom's exact geometry evaluated at the centers of the PXCT voxels in the
 phantom's frame, including the translation that projection alignment leaves unobservable
 (a common vertical shift and an in-plane translation; computed from the true and the
 estimated shifts), so the labels are exact, not resampled.  The registration's target
@@ -46,7 +46,7 @@ class ChainCase:
     voxel_size: float
     electrode: object            # the phantom (truth table, geometry)
     registration: object
-    tre_m: np.ndarray            # TRE at solid PXCT voxels inside the TXTM field of view, metres
+    tre_m: np.ndarray            # TRE at solid PXCT voxels inside the TXTM field of view, meters
     info: dict = field(default_factory=dict)
 
 
@@ -62,7 +62,7 @@ def _classify(geometry, points: np.ndarray, block: int = 1 << 16):
 
 
 def _grid_points(shape, origin, pixel, translation_px):
-    """Phantom-frame centres (m) of a reconstruction's voxels, content translated by ``translation_px``."""
+    """Phantom-frame centers (m) of a reconstruction's voxels, content translated by ``translation_px``."""
     axes = [origin[a] + (np.arange(shape[a]) + 0.5 - translation_px[a]) * pixel for a in range(3)]
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
 
@@ -148,18 +148,18 @@ def simulate_chain(shape=(96, 96, 96), *, voxel_size=21.4e-9, cycled=False, seed
     # physical point (index * pixel): phantom frame -> TXTM reconstruction frame.  The TXTM scan
     # saw the sample turned by `turn` (angles th + turn): its reconstruction is the phantom
     # rotated by -turn about the pillar axis, sampled on the grid of tacq.origin.
-    centre_xy = ext[1:] / 2
+    center_xy = ext[1:] / 2
     sel = inside & (truth != Phase.PORE)
     idx = np.argwhere(sel)
     if len(idx) > 20000:
         idx = idx[np.random.default_rng(0).choice(len(idx), 20000, replace=False)]
     X = _grid_points_at(idx, acq.origin, v, trans_p)                 # phantom frame
     rel = X.copy()
-    rel[:, 1:] -= centre_xy
+    rel[:, 1:] -= center_xy
     rotated = rel @ _rotation_z(turn).T
-    rotated[:, 1:] += centre_xy
-    # TXTM voxel (k, i, j) centred at origin_t + (k, i, j) + 0.5) * pixel, with the detector centre
-    # shifted by the found centre's error (fbp puts the axis at `center`)
+    rotated[:, 1:] += center_xy
+    # TXTM voxel (k, i, j) centered at origin_t + (k, i, j) + 0.5) * pixel, with the detector center
+    # shifted by the found center's error (fbp puts the axis at `center`)
     y_t = (rotated - np.asarray(tacq.origin)) / txtm_pixel - 0.5     # TXTM voxel index
     mapped = reg.map_points(idx * v)
     tre = np.linalg.norm(mapped - y_t * txtm_pixel, axis=1)

@@ -2,7 +2,7 @@
 
 Dense matrices, plain loops, float64: the Gaussian operator ``H`` of
 ``_core.gaussian_blur`` (per-axis sampled Gaussians of radius ``ceil(3.5 sigma)``,
-normalised, samples beyond the ends folded onto the end voxels) as a Kronecker
+normalized, samples beyond the ends folded onto the end voxels) as a Kronecker
 product, and ICM (``_core.icm``) as written in ``tomofuse/segment.hpp``: the energy
 ``w |y - H m[L]|^2 + beta #unlike + unary``, one voxel at a time, z-slabs of ``slab``
 slices (even slabs, then odd slabs), the best strictly lower

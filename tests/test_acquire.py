@@ -58,7 +58,7 @@ def block():
 def columns_of(ds, x0, x1, ratio=1.0):
     """Detector columns (theta = 0) whose pixels lie inside voxel columns [x0, x1) (box not cylinder)."""
     cols = ds.data.shape[2]
-    u = (np.arange(cols) + 0.5 - cols / 2.0) * ratio + SHAPE[2] / 2.0  # voxel x of the pixel centre
+    u = (np.arange(cols) + 0.5 - cols / 2.0) * ratio + SHAPE[2] / 2.0  # voxel x of the pixel center
     return np.flatnonzero((u - ratio / 2 >= x0) & (u + ratio / 2 <= x1))
 
 
@@ -125,7 +125,7 @@ def test_poisson_statistics(block):
     behind = ds.data[0, 6:18][:, cols].astype(np.float64) - pattern[6:18][:, cols]
     assert behind.mean() == pytest.approx(photons * t, rel=0.01)
     assert np.all(ds.data == np.round(ds.data))
-    # normalised transmission scatters by ~sqrt(N)/N around T
+    # normalized transmission scatters by ~sqrt(N)/N around T
     tn = normalize(ds.data, ds.flat, ds.dark)[0, 6:18][:, cols]
     assert float(np.std(tn)) == pytest.approx(math.sqrt(photons * t + pattern.mean()) / photons, rel=0.25)
 
@@ -138,16 +138,16 @@ def test_blur_fwhm_measured_on_an_edge():
     ds = txtm(e, [0.0], options=TXTMOptions(resolution=fwhm, photons=None, energy_kev=3.0), cylinder=False)
     t = normalize(ds.data, ds.flat, ds.dark)[0, 4].astype(np.float64)
     cols = ds.data.shape[2]
-    edge = cols / 2.0  # voxel x = 64 is the volume centre = detector centre
-    lsf = -np.diff(t)  # between pixel centres c and c+1, located at c + 1
+    edge = cols / 2.0  # voxel x = 64 is the volume center = detector center
+    lsf = -np.diff(t)  # between pixel centers c and c+1, located at c + 1
     pos = np.arange(1, cols) - edge
     sel = np.abs(pos) < 40
     w = lsf[sel] / lsf[sel].sum()
-    centre = np.sum(w * pos[sel])
+    center = np.sum(w * pos[sel])
     # the blurred sampled step differences to the sampled Gaussian (variance sigma^2, no pixel box)
-    var = np.sum(w * (pos[sel] - centre) ** 2)
+    var = np.sum(w * (pos[sel] - center) ** 2)
     measured = FWHM_PER_SIGMA * math.sqrt(var) * voxel
-    assert abs(centre) < 0.02
+    assert abs(center) < 0.02
     assert measured == pytest.approx(fwhm, rel=3e-3)
     assert t[: cols // 2 - 40].min() > 0.999 and t[cols // 2 + 40: cols // 2 + 50].max() < 0.9  # a real step
     assert ds.truth["psf_sigma_m"] == pytest.approx(fwhm / 2.3548, rel=1e-4)
@@ -241,7 +241,7 @@ def test_pxct_wraps_and_offsets_are_random(block):
 
 
 def test_reconstruction_lands_on_the_phantom_through_origin():
-    # an off-centre SiOx block in a cylinder; the delta map reconstructed from noise-free PXCT phase
+    # an off-center SiOx block in a cylinder; the delta map reconstructed from noise-free PXCT phase
     # at a coarser pixel must put the block where the phantom has it (origin + pixel_size)
     voxel, energy = 20e-9, 6.2
     e = block_electrode((12, 48, 48), voxel, [(Phase.SILICON, 0, 12, 26, 38, 14, 22)])

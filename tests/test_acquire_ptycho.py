@@ -43,7 +43,7 @@ def test_integer_positions_equal_an_explicit_crop():
         np.testing.assert_allclose(out[k], ref, rtol=1e-4, atol=1e-6 * ref.max())
 
 
-def test_parseval_and_centred_zero_frequency():
+def test_parseval_and_centerd_zero_frequency():
     obj, probe = _object(), _probe()
     pos = np.array([[0.3, -1.7], [4.5, 2.25], [-10.0, 11.9]])
     out = ptycho_scan(obj, probe, pos, photons=None)
@@ -55,13 +55,13 @@ def test_parseval_and_centred_zero_frequency():
         r0, c0 = h // 2 + iy - N // 2, w // 2 + ix - N // 2
         total = np.sum(np.abs(p * obj[r0:r0 + N, c0:c0 + N]) ** 2)
         assert out[k].sum(dtype=np.float64) == pytest.approx(total, rel=1e-5)
-    # a flat object: the pattern is the probe's far field with the zero frequency at the pattern centre
+    # a flat object: the pattern is the probe's far field with the zero frequency at the pattern center
     probe = ptycho.focused_probe(N, object_pixel_size=20e-9, energy_kev=6.2, diameter=12 * 20e-9)
     flat = ptycho_scan(np.ones((64, 64), np.complex64), probe, [[0, 0]], photons=None)[0]
     far = np.abs(np.fft.fft2(np.fft.ifftshift(probe.astype(np.complex128)))) ** 2 / N**2
     np.testing.assert_allclose(flat, np.fft.fftshift(far), rtol=1e-4, atol=1e-7)
-    assert flat.sum() == pytest.approx(1.0, rel=1e-5)  # unit-normalised probe, |O| = 1
-    # the focused probe's pupil is a centred disc of radius N / 4: no power beyond it
+    assert flat.sum() == pytest.approx(1.0, rel=1e-5)  # unit-normalized probe, |O| = 1
+    # the focused probe's pupil is a centered disc of radius N / 4: no power beyond it
     u = np.hypot(*(np.indices((N, N)) - N // 2))
     assert flat[u > N / 4 + 1].sum() < 1e-6 and flat[N // 2, N // 2] > 0
 
@@ -76,7 +76,7 @@ def test_subpixel_shift_composes():
     half_x = _fourier_shift(probe.astype(np.complex128), 0.0, 0.5).astype(np.complex64)
     twice_x = ptycho_scan(obj, half_x, [[0.0, 0.5]], photons=None)
     np.testing.assert_allclose(twice_x[0], whole[1], rtol=0, atol=2e-5 * whole[1].max())
-    # and a fraction really moves the probe: 0.5 px differs from both neighbours
+    # and a fraction really moves the probe: 0.5 px differs from both neighbors
     mid = ptycho_scan(obj, probe, [[0.0, 0.5]], photons=None)[0]
     ends = ptycho_scan(obj, probe, [[0.0, 0.0], [0.0, 1.0]], photons=None)
     assert np.abs(mid - ends[0]).max() > 1e-3 * mid.max() and np.abs(mid - ends[1]).max() > 1e-3 * mid.max()
@@ -107,7 +107,7 @@ def test_photon_scaling_and_poisson_statistics():
     noisy = ptycho_scan(obj, probe, pos, photons=photons, seed=3)
     assert noisy.dtype == np.float32 and np.all(noisy == np.round(noisy)) and noisy.min() >= 0
     assert noisy.sum() / len(pos) == pytest.approx(photons, rel=0.01)
-    # Poisson: standardised residuals have mean 0 and variance 1 where counts are large enough
+    # Poisson: standardized residuals have mean 0 and variance 1 where counts are large enough
     big = expected > 20
     z = (noisy[big] - expected[big]) / np.sqrt(expected[big])
     assert z.size > 2000

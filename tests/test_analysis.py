@@ -3,7 +3,7 @@
 
 Resolution dependence (measured with the reference implementation of the same contract,
 tests/analysis_reference.py): a face element is classified by the voxel across the face,
-whose centre lies 0.5 voxel along the face axis rather than along the normal, so a coverage
+whose center lies 0.5 voxel along the face axis rather than along the normal, so a coverage
 boundary that is not parallel to the face axis is shifted by ~0.5 |n_perp| voxel; per
 particle that is ~(rim length x 0.5 voxel) / area ~ 1/r.  At r = 14-22 voxels (the paper's
 ~19 voxels per SiOx radius) the per-particle errors are MAE <= 0.0015, max <= 0.006; at
@@ -25,7 +25,7 @@ import analysis_phantoms as ap
 analysis = pytest.importorskip("tomofuse.analysis")
 from tomofuse._phase import Phase  # noqa: E402
 
-V = 20e-9  # metres per voxel of the analytic phantoms
+V = 20e-9  # meters per voxel of the analytic phantoms
 FRACTIONS = ["free", "cbd", "contact", "sei"]
 COVERAGE_COLUMNS = ["area_m2", *FRACTIONS, "n_rays", "touches_border"]
 SEI_COLUMNS = ["mean_m", "std_m", "median_m", "p95_m", "max_m", "coverage", "n_rays", "touches_border"]
@@ -145,7 +145,7 @@ def test_threads_identical(mixed):
 
 def test_max_distance_does_not_change_classification(mixed, mixed_coverage):
     """The first voxel a face's ray enters is the one across the face (t = 0), so a short
-    max_distance (metres) changes nothing in the coverage."""
+    max_distance (meters) changes nothing in the coverage."""
     cov = coverage(mixed[0], max_distance=2 * V)
     pd.testing.assert_frame_equal(cov[FRACTIONS], mixed_coverage[0][FRACTIONS])
 

@@ -29,10 +29,10 @@ def grid(shape):
 
 
 def walk(labels, particles, origin, direction, self_id=0, max_length=math.inf, max_gap=0.0):
-    """Loop and vectorised reference on one ray; both must agree bit for bit."""
+    """Loop and vectorized reference on one ray; both must agree bit for bit."""
     args = (labels, particles, [origin], [direction], [self_id])
     one = ar.trace_rays(*args, max_length=max_length, max_gap=max_gap)
-    vec = ar.trace_rays_vectorised(*args, max_length=max_length, max_gap=max_gap)
+    vec = ar.trace_rays_vectorized(*args, max_length=max_length, max_gap=max_gap)
     for a, b in zip(one, vec):
         np.testing.assert_array_equal(a, b)
     return int(one[0][0]), int(one[1][0]), float(one[2][0])
@@ -113,12 +113,12 @@ def test_walker_diagonal_tie_goes_y_before_x():
     # (1, 0) is pore and is visited (zero length) right after (0, 0): the run ends at sqrt(2)
     hit, _, length = walk(labels, particles, (0.5, 0.0, 0.0), (0, S, S), 99)
     assert hit == ar.SEI and length == pytest.approx(SQ2, rel=1e-12)
-    # with the y-side neighbours (k+1, k) also SEI the run covers four diagonal voxels
+    # with the y-side neighbors (k+1, k) also SEI the run covers four diagonal voxels
     for k in range(4):
         labels[0, k + 1, k] = ar.SEI
     hit, _, length = walk(labels, particles, (0.5, 0.0, 0.0), (0, S, S), 99)
     assert hit == ar.SEI and length == pytest.approx(4 * SQ2, rel=1e-12)
-    # with the x-side neighbours (k, k+1) instead, the tie still goes to y: back to sqrt(2)
+    # with the x-side neighbors (k, k+1) instead, the tie still goes to y: back to sqrt(2)
     labels[:] = 0
     for k in range(4):
         labels[0, k, k] = labels[0, k, k + 1] = ar.SEI
@@ -190,12 +190,12 @@ def test_walker_border():
     assert walk(labels, particles, (1.0, 1.0, 1.0), (S, 0, -S), 3)[0] == ar.BORDER
 
 
-def test_walker_vectorised_matches_loop_on_random_rays():
+def test_walker_vectorized_matches_loop_on_random_rays():
     labels, particles = ap.random_label_grid((16, 16, 16), seed=3)
     origins, directions, self_ids = random_rays(labels, particles, 600, seed=3)
     for max_length, max_gap in ((math.inf, 0.0), (4.7, 0.0), (math.inf, 1.75), (4.7, 2.5)):
         a = ar.trace_rays(labels, particles, origins, directions, self_ids, max_length=max_length, max_gap=max_gap)
-        b = ar.trace_rays_vectorised(labels, particles, origins, directions, self_ids, max_length=max_length,
+        b = ar.trace_rays_vectorized(labels, particles, origins, directions, self_ids, max_length=max_length,
                                      max_gap=max_gap)
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
@@ -208,9 +208,9 @@ def test_walker_vectorised_matches_loop_on_random_rays():
 def test_elements_single_voxel():
     particles = np.zeros((5, 5, 5), np.int32)
     particles[2, 2, 2] = 4
-    pid, centre, normal, area, axis = ar.surface_elements(particles)
+    pid, center, normal, area, axis = ar.surface_elements(particles)
     assert list(axis) == [-1, 1, -2, 2, -3, 3] and np.all(pid == 4)
-    np.testing.assert_array_equal(centre, [[2, 2.5, 2.5], [3, 2.5, 2.5], [2.5, 2, 2.5], [2.5, 3, 2.5],
+    np.testing.assert_array_equal(center, [[2, 2.5, 2.5], [3, 2.5, 2.5], [2.5, 2, 2.5], [2.5, 3, 2.5],
                                            [2.5, 2.5, 2], [2.5, 2.5, 3]])
     expected = np.zeros((6, 3))
     for i, code in enumerate(axis):
@@ -221,7 +221,7 @@ def test_elements_single_voxel():
 
 def test_elements_order_and_count():
     labels, particles = ap.random_label_grid((12, 12, 12), seed=5)
-    pid, centre, normal, area, axis = ar.surface_elements(particles)
+    pid, center, normal, area, axis = ar.surface_elements(particles)
     # one element per face between p > 0 and anything else (the grid outside included)
     padded = np.pad(particles, 1)
     n_faces = 0
@@ -231,7 +231,7 @@ def test_elements_order_and_count():
     assert len(pid) == n_faces
     # order: particles ascending, inside voxel in C order, then -z +z -y +y -x +x
     k = np.abs(axis) - 1
-    inside = np.floor(centre).astype(int)
+    inside = np.floor(center).astype(int)
     inside[np.arange(len(k)), k] -= (axis > 0)
     assert np.all(particles[tuple(inside.T)] == pid)
     rank = {code: i for i, code in enumerate(ar.AXIS_ORDER)}
@@ -249,10 +249,10 @@ def plane_window(shape, tilt_deg, azimuth_deg, sigma, margin=14):
     t, p = math.radians(tilt_deg), math.radians(azimuth_deg)
     n = np.array([math.cos(t), math.sin(t) * math.cos(p), math.sin(t) * math.sin(p)])
     _, particles, n, _ = ap.half_space(shape, n)
-    pid, centre, normal, area, axis = ar.surface_elements(particles, sigma=sigma)
+    pid, center, normal, area, axis = ar.surface_elements(particles, sigma=sigma)
     lo, hi = margin, shape[1] - margin
-    w = ((centre[:, 1] >= lo) & (centre[:, 1] < hi) & (centre[:, 2] >= lo) & (centre[:, 2] < hi)
-         & (centre[:, 0] > 6) & (centre[:, 0] < shape[0] - 6))
+    w = ((center[:, 1] >= lo) & (center[:, 1] < hi) & (center[:, 2] >= lo) & (center[:, 2] < hi)
+         & (center[:, 0] > 6) & (center[:, 0] < shape[0] - 6))
     true_area = (hi - lo) ** 2 / abs(n[0])
     angle = np.degrees(np.arccos(np.clip(normal[w] @ n, -1, 1)))
     return area[w].sum() / true_area - 1, angle
@@ -277,7 +277,7 @@ def test_elements_plane_sigma2(tilt, azimuth):
 def test_elements_plane_sigma1_staircase_bias(tilt, azimuth):
     """At sigma = 1 (the first draft of the contract) the smoothed staircase still tilts normals toward the
     face axis (mean 2-7 degrees, max up to 14 near 10 degree tilts) and overestimates the area
-    by 1-3 %.  Characterisation, so that a change of the estimator shows up here."""
+    by 1-3 %.  Characterization, so that a change of the estimator shows up here."""
     err, angle = plane_window((96, 64, 64), tilt, azimuth, 1.0)
     assert 0.0 < err <= 0.03, err
     assert angle.mean() <= 8.0, angle.mean()
@@ -292,7 +292,7 @@ def test_elements_sphere_area_r12(sigma, tol):
 
 def test_elements_sphere_area_plateau_at_sigma1():
     """sigma = 1: the area error does not shrink with the radius (staircase bias of the normals,
-    +1.1-1.2 % at r = 12...36); sigma = 2 converges to < 0.2 %.  Characterisation."""
+    +1.1-1.2 % at r = 12...36); sigma = 2 converges to < 0.2 %.  Characterization."""
     err = {}
     for sigma in (1.0, 2.0):
         for r in (12.0, 24.0):
@@ -346,7 +346,7 @@ def test_phantom_pair_volumes_and_contact(split):
         for p in (1, 2):
             assert t.loc[p, "contact"] * t.loc[p, "area_vox2"] == pytest.approx(disc)
     np.testing.assert_allclose(t[["free", "cbd", "contact", "sei"]].sum(axis=1), 1.0, atol=1e-12)
-    assert d == pytest.approx(np.linalg.norm(b.centre - a.centre))
+    assert d == pytest.approx(np.linalg.norm(b.center - a.center))
 
 
 def test_phantom_cap_volume():
@@ -422,7 +422,7 @@ def test_reference_pipeline_meets_acceptance_at_paper_resolution():
 
 
 def test_reference_pipeline_resolution_dependence():
-    """At radii 9-14 voxels the face-neighbour classification errs by up to ~0.016 (the probe
+    """At radii 9-14 voxels the face-neighbor classification errs by up to ~0.016 (the probe
     sits 0.5 voxel along the face axis, not the normal; the error is ~0.5 |n_perp| x rim length
     / area ~ 1/r).  Documented bound at that resolution: MAE <= 0.004, max <= 0.025."""
     ph = ap.random_spheres((144, 144, 144), 16, seed=0, radius=(9, 14))
@@ -450,14 +450,14 @@ def test_reference_pipeline_sei_thickness_whole_shells():
 
 
 def random_rays(labels, particles, n, seed=0):
-    """Rays of every kind: face-centre rays along smoothed normals, random origins (some outside
+    """Rays of every kind: face-center rays along smoothed normals, random origins (some outside
     the grid), lattice-point origins with axis-aligned and diagonal directions (ties)."""
     rng = np.random.default_rng(seed)
     shape = np.array(labels.shape, dtype=np.float64)
-    pid, centre, normal, _, _ = ar.surface_elements(particles)
+    pid, center, normal, _, _ = ar.surface_elements(particles)
     k = min(n // 2, len(pid))
     pick = rng.choice(len(pid), k, replace=False)
-    o = [centre[pick]]
+    o = [center[pick]]
     d = [normal[pick]]
     s = [pid[pick]]
     m = (n - k) // 2
@@ -560,9 +560,9 @@ def test_core_sphere_pipeline_matches_reference():
     """The whole chain on an analytic sphere with caps and SEI: elements, then rays from them."""
     ph = ap.single_sphere(11.0, caps=[ap.Cap((0, 0, 1), 0.6, 3.0)],
                           sei=ap.SEIShell(3.0, 1.0, (0, 1, 0), (0, -1, 0), 0.8))
-    pid, centre, normal, area, axis = core.surface_elements(ph.particles)
-    want = ar.trace_rays(ph.labels, ph.particles, centre, normal, pid)
-    assert_same_trace(core.trace_rays(ph.labels, ph.particles, centre, normal, pid), want)
+    pid, center, normal, area, axis = core.surface_elements(ph.particles)
+    want = ar.trace_rays(ph.labels, ph.particles, center, normal, pid)
+    assert_same_trace(core.trace_rays(ph.labels, ph.particles, center, normal, pid), want)
 
 
 @needs_core

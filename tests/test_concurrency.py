@@ -197,3 +197,26 @@ def test_register_stage_from_several_threads():
             np.asarray(r.map_points(np.zeros((1, 3))))
 
     _same_serial_and_concurrent(run, n=2)
+
+
+def test_segment_stage_from_several_threads():
+    """segment (the C++ blur and ICM with the GIL released, SciPy and edt around them) and
+    label_particles (cc3d, edt, the watershed) on four volumes at once, mixed thread counts."""
+    from scipy import ndimage
+
+    from tomofuse.segment import label_particles, segment
+
+    def fused(i):
+        rng = np.random.default_rng(10 + i)
+        phases = rng.integers(0, 5, (3, 4, 4)).repeat(8, 0).repeat(6, 1).repeat(6, 2)   # (24, 24, 24)
+        delta = ndimage.gaussian_filter(np.array([0.0, 2.2, 2.3, 1.2, 1.5])[phases], 1.0)
+        beta = ndimage.gaussian_filter(np.array([0.0, 0.2, 2.0, 0.3, 0.4])[phases], 2.0)
+        return (np.stack([delta, beta]) + 0.05 * rng.standard_normal((2,) + phases.shape)).astype(np.float32)
+
+    volumes = [fused(i) for i in range(WORKERS)]
+
+    def run(i):
+        s = segment(volumes[i], voxel_size=21.4e-9, cycled=i % 2 == 0, threads=1 + i % 2)
+        return s.labels, s.valid, label_particles(s.labels, voxel_size=21.4e-9, threads=1 + i % 2)
+
+    _same_serial_and_concurrent(run)

@@ -1,7 +1,7 @@
 """Single-particle electrochemistry (issue 7) against ground truth it did not produce.
 
 * Sphere, uniform flux, full coverage vs Crank's analytic series: error as a
-  fraction of the centre-to-surface span, converging as the radius in voxels
+  fraction of the center-to-surface span, converging as the radius in voxels
   doubles; the naive per-face flux (each voxel face h^2) does not converge.
 * Lithium is conserved to 1e-8 (relative) with every physics switched on.
 * The SOC interquartile range triples from 0.4 C to 1.2 C at 70 % mean SOC.
@@ -29,7 +29,7 @@ PARAMS = SiliconParameters()
 
 
 def sphere_error(particle, result, params):
-    """Max |FE - Crank| at the nodes / centre-to-surface span, at the last saved time.
+    """Max |FE - Crank| at the nodes / center-to-surface span, at the last saved time.
 
     The analytic sphere has the mesh's volume and the same C-rate (so the same
     mean SOC at every time); its flux density is that of a true sphere.

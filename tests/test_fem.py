@@ -182,7 +182,7 @@ def test_bad_arguments():
 
 
 def test_table_valued_operator_equals_assembled_matrix():
-    # Without per-element data an operator keeps one row per neighbourhood (256), not per node.
+    # Without per-element data an operator keeps one row per neighborhood (256), not per node.
     mask = random_mask((8, 7, 6), fill=0.6, seed=7)
     mesh = _core.VoxelMesh(mask, voxel_size=H)
     M_ref, K_ref, _ = reference_fe_matrices(mask.astype(bool), H)

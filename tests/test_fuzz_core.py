@@ -326,12 +326,12 @@ def test_fuzz_surface_elements(data):
     kw = dict(sigma=g.pick(2.0, [0.5, 0.0, -1.0, 17.0, np.nan]), threads=g.threads())
 
     def oracle(result, made):
-        particle, centre, normal, area, axis = result
+        particle, center, normal, area, axis = result
         p = parts.data
         faces = sum(int(((np.diff((p == q).astype(int), axis=a, prepend=0, append=0)) != 0).sum())
                     for q in np.unique(p[p > 0]) for a in range(3))
         assert len(area) == faces                      # one element per particle voxel face
-        assert centre.shape == normal.shape == (faces, 3) and np.all((area >= 0) & (area <= 1 + 1e-9))
+        assert center.shape == normal.shape == (faces, 3) and np.all((area >= 0) & (area <= 1 + 1e-9))
         assert np.all(np.isin(np.abs(axis), [1, 2, 3]))
 
     run_case(Case("surface_elements", [parts], kw), oracle)
@@ -537,6 +537,169 @@ def test_fuzz_ptycho_reconstruct(data):
         assert result == "<Reconstruction>"
 
     run_case(Case("ptycho.reconstruct", [intensities, pos, probe], kw), oracle)
+
+
+# ---------------------------------------------------------------------------------- segmentation
+
+def _sigma(g, data):
+    good = [float(data.draw(st.sampled_from([0.0, 0.6, 1.3]))) for _ in range(3)]
+    return g.pick(good, [[1.0, 1.0], [-1.0, 0.0, 0.0], [np.nan, 0.0, 0.0], "abc", [1.0, "x", 0.0], 3.0])
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_gaussian_blur(data):
+    import segment_reference as ref
+
+    g = Gen(data)
+    vol = g.arr((g.dim(1, 6), g.dim(1, 6), g.dim(1, 6)), np.float32)
+    sigma = _sigma(g, data)
+    adjoint = data.draw(st.booleans())
+
+    def oracle(result, made):
+        assert result.shape == vol.data.shape and result.dtype == np.float32
+        if g.valid and _finite(vol.data):
+            _close(result, ref.blur(vol.data, sigma, adjoint=adjoint))
+
+    run_case(Case("gaussian_blur", [vol, sigma], {"adjoint": adjoint, "threads": g.threads()}), oracle)
+
+
+def _icm_args(g, data, with_labels_kind=True):
+    shape = (g.dim(1, 5), g.dim(1, 5), g.dim(1, 5))
+    k = data.draw(st.integers(2, 4))
+    levels = g.arr((g.pick(k, [0, 9]),), np.float32, 0, 3)
+    labels = ArraySpec(np.asarray(np.random.default_rng(data.draw(st.integers(0, 99))).integers(0, k, shape),
+                                  np.uint8), g.pick("c", ["readonly", "strided", "fortran", "alias:0"]))
+    if not g.valid and data.draw(st.integers(0, 5)) == 0:
+        labels = ArraySpec(np.full(shape, 200, np.uint8))   # labels out of range
+    kw = dict(data_weight=g.pick(1.0, [0.0, -1.0, np.nan]), smoothness=g.pick(0.2, [-1.0, np.inf]),
+              threads=g.threads())
+    if data.draw(st.booleans()):   # one pair of labels with a signed evidence field
+        kw["pairs"] = ArraySpec(np.array([[0, 1]], np.uint8), g.pick("c", ["strided"]))
+        kw["unary"] = g.arr((1,) + shape, np.float32)
+        if not g.valid and data.draw(st.booleans()):
+            del kw["unary"]   # pairs without unary
+    return g.arr(shape, np.float32, 0, 3), labels, levels, _sigma(g, data), kw
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_icm(data):
+    import segment_reference as ref
+
+    g = Gen(data)
+    vol, labels, levels, sigma, kw = _icm_args(g, data)
+    kw.update(max_sweeps=g.pick(3, [-1]), min_changes=g.pick(0, [-1]), slab=g.pick(0, [-1, 1]))
+    if data.draw(st.booleans()):
+        kw["allowed"] = ArraySpec(np.full(vol.data.shape, 0b0111, np.uint8), g.pick("c", ["readonly", "reversed"]))
+
+    def oracle(result, made):
+        out = made[1]
+        assert set(result) == {"sweeps", "changes", "energy_before", "energy_after"}
+        assert result["energy_after"] <= result["energy_before"] * (1 + 1e-6) + 1e-9
+        assert out.max(initial=0) < len(levels.data)
+        if g.valid:   # the energy reported is the energy of the labels returned
+            e = ref.energy(vol.data, out, levels.data, sigma, pairs=[(0, 1)] if "pairs" in kw else (),
+                           unary=kw["unary"].data if "pairs" in kw else None, data_weight=1.0, smoothness=0.2)
+            assert np.isclose(result["energy_after"], e, rtol=1e-4, atol=1e-6)
+
+    run_case(Case("icm", [vol, labels, levels, sigma], kw), oracle)
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_icm_energy(data):
+    import segment_reference as ref
+
+    g = Gen(data)
+    vol, labels, levels, sigma, kw = _icm_args(g, data)
+
+    def oracle(result, made):
+        if g.valid:
+            e = ref.energy(vol.data, labels.data, levels.data, sigma, pairs=[(0, 1)] if "pairs" in kw else (),
+                           unary=kw["unary"].data if "pairs" in kw else None, data_weight=1.0, smoothness=0.2)
+            assert np.isclose(result, e, rtol=1e-4, atol=1e-6)
+
+    run_case(Case("icm_energy", [vol, labels, levels, sigma], kw), oracle)
+
+
+def _blocky_fused(data, shape):
+    """(2, z, y, x) volume of blocks of the five phases, both channels growing with density."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    coarse = rng.integers(0, 5, (3, 3, 3))
+    idx = [np.minimum(np.arange(n) * 3 // n, 2) for n in shape]
+    phases = coarse[np.ix_(*idx)]
+    delta = np.array([0.0, 2.2, 2.3, 1.2, 1.5])[phases] + 0.05 * rng.standard_normal(shape)
+    beta = np.array([0.0, 0.2, 2.0, 0.3, 0.4])[phases] + 0.05 * rng.standard_normal(shape)
+    return np.stack([delta, beta]).astype(np.float32)
+
+
+SEGMENT_CASES = ["valid", "arguments", "too small", "one channel", "infinite", "dtype", "phase units", "layout"]
+
+
+@pytest.mark.parametrize("kind", SEGMENT_CASES)
+@settings(max_examples=max(2, EXAMPLES // 8), derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck), print_blob=False)
+@given(st.data())
+def test_fuzz_segment(kind, data):
+    """Each kind of input a fixed share of the examples (segment is the slowest entry point)."""
+    shape = tuple(data.draw(st.integers(8, 12)) for _ in range(3))
+    fused = _blocky_fused(data, shape)
+    if kind == "too small":
+        fused = fused[:, :, :, : data.draw(st.integers(0, 7))]
+    elif kind == "one channel":
+        fused = fused[data.draw(st.integers(0, 1))]
+    elif kind == "infinite":
+        fused.reshape(-1)[data.draw(st.integers(0, fused.size - 1))] = data.draw(st.sampled_from([np.inf, -np.inf]))
+    elif kind == "dtype":
+        fused = fused.astype(data.draw(st.sampled_from([np.int64, np.complex64, np.bool_, np.uint8])))
+    elif kind == "valid":   # any float precision is accepted
+        fused = fused.astype(data.draw(st.sampled_from([np.float32, np.float64, np.float16])))
+    elif kind == "phase units":   # PXCT in phase units anticorrelates with TXTM
+        fused[0] = -fused[0]
+    layout = data.draw(st.sampled_from(["strided", "reversed", "fortran", "readonly"])) if kind == "layout" else "c"
+    arr = ArraySpec(np.ascontiguousarray(fused), layout)
+    channels = data.draw(st.sampled_from(["both", "pxct", "txtm"])) if kind == "valid" else "both"
+    kw = dict(voxel_size=21.4e-9, cycled=data.draw(st.booleans()), channels=channels, energies_kev=(6.2, 8.4),
+              threads=data.draw(st.sampled_from([1, 2, None])))
+    if kind == "arguments":
+        name = data.draw(st.sampled_from(["voxel_size", "channels", "energies_kev", "threads", "resolution",
+                                          "thresholds", "cycled"]))
+        kw[name] = data.draw(st.sampled_from({
+            "voxel_size": [0.0, -1.0, np.nan, "x", np.inf], "channels": ["bogus", 3, None],
+            "energies_kev": [(6.2,), (-1.0, 8.4), "ab", (np.nan, 8.4)], "threads": [0, -1, 2.5, "2"],
+            "resolution": [(0.0, 1e-7), (1e-7,), -1.0], "thresholds": [{"levels": 1}, 3, "x"],
+            "cycled": ["yes", 2]}[name]))
+
+    def oracle(result, made):
+        assert kind in ("valid", "layout"), f"{kind}: accepted"
+        labels, valid = result
+        assert labels.shape == shape and labels.dtype == np.uint8 and valid.shape == shape
+        assert labels.max() <= 4
+
+    run_case(Case("segment.segment", [arr], kw), oracle)
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_label_particles(data):
+    g = Gen(data)
+    shape = tuple(g.dim(1, 10) for _ in "zyx")
+    labels = g.arr(shape, np.uint8, 0, 5, special=False)   # Phase codes, silicon = 2
+    kw = dict(voxel_size=g.pick(21.4e-9, [0.0, -1.0, np.nan]), split=data.draw(st.booleans()),
+              min_volume_m3=g.pick(None, [-1.0, 1e-30, np.nan, "x"]), neck_ratio=g.pick(0.7, [0.0, 1.0, np.nan]),
+              threads=g.pick(None, [1, 2, 0, -1]))
+
+    def oracle(result, made):
+        assert result.shape == shape and result.dtype == np.int32
+        lab = labels.data
+        assert np.all(lab[result > 0] == 2)          # particles lie on silicon only
+        if g.valid:
+            assert np.all(result[lab == 2] > 0)      # every silicon voxel belongs to a particle
+            ids = np.unique(result[result > 0])
+            np.testing.assert_array_equal(ids, np.arange(1, len(ids) + 1))
+
+    run_case(Case("segment.label_particles", [labels], kw), oracle)
 
 
 def test_no_case_crashed_the_worker():

@@ -72,6 +72,15 @@ def _echem():
     return lambda: echem.simulate(particle, c_rate=1.0, soc_start=0.9, duration=10.0)
 
 
+def _segment():
+    from tomofuse.segment import segment
+    rng = np.random.default_rng(2)
+    phases = rng.integers(0, 5, (4, 4, 4)).repeat(8, 0).repeat(8, 1).repeat(8, 2)   # (32, 32, 32) blocks
+    fused = np.stack([np.array([0.0, 2.2, 2.3, 1.2, 1.5])[phases], np.array([0.0, 0.2, 2.0, 0.3, 0.4])[phases]])
+    fused = (fused + 0.05 * rng.standard_normal(fused.shape)).astype(np.float32)
+    return lambda: segment(fused, voxel_size=21.4e-9, cycled=True)
+
+
 # stage -> (setup returning the call, words of the remedy); the setup runs without the limit
 CASES = {
     "tomofuse.tomo.fbp": (_fbp, ["fewer slices", "fbp_to_zarr"]),
@@ -79,6 +88,7 @@ CASES = {
     "tomofuse.register.register": (_register, ["sub-volume", "downsampled"]),
     "tomofuse.analysis.surface_coverage": (_coverage, ["sub-volumes"]),
     "tomofuse.echem.simulate": (_echem, ["coarser grid"]),
+    "tomofuse.segment.segment": (_segment, ["segment_blocks", "block="]),
 }
 
 

@@ -135,8 +135,8 @@ def test_same_extent_any_voxel_size(fine_extent, coarse_extent):
     ff, fc = label_fractions(fine_extent.labels), label_fractions(coarse_extent.labels)
     for p in Phase:
         assert abs(ff[p] - fc[p]) <= 0.01, p
-    # coarse voxel (i, j, k) has its centre at (i + 1/2) 75 nm = (3 i + 3/2) 25 nm,
-    # the centre of fine voxel 3 i + 1: the labels there must agree
+    # coarse voxel (i, j, k) has its center at (i + 1/2) 75 nm = (3 i + 3/2) 25 nm,
+    # the center of fine voxel 3 i + 1: the labels there must agree
     sub = (slice(1, None, 3),) * 3
     assert fine_extent.labels[sub].shape == coarse_extent.labels.shape
     agree = np.mean(fine_extent.labels[sub] == coarse_extent.labels)
@@ -177,7 +177,7 @@ def test_bad_shape(shape, exc):
         (-40e-9, ValueError),
         (float("nan"), ValueError),
         (float("inf"), ValueError),
-        (40, ValueError),  # nanometres passed as metres
+        (40, ValueError),  # nanometers passed as meters
         ("1e-9", TypeError),
         (None, TypeError),
         (True, TypeError),

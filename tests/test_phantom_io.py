@@ -16,7 +16,7 @@ import tomofuse
 from tomofuse.phantom import load, refractive_volume
 
 
-def json_normalised(obj):
+def json_normalized(obj):
     return json.loads(json.dumps(obj))
 
 
@@ -41,7 +41,7 @@ def test_round_trip_exact(saved):
     assert back.voxel_size == e.voxel_size
     assert back.seed == e.seed
     assert back.cycled is e.cycled
-    assert back.parameters == json_normalised(e.parameters)
+    assert back.parameters == json_normalized(e.parameters)
     assert back.geometry is None
     assert back.phase_fractions() == e.phase_fractions()
     # a loaded electrode is as usable as a built one
@@ -66,7 +66,7 @@ def test_provenance_attributes(saved):
     created = dt.datetime.fromisoformat(attrs["created_utc"])
     assert created.utcoffset() == dt.timedelta(0)
     assert abs((dt.datetime.now(dt.timezone.utc) - created).total_seconds()) < 600
-    assert json.loads(attrs["parameters"]) == json_normalised(e.parameters)
+    assert json.loads(attrs["parameters"]) == json_normalized(e.parameters)
     inputs = json.loads(attrs["inputs"])
     assert set(inputs) == {"labels", "particles"}
     assert all(re.fullmatch("[0-9a-f]{64}", v) for v in inputs.values())

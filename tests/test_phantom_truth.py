@@ -91,7 +91,7 @@ def test_cycled_sei_mean_thickness_per_particle(cycled):
 def test_cycled_sei_thickness_spread_within_particles(cycled):
     # The paper: within-particle std 60-115 nm for half of the particles, at most 200 nm.
     # Thickness is the SEI run along the normal as the labels show it, so a run may
-    # continue into a neighbour's SEI; that widens the spread of some particles.
+    # continue into a neighbor's SEI; that widens the spread of some particles.
     std = cycled.truth["sei_std_m"] / NM
     assert std.median() <= 115, f"median within-particle SEI std {std.median():.1f} nm > 115 nm"
     bad = cycled.truth.loc[std > 200, ["sei", "sei_mean_m", "sei_std_m"]]
@@ -112,11 +112,11 @@ def test_cycled_sei_coverage_pushes_cbd_away(pristine, cycled):
 
 
 class Lattice:
-    """A fine voxel grid with edge ``h`` and corner ``origin`` (metres, z y x) over a geometry.
+    """A fine voxel grid with edge ``h`` and corner ``origin`` (meters, z y x) over a geometry.
 
-    The label of voxel ``i`` is ``Geometry.classify`` at its centre ``origin + (i + 1/2) h``.
+    The label of voxel ``i`` is ``Geometry.classify`` at its center ``origin + (i + 1/2) h``.
     ``block`` evaluates a dense block; ``at`` looks up the voxel containing each point
-    (its nearest centre), evaluating only the voxels needed.
+    (its nearest center), evaluating only the voxels needed.
     """
 
     def __init__(self, geometry: Geometry, origin, h: float):
@@ -124,8 +124,8 @@ class Lattice:
 
     def block(self, n):
         axes = [self.origin[k] + (np.arange(n[k]) + 0.5) * self.h for k in range(3)]
-        centres = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-        phase, pid = self.geometry.classify(centres)
+        centers = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+        phase, pid = self.geometry.classify(centers)
         return phase.reshape(n), pid.reshape(n)
 
     def at(self, points):
@@ -158,7 +158,7 @@ def surface_mesh(e, pid, divisions=40, margin_voxels=3):
     # at any resolution; smoothing by one voxel first removes that bias (not the position).
     verts, faces, vnormals, _ = marching_cubes(gaussian_filter(mask.astype(np.float32), 1.0), 0.5,
                                                spacing=(h, h, h))
-    verts = verts + lattice.origin + 0.5 * h  # array index i sits at the centre of voxel i
+    verts = verts + lattice.origin + 0.5 * h  # array index i sits at the center of voxel i
     tri = verts[faces]
     centroid = tri.mean(axis=1)
     cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])

@@ -31,11 +31,11 @@ def test_pixel_size_bad_input(args, exc):
         ptycho.object_pixel_size(*args)
 
 
-def test_fermat_spiral_nearest_neighbours_and_coverage():
+def test_fermat_spiral_nearest_neighbors_and_coverage():
     step, extent = 1.3e-6, (20e-6, 48e-6)
     pos = ptycho.fermat_spiral(step, extent)
     assert pos.ndim == 2 and pos.shape[1] == 2 and pos.dtype == np.float64
-    # all inside the (height, width) field, centred
+    # all inside the (height, width) field, centered
     assert np.all(np.abs(pos[:, 0]) <= extent[0] / 2) and np.all(np.abs(pos[:, 1]) <= extent[1] / 2)
     assert np.allclose(pos[0], 0.0)
     d_nn, _ = cKDTree(pos).query(pos, k=2)

@@ -76,7 +76,7 @@ def test_ambiguities_are_removed_and_recovered(weak_object, shift, ramp, scale):
     err, fit = _align(est, truth, mask=mask, max_shift=2.0)
     assert err < 1e-3  # the acceptance bar was < 0.02
     assert ptycho.object_error(est, truth, mask=mask) == pytest.approx(err, abs=1e-12)
-    # the estimate was moved back by -shift, its ramp cancelled and its scale divided out
+    # the estimate was moved back by -shift, its ramp canceled and its scale divided out
     assert fit.shift == pytest.approx((-shift[0], -shift[1]), abs=1e-3)
     assert fit.ramp == pytest.approx((-ramp[0], -ramp[1]), abs=1e-5)
     assert abs(fit.scale) == pytest.approx(1.0 / abs(scale), rel=1e-4)
@@ -105,8 +105,8 @@ def test_known_noise_gives_noise_to_contrast_ratio(weak_object, sigma):
     analytic = sigma * math.sqrt(n_pix) / math.sqrt(1 + sigma**2 * n_pix / t2) / _contrast(truth, mask)
     assert err == pytest.approx(analytic, rel=0.03)
     n2 = float(np.sum(np.abs(noise[mask]) ** 2))
-    realised = math.sqrt(n2 / (1 + n2 / t2)) / _contrast(truth, mask)
-    assert err == pytest.approx(realised, rel=2e-3)
+    realized = math.sqrt(n2 / (1 + n2 / t2)) / _contrast(truth, mask)
+    assert err == pytest.approx(realized, rel=2e-3)
 
 
 def test_pixels_outside_the_mask_do_not_count(weak_object):

@@ -34,7 +34,7 @@ def probe():
 def scans(probe):
     """Three tiny scans of different objects, positions slightly shifted per projection (~40 each)."""
     rng = np.random.default_rng(0)
-    base = ptycho.fermat_spiral(4.5, (30.0, 30.0))  # "metres" = object pixels here
+    base = ptycho.fermat_spiral(4.5, (30.0, 30.0))  # "meters" = object pixels here
     out = []
     for i in range(3):
         phase = rng.uniform(-0.5, 0.5, (96, 96))
@@ -153,15 +153,15 @@ def test_cxi_scans_and_zarr(tmp_path, scans, probe):
     assert root["done"][...].tolist() == [True, True]
     np.testing.assert_array_equal(root["angles"][...], ANGLES[:2])
     for i, (data, pos) in enumerate(scans[:2]):
-        metres = (pos + 100.0) * DX
-        centred = (metres - metres.mean(axis=0)) / DX  # documented: relative to the scan's mean position
-        np.testing.assert_allclose(centred, pos - pos.mean(axis=0), atol=1e-9)
-        rec = ptycho.reconstruct(data, centred, probe, object_shape=shape, engines=ENGINES, threads=1)
+        meters = (pos + 100.0) * DX
+        centered = (meters - meters.mean(axis=0)) / DX  # documented: relative to the scan's mean position
+        np.testing.assert_allclose(centered, pos - pos.mean(axis=0), atol=1e-9)
+        rec = ptycho.reconstruct(data, centered, probe, object_shape=shape, engines=ENGINES, threads=1)
         assert np.array_equal(root["object"][i], rec.object)
         assert np.array_equal(root["probe"][i], rec.probe)
         positions = root["positions"][f"{i:05d}"]
         assert np.array_equal(positions[...], rec.positions_px)
-        np.testing.assert_allclose(positions.attrs["offset_m"], metres.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(positions.attrs["offset_m"], meters.mean(axis=0), rtol=1e-12)
     assert root.attrs["program"] == "tomofuse.ptycho.reconstruct_series"
 
 

@@ -78,7 +78,7 @@ def test_auto_initial_and_rigid_recover_a_large_misalignment(deformed):
     pair, reg = deformed
     pts = pair.foreground_points(border=60e-9)
     start = np.linalg.norm(pair.truth(pts) - pts - (pair.truth.moving_center - pair.truth.fixed_center), axis=1)
-    assert start.mean() > 150e-9  # the misalignment is far outside the capture range of a local optimiser
+    assert start.mean() > 150e-9  # the misalignment is far outside the capture range of a local optimizer
     best = _best_rigid_tre(pair, pts)
     init = _tre(pair, reg.stage_transforms["initial"], pts)
     rigid = _tre(pair, reg.stage_transforms["rigid"], pts)

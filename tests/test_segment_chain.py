@@ -3,7 +3,7 @@
 phantom -> ``acquire.pxct_phase`` + ``acquire.txtm`` -> phase FBP and Paganin + FBP ->
 ``register(initial="auto")`` -> ``fuse`` -> ``segment`` -> ``label_particles`` ->
 ``analysis.surface_coverage``; the truth is the phantom's geometry evaluated at the PXCT voxel
-centres and its exact per-particle coverage table (``tests/segment_chain.py``; nothing here
+centers and its exact per-particle coverage table (``tests/segment_chain.py``; nothing here
 comes from ``tomofuse.segment``). A small cycled volume keeps CI fast; the family of larger
 members is ``bench/segment_family.py`` (numbers in the README).
 """

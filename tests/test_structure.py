@@ -9,6 +9,8 @@ subpackages and the one vocabulary of the public API (CONTRIBUTING.md, "Conventi
 - ``import tomofuse`` alone loads no SimpleITK and no Dask, and the subpackages load on
   first use (``tomofuse.tomo.fbp`` after ``import tomofuse``).
 - No public function, method or class takes a parameter named outside the vocabulary.
+- One spelling (US) in the identifiers and the text of the whole source tree: Python, C++,
+  tests, benchmarks, documentation and build files.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import ast
 import dataclasses
 import importlib
 import inspect
-import re
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -211,8 +213,17 @@ def test_subpackages_load_on_first_use():
 
 #: Parameter names outside the vocabulary (CONTRIBUTING.md): ``threads`` (not nthreads / workers /
 #: n_jobs), ``voxel_size`` / ``pixel_size`` (not spacing), US spelling (center, normalize, ...).
-BANNED = ("nthreads", "n_threads", "num_threads", "workers", "n_jobs", "spacing", "centre", "normalis",
-          "normalised", "colour", "analyse", "initialis", "regularis", "optimis", "neighbour")
+BANNED = ("nthreads", "n_threads", "num_threads", "workers", "n_jobs", "spacing")
+
+
+#: A unit suffix on a length (``_m``, ``_m2``, ``_m3``): lengths are in meters without a suffix
+#: (units in the docstrings); table columns and config keys may carry units, parameters may not.
+UNIT_SUFFIX = re.compile(r"_m[23]?$")
+
+
+def _banned(name: str) -> bool:
+    return (any(b in name.lower() for b in BANNED) or bool(BRITISH.search(name))
+            or bool(UNIT_SUFFIX.search(name)))
 
 
 def _public_callables():
@@ -238,17 +249,8 @@ def _public_callables():
                         yield f"tomofuse.{sub}.{name}.{f.name} (field)", f.name
 
 
-#: A unit suffix on a length (``_m``, ``_m2``, ``_m3``): lengths are in meters without a suffix
-#: (units in the docstrings); table columns and config keys may carry units, parameters may not.
-UNIT_SUFFIX = re.compile(r"_m[23]?$")
-
-
-def _banned(name: str) -> bool:
-    return any(b in name.lower() for b in BANNED) or bool(UNIT_SUFFIX.search(name))
-
-
 def test_vocabulary_checker_catches_banned_names():
-    assert _banned("nthreads") and _banned("fixed_spacing") and _banned("centre") and _banned("normalise")
+    assert _banned("nthreads") and _banned("fixed_spacing") and _banned("cent" + "re") and _banned("normal" + "ise")
     assert not _banned("threads") and not _banned("voxel_size") and not _banned("center")
     assert _banned("min_volume_m3") and _banned("psf_sigma_m") and not _banned("energy_kev")
 
@@ -294,3 +296,81 @@ def test_pkgutil_sees_the_same_subpackages():
     # the lazy loader's list (dir(tomofuse)) is the package's own subpackages
     names = {m.name for m in pkgutil.iter_modules([str(PACKAGE)]) if not _private(m.name)}
     assert names <= set(dir(tomofuse))
+
+
+# ------------------------------------------------------------------------------------- US spelling
+
+ROOT = Path(__file__).resolve().parents[1]
+#: British spellings, matched case-insensitively anywhere, inside identifiers too
+#: (a C++ class ``Neighb...ourhoodTable``, a keyword ``precond_regular...isation``).  Each is
+#: written with a bracket so that this file does not match itself.
+BRITISH = re.compile("|".join([
+    r"centr[e]", r"metr[e]", r"\bgr[e]y", r"artef[a]ct", r"anal[o]gue", r"licen[c]e", r"fibr[e]", r"judg[e]ment",
+    r"(neighb|col|behavi|hon|fav|flav|lab|vap|harb|rum|hum)o[u]r",
+    r"analy[s](e|ed|er|ers|ing)(?![a-z])",
+    r"(model|label|cancel|travel|signal|level|fuel|channel|total)l(ed|ing|er|ers)(?![a-z])",
+    r"(normal|regular|optim|initial|minim|maxim|vector|standard|discret|synchron|linear|summar|organ|character|"
+    r"general|special|local|final|polar|binar|quant|symmetr|random|penal|serial|parametr|visual|util|stabil|equal|"
+    r"recogn|categor|priorit|emphas|capital|memor|token|author|canon|critic|digit|harmon|magnet|mobil|neutral|"
+    r"orthogon|oxid|partit|sanit|synthes|theor|real|voxel|raster|parallel)"
+    r"i[s](e|ed|es|ing|ation|ations|er|ers|able)(?![a-z])",
+    r"\bwhil[s]t\b",
+]), re.IGNORECASE)
+#: Lines left alone: citations and addresses (a quoted title keeps its own spelling) and the
+#: names other libraries chose (Dask's ``Future.cancelled()`` and its ``"cancelled"`` status).
+ALLOWED_LINE = re.compile(r"doi|https?://|et al\.|\.cancel{2}ed\(|[\"']cancel{2}ed[\"']", re.IGNORECASE)
+TEXT_SUFFIXES = {".py", ".pyi", ".cpp", ".hpp", ".h", ".txt", ".cmake", ".md", ".rst", ".toml", ".json", ".cfg",
+                 ".supp", ".in", ".sh", ".yml", ".yaml"}
+
+
+def _source_files() -> list[Path]:
+    """The tracked text files of the source tree (git), or every text file below the root."""
+    try:
+        names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        files = [ROOT / n for n in names.splitlines()]
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".git", ".venv", "build", "_build", "__pycache__", ".pytest_cache", ".hypothesis", "dist"}
+        files = [p for p in ROOT.rglob("*") if not skip.intersection(p.relative_to(ROOT).parts)]
+    keep = []
+    for p in files:
+        rel = p.relative_to(ROOT)
+        if rel.parts[0] in ("LICENSE", "LICENSES"):  # third-party texts, verbatim
+            continue
+        if p.is_file() and (p.suffix in TEXT_SUFFIXES or p.name == "CMakeLists.txt" or rel.parts[0] == ".ci"):
+            keep.append(p)
+    return keep
+
+
+def _british(line: str) -> list[str]:
+    if ALLOWED_LINE.search(line):
+        return []
+    return [m.group(0) for m in BRITISH.finditer(line)]
+
+
+def test_spelling_checker_catches_british_spellings():
+    # the words are assembled so that this file stays clean
+    for word in ("Neighb" + "ourhoodTable", "precond_regular" + "isation", "points_in_spheres(cent" + "res=)",
+                 "col" + "our", "normal" + "ised", "anal" + "yse", "model" + "ling", "nanomet" + "res",
+                 "gr" + "ey-value", "trace_rays_vector" + "ised", "artef" + "act", "lab" + "elled"):
+        assert _british(word), word
+    for word in ("NeighborhoodTable", "precond_regularization", "centers", "analysis", "analyses", "emphasis",
+                 "characteristic", "realistic", "noise", "otherwise", "parameters", "diameter", "labeled",
+                 "modeling", "gray", "disc"):
+        assert not _british(word), word
+    assert not _british("Future.cancel" + "led() is Dask's name")
+
+
+def test_source_tree_uses_us_spelling():
+    files = _source_files()
+    assert any(p.suffix == ".cpp" for p in files) and any(p.name == "README.md" for p in files)
+    bad = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        for no, line in enumerate(text.splitlines(), 1):
+            found = _british(line)
+            if found:
+                bad.append(f"{path.relative_to(ROOT)}:{no}: {', '.join(found)}")
+    assert not bad, "British spellings (use US, CONTRIBUTING.md):\n" + "\n".join(bad)

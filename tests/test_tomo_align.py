@@ -40,10 +40,10 @@ def residual(estimate, truth, theta):
 
 # ----------------------------------------------------------------------------- shift_projections
 
-def gaussian_frames(shifts, shape=(40, 50), sigma=3.0, centre=(18.0, 24.0)):
+def gaussian_frames(shifts, shape=(40, 50), sigma=3.0, center=(18.0, 24.0)):
     r = np.arange(shape[0])[:, None]
     c = np.arange(shape[1])[None, :]
-    return np.stack([np.exp(-((r - centre[0] - dy) ** 2 + (c - centre[1] - dx) ** 2) / (2 * sigma**2))
+    return np.stack([np.exp(-((r - center[0] - dy) ** 2 + (c - center[1] - dx) ** 2) / (2 * sigma**2))
                      for dy, dx in shifts])
 
 
@@ -113,7 +113,7 @@ def test_unobservable_components_are_fixed_by_convention(sample):
     est = align_projections(ds.data, THETA, air_mask=ds.air_mask,
                             options=AlignmentOptions(schedule=(2, 1)))  # coarse-to-fine
     np.testing.assert_allclose(est[:, 0], 0.0, atol=0.1)
-    np.testing.assert_allclose(est[:, 1], 1.5, atol=0.1)  # the constant: axis 1.5 px off the centre
+    np.testing.assert_allclose(est[:, 1], 1.5, atol=0.1)  # the constant: axis 1.5 px off the center
 
 
 def test_vertical_only_from_mass_profiles(sample):

@@ -1,7 +1,7 @@
 """The core's pixel-driven back-projector (the FBP kernel) against a slow, obvious NumPy version.
 
 The kernel works on blocks of 32, 16, 4 and 1 detector rows (one interpolation weight serves a
-block, vectorised, compiled for several instruction sets); the reference is one voxel column
+block, vectorized, compiled for several instruction sets); the reference is one voxel column
 and one angle at a time with explicit zero taps beyond the detector.
 """
 
@@ -12,7 +12,7 @@ from tomofuse import _core
 
 
 def reference(proj, angles, ny, nx, offset):
-    """Contract of tomofuse::tomo::backproject_linear, written out: voxel centre (y, x) hits
+    """Contract of tomofuse::tomo::backproject_linear, written out: voxel center (y, x) hits
     column u - 0.5 + cols/2 + offset, u = (x - nx/2) cos + (y - ny/2) sin; linear taps, zero
     outside the detector, summed over the angles."""
     n_angles, nz, cols = proj.shape

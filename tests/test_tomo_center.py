@@ -10,7 +10,7 @@ from tomofuse import tomo
 from tomofuse.tomo import fbp, find_center
 
 N = 128
-# three slices (rows): smooth ellipses + hard disks, not centred on the axis
+# three slices (rows): smooth ellipses + hard disks, not centered on the axis
 SLICES = [
     ([(10, -5, 40, 25, 0.3, 0.02), (-15, 20, 12, 8, 1.0, 0.03)], [(20, 10, 6, 0.05), (-25, -10, 4, 0.08)]),
     ([(-8, 6, 35, 30, 1.1, 0.02)], [(15, -20, 8, 0.04), (-5, 25, 5, 0.06), (30, 5, 3, 0.1)]),
@@ -68,7 +68,7 @@ def test_auto_without_opposite_pairs_uses_sharpness():
 
 
 def test_center_convention_is_fbps():
-    """Reconstructing with the found centre recovers the analytic image."""
+    """Reconstructing with the found center recovers the analytic image."""
     angles = SCANS["180"]
     proj = data(angles, 4.6, noise=0.0)
     c = find_center(proj, angles, method="opposite")

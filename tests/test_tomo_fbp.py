@@ -41,14 +41,14 @@ def test_reconstructs_analytic_disks(filt, max_err):
     rec = fbp(disk_sinogram(), ANGLES, filter=filt)[0]
     img, interior = disk_image()
     err = np.abs(rec - img)[interior]
-    # Floors justified by discretisation: 180 angles and 128 pixels give ~1 % level error
+    # Floors justified by discretization: 180 angles and 128 pixels give ~1 % level error
     # inside the disks (Kak & Slaney ch. 3); smoother windows trade edge sharpness for ripple.
     assert err.mean() < 0.006 and err.max() < max_err, (err.mean(), err.max())
     rmse = math.sqrt(np.mean((rec - img) ** 2))
     assert 20 * math.log10(1.3 / rmse) > 24.0
 
 
-def test_center_of_rotation_is_honoured():
+def test_center_of_rotation_is_honored():
     off = 3.2
     _, interior = disk_image()
     a = fbp(disk_sinogram(), ANGLES)[0]

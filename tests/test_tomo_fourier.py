@@ -70,7 +70,7 @@ def test_reconstructs_analytic_disks(filt, mean_err, max_err):
     assert psnr > 24.0 and psnr >= psnr_direct - 0.2, (psnr, psnr_direct)
 
 
-def test_center_and_shape_are_honoured():
+def test_center_and_shape_are_honored():
     off = 3.2
     img, interior = disk_image()
     rec = fbp(disk_sinogram(off), ANGLES, center=N / 2 + off, method="fourier", filter="hann")[0]

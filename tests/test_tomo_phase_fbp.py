@@ -40,7 +40,7 @@ def rel_rmse(a, ref):
 def test_phantom_wraps_many_times_with_sub_pi_steps():
     p = unwrapped()
     assert 18 < p.max() < 22                     # ~20 rad: wraps 3 times
-    assert np.abs(np.diff(p, axis=2)).max() < 2.5  # but neighbours differ by < pi
+    assert np.abs(np.diff(p, axis=2)).max() < 2.5  # but neighbors differ by < pi
 
 
 @pytest.mark.parametrize("filt", FILTERS)
@@ -70,7 +70,7 @@ def test_reconstructs_the_analytic_object():
     out = fbp_phase_derivative(wrap(unwrapped()), ANGLES, filter="hann")
     for k, (ell, disks) in enumerate(SLICES):
         img = asg.image(N, ell, disks)
-        # discretisation floor of FBP at 128 px / 180 angles (same as test_tomo_fbp's disks)
+        # discretization floor of FBP at 128 px / 180 angles (same as test_tomo_fbp's disks)
         assert math.sqrt(np.mean((out[k] - img) ** 2)) < 0.01 * (img.max() - img.min())
 
 

@@ -90,7 +90,7 @@ def test_sorting_baseline(exp):
 
 def test_full_stripe_in_air_is_removed_exactly():
     """A pure offset on columns that see only air is found and removed to rounding."""
-    # off the axis: a centred disk's sinogram does not depend on the angle and is a ring itself
+    # off the axis: a centered disk's sinogram does not depend on the angle and is a ring itself
     sino = asg.disk_sinogram(ANGLES[::2], 64, [(8, -5, 14, 0.05)])
     striped = sino.copy()
     striped[:, 3] += 0.02
@@ -101,7 +101,7 @@ def test_full_stripe_in_air_is_removed_exactly():
 
 
 def test_wide_object_structure_is_not_a_stripe():
-    """Columns that a feature near the axis covers at every angle differ from their neighbours at all
+    """Columns that a feature near the axis covers at every angle differ from their neighbors at all
     angles, like stripes, but over more than max_width columns: they are left alone."""
     sino = asg.disk_sinogram(ANGLES[::2], 64, [(8, -5, 14, 0.05)])
     out, mask = remove_rings(sino, return_mask=True)

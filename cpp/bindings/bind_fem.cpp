@@ -27,7 +27,7 @@ fem::VoxelMesh make_mesh(const py::object& mask_obj, double voxel_size, int thre
         throw ShapeError("mask must not be empty, got shape " + shape_str(mask));
     }
     if (!(voxel_size > 0) || !std::isfinite(voxel_size)) {
-        throw InvalidArgument("voxel_size must be a positive length in metres, got " + std::to_string(voxel_size));
+        throw InvalidArgument("voxel_size must be a positive length in meters, got " + std::to_string(voxel_size));
     }
     check_threads(threads);
     const fem::Shape3 shape{static_cast<std::size_t>(mask.shape(0)), static_cast<std::size_t>(mask.shape(1)),
@@ -122,7 +122,7 @@ Parameters
 mask : (nz, ny, nx) ndarray of uint8
     Nonzero where the body is.
 voxel_size : float
-    Voxel edge h in metres.
+    Voxel edge h in meters.
 threads : int
     0 = tomofuse default.
 )doc";

@@ -148,7 +148,7 @@ inverse : bool, optional
     False for the forward transform (exp(-2 pi i k x / n)), True for the
     inverse (exp(+2 pi i k x / n)).
 norm : {"backward", "ortho", "forward"} or None, optional
-    Normalisation, as in numpy.fft: "backward" (default) scales the inverse by
+    Normalization, as in numpy.fft: "backward" (default) scales the inverse by
     1/(ny*nx), "forward" scales the forward transform, "ortho" both by
     1/sqrt(ny*nx).
 threads : int, optional

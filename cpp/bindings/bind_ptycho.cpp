@@ -64,12 +64,12 @@ py::tuple gather(const Scan& s, const py::object& fixed, const char* fixed_name,
 
 // The checked options of the ML engine (defaults as ptycho::MLOptions).
 ptycho::MLOptions ml_options(float intensity_floor, bool update_object = true, bool update_probe = true,
-                             float precond_regularisation = 1e-2f, int max_backtracks = 10, double smoothness = 0.0) {
+                             float precond_regularization = 1e-2f, int max_backtracks = 10, double smoothness = 0.0) {
     ptycho::MLOptions opt;
     opt.update_object = update_object;
     opt.update_probe = update_probe;
     opt.intensity_floor = require_positive(intensity_floor, "intensity_floor");
-    opt.precond_regularisation = require_positive(precond_regularisation, "precond_regularisation");
+    opt.precond_regularization = require_positive(precond_regularization, "precond_regularization");
     if (max_backtracks < 0) {
         throw InvalidArgument("max_backtracks must be >= 0, got " + std::to_string(max_backtracks));
     }
@@ -99,8 +99,8 @@ Geometry of a far-field ptychographic scan and the engines that act on it.
 
 Scan point k sees the object through an N x N window whose top-left corner is
 at object pixel (y0 + fy, x0 + fx): y0 = floor(y) + height // 2 - n // 2 and
-fy = y - floor(y) for a probe-centre position (y, x) in object pixels relative
-to the object's centre. Two sub-pixel models: with subpixel_steps = B > 0
+fy = y - floor(y) for a probe-center position (y, x) in object pixels relative
+to the object's center. Two sub-pixel models: with subpixel_steps = B > 0
 (tomofuse.ptycho.reconstruct uses 8) the window is the whole-pixel crop and
 the probe is shifted instead, P(r - f), by a Fourier phase ramp of the
 fraction rounded to 1/B pixel (exact for a band-limited probe that vanishes at
@@ -123,7 +123,7 @@ modes : int
 object_shape : (int, int)
     (height, width) of the object array.
 positions : (K, 2) ndarray of float64
-    Probe-centre positions (y, x), object pixels relative to the object's centre.
+    Probe-center positions (y, x), object pixels relative to the object's center.
 subpixel_steps : int
     1..64: shifted probes, fractions rounded to 1/steps (8 in
     tomofuse.ptycho.reconstruct); 0 (default here): bilinear object.
@@ -306,7 +306,7 @@ ValueError
 First the overlap projection (object then probe, `overlap_iterations` times,
 each a damped weighted least-squares update), then
 exit <- exit + F^-1 M F(2 P o_k - exit) - P o_k with the measured amplitudes
-(sqrt of intensities, unitary normalisation), relaxed by the optional (K,)
+(sqrt of intensities, unitary normalization), relaxed by the optional (K,)
 float64 `bound`: a pattern whose squared amplitude error e exceeds b moves to
 A + sqrt(b / e) (|Psi| - A), one with e <= b is left alone. With
 model_error=True returns (error, model_error), the latter the same sum for the
@@ -427,7 +427,7 @@ residual, unitary) as work buffers.)doc")
             "ml_iteration",
             [](const Scan& s, const py::object& intensities, const py::object& mask, const py::object& object,
                const py::object& probe, const py::object& state, const py::object& far, const py::object& chi,
-               bool start, bool update_object, bool update_probe, float intensity_floor, float precond_regularisation,
+               bool start, bool update_object, bool update_probe, float intensity_floor, float precond_regularization,
                int max_backtracks, double smoothness, int threads) {
                 const Frames sh = shapes(s);
                 py::array_t<float> keep;
@@ -466,7 +466,7 @@ residual, unitary) as work buffers.)doc")
                 }
                 check_no_alias(outs, all);
                 const ptycho::MLOptions opt = ml_options(intensity_floor, update_object, update_probe,
-                                                         precond_regularisation, max_backtracks, smoothness);
+                                                         precond_regularization, max_backtracks, smoothness);
                 check_threads(threads);
                 ptycho::MLState st;
                 st.grad_object = go.mutable_data();
@@ -501,7 +501,7 @@ residual, unitary) as work buffers.)doc")
             py::arg("intensities"), py::arg("mask"), py::arg("object"), py::arg("probe"), py::arg("state"),
             py::arg("far"), py::arg("chi"), py::kw_only(), py::arg("start") = false, py::arg("update_object") = true,
             py::arg("update_probe") = true, py::arg("intensity_floor") = 1e-6f,
-            py::arg("precond_regularisation") = 1e-2f, py::arg("max_backtracks") = 10, py::arg("smoothness") = 0.0,
+            py::arg("precond_regularization") = 1e-2f, py::arg("max_backtracks") = 10, py::arg("smoothness") = 0.0,
             py::arg("threads") = 0,
             R"doc(One maximum-likelihood iteration in place (or, with start=True, only the gradient at the start point).
 
@@ -512,7 +512,7 @@ prev_zg, nll, alpha, which are updated. The step is a preconditioned
 Polak-Ribiere (PR+) conjugate-gradient direction with the polynomial line
 search of Thibault & Guizar-Sicairos (2012), halved until the objective does
 not increase. The objective is the Poisson NLL plus, with smoothness > 0, the
-prior smoothness * sum over neighbouring object pixels |O_i - O_j|^2.
+prior smoothness * sum over neighboring object pixels |O_i - O_j|^2.
 Returns (objective, alpha, backtracks, restarted).)doc");
 }
 

@@ -95,7 +95,7 @@ py::tuple surface_elements(const py::object& particles_obj, double sigma, int th
         s = raytrace::surface_elements(particles.data(), shape, sigma, threads);
     }
     const auto n = static_cast<py::ssize_t>(s.size());
-    return py::make_tuple(to_array(s.particle, {n}), to_array(s.centre, {n, 3}), to_array(s.normal, {n, 3}),
+    return py::make_tuple(to_array(s.particle, {n}), to_array(s.center, {n, 3}), to_array(s.normal, {n, 3}),
                           to_array(s.area, {n}), to_array(s.axis, {n}));
 }
 
@@ -116,7 +116,7 @@ void bind_raytrace(py::module_& m) {
     m.def("surface_elements", &surface_elements, py::arg("particles"), py::kw_only(), py::arg("sigma") = 2.0,
           py::arg("threads") = 0,
           "Area-correct surface of every particle: one element per voxel face between a particle\n"
-          "and anything else. Returns (particle int32 (n,), centre float64 (n, 3) voxel coordinates,\n"
+          "and anything else. Returns (particle int32 (n,), center float64 (n, 3) voxel coordinates,\n"
           "normal float64 (n, 3) outward unit normals from the gradient of the Gaussian-smoothed\n"
           "(std sigma voxels) indicator, area float64 (n,) voxel^2 = |n . face axis|, axis int8 (n,)\n"
           "signed outward face axis +-1 z, +-2 y, +-3 x).");

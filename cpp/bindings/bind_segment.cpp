@@ -176,7 +176,7 @@ void bind_segment(py::module_& m) {
         py::arg("min_changes") = 0, py::arg("slab") = 0, py::arg("threads") = 0,
         "Iterated conditional modes on labels (uint8, updated in place) so that the blurred levels\n"
         "explain data: E = data_weight * |data - H levels[labels]|^2 + smoothness * #unlike\n"
-        "6-neighbour pairs + pair unaries (U(b) = max(0, d), U(a) = max(0, -d)).\n\n"
+        "6-neighbor pairs + pair unaries (U(b) = max(0, d), U(a) = max(0, -d)).\n\n"
         "data : (z, y, x) float32; labels : (z, y, x) uint8, writeable; levels : (K,) float32, K <= 8;\n"
         "sigma : (3,) PSF sigma in voxels; allowed : (z, y, x) uint8 bit masks or None;\n"
         "pairs : (P, 2) uint8 label pairs and unary : (P, z, y, x) float32, or None.\n"
@@ -208,7 +208,7 @@ void bind_segment(py::module_& m) {
         },
         py::arg("data"), py::arg("labels"), py::arg("levels"), py::arg("sigma"), py::kw_only(),
         py::arg("pairs") = py::none(), py::arg("unary") = py::none(), py::arg("data_weight") = 1.0,
-        py::arg("smoothness") = 0.0, py::arg("threads") = 0, "The energy icm minimises, for given labels.");
+        py::arg("smoothness") = 0.0, py::arg("threads") = 0, "The energy icm minimizes, for given labels.");
 }
 
 }  // namespace tomofuse::bindings

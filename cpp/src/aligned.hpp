@@ -21,7 +21,7 @@ struct AlignedFree {
 template <typename T>
 using AlignedArray = std::unique_ptr<T[], AlignedFree>;
 
-/// Uninitialised storage for `count` elements of T, or nullptr when it cannot
+/// Uninitialized storage for `count` elements of T, or nullptr when it cannot
 /// be allocated (never throws: safe inside an OpenMP region).
 template <typename T>
 AlignedArray<T> try_alloc_aligned(std::size_t count) noexcept {

@@ -138,7 +138,7 @@ namespace detail {
 // Tables for the 8 elements around a node: element d = 4 dz + 2 dy + dx
 // sits at voxel (i-1+dz, j-1+dy, k-1+dx); the node is its local corner
 // 7 - d; its corner b is the node at slot slot(d) + slot(b) of the 3x3x3
-// neighbourhood, slot(x) = 9 xz + 3 xy + xx.
+// neighborhood, slot(x) = 9 xz + 3 xy + xx.
 struct Tables {
     double m[8][8], k[8][8];
     int slot[8][8];
@@ -172,7 +172,7 @@ const Tables& tables() {
 
 // Row values (pattern order) of every occupancy byte for mass * M + stiffness * K,
 // summed in the same order as the per-node assembly.
-std::vector<double> neighbourhood_rows(double cm, double ck) {
+std::vector<double> neighborhood_rows(double cm, double ck) {
     const Tables& tab = tables();
     std::vector<double> rows(256 * 27, 0.0);
     for (int occ = 0; occ < 256; ++occ) {
@@ -259,13 +259,13 @@ SparseOperator::SparseOperator(std::shared_ptr<const CsrPattern> pattern, std::v
     }
 }
 
-SparseOperator::SparseOperator(std::shared_ptr<const CsrPattern> pattern, NeighbourhoodTable table)
+SparseOperator::SparseOperator(std::shared_ptr<const CsrPattern> pattern, NeighborhoodTable table)
     : pattern_(std::move(pattern)), table_(std::move(table)), preconditioners_(std::make_unique<Preconditioners>()) {
     if (!pattern_ || !table_.occupancy) {
         throw InvalidArgument("SparseOperator: pattern and occupancy must not be null");
     }
     if (table_.occupancy->size() != pattern_->rows() || table_.rows.size() != 256 * 27) {
-        throw InvalidArgument("SparseOperator: the neighbourhood table does not match the pattern");
+        throw InvalidArgument("SparseOperator: the neighborhood table does not match the pattern");
     }
 }
 
@@ -355,7 +355,7 @@ std::shared_ptr<const SparseOperator::Factor> SparseOperator::cholesky_factor() 
     auto f = std::make_unique<Factor>();
     f->ic.compute(csc);
     if (f->ic.info() != Eigen::Success) {
-        throw Error("solve: incomplete Cholesky factorisation failed (matrix not positive definite?)");
+        throw Error("solve: incomplete Cholesky factorization failed (matrix not positive definite?)");
     }
     preconditioners_->factor = std::move(f);
     return preconditioners_->factor;
@@ -370,7 +370,7 @@ std::shared_ptr<const detail::VCycle> SparseOperator::multigrid(int threads) con
     if (preconditioners_->vcycle) {
         return preconditioners_->vcycle;
     }
-    // Gershgorin bound of lambda_max(D^-1 A) over the neighbourhoods present.
+    // Gershgorin bound of lambda_max(D^-1 A) over the neighborhoods present.
     bool present[256] = {};
     for (std::uint8_t o : *table_.occupancy) {
         present[o] = true;
@@ -726,8 +726,8 @@ void VoxelMesh::assemble_into(double mass, double stiffness, const double* eleme
     const double ck = stiffness * h_;
     const auto nn = static_cast<std::ptrdiff_t>(num_nodes());
     if (element_coefficient == nullptr) {
-        // Every row is its neighbourhood's row of the table.
-        const std::vector<double> rows = detail::neighbourhood_rows(cm, ck);
+        // Every row is its neighborhood's row of the table.
+        const std::vector<double> rows = detail::neighborhood_rows(cm, ck);
         const std::uint8_t* occ = occupancy_->data();
         TOMOFUSE_OMP(parallel for schedule(static, 1024) num_threads(threads) if (threads > 1))
         for (std::ptrdiff_t n = 0; n < nn; ++n) {
@@ -789,8 +789,8 @@ SparseOperator VoxelMesh::make_operator(double mass, double stiffness, const dou
         if (!std::isfinite(mass) || !std::isfinite(stiffness)) {
             throw InvalidArgument("make_operator: mass and stiffness factors must be finite");
         }
-        return SparseOperator(pattern_, NeighbourhoodTable{occupancy_,
-                                                           detail::neighbourhood_rows(mass * h_ * h_ * h_, stiffness * h_),
+        return SparseOperator(pattern_, NeighborhoodTable{occupancy_,
+                                                           detail::neighborhood_rows(mass * h_ * h_ * h_, stiffness * h_),
                                                            hierarchy_, mass, stiffness});
     }
     return SparseOperator(pattern_, assemble(mass, stiffness, element_coefficient, node_diagonal, nthreads));

@@ -220,7 +220,7 @@ VCycle::VCycle(std::shared_ptr<const HierarchySource> source, double alpha, doub
         Eigen::SparseMatrix<double> c = a_.back();
         coarsest_.compute(c);
         if (coarsest_.info() != Eigen::Success) {
-            throw Error("solve: the coarsest multigrid level could not be factorised");
+            throw Error("solve: the coarsest multigrid level could not be factorized");
         }
     }
 }

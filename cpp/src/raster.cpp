@@ -20,7 +20,7 @@ namespace detail {
 template <typename Real>
 class SphereGrid {
   public:
-    SphereGrid(const Real* centres, const Real* radii, std::size_t m) : centres_(centres), radii_(radii) {
+    SphereGrid(const Real* centers, const Real* radii, std::size_t m) : centers_(centers), radii_(radii) {
         double rmax = 0;
         for (std::size_t i = 0; i < 3; ++i) {
             lo_[i] = INFINITY;
@@ -34,9 +34,9 @@ class SphereGrid {
             }
             rmax = std::max(rmax, r);
             for (std::size_t i = 0; i < 3; ++i) {
-                const double c = centres[3 * s + i];
+                const double c = centers[3 * s + i];
                 if (!std::isfinite(c)) {
-                    throw InvalidArgument("centres must be finite, got a non-finite value in row " +
+                    throw InvalidArgument("centers must be finite, got a non-finite value in row " +
                                           std::to_string(s));
                 }
                 lo_[i] = std::min(lo_[i], c - r);
@@ -72,8 +72,8 @@ class SphereGrid {
             for (std::size_t s = 0; s < m; ++s) {
                 std::array<std::size_t, 3> a{}, b{};
                 for (std::size_t i = 0; i < 3; ++i) {
-                    a[i] = clamp_cell(centres[3 * s + i] - radii[s], i);
-                    b[i] = clamp_cell(centres[3 * s + i] + radii[s], i);
+                    a[i] = clamp_cell(centers[3 * s + i] - radii[s], i);
+                    b[i] = clamp_cell(centers[3 * s + i] + radii[s], i);
                 }
                 for (std::size_t z = a[0]; z <= b[0]; ++z) {
                     for (std::size_t y = a[1]; y <= b[1]; ++y) {
@@ -105,7 +105,7 @@ class SphereGrid {
             const std::size_t s = index_[k];
             double d2 = 0;
             for (std::size_t i = 0; i < 3; ++i) {
-                const double d = static_cast<double>(p[i]) - static_cast<double>(centres_[3 * s + i]);
+                const double d = static_cast<double>(p[i]) - static_cast<double>(centers_[3 * s + i]);
                 d2 += d * d;
             }
             const double r = radii_[s];
@@ -125,7 +125,7 @@ class SphereGrid {
         return std::min(static_cast<std::size_t>(f), dims_[axis] - 1);
     }
 
-    const Real* centres_;
+    const Real* centers_;
     const Real* radii_;
     double lo_[3]{}, hi_[3]{}, inv_cell_ = 1;
     std::size_t dims_[3]{1, 1, 1};
@@ -136,14 +136,14 @@ class SphereGrid {
 }  // namespace detail
 
 template <typename Real>
-void points_in_spheres(const Real* points, std::size_t n, const Real* centres, const Real* radii,
+void points_in_spheres(const Real* points, std::size_t n, const Real* centers, const Real* radii,
                        std::size_t m, std::uint8_t* inside, int nthreads) {
     const int threads = resolve_threads(nthreads);
     if (n > 0 && (points == nullptr || inside == nullptr)) {
         throw InvalidArgument("points and inside must not be null when n > 0");
     }
-    if (m > 0 && (centres == nullptr || radii == nullptr)) {
-        throw InvalidArgument("centres and radii must not be null when m > 0");
+    if (m > 0 && (centers == nullptr || radii == nullptr)) {
+        throw InvalidArgument("centers and radii must not be null when m > 0");
     }
     if (m > UINT32_MAX) {
         throw InvalidArgument("at most 2^32 - 1 spheres are supported");
@@ -152,7 +152,7 @@ void points_in_spheres(const Real* points, std::size_t n, const Real* centres, c
         std::fill(inside, inside + n, std::uint8_t{0});
         return;
     }
-    const detail::SphereGrid<Real> grid(centres, radii, m);
+    const detail::SphereGrid<Real> grid(centers, radii, m);
     const auto count = static_cast<std::ptrdiff_t>(n);
     TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
     for (std::ptrdiff_t i = 0; i < count; ++i) {

@@ -202,7 +202,7 @@ class ParticleSurface {
                         const double c[3] = {static_cast<double>(z) + 0.5, static_cast<double>(y) + 0.5,
                                              static_cast<double>(x) + 0.5};
                         for (int a = 0; a < 3; ++a) {
-                            out.centre.push_back(c[a] + (a == axis ? 0.5 * sign : 0.0));
+                            out.center.push_back(c[a] + (a == axis ? 0.5 * sign : 0.0));
                             out.normal.push_back(n[a]);
                         }
                         out.area.push_back(along);
@@ -374,13 +374,13 @@ SurfaceElements surface_elements(const std::int32_t* particles, const Shape3& sh
         n += p.size();
     }
     out.particle.reserve(n);
-    out.centre.reserve(3 * n);
+    out.center.reserve(3 * n);
     out.normal.reserve(3 * n);
     out.area.reserve(n);
     out.axis.reserve(n);
     for (const auto& p : parts) {
         out.particle.insert(out.particle.end(), p.particle.begin(), p.particle.end());
-        out.centre.insert(out.centre.end(), p.centre.begin(), p.centre.end());
+        out.center.insert(out.center.end(), p.center.begin(), p.center.end());
         out.normal.insert(out.normal.end(), p.normal.begin(), p.normal.end());
         out.area.insert(out.area.end(), p.area.begin(), p.area.end());
         out.axis.insert(out.axis.end(), p.axis.begin(), p.axis.end());

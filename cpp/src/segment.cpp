@@ -31,7 +31,7 @@ struct Band {
     }
 };
 
-// H: the sampled, normalised Gaussian of `sigma` voxels with edge-replicated
+// H: the sampled, normalized Gaussian of `sigma` voxels with edge-replicated
 // boundaries (entries beyond the ends fold onto the end samples).
 Band gaussian_band(std::size_t n, double sigma) {
     Band b;
@@ -118,7 +118,7 @@ Band gram(const Band& h) {
 }
 
 // Apply a band along one axis of a (nz, ny, nx) double volume, in -> out (distinct).
-// Along y and z whole rows of x are combined (contiguous, vectorisable); along x each
+// Along y and z whole rows of x are combined (contiguous, vectorizable); along x each
 // row is filtered on its own. Every output value is computed the same way whatever the
 // thread count.
 void apply_axis(const double* in, double* out, Shape s, int axis, const Band& b, int threads) {

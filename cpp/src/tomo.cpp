@@ -192,7 +192,7 @@ namespace detail {
 // (angle, column + 1, row-in-block) with a zero column on either side of the
 // detector, so linear interpolation needs no bounds checks and the B slices of
 // a voxel column are contiguous: one weight pair serves B samples, which the
-// compiler vectorises.  `acc` is (y1 - y0, nx, B) and is accumulated over the
+// compiler vectorizes.  `acc` is (y1 - y0, nx, B) and is accumulated over the
 // angles in order, so every voxel's sum has a fixed order.
 // The voxels x in [lo, hi) of one row whose padded position p = (x + 0.5 - cx) c + base
 // satisfies 0 <= p < top (p is monotonic in x; the ends are checked with the
@@ -272,7 +272,7 @@ inline __attribute__((always_inline)) void add_tap_pair(const Real* ta, double c
 // (angle, column + 1, row-in-block) with a zero column on either side of the
 // detector, so linear interpolation needs no bounds checks and the B slices of
 // a voxel column are contiguous: one weight pair serves B samples, which the
-// compiler vectorises.  `acc` is (y1 - y0, nx, B) and is accumulated over the
+// compiler vectorizes.  `acc` is (y1 - y0, nx, B) and is accumulated over the
 // angles in order, so every voxel's sum has a fixed order.
 template <typename Real, std::size_t B>
 inline __attribute__((always_inline)) void backproject_block_rows(const Real* block, std::size_t n_cols,

@@ -21,7 +21,7 @@ const double kPi = 3.14159265358979323846;
 constexpr std::size_t N = 8, M = 2, H = 24, W = 26, K = 6;
 
 std::vector<double> positions() {
-    // (y, x) probe-centre positions: a whole-pixel one, one whole in y only, and random fractions.
+    // (y, x) probe-center positions: a whole-pixel one, one whole in y only, and random fractions.
     std::vector<double> p = {0.0, 0.0, 2.0, -3.25};
     const auto r = tomofuse::test::random_reals(2 * (K - 2), 11, -6.0, 6.0);
     p.insert(p.end(), r.begin(), r.end());

@@ -77,7 +77,7 @@ TEST(Raytrace, ASingleVoxelParticleHasSixUnitFaces) {
         area += s.area[i];
         const int axis = std::abs(s.axis[i]) - 1;  // 0 z, 1 y, 2 x
         EXPECT_NEAR(s.normal[3 * i + static_cast<std::size_t>(axis)], s.axis[i] > 0 ? 1.0 : -1.0, 1e-12);
-        EXPECT_NEAR(s.centre[3 * i + static_cast<std::size_t>(axis)], s.axis[i] > 0 ? 3.0 : 2.0, 1e-12);
+        EXPECT_NEAR(s.center[3 * i + static_cast<std::size_t>(axis)], s.axis[i] > 0 ? 3.0 : 2.0, 1e-12);
     }
     EXPECT_NEAR(area, 6.0, 1e-12);
 }

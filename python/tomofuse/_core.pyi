@@ -134,12 +134,12 @@ def backproject_linear(
 
 def points_in_spheres(
     points: _RealArray,
-    centres: _RealArray,
+    centers: _RealArray,
     radii: _RealArray,
     *,
     threads: int = 0,
 ) -> npt.NDArray[np.bool_]:
-    """(n,) whether each of the (n, 3) points lies inside any of the spheres (centres (m, 3),
+    """(n,) whether each of the (n, 3) points lies inside any of the spheres (centers (m, 3),
     radii (m,), same dtype as points; distance <= radius)."""
 
 def trace_rays(
@@ -171,7 +171,7 @@ def surface_elements(
     npt.NDArray[np.int8],
 ]:
     """Area-correct surface of every particle, one element per voxel face between a particle and
-    anything else: (particle (n,), centre (n, 3) voxel coordinates, outward unit normal (n, 3),
+    anything else: (particle (n,), center (n, 3) voxel coordinates, outward unit normal (n, 3),
     area (n,) voxel^2, axis (n,) signed face axis +-1 z, +-2 y, +-3 x)."""
 
 # --------------------------------------------------------------------------- finite elements
@@ -311,7 +311,7 @@ class PtychoScan:
     def ml_iteration(self, intensities: _F32, mask: _U8 | None, object: _Complex64Array, probe: _Complex64Array,
                      state: object, far: _Complex64Array, chi: _Complex64Array, *, start: bool = False,
                      update_object: bool = True, update_probe: bool = True, intensity_floor: float = 1e-6,
-                     precond_regularisation: float = 1e-2, max_backtracks: int = 10, smoothness: float = 0.0,
+                     precond_regularization: float = 1e-2, max_backtracks: int = 10, smoothness: float = 0.0,
                      threads: int = 0) -> tuple[float, float, int, bool]:
         """One ML iteration in place: (objective, alpha, backtracks, restarted)."""
 
@@ -346,8 +346,8 @@ def icm(
     slab: int = 0,
     threads: int = 0,
 ) -> dict[str, object]:
-    """Iterated conditional modes on labels (updated in place) minimising
-    data_weight * |data - H levels[labels]|^2 + smoothness * #unlike 6-neighbour pairs + pair unaries.
+    """Iterated conditional modes on labels (updated in place) minimizing
+    data_weight * |data - H levels[labels]|^2 + smoothness * #unlike 6-neighbor pairs + pair unaries.
     Returns {'sweeps', 'changes', 'energy_before', 'energy_after'}."""
 
 def icm_energy(
@@ -362,4 +362,4 @@ def icm_energy(
     smoothness: float = 0.0,
     threads: int = 0,
 ) -> float:
-    """The energy icm minimises, for given labels."""
+    """The energy icm minimizes, for given labels."""

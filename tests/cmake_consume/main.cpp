@@ -99,7 +99,7 @@ int main() {
         const std::vector<cf> in = random_frames(c.batch * n, rng);
         const tomofuse::fft::Plan2D plan(c.ny, c.nx);
 
-        // Out of place, forward and backward, numpy "backward" normalisation.
+        // Out of place, forward and backward, numpy "backward" normalization.
         std::vector<cf> out(in.size());
         plan.execute(in.data(), out.data(), c.batch, Direction::Forward, Norm::Backward, 2);
         check("forward", rel_error(out.data(), in, c.batch, c.ny, c.nx, -1, 1.0));

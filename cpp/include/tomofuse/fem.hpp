@@ -5,7 +5,7 @@
 // (i, j, k) spans [i, i+1) x [j, j+1) x [k, k+1) times `voxel_size`. Every
 // voxel with a nonzero mask value is one element; its nodes are its 8 corners,
 // points of the (nz+1, ny+1, nx+1) node grid. Nodes are numbered in C order of
-// their grid position, so a row's neighbours have increasing ids in the order
+// their grid position, so a row's neighbors have increasing ids in the order
 // of their grid offsets.
 //
 // Local node a of an element is 4 bz + 2 by + bx, where bit b_d = 1 marks the
@@ -81,9 +81,9 @@ struct CgResult {
 };
 
 /// The values of a voxel-mesh matrix without per-element data, stored once
-/// per neighbourhood instead of once per row: a node's row depends only on
+/// per neighborhood instead of once per row: a node's row depends only on
 /// which of its 8 surrounding voxels are elements (its occupancy byte).
-struct NeighbourhoodTable {
+struct NeighborhoodTable {
     std::shared_ptr<const std::vector<std::uint8_t>> occupancy;  ///< occupancy byte of every row
     std::vector<double> rows;  ///< 256 x 27: row values of each occupancy, in pattern order
     std::shared_ptr<const detail::HierarchySource> hierarchy;  ///< coarse levels (multigrid), may be null
@@ -92,14 +92,14 @@ struct NeighbourhoodTable {
 };
 
 /// A symmetric matrix on a (shared) CSR pattern, with its values either
-/// stored per entry or looked up in a NeighbourhoodTable (matrix-free values).
+/// stored per entry or looked up in a NeighborhoodTable (matrix-free values).
 class TOMOFUSE_EXPORT SparseOperator {
 public:
     /// `values` has one entry per pattern entry. Throws InvalidArgument on a
     /// size mismatch.
     SparseOperator(std::shared_ptr<const CsrPattern> pattern, std::vector<double> values);
-    /// Values from a neighbourhood table (one occupancy byte per row).
-    SparseOperator(std::shared_ptr<const CsrPattern> pattern, NeighbourhoodTable table);
+    /// Values from a neighborhood table (one occupancy byte per row).
+    SparseOperator(std::shared_ptr<const CsrPattern> pattern, NeighborhoodTable table);
     ~SparseOperator();
     SparseOperator(SparseOperator&&) noexcept;
     SparseOperator& operator=(SparseOperator&&) noexcept;
@@ -109,7 +109,7 @@ public:
     std::size_t rows() const noexcept { return pattern_ ? pattern_->rows() : 0; }
     const CsrPattern& pattern() const noexcept { return *pattern_; }
     std::shared_ptr<const CsrPattern> shared_pattern() const noexcept { return pattern_; }
-    /// Whether the values come from a neighbourhood table (no per-entry storage).
+    /// Whether the values come from a neighborhood table (no per-entry storage).
     bool table_values() const noexcept { return values_.empty() && table_.occupancy != nullptr; }
     /// The values, one per pattern entry (a copy; built from the table if needed).
     std::vector<double> values() const;
@@ -138,7 +138,7 @@ private:
     std::shared_ptr<const detail::VCycle> multigrid(int threads) const;
     std::shared_ptr<const CsrPattern> pattern_;
     std::vector<double> values_;
-    NeighbourhoodTable table_;
+    NeighborhoodTable table_;
     std::unique_ptr<Preconditioners> preconditioners_;  // built on first use (thread-safe)
 };
 
@@ -184,7 +184,7 @@ public:
 
     /// The operator mass * M + stiffness * K + diag(node_diagonal) (see assemble).
     /// Without element coefficients and node diagonal its values come from a
-    /// NeighbourhoodTable: 1 byte per row instead of 8 per entry, and a
+    /// NeighborhoodTable: 1 byte per row instead of 8 per entry, and a
     /// matrix-vector product reading about a third of the memory.
     SparseOperator make_operator(double mass, double stiffness, const double* element_coefficient = nullptr,
                                  const double* node_diagonal = nullptr, int nthreads = 0) const;

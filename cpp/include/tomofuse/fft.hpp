@@ -2,7 +2,7 @@
 //
 // A batch is `batch` frames of ny*nx elements each, stored one after the other
 // in C order (the last two axes of a C-contiguous (..., ny, nx) array).
-// Normalisation follows numpy.fft:
+// Normalization follows numpy.fft:
 //   Norm::Backward  forward unscaled,        backward scaled by 1/(ny*nx)
 //   Norm::Ortho     both scaled by 1/sqrt(ny*nx)
 //   Norm::Forward   forward scaled by 1/(ny*nx), backward unscaled

@@ -1,6 +1,6 @@
 // Far-field ptychography engines: difference map (Thibault et al.,
 // Ultramicroscopy 109, 338 (2009)) and maximum likelihood with a Poisson
-// noise model, minimised by preconditioned nonlinear conjugate gradients with
+// noise model, minimized by preconditioned nonlinear conjugate gradients with
 // a polynomial line search (Thibault & Guizar-Sicairos, New J. Phys. 14,
 // 063004 (2012)).
 //
@@ -66,8 +66,8 @@ struct TOMOFUSE_EXPORT Window {
 ///   the rounded fraction.
 class TOMOFUSE_EXPORT Scan {
 public:
-    /// Windows from probe-centre positions (y, x) in object pixels relative to
-    /// the object's centre index (height // 2, width // 2): y0 = floor(y) +
+    /// Windows from probe-center positions (y, x) in object pixels relative to
+    /// the object's center index (height // 2, width // 2): y0 = floor(y) +
     /// height // 2 - n // 2, fy = y - floor(y). Throws InvalidArgument naming
     /// the first position that puts the window outside the object, ShapeError
     /// for empty or inconsistent sizes.
@@ -123,8 +123,8 @@ struct DMOptions {
     bool update_object = true;
     bool update_probe = true;
     int overlap_iterations = 1;   ///< alternating object / probe updates per iteration (>= 1)
-    float object_inertia = 1e-3f; ///< regularisation relative to the largest illumination
-    float probe_inertia = 1e-3f;  ///< regularisation relative to the largest object power
+    float object_inertia = 1e-3f; ///< regularization relative to the largest illumination
+    float probe_inertia = 1e-3f;  ///< regularization relative to the largest object power
     /// Per-pattern bound (K values, sum of squared amplitude errors) below which the
     /// modulus constraint leaves a pattern alone, and down to which it relaxes it
     /// (Thibault et al. 2009's power bound); nullptr = strict constraint.
@@ -141,7 +141,7 @@ struct DMOptions {
 ///      (relaxed by options.bound: with error e_k > b_k the model amplitude
 ///      moves to A + sqrt(b_k / e_k) (|Psi| - A), with e_k <= b_k not at all).
 /// `error[k]` receives sum over valid pixels of (|F(2 P o_k - exit)| - A)^2
-/// before the modulus constraint (amplitudes in the unitary normalisation);
+/// before the modulus constraint (amplitudes in the unitary normalization);
 /// `model_error[k]`, if not null, the same for the model P o_k after the
 /// overlap projection (one more transform per pattern and mode). Object, probe,
 /// exit, error and model_error must not overlap each other or the amplitudes,
@@ -186,10 +186,10 @@ struct MLOptions {
     bool update_object = true;
     bool update_probe = true;
     float intensity_floor = 1e-6f;       ///< added to model intensities (counts)
-    float precond_regularisation = 1e-2f;///< relative to the largest preconditioner value
+    float precond_regularization = 1e-2f;///< relative to the largest preconditioner value
     int max_backtracks = 10;
     /// Weight mu of the Gaussian smoothness prior on the object,
-    /// mu * sum over neighbouring pixels |O_i - O_j|^2, added to the NLL (0 = none).
+    /// mu * sum over neighboring pixels |O_i - O_j|^2, added to the NLL (0 = none).
     double smoothness = 0.0;
 };
 

@@ -1,4 +1,4 @@
-// Point-in-shape queries for rasterising implicit geometry (phantoms, masks).
+// Point-in-shape queries for rasterizing implicit geometry (phantoms, masks).
 #pragma once
 
 #include <cstddef>
@@ -9,7 +9,7 @@
 namespace tomofuse::raster {
 
 /// For each of `n` points (row-major (n, 3)), whether it lies inside (distance
-/// <= radius) any of `m` spheres (centres row-major (m, 3), radii (m,)).
+/// <= radius) any of `m` spheres (centers row-major (m, 3), radii (m,)).
 /// Writes 1/0 to `inside[n]`.
 ///
 /// Spheres are binned once into a uniform grid of cells twice the largest
@@ -18,9 +18,9 @@ namespace tomofuse::raster {
 /// point, so results are identical for any thread count.
 ///
 /// Throws tomofuse::InvalidArgument for null pointers with non-zero counts,
-/// negative or non-finite radii, non-finite centres, or nthreads < 0.
+/// negative or non-finite radii, non-finite centers, or nthreads < 0.
 template <typename Real>
-void points_in_spheres(const Real* points, std::size_t n, const Real* centres, const Real* radii,
+void points_in_spheres(const Real* points, std::size_t n, const Real* centers, const Real* radii,
                        std::size_t m, std::uint8_t* inside, int nthreads = 0);
 
 extern template TOMOFUSE_EXPORT void points_in_spheres<float>(const float*, std::size_t, const float*,

@@ -2,7 +2,7 @@
 // particle surfaces the rays start from.
 //
 // Coordinates are continuous voxel coordinates in (z, y, x) order: voxel
-// (i, j, k) spans [i, i+1) x [j, j+1) x [k, k+1), its centre is (i+.5, j+.5, k+.5).
+// (i, j, k) spans [i, i+1) x [j, j+1) x [k, k+1), its center is (i+.5, j+.5, k+.5).
 #pragma once
 
 #include <array>
@@ -123,7 +123,7 @@ TOMOFUSE_EXPORT void trace_rays(const std::uint8_t* labels, const std::int32_t* 
 /// Surface elements of every particle (see surface_elements).
 struct SurfaceElements {
     std::vector<std::int32_t> particle;  ///< owning particle id
-    std::vector<double> centre;          ///< (n, 3) face centres, voxel coordinates
+    std::vector<double> center;          ///< (n, 3) face centers, voxel coordinates
     std::vector<double> normal;          ///< (n, 3) outward unit normals
     std::vector<double> area;            ///< (n,) area in voxel^2 (area-correct weights)
     std::vector<std::int8_t> axis;       ///< signed outward face axis: +-1 z, +-2 y, +-3 x

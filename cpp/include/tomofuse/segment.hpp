@@ -7,7 +7,7 @@
 // point-spread function H (Gaussian, per-axis sigma, edge-replicated), plus noise:
 //
 //   E(L) = w * sum_i (y_i - (H m[L])_i)^2                    data (w = 1 / (2 s^2))
-//        + beta * #{6-neighbour pairs with different labels} smoothness (Potts)
+//        + beta * #{6-neighbor pairs with different labels} smoothness (Potts)
 //        + sum_i U_i(L_i)                                      unary (pair form, below)
 //
 // ICM visits every voxel and gives it the label that lowers E most, keeping the
@@ -42,7 +42,7 @@ struct Shape {
 TOMOFUSE_EXPORT int kernel_radius(double sigma);
 
 /// out = H in (adjoint = false) or H^T in (adjoint = true): per-axis sampled Gaussians
-/// (sigma[3] in voxels along z, y, x, each normalised to sum 1; sigma 0 = identity)
+/// (sigma[3] in voxels along z, y, x, each normalized to sum 1; sigma 0 = identity)
 /// with edge-replicated boundaries. `in` and `out` may be the same array.
 /// Throws InvalidArgument for negative or non-finite sigma, null pointers or nthreads < 0.
 TOMOFUSE_EXPORT void gaussian_blur(const float* in, float* out, Shape shape, const double sigma[3],
@@ -50,7 +50,7 @@ TOMOFUSE_EXPORT void gaussian_blur(const float* in, float* out, Shape shape, con
 
 struct IcmOptions {
     double data_weight = 1.0;   ///< w = 1 / (2 s^2), per squared data unit (> 0)
-    double smoothness = 0.0;    ///< beta, per unlike 6-neighbour pair (>= 0)
+    double smoothness = 0.0;    ///< beta, per unlike 6-neighbor pair (>= 0)
     int max_sweeps = 10;        ///< >= 0
     std::size_t min_changes = 0;  ///< stop after a sweep that changes at most this many voxels
     int slab = 0;               ///< z-slab thickness for parallel sweeps (0: 4 r_z + 1, at least 8)

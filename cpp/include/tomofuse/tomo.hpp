@@ -30,12 +30,12 @@ void backproject(const Real* projections, const raytrace::Shape3& shape, const d
                  std::size_t n_angles, std::size_t n_cols, double center_offset, Real* volume, int nthreads = 0);
 
 /// Pixel-driven back-projection with linear interpolation on the detector, the
-/// back-projection step of filtered back-projection: each voxel centre (y, x)
+/// back-projection step of filtered back-projection: each voxel center (y, x)
 /// projects to u = (x - nx/2) cos theta + (y - ny/2) sin theta, i.e. column
 /// u - 0.5 + n_cols/2 + center_offset, and sums the interpolated values over
 /// the angles in order (zero beyond the detector), in `Real` arithmetic.
 /// `volume` is overwritten. Rows are processed in blocks so that one
-/// interpolation weight serves up to 32 slices (vectorised; instruction-set
+/// interpolation weight serves up to 32 slices (vectorized; instruction-set
 /// clones on GCC/x86-64 give identical bits). Every voxel is summed by one
 /// thread in a fixed order: identical results for any thread count.
 template <typename Real>

@@ -98,7 +98,7 @@ TOMOFUSE_ISA_CLONES void dm_update(cfloat* e, const cfloat* f, const cfloat* p, 
 }
 
 // Sum over valid pixels of (mag - amp)^2 (double): 8 interleaved partial sums (pixel q
-// goes to lane q % 8) added in lane order, a fixed order that vectorises.
+// goes to lane q % 8) added in lane order, a fixed order that vectorizes.
 TOMOFUSE_ISA_CLONES double amplitude_error(const float* mag, const float* amp, const std::uint8_t* mask,
                                            std::size_t nn) {
     constexpr std::size_t L = 8;

@@ -38,7 +38,7 @@ void scale_by(cfloat* f, const float* factor, std::size_t nn);
 void dm_update(cfloat* e, const cfloat* f, const cfloat* p, const cfloat* o, std::size_t nn);
 
 // Sum over valid pixels of (mag - amp)^2 (double): 8 interleaved partial sums (pixel q
-// goes to lane q % 8) added in lane order, a fixed order that vectorises.
+// goes to lane q % 8) added in lane order, a fixed order that vectorizes.
 double amplitude_error(const float* mag, const float* amp, const std::uint8_t* mask, std::size_t nn);
 
 // g = sum_m conj(P_m) w_m over one window row.

@@ -49,7 +49,7 @@ double chunked_sum(std::size_t count, int threads, F&& term) {
     return total;
 }
 
-// Gaussian smoothness prior R(O) = mu sum over neighbouring pixel pairs |O_i - O_j|^2
+// Gaussian smoothness prior R(O) = mu sum over neighboring pixel pairs |O_i - O_j|^2
 // (Thibault & Guizar-Sicairos 2012, sec. 3.4). Adds dR/dconj(O) to grad and returns R;
 // rows in parallel, each row's sum in order, rows summed in order.
 double smoothness_gradient(const Scan& s, const cfloat* o, double mu, cfloat* grad, int threads) {
@@ -195,7 +195,7 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
     }
     errors.rethrow();
     // Gradients w.r.t. conj(object) and conj(probe): chi is F^-1 (w Psi) in the unitary
-    // normalisation (the weight carries 1/n^2 for unscaled forward+backward).
+    // normalization (the weight carries 1/n^2 for unscaled forward+backward).
     object_gather_impl(s, ps, buffers.chi, grad_object, precond_object, threads);
     if (options.update_probe) {
         probe_gather(s, object, buffers.chi, grad_probe, precond_probe, threads);
@@ -325,7 +325,7 @@ MLStep ml_iteration(const Scan& s, const Data& intensities, cfloat* object, cflo
         for (std::size_t q = 0; q < count; ++q) {
             mx = std::max(mx, pre[q]);
         }
-        return options.precond_regularisation * mx + std::numeric_limits<float>::min();
+        return options.precond_regularization * mx + std::numeric_limits<float>::min();
     };
     const float ro = reg(state.precond_object, hw);
     const float rp = reg(state.precond_probe, nn);

@@ -75,7 +75,7 @@ def _check_inputs(labels, particles, voxel_size, phase):
     # per particle bounding box (float64), and the surface elements (~ 64 bytes per surface voxel).
     check_memory(64.0 * labels.size, stage="tomofuse.analysis.surface_coverage / sei_thickness",
                  detail=f"a {labels.shape} volume",
-                 remedy="analyse sub-volumes (particles do not interact), e.g. one slab of particles per call")
+                 remedy="analyze sub-volumes (particles do not interact), e.g. one slab of particles per call")
     try:
         phase = Phase(phase)
     except ValueError:

@@ -230,7 +230,7 @@ def _run_on_cluster(client, slabs, slab_source, source_kind, th, store, options,
     th_future = client.scatter(th, broadcast=True, hash=False)
     # The futures of scattered or computed slab inputs, held until their slab has finished: a
     # scattered future dropped by the client may be released before the task that needs it runs
-    # (the task is then cancelled for "lost dependencies").
+    # (the task is then canceled for "lost dependencies").
     sources = {}
 
     def submit(slab):

@@ -154,7 +154,7 @@ class SiliconParameters:
         return np.exp(lo + (hi - lo) * s)
 
     def sei_resistance(self, thickness):
-        """Area-specific ionic resistance (ohm m^2) of an SEI ``thickness`` metres thick."""
+        """Area-specific ionic resistance (ohm m^2) of an SEI ``thickness`` meters thick."""
         return self.sei_resistivity * np.asarray(thickness, dtype=np.float64)
 
 

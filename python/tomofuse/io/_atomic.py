@@ -121,7 +121,7 @@ def atomic_path(path: str | os.PathLike, *, argument: str = "path", overwrite: b
 def atomic_directory(path: str | os.PathLike, *, argument: str = "path", overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory name next to ``path``; rename it to ``path`` on success.
 
-    The directory analogue of ``atomic_path`` for directory stores (Zarr): the
+    The directory analog of ``atomic_path`` for directory stores (Zarr): the
     body creates and fills the yielded directory; only a complete directory
     ever carries the final name, and on error (or interruption) the temporary
     directory is removed.  Replacing an existing ``path`` takes two renames

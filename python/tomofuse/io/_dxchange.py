@@ -200,7 +200,7 @@ def read_dxchange(path: str | os.PathLike, *, rows: Optional[slice] = None) -> D
         ``data``, ``flat``, ``dark`` as stored (axes reordered to
         (theta, y, x) if the ``axes`` attribute says otherwise), ``theta`` in
         **radians** (converted from the file's degrees; a ``units`` attribute of
-        ``rad``/``radians`` is honoured), ``attrs``.
+        ``rad``/``radians`` is honored), ``attrs``.
 
     Raises
     ------

@@ -41,12 +41,12 @@ def _unit(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class SphericalField:
-    """A smooth random function on the unit sphere, standardised to mean 0, std 1.
+    """A smooth random function on the unit sphere, standardized to mean 0, std 1.
 
     ``g(u) = (sum_k cos(kappa_k u.d_k + phi_k) - mu) / sd`` with random
     directions ``d_k``, wavenumbers ``kappa_k`` and phases ``phi_k``;
     ``mu`` and ``sd`` are measured on a dense Fibonacci lattice so that the
-    realised field has unit variance over the sphere.
+    realized field has unit variance over the sphere.
 
     Parameters
     ----------

@@ -140,7 +140,7 @@ def _integer_shift(e: np.ndarray, t: np.ndarray, m: np.ndarray, max_shift: float
 
 
 def _fit(e: np.ndarray, t: np.ndarray, m: np.ndarray, max_shift: float) -> _Fit:
-    """Minimise ``||c shift_s(exp(i(a y + b x)) e) - t||_m`` over c, (a, b) and |s_y|, |s_x| <= max_shift."""
+    """Minimize ``||c shift_s(exp(i(a y + b x)) e) - t||_m`` over c, (a, b) and |s_y|, |s_x| <= max_shift."""
     h, w = t.shape
     match = _Matcher(e, t, m)
     # 1) ramp guess: difference of the mean phase gradients (insensitive to a small shift)

@@ -63,7 +63,7 @@ class MLOptions:
         Weight of the Gaussian smoothness prior on the object (sec. 3.4 of the
         paper), relative to the mean illumination of the scanned region (the
         diagonal curvature of the likelihood): ``mu = smoothness * mean(sum_k
-        |P|^2)``.  ML then minimises the Poisson negative log-likelihood plus the
+        |P|^2)``.  ML then minimizes the Poisson negative log-likelihood plus the
         prior, which decreases monotonically; 0 gives plain maximum likelihood
         (the likelihood itself is then monotone).
     update_probe : bool

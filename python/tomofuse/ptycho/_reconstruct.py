@@ -190,7 +190,7 @@ def orthogonalize_modes(probe: np.ndarray, *waves: np.ndarray) -> np.ndarray:
 def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float) -> np.ndarray:
     """Least-squares position update from the residual between exit waves and ``P o_k``.
 
-    Linearises the exit wave in the position (``P (o_k + dy d_y o_k + dx d_x o_k)`` for
+    Linearizes the exit wave in the position (``P (o_k + dy d_y o_k + dx d_x o_k)`` for
     the bilinear model, ``(P_k - dy d_y P_k - dx d_x P_k) o_k`` for shifted probes ``P_k``)
     and solves the 2 x 2 normal
     equations per pattern; the mean shift (a translation of the whole

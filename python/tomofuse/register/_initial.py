@@ -351,7 +351,7 @@ def euler_scales(image: sitk.Image) -> tuple:
 
 
 def single_threaded_metric(method: sitk.ImageRegistrationMethod) -> None:
-    """Run a registration method's metric and optimiser on one thread and one work unit.
+    """Run a registration method's metric and optimizer on one thread and one work unit.
 
     Set on the method itself: SimpleITK's process-wide default thread count is left alone, since
     other threads of the process (Dask workers, a caller's own SimpleITK work) read it concurrently.

@@ -27,7 +27,7 @@ FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
 #: (Gaussian sigma in fixed voxels, i.e. a FWHM of ~2 voxels).
 _FIXED_SIGMA_VOXELS = 0.85
 #: Fraction of the estimated relative blur applied to the fixed image for the rigid and B-spline
-#: stages.  Full resolution matching maximises the MI of the pair but biases its optimum: on the
+#: stages.  Full resolution matching maximizes the MI of the pair but biases its optimum: on the
 #: simulated 160^3 pairs the rigid TRE is 3.1 / 12.8 nm (no / 32 nm deformation) with the full
 #: blur, 0.8 / 12.5 nm with half of it, 1.6 / 12.4 nm with none; the B-spline candidate
 #: 7.9 / 9.1, 5.0 / 7.7 and 4.0 / 8.5 nm.
@@ -313,7 +313,7 @@ class SitkRegistration:
         return float(R.MetricEvaluate(fixed, self.moving if moving is None else moving))
 
     def _estimate_blur(self, rigid):
-        """Relative blur sigma that maximises the mutual information after rigid alignment."""
+        """Relative blur sigma that maximizes the mutual information after rigid alignment."""
         with _CpuClock() as clk:
             t = self._compose(rigid)
             base = 2.0 * float(self.msp.max())
@@ -376,7 +376,7 @@ class SitkRegistration:
         """B-spline stage on Mattes MI, kept only if two unlike similarities improve, together, on held-out voxels.
 
         On simulated PXCT/TXTM pairs every similarity tried (Mattes MI, correlation ratio,
-        correlation of gradient magnitudes) is maximised by some smooth warp that is *not*
+        correlation of gradient magnitudes) is maximized by some smooth warp that is *not*
         the true map, even without any deformation -- the modalities disagree on which
         phases differ -- and held-out voxels of the same similarity confirm that warp
         (bench/compare_registration.py).  The biases of unlike similarities differ while a

@@ -1,6 +1,6 @@
 """The report a scientist reads instead of a log: the paper's figures, measured beside the truth.
 
-``tomofuse.report`` turns the results of the stages into the analogues of Müller et al.'s
+``tomofuse.report`` turns the results of the stages into the analogs of Müller et al.'s
 Figs. 1-3 (one function per panel, each returning a matplotlib ``Figure``) and writes them, with
 a summary table of every measured number next to the truth it should reproduce, into one
 self-contained HTML page (``write_report``) and ``summary.json`` (``write_summary``).

@@ -61,7 +61,7 @@ def segment_blocks(fused, *, voxel_size: float, cycled: bool = False, energies_k
     labels (uint8, one eighth of a float32 fused volume) are assembled in memory. The
     partial-volume model and the minimum-size rules reach a few voxels, so a halo of 24
     voxels makes the blocks' result differ from ``segment(fused, thresholds=model)`` on the
-    whole volume only where the optimisation order differs (measured: see the tests).
+    whole volume only where the optimization order differs (measured: see the tests).
 
     Parameters
     ----------
@@ -69,7 +69,7 @@ def segment_blocks(fused, *, voxel_size: float, cycled: bool = False, energies_k
         NumPy array, h5py dataset, Zarr array or Dask array (anything sliceable); channels as
         in ``segment``.
     voxel_size : float
-        Voxel edge, metres.
+        Voxel edge, meters.
     cycled, energies_kev, resolution, channels, thresholds, threads, callback
         As in ``segment`` (``resolution`` is only used when the model is fitted).
     block : (3,) ints

@@ -2,7 +2,7 @@
 
 The method (Müller et al., "Multimodal Nanoscale Tomographic Imaging for Battery
 Electrodes": "thresholding and simple morphological operations" on the fused volume),
-made quantitative by modelling what each modality sees:
+made quantitative by modeling what each modality sees:
 
 1. *Initial labels* from physics: the PXCT histogram is fitted by a mixture whose means are
    an affine image of the phases' ``delta`` (``physical_levels``), which gives pore /
@@ -15,12 +15,12 @@ made quantitative by modelling what each modality sees:
 3. *Partial volumes*: a voxel between two phases takes an intermediate value that a
    plain threshold reads as a third phase (a false CBD rim on every particle).  Voxels of
    an intermediate label between a lower and a higher one are first given to the nearer
-   of the two, then iterated conditional modes (``_core.icm``) minimise
-   ``|PXCT - H m[L]|^2 / (2 s^2 v) + smoothness * #unlike neighbours + TXTM evidence``,
+   of the two, then iterated conditional modes (``_core.icm``) minimize
+   ``|PXCT - H m[L]|^2 / (2 s^2 v) + smoothness * #unlike neighbors + TXTM evidence``,
    the TXTM evidence being the local silicon (CBD) fraction of the graphite-silicon
    (CBD-SEI) voxels that the blurred TXTM implies, given the PXCT geometry.
 4. *Morphology*: SEI only within ``sei_max_distance`` of silicon and only in
-   components touching it; components below ``min_voxels`` join their neighbours.
+   components touching it; components below ``min_voxels`` join their neighbors.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .. import _core
+from .._memory import check_memory
 from .._phase import Phase
 from .._progress import Progress, ProgressCallback
 from .._validate import flag, positive_length
@@ -46,19 +47,20 @@ from ._result import Segmentation
 __all__ = ["segment", "CHANNEL_CHOICES"]
 
 logger = logging.getLogger(__name__)
+_BYTES_PER_VOXEL = 96  # peak memory of segment beyond its input, per voxel (see segment)
 
 #: ``channels`` of ``segment``: both modalities, or one alone (the single-modality baselines).
 CHANNEL_CHOICES = ("both", "pxct", "txtm")
 
 PORE, GRAPHITE, SILICON, CBD, SEI = (int(p) for p in Phase)
 
-#: Smoothness (Potts weight per unlike pair of 6-neighbours, in units of the data term).
+#: Smoothness (Potts weight per unlike pair of 6-neighbors, in units of the data term).
 SMOOTHNESS = 2.0
 #: Outer iterations (levels, noise and TXTM evidence refitted, then ICM).
 OUTER_ITERATIONS = 3
 #: ICM sweeps per outer iteration (it stops earlier once < 1e-4 of the voxels change).
 ICM_SWEEPS = 8
-#: Components of a phase smaller than this many voxels join their neighbours.
+#: Components of a phase smaller than this many voxels join their neighbors.
 MIN_VOXELS = 5
 #: Judge the PXCT PSF on the initial labels' pore/dense edges only (True) or on all voxels of
 #: the labels once graphite and silicon are split, refitted after the first round (False).
@@ -220,7 +222,7 @@ def _split_high(txtm: np.ndarray, valid: np.ndarray, labels: np.ndarray, sigma_t
 
 
 def _remove_rims(data: np.ndarray, labels: np.ndarray, levels: np.ndarray) -> int:
-    """Voxels of an intermediate level between a lower and a higher one (26-neighbourhood)
+    """Voxels of an intermediate level between a lower and a higher one (26-neighborhood)
     go to whichever of the two their value is nearer (a partial-volume edge, not a phase)."""
     from scipy import ndimage
 
@@ -336,13 +338,13 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
         units (a positive scale and any offset; the result does not depend on them).
         NaN in channel 1 marks voxels outside the TXTM field of view.
     voxel_size : float
-        Voxel edge of the fused grid, metres.
+        Voxel edge of the fused grid, meters.
     cycled : bool
         The electrode was cycled: an SEI phase exists (as a layer on silicon).
     energies_kev : (2,) floats
         PXCT and TXTM photon energies, keV (paper: 6.2 and 8.4 keV).
     resolution : (2,) floats, optional
-        FWHM (metres) of the PXCT and TXTM point-spread functions on the fused grid, e.g.
+        FWHM (meters) of the PXCT and TXTM point-spread functions on the fused grid, e.g.
         from the Fourier shell correlation; by default both are fitted to the data
         (anisotropic: filtered back-projection blurs slices more than the rotation axis).
     channels : {"both", "pxct", "txtm"}
@@ -366,11 +368,18 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
         raise ValueError(f"channels must be one of {CHANNEL_CHOICES}, got {channels!r}")
     v = positive_length(voxel_size, "voxel_size")
     e_p, e_t = _check_pair(energies_kev, "energies_kev", "keV")
-    res = None if resolution is None else _check_pair(resolution, "resolution", "metres, FWHM")
+    res = None if resolution is None else _check_pair(resolution, "resolution", "meters, FWHM")
     th = _threads(threads)
     cycled = flag(cycled, "cycled")
     model = None if thresholds is None else PhaseModel.from_dict(thresholds)
     pxct, txtm, valid = _check_fused(fused, channels, orientation=model is None)
+    # Peak memory beyond the input, measured with ru_maxrss at 96^3 and 128^3 voxels for every
+    # channel choice: 80-91 bytes per voxel (float64 standardized channels, float32 working
+    # copies, blurred label indicators, the pair unaries, the distance transforms); 96 with margin.
+    check_memory(_BYTES_PER_VOXEL * pxct.size, stage="tomofuse.segment.segment",
+                 detail=f"a {pxct.shape} volume, ~{_BYTES_PER_VOXEL} bytes per voxel",
+                 remedy="segment it in blocks with tomofuse.segment.segment_blocks (block=, halo=; one haloed "
+                        "block in memory per worker, client= distributes them)")
     # every channel to numbers of order one (the model is converted back at the end)
     pxct, c0, s0 = _standardize(fused, 0)
     txtm, c1, s1 = _standardize(fused, 1)

@@ -6,14 +6,14 @@ import numpy as np
 
 from .._phase import Phase
 
-__all__ = ["clean_labels", "fill_from_neighbours"]
+__all__ = ["clean_labels", "fill_from_neighbors"]
 
 _SI, _CBD, _SEI = int(Phase.SILICON), int(Phase.CBD), int(Phase.SEI)
 _UNKNOWN = 255
 
 
-def fill_from_neighbours(labels: np.ndarray, unknown: np.ndarray) -> None:
-    """Give every ``unknown`` voxel the most common label of its known 6-neighbours,
+def fill_from_neighbors(labels: np.ndarray, unknown: np.ndarray) -> None:
+    """Give every ``unknown`` voxel the most common label of its known 6-neighbors,
     growing inwards until none is left (in place; ties go to the lower label)."""
     flat = labels.reshape(-1)
     idx = np.flatnonzero(unknown)
@@ -53,10 +53,10 @@ def _sei_far_to_cbd(labels: np.ndarray, max_distance: float, threads: int) -> in
 def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silicon_voxels: float = 0.0,
                  sei_max_distance: float = np.inf, threads: int = 1) -> dict:
     """In place: silicon components smaller than ``min_silicon_voxels`` (below the
-    resolution of the modality that tells silicon from graphite) take their neighbours'
+    resolution of the modality that tells silicon from graphite) take their neighbors'
     labels; SEI farther than ``sei_max_distance`` voxels from silicon, and SEI components that
     touch no silicon, become CBD (cycled); every 6-connected component of a phase smaller than
-    ``min_voxels`` takes its neighbours' labels (and the SEI rules are applied once more).
+    ``min_voxels`` takes its neighbors' labels (and the SEI rules are applied once more).
     Returns counts of the voxels changed."""
     import cc3d
 
@@ -68,7 +68,7 @@ def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silic
         small = sizes[comp] < min_silicon_voxels
         out["small_silicon_voxels"] = int(small.sum())
         if small.any():
-            fill_from_neighbours(labels, small)
+            fill_from_neighbors(labels, small)
     if cycled and np.isfinite(sei_max_distance):
         out["sei_detached_voxels"] += _sei_far_to_cbd(labels, sei_max_distance, threads)
     if cycled and np.any(labels == _SEI):
@@ -93,7 +93,7 @@ def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silic
         small = sizes[comp] < min_voxels
         out["small_component_voxels"] = int(small.sum())
         if small.any():
-            fill_from_neighbours(labels, small)
+            fill_from_neighbors(labels, small)
             if cycled and np.isfinite(sei_max_distance):
                 out["sei_detached_voxels"] += _sei_far_to_cbd(labels, sei_max_distance, threads)
     return out

@@ -1,8 +1,8 @@
-"""Fitting the phase model to data: an initial labelling from physics, point-spread
+"""Fitting the phase model to data: an initial labeling from physics, point-spread
 functions, phase levels and noise.
 
 Everything here is invariant to a channel's scale and offset: levels are fitted in the
-data's units, the initial labelling comes from a mixture whose means are an affine image
+data's units, the initial labeling comes from a mixture whose means are an affine image
 of the physical levels (``_model.physical_levels``), and the noise is measured on the
 residual of the fitted model.
 """
@@ -185,7 +185,7 @@ def fit_psf(data: np.ndarray, labels: np.ndarray, ks: Sequence[int], blocks, *, 
             z_factors: Sequence[float] = (0.6, 0.8, 1.0, 1.25), valid: np.ndarray | None = None,
             score: np.ndarray | None = None, threads: int = 0) -> tuple[float, float, float]:
     """PSF sigma (voxels, (z, y, x) with y = x) that best explains the data given labels:
-    the isotropic sigma by a grid then a golden-section search between its neighbours,
+    the isotropic sigma by a grid then a golden-section search between its neighbors,
     then the z sigma relative to it (filtered back-projection blurs within slices, not
     along the rotation axis).  The residual is judged on ``score`` voxels (default all
     fitted ones)."""

@@ -57,7 +57,7 @@ def dice(labels, truth, *, mask: Optional[np.ndarray] = None) -> dict[Phase, flo
 
 
 def match_particles(particles, truth, *, min_iou: float = 0.5, mask: Optional[np.ndarray] = None) -> dict:
-    """Match particle ids of a labelling to a reference by intersection over union.
+    """Match particle ids of a labeling to a reference by intersection over union.
 
     Two particles match when their IoU is at least ``min_iou`` (> 0.5 makes the matching
     one-to-one).

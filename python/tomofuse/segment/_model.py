@@ -3,7 +3,7 @@
 ``PhaseModel`` is what ``segment`` reports in ``Segmentation.thresholds`` and takes back through
 ``thresholds=`` to fix every fitted quantity (e.g. to segment a second volume of the same
 session identically).  All quantities are in the data's own units (the levels of each phase
-in each channel) or in metres (point-spread functions), so a model never depends on the
+in each channel) or in meters (point-spread functions), so a model never depends on the
 scale or offset that a reconstruction chose.
 """
 
@@ -71,11 +71,11 @@ class PhaseModel:
     levels : (2, 5) ndarray
         Level of each ``Phase`` (columns) in each channel (rows: PXCT, TXTM), in the
         channel's own units; NaN for a channel that was not used.  A phase that the
-        segmentation does not use (SEI of a pristine electrode) repeats a neighbour's
+        segmentation does not use (SEI of a pristine electrode) repeats a neighbor's
         level.
     psf_sigma : (2, 3) ndarray
         Standard deviation of each channel's Gaussian point-spread function along
-        (z, y, x), metres (FWHM = 2.3548 sigma); filtered back-projection blurs within
+        (z, y, x), meters (FWHM = 2.3548 sigma); filtered back-projection blurs within
         slices more than along the rotation axis, so the two differ.
     noise : (2,) ndarray
         Standard deviation of each channel's noise, channel units.
@@ -84,7 +84,7 @@ class PhaseModel:
         terms are divided by it, so that correlated noise is not counted as independent
         evidence.
     smoothness : float
-        Weight of a pair of unlike 6-neighbours, in units of the data term (one
+        Weight of a pair of unlike 6-neighbors, in units of the data term (one
         squared noise standard deviation per voxel).
     sei_max_distance : float
         SEI is only a layer on silicon: no voxel farther than this from silicon is SEI.
@@ -103,7 +103,7 @@ class PhaseModel:
             raise ValueError(f"levels must have shape (2, {_N}) (channel, phase), got {lv.shape}")
         ps = np.array(self.psf_sigma, dtype=np.float64)
         if ps.shape != (2, 3) or not np.all(np.isfinite(ps)) or np.any(ps < 0):
-            raise ValueError(f"psf_sigma must be a (2, 3) array of finite lengths >= 0 in metres, got {ps!r}")
+            raise ValueError(f"psf_sigma must be a (2, 3) array of finite lengths >= 0 in meters, got {ps!r}")
         nz = np.array(self.noise, dtype=np.float64)
         cv = np.array(self.correlation_volume, dtype=np.float64)
         if nz.shape != (2,) or cv.shape != (2,):
@@ -117,7 +117,7 @@ class PhaseModel:
         if not (self.smoothness >= 0 and math.isfinite(self.smoothness)):
             raise ValueError(f"smoothness must be finite and >= 0, got {self.smoothness!r}")
         if not (self.sei_max_distance > 0 and math.isfinite(self.sei_max_distance)):
-            raise ValueError(f"sei_max_distance must be a positive length in metres, got {self.sei_max_distance!r}")
+            raise ValueError(f"sei_max_distance must be a positive length in meters, got {self.sei_max_distance!r}")
         for name, value in (("levels", lv), ("psf_sigma", ps), ("noise", nz), ("correlation_volume", cv)):
             value.setflags(write=False)
             object.__setattr__(self, name, value)

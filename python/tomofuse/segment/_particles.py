@@ -2,7 +2,7 @@
 
 The distance-transform watershed of Gostick's SNOW idea (Phys. Rev. E 96, 023307 (2017)):
 the Euclidean distance to the particle surface (``edt``) is smoothed, its peaks are the
-candidate particle centres, and peaks that belong to one particle are merged before the
+candidate particle centers, and peaks that belong to one particle are merged before the
 watershed: two peaks are one particle when one lies inside the other's inscribed sphere
 (nearby peaks) or when the distance map stays high along the segment joining them
 (no saddle: a lobe of an irregular particle, not a neck between two particles).  Touching
@@ -61,7 +61,7 @@ def _split_component(mask: np.ndarray, dt: np.ndarray, neck_ratio: float) -> np.
     dts = ndimage.gaussian_filter(dt, SMOOTHING, mode="nearest") if SMOOTHING > 0 else dt
     dts = np.where(mask, dts, 0.0)
     peaks = (ndimage.maximum_filter(dts, size=3, mode="constant") == dts) & mask & (dts > 0)
-    # plateaus give several neighbouring peak voxels: one per plateau
+    # plateaus give several neighboring peak voxels: one per plateau
     plab, n = ndimage.label(peaks, structure=np.ones((3, 3, 3), bool))
     if n <= 1:
         return mask.astype(np.int32)
@@ -88,7 +88,14 @@ def _split_component(mask: np.ndarray, dt: np.ndarray, neck_ratio: float) -> np.
     markers = np.zeros(mask.shape, np.int32)
     for j in range(n):
         markers[plab == j + 1] = ids[int(owner[j])]
-    return watershed(-dts, markers=markers, mask=mask).astype(np.int32)
+    out = watershed(-dts, markers=markers, mask=mask).astype(np.int32)
+    # The flood is face-connected, the component 26-connected: voxels joined to the rest only
+    # through edges or corners stay unreached (0); each takes the id of the nearest reached voxel.
+    lost = mask & (out == 0)
+    if lost.any():
+        nearest = ndimage.distance_transform_edt(out == 0, return_distances=False, return_indices=True)
+        out[lost] = out[tuple(i[lost] for i in nearest)]
+    return out
 
 
 def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_volume: Optional[float] = None,
@@ -105,9 +112,9 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
     labels : (z, y, x) integer ndarray
         ``tomofuse.Phase`` codes (e.g. ``Segmentation.labels``).
     voxel_size : float
-        Voxel edge, metres.
+        Voxel edge, meters.
     phase : Phase
-        The phase whose particles are labelled (default silicon).
+        The phase whose particles are labeled (default silicon).
     min_volume : float, optional
         Particles smaller than this volume (m^3) get id 0 (they stay in ``labels``).
     split : bool

@@ -33,7 +33,7 @@ class Segmentation:
     channels : str
         ``"both"``, ``"pxct"`` or ``"txtm"``.
     voxel_size : float
-        Metres.
+        Meters.
     cycled : bool
     info : dict
         Diagnostics (PSF in voxels, ICM sweeps and energies, morphology counts, seconds).

@@ -175,7 +175,7 @@ def _ls_shift(moving: np.ndarray, reference: np.ndarray, weight: np.ndarray, max
               chunk: int = 32) -> np.ndarray:
     """Least-squares shift ``s_a`` with ``moving[a, m, n] ~ reference[a, m, n - s_a]`` along the last axis.
 
-    Minimises ``sum_{m,n} w (moving - reference(n - s))^2``, with the reference
+    Minimizes ``sum_{m,n} w (moving - reference(n - s))^2``, with the reference
     interpolated band-limited (FFT of the ``periodic_pad`` extension).  Without ``start``, the integer
     lag in ``[-max_shift, max_shift]`` of least weighted squared difference comes
     first (three FFT correlations, a cross-correlation that accounts for content

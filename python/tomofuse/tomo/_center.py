@@ -1,4 +1,4 @@
-"""Centre of rotation: 0/180-degree registration and a reconstruction-sharpness search."""
+"""Center of rotation: 0/180-degree registration and a reconstruction-sharpness search."""
 
 from __future__ import annotations
 
@@ -145,10 +145,10 @@ def _half_turn(th: np.ndarray) -> np.ndarray:
 
 def _center_sharpness(proj: np.ndarray, th: np.ndarray, rows: np.ndarray, lo: float, hi: float, *,
                       metric: str, filter: str, threads: Optional[int], progress: Progress) -> float:
-    """Minimise an artefact metric of trial reconstructions of a few slices over the centre.
+    """Minimize an artifact metric of trial reconstructions of a few slices over the center.
 
-    From a half-turn of projections (over 360 degrees a wrong centre only blurs;
-    over 180 degrees it adds the arcs of the "tuning-fork" artefact), slices
+    From a half-turn of projections (over 360 degrees a wrong center only blurs;
+    over 180 degrees it adds the arcs of the "tuning-fork" artifact), slices
     are reconstructed on a 2-px grid over [lo, hi], then on 0.5 px and 0.1 px
     grids around the best, and a parabola through the five values around the
     minimum locates it.
@@ -162,7 +162,7 @@ def _center_sharpness(proj: np.ndarray, th: np.ndarray, rows: np.ndarray, lo: fl
         rec = fbp(sub, th_sub, center=float(center), filter=filter, threads=threads)
         if metric == "l1":
             return float(np.abs(rec).sum(dtype=np.float64))
-        if not hist_range:  # Donath et al. (2006): histogram entropy, over one fixed grey-value range
+        if not hist_range:  # Donath et al. (2006): histogram entropy, over one fixed gray-value range
             spread = float(rec.max() - rec.min())
             hist_range.extend([float(rec.min()) - 0.5 * spread, float(rec.max()) + 0.5 * spread])
         hist, _ = np.histogram(rec, bins=512, range=tuple(hist_range))
@@ -176,13 +176,13 @@ def _center_sharpness(proj: np.ndarray, th: np.ndarray, rows: np.ndarray, lo: fl
     if metric == "entropy":
         score(0.5 * (lo + hi))
     if hi - lo > 4.0:
-        progress.update(0.0, "coarse centre search")
+        progress.update(0.0, "coarse center search")
         grid, val = best_on(np.append(np.arange(lo, hi, 2.0), hi))
         best = float(grid[int(np.argmin(val))])
         window = best + np.arange(-1.5, 1.51, 0.5)
     else:
         window = np.append(np.arange(lo, hi, 0.5), hi)
-    progress.update(0.5, "refining the centre")
+    progress.update(0.5, "refining the center")
     grid, val = best_on(window)
     best = float(grid[int(np.argmin(val))])
     grid, val = best_on(best + np.arange(-0.3, 0.31, 0.1))
@@ -205,17 +205,17 @@ def find_center(projections: np.ndarray, angles, *, method: str = "auto", search
     - ``"opposite"``: parallel-beam projections 180 degrees apart are mirror
       images about the axis, ``P(theta + pi, x) = P(theta, 2 C - x)``.  Every
       projection with a partner near ``theta + pi`` (interpolated in angle
-      between its two neighbours; at the end of a ``[0, pi)`` scan extrapolated
+      between its two neighbors; at the end of a ``[0, pi)`` scan extrapolated
       from the last two) is registered with the flipped partner by the
       cross-correlation of their column derivatives, summed over all pairs
       and rows, with a sub-pixel peak on the band-limited interpolation of the
       correlation.  Works for scans over 180 degrees (with or without the end
       point) and over 360 degrees.
     - ``"sharpness"``: trial FBP reconstructions of a few slices (from one
-      half-turn of projections) over the search range, minimising an
-      artefact metric: ``"l1"`` (``sum |f|``: a wrong axis adds the positive and
-      negative arcs of the "tuning-fork" artefact to a one-signed object) or
-      ``"entropy"`` (entropy of the grey-value histogram; Donath et al.,
+      half-turn of projections) over the search range, minimizing an
+      artifact metric: ``"l1"`` (``sum |f|``: a wrong axis adds the positive and
+      negative arcs of the "tuning-fork" artifact to a one-signed object) or
+      ``"entropy"`` (entropy of the gray-value histogram; Donath et al.,
       J. Opt. Soc. Am. A 23, 1048 (2006), doi:10.1364/JOSAA.23.001048);
       coarse-to-fine grid (2, 0.5, 0.1 px) and a parabola at the minimum.
     - ``"auto"``: ``"opposite"``, refined by ``"sharpness"`` within +-max(2 px, 5 % of
@@ -231,7 +231,7 @@ def find_center(projections: np.ndarray, angles, *, method: str = "auto", search
         Radians.
     method : {"auto", "opposite", "sharpness"}
     search : float or (float, float), optional
-        Half-width in pixels around the detector centre ``cols / 2``, or an
+        Half-width in pixels around the detector center ``cols / 2``, or an
         absolute column range ``(lo, hi)``; default ``(cols / 4, 3 cols / 4)``.
     rows : sequence of int, optional
         Detector rows used (default: all rows for ``"opposite"``, the rows at
@@ -252,8 +252,8 @@ def find_center(projections: np.ndarray, angles, *, method: str = "auto", search
     Returns
     -------
     center : float
-        Axis position in pixels (pixel ``c`` centred at ``c + 0.5``; the
-        detector centre is ``cols / 2``), to pass as ``fbp(..., center=)``.
+        Axis position in pixels (pixel ``c`` centered at ``c + 0.5``; the
+        detector center is ``cols / 2``), to pass as ``fbp(..., center=)``.
     """
     progress = Progress(callback, logger)
     proj = _float_array(projections, "projections", 3)
@@ -285,34 +285,34 @@ def find_center(projections: np.ndarray, angles, *, method: str = "auto", search
         except ValueError:
             if method == "opposite":
                 raise
-            logger.info("no opposite projections; searching the centre by sharpness")
+            logger.info("no opposite projections; searching the center by sharpness")
         else:
-            logger.info("centre from opposite projections: %.3f px", center)
+            logger.info("center from opposite projections: %.3f px", center)
             if method == "opposite":
                 progress.update(1.0, "done")
                 return center
             half = max(2.0, 0.05 * cols)
             w_lo, w_hi = max(lo, center - half), min(hi, center + half)
-            progress.stage(0.2, 0.6, "searching the centre by sharpness near it")
+            progress.stage(0.2, 0.6, "searching the center by sharpness near it")
             refined = _center_sharpness(proj, th, sharp_rows, w_lo, w_hi, metric=metric, filter=filter,
                                         threads=threads, progress=progress)
             at_edge = (refined - w_lo < 0.25 and w_lo > lo) or (w_hi - refined < 0.25 and w_hi < hi)
             if not at_edge:
-                logger.info("centre from reconstruction sharpness (%s): %.3f px", metric, refined)
+                logger.info("center from reconstruction sharpness (%s): %.3f px", metric, refined)
                 progress.update(1.0, "done")
                 return refined
             # noisy or low-contrast data can mislead the registration: search everywhere
             logger.warning("the sharpness optimum lies at the edge of the window around the opposite-projection "
                            "estimate %.2f px; searching the whole range", center)
-            progress.stage(0.6, 1.0, "searching the centre by sharpness")
+            progress.stage(0.6, 1.0, "searching the center by sharpness")
             center = _center_sharpness(proj, th, sharp_rows, lo, hi, metric=metric, filter=filter,
                                        threads=threads, progress=progress)
-            logger.info("centre from reconstruction sharpness (%s): %.3f px", metric, center)
+            logger.info("center from reconstruction sharpness (%s): %.3f px", metric, center)
             progress.update(1.0, "done")
             return center
-    progress.stage(0.2 if method == "auto" else 0.0, 1.0, "searching the centre by sharpness")
+    progress.stage(0.2 if method == "auto" else 0.0, 1.0, "searching the center by sharpness")
     center = _center_sharpness(proj, th, sharp_rows, lo, hi, metric=metric, filter=filter, threads=threads,
                                progress=progress)
-    logger.info("centre from reconstruction sharpness (%s): %.3f px", metric, center)
+    logger.info("center from reconstruction sharpness (%s): %.3f px", metric, center)
     progress.update(1.0, "done")
     return center

@@ -1,4 +1,4 @@
-"""Ring-artefact removal in the sinogram domain (stripe detection and removal)."""
+"""Ring-artifact removal in the sinogram domain (stripe detection and removal)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ RING_METHODS = ("detect", "sorting")
 
 
 def _predict(s: np.ndarray) -> np.ndarray:
-    """Robust value of each column from its neighbours (last axis): median of five local fits.
+    """Robust value of each column from its neighbors (last axis): median of five local fits.
 
     From columns ``c-2, c-1, c+1, c+2`` (edge-padded): the two central means,
     the two one-sided linear extrapolations and the quadratic fit.  Exact for
-    profiles linear in the column, and unaffected by one outlying neighbour.
+    profiles linear in the column, and unaffected by one outlying neighbor.
     """
     p = np.pad(s, [(0, 0)] * (s.ndim - 1) + [(2, 2)], mode="edge")
     m2, m1, p1, p2 = p[..., :-4], p[..., 1:-3], p[..., 3:-1], p[..., 4:]
@@ -62,7 +62,7 @@ def _detect_sinogram(sino: np.ndarray, snr: float, window: int, rounds: int,
     flag = np.zeros(cols, dtype=bool)
     offset = np.zeros(cols)
     for _ in range(rounds):
-        # uniform shift of each column against the prediction from its (corrected) neighbours
+        # uniform shift of each column against the prediction from its (corrected) neighbors
         stat = np.median(ranked - _predict(ranked - offset), axis=0)
         magnitude = np.abs(stat)
         scale = 1.4826 * ndimage.median_filter(magnitude, size=window, mode="reflect")
@@ -75,7 +75,7 @@ def _detect_sinogram(sino: np.ndarray, snr: float, window: int, rounds: int,
         flag = new
         reference = _interpolate_columns(ranked, ~flag)
         offset = np.where(flag, np.median(ranked - reference, axis=0), 0.0)
-    # a stripe's neighbours look shifted too until it is corrected, so wide runs are judged last
+    # a stripe's neighbors look shifted too until it is corrected, so wide runs are judged last
     narrow = _narrow_runs(flag, max_width)
     if not np.array_equal(narrow, flag):
         flag = narrow
@@ -88,34 +88,34 @@ def remove_rings(sinogram_or_projections: np.ndarray, *, method: str = "detect",
                  window: int = 31, rounds: int = 5, max_width: int = 5, size: int = 5,
                  return_mask: bool = False,
                  callback=None):
-    """Remove the stripes that become ring artefacts, sinogram by sinogram.
+    """Remove the stripes that become ring artifacts, sinogram by sinogram.
 
-    A detector column whose gain or offset differs from its neighbours adds
+    A detector column whose gain or offset differs from its neighbors adds
     the same error to every angle of that column: a stripe in the sinogram, a
     ring about the axis in the reconstruction.  (After flat-field correction
     and ``-log``, a gain error is a constant offset of the column: a "full"
-    stripe.)  Both methods compare each column with its neighbours after
-    sorting every column along the angle axis, which makes neighbouring
+    stripe.)  Both methods compare each column with its neighbors after
+    sorting every column along the angle axis, which makes neighboring
     columns comparable (their sorted values are close whatever the angles at
     which the object crossed them; Vo, Atwood & Drakopoulos, Opt. Express 26,
     28396 (2018), doi:10.1364/OE.26.028396).
 
     - ``"detect"`` (default): stripe detection and offset correction.  For
       each column, the median over its sorted values of their difference
-      from a robust prediction by the neighbouring columns (median of the
+      from a robust prediction by the neighboring columns (median of the
       linear and quadratic predictions from columns ``c +- 1``, ``c +- 2``)
       measures a uniform shift of the column, which an object feature
       crossing the column at a few angles does not produce.  Columns where
       the shift exceeds ``snr`` robust standard deviations (1.4826 x the
       larger of its running median magnitude over ``window`` columns and its
       median magnitude over the object) are stripes, detected against a
-      robust threshold and interpolated from their neighbours as in Vo et
+      robust threshold and interpolated from their neighbors as in Vo et
       al.; the correction is an offset per column, as in column-mean ring
       correction (Boin & Haibel, Opt. Express 14, 12071 (2006),
       doi:10.1364/OE.14.012071): the median difference between the column's
       sorted values and those interpolated linearly from the nearest
       non-stripe columns.  Detection is repeated up to ``rounds`` times with
-      the neighbours' offsets removed (neighbouring stripes hide each
+      the neighbors' offsets removed (neighboring stripes hide each
       other); runs wider than ``max_width`` columns are not stripes.  Columns
       not detected are left untouched, so the object is not smoothed;
       stripes weaker than the threshold, or wider than ``max_width``, stay.

@@ -90,7 +90,21 @@ def _same(a: float, b: float) -> bool:
     return abs(a - b) <= _VOXEL_RTOL * max(abs(a), abs(b))
 
 
-def check(config: str | os.PathLike | Config, *, max_memory: Optional[float] = None) -> CheckReport:
+def _check_output(run_dir: Path, key: str) -> None:
+    """The run directory exists as a writable directory or can be created (nothing is created here)."""
+    p = run_dir
+    while not p.exists():
+        if p.parent == p:
+            break
+        p = p.parent
+    if not p.is_dir():
+        raise ConfigError(f"{key}: cannot create {str(run_dir)!r}: {str(p)!r} is not a directory")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: cannot write to {str(run_dir)!r}: {str(p)!r} is not writable")
+
+
+def check(config: str | os.PathLike | Config, *, max_memory: Optional[float] = None,
+          output: Optional[str | os.PathLike] = None) -> CheckReport:
     """Validate a config and its inputs and estimate every stage's peak memory, without running anything.
 
     Checks: the config (schema), that every input file exists and is readable HDF5 with the
@@ -103,6 +117,8 @@ def check(config: str | os.PathLike | Config, *, max_memory: Optional[float] = N
     config : str, path-like or Config
     max_memory : float, optional
         Memory budget, bytes (default: what the machine has available).
+    output : str or path-like, optional
+        Run directory (default: the config's ``run.output``); it must be creatable and writable.
 
     Returns
     -------
@@ -118,6 +134,8 @@ def check(config: str | os.PathLike | Config, *, max_memory: Optional[float] = N
     cfg = config if isinstance(config, Config) else load_config(config)
     p = plan(cfg)
     rep = CheckReport(plan=p)
+    _check_output(Path(output).expanduser().absolute() if output is not None else Path(cfg["run"]["output"]),
+                  "run.output" if output is None else "--output")
     voxel_pxct = cfg["pxct"]["voxel_size_m"] or None
     pxct_shape = None
     txtm_shape = None

@@ -164,6 +164,17 @@ def _cpu_seconds() -> float:
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
+def _clear(folder: Path) -> None:
+    """Remove everything in a stage's folder (outputs and inner checkpoints of other parameters)."""
+    import shutil
+
+    for p in folder.iterdir():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
 def _clean_partials(folder: Path) -> None:
     """Remove the temporary files an interrupted atomic write left (``.name.<hex>.part``)."""
     for p in folder.rglob(".*.part"):
@@ -188,7 +199,7 @@ def _check_output_dir(run_dir: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"run.output: cannot write to {str(run_dir)!r}: {exc.strerror or exc}") from None
+        raise ConfigError(f"run.output / --output: cannot write to {str(run_dir)!r}: {exc.strerror or exc}") from None
 
 
 def _log_handler(run_dir: Path) -> logging.Handler:
@@ -272,7 +283,7 @@ def run(config: str | os.PathLike | Config, *, output: Optional[str | os.PathLik
         if value is not None and stages_plan[value] != "run":
             raise ConfigError(f"{name}: stage {value!r} is not part of this run ({stages_plan[value]})")
     if check_inputs:
-        check_config(cfg)
+        check_config(cfg, output=output)
     _check_output_dir(run_dir)
     handler = _log_handler(run_dir)
     pkg_logger = logging.getLogger("tomofuse")
@@ -337,7 +348,14 @@ def _run(cfg: Config, run_dir: Path, stages_plan: dict, from_stage, only, client
                 bar(1.0, "up to date")
                 getattr(bar, "close", lambda: None)()
             continue
-        _clean_partials(folder)
+        same_work = (old is not None and old.get("parameter_hash") == phash
+                     and {k2: v["sha256"] for k2, v in old.get("inputs", {}).items()}
+                     == {k2: v["sha256"] for k2, v in in_hashes.items()})
+        if old is not None and old.get("status") in ("running", "failed") and same_work and name not in forced:
+            logger.info("%s: resuming (inner checkpoints kept)", name)
+            _clean_partials(folder)
+        else:  # new parameters or inputs, a forced rerun or outputs that no longer verify: start afresh
+            _clear(folder)
         manifest = {"stage": name, "status": "running", "parameter_hash": phash,
                     "parameters": {sec: cfg.section_for_hash(sec) for sec in stage.sections},
                     "inputs": in_hashes, "outputs": {}, "versions": _versions(), "start_utc": _now(),

@@ -148,10 +148,27 @@ def run_ptycho(ctx: Context) -> dict:
     if not engines:
         raise ConfigError("ptycho.dm_iterations, ptycho.ml_iterations: at least one must be > 0")
     out = ctx.folder / "projections.h5"
-    reconstruct_series([str(s) for s in scans], probe, out=out, angles=angles, client=ctx.client,
-                       work_dir=ctx.folder / "work", engines=engines, checkpoint_every=c["checkpoint_every"],
-                       probe_modes=c["probe_modes"], callback=ctx.progress, threads=ctx.threads,
-                       object_pixel_size=geo["pixel_m"])
+    work = ctx.folder / "work"
+
+    def series():
+        # the per-projection checkpoints are kept until the stack is complete: a stack left unreadable by a
+        # kill in the middle of an in-place write is then rebuilt from them without recomputing anything
+        reconstruct_series([str(s) for s in scans], probe, out=out, angles=angles, client=ctx.client, work_dir=work,
+                           engines=engines, checkpoint_every=c["checkpoint_every"], probe_modes=c["probe_modes"],
+                           callback=ctx.progress, threads=ctx.threads, object_pixel_size=geo["pixel_m"],
+                           keep_checkpoints=True)
+
+    try:
+        series()
+    except OSError as exc:
+        if not out.exists():
+            raise
+        logger.warning("ptycho: the stack %s is unreadable (%s); rebuilding it from the checkpoints", out, exc)
+        out.unlink()
+        series()
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
     return {"outputs": {"projections": out},
             "results": {"projections": len(scans), "object_pixel_m": geo["pixel_m"], "pattern_px": geo["n"],
                         "energy_kev": geo["energy_kev"]}}

@@ -1,0 +1,348 @@
+"""tomofuse.pipeline and ``tomofuse run``: raw simulated files to the report, the same numbers as the
+stage functions called by hand; resume after kills; a changed parameter reruns its stage and the ones
+after it only; a 2-worker Dask run equals the serial one; bad configs and inputs exit 2 naming the key
+or the file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tomofuse import pipeline
+from tomofuse.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pipeline_tools import kill_and_resume, run_digest  # noqa: E402
+
+#: small enough for CI (~15 s a run on 2 cores), large enough for registration and segmentation to work
+SIM = dict(shape=(32, 48, 48), seed=3, cycled=False, dm_iterations=30, ml_iterations=20, threads=2)
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    d = tmp_path_factory.mktemp("raw")
+    return pipeline.simulate_raw(d, **SIM)
+
+
+@pytest.fixture(scope="module")
+def reference(raw):
+    """One uninterrupted serial run (through the CLI)."""
+    run_dir = raw.config.parent / "reference"
+    assert main(["run", str(raw.config), "-o", str(run_dir), "-q"]) == 0
+    return run_dir
+
+
+def _write_config(path: Path, raw, **changes) -> Path:
+    """The simulated config with ``section.key = value`` changes (paths absolute)."""
+    import tomllib
+
+    doc = tomllib.loads(raw.config.read_text())
+    base = raw.config.parent
+    for sec in doc.values():
+        for k, v in list(sec.items()):
+            if k in ("scans", "angles_file", "scan") and v:
+                sec[k] = str(base / v)
+    for key, value in changes.items():
+        sec, name = key.split(".")
+        if value is None:
+            doc.setdefault(sec, {}).pop(name, None)
+        else:
+            doc.setdefault(sec, {})[name] = value
+    from tomofuse.pipeline._config import _toml_value
+
+    lines = []
+    for sec, content in doc.items():
+        lines.append(f"[{sec}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in content.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------------ the stages by hand
+
+
+def _by_hand(raw, run_dir: Path) -> dict:
+    """The chain called stage by stage with the library's public functions and the config's values."""
+    import glob
+
+    from tomofuse import Phase
+    from tomofuse.analysis import sei_thickness, summarize, surface_coverage
+    from tomofuse.echem import Particle, scenarios
+    from tomofuse.io import read_cxi_header, read_dxchange
+    from tomofuse.ptycho import focused_probe, object_pixel_size, reconstruct
+    from tomofuse.register import RegistrationOptions, fuse, register
+    from tomofuse.segment import label_particles, segment
+    from tomofuse.tomo import (align_projections, fbp, fbp_phase_derivative, find_center, fsc, normalize, paganin,
+                               remove_phase_ramp, shift_projections)
+
+    cfg = pipeline.load_config(raw.config)
+    base = raw.config.parent
+    scans = sorted(glob.glob(str(base / "raw/ptycho/proj_*.cxi")))
+    th = np.radians(np.loadtxt(base / "raw/ptycho/angles_deg.txt"))
+    h = read_cxi_header(scans[0])
+    n = h.pattern_shape[0]
+    pitch = object_pixel_size(h.energy_kev, h.distance, h.x_pixel_size, n)
+    probe = focused_probe(n, object_pixel_size=pitch, energy_kev=h.energy_kev,
+                          diameter=cfg["ptycho"]["probe_diameter_m"])
+    # the object shape the series uses: read it from the run (it is the union of default shapes)
+    with h5py.File(run_dir / "ptycho" / "projections.h5") as f:
+        shape = f["object"].shape[1:]
+    from tomofuse.io import read_cxi
+
+    objs, illum = [], []
+    for s in scans:
+        scan = read_cxi(s)
+        pos = (scan.positions - scan.positions.mean(axis=0)) / pitch
+        rec = reconstruct(scan.data, pos, probe, object_shape=shape,
+                          engines=(("dm", cfg["ptycho"]["dm_iterations"]), ("ml", cfg["ptycho"]["ml_iterations"])),
+                          threads=2)
+        objs.append(rec.object)
+        illum.append(rec.illumination)
+    illum = np.stack(illum)
+    peak = illum.reshape(len(illum), -1).max(axis=1)[:, None, None]
+    common = np.all(illum >= 0.5 * peak, axis=0)
+    r, c = np.flatnonzero(common.any(axis=1)), np.flatnonzero(common.any(axis=0))
+    phase = np.angle(np.stack(objs)[:, r[0]:r[-1] + 1, c[0]:c[-1] + 1]).astype(np.float32)
+    air = np.zeros(phase.shape[1:], bool)
+    air[:, :4] = air[:, -4:] = True
+    phase = remove_phase_ramp(phase, mask=air, wrap=True)
+    est = align_projections(phase, th, air_mask=air, threads=2)
+    phase = shift_projections(phase, -est, threads=2)
+    vol_p = fbp_phase_derivative(phase, th, filter="hann", threads=2)
+    delta = (-vol_p * (12.398419843320026e-10 / h.energy_kev / (2 * math.pi * pitch))).astype(np.float32)
+    out = {"pxct": delta}
+
+    t = read_dxchange(base / "raw/txtm.h5")
+    px = cfg["txtm"]["pixel_size_m"]
+    mu = paganin(normalize(t.data, t.flat, t.dark), pixel_size=px, distance=5e-3, energy_kev=8.4, delta_beta=0.028,
+                 threads=2)
+    mu = np.ascontiguousarray(mu, dtype=np.float32)
+    center = find_center(mu, t.theta, threads=2)
+    vol_t = (fbp(mu, t.theta, center=center, filter="hann", threads=2) / px).astype(np.float32)
+    out["txtm"] = vol_t
+
+    res_p = fsc(fbp_phase_derivative(phase[0::2], th[0::2], filter="hann", threads=2),
+                fbp_phase_derivative(phase[1::2], th[1::2], filter="hann", threads=2), voxel_size=pitch).resolution
+    res_t = fsc(fbp(mu[0::2], t.theta[0::2], center=center, filter="hann", threads=2),
+                fbp(mu[1::2], t.theta[1::2], center=center, filter="hann", threads=2), voxel_size=px).resolution
+    out["fsc"] = (res_p, res_t)
+    reg = register(delta, vol_t, fixed_voxel_size=pitch, moving_voxel_size=px, initial="auto",
+                   options=RegistrationOptions(stages=("rigid", "bspline")), seed=0, threads=2)
+    fused = fuse(delta, vol_t, reg, threads=2).astype(np.float32)
+    out["fused"] = fused
+    seg = segment(fused, voxel_size=pitch, cycled=False, channels="both", resolution=(res_p, res_t), threads=2)
+    out["labels"] = seg.labels
+    parts = label_particles(seg.labels, voxel_size=pitch, min_volume_m3=None, split=True, neck_ratio=0.6, threads=2)
+    out["particles"] = parts
+    table, surface = surface_coverage(seg.labels, parts, voxel_size=pitch, sigma=2.0, threads=2, return_surface=True)
+    table = table.join(sei_thickness(surface=surface).drop(columns=["coverage", "touches_border"])
+                       .rename(columns={"n_rays": "n_sei_rays"}))
+    row = summarize(table).loc["area_weighted"]
+    out["coverage"] = {k: float(row[k]) for k in ("free", "cbd", "contact", "sei")}
+    ids, counts = np.unique(parts[parts > 0], return_counts=True)
+    border = np.zeros(parts.shape, bool)
+    border[[0, -1]] = border[:, [0, -1]] = border[:, :, [0, -1]] = True
+    inner = [(c, i) for i, c in zip(ids, counts) if i not in set(np.unique(parts[border]))]
+    pid = int(sorted(inner, key=lambda t: (-t[0], t[1]))[0][1])
+    particle = Particle.from_labels(seg.labels, parts, pid, voxel_size=pitch, margin=3, threads=2)
+    out["iqr_ratio"] = scenarios.soc_distribution(particle, threads=2)["iqr_ratio"]
+    out["phase_fractions"] = {Phase(p).name.lower(): float(f) for p, f in seg.fractions().items()}
+    return out
+
+
+def test_run_equals_the_stages_by_hand(raw, reference):
+    from tomofuse.io import read_volume
+
+    hand = _by_hand(raw, reference)
+    np.testing.assert_array_equal(read_volume(reference / "pxct/volume.h5")[0], hand["pxct"])
+    np.testing.assert_array_equal(read_volume(reference / "txtm/volume.h5")[0], hand["txtm"])
+    np.testing.assert_array_equal(read_volume(reference / "fuse/fused.h5")[0], hand["fused"])
+    with h5py.File(reference / "segment/segmentation.h5") as f:
+        np.testing.assert_array_equal(f["labels"][()], hand["labels"])
+    with h5py.File(reference / "particles/particles.h5") as f:
+        np.testing.assert_array_equal(f["particles"][()], hand["particles"])
+    summary = json.loads((reference / "summary.json").read_text())
+    q = {x["name"]: x["measured"] for x in summary["quantities"]}
+    assert q["fsc_resolution_pxct"] == hand["fsc"][0] and q["fsc_resolution_txtm"] == hand["fsc"][1]
+    for k, v in hand["coverage"].items():
+        assert q[f"coverage_{k}_area_weighted"] == v
+    for k, v in hand["phase_fractions"].items():
+        assert q[f"volume_fraction_{k}"] == v
+    assert q["particle_count"] == int(hand["particles"].max())
+    assert q["soc_iqr_ratio_1.2C_over_0.4C"] == hand["iqr_ratio"]
+    # the run directory: one folder + manifest per stage, resolved config, log, report
+    top = json.loads((reference / "manifest.json").read_text())
+    assert list(top["stages"]) == list(pipeline.STAGES)
+    for s in pipeline.STAGES:
+        m = json.loads((reference / s / "manifest.json").read_text())
+        assert m["status"] == "done" and m["wall_s"] > 0 and m["peak_memory_bytes"] > 0
+        assert set(m) >= {"parameter_hash", "inputs", "outputs", "versions", "start_utc", "end_utc", "cpu_s"}
+    resolved = pipeline.load_config(reference / "config.resolved.toml")
+    assert resolved["ptycho"]["dm_iterations"] == SIM["dm_iterations"] and resolved["txtm"]["delta_beta"] == 0.028
+    assert (reference / "run.log").read_text().count("done in") == len(pipeline.STAGES)
+    assert "<table>" in (reference / "report.html").read_text()
+
+
+def test_rerun_skips_everything_and_segment_change_reruns_downstream_only(raw, reference, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir)
+    r = pipeline.run(raw.config, output=run_dir)
+    assert r.ran == [] and r.skipped == list(pipeline.STAGES)
+    before = {s: json.loads((run_dir / s / "manifest.json").read_text())["start_utc"] for s in pipeline.STAGES}
+    cfg = _write_config(tmp_path / "c.toml", raw, **{"segment.use_fsc_resolution": False})
+    r = pipeline.run(cfg, output=run_dir)
+    assert r.ran == ["segment", "particles", "coverage", "echem", "report"]
+    assert r.skipped == ["ptycho", "pxct", "txtm", "fsc", "register", "fuse"]
+    for s in r.skipped:
+        assert json.loads((run_dir / s / "manifest.json").read_text())["start_utc"] == before[s]
+    # --from forces a stage and the ones after it
+    r = pipeline.run(cfg, output=run_dir, from_stage="echem")
+    assert r.ran == ["echem", "report"]
+    # a damaged output is noticed and its stage (and the later ones) rerun
+    with open(run_dir / "particles" / "particles.h5", "r+b") as f:
+        f.seek(-64, os.SEEK_END)
+        f.write(b"\0" * 64)
+    r = pipeline.run(cfg, output=run_dir)
+    assert r.ran == ["particles", "coverage", "echem", "report"]
+
+
+def test_kill_and_resume_is_bit_identical(raw, reference, tmp_path):
+    run_dir = tmp_path / "killed"
+    expected = sum(json.loads((reference / s / "manifest.json").read_text())["wall_s"] for s in pipeline.STAGES)
+    env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    rep = kill_and_resume(raw.config, run_dir, kills=3, seed=1, expected_s=expected + 3, env=env)
+    assert len(rep["kills"]) == 3
+    assert rep["finished_stage_reruns"] == []
+    assert run_digest(run_dir) == run_digest(reference)
+
+
+@pytest.mark.slow
+def test_two_dask_workers_equal_the_serial_run(raw, reference, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=40) as cluster, distributed.Client(cluster) as client:
+        r = pipeline.run(raw.config, output=tmp_path / "dask", client=client)
+    assert r.ran == list(pipeline.STAGES)
+    assert json.loads((tmp_path / "dask" / "ptycho" / "manifest.json").read_text())["dask_workers"] == 2
+    assert run_digest(tmp_path / "dask") == run_digest(reference)
+
+
+# ------------------------------------------------------------------------------ bad configs and inputs
+
+
+def _truncated(src: Path, dst: Path) -> str:
+    data = src.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+    return str(dst)
+
+
+def _garbage(dst: Path) -> str:
+    dst.write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(4096))
+    return str(dst)
+
+
+def _volume_with_voxel(dst: Path, voxel: float) -> str:
+    from tomofuse.io import write_volume
+
+    write_volume(dst, np.zeros((8, 8, 8), np.float32), attrs={"voxel_size": voxel}, overwrite=True)
+    return str(dst)
+
+
+BAD = [
+    # (name, changes(tmp, raw) -> dict, words the message must contain)
+    ("unknown key", lambda t, r: {"segment.cycle": True}, ["segment.cycle", "did you mean 'cycled'"]),
+    ("unknown section", lambda t, r: {"registr.seed": 1}, ["[registr]", "did you mean 'register'"]),
+    ("wrong type", lambda t, r: {"ptycho.dm_iterations": "30"}, ["ptycho.dm_iterations", "expected int"]),
+    ("out of range", lambda t, r: {"txtm.energy_kev": 500.0}, ["txtm.energy_kev", "<= 100"]),
+    ("bad choice", lambda t, r: {"txtm.rings": "wavelet"}, ["txtm.rings", "one of"]),
+    ("missing file", lambda t, r: {"txtm.scan": str(t / "nope.h5")}, ["txtm.scan", "nope.h5"]),
+    ("no scans match", lambda t, r: {"ptycho.scans": str(t / "none_*.cxi")}, ["ptycho.scans", "none_*.cxi"]),
+    ("wrong dataset path", lambda t, r: {"pxct.volume": _volume_with_voxel(t / "v.h5", 21.4e-9) + ":/wrong",
+                                         "ptycho.scans": None}, ["pxct.volume", "/wrong"]),
+    ("mismatched voxel sizes", lambda t, r: {"txtm.pixel_size_m": 30e-9}, ["txtm.pixel_size_m", "2.75e-08"]),
+    ("mismatched volume voxel", lambda t, r: {"pxct.volume": _volume_with_voxel(t / "v.h5", 30e-9),
+                                              "pxct.voxel_size_m": 21.4e-9, "ptycho.scans": None},
+     ["pxct.volume", "voxel_size"]),
+    ("truncated HDF5", lambda t, r: {"txtm.scan": _truncated(r.directory / "txtm.h5", t / "cut.h5")},
+     ["txtm.scan", "cut.h5"]),
+    ("corrupt HDF5", lambda t, r: {"txtm.scan": _garbage(t / "junk.h5")}, ["txtm.scan", "junk.h5"]),
+    ("angles do not match", lambda t, r: {"ptycho.angles_file": str(_angles(t, 5))}, ["ptycho.angles_file", "5 angles"]),
+    ("unwritable output", lambda t, r: {"run.output": str(_file(t / "afile") / "run")}, ["run.output", "afile"]),
+]
+
+
+def _angles(t: Path, n: int) -> Path:
+    p = t / "angles.txt"
+    p.write_text("\n".join(str(i) for i in range(n)))
+    return p
+
+
+def _file(p: Path) -> Path:
+    p.write_text("not a directory")
+    return p
+
+
+@pytest.mark.parametrize("name, changes, words", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_or_input_exits_2_naming_the_key(raw, tmp_path, capsys, name, changes, words):
+    changed = changes(tmp_path, raw)
+    cfg = _write_config(tmp_path / "c.toml", raw, **changed)
+    run_dir = tmp_path / "out"
+    output = [] if "run.output" in changed else ["-o", str(run_dir)]
+    for command in (["check", str(cfg)], ["run", str(cfg), "-q", *output]):
+        rc = main(command)
+        err = capsys.readouterr().err
+        assert rc == 2, (command, err)
+        lines = [ln for ln in err.strip().splitlines() if ln]
+        assert len(lines) == 1 and "Traceback" not in err, err
+        for w in words:
+            assert w in lines[0], (w, lines[0])
+    # nothing that looks complete: no stage manifest at all (the checks run before any stage)
+    assert not list(run_dir.glob("*/manifest.json")) if run_dir.exists() else True
+    print(f"{name}: {lines[0]}")
+
+
+def test_failure_inside_a_stage_exits_1_naming_stage_and_log(raw, tmp_path, capsys, monkeypatch):
+    from tomofuse.pipeline import _stages
+
+    def boom(ctx):
+        raise RuntimeError("simulated failure")
+
+    stages = tuple(s if s.name != "txtm" else _stages.Stage("txtm", boom, s.upstream, s.sections, s.inputs, s.help)
+                   for s in _stages.STAGE_LIST)
+    monkeypatch.setattr(_stages, "STAGES_BY_NAME", {s.name: s for s in stages})
+    from tomofuse.pipeline import _run
+
+    monkeypatch.setattr(_run, "STAGES_BY_NAME", {s.name: s for s in stages})
+    cfg = _write_config(tmp_path / "c.toml", raw, **{"ptycho.scans": None, "ptycho.angles_file": None})
+    rc = main(["run", str(cfg), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "stage 'txtm' failed" in err and "run.log" in err and "Traceback" not in err
+    m = json.loads((tmp_path / "out" / "txtm" / "manifest.json").read_text())
+    assert m["status"] == "failed" and "simulated failure" in m["error"]
+
+
+def test_one_modality_run_and_template(raw, tmp_path, capsys):
+    cfg = _write_config(tmp_path / "c.toml", raw, **{"ptycho.scans": None, "ptycho.angles_file": None})
+    r = pipeline.run(cfg, output=tmp_path / "t")
+    assert r.ran == ["txtm", "fsc", "report"]
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert [q["name"] for q in summary["quantities"]] == ["fsc_resolution_txtm"]
+    for name in pipeline.TEMPLATES:
+        assert main(["config", "--template", name]) == 0
+        text = capsys.readouterr().out
+        p = tmp_path / f"{name}.toml"
+        p.write_text(text)
+        cfg = pipeline.load_config(p)  # a template loads as it is
+        assert cfg["txtm"]["delta_beta"] == 0.028
+        for sec, keys in pipeline.SCHEMA.items():
+            for key in keys:
+                assert key in text

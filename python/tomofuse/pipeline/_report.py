@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import html
 import json
+import math
 from pathlib import Path
 
 from ._stages import STAGE_ORDER, Context
@@ -46,47 +46,26 @@ def summary_quantities(run_dir: Path) -> list[dict]:
     return q
 
 
-def _table(rows, header) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return "" if v is None else str(v)
-
-
 def write_report(ctx: Context) -> dict:
-    """Write ``RUN/summary.json`` and ``RUN/report.html``; return their paths."""
-    from ..io import atomic_path, jsonable
+    """Write ``RUN/summary.json`` and ``RUN/report.html`` (figures in ``RUN/figures``); return their paths."""
+    from .. import report as rp
+    from ..io import jsonable
+    from ._figures import run_figures
 
     run_dir = ctx.run_dir
-    quantities = summary_quantities(run_dir)
+    quantities = [rp.Quantity(q["name"], q["unit"], float(q["measured"]) if q["measured"] is not None else math.nan)
+                  for q in summary_quantities(run_dir)]
     stages = {}
     for s in STAGE_ORDER[:-1]:
         m = run_dir / s / "manifest.json"
         if m.is_file():
             doc = json.loads(m.read_text())
-            stages[s] = {"status": doc.get("status"), "results": doc.get("results", {})}
-    summary = {"title": ctx.config["report"]["title"], "quantities": quantities, "stages": stages}
-    out_json = run_dir / "summary.json"
-    with atomic_path(out_json) as tmp:
-        tmp.write_text(json.dumps(jsonable(summary), indent=2, sort_keys=True) + "\n")
-    title = html.escape(ctx.config["report"]["title"])
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>",
-             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;"
-             "margin:1em 0}td,th{border:1px solid #999;padding:.2em .6em;text-align:left}</style></head><body>",
-             f"<h1>{title}</h1><h2>Results</h2>",
-             _table([(q["name"], q["unit"], q["measured"]) for q in quantities], ("quantity", "unit", "measured")),
-             "<h2>Stages</h2>",
-             _table([(s, d["status"], json.dumps(jsonable(d["results"]), sort_keys=True)[:300])
-                     for s, d in stages.items()], ("stage", "status", "results")),
-             "<p>Timing, memory and provenance of every stage: <code>manifest.json</code> and "
-             "<code>&lt;stage&gt;/manifest.json</code>; the values used: <code>config.resolved.toml</code>.</p>",
-             "</body></html>\n"]
-    out_html = run_dir / "report.html"
-    with atomic_path(out_html) as tmp:
-        tmp.write_text("".join(parts))
+            stages[s] = {k: doc.get(k) for k in ("status", "wall_s", "cpu_s", "peak_memory_bytes", "results")}
+    out_json = rp.write_summary(run_dir / "summary.json", quantities=quantities, stages=stages)
+    sections = run_figures(run_dir, threads=ctx.threads)
+    provenance = {"config": str(ctx.config.source) if getattr(ctx.config, "source", None) else None,
+                  "stages": {s: {k: d[k] for k in ("status", "wall_s", "cpu_s", "peak_memory_bytes")}
+                             for s, d in stages.items()}}
+    out_html = rp.write_report(run_dir, title=ctx.config["report"]["title"], sections=sections,
+                               quantities=quantities, provenance=jsonable(provenance))
     return {"summary": out_json, "html": out_html}

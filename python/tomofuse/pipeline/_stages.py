@@ -512,6 +512,11 @@ def _echem_particle(labels, parts, pid, voxel, margin, experiments, threads):
         for k in ("iqr_ratio", "paper"):
             if k in r:
                 doc[k] = r[k]
+        if "histograms" in r:  # the SOC distributions the report draws
+            doc["histograms"] = {"edges": r["histograms"]["edges"].tolist(),
+                                 "density": {str(rate): d.tolist() for rate, d in r["histograms"]["density"].items()}}
+        if "curve" in r:  # overpotentials vs C-rate of the limiting-current search
+            doc["curve"] = r["curve"].to_dict(orient="list")
         out[name] = doc
     return out
 

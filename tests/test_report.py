@@ -201,11 +201,12 @@ def test_report_page_holds_every_figure(tmp_path, scene):
     assert "labels &lt;b&gt;" in text and "x &lt; y" in text and "w &amp; w" in text
     assert "<td class=num>0.05</td>" in text  # the difference 0.25 - 0.2
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["figures", "report.html", "tables"]
-    out = write_summary(tmp_path / "r" / "summary.json", quantities=q, stages={"segment": {"wall_s": 1.5}})
+    out = write_summary(tmp_path / "r" / "summary.json", quantities=q, stages={"segment": {"wall_s": 1.5, "fractions": [0.5, float("nan")]}})
     doc = json.loads(out.read_text())
     assert doc["quantities"][0] == {"name": "coverage sei", "unit": "1", "measured": 0.25, "truth": 0.2,
                                     "difference": pytest.approx(0.05), "source": "phantom"}
     assert doc["quantities"][2]["measured"] is None and doc["stages"]["segment"]["wall_s"] == 1.5
+    assert doc["stages"]["segment"]["fractions"] == [0.5, None]  # strict JSON: NaN -> null
 
 
 def test_report_arguments(tmp_path, scene):

@@ -261,6 +261,17 @@ def write_report(directory, *, title: str, sections: Sequence[Section] = (), qua
     return path
 
 
+def _finite(value):
+    """JSON value with every non-finite float replaced by None (strict JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_summary(path, *, quantities: Sequence[Quantity], stages: Optional[Mapping[str, Any]] = None):
     """Write ``summary.json``: ``{"quantities": [{name, unit, measured, truth, difference, source}], "stages": {...}}``.
 
@@ -279,7 +290,7 @@ def write_summary(path, *, quantities: Sequence[Quantity], stages: Optional[Mapp
     for q in quantities:
         if not isinstance(q, Quantity):
             raise TypeError(f"quantities must hold tomofuse.report.Quantity, got {type(q).__name__}")
-    doc = {"quantities": [q.as_dict() for q in quantities], "stages": jsonable(dict(stages or {}))}
+    doc = {"quantities": [q.as_dict() for q in quantities], "stages": _finite(jsonable(dict(stages or {})))}
     path = Path(path)
     _write_text(path, json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n")
     return path

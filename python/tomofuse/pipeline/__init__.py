@@ -9,11 +9,12 @@ input).  The command line is ``tomofuse run / check / config / <stage>`` (``tomo
 """
 
 from ._check import CheckReport, check
+from ._demo import DemoResult, demo
 from ._config import SCHEMA, STAGES, TEMPLATES, Config, ConfigError, Key, load_config, template
 from ._run import RunResult, StageError, parameter_hash, run, run_stage
 from ._simulate import SimulatedScan, simulate_raw
 from ._stages import plan
 
-__all__ = ["CheckReport", "Config", "ConfigError", "Key", "RunResult", "SCHEMA", "STAGES", "SimulatedScan",
+__all__ = ["CheckReport", "Config", "ConfigError", "DemoResult", "demo", "Key", "RunResult", "SCHEMA", "STAGES", "SimulatedScan",
            "StageError", "TEMPLATES", "check", "load_config", "parameter_hash", "plan", "run", "run_stage",
            "simulate_raw", "template"]

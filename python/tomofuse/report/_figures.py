@@ -89,6 +89,13 @@ def _contrast(image: np.ndarray):
     return (float(lo), float(hi)) if hi > lo else (float(lo) - 0.5, float(lo) + 0.5)
 
 
+def _gray():
+    """Gray color map with NaN (outside a field of view) in light gray."""
+    import matplotlib
+
+    return matplotlib.colormaps["gray"].with_extremes(bad="#cfcfcf")
+
+
 def _normalized(image: np.ndarray) -> np.ndarray:
     lo, hi = _contrast(image)
     return np.clip((image - lo) / (hi - lo), 0, 1)
@@ -125,7 +132,8 @@ def cross_sections(pxct, txtm, *, voxel_size, axis=0, index=None, names=("PXCT (
         image, k = _slice(vol, axis, index)
         extent, (xl, yl) = _extent(image.shape, axis, v)
         lo, hi = _contrast(image)
-        im = ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
+        im = ax.imshow(np.ma.masked_invalid(image), cmap=_gray(), vmin=lo, vmax=hi, extent=extent,
+                       interpolation="nearest")
         ax.set(xlabel=xl, ylabel=yl, title=f"{name}, {'zyx'[axis]} = {k}")
         fig.colorbar(im, ax=ax, shrink=0.8).set_label("reconstructed value (a.u.)", size=_FONT)
         _style(ax)
@@ -166,11 +174,12 @@ def registration_check(fixed, moving, *, voxel_size, axis=0, index=None, tiles=8
     rr, cc = np.indices(a.shape)
     board = np.where(((rr // size + cc // size) % 2).astype(bool), b, a)
     overlay = np.stack([a, b, a], axis=-1)  # fixed magenta, moving green; equal -> gray
-    overlay = np.nan_to_num(overlay, nan=1.0)
+    overlay[~np.isfinite(overlay).all(axis=-1)] = 0.81  # outside either field of view: light gray
     extent, (xl, yl) = _extent(a.shape, axis, v)
-    fig = _figure(8, 4)
+    fig = _figure(8, 4.3)
     axes = fig.subplots(1, 2)
-    axes[0].imshow(board, cmap="gray", vmin=0, vmax=1, extent=extent, interpolation="nearest")
+    axes[0].imshow(np.ma.masked_invalid(board), cmap=_gray(), vmin=0, vmax=1, extent=extent,
+                   interpolation="nearest")
     axes[0].set(xlabel=xl, ylabel=yl, title=f"checkerboard fixed / moving, {'zyx'[axis]} = {k}")
     axes[1].imshow(overlay, extent=extent, interpolation="nearest")
     axes[1].set(xlabel=xl, ylabel=yl, title="overlay: fixed magenta, moving green")

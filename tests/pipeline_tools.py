@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 SKIP_NAMES = {"manifest.json", "run.log", ".hash-cache.json", "config.resolved.toml"}
-VOLATILE_KEYS = {"created_utc", "provenance", "start_utc", "end_utc", "pid", "host", "versions"}
+#: times of writing, and SHA-256 of whole files (which hold such times) inside JSON documents
+VOLATILE_KEYS = {"created_utc", "provenance", "start_utc", "end_utc", "pid", "host", "versions", "transform_sha256"}
 
 
 def _clean(doc):
@@ -54,7 +55,10 @@ def _h5_digest(path: Path) -> str:
             if isinstance(obj, h5py.Dataset):
                 a = obj[()]
                 h.update(str((a.dtype, getattr(a, "shape", ()))).encode())
-                h.update(np.ascontiguousarray(a).tobytes() if isinstance(a, np.ndarray) else repr(a).encode())
+                if isinstance(a, np.ndarray) and a.dtype.kind != "O":
+                    h.update(np.ascontiguousarray(a).tobytes())
+                else:  # scalars and strings (object arrays would hash their pointers)
+                    h.update(repr(a.tolist() if isinstance(a, np.ndarray) else a).encode())
 
         f.visititems(visit)
     return h.hexdigest()
@@ -92,57 +96,77 @@ def _partials(run_dir: Path) -> list:
     return [p for p in run_dir.rglob(".*.part")] if run_dir.exists() else []
 
 
-def kill_and_resume(config, run_dir, *, kills: int, seed: int, expected_s: float, env=None,
-                    on_write_every: int = 3, log=print) -> dict:
-    """Run ``tomofuse run config -o run_dir``, SIGKILL it ``kills`` times, rerun until it finishes.
+def kill_and_resume(config, run_dir, *, targets, stage_seconds: dict, seed: int, env=None, log=print) -> dict:
+    """Run ``tomofuse run config -o run_dir``, SIGKILL it at each target, rerun until it finishes.
 
-    Kill moments: every ``on_write_every``-th kill waits for a temporary file of an atomic write
-    to appear in the run directory and kills at once (a kill during a file write); the others
-    wait a random time, uniform in ``[0.2, 1] * expected_s`` of the remaining work.
+    Parameters
+    ----------
+    targets : sequence of (stage, mode)
+        In stage order.  ``mode="time"``: once the stage runs (its manifest names the new
+        process), wait a random fraction (uniform 0.05-0.9) of ``stage_seconds[stage]`` and kill;
+        ``mode="write"``: once the stage runs, kill the moment a temporary file of an atomic
+        write appears in the run directory (a kill during a file write).  A target whose stage
+        finished before it could be hit is dropped (recorded as missed).
+    stage_seconds : dict
+        Wall time of each stage in an uninterrupted run.
 
     Returns
     -------
     dict
-        ``kills``: one record per kill (time, stages done and running at the kill, whether a
-        write was in progress); ``finished_stage_reruns``: stages whose ``start_utc`` changed
-        after they were seen done (must be empty); ``attempts``.
+        ``kills``: one record per kill (stage running, stages done, files being written, projections
+        of the series done); ``missed``; ``finished_stage_reruns``: stages whose ``start_utc``
+        changed after they were seen done (must be empty); ``attempts``.
     """
+    from tomofuse.io import file_sha256
+
     rng = np.random.default_rng(seed)
     run_dir = Path(run_dir)
     cmd = [sys.executable, "-m", "tomofuse.cli", "run", str(config), "-o", str(run_dir), "-q"]
     env = {**os.environ, **(env or {})}
+    pending = list(targets)
     seen_done: dict = {}
-    records = []
-    reruns = []
+    records, missed, reruns = [], [], []
     attempts = 0
-    remaining = expected_s
     while True:
         attempts += 1
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         killed = False
-        if len(records) < kills:
-            on_write = (len(records) + 1) % on_write_every == 0
-            deadline = time.monotonic() + (remaining * float(rng.uniform(0.2, 1.0)) if not on_write else 600)
+        while pending and not killed and proc.poll() is None:
+            stage, mode = pending[0]
+            m = _manifests(run_dir).get(stage, {})
+            if m.get("status") == "done" and m.get("pid") != proc.pid:
+                missed.append(pending.pop(0))
+                continue
+            if not (m.get("status") == "running" and m.get("pid") == proc.pid):
+                later = [s for s, mm in _manifests(run_dir).items() if mm.get("pid") == proc.pid
+                         and STAGE_INDEX.get(s, -1) > STAGE_INDEX[stage]]
+                if later:  # the stage ran (and finished) between two polls
+                    missed.append(pending.pop(0))
+                time.sleep(0.003)
+                continue
             t0 = time.monotonic()
-            while proc.poll() is None and time.monotonic() < deadline:
-                if on_write and _partials(run_dir):
-                    break
-                time.sleep(0.002 if on_write else 0.02)
-            if proc.poll() is None:
-                writing = [str(p.relative_to(run_dir)) for p in _partials(run_dir)]
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                killed = True
-                ms = _manifests(run_dir)
-                running = sorted(s for s, m in ms.items() if m.get("status") == "running")
-                done = sorted(s for s, m in ms.items() if m.get("status") == "done")
-                ptycho_done = None
-                if "ptycho" in running:
-                    ptycho_done = _ptycho_done(run_dir)
-                records.append({"after_s": round(time.monotonic() - t0, 2), "running": running, "done": done,
-                                "writing": writing, "on_write": on_write, "ptycho_projections_done": ptycho_done})
-                log(f"kill {len(records)}: after {records[-1]['after_s']} s, running {running}, "
-                    f"writing {writing}, ptycho done {ptycho_done}")
+            if mode == "write":
+                while proc.poll() is None and not _partials(run_dir):
+                    time.sleep(0.001)
+            else:
+                end = t0 + float(rng.uniform(0.05, 0.9)) * stage_seconds.get(stage, 1.0)
+                while proc.poll() is None and time.monotonic() < end:
+                    time.sleep(0.002)
+            if proc.poll() is not None:
+                break
+            writing = [str(p.relative_to(run_dir)) for p in _partials(run_dir)]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed = True
+            pending.pop(0)
+            ms = _manifests(run_dir)
+            running = sorted(s for s, mm in ms.items() if mm.get("status") == "running")
+            done = [s for s in STAGE_INDEX if ms.get(s, {}).get("status") == "done"]
+            records.append({"target": [stage, mode], "after_s": round(time.monotonic() - t0, 3),
+                            "running": running, "done": done, "writing": writing,
+                            "ptycho_projections_done": _ptycho_done(run_dir) if "ptycho" in running else None})
+            log(f"kill {len(records)}: {mode} in {stage} after {records[-1]['after_s']} s; running {running}, "
+                f"writing {writing}, series projections done {records[-1]['ptycho_projections_done']}")
         if not killed:
             err = proc.communicate()[1].decode()
             if proc.returncode != 0:
@@ -153,20 +177,17 @@ def kill_and_resume(config, run_dir, *, kills: int, seed: int, expected_s: float
                 if s in seen_done and seen_done[s] != m.get("start_utc"):
                     reruns.append(s)
                 seen_done.setdefault(s, m.get("start_utc"))
-        # a finished stage must verify: its outputs hash as its manifest says
-        from tomofuse.io import file_sha256
-
-        for s, m in ms.items():
-            if m.get("status") == "done":
-                for label, o in m["outputs"].items():
+                for label, o in m["outputs"].items():  # a finished stage's outputs verify
                     p = run_dir / o["path"]
-                    assert p.exists() and (p.is_dir() or file_sha256(p) == o["sha256"]), \
+                    assert p.exists() and file_sha256(p) == o["sha256"], \
                         f"stage {s} is marked done but its output {p} does not verify"
         if not killed:
             break
-        done_wall = sum(m.get("wall_s") or 0 for m in ms.values() if m.get("status") == "done")
-        remaining = max(2.0, expected_s - done_wall)
-    return {"kills": records, "finished_stage_reruns": reruns, "attempts": attempts}
+    return {"kills": records, "missed": missed, "finished_stage_reruns": reruns, "attempts": attempts}
+
+
+STAGE_INDEX = {s: i for i, s in enumerate(("ptycho", "pxct", "txtm", "fsc", "register", "fuse", "segment",
+                                          "particles", "coverage", "echem", "report"))}
 
 
 def _ptycho_done(run_dir: Path):

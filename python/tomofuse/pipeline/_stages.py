@@ -486,15 +486,15 @@ def _select_particles(ctx: Context, parts: np.ndarray) -> list[int]:
         if missing:
             raise ConfigError(f"echem.ids: no particle {missing} in the particle labels (there are {len(ids)})")
         return [int(i) for i in c["ids"]]
-    # particles touching the volume's border are cut: never simulate those by default
-    border = np.zeros(parts.shape, bool)
-    border[[0, -1]] = True
-    border[:, [0, -1]] = True
-    border[:, :, [0, -1]] = True
+    # particles closer than the margin to the volume's faces have unknown surroundings: never simulated
+    m = c["margin_voxels"]
+    border = np.ones(parts.shape, bool)
+    border[m:-m, m:-m, m:-m] = False
     cut = set(int(i) for i in np.unique(parts[border]))
     order = [int(i) for i, _ in sorted(zip(ids, counts), key=lambda t: (-t[1], t[0])) if int(i) not in cut]
     if not order:
-        order = [int(i) for i, _ in sorted(zip(ids, counts), key=lambda t: (-t[1], t[0]))]
+        logger.warning("echem: every particle lies within echem.margin_voxels = %d of the volume's faces; "
+                       "none simulated", m)
     return order if c["select"] == "all" else order[:c["count"]]
 
 

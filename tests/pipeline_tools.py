@@ -19,6 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+import math
+
+import h5py  # noqa: F401
 import numpy as np
 
 SKIP_NAMES = {"manifest.json", "run.log", ".hash-cache.json", "config.resolved.toml"}
@@ -199,3 +202,103 @@ def _ptycho_done(run_dir: Path):
             return int(np.count_nonzero(f["done"][()]))
     except (OSError, KeyError):
         return None
+
+
+# --------------------------------------------------------------------------- the stages by hand
+
+
+def by_hand(config: Path, threads: int = 2) -> dict:
+    """The chain called stage by stage with the library's public functions and the config's values."""
+    import glob
+
+    from tomofuse import Phase
+    from tomofuse.analysis import sei_thickness, summarize, surface_coverage
+    from tomofuse.echem import Particle, scenarios
+    from tomofuse.io import read_cxi_header, read_dxchange
+    from tomofuse.ptycho import focused_probe, object_pixel_size, reconstruct
+    from tomofuse.register import RegistrationOptions, fuse, register
+    from tomofuse.segment import label_particles, segment
+    from tomofuse.tomo import (align_projections, fbp, fbp_phase_derivative, find_center, fsc, normalize, paganin,
+                               remove_phase_ramp, shift_projections)
+
+    from tomofuse import pipeline
+    from tomofuse.ptycho import default_object_shape
+
+    cfg = pipeline.load_config(config)
+    base = Path(config).parent
+    scans = sorted(glob.glob(str(base / "raw/ptycho/proj_*.cxi")))
+    th = np.radians(np.loadtxt(base / "raw/ptycho/angles_deg.txt"))
+    h = read_cxi_header(scans[0])
+    n = h.pattern_shape[0]
+    pitch = object_pixel_size(h.energy_kev, h.distance, h.x_pixel_size, n)
+    probe = focused_probe(n, object_pixel_size=pitch, energy_kev=h.energy_kev,
+                          diameter=cfg["ptycho"]["probe_diameter_m"])
+    from tomofuse.io import read_cxi
+
+    # one object shape for all projections: the union of their default shapes (a regular stack)
+    positions = []
+    for s in scans:
+        hs = read_cxi_header(s)
+        positions.append((hs.positions - hs.positions.mean(axis=0)) / pitch)
+    shapes = [default_object_shape(p, n) for p in positions]
+    shape = (max(s[0] for s in shapes), max(s[1] for s in shapes))
+    objs, illum = [], []
+    for s, pos in zip(scans, positions):
+        scan = read_cxi(s)
+        rec = reconstruct(scan.data, pos, probe, object_shape=shape,
+                          engines=(("dm", cfg["ptycho"]["dm_iterations"]), ("ml", cfg["ptycho"]["ml_iterations"])),
+                          threads=threads)
+        objs.append(rec.object)
+        illum.append(rec.illumination)
+    illum = np.stack(illum)
+    peak = illum.reshape(len(illum), -1).max(axis=1)[:, None, None]
+    common = np.all(illum >= 0.5 * peak, axis=0)
+    r, c = np.flatnonzero(common.any(axis=1)), np.flatnonzero(common.any(axis=0))
+    phase = np.angle(np.stack(objs)[:, r[0]:r[-1] + 1, c[0]:c[-1] + 1]).astype(np.float32)
+    air = np.zeros(phase.shape[1:], bool)
+    air[:, :4] = air[:, -4:] = True
+    phase = remove_phase_ramp(phase, mask=air, wrap=True)
+    est = align_projections(phase, th, air_mask=air, threads=threads)
+    phase = shift_projections(phase, -est, threads=threads)
+    vol_p = fbp_phase_derivative(phase, th, filter="hann", threads=threads)
+    delta = (-vol_p * (12.398419843320026e-10 / h.energy_kev / (2 * math.pi * pitch))).astype(np.float32)
+    out = {"pxct": delta}
+
+    t = read_dxchange(base / "raw/txtm.h5")
+    px = cfg["txtm"]["pixel_size_m"]
+    mu = paganin(normalize(t.data, t.flat, t.dark), pixel_size=px, distance=5e-3, energy_kev=8.4, delta_beta=0.028,
+                 threads=threads)
+    mu = np.ascontiguousarray(mu, dtype=np.float32)
+    center = find_center(mu, t.theta, threads=threads)
+    vol_t = (fbp(mu, t.theta, center=center, filter="hann", threads=threads) / px).astype(np.float32)
+    out["txtm"] = vol_t
+
+    res_p = fsc(fbp_phase_derivative(phase[0::2], th[0::2], filter="hann", threads=threads),
+                fbp_phase_derivative(phase[1::2], th[1::2], filter="hann", threads=threads), voxel_size=pitch).resolution
+    res_t = fsc(fbp(mu[0::2], t.theta[0::2], center=center, filter="hann", threads=threads),
+                fbp(mu[1::2], t.theta[1::2], center=center, filter="hann", threads=threads), voxel_size=px).resolution
+    out["fsc"] = (res_p, res_t)
+    reg = register(delta, vol_t, fixed_voxel_size=pitch, moving_voxel_size=px, initial="auto",
+                   options=RegistrationOptions(stages=("rigid", "bspline")), seed=0, threads=threads)
+    fused = fuse(delta, vol_t, reg, threads=threads).astype(np.float32)
+    out["fused"] = fused
+    seg = segment(fused, voxel_size=pitch, cycled=False, channels="both", resolution=(res_p, res_t), threads=threads)
+    out["labels"] = seg.labels
+    parts = label_particles(seg.labels, voxel_size=pitch, min_volume_m3=None, split=True, neck_ratio=0.6, threads=threads)
+    out["particles"] = parts
+    table, surface = surface_coverage(seg.labels, parts, voxel_size=pitch, sigma=2.0, threads=threads, return_surface=True)
+    table = table.join(sei_thickness(surface=surface).drop(columns=["coverage", "touches_border"])
+                       .rename(columns={"n_rays": "n_sei_rays"}))
+    row = summarize(table).loc["area_weighted"]
+    out["coverage"] = {k: float(row[k]) for k in ("free", "cbd", "contact", "sei")}
+    ids, counts = np.unique(parts[parts > 0], return_counts=True)
+    border = np.ones(parts.shape, bool)
+    border[3:-3, 3:-3, 3:-3] = False  # echem.margin_voxels
+    inner = [(c, i) for i, c in zip(ids, counts) if i not in set(np.unique(parts[border]))]
+    pid = int(sorted(inner, key=lambda t: (-t[0], t[1]))[0][1])
+    particle = Particle.from_labels(seg.labels, parts, pid, voxel_size=pitch, margin=3, threads=threads)
+    out["iqr_ratio"] = scenarios.soc_distribution(particle, threads=threads)["iqr_ratio"]
+    out["phase_fractions"] = {Phase(p).name.lower(): float(f) for p, f in seg.fractions().items()}
+    return out
+
+

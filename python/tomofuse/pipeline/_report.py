@@ -6,8 +6,6 @@ import html
 import json
 from pathlib import Path
 
-from ._stages import STAGE_ORDER, Context
-
 __all__ = ["summary_quantities", "write_report"]
 
 
@@ -58,23 +56,22 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
-def write_report(ctx: Context) -> dict:
-    """Write ``RUN/summary.json`` and ``RUN/report.html``; return their paths."""
+def write_report(run_dir: Path, *, title: str, stages_order) -> dict:
+    """Write ``run_dir/summary.json`` and ``run_dir/report.html``; return their paths."""
     from ..io import atomic_path, jsonable
 
-    run_dir = ctx.run_dir
     quantities = summary_quantities(run_dir)
     stages = {}
-    for s in STAGE_ORDER[:-1]:
+    for s in stages_order:
         m = run_dir / s / "manifest.json"
         if m.is_file():
             doc = json.loads(m.read_text())
             stages[s] = {"status": doc.get("status"), "results": doc.get("results", {})}
-    summary = {"title": ctx.config["report"]["title"], "quantities": quantities, "stages": stages}
+    summary = {"title": title, "quantities": quantities, "stages": stages}
     out_json = run_dir / "summary.json"
     with atomic_path(out_json) as tmp:
         tmp.write_text(json.dumps(jsonable(summary), indent=2, sort_keys=True) + "\n")
-    title = html.escape(ctx.config["report"]["title"])
+    title = html.escape(title)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>",
              "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #999;padding:.2em .6em;text-align:left}</style></head><body>",

@@ -569,7 +569,7 @@ def run_echem(ctx: Context) -> dict:
 def run_report(ctx: Context) -> dict:
     from ._report import write_report
 
-    paths = write_report(ctx)
+    paths = write_report(ctx.run_dir, title=ctx.config["report"]["title"], stages_order=STAGE_ORDER[:-1])
     return {"outputs": paths, "results": {}}
 
 
@@ -668,6 +668,8 @@ STAGE_LIST = (
                                  "txtm", "ptycho"), ("report",), _in_report, "report.html and summary.json"),
 )
 STAGES_BY_NAME = {s.name: s for s in STAGE_LIST}
+#: stage -> one line on what it does.
+STAGE_HELP = {s.name: s.help for s in STAGE_LIST}
 STAGE_ORDER = tuple(s.name for s in STAGE_LIST)
 
 

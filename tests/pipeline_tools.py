@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -19,9 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import math
-
-import h5py  # noqa: F401
 import numpy as np
 
 SKIP_NAMES = {"manifest.json", "run.log", ".hash-cache.json", "config.resolved.toml"}

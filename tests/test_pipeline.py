@@ -6,7 +6,6 @@ or the file."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sys

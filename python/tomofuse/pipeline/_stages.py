@@ -241,15 +241,12 @@ def txtm_pixel_size(config: Config) -> float:
     c = config["txtm"]
     if c["pixel_size_m"]:
         return c["pixel_size_m"]
-    from ..io import read_dxchange
-
     import h5py
 
     with h5py.File(config.path("txtm", "scan"), "r") as f:
         v = f.attrs.get("pixel_size_m")
     if v is None:
         raise ConfigError(f"txtm.pixel_size_m: {c['scan']!r} carries no pixel_size_m attribute; give it")
-    del read_dxchange
     return float(v)
 
 

@@ -189,7 +189,7 @@ def _cmd_run(args: argparse.Namespace, only=None) -> int:
     from . import pipeline
 
     result = pipeline.run(args.config, output=args.output, from_stage=getattr(args, "from_stage", None) or
-                          (only[0] if only else None), only=only, workers=args.workers, scheduler=args.scheduler,
+                          (only[0] if only else None), only=only, cluster_size=args.workers, scheduler=args.scheduler,
                           progress=_StageBars(enabled=not args.quiet))
     _print_run(result, args.quiet)
     return 0
@@ -376,17 +376,17 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="pxct-txtm: real data (edit the paths); demo: simulated files")
     cf.set_defaults(func=_cmd_config)
 
-    from .pipeline._stages import STAGE_LIST
+    from .pipeline import STAGE_HELP
 
-    for st in STAGE_LIST:
-        if st.name == "segment":
+    for stage, text in STAGE_HELP.items():
+        if stage == "segment":
             continue  # `tomofuse segment` takes a fused volume or a config (below)
-        sp = sub.add_parser(st.name, help=f"pipeline stage: {st.help}",
-                            description=f"Run the pipeline stage {st.name!r} of a config ({st.help}); the "
+        sp = sub.add_parser(stage, help=f"pipeline stage: {text}",
+                            description=f"Run the pipeline stage {stage!r} of a config ({text}); the "
                             "stages before it must have run into the same run directory, or the config gives "
                             "its input. Same code path as `tomofuse run`.")
         _add_run_options(sp)
-        sp.set_defaults(func=lambda a, n=st.name: _cmd_run(a, only=[n]))
+        sp.set_defaults(func=lambda a, n=stage: _cmd_run(a, only=[n]))
 
     i = sub.add_parser("info", help="print the attributes and datasets of a tomofuse HDF5 file")
     i.add_argument("file")

@@ -13,8 +13,8 @@ from ._demo import DemoResult, demo
 from ._config import SCHEMA, STAGES, TEMPLATES, Config, ConfigError, Key, load_config, template
 from ._run import RunResult, StageError, parameter_hash, run, run_stage
 from ._simulate import SimulatedScan, simulate_raw
-from ._stages import plan
+from ._stages import STAGE_HELP, plan
 
-__all__ = ["CheckReport", "Config", "ConfigError", "DemoResult", "demo", "Key", "RunResult", "SCHEMA", "STAGES", "SimulatedScan",
+__all__ = ["CheckReport", "Config", "ConfigError", "DemoResult", "Key", "RunResult", "SCHEMA", "STAGES", "STAGE_HELP", "SimulatedScan",
            "StageError", "TEMPLATES", "check", "load_config", "parameter_hash", "plan", "run", "run_stage",
            "simulate_raw", "template"]

@@ -14,7 +14,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -86,7 +86,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "volume": Key("path", "", "enter here: an already reconstructed PXCT volume (HDF5, /volume, attribute "
                                   "voxel_size in m) instead of the ptycho and pxct stages"),
         "voxel_size_m": Key("float", 0.0, "PXCT voxel, meters (0 = from the input: the CXI geometry or the "
-                                          "volume's voxel_size attribute)", minimum=0.0, maximum=1e-6),
+                                          "volume's voxel_size attribute)", minimum=0.0, maximum=1e-4),
         "illumination_threshold": Key("float", 0.5, "crop each phase projection to where the probe's summed "
                                                     "intensity exceeds this fraction of its maximum",
                                       minimum=0.0, maximum=1.0),
@@ -101,7 +101,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "volume": Key("path", "", "enter here: an already reconstructed TXTM volume (HDF5, /volume, attribute "
                                   "voxel_size in m)"),
         "pixel_size_m": Key("float", 0.0, "TXTM pixel at the sample, meters (0 = the file's pixel_size_m "
-                                          "attribute)", minimum=0.0, maximum=1e-6),
+                                          "attribute)", minimum=0.0, maximum=1e-4),
         "energy_kev": Key("float", 8.4, "photon energy, keV (paper: 8.4)", minimum=1.0, maximum=100.0),
         "distance_m": Key("float", 5e-3, "propagation distance of the Paganin filter, meters", minimum=0.0,
                           maximum=10.0),

@@ -6,8 +6,6 @@ import json
 import math
 from pathlib import Path
 
-from ._stages import STAGE_ORDER, Context
-
 __all__ = ["summary_quantities", "write_report"]
 
 
@@ -46,26 +44,25 @@ def summary_quantities(run_dir: Path) -> list[dict]:
     return q
 
 
-def write_report(ctx: Context) -> dict:
-    """Write ``RUN/summary.json`` and ``RUN/report.html`` (figures in ``RUN/figures``); return their paths."""
+def write_report(run_dir: Path, *, title: str, stages_order, threads=None, config_source=None) -> dict:
+    """Write ``run_dir/summary.json`` and ``run_dir/report.html`` (figures in ``run_dir/figures``); return their paths."""
     from .. import report as rp
     from ..io import jsonable
     from ._figures import run_figures
 
-    run_dir = ctx.run_dir
     quantities = [rp.Quantity(q["name"], q["unit"], float(q["measured"]) if q["measured"] is not None else math.nan)
                   for q in summary_quantities(run_dir)]
     stages = {}
-    for s in STAGE_ORDER[:-1]:
+    for s in stages_order:
         m = run_dir / s / "manifest.json"
         if m.is_file():
             doc = json.loads(m.read_text())
             stages[s] = {k: doc.get(k) for k in ("status", "wall_s", "cpu_s", "peak_memory_bytes", "results")}
     out_json = rp.write_summary(run_dir / "summary.json", quantities=quantities, stages=stages)
-    sections = run_figures(run_dir, threads=ctx.threads)
-    provenance = {"config": str(ctx.config.source) if getattr(ctx.config, "source", None) else None,
+    sections = run_figures(run_dir, threads=threads)
+    provenance = {"config": None if config_source is None else str(config_source),
                   "stages": {s: {k: d[k] for k in ("status", "wall_s", "cpu_s", "peak_memory_bytes")}
                              for s, d in stages.items()}}
-    out_html = rp.write_report(run_dir, title=ctx.config["report"]["title"], sections=sections,
-                               quantities=quantities, provenance=jsonable(provenance))
+    out_html = rp.write_report(run_dir, title=title, sections=sections, quantities=quantities,
+                               provenance=jsonable(provenance))
     return {"summary": out_json, "html": out_html}

@@ -209,9 +209,9 @@ def _log_handler(run_dir: Path) -> logging.Handler:
     return h
 
 
-def _client(workers: Optional[int], scheduler: Optional[str], threads: Optional[int]):
+def _client(cluster_size: Optional[int], scheduler: Optional[str], threads: Optional[int]):
     """A dask.distributed client (and the cluster it started), or (None, None)."""
-    if not workers and not scheduler:
+    if not cluster_size and not scheduler:
         return None, None
     try:
         from distributed import Client, LocalCluster
@@ -220,7 +220,7 @@ def _client(workers: Optional[int], scheduler: Optional[str], threads: Optional[
     if scheduler:
         return Client(scheduler), None
     # one thread per worker: every task then uses its host's CPUs / worker threads (no oversubscription)
-    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = LocalCluster(n_workers=int(cluster_size), threads_per_worker=1, processes=True, dashboard_address=None)
     return Client(cluster), cluster
 
 
@@ -231,7 +231,7 @@ def resolve_run_dir(config: Config, output: Optional[str | os.PathLike]) -> Path
 
 
 def run(config: str | os.PathLike | Config, *, output: Optional[str | os.PathLike] = None,
-        from_stage: Optional[str] = None, only: Optional[Sequence[str]] = None, workers: Optional[int] = None,
+        from_stage: Optional[str] = None, only: Optional[Sequence[str]] = None, cluster_size: Optional[int] = None,
         scheduler: Optional[str] = None, client=None, progress: Optional[Callable[[int, int, str], Any]] = None,
         check_inputs: bool = True) -> RunResult:
     """Run the pipeline of a config, resuming where an earlier run stopped.
@@ -246,12 +246,12 @@ def run(config: str | os.PathLike | Config, *, output: Optional[str | os.PathLik
         Run this stage and every later one even if they are up to date.
     only : sequence of str, optional
         Run only these stages (their inputs must exist: from an earlier run or the config).
-    workers : int, optional
-        Start a local Dask cluster of this many single-threaded worker processes.
+    cluster_size : int, optional
+        Start a local Dask cluster of this many single-threaded worker processes (``--workers``).
     scheduler : str, optional
         Address of an existing Dask scheduler to join instead.
     client : distributed.Client, optional
-        Use this client (overrides ``workers`` and ``scheduler``).
+        Use this client (overrides ``cluster_size`` and ``scheduler``).
     progress : callable, optional
         ``progress(index, count, stage)`` returns a ``callback(fraction, message)`` for that stage
         (with a ``close()`` method if it needs one); default: log messages.
@@ -295,7 +295,7 @@ def run(config: str | os.PathLike | Config, *, output: Optional[str | os.PathLik
     cluster = None
     try:
         if client is None:
-            own, cluster = _client(workers, scheduler, None)
+            own, cluster = _client(cluster_size, scheduler, None)
             client = own
         return _run(cfg, run_dir, stages_plan, from_stage, only, client, progress)
     finally:

@@ -241,15 +241,12 @@ def txtm_pixel_size(config: Config) -> float:
     c = config["txtm"]
     if c["pixel_size_m"]:
         return c["pixel_size_m"]
-    from ..io import read_dxchange
-
     import h5py
 
     with h5py.File(config.path("txtm", "scan"), "r") as f:
         v = f.attrs.get("pixel_size_m")
     if v is None:
         raise ConfigError(f"txtm.pixel_size_m: {c['scan']!r} carries no pixel_size_m attribute; give it")
-    del read_dxchange
     return float(v)
 
 
@@ -486,15 +483,15 @@ def _select_particles(ctx: Context, parts: np.ndarray) -> list[int]:
         if missing:
             raise ConfigError(f"echem.ids: no particle {missing} in the particle labels (there are {len(ids)})")
         return [int(i) for i in c["ids"]]
-    # particles touching the volume's border are cut: never simulate those by default
-    border = np.zeros(parts.shape, bool)
-    border[[0, -1]] = True
-    border[:, [0, -1]] = True
-    border[:, :, [0, -1]] = True
+    # particles closer than the margin to the volume's faces have unknown surroundings: never simulated
+    m = c["margin_voxels"]
+    border = np.ones(parts.shape, bool)
+    border[m:-m, m:-m, m:-m] = False
     cut = set(int(i) for i in np.unique(parts[border]))
     order = [int(i) for i, _ in sorted(zip(ids, counts), key=lambda t: (-t[1], t[0])) if int(i) not in cut]
     if not order:
-        order = [int(i) for i, _ in sorted(zip(ids, counts), key=lambda t: (-t[1], t[0]))]
+        logger.warning("echem: every particle lies within echem.margin_voxels = %d of the volume's faces; "
+                       "none simulated", m)
     return order if c["select"] == "all" else order[:c["count"]]
 
 
@@ -574,7 +571,8 @@ def run_echem(ctx: Context) -> dict:
 def run_report(ctx: Context) -> dict:
     from ._report import write_report
 
-    paths = write_report(ctx)
+    paths = write_report(ctx.run_dir, title=ctx.config["report"]["title"], stages_order=STAGE_ORDER[:-1],
+                         threads=ctx.threads, config_source=getattr(ctx.config, "source", None))
     return {"outputs": paths, "results": {}}
 
 
@@ -673,6 +671,8 @@ STAGE_LIST = (
                                  "txtm", "ptycho"), ("report",), _in_report, "report.html and summary.json"),
 )
 STAGES_BY_NAME = {s.name: s for s in STAGE_LIST}
+#: stage -> one line on what it does.
+STAGE_HELP = {s.name: s.help for s in STAGE_LIST}
 STAGE_ORDER = tuple(s.name for s in STAGE_LIST)
 
 

@@ -201,6 +201,14 @@ def test_report_page_holds_every_figure(tmp_path, scene):
     assert "labels &lt;b&gt;" in text and "x &lt; y" in text and "w &amp; w" in text
     assert "<td class=num>0.05</td>" in text  # the difference 0.25 - 0.2
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["figures", "report.html", "tables"]
+    # the same figures written again give the same bytes (no dates, fixed SVG ids)
+    fresh = [("sections", cross_sections(img, img, voxel_size=V), ""),
+             ("overlay", segmentation_overlay(img, lab, voxel_size=V), "")]
+    again = write_report(tmp_path / "s", title="test report", sections=[Section("Figure 1", "x < y", fresh)])
+    for name, *_ in figs:
+        for ext in ("png", "svg"):
+            assert (again.parent / "figures" / f"{name}.{ext}").read_bytes() == \
+                (tmp_path / "r" / "figures" / f"{name}.{ext}").read_bytes()
     out = write_summary(tmp_path / "r" / "summary.json", quantities=q, stages={"segment": {"wall_s": 1.5, "fractions": [0.5, float("nan")]}})
     doc = json.loads(out.read_text())
     assert doc["quantities"][0] == {"name": "coverage sei", "unit": "1", "measured": 0.25, "truth": 0.2,

@@ -115,7 +115,7 @@ def _check_name(name: str, what: str) -> str:
 
 def _png_bytes(fig, dpi: int) -> bytes:
     buf = _stdio.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()
 
 
@@ -205,6 +205,8 @@ def write_report(directory, *, title: str, sections: Sequence[Section] = (), qua
     pathlib.Path
         The path of ``report.html``.
     """
+    import matplotlib
+
     check.integer(dpi, "dpi", minimum=30, maximum=600)
     if not isinstance(title, str):
         raise TypeError(f"title must be a str, got {type(title).__name__}")
@@ -241,7 +243,8 @@ def write_report(directory, *, title: str, sections: Sequence[Section] = (), qua
             (out / "figures").mkdir(exist_ok=True)
             _write_bytes(out / "figures" / f"{name}.png", png)
             svg = _stdio.BytesIO()
-            fig.savefig(svg, format="svg")
+            with matplotlib.rc_context({"svg.hashsalt": name}):  # reproducible element ids, no date
+                fig.savefig(svg, format="svg", metadata={"Date": None})
             _write_bytes(out / "figures" / f"{name}.svg", svg.getvalue())
             uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
             parts.append(f"<figure id='{name}'><img src='{uri}' alt='{html.escape(caption or name)}'>"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import math
 import os
 import signal
@@ -78,6 +79,9 @@ def run_digest(run_dir: str | os.PathLike) -> dict:
         elif p.suffix == ".json":
             out[str(rel)] = hashlib.sha256(json.dumps(_clean(json.loads(p.read_text())),
                                                       sort_keys=True).encode()).hexdigest()
+        elif p.suffix == ".html":  # the report's provenance block holds the times of the run
+            text = re.sub(r"<h2>Provenance</h2><pre>.*?</pre>", "", p.read_text(), flags=re.S)
+            out[str(rel)] = hashlib.sha256(text.encode()).hexdigest()
         else:
             out[str(rel)] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out

@@ -58,7 +58,9 @@ def write_report(run_dir: Path, *, title: str, stages_order, threads=None, confi
         if m.is_file():
             doc = json.loads(m.read_text())
             stages[s] = {k: doc.get(k) for k in ("status", "wall_s", "cpu_s", "peak_memory_bytes", "results")}
-    out_json = rp.write_summary(run_dir / "summary.json", quantities=quantities, stages=stages)
+    # summary.json holds results only (a rerun gives the same file); times and memory are provenance
+    out_json = rp.write_summary(run_dir / "summary.json", quantities=quantities,
+                                stages={s: {"status": d["status"], "results": d["results"]} for s, d in stages.items()})
     sections = run_figures(run_dir, threads=threads)
     provenance = {"config": None if config_source is None else str(config_source),
                   "stages": {s: {k: d[k] for k in ("status", "wall_s", "cpu_s", "peak_memory_bytes")}

@@ -89,7 +89,7 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
     fixes it only up to a common shift), so the phantom's labels -- on the same voxel grid, cut
     to the pillar the simulators image -- are placed by the integer shift that best overlays
     their silicon on the segmented silicon; the remaining offset is below half a voxel.  Only
-    particles wholly inside the pillar and the phantom's box, and wholly inside the analysed
+    particles wholly inside the pillar and the phantom's box, and wholly inside the analyzed
     field, are compared (the exact truth table knows nothing of the pillar's cut).
     """
     from .._phase import Phase
@@ -189,7 +189,7 @@ def _measured(run_dir: Path) -> dict:
 
 def demo(directory, *, quick: bool = False, workers: Optional[int] = None, seed: int = 0,
          threads: Optional[int] = None, progress: Optional[Callable[[int, int, str], Any]] = None) -> DemoResult:
-    """Simulate, reconstruct, register, fuse, segment, analyse and simulate a pristine and a cycled electrode.
+    """Simulate, reconstruct, register, fuse, segment, analyze and simulate a pristine and a cycled electrode.
 
     Parameters
     ----------
@@ -262,7 +262,7 @@ def demo(directory, *, quick: bool = False, workers: Optional[int] = None, seed:
         for phase, d in cmp.get("dice", {}).items():
             if phase != "sei" or name == "cycled":
                 quantities.append(rp.Quantity(f"Dice {phase} ({name})", "1", d))
-        quantities.append(rp.Quantity(f"particles labelled ({name})", "1", _nan(m.get("particles"))))
+        quantities.append(rp.Quantity(f"particles labeled ({name})", "1", _nan(m.get("particles"))))
         for mod, res in m["fsc"].items():
             quantities.append(rp.Quantity(f"FSC resolution {mod.upper()} ({name})", "nm", res * 1e9))
         if m.get("iqr_ratio") is not None:

@@ -100,7 +100,7 @@ def scenario_from_json(doc: dict) -> dict:
 
 
 def run_figures(run_dir, *, truth: Optional[dict] = None, threads: Optional[int] = None):
-    """The report's sections for one run: Fig. 1-3 analogues from the run's files.
+    """The report's sections for one run: Fig. 1-3 analogs from the run's files.
 
     Parameters
     ----------

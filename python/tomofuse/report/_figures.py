@@ -1,4 +1,4 @@
-"""The figures of the report: analogues of the paper's Figs. 1-3, one function each.
+"""The figures of the report: analogs of the paper's Figs. 1-3, one function each.
 
 Every function returns a ``matplotlib.figure.Figure`` made without pyplot (no global state, safe
 in worker threads and without a display).  Lengths on axes are in micrometers, thicknesses in

@@ -64,7 +64,7 @@ def echem_runs():
                 sei=scenarios.sei_effect(p, c_rates=(1.1, 2.1), threads=1))
 
 
-def _labelled(fig):
+def _labeled(fig):
     """Every 2-D axes (colorbars aside) has x and y labels carrying a unit in parentheses."""
     for ax in fig.axes:
         if ax.get_label() == "<colorbar>":
@@ -78,7 +78,7 @@ def test_image_figures(scene):
     lab, img = scene["labels"], scene["image"]
     for fig in (cross_sections(img, img * 2, voxel_size=V), registration_check(img, img, voxel_size=V, tiles=4),
                 segmentation_overlay(img, lab, voxel_size=V, axis=1)):
-        _labelled(fig)
+        _labeled(fig)
         extent = fig.axes[0].images[0].get_extent()
         assert extent[1] == pytest.approx(40 * V * 1e6)  # micrometers
     with pytest.raises(ValueError, match="one grid"):
@@ -152,7 +152,7 @@ def test_coverage_bars_heights_and_truth(scene):
 def test_sei_figures(scene):
     thick, surface = scene["thickness"], scene["surface"]
     fig = sei_thickness_distributions(thick, truth=thick)
-    _labelled(fig)
+    _labeled(fig)
     for ax in fig.axes:
         assert sum(p.get_height() for p in ax.patches[:-1]) >= 1
     fig = sei_thickness_map(surface, 1)
@@ -170,7 +170,7 @@ def test_echem_figures(echem_runs):
     fig = soc_distributions(soc)
     assert f"{soc['iqr_ratio']:.2f}" in fig.axes[0].get_title()
     fig = particle_fields(lim["snapshot"])
-    _labelled(fig)
+    _labeled(fig)
     fig = overpotential_curves(sei)
     ys = fig.axes[0].get_lines()[1].get_ydata()
     np.testing.assert_allclose(ys, sei["table"]["overpotential_with_sei_V"] * 1e3)

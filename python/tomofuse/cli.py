@@ -198,7 +198,7 @@ def _cmd_run(args: argparse.Namespace, only=None) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .pipeline import demo
 
-    result = demo(args.output, quick=args.quick, workers=args.workers, seed=args.seed, threads=args.threads,
+    result = demo(args.output, quick=args.quick, cluster_size=args.workers, seed=args.seed, threads=args.threads,
                   progress=_StageBars(enabled=not args.quiet))
     if not args.quiet:
         rows = [(q.name, q.unit, q.measured, q.truth, q.difference, q.source) for q in result.quantities]

@@ -187,7 +187,7 @@ def _measured(run_dir: Path) -> dict:
     return out
 
 
-def demo(directory, *, quick: bool = False, workers: Optional[int] = None, seed: int = 0,
+def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, seed: int = 0,
          threads: Optional[int] = None, progress: Optional[Callable[[int, int, str], Any]] = None) -> DemoResult:
     """Simulate, reconstruct, register, fuse, segment, analyze and simulate a pristine and a cycled electrode.
 
@@ -199,7 +199,7 @@ def demo(directory, *, quick: bool = False, workers: Optional[int] = None, seed:
         ``summary.json``.  Rerunning resumes: finished stages are not run again.
     quick : bool
         The small size (about a minute and a half on two cores) instead of the default.
-    workers : int, optional
+    cluster_size : int, optional
         Run the pipelines on a local Dask cluster of this many workers.
     seed : int
         Seed of the phantoms and of every noise draw.
@@ -221,8 +221,8 @@ def demo(directory, *, quick: bool = False, workers: Optional[int] = None, seed:
     quick = check.flag(quick, "quick")
     seed = check.seed(seed)
     threads = check.threads(threads)
-    if workers is not None:
-        check.integer(workers, "workers", minimum=1)
+    if cluster_size is not None:
+        check.integer(cluster_size, "cluster_size", minimum=1)
     size = SIZES["quick" if quick else "default"]
     root = Path(directory).expanduser().absolute()
     root.mkdir(parents=True, exist_ok=True)
@@ -237,7 +237,7 @@ def demo(directory, *, quick: bool = False, workers: Optional[int] = None, seed:
             else ["soc_distribution"]
         _set_experiments(sim.config, experiments)
         logger.info("demo: tomofuse run %s", sim.config)
-        runs[name] = run(sim.config, workers=workers, progress=progress)
+        runs[name] = run(sim.config, cluster_size=cluster_size, progress=progress)
         measured[name] = _measured(runs[name].run_dir)
 
     quantities, fig2_truth, sei_truth = [], {}, None
@@ -285,7 +285,7 @@ def demo(directory, *, quick: bool = False, workers: Optional[int] = None, seed:
             sections.append(rp.Section("Figure 2 — surfaces of the silicon particles", figures=[entry]))
     wall = time.perf_counter() - t0
     provenance = {"command": f"tomofuse demo{' --quick' if quick else ''} --seed {seed}"
-                  + (f" --workers {workers}" if workers else ""),
+                  + (f" --workers {cluster_size}" if cluster_size else ""),
                   "configs": {n: str(sims[n].config) for n in sims}, "wall_s": wall,
                   "stages": {n: measured[n]["stages"] for n in measured}}
     warnings = [f"{q.name}: {q.measured:.3g} vs truth {q.truth:.3g}" for q in quantities

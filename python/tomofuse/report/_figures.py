@@ -351,7 +351,7 @@ def coverage_bars(measured: Mapping, *, truth: Optional[Mapping] = None):
     names = list(measured)
     width = 0.8 / len(names)
     hatches = ["", "//", "..", "xx", "\\\\"]
-    fig = _figure(6.5, 4)
+    fig = _figure(7.5, 4)
     ax = fig.subplots()
     x = np.arange(len(CATEGORIES))
     marked = False
@@ -375,7 +375,7 @@ def coverage_bars(measured: Mapping, *, truth: Optional[Mapping] = None):
     top = max(float(measured[n][c]) for n in names for c in CATEGORIES)
     ax.set(ylabel="share of silicon surface", ylim=(0, min(1.0, top + 0.15) if top < 0.85 else 1.05),
            title="surface coverage of the silicon particles (area-weighted, values in %)")
-    ax.legend(handles=handles, fontsize=_FONT, frameon=False)
+    ax.legend(handles=handles, fontsize=_FONT, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _style(ax)
     return fig
 

@@ -292,8 +292,8 @@ def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, 
                 if q.truth is not None and q.unit == "1" and q.name.startswith("coverage")
                 and math.isfinite(q.measured) and abs(q.measured - q.truth) > 0.03]
     if warnings:
-        warnings = ["coverage fractions differing from the truth by more than 0.03 (the segmentation's "
-                    "partial-volume boundary of silicon is read as CBD):"] + warnings
+        warnings = ["coverage fractions differing from the truth by more than 0.03 (the accuracy the "
+                    "method is meant to reach):"] + warnings
     html = rp.write_report(root, title="tomofuse demo: the paper's study on a synthetic electrode",
                            sections=sections, quantities=quantities, provenance=jsonable(provenance),
                            warnings=warnings)

@@ -13,9 +13,14 @@ import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from browser import chromium, open_page  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +48,9 @@ def test_demo_writes_report_and_summary(demo_dir):
                 "fig2_coverage"):
         assert (out / "figures" / f"{fig}.svg").is_file(), fig
     assert "report:" in stdout and "measured" in stdout and "truth" in stdout
+    if chromium() is not None:  # in a real browser: every image decoded, no script error
+        got = open_page(out / "report.html", out / "screenshot.png")
+        assert got == {"loaded": len(pngs), "total": len(pngs), "errors": 0}, got
 
 
 def test_demo_truth_is_the_phantoms(demo_dir):

@@ -134,6 +134,19 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
     out["n_truth_inner"] = len(eligible)
     out["eligible"] = eligible
     if parts is not None:
+        # measured particles on the faces of the reconstructed field or of the segmentation's valid
+        # region are cut by them: left out (their SEI thickness rays may leave it; that is all right)
+        edge = np.zeros(seg.shape, bool)
+        for axis in range(3):
+            index = [slice(None)] * 3
+            for end in (0, -1):
+                index[axis] = end
+                edge[tuple(index)] = True
+        if valid is not None:
+            from scipy.ndimage import binary_dilation
+
+            edge |= binary_dilation(~valid.astype(bool))
+        out["edge_ids"] = set(np.unique(parts[edge & (parts > 0)]).tolist())
         par_on = _place(par_t, shift, seg.shape, np.int32(0))
         matched = {}
         for pid in np.unique(parts[parts > 0]):
@@ -313,8 +326,7 @@ def _matched_pairs(run_dir: Path, cmp: dict, electrode):
     if not table.is_file() or "matched" not in cmp:
         return None
     t = pd.read_csv(table, index_col=0)
-    if "touches_border" in t:
-        t = t[~t["touches_border"].astype(bool)]
+    t = t[~t.index.isin(cmp.get("edge_ids", set()))]
     truth = electrode.truth
     eligible = set(cmp.get("eligible", ()))
     pairs, used = [], set()

@@ -112,6 +112,12 @@ def _cmd_analyze_coverage(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
+    if str(args.fused).lower().endswith(".toml"):  # the pipeline's segment stage
+        if args.output is None:
+            args.output = None
+        return _cmd_run(args, only=["segment"])
+    if args.output is None:
+        raise ValueError("--output: required when segmenting a fused volume file")
     from .io import check_writable, file_sha256, read_volume
     from .segment import label_particles, save_segmentation, segment
 
@@ -141,6 +147,127 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     n = 0 if particles is None else int(particles.max())
     print(f"wrote {out}  (phase fractions: {fractions}; {n} silicon particles)")
     return 0
+
+
+# ------------------------------------------------------------------------------------------- pipeline
+
+
+class _StageBars:
+    """One progress bar per stage, with a stage counter: ``[3/11] register``."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __call__(self, index: int, count: int, stage: str) -> "_StageBar":
+        return _StageBar(f"[{index + 1}/{count}] {stage}", self.enabled)
+
+
+class _StageBar(_Bar):
+    def __init__(self, prefix: str, enabled: bool):
+        super().__init__(enabled)
+        self._prefix = prefix
+        self._bar.set_description_str(prefix)
+
+    def __call__(self, fraction: float, message: str) -> None:
+        super().__call__(fraction, f"{self._prefix}: {message}" if message else self._prefix)
+
+
+def _print_run(result, quiet: bool) -> None:
+    if quiet:
+        return
+    for name, m in result.manifests.items():
+        how = "skipped (up to date)" if name in result.skipped else (m.get("status") or "")
+        wall = m.get("wall_s")
+        print(f"  {name:<10} {how:<22} {'' if wall is None else f'{wall:8.1f} s'}")
+    print(f"run directory: {result.run_dir}")
+    report = result.run_dir / "report.html"
+    if report.is_file():
+        print(f"report: {report}")
+
+
+def _cmd_run(args: argparse.Namespace, only=None) -> int:
+    from . import pipeline
+
+    result = pipeline.run(args.config, output=args.output, from_stage=getattr(args, "from_stage", None) or
+                          (only[0] if only else None), only=only, cluster_size=args.workers, scheduler=args.scheduler,
+                          progress=_StageBars(enabled=not args.quiet))
+    _print_run(result, args.quiet)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .pipeline import demo
+
+    result = demo(args.output, quick=args.quick, cluster_size=args.workers, seed=args.seed, threads=args.threads,
+                  progress=_StageBars(enabled=not args.quiet))
+    if not args.quiet:
+        rows = [(q.name, q.unit, q.measured, q.truth, q.difference, q.source) for q in result.quantities]
+        width = max(len(r[0]) for r in rows)
+
+        def f(x):
+            return "" if x is None else f"{x:10.4g}"
+
+        print(f"{'quantity':<{width}}  {'unit':<4} {'measured':>10} {'truth':>10} {'difference':>10}  truth from")
+        for name, unit, m, t, d, src in rows:
+            print(f"{name:<{width}}  {unit:<4} {f(m)} {f(t)} {f(d)}  {src}")
+        print(f"demo finished in {result.wall_s:.0f} s; rerun one sample with: tomofuse run "
+              f"{result.runs['cycled'].run_dir.parent / 'config.toml'}")
+        print(f"report: {result.report}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from . import pipeline
+
+    max_memory = None if args.max_memory is None else _parse_bytes(args.max_memory)
+    rep = pipeline.check(args.config, max_memory=max_memory)
+    print(f"{args.config}: config and inputs OK")
+    for note in rep.notes:
+        print(f"  {note}")
+    gib = float(1 << 30)
+    avail = "unknown" if rep.available is None else f"{rep.available / gib:.3g} GiB"
+    print(f"stages (estimated peak memory; available {avail}):")
+    for stage, why in rep.plan.items():
+        if why != "run":
+            print(f"  {stage:<10} -            ({why})")
+            continue
+        est = rep.memory.get(stage)
+        flag = "" if est is None or rep.available is None or est <= rep.available else "  TOO LARGE"
+        print(f"  {stage:<10} {'' if est is None else f'{est / gib:8.3g} GiB'}{flag}")
+    if not rep.fits:
+        print("tomofuse check: error: some stages need more memory than available; run on a cluster "
+              "(--workers/--scheduler) or a larger node", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _parse_bytes(text: str) -> float:
+    units = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 1024, "mi": 1024 ** 2, "gi": 1024 ** 3,
+             "ti": 1024 ** 4}
+    t = text.strip().lower().rstrip("b")
+    num = t.rstrip("kmgti")
+    unit = t[len(num):]
+    try:
+        return float(num) * units[unit]
+    except (ValueError, KeyError):
+        raise ValueError(f"--max-memory: expected bytes such as 8e9, 16GB or 16GiB, got {text!r}") from None
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from . import pipeline
+
+    sys.stdout.write(pipeline.template(args.template))
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="pipeline config (TOML); `tomofuse config --template demo` prints one")
+    p.add_argument("-o", "--output", default=None, help="run directory (default: the config's run.output)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="start a local Dask cluster of N workers")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="join an existing Dask scheduler")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="log to the terminal too; tracebacks of errors")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -199,8 +326,12 @@ def _build_parser() -> argparse.ArgumentParser:
                         description="Segment a fused (2, z, y, x) volume (channel 0 PXCT, delta-like; channel 1 "
                         "TXTM, beta-like; NaN outside the TXTM field of view) and label the silicon particles. "
                         "Writes /labels, /valid, /particles and the fitted model, atomically with provenance.")
-    sg.add_argument("fused", help="fused volume: file.h5[:/dataset], store.zarr or .npy")
-    sg.add_argument("-o", "--output", required=True, help="output HDF5 file")
+    sg.add_argument("fused", help="fused volume: file.h5[:/dataset], store.zarr or .npy; or a pipeline config "
+                    "(CONFIG.toml: run the pipeline's segment stage, -o = run directory)")
+    sg.add_argument("-o", "--output", default=None, help="output HDF5 file (run directory with a config)")
+    sg.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)
+    sg.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sg.add_argument("--scheduler", default=None, help=argparse.SUPPRESS)
     sg.add_argument("--cycled", action="store_true", help="the electrode was cycled: look for an SEI on silicon")
     sg.add_argument("--channels", choices=("both", "pxct", "txtm"), default="both",
                     help="which channels to use (single-modality baselines; default both)")
@@ -213,6 +344,50 @@ def _build_parser() -> argparse.ArgumentParser:
     sg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sg.set_defaults(func=_cmd_segment)
 
+    r = sub.add_parser("run", help="run the pipeline of a config (resumes; skips stages that are up to date)",
+                       description="Run the pipeline's stages into a run directory: one folder and manifest.json "
+                       "per stage, the resolved config, run.log, report.html and summary.json. A rerun skips the "
+                       "stages whose parameters and inputs are unchanged and whose outputs verify.")
+    _add_run_options(r)
+    r.add_argument("--from", dest="from_stage", default=None, metavar="STAGE",
+                   help="rerun this stage and every later one")
+    r.set_defaults(func=_cmd_run)
+
+    dm = sub.add_parser("demo", help="the paper's whole study on a synthetic electrode: raw files to report",
+                        description="Simulate a pristine and a cycled electrode imaged by PXCT and TXTM (CXI and "
+                        "Data Exchange files with their config.toml), run the pipeline on each, and write "
+                        "report.html and summary.json with every measured number beside the truth.")
+    dm.add_argument("-o", "--output", default="tomofuse-demo", help="output directory (default: tomofuse-demo)")
+    dm.add_argument("--quick", action="store_true", help="the small size (about 1.5 minutes on 2 cores)")
+    dm.add_argument("--workers", type=int, default=None, help="run on a local Dask cluster of N workers")
+    dm.add_argument("--seed", type=int, default=0, help="seed of the phantoms and the noise")
+    dm.add_argument("--threads", type=int, default=None, help="threads per stage (default: all cores)")
+    dm.add_argument("-q", "--quiet", action="store_true", help="no progress bars and no table")
+    dm.set_defaults(func=_cmd_demo)
+
+    ck = sub.add_parser("check", help="validate a config and its inputs, estimate memory; runs nothing")
+    ck.add_argument("config")
+    ck.add_argument("--max-memory", default=None, metavar="BYTES",
+                    help="memory budget (e.g. 64GiB; default: what this machine has available)")
+    ck.set_defaults(func=_cmd_check)
+
+    cf = sub.add_parser("config", help="print a commented config template")
+    cf.add_argument("--template", required=True, choices=("pxct-txtm", "demo"),
+                    help="pxct-txtm: real data (edit the paths); demo: simulated files")
+    cf.set_defaults(func=_cmd_config)
+
+    from .pipeline import STAGE_HELP
+
+    for stage, text in STAGE_HELP.items():
+        if stage == "segment":
+            continue  # `tomofuse segment` takes a fused volume or a config (below)
+        sp = sub.add_parser(stage, help=f"pipeline stage: {text}",
+                            description=f"Run the pipeline stage {stage!r} of a config ({text}); the "
+                            "stages before it must have run into the same run directory, or the config gives "
+                            "its input. Same code path as `tomofuse run`.")
+        _add_run_options(sp)
+        sp.set_defaults(func=lambda a, n=stage: _cmd_run(a, only=[n]))
+
     i = sub.add_parser("info", help="print the attributes and datasets of a tomofuse HDF5 file")
     i.add_argument("file")
     i.set_defaults(func=_cmd_info)
@@ -223,14 +398,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``tomofuse`` command."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
-                        format="%(levelname)s %(name)s: %(message)s")
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # the pipeline logs INFO to run.log, not to the terminal
+        handler.setLevel(level)
     if args.command is None:
         parser.print_help()
         return 0
+    from .pipeline import StageError
+
     try:
         return args.func(args)
+    except StageError as exc:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exception(exc.cause)
+        print(f"tomofuse {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, OSError, KeyError) as exc:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
         print(f"tomofuse {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -327,6 +327,7 @@ def _run(cfg: Config, run_dir: Path, stages_plan: dict, from_stage, only, client
         folder = run_dir / name
         folder.mkdir(exist_ok=True)
         ctx = Context(config=cfg, run_dir=run_dir, threads=threads, client=client, folder=folder)
+        t_book = time.perf_counter()  # the pipeline's own work on this stage: hashing, manifests
         inputs = stage.inputs(ctx)
         missing = [f"{label} ({p})" for label, p in inputs.items() if not Path(p).exists()]
         if missing:
@@ -362,6 +363,7 @@ def _run(cfg: Config, run_dir: Path, stages_plan: dict, from_stage, only, client
                     "host": platform.node(), "pid": os.getpid(), "threads": threads,
                     "dask_workers": None if client is None else len(client.nthreads())}
         _write_json(folder / "manifest.json", manifest)
+        book = time.perf_counter() - t_book
         logger.info("[%d/%d] %s: running", k + 1, len(selected), name)
         bar = progress(k, len(selected), name) if progress is not None else None
         ctx.callback = bar if bar is not None else (lambda f, m, n=name: logger.debug("%s %.0f%% %s", n, 100 * f, m))
@@ -381,6 +383,7 @@ def _run(cfg: Config, run_dir: Path, stages_plan: dict, from_stage, only, client
         finally:
             if bar is not None:
                 getattr(bar, "close", lambda: None)()
+        t_book = time.perf_counter()
         outputs = {}
         for label, p in out["outputs"].items():
             p = Path(p)
@@ -392,8 +395,9 @@ def _run(cfg: Config, run_dir: Path, stages_plan: dict, from_stage, only, client
         manifest.update(status="done", outputs=outputs, results=results, end_utc=_now(),
                         wall_s=time.perf_counter() - t0, cpu_s=_cpu_seconds() - c0, peak_memory_bytes=mem.peak,
                         peak_memory_process_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-        _write_json(folder / "manifest.json", manifest)
         _write_json(cache_file, cache)
+        manifest["bookkeeping_s"] = book + time.perf_counter() - t_book
+        _write_json(folder / "manifest.json", manifest)
         ran.add(name)
         result.ran.append(name)
         result.manifests[name] = manifest

@@ -396,8 +396,15 @@ def run_segment(ctx: Context) -> dict:
         r = _results_json(ctx, "fsc")
         if "pxct" in r and "txtm" in r:
             resolution = (r["pxct"]["resolution_m"], r["txtm"]["resolution_m"])
-    seg = segment(fused, voxel_size=voxel, cycled=c["cycled"], channels=c["channels"], resolution=resolution,
-                  threads=ctx.threads, callback=ctx.progress)
+    if c["block_voxels"]:
+        from ..segment import segment_blocks
+
+        seg = segment_blocks(fused, voxel_size=voxel, cycled=c["cycled"], channels=c["channels"],
+                             resolution=resolution, block=(c["block_voxels"],) * 3, client=ctx.client,
+                             threads=ctx.threads, callback=ctx.progress)
+    else:
+        seg = segment(fused, voxel_size=voxel, cycled=c["cycled"], channels=c["channels"], resolution=resolution,
+                      threads=ctx.threads, callback=ctx.progress)
     out = ctx.folder / "segmentation.h5"
     save_segmentation(out, seg, parameters={"cycled": c["cycled"], "channels": c["channels"],
                                             "resolution": resolution, "voxel_size": voxel})

@@ -115,11 +115,13 @@ def _versions() -> dict:
 
     from .. import __version__
 
+    from importlib import metadata
+
     out = {"tomofuse": __version__, "python": platform.python_version(), "numpy": numpy.__version__}
-    for mod in ("h5py", "scipy", "SimpleITK", "dask", "distributed"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - optional
+    for dist in ("h5py", "scipy", "SimpleITK", "scikit-image", "dask", "distributed"):
+        try:  # from the installed metadata: importing dask only to read its version costs 0.3 s
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
             pass
     return out
 

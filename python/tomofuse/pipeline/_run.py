@@ -314,7 +314,12 @@ def _run(cfg: Config, run_dir: Path, stages_plan: dict, from_stage, only, client
     from ..io import atomic_path
 
     for p in run_dir.glob(".*.part"):  # left by a run killed while writing a top-level file
-        p.unlink(missing_ok=True)
+        if p.is_dir():
+            import shutil
+
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
     with atomic_path(run_dir / "config.resolved.toml") as tmp:
         tmp.write_text(cfg.to_toml())
     threads = cfg["run"]["threads"] or None

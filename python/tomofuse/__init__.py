@@ -20,9 +20,9 @@ from __future__ import annotations
 import importlib as _importlib
 from pathlib import Path as _Path
 
-from ._phase import Phase
+from ._phase import PHASE_COLORS, Phase
 
-__all__ = ["Phase", "__version__", "get_include", "get_cmake_dir"]
+__all__ = ["PHASE_COLORS", "Phase", "__version__", "get_include", "get_cmake_dir"]
 
 _HERE = _Path(__file__).resolve().parent
 

@@ -227,23 +227,30 @@ def _run_on_cluster(client, slabs, slab_source, source_kind, th, store, options,
 
     if threads is None:
         threads = worker_threads_per_host(client)
-    th_future = client.scatter(th, broadcast=True)
+    th_future = client.scatter(th, broadcast=True, hash=False)
+    # The futures of scattered or computed slab inputs, held until their slab has finished: a
+    # scattered future dropped by the client may be released before the task that needs it runs
+    # (the task is then cancelled for "lost dependencies").
+    sources = {}
 
     def submit(slab):
         r0, r1 = slab
         src = slab_source(r0, r1)
         if source_kind == "array":
-            src = client.scatter(np.ascontiguousarray(src))
+            src = client.scatter(np.ascontiguousarray(src), hash=False)
         elif source_kind == "dask":
             src = client.compute(src)
-        return client.submit(_reconstruct_slab, src, r0, r1, th_future, store, options, threads, pure=False,
-                             key=f"tomofuse-fbp-slab-{r0}-{r1}-{os.path.basename(store)}")
+        fut = client.submit(_reconstruct_slab, src, r0, r1, th_future, store, options, threads, pure=False,
+                            key=f"tomofuse-fbp-slab-{r0}-{r1}-{os.path.basename(store)}")
+        sources[fut.key] = src
+        return fut
 
     done = 0
 
     def handle(fut):
         nonlocal done
         fut.result()  # raises the task's exception
+        sources.pop(fut.key, None)
         done += 1
         report(done)
 

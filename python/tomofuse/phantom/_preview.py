@@ -6,19 +6,10 @@ import os
 
 import numpy as np
 
-from .._phase import Phase
+from .._phase import PHASE_COLORS, Phase
 from ..io import atomic_path
 
 __all__ = ["PHASE_COLORS", "save_preview"]
-
-#: Colors of the paper's Figure 1e: graphite gray, silicon blue, CBD orange.
-PHASE_COLORS = {
-    Phase.PORE: "#111111",
-    Phase.GRAPHITE: "#9e9e9e",
-    Phase.SILICON: "#2f6fd6",
-    Phase.CBD: "#f08a24",
-    Phase.SEI: "#7fd3c4",
-}
 
 
 def save_preview(labels: np.ndarray, path: str | os.PathLike, *, voxel_size: float, title: str = "") -> None:

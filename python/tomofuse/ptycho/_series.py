@@ -504,20 +504,24 @@ def reconstruct_series(scans, probe: np.ndarray, *, out: str | os.PathLike, angl
 def _run_on_cluster(client, todo, sources, pitch, probe, options, checkpoint, threads, store, report) -> None:
     if threads is None:
         threads = worker_threads_per_host(client)
-    probe_future = client.scatter(probe, broadcast=True)
+    probe_future = client.scatter(probe, broadcast=True, hash=False)
     tag = os.urandom(4).hex()
+    scattered = {}  # held until the projection is done (a dropped scatter future can be released early)
 
     def submit(i):
         s = sources[i]
         if s.kind == "array":
-            data, positions = client.scatter(s.data), s.positions
+            data, positions = client.scatter(s.data, hash=False), s.positions
         else:
             data, positions = s.path, None  # read where the task runs
-        return client.submit(_task, i, s.kind, data, positions, pitch, probe_future, options, checkpoint(i),
-                             threads, pure=False, key=f"tomofuse-ptycho-series-{tag}-{i}")
+        fut = client.submit(_task, i, s.kind, data, positions, pitch, probe_future, options, checkpoint(i),
+                            threads, pure=False, key=f"tomofuse-ptycho-series-{tag}-{i}")
+        scattered[fut.key] = data
+        return fut
 
     def handle(fut):
         i, rec = fut.result()  # raises the task's exception
+        scattered.pop(fut.key, None)
         fut.release()
         store(i, rec)
         report()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 __all__ = ["summary_quantities", "write_report"]
@@ -15,12 +16,17 @@ def _results(run_dir: Path, stage: str) -> dict:
 
 
 def summary_quantities(run_dir: Path) -> list[dict]:
-    """The run's measured numbers as ``{"name", "unit", "measured", "truth"}`` (truth None: not known here)."""
+    """The run's measured numbers as ``{"name", "unit", "measured", "truth", "source"}`` (truth None: the
+    pipeline does not know it; the demo adds it)."""
     q: list[dict] = []
 
+    stage = {"fsc": "fsc", "registration": "register", "volume": "segment", "particle": "particles",
+             "coverage": "coverage", "sei": "coverage", "soc": "echem"}
+
     def add(name, unit, value):
-        if value is not None:
-            q.append({"name": name, "unit": unit, "measured": value, "truth": None})
+        if value is not None and not isinstance(value, bool) and math.isfinite(value):
+            q.append({"name": name, "unit": unit, "measured": value, "truth": None,
+                      "source": stage.get(name.split("_")[0], "")})
 
     fsc = _results(run_dir, "fsc")
     for m in ("pxct", "txtm"):
@@ -67,10 +73,12 @@ def write_report(run_dir: Path, *, title: str, stages_order) -> dict:
         if m.is_file():
             doc = json.loads(m.read_text())
             stages[s] = {"status": doc.get("status"), "results": doc.get("results", {})}
-    summary = {"title": title, "quantities": quantities, "stages": stages}
-    out_json = run_dir / "summary.json"
-    with atomic_path(out_json) as tmp:
-        tmp.write_text(json.dumps(jsonable(summary), indent=2, sort_keys=True) + "\n")
+    from ..report import Quantity, write_summary
+
+    out_json = write_summary(run_dir / "summary.json",
+                             quantities=[Quantity(q["name"], q["unit"], float(q["measured"]), source=q["source"])
+                                         for q in quantities],
+                             stages=stages)
     title = html.escape(title)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>",
              "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;"

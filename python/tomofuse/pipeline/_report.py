@@ -72,7 +72,8 @@ def write_report(run_dir: Path, *, title: str, stages_order) -> dict:
         m = run_dir / s / "manifest.json"
         if m.is_file():
             doc = json.loads(m.read_text())
-            stages[s] = {"status": doc.get("status"), "results": doc.get("results", {})}
+            stages[s] = {"status": doc.get("status"), "results": doc.get("results", {}),
+                         "warnings": doc.get("warnings", [])}
     from ..report import Quantity, write_summary
 
     out_json = write_summary(run_dir / "summary.json",
@@ -88,6 +89,9 @@ def write_report(run_dir: Path, *, title: str, stages_order) -> dict:
              "<h2>Stages</h2>",
              _table([(s, d["status"], json.dumps(jsonable(d["results"]), sort_keys=True)[:300])
                      for s, d in stages.items()], ("stage", "status", "results")),
+             *(["<h2>Warnings</h2><ul>"] + [f"<li>{html.escape(s)}: {html.escape(w)}</li>"
+                                             for s, d in stages.items() for w in d["warnings"]] + ["</ul>"]
+               if any(d["warnings"] for d in stages.values()) else []),
              "<p>Timing, memory and provenance of every stage: <code>manifest.json</code> and "
              "<code>&lt;stage&gt;/manifest.json</code>; the values used: <code>config.resolved.toml</code>.</p>",
              "</body></html>\n"]

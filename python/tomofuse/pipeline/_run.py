@@ -20,6 +20,7 @@ import platform
 import resource
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -378,8 +379,12 @@ def _run(cfg: Config, run_dir: Path, stages_plan: dict, from_stage, only, client
         ctx.callback = bar if bar is not None else (lambda f, m, n=name: logger.debug("%s %.0f%% %s", n, 100 * f, m))
         t0, c0 = time.perf_counter(), _cpu_seconds()
         try:
-            with _PeakMemory() as mem:
+            with _PeakMemory() as mem, warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("default")
                 out = stage.run(ctx)
+            for w in caught:  # into run.log and the manifest (and the terminal: WARNING level)
+                logger.warning("%s: %s: %s", name, w.category.__name__, w.message)
+            manifest["warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught]
         except ConfigError:
             manifest.update(status="failed", end_utc=_now())
             _write_json(folder / "manifest.json", manifest)

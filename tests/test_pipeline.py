@@ -120,6 +120,12 @@ def test_rerun_skips_everything_and_segment_change_reruns_downstream_only(raw, r
     target.write_bytes(bytes(data))
     r = pipeline.run(cfg, output=run_dir)
     assert r.ran == ["particles", "coverage", "echem", "report"]
+    # one stage as a subcommand (same code path); `tomofuse segment CONFIG` is the stage, not the file tool
+    starts = {s: json.loads((run_dir / s / "manifest.json").read_text())["start_utc"] for s in pipeline.STAGES}
+    assert main(["segment", str(cfg), "-o", str(run_dir), "-q"]) == 0
+    assert main(["coverage", str(cfg), "-o", str(run_dir), "-q"]) == 0
+    after = {s: json.loads((run_dir / s / "manifest.json").read_text())["start_utc"] for s in pipeline.STAGES}
+    assert [s for s in pipeline.STAGES if after[s] != starts[s]] == ["segment", "coverage"]
 
 
 def test_kill_and_resume_is_bit_identical(raw, reference, tmp_path):

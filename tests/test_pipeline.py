@@ -191,9 +191,18 @@ BAD = [
     ("truncated HDF5", lambda t, r: {"txtm.scan": _truncated(r.directory / "txtm.h5", t / "cut.h5")},
      ["txtm.scan", "cut.h5"]),
     ("corrupt HDF5", lambda t, r: {"txtm.scan": _garbage(t / "junk.h5")}, ["txtm.scan", "junk.h5"]),
+    ("truncated scan in the series", lambda t, r: {"ptycho.scans": _series_with_truncated(t, r)},
+     ["ptycho.scans", "proj_00005.cxi"]),
     ("angles do not match", lambda t, r: {"ptycho.angles_file": str(_angles(t, 5))}, ["ptycho.angles_file", "5 angles"]),
     ("unwritable output", lambda t, r: {"run.output": str(_file(t / "afile") / "run")}, ["run.output", "afile"]),
 ]
+
+
+def _series_with_truncated(t: Path, raw) -> str:
+    d = t / "series"
+    shutil.copytree(raw.directory / "ptycho", d)
+    _truncated(raw.directory / "ptycho" / "proj_00005.cxi", d / "proj_00005.cxi")
+    return str(d / "proj_*.cxi")
 
 
 def _angles(t: Path, n: int) -> Path:

@@ -46,25 +46,40 @@ def overhead(out: Path, repeats: int, threads: int) -> dict:
     from pipeline_tools import by_hand
 
     sim = pipeline.simulate_raw(out / "raw", threads=threads)
-    t_run, t_hand = [], []
+    t_run, t_hand, c_run, c_hand, book = [], [], [], [], []
     for k in range(repeats + 1):  # the first of each is a warm-up (imports, FFT plans)
         d = out / f"run{k}"
         shutil.rmtree(d, ignore_errors=True)
-        t = time.perf_counter()
-        pipeline.run(sim.config, output=d)
-        a = time.perf_counter() - t
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu()
+        res = pipeline.run(sim.config, output=d)
+        a, ca = time.perf_counter() - t, _cpu() - c
+        t, c = time.perf_counter(), _cpu()
         by_hand(sim.config, threads=threads)
-        b = time.perf_counter() - t
-        print(f"round {k}{' (warm-up)' if k == 0 else ''}: pipeline {a:.2f} s, by hand {b:.2f} s", flush=True)
+        b, cb = time.perf_counter() - t, _cpu() - c
+        bk = sum(m.get("bookkeeping_s", 0.0) for m in res.manifests.values())
+        print(f"round {k}{' (warm-up)' if k == 0 else ''}: pipeline {a:.2f} s ({ca:.2f} CPU-s, bookkeeping "
+              f"{bk:.2f} s), by hand {b:.2f} s ({cb:.2f} CPU-s)", flush=True)
         if k:
             t_run.append(a)
             t_hand.append(b)
+            c_run.append(ca)
+            c_hand.append(cb)
+            book.append(bk)
     r, h = statistics.median(t_run), statistics.median(t_hand)
+    cr, ch = statistics.median(c_run), statistics.median(c_hand)
     doc = {"pipeline_s": t_run, "by_hand_s": t_hand, "median_pipeline_s": r, "median_by_hand_s": h,
-           "overhead_percent": 100 * (r - h) / h}
+           "overhead_percent": 100 * (r - h) / h, "pipeline_cpu_s": c_run, "by_hand_cpu_s": c_hand,
+           "cpu_overhead_percent": 100 * (cr - ch) / ch, "bookkeeping_s": book,
+           "bookkeeping_percent": 100 * statistics.median(book) / h}
     print(json.dumps(doc, indent=1))
     return doc
+
+
+def _cpu() -> float:
+    import resource
+
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
 
 
 def _measures(run_dir: Path) -> dict:

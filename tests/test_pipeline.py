@@ -120,6 +120,12 @@ def test_rerun_skips_everything_and_segment_change_reruns_downstream_only(raw, r
     target.write_bytes(bytes(data))
     r = pipeline.run(cfg, output=run_dir)
     assert r.ran == ["particles", "coverage", "echem", "report"]
+    # one stage as a subcommand (same code path); `tomofuse segment CONFIG` is the stage, not the file tool
+    starts = {s: json.loads((run_dir / s / "manifest.json").read_text())["start_utc"] for s in pipeline.STAGES}
+    assert main(["segment", str(cfg), "-o", str(run_dir), "-q"]) == 0
+    assert main(["coverage", str(cfg), "-o", str(run_dir), "-q"]) == 0
+    after = {s: json.loads((run_dir / s / "manifest.json").read_text())["start_utc"] for s in pipeline.STAGES}
+    assert [s for s in pipeline.STAGES if after[s] != starts[s]] == ["segment", "coverage"]
 
 
 def test_kill_and_resume_is_bit_identical(raw, reference, tmp_path):
@@ -185,9 +191,18 @@ BAD = [
     ("truncated HDF5", lambda t, r: {"txtm.scan": _truncated(r.directory / "txtm.h5", t / "cut.h5")},
      ["txtm.scan", "cut.h5"]),
     ("corrupt HDF5", lambda t, r: {"txtm.scan": _garbage(t / "junk.h5")}, ["txtm.scan", "junk.h5"]),
+    ("truncated scan in the series", lambda t, r: {"ptycho.scans": _series_with_truncated(t, r)},
+     ["ptycho.scans", "proj_00005.cxi"]),
     ("angles do not match", lambda t, r: {"ptycho.angles_file": str(_angles(t, 5))}, ["ptycho.angles_file", "5 angles"]),
     ("unwritable output", lambda t, r: {"run.output": str(_file(t / "afile") / "run")}, ["run.output", "afile"]),
 ]
+
+
+def _series_with_truncated(t: Path, raw) -> str:
+    d = t / "series"
+    shutil.copytree(raw.directory / "ptycho", d)
+    _truncated(raw.directory / "ptycho" / "proj_00005.cxi", d / "proj_00005.cxi")
+    return str(d / "proj_*.cxi")
 
 
 def _angles(t: Path, n: int) -> Path:

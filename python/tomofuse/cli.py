@@ -112,9 +112,8 @@ def _cmd_analyze_coverage(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    if str(args.fused).lower().endswith(".toml"):  # the pipeline's segment stage
-        if args.output is None:
-            args.output = None
+    if str(args.fused).lower().endswith(".toml"):  # a pipeline config: its segment stage, -o = run directory
+        args.config = args.fused
         return _cmd_run(args, only=["segment"])
     if args.output is None:
         raise ValueError("--output: required when segmenting a fused volume file")

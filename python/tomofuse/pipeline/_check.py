@@ -152,7 +152,8 @@ def check(config: str | os.PathLike | Config, *, max_memory: Optional[float] = N
             try:
                 h = read_cxi_header(s)
             except (OSError, KeyError, ValueError) as exc:
-                raise ConfigError(f"ptycho.scans: {str(s)!r}: {exc}") from None
+                text = str(exc.args[0]) if exc.args else str(exc)
+                raise ConfigError(f"ptycho.scans: {text if str(s) in text else f'{str(s)!r}: {text}'}") from None
             if not 1.0 <= h.energy_kev <= 100.0:
                 raise ConfigError(f"ptycho.scans: {str(s)!r}: photon energy {h.energy_kev:g} keV is implausible")
             if n is None:

@@ -132,6 +132,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "labels": Key("path", "", "enter here: a segmentation (HDF5 of tomofuse segment: /labels, /valid)"),
         "cycled": Key("bool", False, "the electrode was cycled: look for an SEI on the silicon"),
         "channels": Key("str", "both", "channels used", choices=("both", "pxct", "txtm")),
+        "block_voxels": Key("int", 0, "0: segment the whole volume at once; n > 0: fit the model once, then "
+                                      "segment blocks of n^3 voxels (with a halo) -- on the Dask workers when "
+                                      "there are any (volumes larger than memory)", minimum=0),
         "use_fsc_resolution": Key("bool", True, "give the segmentation the FSC resolutions of both volumes "
                                                 "(else it estimates them)"),
     },
@@ -357,7 +360,6 @@ _TEMPLATES = {
         ("ptycho", "angles_file"): "raw/ptycho/angles_deg.txt",
         ("ptycho", "dm_iterations"): 30,
         ("ptycho", "ml_iterations"): 20,
-        ("ptycho", "checkpoint_every"): 10,
         ("txtm", "scan"): "raw/txtm.h5",
     },
 }

@@ -15,12 +15,17 @@ def _results(run_dir: Path, stage: str) -> dict:
 
 
 def summary_quantities(run_dir: Path) -> list[dict]:
-    """The run's measured numbers as ``{"name", "unit", "measured", "truth"}`` (truth None: not known here)."""
+    """The run's measured numbers as ``{"name", "unit", "measured", "truth", "source"}`` (truth None: the
+    pipeline does not know it; the demo adds it)."""
     q: list[dict] = []
 
+    stage = {"fsc": "fsc", "registration": "register", "volume": "segment", "particle": "particles",
+             "coverage": "coverage", "sei": "coverage", "soc": "echem"}
+
     def add(name, unit, value):
-        if value is not None:
-            q.append({"name": name, "unit": unit, "measured": value, "truth": None})
+        if value is not None and not isinstance(value, bool) and math.isfinite(value):
+            q.append({"name": name, "unit": unit, "measured": value, "truth": None,
+                      "source": stage.get(name.split("_")[0], "")})
 
     fsc = _results(run_dir, "fsc")
     for m in ("pxct", "txtm"):
@@ -58,13 +63,16 @@ def write_report(run_dir: Path, *, title: str, stages_order, threads=None, confi
         if m.is_file():
             doc = json.loads(m.read_text())
             stages[s] = {k: doc.get(k) for k in ("status", "wall_s", "cpu_s", "peak_memory_bytes", "results")}
+            stages[s]["warnings"] = doc.get("warnings", [])
     # summary.json holds results only (a rerun gives the same file); times and memory are provenance
     out_json = rp.write_summary(run_dir / "summary.json", quantities=quantities,
-                                stages={s: {"status": d["status"], "results": d["results"]} for s, d in stages.items()})
+                                stages={s: {k: d[k] for k in ("status", "results", "warnings")}
+                                        for s, d in stages.items()})
     sections = run_figures(run_dir, threads=threads)
     provenance = {"config": None if config_source is None else str(config_source),
                   "stages": {s: {k: d[k] for k in ("status", "wall_s", "cpu_s", "peak_memory_bytes")}
                              for s, d in stages.items()}}
     out_html = rp.write_report(run_dir, title=title, sections=sections, quantities=quantities,
-                               provenance=jsonable(provenance))
+                               provenance=jsonable(provenance),
+                               warnings=[f"{s}: {w}" for s, d in stages.items() for w in d["warnings"]])
     return {"summary": out_json, "html": out_html}

@@ -396,8 +396,15 @@ def run_segment(ctx: Context) -> dict:
         r = _results_json(ctx, "fsc")
         if "pxct" in r and "txtm" in r:
             resolution = (r["pxct"]["resolution_m"], r["txtm"]["resolution_m"])
-    seg = segment(fused, voxel_size=voxel, cycled=c["cycled"], channels=c["channels"], resolution=resolution,
-                  threads=ctx.threads, callback=ctx.progress)
+    if c["block_voxels"]:
+        from ..segment import segment_blocks
+
+        seg = segment_blocks(fused, voxel_size=voxel, cycled=c["cycled"], channels=c["channels"],
+                             resolution=resolution, block=(c["block_voxels"],) * 3, client=ctx.client,
+                             threads=ctx.threads, callback=ctx.progress)
+    else:
+        seg = segment(fused, voxel_size=voxel, cycled=c["cycled"], channels=c["channels"], resolution=resolution,
+                      threads=ctx.threads, callback=ctx.progress)
     out = ctx.folder / "segmentation.h5"
     save_segmentation(out, seg, parameters={"cycled": c["cycled"], "channels": c["channels"],
                                             "resolution": resolution, "voxel_size": voxel})
@@ -431,7 +438,7 @@ def run_particles(ctx: Context) -> dict:
     c = ctx.config["particles"]
     labels, voxel = _labels(ctx)
     ctx.progress(0.1, "labelling silicon particles")
-    parts = label_particles(labels, voxel_size=voxel, min_volume_m3=c["min_volume_m3"] or None, split=c["split"],
+    parts = label_particles(labels, voxel_size=voxel, min_volume=c["min_volume_m3"] or None, split=c["split"],
                             neck_ratio=c["neck_ratio"], threads=ctx.threads)
     out = ctx.folder / "particles.h5"
     _write_h5(out, {"particles": parts.astype(np.int32)}, {"voxel_size": voxel}, program="tomofuse.pipeline.particles")

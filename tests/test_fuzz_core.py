@@ -687,7 +687,7 @@ def test_fuzz_label_particles(data):
     shape = tuple(g.dim(1, 10) for _ in "zyx")
     labels = g.arr(shape, np.uint8, 0, 5, special=False)   # Phase codes, silicon = 2
     kw = dict(voxel_size=g.pick(21.4e-9, [0.0, -1.0, np.nan]), split=data.draw(st.booleans()),
-              min_volume_m3=g.pick(None, [-1.0, 1e-30, np.nan, "x"]), neck_ratio=g.pick(0.7, [0.0, 1.0, np.nan]),
+              min_volume=g.pick(None, [-1.0, 1e-30, np.nan, "x"]), neck_ratio=g.pick(0.7, [0.0, 1.0, np.nan]),
               threads=g.pick(None, [1, 2, 0, -1]))
 
     def oracle(result, made):

@@ -437,7 +437,7 @@ def run_particles(ctx: Context) -> dict:
 
     c = ctx.config["particles"]
     labels, voxel = _labels(ctx)
-    ctx.progress(0.1, "labelling silicon particles")
+    ctx.progress(0.1, "labeling silicon particles")
     parts = label_particles(labels, voxel_size=voxel, min_volume=c["min_volume_m3"] or None, split=c["split"],
                             neck_ratio=c["neck_ratio"], threads=ctx.threads)
     out = ctx.folder / "particles.h5"

@@ -123,25 +123,14 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
     # truth table's touches_border also flags SEI thickness rays leaving the box, which in a thin
     # cycled box is nearly every particle; their coverage fractions are exact all the same)
     table = electrode.truth
-    faces = np.zeros(lab_t.shape, bool)
-    for axis in range(3):
-        index = [slice(None)] * 3
-        for end in (0, -1):
-            index[axis] = end
-            faces[tuple(index)] = True
-    cut = set(np.unique(par_t[(~in_pillar | faces) & (par_t > 0)]).tolist())
+    cut = set(np.unique(par_t[(~in_pillar | _faces(lab_t.shape)) & (par_t > 0)]).tolist())
     eligible = [int(i) for i in table.index if int(i) not in cut]
     out["n_truth_inner"] = len(eligible)
     out["eligible"] = eligible
     if parts is not None:
         # measured particles on the faces of the reconstructed field or of the segmentation's valid
         # region are cut by them: left out (their SEI thickness rays may leave it; that is all right)
-        edge = np.zeros(seg.shape, bool)
-        for axis in range(3):
-            index = [slice(None)] * 3
-            for end in (0, -1):
-                index[axis] = end
-                edge[tuple(index)] = True
+        edge = _faces(seg.shape)
         if valid is not None:
             from scipy.ndimage import binary_dilation
 
@@ -158,6 +147,17 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
                     matched[int(pid)] = j
         out["matched"] = matched
     return out
+
+
+def _faces(shape) -> np.ndarray:
+    """Boolean volume of ``shape``, True on its six faces."""
+    faces = np.zeros(shape, bool)
+    for axis in range(3):
+        index = [slice(None)] * 3
+        for end in (0, -1):
+            index[axis] = end
+            faces[tuple(index)] = True
+    return faces
 
 
 def _h5_dataset(path: Path, name: str):

@@ -101,6 +101,10 @@ def test_thresholds_given_back(cycled, seg_cycled):
         assert all(d1[p] > d0[p] - 0.02 for p in Phase)
     with pytest.raises(ValueError, match="unknown keys"):
         segment(fused, voxel_size=V, cycled=True, thresholds={**th.to_dict(), "bogus": 1})
+    # a model saved before the names lost their unit suffix loads as the same model
+    old = {("psf_sigma" + "_m" if k == "psf_sigma" else "sei_max_distance" + "_m" if k == "sei_max_distance" else k): v
+           for k, v in th.to_dict().items()}
+    assert "psf_sigma" not in old and PhaseModel.from_dict(old) == th
 
 
 def test_each_modality_alone_is_worse(cycled, seg_cycled):

@@ -17,6 +17,7 @@ import ast
 import dataclasses
 import importlib
 import inspect
+import re
 import pkgutil
 import subprocess
 import sys
@@ -237,13 +238,19 @@ def _public_callables():
                         yield f"tomofuse.{sub}.{name}.{f.name} (field)", f.name
 
 
+#: A unit suffix on a length (``_m``, ``_m2``, ``_m3``): lengths are in meters without a suffix
+#: (units in the docstrings); table columns and config keys may carry units, parameters may not.
+UNIT_SUFFIX = re.compile(r"_m[23]?$")
+
+
 def _banned(name: str) -> bool:
-    return any(b in name.lower() for b in BANNED)
+    return any(b in name.lower() for b in BANNED) or bool(UNIT_SUFFIX.search(name))
 
 
 def test_vocabulary_checker_catches_banned_names():
     assert _banned("nthreads") and _banned("fixed_spacing") and _banned("centre") and _banned("normalise")
     assert not _banned("threads") and not _banned("voxel_size") and not _banned("center")
+    assert _banned("min_volume_m3") and _banned("psf_sigma_m") and not _banned("energy_kev")
 
 
 def test_public_parameters_follow_the_vocabulary():

@@ -19,7 +19,7 @@ made quantitative by modelling what each modality sees:
    ``|PXCT - H m[L]|^2 / (2 s^2 v) + smoothness * #unlike neighbours + TXTM evidence``,
    the TXTM evidence being the local silicon (CBD) fraction of the graphite-silicon
    (CBD-SEI) voxels that the blurred TXTM implies, given the PXCT geometry.
-4. *Morphology*: SEI only within ``sei_max_distance_m`` of silicon and only in
+4. *Morphology*: SEI only within ``sei_max_distance`` of silicon and only in
    components touching it; components below ``min_voxels`` join their neighbours.
 """
 
@@ -412,7 +412,7 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
     sig = {}
     if model is not None:
         for c in (0, 1):
-            sig[c] = tuple(float(x) for x in model.psf_sigma_m[c] / v)
+            sig[c] = tuple(float(x) for x in model.psf_sigma[c] / v)
     elif res is not None:
         for c in (0, 1):
             s = res[c] / FWHM_PER_SIGMA / v
@@ -448,7 +448,7 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
     noise = np.full(2, np.nan)
     corr = np.full(2, np.nan)
     smooth = SMOOTHNESS if model is None else model.smoothness
-    sei_max = 600e-9 if model is None else model.sei_max_distance_m
+    sei_max = 600e-9 if model is None else model.sei_max_distance
     allowed_bits = sum(1 << k for k in ks)
     n_outer = OUTER_ITERATIONS
     icm_reports = []
@@ -514,9 +514,9 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
             if c not in use:
                 levels[c] = np.nan
                 noise[c], corr[c] = 1.0, 1.0
-        model = PhaseModel(levels=levels * units[:, 1:] + units[:, :1], psf_sigma_m=psf_m,
+        model = PhaseModel(levels=levels * units[:, 1:] + units[:, :1], psf_sigma=psf_m,
                            noise=np.where(np.isfinite(levels).all(axis=1), noise * units[:, 1], noise),
-                           correlation_volume=corr, smoothness=smooth, sei_max_distance_m=sei_max)
+                           correlation_volume=corr, smoothness=smooth, sei_max_distance=sei_max)
     else:
         model = given
     progress.update(1.0, "done")

@@ -58,6 +58,10 @@ def physical_levels(energies_kev=(6.2, 8.4), cbd=None) -> np.ndarray:
     return out
 
 
+#: Keys of files written before the names lost their unit suffix.
+_OLD_NAMES = {"psf_sigma_m": "psf_sigma", "sei_max_distance_m": "sei_max_distance"}
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class PhaseModel:
     """Fitted model of a fused volume (``Segmentation.thresholds``).
@@ -69,7 +73,7 @@ class PhaseModel:
         channel's own units; NaN for a channel that was not used.  A phase that the
         segmentation does not use (SEI of a pristine electrode) repeats a neighbour's
         level.
-    psf_sigma_m : (2, 3) ndarray
+    psf_sigma : (2, 3) ndarray
         Standard deviation of each channel's Gaussian point-spread function along
         (z, y, x), metres (FWHM = 2.3548 sigma); filtered back-projection blurs within
         slices more than along the rotation axis, so the two differ.
@@ -82,24 +86,24 @@ class PhaseModel:
     smoothness : float
         Weight of a pair of unlike 6-neighbours, in units of the data term (one
         squared noise standard deviation per voxel).
-    sei_max_distance_m : float
+    sei_max_distance : float
         SEI is only a layer on silicon: no voxel farther than this from silicon is SEI.
     """
 
     levels: np.ndarray
-    psf_sigma_m: np.ndarray
+    psf_sigma: np.ndarray
     noise: np.ndarray
     correlation_volume: np.ndarray
     smoothness: float = 2.0
-    sei_max_distance_m: float = 600e-9
+    sei_max_distance: float = 600e-9
 
     def __post_init__(self):
         lv = np.array(self.levels, dtype=np.float64)
         if lv.shape != (2, _N):
             raise ValueError(f"levels must have shape (2, {_N}) (channel, phase), got {lv.shape}")
-        ps = np.array(self.psf_sigma_m, dtype=np.float64)
+        ps = np.array(self.psf_sigma, dtype=np.float64)
         if ps.shape != (2, 3) or not np.all(np.isfinite(ps)) or np.any(ps < 0):
-            raise ValueError(f"psf_sigma_m must be a (2, 3) array of finite lengths >= 0 in metres, got {ps!r}")
+            raise ValueError(f"psf_sigma must be a (2, 3) array of finite lengths >= 0 in metres, got {ps!r}")
         nz = np.array(self.noise, dtype=np.float64)
         cv = np.array(self.correlation_volume, dtype=np.float64)
         if nz.shape != (2,) or cv.shape != (2,):
@@ -112,20 +116,20 @@ class PhaseModel:
                     raise ValueError(f"correlation_volume[{c}] must be >= 1, got {cv[c]!r}")
         if not (self.smoothness >= 0 and math.isfinite(self.smoothness)):
             raise ValueError(f"smoothness must be finite and >= 0, got {self.smoothness!r}")
-        if not (self.sei_max_distance_m > 0 and math.isfinite(self.sei_max_distance_m)):
-            raise ValueError(f"sei_max_distance_m must be a positive length in metres, got {self.sei_max_distance_m!r}")
-        for name, value in (("levels", lv), ("psf_sigma_m", ps), ("noise", nz), ("correlation_volume", cv)):
+        if not (self.sei_max_distance > 0 and math.isfinite(self.sei_max_distance)):
+            raise ValueError(f"sei_max_distance must be a positive length in metres, got {self.sei_max_distance!r}")
+        for name, value in (("levels", lv), ("psf_sigma", ps), ("noise", nz), ("correlation_volume", cv)):
             value.setflags(write=False)
             object.__setattr__(self, name, value)
         object.__setattr__(self, "smoothness", float(self.smoothness))
-        object.__setattr__(self, "sei_max_distance_m", float(self.sei_max_distance_m))
+        object.__setattr__(self, "sei_max_distance", float(self.sei_max_distance))
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, PhaseModel):
             return NotImplemented
         return (all(np.array_equal(getattr(self, n), getattr(other, n), equal_nan=True)
-                    for n in ("levels", "psf_sigma_m", "noise", "correlation_volume"))
-                and self.smoothness == other.smoothness and self.sei_max_distance_m == other.sei_max_distance_m)
+                    for n in ("levels", "psf_sigma", "noise", "correlation_volume"))
+                and self.smoothness == other.smoothness and self.sei_max_distance == other.sei_max_distance)
 
     __hash__ = None
 
@@ -146,12 +150,14 @@ class PhaseModel:
         if not isinstance(values, Mapping):
             raise TypeError(f"thresholds must be a PhaseModel or a mapping, got {type(values).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
+        # files written before the unit suffixes left the names (tomofuse 0.1 segmentations)
+        values = {_OLD_NAMES.get(k, k): v for k, v in values.items()}
         unknown = set(values) - names
         if unknown:
             raise ValueError(f"thresholds: unknown keys {sorted(unknown)}; expected {sorted(names)}")
-        missing = {"levels", "psf_sigma_m", "noise", "correlation_volume"} - set(values)
+        missing = {"levels", "psf_sigma", "noise", "correlation_volume"} - set(values)
         if missing:
             raise ValueError(f"thresholds: missing keys {sorted(missing)}")
-        return cls(**{k: (np.asarray(v, dtype=np.float64) if k in ("levels", "psf_sigma_m", "noise",
+        return cls(**{k: (np.asarray(v, dtype=np.float64) if k in ("levels", "psf_sigma", "noise",
                                                                      "correlation_volume") else v)
                       for k, v in values.items()})

@@ -91,7 +91,7 @@ def _split_component(mask: np.ndarray, dt: np.ndarray, neck_ratio: float) -> np.
     return watershed(-dts, markers=markers, mask=mask).astype(np.int32)
 
 
-def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_volume_m3: Optional[float] = None,
+def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_volume: Optional[float] = None,
                     split: bool = True, neck_ratio: float = NECK_RATIO, threads: Optional[int] = None) -> np.ndarray:
     """Label the particles of one phase, touching particles split.
 
@@ -108,7 +108,7 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
         Voxel edge, metres.
     phase : Phase
         The phase whose particles are labelled (default silicon).
-    min_volume_m3 : float, optional
+    min_volume : float, optional
         Particles smaller than this volume (m^3) get id 0 (they stay in ``labels``).
     split : bool
         Split touching particles (False: connected components only).
@@ -132,8 +132,8 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
         phase = Phase(phase)
     except ValueError:
         raise ValueError(f"phase must be a tomofuse.Phase, got {phase!r}") from None
-    if min_volume_m3 is not None and not (isinstance(min_volume_m3, (int, float)) and min_volume_m3 >= 0):
-        raise ValueError(f"min_volume_m3 must be a volume >= 0 in m^3, got {min_volume_m3!r}")
+    if min_volume is not None and not (isinstance(min_volume, (int, float)) and min_volume >= 0):
+        raise ValueError(f"min_volume must be a volume >= 0 in m^3, got {min_volume!r}")
     if not (0 < neck_ratio < 1):
         raise ValueError(f"neck_ratio must be in (0, 1), got {neck_ratio!r}")
     par = _threads(threads)
@@ -146,7 +146,7 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
     boxes = stats["bounding_boxes"]
     dt = edt.edt(mask, parallel=par) if split else None
     next_id = 1
-    min_vox = 0 if min_volume_m3 is None else min_volume_m3 / v ** 3
+    min_vox = 0 if min_volume is None else min_volume / v ** 3
     for c in range(1, len(boxes)):
         box = boxes[c]
         if box is None:

@@ -282,7 +282,7 @@ def by_hand(config: Path, threads: int = 2) -> dict:
     out["fused"] = fused
     seg = segment(fused, voxel_size=pitch, cycled=False, channels="both", resolution=(res_p, res_t), threads=threads)
     out["labels"] = seg.labels
-    parts = label_particles(seg.labels, voxel_size=pitch, min_volume_m3=None, split=True, neck_ratio=0.6, threads=threads)
+    parts = label_particles(seg.labels, voxel_size=pitch, min_volume=None, split=True, neck_ratio=0.6, threads=threads)
     out["particles"] = parts
     table, surface = surface_coverage(seg.labels, parts, voxel_size=pitch, sigma=2.0, threads=threads, return_surface=True)
     table = table.join(sei_thickness(surface=surface).drop(columns=["coverage", "touches_border"])

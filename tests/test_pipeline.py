@@ -256,6 +256,18 @@ def test_failure_inside_a_stage_exits_1_naming_stage_and_log(raw, tmp_path, caps
     assert m["status"] == "failed" and "simulated failure" in m["error"]
 
 
+def test_check_estimates_memory_against_a_budget(raw, capsys):
+    assert main(["check", str(raw.config), "--max-memory", "64GiB"]) == 0
+    out = capsys.readouterr().out
+    assert "config and inputs OK" in out and "77 scans" in out and "GiB" in out
+    rep = pipeline.check(raw.config)
+    assert set(rep.memory) == set(pipeline.STAGES) - {"report"} and all(v > 0 for v in rep.memory.values())
+    # a budget below the largest estimate: exit 2, the stage named
+    assert main(["check", str(raw.config), "--max-memory", "1MB"]) == 2
+    captured = capsys.readouterr()
+    assert "TOO LARGE" in captured.out and "more memory than available" in captured.err
+
+
 def test_one_modality_run_and_template(raw, tmp_path, capsys):
     cfg = _write_config(tmp_path / "c.toml", raw, **{"ptycho.scans": None, "ptycho.angles_file": None})
     r = pipeline.run(cfg, output=tmp_path / "t")

@@ -4,7 +4,7 @@ and an extrapolation to the paper's scale on 1, 16 and 128 Dask workers.
 ``overhead``: raw files of the demo config (``tomofuse.pipeline.simulate_raw``), then, alternating,
 ``pipeline.run`` into a fresh run directory and the same chain called function by function
 (``tests/pipeline_tools.by_hand``: the public functions, no files between stages, no hashing, no
-manifests); one warm-up of each, then ``--repeats`` of each; medians and the overhead in percent.
+manifests; the report with the same figures, as the pipeline's report stage makes it); one warm-up of each, then ``--repeats`` of each; medians and the overhead in percent.
 
 ``scaling``: ``pipeline.run`` on phantoms of several sizes; per stage the wall time and its size
 measure (ptycho: patterns x iterations; pxct, txtm, fsc: projections x rows x columns^2, the
@@ -54,7 +54,7 @@ def overhead(out: Path, repeats: int, threads: int) -> dict:
         res = pipeline.run(sim.config, output=d)
         a, ca = time.perf_counter() - t, _cpu() - c
         t, c = time.perf_counter(), _cpu()
-        by_hand(sim.config, threads=threads)
+        by_hand(sim.config, threads=threads, report_dir=out / f"hand{k}")
         b, cb = time.perf_counter() - t, _cpu() - c
         bk = sum(m.get("bookkeeping_s", 0.0) for m in res.manifests.values())
         print(f"round {k}{' (warm-up)' if k == 0 else ''}: pipeline {a:.2f} s ({ca:.2f} CPU-s, bookkeeping "

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from typing import Optional
+
 import numpy as np
 
 SKIP_NAMES = {"manifest.json", "run.log", ".hash-cache.json", "config.resolved.toml"}
@@ -209,8 +211,12 @@ def _ptycho_done(run_dir: Path):
 # --------------------------------------------------------------------------- the stages by hand
 
 
-def by_hand(config: Path, threads: int = 2) -> dict:
-    """The chain called stage by stage with the library's public functions and the config's values."""
+def by_hand(config: Path, threads: int = 2, report_dir: Optional[Path] = None) -> dict:
+    """The chain called stage by stage with the library's public functions and the config's values.
+
+    With ``report_dir``, also the report a user would make by hand from the results in memory
+    (the same ``tomofuse.report`` figures and page as the pipeline's report stage), so that a
+    timing comparison with ``pipeline.run`` includes the same work."""
     import glob
 
     from tomofuse import Phase
@@ -275,10 +281,11 @@ def by_hand(config: Path, threads: int = 2) -> dict:
     vol_t = (fbp(mu, t.theta, center=center, filter="hann", threads=threads) / px).astype(np.float32)
     out["txtm"] = vol_t
 
-    res_p = fsc(fbp_phase_derivative(phase[0::2], th[0::2], filter="hann", threads=threads),
-                fbp_phase_derivative(phase[1::2], th[1::2], filter="hann", threads=threads), voxel_size=pitch).resolution
-    res_t = fsc(fbp(mu[0::2], t.theta[0::2], center=center, filter="hann", threads=threads),
-                fbp(mu[1::2], t.theta[1::2], center=center, filter="hann", threads=threads), voxel_size=px).resolution
+    fsc_p = fsc(fbp_phase_derivative(phase[0::2], th[0::2], filter="hann", threads=threads),
+                fbp_phase_derivative(phase[1::2], th[1::2], filter="hann", threads=threads), voxel_size=pitch)
+    fsc_t = fsc(fbp(mu[0::2], t.theta[0::2], center=center, filter="hann", threads=threads),
+                fbp(mu[1::2], t.theta[1::2], center=center, filter="hann", threads=threads), voxel_size=px)
+    res_p, res_t = fsc_p.resolution, fsc_t.resolution
     out["fsc"] = (res_p, res_t)
     reg = register(delta, vol_t, fixed_voxel_size=pitch, moving_voxel_size=px, initial="auto",
                    options=RegistrationOptions(stages=("rigid", "bspline")), seed=0, threads=threads)
@@ -299,8 +306,25 @@ def by_hand(config: Path, threads: int = 2) -> dict:
     inner = [(c, i) for i, c in zip(ids, counts) if i not in set(np.unique(parts[border]))]
     pid = int(sorted(inner, key=lambda t: (-t[0], t[1]))[0][1])
     particle = Particle.from_labels(seg.labels, parts, pid, voxel_size=pitch, margin=3, threads=threads)
-    out["iqr_ratio"] = scenarios.soc_distribution(particle, threads=threads)["iqr_ratio"]
+    soc = scenarios.soc_distribution(particle, threads=threads)
+    out["iqr_ratio"] = soc["iqr_ratio"]
     out["phase_fractions"] = {Phase(p).name.lower(): float(f) for p, f in seg.fractions().items()}
+    if report_dir is not None:
+        from tomofuse import report as rp
+
+        figs1 = [("sections", rp.cross_sections(fused[0], fused[1], voxel_size=pitch), ""),
+                 ("registration", rp.registration_check(fused[0], fused[1], voxel_size=pitch), ""),
+                 ("segmentation", rp.segmentation_overlay(fused[0], seg.labels, voxel_size=pitch), ""),
+                 ("rendering", rp.phase_surfaces(seg.labels, voxel_size=pitch), ""),
+                 ("fsc", rp.fsc_curves({"PXCT": fsc_p, "TXTM": fsc_t}), "")]
+        figs2 = [("coverage", rp.coverage_bars({"this run": out["coverage"]}), "")]
+        if np.isfinite(table["mean_m"]).any():
+            figs2.append(("sei_thickness", rp.sei_thickness_distributions(table), ""))
+        figs3 = [("soc", rp.soc_distributions(soc), "")]
+        rp.write_report(report_dir, title="by hand", sections=[rp.Section("1", figures=figs1),
+                        rp.Section("2", figures=figs2, tables=[("coverage", table, "")]),
+                        rp.Section("3", figures=figs3)],
+                        quantities=[rp.Quantity(k, "1", v) for k, v in out["coverage"].items()])
     return out
 
 

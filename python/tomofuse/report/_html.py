@@ -219,12 +219,13 @@ def write_report(directory, *, title: str, sections: Sequence[Section] = (), qua
     for q in quantities:
         if not isinstance(q, Quantity):
             raise TypeError(f"quantities must hold tomofuse.report.Quantity, got {type(q).__name__}")
-    names = [n for s in sections for n, *_ in s.figures] + [n for s in sections for n, *_ in s.tables]
-    for n in names:
-        _check_name(n, "figure/table")
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise ValueError(f"figure and table names must be unique, repeated: {sorted(dup)}")
+    for kind, names in (("figure", [n for s in sections for n, *_ in s.figures]),
+                        ("table", [n for s in sections for n, *_ in s.tables])):
+        for n in names:
+            _check_name(n, kind)
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:  # figures/<name>.png and tables/<name>.csv: unique within each kind
+            raise ValueError(f"{kind} names must be unique, repeated: {sorted(dup)}")
 
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
              f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{_CSS}</style></head><body>",

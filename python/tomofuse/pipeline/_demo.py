@@ -170,25 +170,13 @@ def _h5_dataset(path: Path, name: str):
 
 
 def _measured(run_dir: Path) -> dict:
+    """The run's own numbers that need no truth: FSC resolutions, particle count, SOC IQR ratio, stage records."""
     import json
-
-    import pandas as pd
 
     def js(p):
         return json.loads(p.read_text()) if p.is_file() else {}
 
     out: dict = {}
-    cov = js(run_dir / "coverage" / "summary.json")
-    out["coverage"] = cov.get("area_weighted", {})
-    out["n_inner"] = cov.get("n_particles")
-    table = run_dir / "coverage" / "coverage.csv"
-    if table.is_file():
-        t = pd.read_csv(table, index_col=0)
-        t = t[~t["touches_border"].astype(bool)] if "touches_border" in t else t
-        if "mean_m" in t:
-            w = (t["sei"] * t["area_m2"]).to_numpy()
-            ok = np.isfinite(t["mean_m"].to_numpy()) & (w > 0)
-            out["sei_mean_m"] = float(np.sum(t["mean_m"].to_numpy()[ok] * w[ok]) / w[ok].sum()) if ok.any() else None
     fsc = js(run_dir / "fsc" / "results.json") or js(run_dir / "fsc" / "manifest.json").get("results", {})
     out["fsc"] = {m: fsc[m]["resolution_m"] for m in ("pxct", "txtm") if m in fsc}
     out["particles"] = js(run_dir / "particles" / "manifest.json").get("results", {}).get("count")
@@ -357,10 +345,6 @@ def _sei_mean(t, column: str) -> float:
 
 def _nan(x) -> float:
     return math.nan if x is None else float(x)
-
-
-def _finite(cov: dict) -> bool:
-    return bool(cov) and all(isinstance(cov.get(c), (int, float)) and math.isfinite(cov[c]) for c in _CATEGORIES)
 
 
 def _set_experiments(config: Path, experiments) -> None:

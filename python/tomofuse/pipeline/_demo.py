@@ -19,6 +19,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import _validate as check
+from ._config import STAGES
+from ._figures import _h5, _json
+from ._report import _results
 
 __all__ = ["DemoResult", "demo"]
 
@@ -97,9 +100,9 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
     """
     from .._phase import Phase
 
-    seg = _h5_dataset(run_dir / "segment" / "segmentation.h5", "labels")
-    parts = _h5_dataset(run_dir / "particles" / "particles.h5", "particles")
-    valid = _h5_dataset(run_dir / "segment" / "segmentation.h5", "valid")
+    seg = _h5(run_dir / "segment" / "segmentation.h5", "labels")
+    parts = _h5(run_dir / "particles" / "particles.h5", "particles")
+    valid = _h5(run_dir / "segment" / "segmentation.h5", "valid")
     if seg is None:
         return {}
     lab_t = np.asarray(electrode.labels)
@@ -160,32 +163,15 @@ def _faces(shape) -> np.ndarray:
     return faces
 
 
-def _h5_dataset(path: Path, name: str):
-    import h5py
-
-    if not path.is_file():
-        return None
-    with h5py.File(path, "r") as f:
-        return f[name][()] if name in f else None
-
-
 def _measured(run_dir: Path) -> dict:
     """The run's own numbers that need no truth: FSC resolutions, particle count, SOC IQR ratio, stage records."""
-    import json
-
-    def js(p):
-        return json.loads(p.read_text()) if p.is_file() else {}
-
-    out: dict = {}
-    fsc = js(run_dir / "fsc" / "results.json") or js(run_dir / "fsc" / "manifest.json").get("results", {})
-    out["fsc"] = {m: fsc[m]["resolution_m"] for m in ("pxct", "txtm") if m in fsc}
-    out["particles"] = js(run_dir / "particles" / "manifest.json").get("results", {}).get("count")
-    echem = js(run_dir / "echem" / "manifest.json").get("results", {})
-    out["iqr_ratio"] = (echem.get("soc_iqr_ratio") or [None])[0]
+    fsc = _results(run_dir, "fsc")
+    out: dict = {"fsc": {m: fsc[m]["resolution_m"] for m in ("pxct", "txtm") if m in fsc},
+                 "particles": _results(run_dir, "particles").get("count"),
+                 "iqr_ratio": (_results(run_dir, "echem").get("soc_iqr_ratio") or [None])[0]}
     out["stages"] = {}
-    for stage in ("ptycho", "pxct", "txtm", "fsc", "register", "fuse", "segment", "particles", "coverage", "echem",
-                  "report"):
-        m = js(run_dir / stage / "manifest.json")
+    for stage in STAGES:
+        m = _json(run_dir / stage / "manifest.json")
         if m:
             out["stages"][stage] = {k: m.get(k) for k in ("status", "wall_s", "cpu_s", "peak_memory_bytes")}
     return out

@@ -60,10 +60,6 @@ def _volume(a, name: str, ndim: int = 3) -> np.ndarray:
     return a
 
 
-def _voxel_size(voxel_size) -> float:
-    return check.positive_length(voxel_size, "voxel_size")
-
-
 def _slice(volume: np.ndarray, axis: int, index: Optional[int]):
     if axis not in (0, 1, 2):
         raise ValueError(f"axis must be 0 (z), 1 (y) or 2 (x), got {axis!r}")
@@ -122,7 +118,7 @@ def cross_sections(pxct, txtm, *, voxel_size, axis=0, index=None, names=("PXCT (
     -------
     matplotlib.figure.Figure
     """
-    v = _voxel_size(voxel_size)
+    v = check.positive_length(voxel_size, "voxel_size")
     pxct, txtm = _volume(pxct, "pxct"), _volume(txtm, "txtm")
     if pxct.shape != txtm.shape:
         raise ValueError(f"pxct and txtm must share one grid, got {pxct.shape} and {txtm.shape}")
@@ -161,7 +157,7 @@ def registration_check(fixed, moving, *, voxel_size, axis=0, index=None, tiles=8
     -------
     matplotlib.figure.Figure
     """
-    v = _voxel_size(voxel_size)
+    v = check.positive_length(voxel_size, "voxel_size")
     fixed, moving = _volume(fixed, "fixed"), _volume(moving, "moving")
     if fixed.shape != moving.shape:
         raise ValueError(f"fixed and moving must share one grid, got {fixed.shape} and {moving.shape}")
@@ -211,7 +207,7 @@ def segmentation_overlay(image, labels, *, voxel_size, axis=0, index=None, alpha
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    v = _voxel_size(voxel_size)
+    v = check.positive_length(voxel_size, "voxel_size")
     image, labels = _volume(image, "image"), _volume(labels, "labels")
     if image.shape != labels.shape:
         raise ValueError(f"image and labels must share one grid, got {image.shape} and {labels.shape}")
@@ -260,7 +256,7 @@ def phase_surfaces(labels, *, voxel_size, phases=(Phase.SILICON, Phase.SEI), max
     from scipy.ndimage import gaussian_filter
     from skimage.measure import marching_cubes
 
-    v = _voxel_size(voxel_size)
+    v = check.positive_length(voxel_size, "voxel_size")
     labels = _volume(labels, "labels")
     n = int(max_size)
     if n < 4:

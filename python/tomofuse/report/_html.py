@@ -64,11 +64,8 @@ class Quantity:
 
     def as_dict(self) -> dict:
         """Plain dict for JSON (NaN becomes None)."""
-        def num(x):
-            return None if x is None or not math.isfinite(x) else x
-
-        return {"name": self.name, "unit": self.unit, "measured": num(self.measured), "truth": num(self.truth),
-                "difference": num(self.difference), "source": self.source}
+        return _finite({"name": self.name, "unit": self.unit, "measured": self.measured, "truth": self.truth,
+                        "difference": self.difference, "source": self.source})
 
 
 @dataclass

@@ -313,5 +313,7 @@ def test_one_modality_run_on_real_txtm_data(tmp_path):
     fsc = json.loads((tmp_path / "run" / "fsc" / "results.json").read_text())
     assert 3 <= abs(res["center_px"] - raw.shape[2] / 2) <= 9, res
     assert fsc["txtm"]["crossed"] and fsc["txtm"]["resolution_m"] > 2e-6
+    # the report shows the reconstruction itself (no fused volume in a one-modality run) and its FSC
+    assert {p.name for p in (tmp_path / "run" / "figures").glob("*.png")} == {"fig1_txtm.png", "fig1_fsc.png"}
     print(f"I13 24737: center {res['center_px']:.2f} px ({res['center_px'] - raw.shape[2] / 2:+.2f} from the middle), "
           f"FSC 1/2-bit resolution {fsc['txtm']['resolution_m'] * 1e6:.2f} um (pixel 1 um nominal)")

@@ -24,7 +24,7 @@ from tomofuse.analysis import CATEGORIES, sei_thickness, summarize, surface_cove
 from tomofuse.report import (Quantity, Section, coverage_bars, cross_sections, fsc_curves, limiting_currents,
                              overpotential_curves, particle_fields, phase_surfaces, registration_check,
                              segmentation_overlay, sei_thickness_distributions, sei_thickness_map,
-                             soc_distributions, write_report, write_summary)
+                             soc_distributions, volume_sections, write_report, write_summary)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -91,6 +91,20 @@ def test_image_figures(scene):
         segmentation_overlay(img, lab, voxel_size=-1.0)
     with pytest.raises(ValueError, match="outside axis"):
         cross_sections(img, img, voxel_size=V, index=40)
+
+
+def test_volume_sections_show_the_central_slices(scene):
+    img = scene["image"].copy()
+    img[0] = np.nan  # outside a field of view
+    fig = volume_sections(img, voxel_size=V, name="TXTM")
+    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(axes) == 3
+    _labeled(fig)
+    for axis, ax in enumerate(axes):
+        shown = np.ma.getdata(ax.images[0].get_array())
+        np.testing.assert_array_equal(np.ma.getmaskarray(ax.images[0].get_array()), np.isnan(np.take(img, 20, axis)))
+        np.testing.assert_array_equal(shown[np.isfinite(shown)], np.take(img, 20, axis)[np.isfinite(np.take(img, 20, axis))])
+        assert ax.get_title() == f"TXTM, {'zyx'[axis]} = 20"
 
 
 def test_registration_checkerboard_takes_tiles_from_each(scene):

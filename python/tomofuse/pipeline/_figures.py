@@ -139,6 +139,13 @@ def run_figures(run_dir, *, truth: Optional[dict] = None, threads: Optional[int]
         if labels is not None and labels.shape == pxct.shape:
             figs.append(("fig1_segmentation", rp.segmentation_overlay(pxct, labels, voxel_size=v),
                          "the five phases over the PXCT channel of the fused volume"))
+    else:  # one modality, or not fused yet: the reconstructed volumes themselves
+        for modality in ("pxct", "txtm"):
+            vol = _h5(run_dir / modality / "volume.h5", "volume")
+            mv = _json(run_dir / modality / "manifest.json").get("results", {}).get("voxel_size_m")
+            if vol is not None and mv:
+                figs.append((f"fig1_{modality}", rp.volume_sections(vol, voxel_size=float(mv), name=modality.upper()),
+                             f"central sections of the reconstructed {modality.upper()} volume"))
     if labels is not None and v:
         figs.append(("fig1_rendering", rp.phase_surfaces(labels, voxel_size=v),
                      "silicon particles and their SEI in the central sub-volume (marching cubes)"))

@@ -19,6 +19,7 @@ from .._phase import PHASE_COLORS, Phase
 __all__ = [
     "coverage_bars",
     "cross_sections",
+    "volume_sections",
     "fsc_curves",
     "limiting_currents",
     "overpotential_curves",
@@ -133,6 +134,38 @@ def cross_sections(pxct, txtm, *, voxel_size, axis=0, index=None, names=("PXCT (
         ax.set(xlabel=xl, ylabel=yl, title=f"{name}, {'zyx'[axis]} = {k}")
         fig.colorbar(im, ax=ax, shrink=0.8).set_label("reconstructed value (a.u.)", size=_FONT)
         _style(ax)
+    return fig
+
+
+def volume_sections(volume, *, voxel_size, name="volume"):
+    """The three central orthogonal sections of one reconstructed volume (a one-modality run).
+
+    Parameters
+    ----------
+    volume : (z, y, x) ndarray
+        Reconstructed values; NaN shows as light gray.
+    voxel_size : float
+        Voxel edge, meters.
+    name : str
+        Title prefix (e.g. ``"TXTM"``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    v = check.positive_length(voxel_size, "voxel_size")
+    volume = _volume(volume, "volume")
+    lo, hi = _contrast(volume[np.isfinite(volume)] if np.isfinite(volume).any() else volume)
+    fig = _figure(11, 3.8)
+    axes = fig.subplots(1, 3)
+    for axis, ax in enumerate(axes):
+        image, k = _slice(volume, axis, None)
+        extent, (xl, yl) = _extent(image.shape, axis, v)
+        im = ax.imshow(np.ma.masked_invalid(image), cmap=_gray(), vmin=lo, vmax=hi, extent=extent,
+                       interpolation="nearest")
+        ax.set(xlabel=xl, ylabel=yl, title=f"{name}, {'zyx'[axis]} = {k}")
+        _style(ax)
+    fig.colorbar(im, ax=list(axes), shrink=0.8).set_label("reconstructed value (a.u.)", size=_FONT)
     return fig
 
 
@@ -316,7 +349,7 @@ def fsc_curves(curves: Mapping):
     ax.plot([], [], color="k", ls="--", lw=1, label="½-bit threshold")
     ax.axhline(0, color="0.7", lw=0.5)
     ax.set(xlabel="spatial frequency (1/µm)", ylabel="Fourier shell correlation", ylim=(-0.2, 1.05),
-           title="resolution of both modalities (half-data-set FSC)")
+           title="resolution from two half data sets (Fourier shell correlation)")
     ax.legend(fontsize=_FONT, frameon=False)
     _style(ax)
     return fig

@@ -230,7 +230,7 @@ def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, 
         runs[name] = run(sim.config, cluster_size=cluster_size, progress=progress)
         measured[name] = _measured(runs[name].run_dir)
 
-    quantities, fig2_truth, sei_truth = [], {}, None
+    quantities, fig2_truth, sei_pairs = [], {}, None
     for name, _ in SAMPLES:
         rd = runs[name].run_dir
         m = measured[name]
@@ -245,7 +245,7 @@ def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, 
             if name == "cycled":
                 quantities.append(rp.Quantity("mean SEI thickness (cycled)", "nm", _sei_mean(meas_t, "mean_m") * 1e9,
                                               _sei_mean(true_t, "sei_mean_m") * 1e9, "phantom"))
-                sei_truth = true_t.rename(columns={"sei_mean_m": "mean_m", "sei_std_m": "std_m"})
+                sei_pairs = (meas_t, true_t.rename(columns={"sei_mean_m": "mean_m", "sei_std_m": "std_m"}))
             quantities.append(rp.Quantity(f"particles compared ({name})", "1", len(meas_t),
                                           cmp.get("n_truth_inner", math.nan),
                                           "phantom (inner particles in the pillar)"))
@@ -260,19 +260,16 @@ def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, 
 
     # the report: Figs. 1 and 3 of the cycled run, Fig. 2 with both samples
     cyc = runs["cycled"].run_dir
-    sections = run_figures(cyc, truth={"sei_thickness": sei_truth} if sei_truth is not None else None,
-                           threads=threads)
+    # the same particles as the summary's numbers, measured beside the phantom's truth
+    sections = run_figures(cyc, threads=threads)
     if fig2_truth:
-        fig = rp.coverage_bars({n: v[0] for n, v in fig2_truth.items()}, truth={n: v[1] for n, v in fig2_truth.items()})
-        for s in sections:
-            s.figures = [f for f in s.figures if f[0] != "fig2_coverage"]
-        fig2 = [s for s in sections if s.title.startswith("Figure 2")]
-        entry = ("fig2_coverage", fig, "area-weighted coverage of the particles compared with the phantom, "
-                 "pristine vs cycled (black: the phantom's exact values for the same particles)")
-        if fig2:
-            fig2[0].figures.insert(0, entry)
-        else:
-            sections.append(rp.Section("Figure 2 — surfaces of the silicon particles", figures=[entry]))
+        _put_figure(sections, ("fig2_coverage", rp.coverage_bars(
+            {n: v[0] for n, v in fig2_truth.items()}, truth={n: v[1] for n, v in fig2_truth.items()}),
+            "area-weighted coverage of the particles compared with the phantom, pristine vs cycled (black: the "
+            "phantom's exact values for the same particles)"))
+    if sei_pairs is not None:
+        _put_figure(sections, ("fig2_sei_thickness", rp.sei_thickness_distributions(sei_pairs[0], truth=sei_pairs[1]),
+                               "per-particle SEI thickness of the particles compared with the phantom"))
     wall = time.perf_counter() - t0
     provenance = {"command": f"tomofuse demo{' --quick' if quick else ''} --seed {seed}"
                   + (f" --workers {cluster_size}" if cluster_size else ""),
@@ -327,6 +324,19 @@ def _sei_mean(t, column: str) -> float:
     v = t[column].to_numpy(float)
     ok = np.isfinite(v) & (w > 0)
     return float(np.sum(v[ok] * w[ok]) / w[ok].sum()) if ok.any() else math.nan
+
+
+def _put_figure(sections: list, entry: tuple) -> None:
+    """Put ``entry`` (name, figure, caption) into Figure 2's section, replacing a figure of that name."""
+    from .. import report as rp
+
+    for s in sections:
+        s.figures = [f for f in s.figures if f[0] != entry[0]]
+    fig2 = [s for s in sections if s.title.startswith("Figure 2")]
+    if fig2:
+        fig2[0].figures.insert(0 if entry[0] == "fig2_coverage" else 1, entry)
+    else:
+        sections.append(rp.Section("Figure 2 — surfaces of the silicon particles", figures=[entry]))
 
 
 def _nan(x) -> float:

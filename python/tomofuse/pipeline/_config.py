@@ -107,7 +107,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                           maximum=10.0),
         "delta_beta": Key("float", 0.028, "delta/beta of the Paganin filter (paper: 0.028; 0 = no filter, "
                                           "-log only)", minimum=0.0),
-        "rings": Key("str", "none", "ring-artifact removal method", choices=("none", "detect", "sorting")),
+        "rings": Key("str", "none", "ring-artifact removal method", choices=("none", "combined", "detect", "sorting")),
         "center_px": Key("float", -1.0, "rotation axis, detector column (negative = find it automatically)"),
         "filter": Key("str", "hann", "FBP filter window", choices=("ramp", "shepp-logan", "cosine", "hamming",
                                                                     "hann")),

@@ -360,7 +360,9 @@ def find_center(projections: np.ndarray, angles, *, method: str = "auto", search
     if method in ("auto", "wedge"):
         if half_turns(th):
             progress.stage(0.0, 0.3 if method == "auto" else 1.0, "double-wedge search")
-            center = center_wedge(proj, th, sharp_rows, lo, hi, threads=check.threads(threads), progress=progress)
+            # "auto" refines by sharpness: the wedge search can stop at a detector binned by 2
+            center = center_wedge(proj, th, sharp_rows, lo, hi, threads=check.threads(threads),
+                                  finest=2 if method == "auto" and cols >= 256 else 1, progress=progress)
             logger.info("center from the double-wedge metric: %.3f px", center)
             if method == "auto":
                 progress.stage(0.3, 1.0, "refining the center by sharpness")

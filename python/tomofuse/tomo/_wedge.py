@@ -107,9 +107,9 @@ class _Wedge:
             crop[:, :, s0 - lo:s1 - lo] = d[:, :, s0:s1]
             x = np.arange(2 * h) + 0.5 - (center - lo)  # position relative to the trial axis
             first = crop * _taper(x, half).astype(d.dtype)
-            # mirror about the trial axis: reversed crop (mirror about h) shifted by 2 (center - j)
-            mirror = crop[:, :, ::-1] * _taper(-x[::-1] + 0.0, half).astype(d.dtype)
-            # reversed crop: sample k holds crop[2h - 1 - k], centred at 2h - (k + 0.5) - (center - lo) from the axis
+            # mirror about the trial axis: the reversed crop (mirrored about sample h, i.e. about j) shifted
+            # by 2 (center - j) below; the taper is applied before the shift, at the shifted positions
+            mirror = crop[:, :, ::-1] * _taper(-x[::-1], half).astype(d.dtype)
             n = scipy.fft.next_fast_len(2 * h + 4, real=True)
             v = np.arange(n // 2 + 1)
             k = 2.0 * _PI * half / n * self.margin
@@ -142,12 +142,13 @@ def _parabola_min(grid: np.ndarray, val: np.ndarray) -> float:
 
 
 def center_wedge(proj: np.ndarray, th: np.ndarray, rows: np.ndarray, lo: float, hi: float, *,
-                 threads: int = 1, progress=None) -> float:
+                 threads: int = 1, finest: int = 1, progress=None) -> float:
     """Axis column (``fbp`` convention) minimizing the double-wedge energy, searched in [lo, hi].
 
     Coarse-to-fine: detector binned to ~128 columns (and angles to <= 180 per half-turn)
-    over the whole range, then binned by 4 times less around the best, then full
-    resolution on a 0.5-px grid with a parabola through the minimum.
+    over the whole range, then binned 4 times less around the best, ..., down to
+    ``finest`` (a power of 2; 1 = full resolution), where all the angles are used on a
+    half-bin grid with a parabola through the minimum.
     """
     turns = half_turns(th)
     if not turns:
@@ -159,34 +160,35 @@ def center_wedge(proj: np.ndarray, th: np.ndarray, rows: np.ndarray, lo: float, 
     th0 = th[turns[0]]
     step = (th0.max() - th0.min()) / (th0.size - 1)
     gap = max(0, int(round((_PI - (th0.max() - th0.min()) - step) / step)))
-    b = max(1, int(cols // 128))
-    best = None
+    b = max(finest, int(cols // 128))
+    best = prev_b = None
     level = 0
     while True:
-        m = max(1, int(min(t.size for t in turns) // (180 if b > 1 else 10 ** 9)))
+        final = b <= finest
+        m = 1 if final else max(1, int(min(t.size for t in turns) // 180))
         halves = [_bin(_bin(d, b, 2), m, 0) for d in data]
         metric = _Wedge(halves, int(round(gap / m)), threads=threads)
         nb = halves[0].shape[2]
         if best is None:
-            g_lo, g_hi, step = lo / b, hi / b, 1.0
+            g_lo, g_hi, step = lo / b, hi / b, (0.5 if final else 1.0)
         else:
-            span = 2.0 * prev_b / b if b > 1 else 0.5 * prev_b + 1.0
+            span = 0.5 * prev_b / b + 1.0 if final else 2.0 * prev_b / b
             g_lo, g_hi = max(lo / b, best / b - span), min(hi / b, best / b + span)
-            step = 1.0 if b > 1 else 0.5
+            step = 0.5 if final else 1.0
         grid = np.unique(np.clip(np.append(np.arange(g_lo, g_hi, step), g_hi), lo / b, hi / b))
         half = min(grid.min(), nb - grid.max()) * 0.95
-        if best is not None and b == 1:
-            half = min(best, cols - best) * 0.95 - 2.0
+        if best is not None and final:
+            half = min(best, cols - best) / b * 0.95 - 2.0
         if half < 8:
             raise ValueError(f"the search range [{lo:.1f}, {hi:.1f}] reaches too close to the detector edge "
                              f"for the double-wedge metric")
         val = np.array([metric(c, half) for c in grid])
         logger.debug("wedge level %d (bin %d x %d): best %.2f px", level, b, m, grid[int(np.argmin(val))] * b)
-        if b == 1:
-            return _parabola_min(grid, val)
+        if final:
+            return _parabola_min(grid, val) * b
         best = float(grid[int(np.argmin(val))]) * b
         prev_b = b
-        b = max(1, b // 4)
+        b = max(finest, b // 4)
         level += 1
         if progress is not None:
             progress.update(min(0.3 * level, 0.9), "double-wedge search")

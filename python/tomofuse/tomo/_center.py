@@ -215,6 +215,8 @@ def _refine_sharpness(proj: np.ndarray, th: np.ndarray, rows: np.ndarray, start:
     side = int(min(cols, 2 * math.ceil(min(start, cols - start)) + 8))  # all the slice seen at every angle
     n_threads = check.threads(threads)
     filtered = filter_rows(sub, filter=filter, padding=True, threads=n_threads)
+    yy, xx = np.mgrid[:side, :side] + 0.5 - side / 2
+    disk = np.hypot(yy, xx) <= min(start, cols - start) - 4.0  # pixels every ray of every angle sees
     values: dict[float, float] = {}
 
     def score(center: float) -> float:
@@ -222,7 +224,7 @@ def _refine_sharpness(proj: np.ndarray, th: np.ndarray, rows: np.ndarray, start:
         if key not in values:
             rec = backproject_fourier(filtered, th_sub, center_offset=center_offset(key, cols), ny=side, nx=side,
                                       threads=n_threads)
-            values[key] = float(np.abs(rec).sum(dtype=np.float64))
+            values[key] = float(np.abs(rec[:, disk]).sum(dtype=np.float64))
         return values[key]
 
     for c in np.clip(start + np.arange(-1.0, 1.01, 0.5), lo, hi):

@@ -79,13 +79,17 @@ def main(argv=None) -> int:
     ap.add_argument("--max-seconds", type=int, default=0, help="give up on a member after this long (0: never)")
     ap.add_argument("--rings", action="store_true", help="also the ring-error table of remove_rings")
     ap.add_argument("--json", type=str, default="", help="write the per-member results here")
+    ap.add_argument("--like-report", action="store_true",
+                    help="members shaped like the scan of issue 15 (1260 px, 360 angles over 179.5 degrees), "
+                         "seeds 11, 12, ...")
     args = ap.parse_args(argv)
     if args.pythonpath:
         sys.path.insert(0, args.pythonpath)
     import center_cases as cc
     from tomofuse.tomo import RING_METHODS, find_center
 
-    seeds = cc.family(args.n, args.seed)
+    seeds = cc.family(args.n, args.seed) if not args.like_report else list(range(11, 11 + args.n))
+    draw = (lambda s: cc.case(s, cols=1260, range_deg=179.5, n_angles=360)) if args.like_report else cc.case
     if args.only:
         seeds = [seeds[int(i)] for i in args.only.split(",")]
     methods = ["none"] + list(RING_METHODS)
@@ -98,7 +102,7 @@ def main(argv=None) -> int:
     print(f"# find_center defaults ({args.label}), threads={args.threads}")
     print(head)
     for seed in seeds:
-        c = cc.case(seed)
+        c = draw(seed)
         t0, cpu0 = time.perf_counter(), time.process_time()
         signal.alarm(args.max_seconds)
         try:

@@ -146,7 +146,7 @@ def test_family_members_with_strong_rings(seed, range_deg):
     assert c["strong"] and c["dead"] and any(kind == "wide" for kind, _, _ in c["stripes"])
     axis = c["center"]
     est = find_center(c["projections"], c["angles"], threads=1)
-    assert abs(est - axis) <= 0.5  # measured: 0.012 px (seed 1, 179 deg), 0.098 px (seed 3, 360 deg)
+    assert abs(est - axis) <= 0.5  # measured: 0.006 px (seed 1, 179 deg), 0.088 px (seed 3, 360 deg)
     assert abs(find_center(c["projections"], c["angles"], method="wedge", threads=1) - axis) <= 0.5
     if range_deg == 360.0:  # the stripes mislead the registration of opposite projections
         assert abs(find_center(c["projections"], c["angles"], method="opposite", threads=1) - axis) > 10
@@ -175,6 +175,6 @@ def test_real_i13_scan_axis_agrees_across_methods():
     theta = np.radians(np.loadtxt(REALDATA / "angles.txt")[10:101])
     mu = np.ascontiguousarray(tomo.minus_log(tomo.normalize(raw, flat, dark)), dtype=np.float32)
     found = {m: find_center(mu, theta, method=m, threads=1) for m in ("auto", "wedge", "sharpness", "opposite")}
-    # measured: auto 86.56, wedge 86.55, sharpness 86.54, opposite 86.30 px
+    # measured: auto 86.57, wedge 86.53, sharpness 86.54, opposite 86.30 px
     assert max(found.values()) - min(found.values()) <= 0.5, found
     assert 3 <= abs(found["auto"] - mu.shape[2] / 2) <= 9, found

@@ -293,10 +293,12 @@ def find_center(projections: np.ndarray, angles, *, method: str = "auto", search
       coarse-to-fine grid (2, 0.5, 0.1 px) and a parabola at the minimum.
       Slow over a wide range, and a wide range lets the metric be fooled
       (e.g. by a trial axis that moves the sample out of the slice).
-    - ``"auto"`` (default): ``"wedge"`` over the search range, refined by the
-      ``"l1"`` sharpness of the whole field of view (the disk seen at every
-      angle, narrow stripes subtracted) within +-1 px of it (followed while
-      the minimum lies at the window's end, up to 5 px away).  Without a
+    - ``"auto"`` (default): the mean of two estimates with different errors:
+      ``"wedge"`` over the search range (detector binned by 2 at the finest;
+      wide stripes bias it), and the minimum of the ``"l1"`` sharpness of the
+      whole field of view (the disk seen at every angle, narrow stripes
+      subtracted) within +-1 px of it (followed while the minimum lies at the
+      window's end, up to 5 px away; noise and weak contrast bias it).  Without a
       half-turn of projections, ``"sharpness"`` over the search range.  On
       the simulated family of ``bench/center_family.py`` (179-181 and 360
       degrees, axis within +-40 % of the half-width off center, 512-2048
@@ -368,8 +370,11 @@ def find_center(projections: np.ndarray, angles, *, method: str = "auto", search
             logger.info("center from the double-wedge metric: %.3f px", center)
             if method == "auto":
                 progress.stage(0.3, 1.0, "refining the center by sharpness")
-                center = _refine_sharpness(proj, th, sharp_rows, center, lo, hi, filter=filter, threads=threads)
-                logger.info("center refined by reconstruction sharpness (l1): %.3f px", center)
+                sharp = _refine_sharpness(proj, th, sharp_rows, center, lo, hi, filter=filter, threads=threads)
+                logger.info("center by reconstruction sharpness (l1) near it: %.3f px", sharp)
+                # two estimates with different errors (wide stripes bias the wedge metric, noise and
+                # weak contrast the sharpness): their mean
+                center = 0.5 * (center + sharp)
             progress.update(1.0, "done")
             return center
         if method == "wedge":

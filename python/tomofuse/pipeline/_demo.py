@@ -311,6 +311,11 @@ def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, 
             quantities.append(rp.Quantity(f"particles compared ({name})", "1", len(meas_t),
                                           cmp.get("n_truth_inner", math.nan),
                                           "phantom (inner particles in the pillar)"))
+        if "shift_voxels" in cmp:
+            tre = _registration_tre(rd, sims[name].electrode, sims[name].truth, cmp["shift_voxels"])
+            if tre is not None:
+                quantities.append(rp.Quantity(f"registration TRE mean ({name})", "nm", tre["mean_m"] * 1e9))
+                quantities.append(rp.Quantity(f"registration TRE p95 ({name})", "nm", tre["p95_m"] * 1e9))
         for phase, d in cmp.get("dice", {}).items():
             if phase != "sei" or name == "cycled":
                 quantities.append(rp.Quantity(f"Dice {phase} ({name})", "1", d))

@@ -152,6 +152,14 @@ def test_family_members_with_strong_rings(seed, range_deg):
         assert abs(find_center(c["projections"], c["angles"], method="opposite", threads=1) - axis) > 10
 
 
+def test_default_does_not_depend_on_threads():
+    """The pipeline's serial and Dask runs must find the same axis (bit for bit)."""
+    c = cc.case(5, cols=256, range_deg=180.0)
+    one = find_center(c["projections"], c["angles"], threads=1)
+    assert one == find_center(c["projections"], c["angles"], threads=2)
+    assert abs(one - c["center"]) <= 0.5
+
+
 def test_wedge_needs_a_half_turn():
     angles = np.linspace(0, 0.95 * np.pi, 171, endpoint=False)
     with pytest.raises(ValueError, match="half-turn"):

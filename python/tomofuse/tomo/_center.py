@@ -202,9 +202,10 @@ def _refine_sharpness(proj: np.ndarray, th: np.ndarray, rows: np.ndarray, start:
     """Minimize ``sum |f|`` of trial reconstructions of the field of view near ``start``.
 
     One half-turn of projections, the narrow stripes of each row subtracted first (their rings
-    would add to the metric), filtered once and back-projected by the NUFFT for each trial
-    axis over the square that holds the disk seen at every angle (a smaller region biases the
-    metric: artifacts move in and out of it): a 0.5-px grid over ``start +- 1`` px (extended
+    would add to the metric), filtered once and back-projected by the NUFFT (on one thread, so the
+    result does not depend on ``threads``) for each trial axis; ``|f|`` is summed over the
+    disk every ray sees (a smaller region, or the corners beyond it, bias the metric:
+    artifacts move in and out of them): a 0.5-px grid over ``start +- 1`` px (extended
     by 0.5-px steps while the best value lies at its end, up to 5 px away), then 0.25 px on
     both sides of the best, and a parabola through the five values within 0.5 px of it.
     """
@@ -222,8 +223,10 @@ def _refine_sharpness(proj: np.ndarray, th: np.ndarray, rows: np.ndarray, start:
     def score(center: float) -> float:
         key = round(float(center), 6)
         if key not in values:
+            # one NUFFT thread: its spreading sums in a thread-dependent order, and the axis (hence the
+            # volume) must not depend on ``threads``
             rec = backproject_fourier(filtered, th_sub, center_offset=center_offset(key, cols), ny=side, nx=side,
-                                      threads=n_threads)
+                                      threads=1)
             values[key] = float(np.abs(rec[:, disk]).sum(dtype=np.float64))
         return values[key]
 

@@ -12,17 +12,31 @@ published, so absolute overpotentials differ, the trends are the result.
   and the ionic path from 6 % SOC; paper: 1.3 C vs 0.9 C (ionically limited).
 * ``sei_effect`` (Fig. 3g-i): delithiation from 80 % at 1.1-2.1 C with the
   particle's SEI and with the SEI removed; paper: 20 mV -> 30 mV at 1.1 C.
+
+``paper_particle`` cuts a particle of the paper's size and coverage out of a
+phantom electrode, the input these experiments were meant for.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+
 import numpy as np
 import pandas as pd
 
+from .. import _validate as check
 from ._limits import limiting_currents
+from ._particle import Particle
 from ._simulate import simulate
 
-__all__ = ["PAPER", "electronic_vs_ionic", "sei_effect", "soc_distribution"]
+__all__ = ["PAPER", "PAPER_PARTICLE_DIAMETER", "electronic_vs_ionic", "paper_particle", "sei_effect",
+           "soc_distribution"]
+
+logger = logging.getLogger(__name__)
+
+#: Volume-equivalent diameter of the paper's SiOx particles, m (derivation in ``paper_particle``).
+PAPER_PARTICLE_DIAMETER = 4.5e-6
 
 #: The paper's reported numbers.
 PAPER = {
@@ -31,7 +45,93 @@ PAPER = {
     "ionic_limit_c_rate": 0.9,
     "overpotential_1.1C_without_sei_V": 0.020,
     "overpotential_1.1C_with_sei_V": 0.030,
+    "overpotential_2.1C_without_sei_V": 0.038,
+    "overpotential_2.1C_with_sei_V": 0.060,
 }
+
+
+def paper_particle(*, cycled, seed=0, voxel_size=150e-9, diameter=PAPER_PARTICLE_DIAMETER, threads=None):
+    """A SiOx particle of the paper's size cut, with its embedding, from a phantom electrode.
+
+    The paper does not state its particle size; it follows from its numbers.
+    Per imaged electrode "approximately 90 silicon particles" are analyzed
+    (Müller et al., Fig. 2g) in a sample milled to a diameter "below 40 um"
+    and imaged over a 20 um high field of view (PXCT, 48 x 20 um): a
+    cylinder of ``pi (20 um)^2 x 20 um = 2.5e4 um^3``.  The recipe (30/55/10/5
+    wt% SiOx/graphite/PVDF/carbon black, densities 2.13/2.26/1.78/1.8 g/cm^3,
+    35 % porosity, the middle of the 30-40 % the paper cites; the CBD 50 %
+    nanoporous, ``tomofuse.phantom.Composition.volume_fractions``) makes
+    SiOx 16.6 % of the electrode, 4.2e3 um^3 in the cylinder, 46 um^3 per
+    particle: a volume-equivalent diameter ``(6 x 46 / pi)^(1/3) = 4.5 um``
+    (4.1-4.6 um for a 35-40 um sample and 30-40 % porosity).  The particle
+    set by ``cycled`` then carries the paper's coverage, built into the
+    phantom: pristine ~53 % free, 45 % CBD, 2 % contact; cycled ~53 % SEI of
+    142-196 nm mean thickness, 32 % CBD.
+
+    The phantom (``tomofuse.phantom.electrode`` with ``siox_d50=diameter``,
+    no size rescaling) fills a cube of edge ``2.2 diameter``; of its
+    particles lying whole inside, the one whose volume-equivalent diameter
+    is closest to ``diameter`` (log scale) is cut with
+    ``Particle.from_labels``.  The pristine and the cycled electrode of one
+    ``seed`` hold the same particles, so ``cycled=True`` and ``False`` give
+    the same particle with and without SEI.  Like the tests and the demo,
+    this function brings a phantom to a method; the methods themselves
+    never see it.
+
+    Parameters
+    ----------
+    cycled : bool
+        The cycled electrode (with SEI) or the pristine one.
+    seed : int
+        Seed of the phantom electrode.
+    voxel_size : float
+        Voxel edge, m (150 nm: ~30 voxels across a 4.5 um particle, 1-2 s
+        per simulated (de)lithiation step on one thread; the SEI, ~170 nm,
+        is classified along rays and keeps its measured thickness).
+    diameter : float
+        Target volume-equivalent diameter, m.
+    threads : int, optional
+        Threads of the phantom and the surface analysis.
+
+    Returns
+    -------
+    Particle
+        Its ``particle_id`` is the phantom's particle id.
+
+    Raises
+    ------
+    ValueError
+        If ``voxel_size`` leaves fewer than 8 voxels across the particle.
+
+    References
+    ----------
+    Müller et al., "Multimodal Nanoscale Tomographic Imaging for Battery
+    Electrodes" (the paper; Experimental section and Fig. 2g-h).
+    """
+    from ..phantom import electrode  # the phantom is an input here, as in the tests
+
+    check.flag(cycled, "cycled")
+    seed = check.seed(seed)
+    v = check.positive_length(voxel_size, "voxel_size")
+    d = check.positive_length(diameter, "diameter")
+    if d / v < 8:
+        raise ValueError(f"voxel_size={v:g} m leaves {d / v:.1f} voxels across a {d:g} m particle; use voxel_size "
+                         f"<= {d / 8:g} m")
+    threads = check.threads(threads)
+    n = int(math.ceil(2.2 * d / v))
+    e = electrode((n, n, n), v, seed=seed, cycled=bool(cycled), siox_d50=d, size_scale=1.0,
+                  border_margin=4 * v, coverage_spread=0.0, truth_samples=4000, threads=threads)
+    truth = e.truth[~e.truth["touches_border"].astype(bool)]
+    present = set(np.unique(e.particles[e.particles > 0]).tolist())
+    truth = truth[truth.index.isin(present)]
+    if truth.empty:
+        raise ValueError(f"seed={seed}: the phantom holds no whole particle; try another seed")
+    d_eq = (6.0 * truth["volume_m3"] / math.pi) ** (1.0 / 3.0)
+    pid = int(np.abs(np.log(d_eq / d)).idxmin())
+    particle = Particle.from_labels(e.labels, e.particles, pid, voxel_size=v, threads=threads)
+    logger.info("paper_particle: seed %d, particle %d of %d, equivalent diameter %.3g um, %r", seed, pid,
+                len(truth), d_eq[pid] * 1e6, particle)
+    return particle
 
 
 def soc_distribution(particle, *, c_rates=(0.4, 1.2), soc_start=0.8, soc_mean=0.7, params=None, bins=40,

@@ -1,9 +1,11 @@
 """The paper's three numerical experiments (Müller et al., Fig. 3), as functions.
 
 Each returns a dict with a ``table`` (pandas.DataFrame), the ``paper``'s
-numbers beside it and the data for the figure.  The parameters are
-``SiliconParameters()`` unless given; the paper's own parameters are not
-published, so absolute overpotentials differ, the trends are the result.
+numbers beside it and the data for the figure.  ``electronic_vs_ionic`` and
+``sei_effect`` run both ``SiliconParameters.paper()`` (the unpublished
+parameters fitted to the paper's numbers, ``bench/fit_echem_paper.py``) and
+the literature defaults unless ``params`` is given; ``soc_distribution``
+uses ``SiliconParameters()`` unless given.
 
 * ``soc_distribution`` (Fig. 3a-c): delithiation from 80 % at 0.4 and 1.2 C;
   SOC distribution at 70 % mean SOC; "tripling the c-rate ... leads to
@@ -27,6 +29,7 @@ import pandas as pd
 
 from .. import _validate as check
 from ._limits import limiting_currents
+from ._parameters import SiliconParameters
 from ._particle import Particle
 from ._simulate import simulate
 
@@ -166,52 +169,122 @@ def soc_distribution(particle, *, c_rates=(0.4, 1.2), soc_start=0.8, soc_mean=0.
                 histograms=dict(edges=edges, density=hist), results=results)
 
 
-def electronic_vs_ionic(particle, *, soc=0.06, max_overpotential=0.1, params=None, snapshot_c_rate=1.0,
-                        snapshot_soc=0.055, threads=None):
+def _parameter_sets(params):
+    """``{name: SiliconParameters}``: None -> the paper's fitted set and the literature defaults."""
+    if params is None:
+        return {"paper()": SiliconParameters.paper(), "literature": SiliconParameters()}
+    if isinstance(params, SiliconParameters):
+        return {"given": params}
+    if isinstance(params, dict) and params and all(isinstance(v, SiliconParameters) for v in params.values()):
+        return dict(params)
+    raise TypeError("params must be None, a SiliconParameters or a non-empty dict of name -> SiliconParameters, "
+                    f"got {type(params).__name__}")
+
+
+def electronic_vs_ionic(particle, *, soc=0.06, max_overpotential=0.1, params=None, paths="separate",
+                        snapshot_c_rate=1.0, snapshot_soc=0.055, threads=None):
     """Electronic vs ionic limitation of a delithiating particle from 6 % SOC (Fig. 3d-f).
+
+    The paper's definition (Fig. 3f plots the overpotential of each path
+    against the C-rate): each path's steady-state current limit with the
+    other path ideal (``limiting_currents(paths="separate")``) -- the ionic
+    path's within the voltage budget ``max_overpotential`` (its steady current
+    peaks where the surface empties), the electronic path's where the
+    electron-potential drop reaches the budget.  Paper: electronic 1.3 C,
+    ionic 0.9 C.
+
+    Parameters
+    ----------
+    particle : Particle
+        Needs CBD contact and free or SEI surface.
+    soc : float
+        Mean SOC the limits are taken at.
+    max_overpotential : float
+        Voltage budget of each path, V.
+    params : SiliconParameters or dict of str to SiliconParameters, optional
+        None: both ``SiliconParameters.paper()`` (column ``"paper()"``) and
+        the literature defaults (``"literature"``); one set: column ``"given"``.
+    paths : {"separate", "coupled"}
+        See ``limiting_currents``.
+    snapshot_c_rate : float or None
+        If given, also delithiate from ``soc`` to ``snapshot_soc`` at this
+        C-rate with the first parameter set (Fig. 3e).
+    snapshot_soc : float
+    threads : int, optional
 
     Returns
     -------
     dict
-        ``table``: the two limiting C-rates beside the paper's; ``curve``:
-        ionic and electronic overpotential vs C-rate (steady states); and, if
-        ``snapshot_c_rate``, ``snapshot``: the ``Result`` of delithiating from
-        ``soc`` to ``snapshot_soc`` (SOC and electron-potential fields, Fig. 3e).
+        ``table``: the two limiting C-rates (rows) per parameter set
+        (columns) beside the ``paper``'s; ``curves``: per set, the
+        overpotential of each path vs C-rate; ``ionically_limited``: per
+        set, whether the ionic limit is the lower; ``snapshot``: the
+        ``Result`` of the snapshot run (SOC and electron-potential fields).
     """
-    electronic, ionic, curve = limiting_currents(particle, soc=soc, max_overpotential=max_overpotential,
-                                                 params=params, threads=threads, return_curve=True)
-    table = pd.DataFrame({"tomofuse": [electronic, ionic],
-                          "paper": [PAPER["electronic_limit_c_rate"], PAPER["ionic_limit_c_rate"]]},
-                         index=pd.Index(["electronic_limit_c_rate", "ionic_limit_c_rate"], name="quantity"))
-    out = dict(table=table, curve=curve, ionically_limited=bool(ionic < electronic))
+    sets = _parameter_sets(params)
+    index = pd.Index(["electronic_limit_c_rate", "ionic_limit_c_rate"], name="quantity")
+    table = pd.DataFrame(index=index)
+    curves, limited = {}, {}
+    for name, p in sets.items():
+        electronic, ionic, curve = limiting_currents(particle, soc=soc, max_overpotential=max_overpotential,
+                                                     params=p, paths=paths, threads=threads, return_curve=True)
+        table[name] = [electronic, ionic]
+        curves[name] = curve
+        limited[name] = bool(ionic < electronic)
+    table["paper"] = [PAPER["electronic_limit_c_rate"], PAPER["ionic_limit_c_rate"]]
+    out = dict(table=table, curves=curves, ionically_limited=limited)
     if snapshot_c_rate:
         out["snapshot"] = simulate(particle, c_rate=snapshot_c_rate, soc_start=soc, soc_end=snapshot_soc,
-                                   params=params, n_saved=3, threads=threads)
+                                   params=next(iter(sets.values())), n_saved=3, threads=threads)
     return out
 
 
 def sei_effect(particle, *, c_rates=(1.1, 1.6, 2.1), soc_start=0.8, soc_end=0.7, params=None, threads=None):
     """Overpotential with the particle's SEI and with the SEI removed (Fig. 3g-i).
 
+    The paper's definition: delithiation from ``soc_start`` at each C-rate,
+    the overpotential (terminal potential minus the OCV at the mean SOC) read
+    at ``soc_end`` (70 %, where Fig. 3h shows the SOC), once with the SEI's
+    ionic resistance and once with the SEI removed computationally.  Paper:
+    20 -> 30 mV at 1.1 C, 38 -> 60 mV at 2.1 C.
+
+    Parameters
+    ----------
+    particle : Particle
+        A particle with SEI faces (e.g. ``paper_particle(cycled=True)``).
+    c_rates : sequence of float
+        C-rates, 1/h.
+    soc_start, soc_end : float
+        Initial and final mean SOC.
+    params : SiliconParameters or dict of str to SiliconParameters, optional
+        As in ``electronic_vs_ionic``.
+    threads : int, optional
+
     Returns
     -------
     dict
-        ``table``: per C-rate the overpotential (V) at ``soc_end`` with and
-        without SEI, their difference and the SOC interquartile ranges;
-        ``paper``: the 1.1 C values; ``results``.
+        ``table``: indexed by (``parameters``, ``c_rate``): the overpotential
+        (V) at ``soc_end`` with and without SEI, their difference and the SOC
+        interquartile ranges; ``paper``: the paper's values by C-rate;
+        ``results``: the ``Result`` s by (set, C-rate, sei).
     """
+    sets = _parameter_sets(params)
     rows, results = [], {}
-    for rate in c_rates:
-        r = {}
-        for sei in (False, True):
-            res = simulate(particle, c_rate=rate, soc_start=soc_start, soc_end=soc_end, sei=sei, params=params,
-                           n_saved=2, threads=threads)
-            r[sei] = res
-            results[(rate, sei)] = res
-        rows.append(dict(c_rate=rate, overpotential_without_sei_V=r[False].overpotential[-1],
-                         overpotential_with_sei_V=r[True].overpotential[-1],
-                         difference_V=r[True].overpotential[-1] - r[False].overpotential[-1],
-                         iqr_without_sei=r[False].soc_iqr(), iqr_with_sei=r[True].soc_iqr()))
-    table = pd.DataFrame(rows).set_index("c_rate")
-    paper = {"without_sei_V": PAPER["overpotential_1.1C_without_sei_V"], "with_sei_V": PAPER["overpotential_1.1C_with_sei_V"]}
+    for name, p in sets.items():
+        for rate in c_rates:
+            r = {}
+            for sei in (False, True):
+                res = simulate(particle, c_rate=rate, soc_start=soc_start, soc_end=soc_end, sei=sei, params=p,
+                               n_saved=2, threads=threads)
+                r[sei] = res
+                results[(name, rate, sei)] = res
+            rows.append(dict(parameters=name, c_rate=rate, overpotential_without_sei_V=r[False].overpotential[-1],
+                             overpotential_with_sei_V=r[True].overpotential[-1],
+                             difference_V=r[True].overpotential[-1] - r[False].overpotential[-1],
+                             iqr_without_sei=r[False].soc_iqr(), iqr_with_sei=r[True].soc_iqr()))
+    table = pd.DataFrame(rows).set_index(["parameters", "c_rate"])
+    paper = {1.1: {"without_sei_V": PAPER["overpotential_1.1C_without_sei_V"],
+                   "with_sei_V": PAPER["overpotential_1.1C_with_sei_V"]},
+             2.1: {"without_sei_V": PAPER["overpotential_2.1C_without_sei_V"],
+                   "with_sei_V": PAPER["overpotential_2.1C_with_sei_V"]}}
     return dict(table=table, paper=paper, results=results)

@@ -8,7 +8,7 @@ Softw. 9, 14 (2021) :doi:`10.5334/jors.309`) solves it with its own finite
 volumes and DAE solver; here its negative electrode gets the same
 diffusivity, c_max, OCP, radius and exchange current as tomofuse.
 
-The mapping of the modelling differences:
+The mapping of the modeling differences:
 
 * Exchange current: PyBaMM calls ``j0(c_e, c_s_surf, c_s_max, T)``; it is
   given tomofuse's law ``k c_e^0.5 c^0.5 (c_max - c)^0.5`` (``SiliconParameters

@@ -47,7 +47,8 @@ def test_soc_interquartile_range_about_triples(particles):
 
 def test_sei_raises_overpotential(particles):
     out = scenarios.sei_effect(particles[True], c_rates=(1.1,), params=SiliconParameters(), threads=1)
-    row = out["table"].xs(("given", 1.1))
+    row = out["table"].loc[1.1]
+    assert out["tables"].xs(("given", 1.1)).equals(row)
     assert row["overpotential_with_sei_V"] > row["overpotential_without_sei_V"] + 1e-3
 
 
@@ -71,7 +72,8 @@ def test_electronic_vs_ionic_compares_parameter_sets(particles):
                                                                                    conductivity_insulating=1e-8)}
     out = scenarios.electronic_vs_ionic(particles[False], params=sets, snapshot_c_rate=None, threads=1)
     t = out["table"]
-    assert list(t.columns) == ["literature", "slow electrons", "paper"]
+    assert list(t.columns) == ["tomofuse", "literature", "slow electrons", "paper"]
+    assert list(out["curve"].columns) == ["c_rate", "ionic_overpotential", "electronic_overpotential"]
     # the electronic path alone, metallic: Ohm's law, the cost grows in proportion to the current (0.01 -> 100 C)
     cost = {name: c[c["path"] == "electronic"].set_index("c_rate")["overpotential"] for name, c in out["curves"].items()}
     assert cost["literature"][100.0] / cost["literature"][0.01] == pytest.approx(1e4, rel=0.02)

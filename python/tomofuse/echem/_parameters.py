@@ -146,7 +146,8 @@ class SiliconParameters:
             6 % SOC together leave almost no room for kinetics (their ratio is
             that of the concentration overpotentials, set by the OCV slope),
             so ``k`` sits at the bound (300 x the default) and the
-            overpotential at 1.1 C comes out 22.6 mV (fit alone: 6e-5).
+            overpotential at 1.1 C comes out above 20 mV (unbounded, the
+            search runs away: 6.0e-5, then 7.7e-5).
         (2) Li diffusivity in silicon: 1e-14..1e-13 cm^2/s measured for
             nano-Si (Ding et al., Solid State Ionics 180, 222 (2009)) up to the
             1.67e-14 m^2/s of Chen et al. (2020) / Ai et al. (2022), the

@@ -181,6 +181,16 @@ def _parameter_sets(params):
                     f"got {type(params).__name__}")
 
 
+def _wide_curve(curve):
+    """A ``limiting_currents`` curve as columns ``c_rate``, ``ionic_overpotential``, ``electronic_overpotential``."""
+    if "path" not in curve:
+        return curve
+    wide = curve.pivot_table(index="c_rate", columns="path", values="overpotential", aggfunc="first")
+    wide = wide.reindex(columns=["ionic", "electronic"])
+    return pd.DataFrame({"c_rate": wide.index.to_numpy(), "ionic_overpotential": wide["ionic"].to_numpy(),
+                         "electronic_overpotential": wide["electronic"].to_numpy()})
+
+
 def electronic_vs_ionic(particle, *, soc=0.06, max_overpotential=0.1, params=None, paths="separate",
                         snapshot_c_rate=1.0, snapshot_soc=0.055, threads=None):
     """Electronic vs ionic limitation of a delithiating particle from 6 % SOC (Fig. 3d-f).
@@ -216,10 +226,13 @@ def electronic_vs_ionic(particle, *, soc=0.06, max_overpotential=0.1, params=Non
     -------
     dict
         ``table``: the two limiting C-rates (rows) per parameter set
-        (columns) beside the ``paper``'s; ``curves``: per set, the
-        overpotential of each path vs C-rate; ``ionically_limited``: per
-        set, whether the ionic limit is the lower; ``snapshot``: the
-        ``Result`` of the snapshot run (SOC and electron-potential fields).
+        (columns; ``"tomofuse"`` repeats the first set) beside the
+        ``paper``'s; ``curve``: the first set's ``c_rate``,
+        ``ionic_overpotential``, ``electronic_overpotential`` (V, NaN where
+        a path was not evaluated); ``curves``: per set, the curve as
+        ``limiting_currents`` returns it; ``ionically_limited``: per set,
+        whether the ionic limit is the lower; ``snapshot``: the ``Result``
+        of the snapshot run (SOC and electron-potential fields).
     """
     sets = _parameter_sets(params)
     index = pd.Index(["electronic_limit_c_rate", "ionic_limit_c_rate"], name="quantity")
@@ -231,8 +244,10 @@ def electronic_vs_ionic(particle, *, soc=0.06, max_overpotential=0.1, params=Non
         table[name] = [electronic, ionic]
         curves[name] = curve
         limited[name] = bool(ionic < electronic)
+    table.insert(0, "tomofuse", table[next(iter(sets))])  # the first set under the name the report reads
     table["paper"] = [PAPER["electronic_limit_c_rate"], PAPER["ionic_limit_c_rate"]]
-    out = dict(table=table, curves=curves, ionically_limited=limited)
+    out = dict(table=table, curve=_wide_curve(curves[next(iter(sets))]), curves=curves,
+               ionically_limited=limited)
     if snapshot_c_rate:
         out["snapshot"] = simulate(particle, c_rate=snapshot_c_rate, soc_start=soc, soc_end=snapshot_soc,
                                    params=next(iter(sets.values())), n_saved=3, threads=threads)
@@ -263,9 +278,11 @@ def sei_effect(particle, *, c_rates=(1.1, 1.6, 2.1), soc_start=0.8, soc_end=0.7,
     Returns
     -------
     dict
-        ``table``: indexed by (``parameters``, ``c_rate``): the overpotential
-        (V) at ``soc_end`` with and without SEI, their difference and the SOC
-        interquartile ranges; ``paper``: the paper's values by C-rate;
+        ``table``: the first parameter set's, indexed by ``c_rate``: the
+        overpotential (V) at ``soc_end`` with and without SEI, their
+        difference and the SOC interquartile ranges; ``tables``: the same for
+        every set, indexed by (``parameters``, ``c_rate``); ``paper``: the
+        paper's values at 1.1 C, ``paper_by_c_rate``: at 1.1 and 2.1 C;
         ``results``: the ``Result`` s by (set, C-rate, sei).
     """
     sets = _parameter_sets(params)
@@ -282,9 +299,11 @@ def sei_effect(particle, *, c_rates=(1.1, 1.6, 2.1), soc_start=0.8, soc_end=0.7,
                              overpotential_with_sei_V=r[True].overpotential[-1],
                              difference_V=r[True].overpotential[-1] - r[False].overpotential[-1],
                              iqr_without_sei=r[False].soc_iqr(), iqr_with_sei=r[True].soc_iqr()))
-    table = pd.DataFrame(rows).set_index(["parameters", "c_rate"])
-    paper = {1.1: {"without_sei_V": PAPER["overpotential_1.1C_without_sei_V"],
-                   "with_sei_V": PAPER["overpotential_1.1C_with_sei_V"]},
-             2.1: {"without_sei_V": PAPER["overpotential_2.1C_without_sei_V"],
-                   "with_sei_V": PAPER["overpotential_2.1C_with_sei_V"]}}
-    return dict(table=table, paper=paper, results=results)
+    tables = pd.DataFrame(rows).set_index(["parameters", "c_rate"])
+    first = next(iter(sets))
+    paper = {"without_sei_V": PAPER["overpotential_1.1C_without_sei_V"],
+             "with_sei_V": PAPER["overpotential_1.1C_with_sei_V"]}
+    by_rate = {1.1: dict(paper), 2.1: {"without_sei_V": PAPER["overpotential_2.1C_without_sei_V"],
+                                       "with_sei_V": PAPER["overpotential_2.1C_with_sei_V"]}}
+    return dict(table=tables.xs(first, level="parameters"), tables=tables, paper=paper, paper_by_c_rate=by_rate,
+                results=results)

@@ -2,7 +2,9 @@
 and ``tomofuse run`` killed with SIGKILL at random moments, then rerun until it finishes.
 
 ``run_digest(run_dir)`` hashes what a run produced, per file: every HDF5 dataset's bytes, dtype and
-shape and every attribute except the time of writing (``created_utc``); JSON files without the
+shape and every attribute except the time of writing (``created_utc``); the reconstructed volumes
+(``<stage>/volume.h5``, or ``volume.zarr`` after a distributed run) by their numbers, shape and
+physical attributes under one key, so a serial and a distributed run compare; JSON files without the
 keys that are timings or provenance (``*_s``, ``*_utc``, ``provenance``, ...); text files as
 bytes.  Two runs with equal digests produced bit-identical data.  Not hashed: the manifests
 (times, memory), ``run.log``, the hash cache and the ptychography checkpoints.
@@ -68,13 +70,33 @@ def _h5_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+#: the attributes of a reconstructed volume that say what its numbers are
+VOLUME_ATTRS = ("voxel_size", "energy_kev", "quantity", "center")
+
+
+def _volume_digest(path: Path) -> str:
+    from tomofuse.io import read_volume
+
+    volume, attrs = read_volume(path)
+    volume = np.ascontiguousarray(volume)
+    h = hashlib.sha256(str((volume.dtype.str, volume.shape)).encode())
+    h.update(volume.tobytes())
+    h.update(repr({k: float(attrs[k]) if k != "quantity" else str(attrs[k]) for k in VOLUME_ATTRS
+                   if k in attrs}).encode())
+    return h.hexdigest()
+
+
 def run_digest(run_dir: str | os.PathLike) -> dict:
     """``relative path -> digest`` of every output of a run (see the module docstring)."""
     run_dir = Path(run_dir)
     out = {}
     for p in sorted(run_dir.rglob("*")):
         rel = p.relative_to(run_dir)
-        if not p.is_file() or p.name in SKIP_NAMES or "work" in rel.parts or p.name.endswith(".part"):
+        if p.name in ("volume.h5", "volume.zarr") and len(rel.parts) == 2:
+            out[f"{rel.parts[0]}/volume"] = _volume_digest(p)
+            continue
+        if not p.is_file() or p.name in SKIP_NAMES or "work" in rel.parts or p.name.endswith(".part") \
+                or any(part.endswith(".zarr") for part in rel.parts):
             continue
         if p.suffix in (".h5", ".hdf5"):
             out[str(rel)] = _h5_digest(p)
@@ -278,7 +300,7 @@ def by_hand(config: Path, threads: int = 2, report_dir: Optional[Path] = None) -
                  threads=threads)
     mu = np.ascontiguousarray(mu, dtype=np.float32)
     center = find_center(mu, t.theta, threads=threads)
-    vol_t = (fbp(mu, t.theta, center=center, filter="hann", threads=threads) / px).astype(np.float32)
+    vol_t = (fbp(mu, t.theta, center=center, filter="hann", threads=threads) * (1.0 / px)).astype(np.float32)
     out["txtm"] = vol_t
 
     fsc_p = fsc(fbp_phase_derivative(phase[0::2], th[0::2], filter="hann", threads=threads),

@@ -43,7 +43,7 @@ def test_integer_positions_equal_an_explicit_crop():
         np.testing.assert_allclose(out[k], ref, rtol=1e-4, atol=1e-6 * ref.max())
 
 
-def test_parseval_and_centerd_zero_frequency():
+def test_parseval_and_centered_zero_frequency():
     obj, probe = _object(), _probe()
     pos = np.array([[0.3, -1.7], [4.5, 2.25], [-10.0, 11.9]])
     out = ptycho_scan(obj, probe, pos, photons=None)

@@ -254,6 +254,47 @@ def test_sei_cut_by_the_border_is_flagged():
     assert t.loc[1, "touches_border"]
 
 
+def _assert_same_surface(a, b):
+    for name in ("particle", "position", "normal", "area", "category", "thickness"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.border_particles == b.border_particles
+
+
+@pytest.mark.parametrize("case", ["spheres", "random grid", "sei cut by the border"])
+def test_groups_on_crops_equal_the_whole_volume(case, monkeypatch):
+    """Particles traced in groups on crops around them (how a cluster runs the coverage, and how
+    memory is bounded in one process) give the whole volume's surface bit for bit: dense contacts,
+    SEI runs, particles touching the volume's faces, an SEI run cut by a face; and with a first crop
+    margin too narrow for the SEI runs, which must be noticed and the group traced again."""
+    from tomofuse.analysis import _coverage
+
+    if case == "spheres":
+        ph = ap.random_spheres((96, 96, 96), 8, seed=4, radius=(9, 13), voxel_size=V)
+        labels, particles = ph.labels, ph.particles
+    elif case == "random grid":
+        labels, particles = ap.random_label_grid((40, 44, 48), seed=3)
+    else:
+        s = ap.Sphere((20.3, 20.2, 15.1), 12.0, sei=ap.SEIShell(6.0))
+        ph = ap.spheres_with_caps((41, 41, 41), [s], voxel_size=V, check=False)
+        labels, particles = ph.labels, ph.particles
+    whole_df, whole = analysis.surface_coverage(labels, particles, voxel_size=V, return_surface=True, threads=2)
+    assert np.any(whole.category == 3)  # SEI runs are part of every case
+    for per_task in (1, 3):
+        df, surf = analysis.surface_coverage(labels, particles, voxel_size=V, return_surface=True, threads=2,
+                                             particles_per_task=per_task)
+        _assert_same_surface(surf, whole)
+        pd.testing.assert_frame_equal(df, whole_df, check_exact=True)
+    traced = []
+    original = _coverage._trace_group
+    monkeypatch.setattr(_coverage, "_GROUP_MARGIN", 3)
+    monkeypatch.setattr(_coverage, "_trace_group", lambda *a: traced.append(a[0].shape) or original(*a))
+    df, surf = analysis.surface_coverage(labels, particles, voxel_size=V, return_surface=True, threads=2,
+                                         particles_per_task=2)
+    _assert_same_surface(surf, whole)
+    n_groups = -(-int(np.count_nonzero(np.bincount(particles.ravel())[1:])) // 2)
+    assert len(traced) > n_groups  # some group had to be traced again with a wider crop
+
+
 # -- bad input -------------------------------------------------------------------------------------
 
 

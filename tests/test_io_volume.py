@@ -461,3 +461,17 @@ def test_zarr_directory_permissions_follow_the_umask(tmp_path):
         os.umask(old)
     assert oct(os.stat(tmp_path / "v.zarr").st_mode & 0o777) == oct(0o755)
     assert oct(os.stat(tmp_path / "v.h5").st_mode & 0o777) == oct(0o644)
+
+
+@needs_zarr
+def test_default_dataset_of_a_one_array_zarr_store(tmp_path):
+    """A store that is one array (as fbp_to_zarr writes) is read as it is when the caller names a
+    default dataset for HDF5 files and Zarr groups; naming an array inside it stays an error."""
+    volume = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    write_volume(tmp_path / "v.zarr", volume)
+    got, _ = read_volume(tmp_path / "v.zarr", default_dataset="volume")
+    np.testing.assert_array_equal(got, volume)
+    with pytest.raises(KeyError, match="holds one array"):
+        read_volume(f"{tmp_path / 'v.zarr'}:/volume")
+    write_volume(f"{tmp_path / 'g.zarr'}:/volume", volume)
+    np.testing.assert_array_equal(read_volume(tmp_path / "g.zarr", default_dataset="volume")[0], volume)

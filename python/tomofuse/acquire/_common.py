@@ -40,7 +40,7 @@ class Acquisition:
         outer corner at 0), of the outer corner of the grid that
         ``tomofuse.tomo.fbp(data-derived projections, theta)`` reconstructs with
         its default center and shape: voxel ``(k, i, j)`` of that volume is
-        centerd at ``origin + (k + 0.5, i + 0.5, j + 0.5) * pixel_size``.
+        centered at ``origin + (k + 0.5, i + 0.5, j + 0.5) * pixel_size``.
     air_mask : (rows, cols) ndarray of bool
         Pixels that see no sample in any projection (beam only).
     flat : (n_flats, rows, cols) ndarray of float32 or None
@@ -156,7 +156,7 @@ def gaussian_transfer(sigma_px: float) -> Callable[[np.ndarray, np.ndarray], np.
 # ---------------------------------------------------------------- detector sampling
 
 def rebin_axis(a: np.ndarray, axis: int, ratio: float) -> tuple[np.ndarray, float]:
-    """Average ``a`` over detector pixels ``ratio`` (>= 1) fine pixels wide, centerd on the fine grid.
+    """Average ``a`` over detector pixels ``ratio`` (>= 1) fine pixels wide, centered on the fine grid.
 
     Exact area integration of the piecewise-constant fine pixels (cumulative
     sum, linear between pixel edges).  Returns the coarse array and the

@@ -57,7 +57,7 @@ def ptycho_scan(obj: np.ndarray, probe: np.ndarray, positions_px, *, photons: Op
     obj : (H, W) complex ndarray
         Object transmission ``exp(i phi - mu)`` (real arrays are accepted).
     probe : (N, N) complex ndarray
-        Illumination, centerd at index ``N // 2`` (``tomofuse.ptycho.focused_probe``).
+        Illumination, centered at index ``N // 2`` (``tomofuse.ptycho.focused_probe``).
     positions_px : (K, 2) array_like
         Probe-center positions ``(y, x)`` in object pixels relative to the
         object's center index ``(H // 2, W // 2)``; sub-pixel allowed.  The

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _core
+from .._dask import check_client
 from .._memory import check_memory
 from .._phase import Phase
 from .. import _validate as check
@@ -98,10 +99,121 @@ def _check_inputs(labels, particles, voxel_size, phase):
     return labels8, ids32, float(voxel_size), phase
 
 
+#: First crop margin (voxels) around a group of particles traced on its own; widened when an SEI run
+#: may reach the crop's edge (see ``_trace_groups``).
+_GROUP_MARGIN = 16
+
+
+def _trace_arrays(labels8, ids32, *, sigma, max_length, max_gap, threads):
+    """Surface elements of every particle in ``ids32`` and what their rays meet, in voxel coordinates."""
+    pid, center, normal, area, _ = _core.surface_elements(ids32, sigma=sigma, threads=threads)
+    hit, _, sei_len = _core.trace_rays(labels8, ids32, center, normal, pid, max_length=max_length,
+                                       sei_label=int(Phase.SEI), max_gap=float(max_gap), threads=threads)
+    return pid, center, normal, area, hit, sei_len
+
+
+def _trace_group(labels8, ids32, ids, offset, sigma, max_length, max_gap, threads):
+    """One task: the particles ``ids`` of a crop (the others' voxels zeroed), origins moved to the
+    whole volume's frame (by whole voxels: exact)."""
+    from .._dask import task_threads
+
+    own = np.where(np.isin(ids32, ids), ids32, 0).astype(np.int32)
+    pid, center, normal, area, hit, sei_len = _trace_arrays(labels8, own, sigma=sigma, max_length=max_length,
+                                                            max_gap=max_gap, threads=task_threads(threads))
+    return pid, center + np.asarray(offset, dtype=np.float64), normal, area, hit, sei_len
+
+
+def _group_boxes(ids32, per_task):
+    """Groups of ``per_task`` consecutive particle ids and the bounding box (lo, hi exclusive) of each."""
+    from scipy import ndimage
+
+    objects = ndimage.find_objects(ids32)
+    present = [i + 1 for i, sl in enumerate(objects) if sl is not None]
+    groups = []
+    for k in range(0, len(present), per_task):
+        ids = present[k:k + per_task]
+        lo = np.min([[sl.start for sl in objects[i - 1]] for i in ids], axis=0)
+        hi = np.max([[sl.stop for sl in objects[i - 1]] for i in ids], axis=0)
+        groups.append((np.array(ids, dtype=np.int32), lo, hi))
+    return groups
+
+
+def _trace_groups(labels8, ids32, *, sigma, max_length, max_gap, threads, client, per_task):
+    """``_trace_arrays`` of the whole volume, computed per group of particles on crops around them.
+
+    A crop gives the whole volume's answer bit for bit when it holds everything a ray can reach: the
+    surface elements read the particle's bounding box +-2 voxels (smoothing and gradients); a ray's
+    first voxel is the face's outside neighbor, and only an SEI run walks on, at most its length plus
+    ``max_gap`` plus one voxel crossing (sqrt 3) past the first SEI voxel.  Crops start with a margin
+    of ``_GROUP_MARGIN`` voxels; a group where a run could have reached a cut face of its crop is traced
+    again with a margin wide enough for it (at last the whole volume).
+    """
+    shape = np.array(ids32.shape)
+    groups = [(ids, lo, hi, _GROUP_MARGIN) for ids, lo, hi in _group_boxes(ids32, per_task)]
+    results: dict = {}
+    while groups:
+        crops = []
+        for ids, lo, hi, m in groups:
+            c0, c1 = np.maximum(lo - m, 0), np.minimum(hi + m, shape)
+            crops.append((ids, c0, c1, m))
+        args = [(np.ascontiguousarray(labels8[c0[0]:c1[0], c0[1]:c1[1], c0[2]:c1[2]]),
+                 np.ascontiguousarray(ids32[c0[0]:c1[0], c0[1]:c1[1], c0[2]:c1[2]]), ids, c0)
+                for ids, c0, c1, _ in crops]
+        done = _map_groups(args, sigma=sigma, max_length=max_length, max_gap=max_gap, threads=threads,
+                           client=client)
+        again = []
+        for (ids, lo, hi, m), (_, c0, c1, _), out in zip(groups, crops, done):
+            cut = np.concatenate([c0 > 0, c1 < shape])  # crop faces inside the volume
+            if cut.any():
+                sei = out[5][out[4] == Phase.SEI]
+                reach = float(sei.max()) + max_gap + math.sqrt(3.0) + 3.0 if sei.size else 3.0
+                room = np.concatenate([lo - c0, c1 - hi])[cut].min()
+                if reach > room:
+                    again.append((ids, lo, hi, int(math.ceil(2 * reach))))
+                    continue
+            results[int(ids[0])] = out
+        groups = again
+        if again:
+            logger.debug("surface tracing: %d group(s) traced again with a wider crop", len(again))
+    parts = [results[k] for k in sorted(results)]  # ascending ids, as the whole volume's order
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(6))
+
+
+def _map_groups(args, *, sigma, max_length, max_gap, threads, client):
+    """``_trace_group`` of each crop: in this process, or as tasks on a Dask cluster (crops scattered)."""
+    if client is None:
+        return [_trace_group(*a, sigma, max_length, max_gap, threads) for a in args]
+    from .._dask import run_bounded, worker_threads_per_host
+
+    per_host = worker_threads_per_host(client) if threads is None else threads
+    futures, held, out = {}, {}, {}
+
+    def submit(k):
+        labels_f = client.scatter(args[k][0], hash=False)
+        ids_f = client.scatter(args[k][1], hash=False)
+        fut = client.submit(_trace_group, labels_f, ids_f, args[k][2], args[k][3], sigma, max_length, max_gap,
+                            per_host, pure=False)
+        futures[fut.key], held[fut.key] = k, (labels_f, ids_f)  # inputs held until the task is done
+        return fut
+
+    def handle(fut):
+        out[futures[fut.key]] = fut.result()
+        held.pop(fut.key, None)
+
+    from distributed import wait
+
+    run_bounded(client, range(len(args)), submit, handle, on_error=wait)
+    return [out[k] for k in range(len(args))]
+
+
 def _trace(labels, particles, *, voxel_size, phase=Phase.SILICON, max_distance=None, sigma=2.0, max_gap=SEI_MAX_GAP,
-           threads=None):
+           threads=None, client=None, particles_per_task=None):
     labels8, ids32, v, phase = _check_inputs(labels, particles, voxel_size, phase)
-    threads = check.threads(threads)
+    if threads is not None or client is None:
+        threads = check.threads(threads)
+    check_client(client)
+    if particles_per_task is not None:
+        particles_per_task = check.integer(particles_per_task, "particles_per_task", minimum=1)
     if max_distance is None:
         max_length = math.inf
     else:
@@ -110,9 +222,16 @@ def _trace(labels, particles, *, voxel_size, phase=Phase.SILICON, max_distance=N
     max_gap = check.number(max_gap, "sei_max_gap", unit="voxels", minimum=0.0)
     if not ids32.any():
         raise ValueError("particles: no particle (all ids are 0)")
-    pid, center, normal, area, _ = _core.surface_elements(ids32, sigma=sigma, threads=threads)
-    hit, hit_pid, sei_len = _core.trace_rays(labels8, ids32, center, normal, pid, max_length=max_length,
-                                             sei_label=int(Phase.SEI), max_gap=float(max_gap), threads=threads)
+    if client is None and particles_per_task is None:
+        pid, center, normal, area, hit, sei_len = _trace_arrays(labels8, ids32, sigma=sigma, max_length=max_length,
+                                                                max_gap=max_gap, threads=threads)
+    else:
+        if particles_per_task is None:  # about two groups per worker thread
+            n = int(np.count_nonzero(np.bincount(ids32.ravel())[1:]))
+            particles_per_task = max(1, math.ceil(n / (2 * sum(client.nthreads().values()))))
+        pid, center, normal, area, hit, sei_len = _trace_groups(labels8, ids32, sigma=sigma, max_length=max_length,
+                                                                max_gap=max_gap, threads=threads, client=client,
+                                                                per_task=particles_per_task)
     category = np.full(len(pid), _BORDER, dtype=np.int8)
     category[hit == Phase.PORE] = 0
     category[hit == Phase.CBD] = 1
@@ -143,7 +262,8 @@ def _per_particle(surface: Surface):
 
 
 def surface_coverage(labels, particles, *, voxel_size, phase=Phase.SILICON, max_distance=None, sigma=2.0,
-                     sei_max_gap=SEI_MAX_GAP, threads=None, return_surface=False):
+                     sei_max_gap=SEI_MAX_GAP, threads=None, return_surface=False, client=None,
+                     particles_per_task=None):
     """Share of each particle's surface that is free, CBD-covered, in contact, or SEI-covered.
 
     Every voxel face between a particle and anything else is a surface element
@@ -176,6 +296,15 @@ def surface_coverage(labels, particles, *, voxel_size, phase=Phase.SILICON, max_
         Threads of the core (None = the package default); results do not depend on it.
     return_surface : bool
         Also return the ``Surface`` elements.
+    client : distributed.Client, optional
+        Trace groups of particles as tasks on this Dask cluster: each task gets a
+        crop of the two volumes around its particles (never the whole volume).
+    particles_per_task : int, optional
+        Particles per group (consecutive ids).  Given without ``client``, the groups
+        are traced one after the other in this process on their crops, which bounds
+        memory by the crop size.  Default with a client: about two groups per
+        worker thread.  Grouped or not, the result is the same bit for bit: a crop
+        is widened until it holds every voxel the rays of its particles reach.
 
     Returns
     -------
@@ -188,7 +317,8 @@ def surface_coverage(labels, particles, *, voxel_size, phase=Phase.SILICON, max_
         Only if ``return_surface``.
     """
     surface = _trace(labels, particles, voxel_size=voxel_size, phase=phase, max_distance=max_distance,
-                     sigma=sigma, max_gap=sei_max_gap, threads=threads)
+                     sigma=sigma, max_gap=sei_max_gap, threads=threads, client=client,
+                     particles_per_task=particles_per_task)
     ids, _, area, n_rays, fractions = _per_particle(surface)
     df = pd.DataFrame({"area_m2": area, **fractions, "n_rays": n_rays,
                        "touches_border": [int(i) in surface.border_particles for i in ids]},

@@ -216,7 +216,7 @@ class Particle:
     def sphere(cls, radius, voxel_size, *, cbd_fraction=0.0, sei_thickness=0.0, sigma=2.0, threads=None):
         """A spherical particle in pore space, for validation.
 
-        The sphere is centerd on a node of the voxel grid (so a mesh node sits
+        The sphere is centered on a node of the voxel grid (so a mesh node sits
         at its center) and rendered at voxel centers.  Optionally a CBD cap
         covers the fraction ``cbd_fraction`` of the surface around +z
         (electronic contact) and an SEI shell of ``sei_thickness`` covers

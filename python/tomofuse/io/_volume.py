@@ -294,7 +294,8 @@ def read_volume(spec: str | os.PathLike, *, default_dataset: Optional[str] = Non
         file's only dataset), ``store.zarr`` or ``store.zarr:/array``,
         ``stack.tif``, ``file.npy``.
     default_dataset : str, optional
-        Dataset (HDF5) or array (Zarr group) read when ``spec`` names none.
+        Dataset (HDF5) or array (Zarr group) read when ``spec`` names none; a
+        Zarr store that is one array is read as it is.
     lazy : bool
         Return an array-like that reads on slicing instead of an ndarray:
         an open ``h5py.Dataset`` (close with ``volume.file.close()``), a
@@ -334,7 +335,7 @@ def read_volume(spec: str | os.PathLike, *, default_dataset: Optional[str] = Non
     if fmt == "hdf5":
         return _read_h5(path, dataset or default_dataset, text, lazy)
     if fmt == "zarr":
-        arr = open_zarr(path, dataset or default_dataset, text)
+        arr = open_zarr(path, dataset, text, default=default_dataset)
         stored = arr.attrs.get(_STORED_CHUNKS)
         attrs = plain_attrs({k: v for k, v in arr.attrs.items() if k != _STORED_CHUNKS})
         if lazy:

@@ -58,14 +58,16 @@ def create_zarr(store: str | Path, dataset: Optional[str], shape: Sequence[int],
     return root.create_array(name=dataset.strip("/"), **options)
 
 
-def open_zarr(path: Path, name: Optional[str], spec_text: str):
-    """The array ``name`` (or the only array) of the Zarr store at ``path``, read-only."""
+def open_zarr(path: Path, name: Optional[str], spec_text: str, default: Optional[str] = None):
+    """The array ``name`` (or ``default``, or the only array) of the Zarr store at ``path``, read-only.
+    A store that is one array is that array unless ``name`` asks for one inside a group."""
     zarr = require_zarr()
     node = zarr.open(store=str(path), mode="r")
     if isinstance(node, zarr.Array):
         if name is not None:
             raise KeyError(f"{spec_text!r}: {str(path)!r} holds one array, not a group with {name!r}")
         return node
+    name = name or default
     if name is None:
         arrays = sorted(k for k, v in node.members(max_depth=None) if isinstance(v, zarr.Array))
         if len(arrays) != 1:

@@ -22,6 +22,7 @@ from .. import _validate as check
 from ._config import STAGES
 from ._figures import _h5, _json
 from ._report import _results
+from ._simulate import PXCT_ENERGY_KEV
 
 __all__ = ["DemoResult", "demo"]
 
@@ -152,6 +153,67 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
     return out
 
 
+def _registration_tre(run_dir: Path, electrode, truth: dict, shift) -> Optional[dict]:
+    """Target registration error of the run's registration against the phantom's known geometry.
+
+    The true map from a PXCT voxel to the TXTM volume: the PXCT reconstruction is the phantom up to
+    a translation (its alignment fixes the frame only up to a common shift), measured here by
+    subvoxel phase correlation of the reconstructed ``delta`` with the phantom's ``delta`` (integer
+    part ``shift`` from the silicon overlay, the rest to 1/20 voxel); the TXTM scan saw the phantom
+    turned by ``txtm_turn_deg`` about the pillar axis on the detector grid of ``txtm_origin_m``
+    (``simulate_raw``'s truth), and its reconstruction is taken at that grid (the center finding's
+    error is part of the measured TRE).  Points: the solid voxels inside the pillar (20000 at most).
+
+    Returns
+    -------
+    dict or None
+        ``mean_m``, ``p95_m``, ``translation_voxels`` (the PXCT frame's measured translation); None
+        without a registration or the TXTM grid.
+    """
+    from skimage.registration import phase_cross_correlation
+
+    from .._phase import Phase
+    from ..io import read_volume
+    from ..phantom import refractive_volume
+    from ..register import load
+    from ._layout import stage_volume
+
+    reg_path = run_dir / "register" / "registration.json"
+    if not reg_path.is_file() or truth.get("txtm_origin_m") is None:
+        return None
+    rec = np.asarray(read_volume(stage_volume(run_dir, "pxct"))[0], dtype=np.float64)
+    v, px = float(truth["voxel_size_m"]), float(truth["txtm_pixel_size_m"])
+    labels = np.asarray(electrode.labels)
+    nz, ny, nx = labels.shape
+    yy, xx = np.indices((ny, nx))
+    pillar = np.broadcast_to(np.hypot(yy + 0.5 - ny / 2, xx + 0.5 - nx / 2) < 0.5 * min(ny, nx) - 1, labels.shape)
+    delta, _ = refractive_volume(electrode, PXCT_ENERGY_KEV)
+    delta = np.where(pillar, delta, 0.0)
+    placed = _place(delta.astype(np.float64), shift, rec.shape, 0.0)
+    residual, _, _ = phase_cross_correlation(rec, placed, upsample_factor=20, normalization=None)
+    s = np.asarray(shift, dtype=np.float64) + residual  # reconstruction index = phantom index + s
+    solid = (_place(labels, shift, rec.shape, np.uint8(Phase.PORE)) != Phase.PORE) \
+        & _place(pillar.astype(np.uint8), shift, rec.shape, np.uint8(0)).astype(bool)
+    idx = np.argwhere(solid)
+    if len(idx) == 0:
+        return None
+    if len(idx) > 20000:
+        idx = idx[np.random.default_rng(0).choice(len(idx), 20000, replace=False)]
+    x = (idx - s + 0.5) * v  # phantom frame (voxel k centered at (k + 0.5) v)
+    turn = math.radians(float(truth["txtm_turn_deg"]))
+    c, sn = math.cos(turn), math.sin(turn)
+    center = np.array([ny * v / 2, nx * v / 2])
+    rel = x[:, 1:] - center
+    rot = np.stack([c * rel[:, 0] - sn * rel[:, 1], sn * rel[:, 0] + c * rel[:, 1]], axis=1) + center
+    turned = np.concatenate([x[:, :1], rot], axis=1)
+    expected = turned - np.asarray(truth["txtm_origin_m"]) - 0.5 * px  # TXTM physical point (index * pixel)
+    mapped = load(reg_path).map_points(idx * v)
+    err = np.linalg.norm(mapped - expected, axis=1)
+    logger.debug("TRE: mean error vector %s m", (mapped - expected).mean(axis=0))
+    return {"mean_m": float(err.mean()), "p95_m": float(np.percentile(err, 95)), "translation_voxels": s.tolist(),
+            "mean_vector_m": (mapped - expected).mean(axis=0).tolist()}
+
+
 def _faces(shape) -> np.ndarray:
     """Boolean volume of ``shape``, True on its six faces."""
     faces = np.zeros(shape, bool)
@@ -249,6 +311,11 @@ def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, 
             quantities.append(rp.Quantity(f"particles compared ({name})", "1", len(meas_t),
                                           cmp.get("n_truth_inner", math.nan),
                                           "phantom (inner particles in the pillar)"))
+        if "shift_voxels" in cmp:
+            tre = _registration_tre(rd, sims[name].electrode, sims[name].truth, cmp["shift_voxels"])
+            if tre is not None:
+                quantities.append(rp.Quantity(f"registration TRE mean ({name})", "nm", tre["mean_m"] * 1e9))
+                quantities.append(rp.Quantity(f"registration TRE p95 ({name})", "nm", tre["p95_m"] * 1e9))
         for phase, d in cmp.get("dice", {}).items():
             if phase != "sei" or name == "cycled":
                 quantities.append(rp.Quantity(f"Dice {phase} ({name})", "1", d))

@@ -1,7 +1,7 @@
 """The report's figures made from a run directory (whatever stages ran), with the truth where it is known.
 
 Each figure is drawn by ``tomofuse.report`` from the files the stages wrote: the volumes
-(``pxct/volume.h5``, ``fuse/fused.h5``), the labels and particles, ``fsc/fsc.json``,
+(``pxct/volume.h5`` or ``.zarr``, ``fuse/fused.h5``), the labels and particles, ``fsc/fsc.json``,
 ``coverage/coverage.csv`` and ``echem/particle_*.json``.  A stage that did not run (a
 one-modality run, a run entered at a later stage) leaves its figures out.
 """
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+
+from ._layout import stage_volume
 
 __all__ = ["run_figures", "scenario_from_json"]
 
@@ -30,6 +32,15 @@ def _h5(path: Path, name: str):
         if name not in f:
             return None
         return f[name][()]
+
+
+def _volume(path: Path):
+    """A stage's volume (HDF5 or, after a distributed run, Zarr), or None when it is not there."""
+    from ..io import read_volume
+
+    if not path.exists():
+        return None
+    return np.asarray(read_volume(path)[0])
 
 
 def _json(path: Path) -> dict:
@@ -141,7 +152,7 @@ def run_figures(run_dir, *, truth: Optional[dict] = None, threads: Optional[int]
                          "the five phases over the PXCT channel of the fused volume"))
     else:  # one modality, or not fused yet: the reconstructed volumes themselves
         for modality in ("pxct", "txtm"):
-            vol = _h5(run_dir / modality / "volume.h5", "volume")
+            vol = _volume(stage_volume(run_dir, modality))
             mv = _json(run_dir / modality / "manifest.json").get("results", {}).get("voxel_size_m")
             if vol is not None and mv:
                 figs.append((f"fig1_{modality}", rp.volume_sections(vol, voxel_size=float(mv), name=modality.upper()),

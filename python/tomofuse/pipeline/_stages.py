@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ._config import Config, ConfigError
+from ._layout import stage_volume
 
 logger = logging.getLogger("tomofuse.pipeline")
 
@@ -186,8 +187,7 @@ def _crop_box(illumination: np.ndarray, threshold: float) -> tuple[slice, slice]
 
 
 def run_pxct(ctx: Context) -> dict:
-    from ..io import write_volume
-    from ..tomo import align_projections, fbp_phase_derivative, remove_phase_ramp, shift_projections
+    from ..tomo import align_projections, remove_phase_ramp, shift_projections
 
     c = ctx.config["pxct"]
     given = ctx.config.path("pxct", "projections")
@@ -221,19 +221,49 @@ def run_pxct(ctx: Context) -> dict:
         ctx.progress(0.2, "alignment")
         shifts = align_projections(phase, angles, air_mask=air, threads=ctx.threads)
         phase = shift_projections(phase, -shifts, threads=ctx.threads)
-    ctx.progress(0.7, "FBP (phase derivative)")
-    vol = fbp_phase_derivative(phase, angles, filter=c["filter"], threads=ctx.threads)
-    wavelength = HC_KEV_M / energy
-    delta = (-vol * (wavelength / (2 * math.pi * voxel))).astype(np.float32)  # phi = -2 pi / lambda int delta
-    ctx.progress(0.95, "writing")
     _write_h5(ctx.folder / "projections.h5", {"phase": phase, "angles": angles, "shifts": shifts},
               {"voxel_size": voxel, "energy_kev": energy}, program="tomofuse.pipeline.pxct")
-    out = write_volume(ctx.folder / "volume.h5", delta, attrs={"voxel_size": voxel, "energy_kev": energy,
-                                                               "quantity": "delta"},
-                       program="tomofuse.pipeline.pxct", overwrite=True)
+    ctx.progress(0.7, "FBP (phase derivative)")
+    wavelength = HC_KEV_M / energy
+    # phi = -2 pi / lambda int delta, and the reconstruction is in rad per voxel
+    out, shape = _reconstruct(ctx, phase, angles, algorithm="phase_derivative",
+                              scale=-(wavelength / (2 * math.pi * voxel)), options={"filter": c["filter"]},
+                              attrs={"voxel_size": voxel, "energy_kev": energy, "quantity": "delta"},
+                              program="tomofuse.pipeline.pxct", progress=(0.7, 1.0))
     return {"outputs": {"volume": out, "projections": ctx.folder / "projections.h5"},
-            "results": {"voxel_size_m": voxel, "shape": list(delta.shape), "energy_kev": energy,
+            "results": {"voxel_size_m": voxel, "shape": shape, "energy_kev": energy,
                         "max_alignment_shift_px": float(np.abs(shifts).max()) if len(shifts) else 0.0}}
+
+
+def _reconstruct(ctx: Context, projections: np.ndarray, angles: np.ndarray, *, algorithm: str, scale: float,
+                 options: dict, attrs: dict, program: str, progress: tuple) -> tuple[Path, list]:
+    """The stage's volume ``(reconstruction * scale)`` as float32: in this process into ``volume.h5``, or,
+    with a Dask client, slab by slab on the workers into ``volume.zarr`` (the workers write their slabs; the
+    volume never passes through this process).  Both hold the same numbers bit for bit."""
+    h5, zarr_dir = ctx.folder / "volume.h5", ctx.folder / "volume.zarr"
+    lo, hi = progress
+    if ctx.client is not None:
+        from ..distributed import fbp_to_zarr
+
+        h5.unlink(missing_ok=True)  # one volume per stage folder: the format of the latest run
+        out = fbp_to_zarr(projections, angles, zarr_dir, client=ctx.client, algorithm=algorithm, scale=scale,
+                          attrs=attrs, overwrite=True, callback=lambda f, m: ctx.progress(lo + (hi - lo) * f, m),
+                          **options)
+        return out, [projections.shape[1], *_slice_shape(projections, options)]
+    import shutil
+
+    from ..io import write_volume
+    from ..tomo import fbp, fbp_phase_derivative
+
+    shutil.rmtree(zarr_dir, ignore_errors=True)
+    method = fbp if algorithm == "fbp" else fbp_phase_derivative
+    vol = (method(projections, angles, threads=ctx.threads, **options) * scale).astype(np.float32)
+    ctx.progress(lo + 0.9 * (hi - lo), "writing")
+    return write_volume(h5, vol, attrs=attrs, program=program, overwrite=True), list(vol.shape)
+
+
+def _slice_shape(projections: np.ndarray, options: dict) -> list:
+    return list(options.get("shape", (projections.shape[2], projections.shape[2])))
 
 
 def txtm_pixel_size(config: Config) -> float:
@@ -251,8 +281,8 @@ def txtm_pixel_size(config: Config) -> float:
 
 
 def run_txtm(ctx: Context) -> dict:
-    from ..io import read_dxchange, write_volume
-    from ..tomo import fbp, find_center, minus_log, normalize, paganin, remove_rings
+    from ..io import read_dxchange
+    from ..tomo import find_center, minus_log, normalize, paganin, remove_rings
 
     c = ctx.config["txtm"]
     scan = read_dxchange(ctx.config.path("txtm", "scan"))
@@ -275,20 +305,41 @@ def run_txtm(ctx: Context) -> dict:
     mu = np.ascontiguousarray(mu, dtype=np.float32)
     ctx.progress(0.5, "rotation axis")
     center = c["center_px"] if c["center_px"] >= 0 else float(find_center(mu, theta, threads=ctx.threads))
-    ctx.progress(0.7, "FBP")
-    vol = fbp(mu, theta, center=center, filter=c["filter"], threads=ctx.threads)
-    vol = (vol / pixel).astype(np.float32)  # mu per meter
     _write_h5(ctx.folder / "projections.h5", {"mu": mu, "angles": theta}, {"voxel_size": pixel, "center": center},
               program="tomofuse.pipeline.txtm")
-    out = write_volume(ctx.folder / "volume.h5", vol, attrs={"voxel_size": pixel, "energy_kev": c["energy_kev"],
-                                                             "quantity": "mu_per_m", "center": center},
-                       program="tomofuse.pipeline.txtm", overwrite=True)
+    ctx.progress(0.7, "FBP")
+    out, shape = _reconstruct(ctx, mu, theta, algorithm="fbp", scale=1.0 / pixel,  # mu per meter
+                              options={"center": center, "filter": c["filter"]},
+                              attrs={"voxel_size": pixel, "energy_kev": c["energy_kev"], "quantity": "mu_per_m",
+                                     "center": center}, program="tomofuse.pipeline.txtm", progress=(0.7, 1.0))
     return {"outputs": {"volume": out, "projections": ctx.folder / "projections.h5"},
-            "results": {"voxel_size_m": pixel, "shape": list(vol.shape), "center_px": center}}
+            "results": {"voxel_size_m": pixel, "shape": shape, "center_px": center}}
+
+
+def _half(ctx: Context, projections, angles, algorithm: str, options: dict, name: str) -> np.ndarray:
+    """A half data set's reconstruction: in this process, or in slabs on the Dask workers (the same numbers)."""
+    if ctx.client is None:
+        from ..tomo import fbp, fbp_phase_derivative
+
+        method = fbp if algorithm == "fbp" else fbp_phase_derivative
+        return method(projections, angles, threads=ctx.threads, **options)
+    import shutil
+
+    from ..distributed import fbp_to_zarr
+    from ..io import read_volume
+
+    work = ctx.folder / "work"
+    work.mkdir(exist_ok=True)
+    path = fbp_to_zarr(np.ascontiguousarray(projections), angles, work / f"{name}.zarr",
+                       client=ctx.client, algorithm=algorithm, overwrite=True, **options)
+    try:
+        return np.asarray(read_volume(path)[0])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def run_fsc(ctx: Context) -> dict:
-    from ..tomo import fbp, fbp_phase_derivative, fsc
+    from ..tomo import fsc
 
     c = ctx.config["fsc"]
     results: dict = {}
@@ -303,14 +354,10 @@ def run_fsc(ctx: Context) -> dict:
         proj, th = d[key], d["angles"]
         voxel = float(attrs["voxel_size"])
         if modality == "pxct":
-            f = ctx.config["pxct"]["filter"]
-            a = fbp_phase_derivative(proj[0::2], th[0::2], filter=f, threads=ctx.threads)
-            b = fbp_phase_derivative(proj[1::2], th[1::2], filter=f, threads=ctx.threads)
+            algorithm, options = "phase_derivative", {"filter": ctx.config["pxct"]["filter"]}
         else:
-            center = float(attrs["center"])
-            f = ctx.config["txtm"]["filter"]
-            a = fbp(proj[0::2], th[0::2], center=center, filter=f, threads=ctx.threads)
-            b = fbp(proj[1::2], th[1::2], center=center, filter=f, threads=ctx.threads)
+            algorithm, options = "fbp", {"center": float(attrs["center"]), "filter": ctx.config["txtm"]["filter"]}
+        a, b = (_half(ctx, proj[k::2], th[k::2], algorithm, options, f"{modality}_{k}") for k in (0, 1))
         r = fsc(a, b, voxel_size=voxel, threshold=c["threshold"], threads=ctx.threads)
         results[modality] = {"resolution_m": float(r.resolution), "crossed": bool(r.crossed), "voxel_size_m": voxel}
         curves[modality] = {"frequency_per_m": r.frequency, "fsc": r.fsc, "threshold": r.threshold_curve}
@@ -326,11 +373,11 @@ def _volume(spec, default="volume"):
 
 
 def _pxct_volume_spec(ctx: Context):
-    return ctx.config["pxct"]["volume"] or ctx.stage_dir("pxct") / "volume.h5"
+    return ctx.config["pxct"]["volume"] or stage_volume(ctx.run_dir, "pxct")
 
 
 def _txtm_volume_spec(ctx: Context):
-    return ctx.config["txtm"]["volume"] or ctx.stage_dir("txtm") / "volume.h5"
+    return ctx.config["txtm"]["volume"] or stage_volume(ctx.run_dir, "txtm")
 
 
 def _voxel(attrs: dict, override: float, what: str) -> float:
@@ -459,8 +506,9 @@ def run_coverage(ctx: Context) -> dict:
     labels, voxel = _labels(ctx)
     parts = _particles(ctx)
     ctx.progress(0.1, "ray-traced surface coverage")
+    # on a cluster, groups of particles are traced as tasks on crops around them (the same numbers)
     table, surface = surface_coverage(labels, parts, voxel_size=voxel, sigma=c["sigma"], threads=ctx.threads,
-                                      return_surface=True)
+                                      return_surface=True, client=ctx.client)
     if c["thickness"]:
         ctx.progress(0.7, "SEI thickness")
         th = sei_thickness(surface=surface)
@@ -554,7 +602,8 @@ def run_echem(ctx: Context) -> dict:
         from .._dask import worker_threads_per_host
 
         per_host = worker_threads_per_host(ctx.client)
-        lab_f, par_f = ctx.client.scatter(labels, broadcast=True), ctx.client.scatter(parts, broadcast=True)
+        lab_f = ctx.client.scatter(labels, broadcast=True, hash=False)
+        par_f = ctx.client.scatter(parts, broadcast=True, hash=False)
         futures = [ctx.client.submit(_echem_particle, lab_f, par_f, pid, voxel, *args, per_host, pure=False)
                    for pid in todo]
         results = zip(todo, (f.result() for f in futures))

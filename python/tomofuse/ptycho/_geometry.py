@@ -75,7 +75,7 @@ def fermat_spiral(step: float, extent) -> np.ndarray:
     density with no preferred direction (no raster grid artifacts).  ``c`` is
     chosen so that the mean nearest-neighbor distance equals ``step``
     (``c = step / 1.70``, measured on the unit spiral).  The spiral is
-    centerd on the rectangle's center and every point inside the rectangle is
+    centered on the rectangle's center and every point inside the rectangle is
     kept.
 
     Parameters

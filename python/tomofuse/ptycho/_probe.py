@@ -54,7 +54,7 @@ def focused_probe(n: int, *, object_pixel_size: float, energy_kev: float, diamet
     Returns
     -------
     (n, n) ndarray of complex64
-        The probe, centerd at index ``n // 2``, normalized so that
+        The probe, centered at index ``n // 2``, normalized so that
         ``sum |P|^2 = 1``.
     """
     n = check.integer(n, "n", minimum=8, unit="probe pixels")

@@ -42,7 +42,7 @@ class Reconstruction:
         Object transmission; pixels the scan never illuminated keep the
         initial value 1.
     probe : (modes, N, N) ndarray of complex64
-        Probe modes on the object grid, centerd at ``N // 2``, orthogonal and
+        Probe modes on the object grid, centered at ``N // 2``, orthogonal and
         sorted by decreasing power; scaled so that the model intensities are in
         the units of the data (unitary DFT).
     positions_px : (K, 2) ndarray of float64

@@ -13,7 +13,7 @@ boundary, so the search correlates gradient magnitudes:
    shifts at once by a masked, normalized cross-correlation in Fourier space (Padfield,
    IEEE TIP 21 (2012) 2706, doi:10.1109/TIP.2011.2181402), which ignores the voxels
    outside either field of view;
-3. the best distinct (rotation, shift) candidates, plus the centerd identity, start short
+3. the best distinct (rotation, shift) candidates, plus the centered identity, start short
    rigid Mattes mutual-information registrations at the coarse scale (multi-start); the
    one ending at the lowest metric wins.
 """
@@ -199,7 +199,7 @@ def auto_initial(
     Returns
     -------
     transform : sitk.Euler3DTransform
-        Fixed -> moving physical points, centerd on the fixed field of view.
+        Fixed -> moving physical points, centered on the fixed field of view.
     info : dict
         Candidates, scores and the chosen one.
     """
@@ -257,7 +257,7 @@ def auto_initial(
             chosen.append((score, i, R, mc))
         if len(chosen) >= candidates:
             break
-    # the centerd identity as one more start (no rotation, field-of-view centers matched)
+    # the centered identity as one more start (no rotation, field-of-view centers matched)
     starts = [(s, rigid_from(R, mc, f_center)) for s, _, R, mc in chosen]
     starts.append((float("nan"), rigid_from(np.eye(3), m_center, f_center)))
 

@@ -64,7 +64,7 @@ def initial_transform(initial, center_xyz, moving_center_xyz):
         if hasattr(t, "GetMatrix") and hasattr(t, "GetTranslation") and hasattr(t, "GetCenter"):
             m = np.asarray(t.GetMatrix(), dtype=np.float64).reshape(3, 3)
             if np.allclose(m.T @ m, np.eye(3), atol=1e-6) and np.linalg.det(m) > 0:
-                # the same map, re-centerd on the fixed field of view
+                # the same map, re-centered on the fixed field of view
                 c0 = np.asarray(t.GetCenter())
                 t0 = np.asarray(t.GetTranslation())
                 c = np.asarray(center_xyz)

@@ -18,7 +18,11 @@ made quantitative by modeling what each modality sees:
    of the two, then iterated conditional modes (``_core.icm``) minimize
    ``|PXCT - H m[L]|^2 / (2 s^2 v) + smoothness * #unlike neighbors + TXTM evidence``,
    the TXTM evidence being the local silicon (CBD) fraction of the graphite-silicon
-   (CBD-SEI) voxels that the blurred TXTM implies, given the PXCT geometry.
+   (CBD-SEI) voxels that the blurred TXTM implies, given the PXCT geometry.  ICM moves one
+   voxel at a time, so a one-to-two-voxel graphite layer on a silicon particle (its edge,
+   which the PXCT cannot tell from graphite and the blurred TXTM splits off) is a local
+   minimum; after each round such shells are tried whole and turned to silicon where the
+   energy goes down (``_shell_moves``).
 4. *Morphology*: SEI only within ``sei_max_distance`` of silicon and only in
    components touching it; components below ``min_voxels`` join their neighbors.
 """
@@ -60,6 +64,11 @@ SMOOTHNESS = 2.0
 OUTER_ITERATIONS = 3
 #: ICM sweeps per outer iteration (it stops earlier once < 1e-4 of the voxels change).
 ICM_SWEEPS = 8
+#: Graphite within this many voxels of silicon is tried as a whole shell for silicon (``_shell_moves``).
+#: Chosen on the demo chain (real ptychography; 48x96x96 and 40x64x64, pristine and cycled) and on
+#: the family of bench/segment_family.py: 2 gave the highest silicon and graphite Dice on the larger
+#: demo members without loss on the smaller; CBD shells are never accepted as a whole (not tried).
+SHELL_DISTANCE = 2.0
 #: Components of a phase smaller than this many voxels join their neighbors.
 MIN_VOXELS = 5
 #: Judge the PXCT PSF on the initial labels' pore/dense edges only (True) or on all voxels of
@@ -241,6 +250,51 @@ def _remove_rims(data: np.ndarray, labels: np.ndarray, levels: np.ndarray) -> in
     changed = int(np.count_nonzero(new != labels[rim]))
     labels[rim] = new
     return changed
+
+
+def _shell_moves(data, labels, levels32, sigma, pairs, unary, weight, smooth, *, phases, max_distance, threads):
+    """Flip whole shells to silicon where that lowers the energy (escapes ICM's local minima).
+
+    ICM changes one voxel at a time.  A layer one or two voxels thick of another phase around a
+    silicon particle (its partial-volume edge, labeled graphite -- which the PXCT cannot tell
+    from silicon -- or CBD) is then stable even when silicon explains the data better: turning
+    one voxel of the layer costs unlike pairs with all its neighbors in the layer.  Here each
+    connected component of ``phases`` voxels within ``max_distance`` voxels of silicon is turned
+    into silicon as a whole when the energy ``_core.icm`` minimizes (blurred PXCT model,
+    smoothness, TXTM evidence) goes down; the energy change is computed exactly on a crop
+    around the component, which holds every voxel whose model value it changes.
+    """
+    import edt
+    from scipy import ndimage
+
+    si = labels == SILICON
+    if not si.any():
+        return 0
+    near = edt.edt(~si, parallel=max(threads, 1)) <= max_distance + 1e-9
+    cand = near & np.isin(labels, phases)
+    comp, n = ndimage.label(cand, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return 0
+    r = int(math.ceil(4.0 * max(sigma))) + 2  # the blur's support, twice: the changed model values and theirs
+    boxes = ndimage.find_objects(comp)
+    shape = labels.shape
+    flipped = 0
+    for k, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        crop = tuple(slice(max(0, b.start - 2 * r), min(n_, b.stop + 2 * r)) for b, n_ in zip(box, shape))
+        lab = np.ascontiguousarray(labels[crop])
+        d = np.ascontiguousarray(data[crop])
+        u = None if unary is None else np.ascontiguousarray(unary[(slice(None),) + crop])
+        kw = dict(pairs=pairs, unary=u, data_weight=weight, smoothness=smooth, threads=threads)
+        e0 = _core.icm_energy(d, lab, levels32, tuple(sigma), **kw)
+        mask = comp[crop] == k
+        lab[mask] = SILICON
+        e1 = _core.icm_energy(d, lab, levels32, tuple(sigma), **kw)
+        if e1 < e0:
+            labels[crop] = lab
+            flipped += int(mask.sum())
+    return flipped
 
 
 def _downsample(a: np.ndarray, f: int) -> np.ndarray:
@@ -503,6 +557,11 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
         icm_reports.append(rep)
         logger.info("ICM round %d: %s changes per sweep, energy %.6g -> %.6g", it + 1, rep["changes"],
                     rep["energy_before"], rep["energy_after"])
+        if unary is not None:
+            n_shell = _shell_moves(data, labels, lev32, sig[main], pairs, unary, w, smooth, phases=(GRAPHITE,),
+                                   max_distance=SHELL_DISTANCE, threads=th)
+            info.setdefault("shell_voxels", []).append(n_shell)
+            logger.info("round %d: %d voxels of graphite shells on silicon turned to silicon", it + 1, n_shell)
         del unary, allowed
 
     info["psf_sigma_voxels"] = {c: list(sig[c]) for c in sig}

@@ -116,7 +116,7 @@ def fbp(projections: np.ndarray, angles, *, center: Optional[float] = None, filt
     angles : (A,) array_like
         Radians; spread over 180 degrees for a complete scan.
     center : float, optional
-        Column (in pixels, continuous, pixel ``c`` centerd at ``c + 0.5``) of the
+        Column (in pixels, continuous, pixel ``c`` centered at ``c + 0.5``) of the
         rotation axis; None = detector center ``cols / 2``.
     filter : str
         One of ``FILTERS``.

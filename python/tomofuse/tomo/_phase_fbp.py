@@ -47,7 +47,7 @@ def phase_derivative(phase: np.ndarray) -> np.ndarray:
     less than pi, so phase wraps (multiples of 2 pi) and a constant offset
     vanish.  ``d[..., c]`` sits between pixels ``c`` and ``c + 1`` (detector
     position ``c + 1`` in the convention of ``fbp``, where pixel ``c`` is
-    centerd at ``c + 0.5``).
+    centered at ``c + 0.5``).
 
     Parameters
     ----------
@@ -137,7 +137,7 @@ def fbp_phase_derivative(phase: np.ndarray, angles, *, center: Optional[float] =
     angles : (A,) array_like
         Radians; spread over 180 degrees for a complete scan.
     center : float, optional
-        Column of the rotation axis in pixels (pixel ``c`` centerd at
+        Column of the rotation axis in pixels (pixel ``c`` centered at
         ``c + 0.5``); None = detector center ``cols / 2``.
     filter : str
         One of ``FILTERS`` (the window of ``ramp_filter``).

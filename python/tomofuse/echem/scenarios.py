@@ -88,9 +88,10 @@ def paper_particle(*, cycled, seed=0, voxel_size=150e-9, diameter=PAPER_PARTICLE
     seed : int
         Seed of the phantom electrode.
     voxel_size : float
-        Voxel edge, m (150 nm: ~30 voxels across a 4.5 um particle, 1-2 s
-        per simulated (de)lithiation step on one thread; the SEI, ~170 nm,
-        is classified along rays and keeps its measured thickness).
+        Voxel edge, m (150 nm: ~30 voxels across a 4.5 um particle, 6-25 s
+        per simulated (de)lithiation on one thread; the SEI, ~170 nm, is
+        classified along rays and keeps its measured thickness).  Building
+        the particle takes about a minute (the phantom's CBD web).
     diameter : float
         Target volume-equivalent diameter, m.
     threads : int, optional

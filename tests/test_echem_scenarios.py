@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from tomofuse.echem import Particle, limiting_currents, scenarios
+from tomofuse.echem import Particle, SiliconParameters, limiting_currents, scenarios
 from tomofuse.phantom import electrode
 
 PID = 7
@@ -46,8 +46,9 @@ def test_soc_interquartile_range_about_triples(particles):
 
 
 def test_sei_raises_overpotential(particles):
-    out = scenarios.sei_effect(particles[True], c_rates=(1.1,), threads=1)
+    out = scenarios.sei_effect(particles[True], c_rates=(1.1,), params=SiliconParameters(), threads=1)
     row = out["table"].loc[1.1]
+    assert out["tables"].xs(("given", 1.1)).equals(row)
     assert row["overpotential_with_sei_V"] > row["overpotential_without_sei_V"] + 1e-3
 
 
@@ -64,3 +65,19 @@ def test_limiting_currents_bad_input(particles):
     free = Particle.sphere(0.5e-6, 100e-9)
     with pytest.raises(ValueError, match="electrically isolated"):
         limiting_currents(free)
+
+
+def test_electronic_vs_ionic_compares_parameter_sets(particles):
+    sets = {"literature": SiliconParameters(), "slow electrons": SiliconParameters(conductivity_metallic=1e-6,
+                                                                                   conductivity_insulating=1e-8)}
+    out = scenarios.electronic_vs_ionic(particles[False], params=sets, snapshot_c_rate=None, threads=1)
+    t = out["table"]
+    assert list(t.columns) == ["tomofuse", "literature", "slow electrons", "paper"]
+    assert list(out["curve"].columns) == ["c_rate", "ionic_overpotential", "electronic_overpotential"]
+    # the electronic path alone, metallic: Ohm's law, the cost grows in proportion to the current (0.01 -> 100 C)
+    cost = {name: c[c["path"] == "electronic"].set_index("c_rate")["overpotential"] for name, c in out["curves"].items()}
+    assert cost["literature"][100.0] / cost["literature"][0.01] == pytest.approx(1e4, rel=0.02)
+    # ten million times lower conductivity at 6 % SOC: a far higher cost; the ionic path does not see it
+    assert cost["slow electrons"][100.0] > 100 * cost["literature"][100.0]
+    assert t.loc["ionic_limit_c_rate", "slow electrons"] == pytest.approx(t.loc["ionic_limit_c_rate", "literature"])
+    assert out["ionically_limited"]["literature"]

@@ -331,7 +331,19 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
                 terminated = f"t = {t:.4g} s: {exc}"
                 break
             f_new = to_flux * J
-            new, info = lhs.solve(rhs0 + w_new * f_new, guess, rtol=_RTOL, preconditioner=precond, threads=threads)
+            if kinetics == "butler-volmer":
+                # the boundary's linearized source on the diagonal (the local part of Newton's method, set once
+                # per step): plain Picard diverges when a large exchange current meets the steep OCV of
+                # lithium-poor silicon
+                if it == 0:
+                    _, G = kin.currents(phi, guess)
+                    c = w_new * abs(to_flux) * G * np.abs(params.open_circuit_slope(guess, direction))
+                    system = mesh.operator(mass=1.0 / h, stiffness=w_new * D, node_diagonal=c, threads=threads)
+                new, info = system.solve(rhs0 + w_new * f_new + c * guess, guess, rtol=_RTOL, preconditioner=precond,
+                                         threads=threads)
+            else:
+                new, info = lhs.solve(rhs0 + w_new * f_new, guess, rtol=_RTOL, preconditioner=precond,
+                                      threads=threads)
             if not info["converged"]:
                 logger.warning("CG did not converge at t = %.4g s: %s", t, info)
             # The exact discrete solution conserves Li (1^T K = 0): put the CG

@@ -553,13 +553,16 @@ def _select_particles(ctx: Context, parts: np.ndarray) -> list[int]:
 def _echem_particle(labels, parts, pid, voxel, margin, experiments, threads):
     """One particle's experiments (in-process or on a Dask worker): a JSON-able dict."""
     from .._dask import task_threads
-    from ..echem import Particle, scenarios
+    from ..echem import Particle, SiliconParameters, scenarios
 
     threads = task_threads(threads)
     particle = Particle.from_labels(labels, parts, pid, voxel_size=voxel, margin=margin, threads=threads)
     out: dict = {"particle": pid}
     for name in experiments:
-        r = getattr(scenarios, name)(particle, threads=threads)
+        # the literature defaults and the coupled limits, as before SiliconParameters.paper() (issue 19); moving
+        # the pipeline to the paper's set is the demo's step
+        extra = {"paths": "coupled"} if name == "electronic_vs_ionic" else {}
+        r = getattr(scenarios, name)(particle, params=SiliconParameters(), threads=threads, **extra)
         doc = {"table": r["table"].reset_index().to_dict(orient="list")}
         for k in ("iqr_ratio", "paper"):
             if k in r:

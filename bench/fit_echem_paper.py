@@ -1,0 +1,246 @@
+"""Fit the unpublished parameters of the paper's particle model to its Fig. 3 numbers (issue 19).
+
+Run:  OMP_WAIT_POLICY=passive nice python bench/fit_echem_paper.py [--threads 1] [--voxel-size 150e-9]
+      [--skip-sensitivity] [--out fit.md]
+
+On ``tomofuse.echem.scenarios.paper_particle`` (seed 0; the cycled particle
+for the SEI effect, the pristine one for the limits and the SOC spread) the
+script fits, each by a 1-D root search in log scale and inside its
+literature range (``LITERATURE`` below, sources in
+``SiliconParameters.paper``):
+
+1. the exchange-current prefactor ``k`` to the overpotential at 1.1 C
+   without SEI (paper: 20 mV);
+2. the Li diffusivity to the ionic limit from 6 % SOC (paper: 0.9 C,
+   ``limiting_currents(paths="separate")``: ideal electronics, 0.1 V budget);
+   1 and 2 alternate until neither value moves by more than 2 % (at most 5 rounds);
+3. the conductivity above the 5.5 % threshold (a particle at 6 % is above
+   it) to the electronic limit (paper: 1.3 C): the cost of electronic
+   transport at 1.3 C, particle uniformly at 6 %, equals the budget --
+   found by scanning down in decades; if the cost stops growing before it
+   reaches the budget the number is not reachable and the script says so.
+
+The SEI keeps the paper's law (0.3 ohm cm^2 per nm, Swamy & Chiang 2015).  A
+value that leaves its range is clipped to it and the script says so, with the
+value the paper's number would need.  Then every Fig. 3 number is measured
+with the fitted set and with the literature defaults, and a sensitivity
+table (each parameter x 2, the change of each number).  The fitted values
+are copied by hand into ``SiliconParameters.paper``; the printout of a re-run
+is the check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import time
+
+import numpy as np
+
+from tomofuse.echem import SiliconParameters, limiting_currents, pseudo_steady_state, scenarios, simulate
+from tomofuse.echem._fem import Discretization  # noqa: the bench may use internals to evaluate one steady state
+from tomofuse.echem._kinetics import Kinetics
+
+
+def overpotential(particle, params, rate, sei, threads):
+    """Overpotential (V) at 70 % SOC after delithiating from 80 % at ``rate`` (paper, Fig. 3i)."""
+    res = simulate(particle, c_rate=rate, soc_start=0.8, soc_end=0.7, sei=sei, params=params, n_saved=2,
+                   threads=threads)
+    return float(res.overpotential[-1])
+
+
+def pseudo_steady(particle, params, rate, threads, *, electronic, soc=0.06):
+    """(overpotential, electronic drop) in V of the pseudo-steady state at ``rate`` from ``soc``.
+
+    ``electronic=False``: ideal electronics (the ionic path alone); ``True``
+    with the SOC held uniform at ``soc`` (the electronic path alone).
+    """
+    disc = Discretization(particle, threads=threads)
+    kin = Kinetics(disc, params, direction="delithiation", mode="butler-volmer", sei=True, electronic=electronic,
+                   threads=threads)
+    current = rate * params.volumetric_capacity * disc.volume / 3600.0
+    if electronic:
+        ideal = Kinetics(disc, params, direction="delithiation", mode="butler-volmer", sei=True, electronic=False,
+                         threads=threads)
+        x = np.full(disc.n, soc)
+        _, eta, _, _ = kin.evaluate(x, current)
+        _, eta_ideal, _, _ = ideal.evaluate(x, current)
+        return float(eta), float(eta - eta_ideal)  # the cost of electronics, as in limiting_currents(paths="separate")
+    _, _, eta, _, _ = pseudo_steady_state(disc, kin, soc, current, params, threads=threads)
+    return float(eta), math.nan
+
+
+LITERATURE = {  # (low, high); sources in SiliconParameters.paper
+    "exchange_rate_constant": (6.69e-8 / 10, 6.69e-8 * 300),
+    "diffusivity": (1e-18, 1.67e-14),
+    "conductivity_metallic": (1e2, 1e5),
+    "conductivity_insulating": (1e-9, 4.3e-4),
+}
+
+
+def secant_log(f, target, x0, x1, *, tol, max_iter=8, lo=None, hi=None):
+    """Solve f(x) = target for x > 0 by the secant method in log x (f monotone in log x)."""
+    f0, f1 = f(x0) - target, f(x1) - target
+    for _ in range(max_iter):
+        if abs(f1) < tol:
+            return x1, f1 + target
+        if f1 == f0:
+            break
+        l0, l1 = math.log(x0), math.log(x1)
+        l2 = l1 - f1 * (l1 - l0) / (f1 - f0)
+        l2 = max(l1 - 2.0, min(l1 + 2.0, l2))  # at most a factor e^2 per step
+        if lo is not None:
+            l2 = max(l2, math.log(lo))
+        if hi is not None:
+            l2 = min(l2, math.log(hi))
+        x0, f0 = x1, f1
+        x1 = math.exp(l2)
+        f1 = f(x1) - target
+    return x1, f1 + target
+
+
+def measure(particles, params, threads):
+    """Every Fig. 3 number (dict) for one parameter set."""
+    out = {}
+    for rate in (1.1, 2.1):
+        for sei in (False, True):
+            out[f"eta_{rate}C_{'with' if sei else 'without'}_sei_mV"] = 1e3 * overpotential(particles[True], params,
+                                                                                          rate, sei, threads)
+    el, io = limiting_currents(particles[False], soc=0.06, params=params, c_rate_bounds=(0.05, 20.0), rtol=0.02,
+                               paths="separate", threads=threads)
+    out["electronic_limit_C"] = el
+    out["ionic_limit_C"] = io
+    out["iqr_ratio"] = scenarios.soc_distribution(particles[False], params=params, threads=threads)["iqr_ratio"]
+    return out
+
+
+PAPER = {"eta_1.1C_without_sei_mV": 20.0, "eta_1.1C_with_sei_mV": 30.0, "eta_2.1C_without_sei_mV": 38.0,
+         "eta_2.1C_with_sei_mV": 60.0, "electronic_limit_C": 1.3, "ionic_limit_C": 0.9, "iqr_ratio": 3.0}
+TOLERANCE = {"eta_1.1C_without_sei_mV": 4.0, "eta_1.1C_with_sei_mV": 5.0, "eta_2.1C_without_sei_mV": 6.0,
+             "eta_2.1C_with_sei_mV": 8.0, "electronic_limit_C": 0.2, "ionic_limit_C": 0.15, "iqr_ratio": 0.3}
+
+
+def table(rows, columns):
+    lines = ["| quantity | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for key in PAPER:
+        lines.append(f"| {key} | " + " | ".join(f"{rows[c][key]:.3g}" if isinstance(rows[c][key], float)
+                                                 else str(rows[c][key]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--voxel-size", type=float, default=150e-9)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-sensitivity", action="store_true")
+    ap.add_argument("--out", default=None, help="write the tables (Markdown) here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    t0 = time.perf_counter()
+    th = args.threads
+    particles = {c: scenarios.paper_particle(cycled=c, seed=args.seed, voxel_size=args.voxel_size, threads=th)
+                 for c in (False, True)}
+    for c, p in particles.items():
+        d = (6 * p.volume / math.pi) ** (1 / 3)
+        print(f"{'cycled' if c else 'pristine'}: {p!r}, equivalent diameter {d * 1e6:.2f} um, mean SEI "
+              f"{p.mean_sei_thickness * 1e9:.0f} nm", flush=True)
+    base = SiliconParameters()
+
+    def clip(name, value):
+        lo, hi = LITERATURE[name]
+        if not lo <= value <= hi:
+            print(f"  ! {name} = {value:.4g} needed, outside the literature range [{lo:.3g}, {hi:.3g}]: clipped",
+                  flush=True)
+        return min(max(value, lo), hi)
+
+    fitted = base
+    for rnd in range(1, 6):
+        before = (fitted.exchange_rate_constant, fitted.diffusivity)
+        # 1. exchange-current prefactor <- 20 mV at 1.1 C without SEI
+        def eta_k(k):
+            p = dataclasses.replace(fitted, exchange_rate_constant=k)
+            v = 1e3 * overpotential(particles[True], p, 1.1, False, th)
+            print(f"  k = {k:.4g}: eta(1.1 C, no SEI) = {v:.2f} mV", flush=True)
+            return v
+        k1 = fitted.exchange_rate_constant if rnd > 1 else 40 * base.exchange_rate_constant
+        k_fit, _ = secant_log(eta_k, PAPER["eta_1.1C_without_sei_mV"], k1, 1.2 * k1, tol=0.1)
+        fitted = dataclasses.replace(fitted, exchange_rate_constant=clip("exchange_rate_constant", k_fit))
+        print(f"round {rnd}, fit 1: exchange_rate_constant = {fitted.exchange_rate_constant:.4g} "
+              f"(x {fitted.exchange_rate_constant / base.exchange_rate_constant:.1f} the literature default)",
+              flush=True)
+
+        # 2. diffusivity <- ionic limit 0.9 C from 6 % SOC (ideal electronics, 0.1 V budget)
+        def limit_d(d):
+            _, io = limiting_currents(particles[False], soc=0.06, params=dataclasses.replace(fitted, diffusivity=d),
+                                      c_rate_bounds=(0.05, 20.0), rtol=0.01, paths="separate", threads=th)
+            print(f"  D = {d:.4g} m^2/s: ionic limit {io:.3f} C", flush=True)
+            return math.log(io)
+        d1 = fitted.diffusivity if rnd > 1 else 8e-15
+        d_fit, _ = secant_log(limit_d, math.log(PAPER["ionic_limit_C"]), d1, 0.7 * d1, tol=0.005)
+        fitted = dataclasses.replace(fitted, diffusivity=clip("diffusivity", d_fit))
+        print(f"round {rnd}, fit 2: diffusivity = {fitted.diffusivity:.4g} m^2/s", flush=True)
+        if rnd > 1 and all(abs(math.log(a / b)) < 0.02 for a, b in zip(before, (fitted.exchange_rate_constant,
+                                                                               fitted.diffusivity))):
+            break  # k and D moved by less than 2 %
+
+    # 3. conductivity above the threshold <- electronic cost 0.1 V at 1.3 C, particle at 6 %
+    def cost(s):
+        p = dataclasses.replace(fitted, conductivity_metallic=s, conductivity_insulating=min(s, 1e-7))
+        v = pseudo_steady(particles[False], p, 1.3, th, electronic=True)[1]
+        print(f"  sigma above 5.5 % = {s:.4g} S/m: electronic cost at 1.3 C = {1e3 * v:.3g} mV", flush=True)
+        return v
+    # the cost is monotone in sigma; scan down by decades until it reaches the budget or stops growing
+    sigma, last, needed = 1e2, None, None
+    while sigma > 1e-14:
+        v = cost(sigma)
+        if v >= 0.1:
+            needed = sigma
+            break
+        if last is not None and v < 1.02 * last:
+            print(f"fit 3: not reachable -- the electronic cost saturates at {1e3 * v:.3g} mV at 1.3 C (below the "
+                  "0.1 V budget) however low the conductivity: the reaction moves next to the CBD contacts",
+                  flush=True)
+            break
+        last, sigma = v, sigma / 10.0
+    if needed is not None:
+        print(f"fit 3: the paper's electronic limit needs sigma above 5.5 % <= {needed:.3g} S/m", flush=True)
+    # not reachable (or needing a non-metallic value): the range's lower bound, the closest metallic value
+    sigma = clip("conductivity_metallic", needed) if needed is not None else LITERATURE["conductivity_metallic"][0]
+    fitted = dataclasses.replace(fitted, conductivity_metallic=sigma, conductivity_insulating=1e-7)
+    print(f"fitted set: {fitted}", flush=True)
+
+    rows = {"paper": dict(PAPER), "tolerance": dict(TOLERANCE)}
+    rows["fitted"] = measure(particles, fitted, th)
+    rows["literature defaults"] = measure(particles, base, th)
+    rows["fitted: within tolerance"] = {k: str(abs(rows["fitted"][k] - PAPER[k]) <= TOLERANCE[k]) for k in PAPER}
+    text = ["## Fig. 3 numbers on paper_particle(seed=%d, voxel_size=%g)" % (args.seed, args.voxel_size), "",
+            table(rows, list(rows)), ""]
+    print("\n".join(text), flush=True)
+
+    if not args.skip_sensitivity:
+        sens = {}
+        for name in ("exchange_rate_constant", "conductivity_metallic", "conductivity_insulating", "diffusivity",
+                     "sei_resistivity"):
+            p2 = dataclasses.replace(fitted, **{name: 2.0 * getattr(fitted, name)})
+            if p2.conductivity_insulating > p2.conductivity_metallic:
+                p2 = dataclasses.replace(p2, conductivity_metallic=p2.conductivity_insulating)
+            m = measure(particles, p2, th)
+            sens[f"{name} x 2"] = {k: m[k] - rows["fitted"][k] for k in PAPER}
+            print(f"  {name} x 2: " + ", ".join(f"{k} {v:+.3g}" for k, v in sens[f'{name} x 2'].items()), flush=True)
+        text += ["## Sensitivity: change of each number when one fitted parameter doubles", "",
+                 table(sens, list(sens)), ""]
+        print("\n".join(text[-4:]), flush=True)
+    text.append(f"(run time {time.perf_counter() - t0:.0f} s, threads={th})")
+    print(text[-1])
+    if args.out:
+        with open(args.out + ".tmp", "w") as fh:
+            fh.write("\n".join(text) + "\n")
+        import os
+        os.replace(args.out + ".tmp", args.out)
+
+
+if __name__ == "__main__":
+    main()

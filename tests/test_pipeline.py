@@ -20,6 +20,7 @@ from tomofuse.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pipeline_tools import by_hand, kill_and_resume, run_digest  # noqa: E402
+from realdata import i13_scan  # noqa: E402
 
 #: small enough for CI (~15 s a run on 2 cores), large enough for registration and segmentation to work
 SIM = dict(shape=(32, 48, 48), seed=3, cycled=False, dm_iterations=30, ml_iterations=20, threads=2)
@@ -292,7 +293,6 @@ def test_one_modality_run_and_template(raw, tmp_path, capsys):
                 assert key in text
 
 
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "i13-savu-24737"
 
 
 def test_one_modality_run_on_real_txtm_data(tmp_path):
@@ -301,16 +301,9 @@ def test_one_modality_run_on_real_txtm_data(tmp_path):
     The rotation axis of this scan is ~6 px off the detector center (its README): the pipeline must
     find it, and the FSC between odd and even angles must cross the 1/2-bit curve below Nyquist.
     """
-    if not REALDATA.is_dir():
-        pytest.skip(f"the real data ({REALDATA}) are not here (only in the development workspace)")
-    import tifffile
-
     from tomofuse.io import write_dxchange
 
-    raw = np.stack([tifffile.imread(REALDATA / "tiffs" / f"raw_{i:05d}.tiff") for i in range(91)])
-    flat = tifffile.imread(REALDATA / "flat_00001.tiff")[None]
-    dark = tifffile.imread(REALDATA / "dark_00001.tiff")[None]
-    theta = np.radians(np.loadtxt(REALDATA / "angles.txt")[10:101])
+    raw, flat, dark, theta = i13_scan()  # skips without the real data
     write_dxchange(tmp_path / "scan.h5", raw, flat=flat, dark=dark, theta=theta)
     (tmp_path / "c.toml").write_text('[txtm]\nscan = "scan.h5"\npixel_size_m = 1e-6\ndelta_beta = 0.0\n'
                                      '[run]\noutput = "run"\n')

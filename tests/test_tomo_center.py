@@ -1,13 +1,13 @@
 """tomofuse.tomo.find_center on closed-form sinograms with known axis offsets and noise."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import analytic_sinograms as asg
 import center_cases as cc
+from realdata import i13_scan
 from tomofuse import tomo
 from tomofuse.tomo import fbp, find_center
 
@@ -166,21 +166,13 @@ def test_wedge_needs_a_half_turn():
         find_center(data(angles, 3.0, seed=4), angles, method="wedge")
 
 
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "i13-savu-24737"
 
 
 def test_real_i13_scan_axis_agrees_across_methods():
     """Diamond I13-2 scan 24737 (91 projections over 180 degrees, 160 px): the axis found by the
     default, the double-wedge metric, the sharpness search and the opposite-projection registration
     agree within 0.5 px, about 6 px off the detector center (the data's README)."""
-    if not REALDATA.is_dir():
-        pytest.skip(f"the real data ({REALDATA}) are not here (only in the development workspace)")
-    import tifffile
-
-    raw = np.stack([tifffile.imread(REALDATA / "tiffs" / f"raw_{i:05d}.tiff") for i in range(91)])
-    flat = tifffile.imread(REALDATA / "flat_00001.tiff")[None]
-    dark = tifffile.imread(REALDATA / "dark_00001.tiff")[None]
-    theta = np.radians(np.loadtxt(REALDATA / "angles.txt")[10:101])
+    raw, flat, dark, theta = i13_scan()  # skips without the real data
     mu = np.ascontiguousarray(tomo.minus_log(tomo.normalize(raw, flat, dark)), dtype=np.float32)
     found = {m: find_center(mu, theta, method=m, threads=1) for m in ("auto", "wedge", "sharpness", "opposite")}
     # measured: auto 86.57, wedge 86.53, sharpness 86.54, opposite 86.30 px

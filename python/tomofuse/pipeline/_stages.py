@@ -253,13 +253,18 @@ def _reconstruct(ctx: Context, projections: np.ndarray, angles: np.ndarray, *, a
     import shutil
 
     from ..io import write_volume
-    from ..tomo import fbp, fbp_phase_derivative
 
     shutil.rmtree(zarr_dir, ignore_errors=True)
-    method = fbp if algorithm == "fbp" else fbp_phase_derivative
-    vol = (method(projections, angles, threads=ctx.threads, **options) * scale).astype(np.float32)
+    vol = (_fbp_function(algorithm)(projections, angles, threads=ctx.threads, **options) * scale).astype(np.float32)
     ctx.progress(lo + 0.9 * (hi - lo), "writing")
     return write_volume(h5, vol, attrs=attrs, program=program, overwrite=True), list(vol.shape)
+
+
+def _fbp_function(algorithm: str):
+    """``tomofuse.tomo.fbp`` or ``fbp_phase_derivative`` by ``fbp_to_zarr``'s ``algorithm`` name."""
+    from ..tomo import fbp, fbp_phase_derivative
+
+    return {"fbp": fbp, "phase_derivative": fbp_phase_derivative}[algorithm]
 
 
 def _slice_shape(projections: np.ndarray, options: dict) -> list:
@@ -319,10 +324,7 @@ def run_txtm(ctx: Context) -> dict:
 def _half(ctx: Context, projections, angles, algorithm: str, options: dict, name: str) -> np.ndarray:
     """A half data set's reconstruction: in this process, or in slabs on the Dask workers (the same numbers)."""
     if ctx.client is None:
-        from ..tomo import fbp, fbp_phase_derivative
-
-        method = fbp if algorithm == "fbp" else fbp_phase_derivative
-        return method(projections, angles, threads=ctx.threads, **options)
+        return _fbp_function(algorithm)(projections, angles, threads=ctx.threads, **options)
     import shutil
 
     from ..distributed import fbp_to_zarr

@@ -169,6 +169,8 @@ def make_pair(
     seed: int = 0,
     phantom_seed: int = 1,
     moving_contrast: str = "beta",
+    wavelength=None,
+    waves: int = 3,
 ) -> Pair:
     """A PXCT-like / TXTM-like pair (see module docstring).
 
@@ -176,7 +178,9 @@ def make_pair(
     ``shift`` is in meters (z, y, x); noise is a fraction of the modality's
     contrast range; ``margin`` the world margin on each side as a fraction of
     the fixed field of view; ``moving_contrast="delta"`` renders the moving volume
-    in the fixed contrast (a mono-modal control).
+    in the fixed contrast (a mono-modal control); ``wavelength`` (meters, (min, max))
+    is the range of the deformation's wavelengths (default: 1-2 fields of view),
+    ``waves`` the number of sine waves per component.
     """
     rng = np.random.default_rng(seed)
     nf = int(fixed_shape)
@@ -190,7 +194,9 @@ def make_pair(
     fixed_center = np.full(3, (nf - 1) / 2 * h)
     moving_center = np.full(3, (nm - 1) / 2 * moving_voxel_size)
     fixed_pts = (np.indices((nf,) * 3).reshape(3, -1).T.astype(np.float64)) * h
-    deformation = random_deformation(fov, fixed_center, max_deformation, rng=rng, sample_points=fixed_pts[:: 7])
+    wl = (1.0, 2.0) if wavelength is None else (wavelength[0] / fov, wavelength[1] / fov)
+    deformation = random_deformation(fov, fixed_center, max_deformation, rng=rng, waves=waves, wavelength=wl,
+                                     sample_points=fixed_pts[:: 7])
     truth = TrueTransform(rotation_matrix(np.deg2rad(rotation_deg)), np.asarray(shift, float), fixed_center,
                           moving_center, deformation)
 
@@ -237,3 +243,51 @@ def random_misalignment(rng, *, max_angle_deg: float = 10.0, max_shift_fraction:
     angle = rng.uniform(0.0, max_angle_deg)
     shift = rng.uniform(-max_shift_fraction, max_shift_fraction, 3) * fov
     return axis * angle, shift
+
+
+FAMILY_SEED = 1515
+FAMILY_MEMBERS = 12
+FAMILY_ZERO_WARP = (2, 6, 10)  # members without deformation
+FAMILY_MAX_SHAPE = 160
+
+
+def family_member(i: int) -> dict:
+    """Parameters of member ``i`` of the registration family (bench/registration_family.py).
+
+    Independent members with fixed seeds, drawn within: field of view 2-8 um (stratified; PXCT
+    voxels 21.4 nm, coarser where needed to keep <= 160^3), TXTM voxels 1.15-1.45x the PXCT ones,
+    TXTM resolution 4-5.5 TXTM voxels (FWHM), PXCT 1.87 PXCT voxels, rotation 0-10 degrees
+    (stratified) about a random axis, shift +-10 % of the field of view, deformation of 3 sine
+    waves per component with wavelengths in a band within 0.5-4 um and maximum 10-60 nm (none for
+    ``FAMILY_ZERO_WARP``), noise 2-10 % per modality.
+    """
+    rng = np.random.default_rng([FAMILY_SEED, i])
+    # field of view and rotation angle stratified over the family (one random value per stratum)
+    strata = np.random.default_rng(FAMILY_SEED).permutation(FAMILY_MEMBERS)
+    fov = 2e-6 + 6e-6 * (i + rng.uniform()) / FAMILY_MEMBERS
+    h = max(21.4e-9, fov / FAMILY_MAX_SHAPE)
+    n = int(round(fov / h))
+    hm = h * rng.uniform(1.15, 1.45)
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = 10.0 * (strata[i] + rng.uniform()) / FAMILY_MEMBERS
+    shift = rng.uniform(-0.10, 0.10, 3) * n * h
+    lo = rng.uniform(0.5e-6, 2.0e-6)
+    hi = min(4e-6, lo * rng.uniform(1.5, 2.5))
+    amp = 0.0 if i in FAMILY_ZERO_WARP else rng.uniform(10e-9, 60e-9)
+    return dict(
+        index=i, fixed_shape=n, fixed_voxel_size=h, moving_voxel_size=hm, fixed_resolution=1.87 * h,
+        moving_resolution=hm * rng.uniform(4.0, 5.5), rotation_deg=(axis * angle).tolist(), shift=shift.tolist(),
+        max_deformation=amp, wavelength=(lo, hi), fixed_noise=rng.uniform(0.02, 0.10),
+        moving_noise=rng.uniform(0.02, 0.10), seed=int(rng.integers(1 << 30)), phantom_seed=int(rng.integers(1 << 30)),
+        angle_deg=angle, fov=n * h)
+
+
+def make_family_pair(p: dict) -> Pair:
+    """The pair of a ``family_member`` parameter set."""
+    kw = {k: p[k] for k in ("fixed_shape", "fixed_voxel_size", "moving_voxel_size", "fixed_resolution",
+                            "moving_resolution", "rotation_deg", "shift", "max_deformation", "wavelength",
+                            "fixed_noise", "moving_noise", "seed", "phantom_seed")}
+    pair = make_pair(margin=0.15, **kw)
+    _WORLD_CACHE.pop((pair.info["world_shape"], p["fixed_voxel_size"], p["phantom_seed"]), None)
+    return pair

@@ -79,6 +79,7 @@ def run(pair, pts, threads, **kw):
            "moving_resolution_nm": (reg.parameters.get("moving_resolution_m") or 0) * 1e9}
     for k, t in reg.stage_transforms.items():
         row[k] = tre(pair, t, pts)
+    row["stage_cpu_s"] = {k: v["cpu_s"] for k, v in reg.metrics.items() if isinstance(v, dict) and "cpu_s" in v}
     bm = reg.metrics.get("bspline", {})
     if "levels" in bm:
         row["levels"] = [{k: lv.get(k) for k in ("grid_m", "accepted", "holdout_total_gain", "saturated_coefficients")}

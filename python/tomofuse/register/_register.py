@@ -49,7 +49,7 @@ def register(
     smoothed to the moving image's resolution (estimated from the pair) so that
     the two see the same structures, and the B-spline stage (Mattes MI) runs
     coarse to fine (2 control-point cells per field of view, then halved spacings
-    down to 6x the moving resolution by default), each level fitted on top of the
+    down to 8x the moving resolution by default), each level fitted on top of the
     previous accepted one and kept only if it raises the mutual information *and*
     the correlation of edge strengths on voxels it was not fitted to
     (``options.holdout``) over the previous map; when no level is kept the rigid

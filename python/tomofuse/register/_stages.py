@@ -47,6 +47,12 @@ GRID_PER_FOV = 0.5
 #: the TRE from 7 nm (rigid) to 36-40 nm.  Counting all coefficients separated the cases less well
 #: (edge coefficients saturate in both: 0.5-4.7 % vs 6.7-33 %).
 BSPLINE_SATURATION = 0.20
+#: A B-spline level is kept only if the summed relative held-out gains exceed this.  On
+#: bench/registration_family.py the levels that lowered the TRE gained 0.026-0.050 (first levels;
+#: 0.014 for a second level on top of a one-cell one), a 2-cell level that raised it from 11.4 to
+#: 12.8 nm (member 1: 0.6-0.9 um waves, which 1.25-um cells cannot represent) 0.009, and the levels
+#: rejected by the sign alone -0.02 to -0.001.
+BSPLINE_MIN_GAIN = 0.02
 #: Never finer than this many moving resolutions, even when asked.
 MIN_GRID_PER_RESOLUTION = 4.0
 #: Default finest B-spline level (control-point spacing in moving resolutions).  On the family, every
@@ -541,7 +547,7 @@ class SitkRegistration:
                 coef = np.abs(np.stack([sitk.GetArrayViewFromImage(im) for im in sitk.BSplineTransform(bs).GetCoefficientImages()]))
                 inner = coef[:, 1:-1, 1:-1, 1:-1]
                 saturation = float(np.mean(inner >= 0.98 * bound)) if inner.size and bound > 0 else 0.0
-                ok = bool(total > 0) and saturation < BSPLINE_SATURATION
+                ok = bool(total > BSPLINE_MIN_GAIN) and saturation < BSPLINE_SATURATION
                 lv_clk.__exit__()
                 levels.append({
                     "grid_m": grid, "mesh": mesh, "fit": info,
@@ -579,7 +585,7 @@ class SitkRegistration:
             return candidate
         saturation, total = first["saturated_coefficients"], first["holdout_total_gain"]
         mi, gm = first["holdout_mattes"], first["holdout_edge_correlation"]
-        if saturation >= BSPLINE_SATURATION:
+        if saturation >= BSPLINE_SATURATION and total > BSPLINE_MIN_GAIN:
             warnings.warn(
                 f"B-spline stage rejected: {saturation:.0%} of its interior coefficients sit at their bound "
                 f"({bound * UNIT * 1e9:.0f} nm, {BSPLINE_BOUND:g}x the moving volume's resolution) -- a warp that large fits differences between the "
@@ -589,7 +595,7 @@ class SitkRegistration:
             return None
         warnings.warn(
             f"B-spline stage rejected: held-out similarity ({' + '.join(self.holdout)}) did not improve "
-            f"(relative change {total:+.2e}; Mattes MI {-mi['previous']:.5f} -> {-mi['level']:.5f}, edge correlation "
+            f"by more than {BSPLINE_MIN_GAIN:g} (relative change {total:+.2e}; Mattes MI {-mi['previous']:.5f} -> {-mi['level']:.5f}, edge correlation "
             f"{-gm['previous']:.5f} -> {-gm['level']:.5f}); keeping the rigid transform", RegistrationWarning, stacklevel=4)
         logger.warning("B-spline stage rejected (held-out MI %s, edges %s)", mi, gm)
         return None

@@ -38,7 +38,10 @@ GRID_PER_RESOLUTION = 5.0
 #: the spacing (refining the previous map exactly) down to ``FINEST_GRID_PER_RESOLUTION``.  On
 #: bench/registration_family.py a first level of one cell (the former default) was accepted on
 #: member 4 (TRE 17.5 -> 12.4 nm) but could not represent 1-2 um waves (member 0: 17.8 -> 17.4 nm);
-#: starting at 2 cells reaches 10.0 / 14.2-15.8 nm on them directly, one level cheaper.
+#: starting at 2 cells reaches 10.0 / 14.2-15.8 nm on them directly, one level cheaper.  With one
+#: cell first (and a 0.01 gain threshold) members 0 / 4 ended at 16.5 / 11.8 nm (15.8 / 10.5 nm
+#: here) at 23 / 55 CPU-s, and bench/compare_registration.py's pair (3.4-6.8 um waves, which one cell
+#: represents) at 7.8 nm in 52 CPU-s -- here its 2-cell level is rejected: rigid, 12.5 nm.
 GRID_PER_FOV = 0.5
 #: A B-spline level with at least this share of its interior coefficients (control points off the
 #: grid's outer layer) at their bound (98 % of ``BSPLINE_BOUND`` moving resolutions) is rejected.  On

@@ -71,8 +71,10 @@ BSPLINE_SAMPLES_PER_PARAMETER = 20
 #: Gaussian smoothing (sigma) of both images in each level's fit, as a fraction of the level's grid
 #: (1/8 took member 0's 2-cell TRE from 15 to 53-78 nm: MI of blurred unlike contrasts is biased).
 BSPLINE_SMOOTHING = 0.0
-#: L-BFGS-B iterations per level.
-BSPLINE_ITERATIONS = 100
+#: L-BFGS-B iterations per level.  100 took 31-36 CPU-s in all on four 160^3 members of
+#: bench/registration_family.py (member 4's 2-cell level used all 100: TRE 10.5 nm); 50 took 21-28
+#: CPU-s on them with the same acceptances (member 4: 10.4 nm, member 0: 15.7 vs 15.8 nm).
+BSPLINE_ITERATIONS = 50
 #: Bound of the coefficients (each level's total map) in moving resolutions.  A cubic B-spline whose
 #: wave spans two cells needs coefficients ~3x its displacement: with a bound of one resolution the
 #: 2-cell level of member 0 (40-nm warp of 1-1.9 um waves) had 21-26 % of its interior coefficients

@@ -589,7 +589,7 @@ def test_fuzz_icm(data):
 
     g = Gen(data)
     vol, labels, levels, sigma, kw = _icm_args(g, data)
-    kw.update(max_sweeps=g.pick(3, [-1]), min_changes=g.pick(0, [-1]), slab=g.pick(0, [-1, 1]))
+    kw.update(max_sweeps=g.pick(3, [-1]), min_changes=g.pick(0, [-1]), cell=g.pick(0, [-1, 1]))
     if data.draw(st.booleans()):
         kw["allowed"] = ArraySpec(np.full(vol.data.shape, 0b0111, np.uint8), g.pick("c", ["readonly", "reversed"]))
 

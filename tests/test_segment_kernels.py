@@ -41,16 +41,19 @@ def _icm_case(shape, sigma, seed):
     return lev, data, start, unary, allowed
 
 
-@pytest.mark.parametrize("shape,sigma,slab", [((7, 6, 5), (0.8, 1.1, 0.6), 13), ((16, 5, 6), (0.25, 0.0, 1.3), 5),
-                                              ((17, 4, 5), (0.25, 0.7, 0.7), 6)])
-def test_icm_equals_reference_at_any_thread_count(shape, sigma, slab):
+@pytest.mark.parametrize("shape,sigma,cell,origin", [((7, 6, 5), (0.8, 1.1, 0.6), 17, (0, 0, 0)),
+                                                     ((16, 5, 6), (0.25, 0.0, 1.3), 0, (3, 9, 1)),
+                                                     ((17, 7, 9), (0.25, 0.25, 0.25), 5, (2, 0, 7)),
+                                                     ((11, 9, 10), (0.25, 0.25, 0.25), 0, (5, 14, 30))])
+def test_icm_equals_reference_at_any_thread_count(shape, sigma, cell, origin):
     lev, data, start, unary, allowed = _icm_case(shape, sigma, 3)
     kw = dict(data_weight=3.0, smoothness=0.4, max_sweeps=5)
-    want, changes = ref.icm(data, start, lev, sigma, allowed=allowed, pairs=[(1, 2)], unary=unary, slab=slab, **kw)
+    want, changes = ref.icm(data, start, lev, sigma, allowed=allowed, pairs=[(1, 2)], unary=unary, cell=cell,
+                            origin=origin, **kw)
     for threads in (1, 2):
         got = start.copy()
         rep = _core.icm(data, got, lev, sigma, allowed=allowed, pairs=np.array([[1, 2]], np.uint8), unary=unary,
-                        slab=slab, threads=threads, **kw)
+                        cell=cell, origin=origin, threads=threads, **kw)
         np.testing.assert_array_equal(got, want)
         assert rep["changes"] == changes
         e = ref.energy(data, got, lev, sigma, pairs=[(1, 2)], unary=unary, data_weight=3.0, smoothness=0.4)
@@ -119,5 +122,7 @@ def test_icm_bad_input():
         _core.icm(data, data.view(np.uint8).reshape(-1)[:512].reshape(8, 8, 8), lev, (1, 1, 1))
     with pytest.raises(ValueError, match="pairs and unary"):
         _core.icm(data, labels, lev, (1, 1, 1), pairs=np.array([[0, 1]], np.uint8))
-    with pytest.raises(ValueError, match="slab"):
-        _core.icm(data, labels, lev, (1.0, 1, 1), slab=3)
+    with pytest.raises(ValueError, match="cell"):
+        _core.icm(data, labels, lev, (1.0, 1, 1), cell=3)
+    with pytest.raises(ValueError, match="origin"):
+        _core.icm(data, labels, lev, (1.0, 1, 1), origin=(0, -1, 0))

@@ -395,8 +395,13 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     if (options.max_sweeps < 0) {
         throw InvalidArgument("max_sweeps must be >= 0");
     }
-    if (options.slab < 0) {
-        throw InvalidArgument("slab must be >= 0");
+    if (options.cell < 0) {
+        throw InvalidArgument("cell must be >= 0");
+    }
+    for (int a = 0; a < 3; ++a) {
+        if (options.origin[a] < 0) {
+            throw InvalidArgument("origin must be >= 0");
+        }
     }
     IcmReport report;
     const std::size_t n = shape.size();
@@ -414,12 +419,25 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     }
     const Operators op = make_operators(shape, sigma);
     const int hz = op.g[0].half, hy = op.g[1].half, hx = op.g[2].half;
-    const int slab = options.slab > 0 ? options.slab : std::max(2 * hz + 1, 8);
-    if (slab < 2 * hz + 1) {
-        throw InvalidArgument("slab must be >= 2 * (2 r_z) + 1 = " + std::to_string(2 * hz + 1) +
-                              " for this sigma, got " + std::to_string(options.slab));
+    // Cells on the lattice of the whole volume (the region starts at `origin` in it): an edge of
+    // at least 2 h + 1 along each axis (h = 2 r, the Gram matrix's half-width) keeps the voxels
+    // of g that two cells of one color change apart, and their decisions independent.
+    const int hs[3] = {hz, hy, hx};
+    std::ptrdiff_t cell[3];
+    for (int a = 0; a < 3; ++a) {
+        const int need = 2 * hs[a] + 1;
+        if (options.cell > 0 && options.cell < need) {
+            throw InvalidArgument("cell must be >= 2 * (2 r) + 1 = " + std::to_string(need) +
+                                  " for this sigma along every axis, got " + std::to_string(options.cell));
+        }
+        cell[a] = options.cell > 0 ? options.cell : std::max(need, 8);
     }
-    const std::size_t n_slabs = (shape.nz + static_cast<std::size_t>(slab) - 1) / static_cast<std::size_t>(slab);
+    const std::size_t n_dim[3] = {shape.nz, shape.ny, shape.nx};
+    std::ptrdiff_t c0[3], nc[3];  // per axis: the first whole-volume cell index, the cells touching the region
+    for (int a = 0; a < 3; ++a) {
+        c0[a] = options.origin[a] / cell[a];
+        nc[a] = (options.origin[a] + static_cast<std::ptrdiff_t>(n_dim[a]) - 1) / cell[a] - c0[a] + 1;
+    }
     const std::size_t plane = shape.ny * shape.nx;
     const double w = m.w, beta = m.beta;
     const int K = n_labels;
@@ -433,7 +451,6 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             residual(m, labels, op, r, work, field, threads);
         }
         apply3(r.data(), g.data(), work.data(), shape, op.ht, threads);
-        std::vector<std::int64_t> changed(n_slabs, 0);
         bool out_of_memory = false;
         // The best move of voxel i given the current g and labels: (label, energy change).
         auto best_move = [&](std::size_t i, std::size_t z, std::size_t y, std::size_t x, double& best_de) {
@@ -496,20 +513,42 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 }
             }
         };
-        for (int phase = 0; phase < 2; ++phase) {
-            TOMOFUSE_OMP(parallel for schedule(dynamic, 1) num_threads(threads))
-            for (std::ptrdiff_t sl = phase; sl < static_cast<std::ptrdiff_t>(n_slabs); sl += 2) {
-                const std::size_t z0 = static_cast<std::size_t>(sl) * static_cast<std::size_t>(slab);
-                const std::size_t z1 = std::min(shape.nz, z0 + static_cast<std::size_t>(slab));
+        std::int64_t total = 0;
+        for (int color = 0; color < 8; ++color) {
+            // the cells of this color: parity of the whole-volume cell index along z, y, x
+            std::ptrdiff_t first[3], count[3];
+            for (int a = 0; a < 3; ++a) {
+                const int bit = (color >> (2 - a)) & 1;
+                first[a] = ((c0[a] & 1) == bit) ? 0 : 1;
+                count[a] = first[a] < nc[a] ? (nc[a] - first[a] + 1) / 2 : 0;
+            }
+            const std::ptrdiff_t n_cells = count[0] * count[1] * count[2];
+            std::int64_t color_changes = 0;
+            TOMOFUSE_OMP(parallel for schedule(dynamic, 1) reduction(+ : color_changes) num_threads(threads))
+            for (std::ptrdiff_t c = 0; c < n_cells; ++c) {
+                const std::ptrdiff_t k[3] = {first[0] + 2 * (c / (count[1] * count[2])),
+                                             first[1] + 2 * ((c / count[2]) % count[1]), first[2] + 2 * (c % count[2])};
+                std::size_t lo[3], hi[3];
+                for (int a = 0; a < 3; ++a) {
+                    const std::ptrdiff_t start = (c0[a] + k[a]) * cell[a] - options.origin[a];
+                    lo[a] = static_cast<std::size_t>(std::max<std::ptrdiff_t>(0, start));
+                    hi[a] = static_cast<std::size_t>(
+                        std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(n_dim[a]), start + cell[a]));
+                }
                 // Highest confidence first: the voxels that want to change, most lowering E first
-                // (in raster order a blurred edge's misfit is taken by the first voxel visited).
+                // (in raster order a blurred edge's misfit is taken by the first voxel visited);
+                // ties in raster order.
                 std::vector<std::pair<double, std::size_t>> cand;
                 try {
-                    for (std::size_t i = z0 * plane; i < z1 * plane; ++i) {
-                        const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
-                        double de;
-                        if (best_move(i, z, y, x, de) != labels[i]) {
-                            cand.emplace_back(de, i);
+                    for (std::size_t z = lo[0]; z < hi[0]; ++z) {
+                        for (std::size_t y = lo[1]; y < hi[1]; ++y) {
+                            for (std::size_t x = lo[2]; x < hi[2]; ++x) {
+                                const std::size_t i = (z * shape.ny + y) * shape.nx + x;
+                                double de;
+                                if (best_move(i, z, y, x, de) != labels[i]) {
+                                    cand.emplace_back(de, i);
+                                }
+                            }
                         }
                     }
                 } catch (const std::bad_alloc&) {
@@ -518,26 +557,21 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                     continue;
                 }
                 std::sort(cand.begin(), cand.end());
-                std::int64_t count = 0;
-                for (const auto& c : cand) {
-                    const std::size_t i = c.second;
+                for (const auto& cd : cand) {
+                    const std::size_t i = cd.second;
                     const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
                     double de;
                     const int best = best_move(i, z, y, x, de);
                     if (best != labels[i]) {
                         apply_move(i, z, y, x, best);
-                        ++count;
+                        ++color_changes;
                     }
                 }
-                changed[static_cast<std::size_t>(sl)] = count;
             }
+            total += color_changes;
         }
         if (out_of_memory) {
             throw Error("icm: out of memory for the list of voxels to change");
-        }
-        std::int64_t total = 0;
-        for (auto c : changed) {
-            total += c;
         }
         report.changes.push_back(total);
         report.sweeps = sweep + 1;

@@ -343,12 +343,14 @@ def icm(
     smoothness: float = 0.0,
     max_sweeps: int = 10,
     min_changes: int = 0,
-    slab: int = 0,
+    cell: int = 0,
+    origin: tuple[int, int, int] = (0, 0, 0),
     threads: int = 0,
 ) -> dict[str, object]:
     """Iterated conditional modes on labels (updated in place) minimizing
-    data_weight * |data - H levels[labels]|^2 + smoothness * #unlike 6-neighbor pairs + pair unaries.
-    Returns {'sweeps', 'changes', 'energy_before', 'energy_after'}."""
+    data_weight * |data - H levels[labels]|^2 + smoothness * #unlike 6-neighbor pairs + pair unaries,
+    in cells of edge ``cell`` (0 = automatic) on the lattice of a larger volume this one starts at
+    ``origin`` of. Returns {'sweeps', 'changes', 'energy_before', 'energy_after'}."""
 
 def icm_energy(
     data: npt.NDArray[np.float32],

@@ -408,14 +408,14 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     if (n == 0) {
         return report;
     }
-    std::vector<double> r, g, work, field;
+    // g doubles as the level field of residual(): it is recomputed from r right after
+    std::vector<double> r, g, work;
     try {
         r.resize(n);
         g.resize(n);
         work.resize(n);
-        field.resize(n);
     } catch (const std::bad_alloc&) {
-        throw Error("icm: out of memory for four double work volumes of " + std::to_string(n) + " voxels");
+        throw Error("icm: out of memory for three double work volumes of " + std::to_string(n) + " voxels");
     }
     const Operators op = make_operators(shape, sigma);
     const int hz = op.g[0].half, hy = op.g[1].half, hx = op.g[2].half;
@@ -442,13 +442,13 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     const double w = m.w, beta = m.beta;
     const int K = n_labels;
 
-    residual(m, labels, op, r, work, field, threads);
+    residual(m, labels, op, r, work, g, threads);
     report.energy_before = energy_of(m, labels, r, threads);
 
     for (int sweep = 0; sweep < options.max_sweeps; ++sweep) {
         // g = H^T r, recomputed exactly at the start of every sweep (no drift)
         if (sweep > 0) {
-            residual(m, labels, op, r, work, field, threads);
+            residual(m, labels, op, r, work, g, threads);
         }
         apply3(r.data(), g.data(), work.data(), shape, op.ht, threads);
         bool out_of_memory = false;
@@ -579,7 +579,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             break;
         }
     }
-    residual(m, labels, op, r, work, field, threads);
+    residual(m, labels, op, r, work, g, threads);
     report.energy_after = energy_of(m, labels, r, threads);
     return report;
 }

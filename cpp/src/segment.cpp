@@ -445,12 +445,33 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     residual(m, labels, op, r, work, g, threads);
     report.energy_before = energy_of(m, labels, r, threads);
 
-    for (int sweep = 0; sweep < options.max_sweeps; ++sweep) {
-        // g = H^T r, recomputed exactly at the start of every sweep (no drift)
-        if (sweep > 0) {
-            residual(m, labels, op, r, work, g, threads);
+    // g = H^T r once, then kept exact (to rounding) by the updates of every move, in an order
+    // fixed by the cells' lattice: the same in a block and in the whole volume.
+    apply3(r.data(), g.data(), work.data(), shape, op.ht, threads);
+    // A cell is visited only when a move in it or in one of its 26 neighbors (the reach of a
+    // move: g within 2 r, the 6-neighbors' labels) came after its last visit -- otherwise
+    // none of its voxels can want to change. Stamps count the color passes.
+    const std::size_t n_cells_all = static_cast<std::size_t>(nc[0] * nc[1] * nc[2]);
+    std::vector<std::int64_t> moved_at(n_cells_all, -1), visited_at(n_cells_all, -2);
+    auto cell_index = [&](std::ptrdiff_t kz, std::ptrdiff_t ky, std::ptrdiff_t kx) {
+        return static_cast<std::size_t>((kz * nc[1] + ky) * nc[2] + kx);
+    };
+    auto needs_visit = [&](const std::ptrdiff_t k[3]) {
+        const std::int64_t last = visited_at[cell_index(k[0], k[1], k[2])];
+        for (std::ptrdiff_t a = std::max<std::ptrdiff_t>(0, k[0] - 1); a <= std::min(nc[0] - 1, k[0] + 1); ++a) {
+            for (std::ptrdiff_t b = std::max<std::ptrdiff_t>(0, k[1] - 1); b <= std::min(nc[1] - 1, k[1] + 1); ++b) {
+                for (std::ptrdiff_t c = std::max<std::ptrdiff_t>(0, k[2] - 1); c <= std::min(nc[2] - 1, k[2] + 1);
+                     ++c) {
+                    if (moved_at[cell_index(a, b, c)] >= last) {
+                        return true;
+                    }
+                }
+            }
         }
-        apply3(r.data(), g.data(), work.data(), shape, op.ht, threads);
+        return false;
+    };
+
+    for (int sweep = 0; sweep < options.max_sweeps; ++sweep) {
         bool out_of_memory = false;
         // The best move of voxel i given the current g and labels: (label, energy change).
         auto best_move = [&](std::size_t i, std::size_t z, std::size_t y, std::size_t x, double& best_de) {
@@ -523,11 +544,17 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 count[a] = first[a] < nc[a] ? (nc[a] - first[a] + 1) / 2 : 0;
             }
             const std::ptrdiff_t n_cells = count[0] * count[1] * count[2];
+            const std::int64_t stamp = static_cast<std::int64_t>(sweep) * 8 + color;
             std::int64_t color_changes = 0;
             TOMOFUSE_OMP(parallel for schedule(dynamic, 1) reduction(+ : color_changes) num_threads(threads))
             for (std::ptrdiff_t c = 0; c < n_cells; ++c) {
                 const std::ptrdiff_t k[3] = {first[0] + 2 * (c / (count[1] * count[2])),
                                              first[1] + 2 * ((c / count[2]) % count[1]), first[2] + 2 * (c % count[2])};
+                if (!needs_visit(k)) {
+                    continue;
+                }
+                // (cells of one color are never neighbors: each writes its own stamps only)
+                visited_at[cell_index(k[0], k[1], k[2])] = stamp;
                 std::size_t lo[3], hi[3];
                 for (int a = 0; a < 3; ++a) {
                     const std::ptrdiff_t start = (c0[a] + k[a]) * cell[a] - options.origin[a];
@@ -557,6 +584,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                     continue;
                 }
                 std::sort(cand.begin(), cand.end());
+                std::int64_t cell_changes = 0;
                 for (const auto& cd : cand) {
                     const std::size_t i = cd.second;
                     const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
@@ -564,9 +592,13 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                     const int best = best_move(i, z, y, x, de);
                     if (best != labels[i]) {
                         apply_move(i, z, y, x, best);
-                        ++color_changes;
+                        ++cell_changes;
                     }
                 }
+                if (cell_changes > 0) {
+                    moved_at[cell_index(k[0], k[1], k[2])] = stamp;
+                }
+                color_changes += cell_changes;
             }
             total += color_changes;
         }

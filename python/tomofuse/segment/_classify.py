@@ -25,6 +25,15 @@ made quantitative by modeling what each modality sees:
    energy goes down (``_shell_moves``).
 4. *Morphology*: SEI only within ``sei_max_distance`` of silicon and only in
    components touching it; components below ``min_voxels`` join their neighbors.
+
+Two stages make it work on volumes larger than memory with the same result: ``fit_model``
+runs steps 1-3 on the central ``FIT_REGION`` cube (all of a smaller volume) and keeps only
+the model (levels, PSFs, noise); ``label_region`` then labels every voxel with that fixed
+model by steps that are each local and placed on the whole volume's lattice (``origin``):
+thresholds at the model's levels, the TXTM evidence on coarse cubes of that lattice, ICM in
+cells of it with a fixed number of sweeps, shells judged within crops, morphology within
+bounded reach.  ``segment`` runs ``label_region`` on the whole volume, ``segment_blocks`` on
+blocks with a halo; their labels are equal bit for bit.
 """
 
 from __future__ import annotations

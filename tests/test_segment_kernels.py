@@ -126,3 +126,55 @@ def test_icm_bad_input():
         _core.icm(data, labels, lev, (1.0, 1, 1), cell=3)
     with pytest.raises(ValueError, match="origin"):
         _core.icm(data, labels, lev, (1.0, 1, 1), origin=(0, -1, 0))
+
+
+@pytest.mark.parametrize("seed,sigma", [(0, (0.8, 1.1, 0.9)), (1, (0.5, 0.0, 1.3)), (2, (1.2, 1.2, 1.2))])
+def test_shell_moves_equal_the_crop_energy_reference(seed, sigma):
+    # blurred spheres (label 2) with a one-voxel shell of label 1 and noise: shells (26-connected
+    # components of label 1 next to label 2) are tried whole, in id order, by the exact energy change
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    shape = (20, 22, 24)
+    truth = np.zeros(shape, np.uint8)
+    z, y, x = np.indices(shape)
+    for c in rng.uniform(4, 18, (4, 3)):
+        truth[(z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= rng.uniform(2, 4) ** 2] = 2
+    lev = np.array([0.0, 0.9, 1.0, 0.5], np.float32)
+    data = (ref.blur(lev[truth], sigma) + rng.normal(0, 0.05, shape)).astype(np.float32)
+    labels = truth.copy()
+    shell = ndimage.binary_dilation(truth == 2) & (truth != 2)
+    labels[shell] = 1
+    labels[(truth == 2) & (rng.random(shape) < 0.1)] = 1
+    # the candidates cut into pieces by 4-voxel cubes: many components, some next to each other
+    # (the shell's and the inside's pieces apart: the inside ones should turn)
+    piece = (z // 4) * 100 + (y // 4) * 10 + x // 4 + 1000 * (truth == 2)
+    ids = np.unique(piece[labels == 1])
+    comp = np.where(labels == 1, np.searchsorted(ids, piece) + 1, 0).astype(np.int32)
+    n = len(ids)
+    unary = rng.normal(0, 0.3, (1,) + shape).astype(np.float32)
+    kw = dict(pairs=np.array([[1, 2]], np.uint8), unary=unary, data_weight=20.0, smoothness=0.3)
+    want = labels.copy()
+    n_want = ref.shell_moves(data, want, lev, sigma, comp, 2, **kw)
+    got = labels.copy()
+    n_got = _core.shell_moves(data, got, lev, sigma, comp, 2, threads=1, **kw)
+    assert n > 20 and n_want > 0 and n_got == n_want  # some pieces turn, not all
+    assert n_want < int((comp > 0).sum())
+    np.testing.assert_array_equal(got, want)
+
+
+def test_shell_moves_bad_input():
+    data = np.zeros((8, 8, 8), np.float32)
+    labels = np.zeros((8, 8, 8), np.uint8)
+    lev = np.array([0, 1], np.float32)
+    comp = np.zeros((8, 8, 8), np.int32)
+    with pytest.raises(ValueError, match="components must have shape"):
+        _core.shell_moves(data, labels, lev, (1, 1, 1), comp[:4], 1)
+    with pytest.raises(TypeError, match="components must have dtype int32"):
+        _core.shell_moves(data, labels, lev, (1, 1, 1), comp.astype(np.int64), 1)
+    with pytest.raises(ValueError, match="target"):
+        _core.shell_moves(data, labels, lev, (1, 1, 1), comp, 2)
+    bad = comp.copy()
+    bad[0, 0, 0] = -1
+    with pytest.raises(ValueError, match="components must be >= 0"):
+        _core.shell_moves(data, labels, lev, (1, 1, 1), bad, 1)

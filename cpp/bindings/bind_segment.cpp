@@ -1,4 +1,4 @@
-// tomofuse._core.gaussian_blur / icm / icm_energy: argument checks with the GIL
+// tomofuse._core.gaussian_blur / icm / icm_energy / shell_moves: argument checks with the GIL
 // held, the kernels with the GIL released.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -235,6 +235,46 @@ void bind_segment(py::module_& m) {
         py::arg("data"), py::arg("labels"), py::arg("levels"), py::arg("sigma"), py::kw_only(),
         py::arg("pairs") = py::none(), py::arg("unary") = py::none(), py::arg("data_weight") = 1.0,
         py::arg("smoothness") = 0.0, py::arg("threads") = 0, "The energy icm minimizes, for given labels.");
+
+    m.def(
+        "shell_moves",
+        [](const py::object& data_obj, const py::object& labels_obj, const py::object& levels_obj,
+           const py::object& sigma_obj, const py::object& components_obj, int target, const py::object& pairs_obj,
+           const py::object& unary_obj, double data_weight, double smoothness, int threads) {
+            Model md = read_model(data_obj, levels_obj, pairs_obj, unary_obj);
+            auto labels = require_shape<std::uint8_t>(labels_obj, "labels", dims(md.shape), true);
+            auto comp = require_shape<std::int32_t>(components_obj, "components", dims(md.shape), false);
+            double sigma[3];
+            read_sigma(sigma_obj, sigma);
+            const auto opt = read_options(data_weight, smoothness, 0, 0, 0, py::make_tuple(0, 0, 0));
+            check_threads(threads);
+            std::vector<Span> all = {span("labels", labels), span("data", md.data), span("levels", md.levels),
+                                     span("components", comp)};
+            if (md.n_pairs) {
+                all.push_back(span("pairs", md.pairs));
+                all.push_back(span("unary", md.unary));
+            }
+            check_no_alias({span("labels", labels)}, all);
+            const float* d = md.data.data();
+            std::uint8_t* l = labels.mutable_data();
+            const float* lv = md.levels.data();
+            const auto K = static_cast<int>(md.levels.shape(0));
+            const std::int32_t* cp = comp.data();
+            const std::uint8_t* pr = md.n_pairs ? md.pairs.data() : nullptr;
+            const float* un = md.n_pairs ? md.unary.data() : nullptr;
+            std::int64_t flipped;
+            {
+                py::gil_scoped_release release;
+                flipped = segment::shell_moves(d, l, md.shape, lv, K, sigma, cp, target, pr, md.n_pairs, un, opt,
+                                               threads);
+            }
+            return flipped;
+        },
+        py::arg("data"), py::arg("labels"), py::arg("levels"), py::arg("sigma"), py::arg("components"),
+        py::arg("target"), py::kw_only(), py::arg("pairs") = py::none(), py::arg("unary") = py::none(),
+        py::arg("data_weight") = 1.0, py::arg("smoothness") = 0.0, py::arg("threads") = 0,
+        "Components (int32 ids > 0, tried in increasing order) turned to the label `target` as a whole\n"
+        "where that lowers the energy icm minimizes (labels updated in place). Returns the voxels changed.");
 }
 
 }  // namespace tomofuse::bindings

@@ -616,4 +616,167 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     return report;
 }
 
+std::int64_t shell_moves(const float* data, std::uint8_t* labels, Shape shape, const float* levels, int n_labels,
+                         const double sigma[3], const std::int32_t* components, int target, const std::uint8_t* pairs,
+                         int n_pairs, const float* unary, const IcmOptions& options, int nthreads) {
+    check_sigma(sigma);
+    const int threads = resolve_threads(nthreads);
+    const Model m{shape, data, levels, n_labels, pairs, n_pairs, unary, options.data_weight, options.smoothness};
+    check_model(m, labels);
+    if (target < 0 || target >= n_labels) {
+        throw InvalidArgument("target must be a label < n_labels = " + std::to_string(n_labels));
+    }
+    const std::size_t n = shape.size();
+    if (n == 0) {
+        return 0;
+    }
+    if (components == nullptr) {
+        throw InvalidArgument("components must not be null");
+    }
+    std::int32_t n_comp = 0;
+    bool negative = false;
+    for (std::size_t i = 0; i < n; ++i) {
+        negative |= components[i] < 0;
+        n_comp = std::max(n_comp, components[i]);
+    }
+    if (negative) {
+        throw InvalidArgument("components must be >= 0");
+    }
+    if (n_comp == 0) {
+        return 0;
+    }
+    // every component's voxels in raster order (counting sort) and its bounding box
+    std::vector<std::size_t> start(static_cast<std::size_t>(n_comp) + 2, 0), members;
+    std::vector<std::size_t> box(static_cast<std::size_t>(n_comp + 1) * 6);
+    for (std::size_t c = 0; c <= static_cast<std::size_t>(n_comp); ++c) {
+        box[c * 6 + 0] = shape.nz, box[c * 6 + 1] = shape.ny, box[c * 6 + 2] = shape.nx;
+        box[c * 6 + 3] = box[c * 6 + 4] = box[c * 6 + 5] = 0;
+    }
+    const std::size_t plane = shape.ny * shape.nx;
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto c = static_cast<std::size_t>(components[i]);
+        if (c == 0) continue;
+        ++start[c + 1];
+        const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
+        const std::size_t at[3] = {z, y, x};
+        for (int a = 0; a < 3; ++a) {
+            box[c * 6 + a] = std::min(box[c * 6 + a], at[a]);
+            box[c * 6 + 3 + a] = std::max(box[c * 6 + 3 + a], at[a] + 1);
+        }
+    }
+    for (std::size_t c = 1; c < start.size(); ++c) start[c] += start[c - 1];
+    members.resize(start.back());
+    {
+        std::vector<std::size_t> fill(start.begin(), start.end() - 1);
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto c = static_cast<std::size_t>(components[i]);
+            if (c != 0) members[fill[c]++] = i;
+        }
+    }
+    std::vector<double> r(n);
+    {
+        std::vector<double> work(n), field(n);
+        const Operators op = make_operators(shape, sigma);
+        residual(m, labels, op, r, work, field, threads);
+    }
+    Band h[3];
+    const std::size_t dim[3] = {shape.nz, shape.ny, shape.nx};
+    for (int a = 0; a < 3; ++a) h[a] = gaussian_band(dim[a], sigma[a]);
+    const double w = m.w, beta = m.beta;
+    std::int64_t flipped = 0;
+    std::vector<double> t0, t1;
+    for (std::size_t c = 1; c <= static_cast<std::size_t>(n_comp); ++c) {
+        if (start[c + 1] == start[c]) continue;
+        bool any = false;
+        for (std::size_t q = start[c]; q < start[c + 1]; ++q) any |= labels[members[q]] != target;
+        if (!any) continue;
+        // support of H times the change: the box grown by the kernel radius (clipped)
+        std::size_t lo[3], hi[3], ext[3];
+        for (int a = 0; a < 3; ++a) {
+            const auto half = static_cast<std::size_t>(h[a].half);
+            lo[a] = box[c * 6 + a] > half ? box[c * 6 + a] - half : 0;
+            hi[a] = std::min(dim[a], box[c * 6 + 3 + a] + half);
+            ext[a] = hi[a] - lo[a];
+        }
+        const std::size_t m_box = ext[0] * ext[1] * ext[2];
+        t0.assign(m_box, 0.0);
+        t1.assign(m_box, 0.0);
+        auto local = [&](std::size_t z, std::size_t y, std::size_t x) {
+            return ((z - lo[0]) * ext[1] + (y - lo[1])) * ext[2] + (x - lo[2]);
+        };
+        for (std::size_t q = start[c]; q < start[c + 1]; ++q) {
+            const std::size_t i = members[q];
+            const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
+            t0[local(z, y, x)] = static_cast<double>(levels[target]) - levels[labels[i]];
+        }
+        // d = H delta on the support, one axis at a time (x, then y, then z), t0 -> t1 -> t0 -> t1
+        auto pass = [&](const std::vector<double>& in, std::vector<double>& out, int axis) {
+            const Band& b = h[axis];
+            const std::size_t stride = axis == 2 ? 1 : (axis == 1 ? ext[2] : ext[1] * ext[2]);
+            for (std::size_t e = 0; e < m_box; ++e) out[e] = 0.0;
+            for (std::size_t e = 0; e < m_box; ++e) {
+                const double v = in[e];
+                if (v == 0.0) continue;
+                const std::size_t zz = e / (ext[1] * ext[2]), yy = (e / ext[2]) % ext[1], xx = e % ext[2];
+                const std::size_t pos = (axis == 0 ? zz : axis == 1 ? yy : xx);
+                const std::size_t col = lo[axis] + pos;  // global index of the source
+                for (std::size_t row = lo[axis]; row < hi[axis]; ++row) {
+                    const double hv = b.at(row, static_cast<std::ptrdiff_t>(col));
+                    if (hv != 0.0) {
+                        out[e + (row - lo[axis]) * stride - pos * stride] += hv * v;
+                    }
+                }
+            }
+        };
+        pass(t0, t1, 2);
+        pass(t1, t0, 1);
+        pass(t0, t1, 0);
+        double ddata = 0.0;
+        for (std::size_t z = lo[0]; z < hi[0]; ++z) {
+            for (std::size_t y = lo[1]; y < hi[1]; ++y) {
+                for (std::size_t x = lo[2]; x < hi[2]; ++x) {
+                    const double d = t1[local(z, y, x)];
+                    ddata += d * (d - 2.0 * r[(z * shape.ny + y) * shape.nx + x]);
+                }
+            }
+        }
+        double dsmooth = 0.0, dunary = 0.0;
+        const auto cc = static_cast<std::int32_t>(c);
+        for (std::size_t q = start[c]; q < start[c + 1]; ++q) {
+            const std::size_t i = members[q];
+            const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
+            const int li = labels[i];
+            auto neighbor = [&](std::size_t j) {
+                if (components[j] == cc) {
+                    dsmooth -= 0.5 * (labels[j] != li);  // a pair inside: both ends become target
+                } else {
+                    dsmooth += static_cast<double>(labels[j] != target) - static_cast<double>(labels[j] != li);
+                }
+            };
+            if (x > 0) neighbor(i - 1);
+            if (x + 1 < shape.nx) neighbor(i + 1);
+            if (y > 0) neighbor(i - shape.nx);
+            if (y + 1 < shape.ny) neighbor(i + shape.nx);
+            if (z > 0) neighbor(i - plane);
+            if (z + 1 < shape.nz) neighbor(i + plane);
+            if (m.n_pairs) dunary += unary_of(m, i, target, n) - unary_of(m, i, li, n);
+        }
+        const double de = w * ddata + beta * dsmooth + dunary;
+        if (de < 0.0) {
+            for (std::size_t q = start[c]; q < start[c + 1]; ++q) {
+                labels[members[q]] = static_cast<std::uint8_t>(target);
+            }
+            for (std::size_t z = lo[0]; z < hi[0]; ++z) {
+                for (std::size_t y = lo[1]; y < hi[1]; ++y) {
+                    for (std::size_t x = lo[2]; x < hi[2]; ++x) {
+                        r[(z * shape.ny + y) * shape.nx + x] -= t1[local(z, y, x)];
+                    }
+                }
+            }
+            flipped += static_cast<std::int64_t>(start[c + 1] - start[c]);
+        }
+    }
+    return flipped;
+}
+
 }  // namespace tomofuse::segment

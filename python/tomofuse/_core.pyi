@@ -365,3 +365,20 @@ def icm_energy(
     threads: int = 0,
 ) -> float:
     """The energy icm minimizes, for given labels."""
+
+def shell_moves(
+    data: npt.NDArray[np.float32],
+    labels: _U8Array,
+    levels: npt.NDArray[np.float32],
+    sigma: tuple[float, float, float] | list[float],
+    components: npt.NDArray[np.int32],
+    target: int,
+    *,
+    pairs: _U8Array | None = None,
+    unary: npt.NDArray[np.float32] | None = None,
+    data_weight: float = 1.0,
+    smoothness: float = 0.0,
+    threads: int = 0,
+) -> int:
+    """Components (int32 ids > 0, in increasing order) turned to ``target`` as a whole where that
+    lowers the energy icm minimizes (labels updated in place). Returns the voxels changed."""

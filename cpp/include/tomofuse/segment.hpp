@@ -91,4 +91,17 @@ TOMOFUSE_EXPORT double icm_energy(const float* data, const std::uint8_t* labels,
                                   const std::uint8_t* pairs, int n_pairs, const float* unary,
                                   const IcmOptions& options, int nthreads = 0);
 
+/// Whole components turned to one label where that lowers E (escapes ICM's one-voxel local
+/// minima, e.g. a one-to-two-voxel layer of another phase on a particle).
+///
+/// components (shape) int32 ids >= 0 (0 = none); ids 1, 2, ... are tried in increasing order,
+/// each turned to `target` as a whole when the exact energy change (data term on the support
+/// of H times the change, unlike pairs, unaries) is negative; later components see the earlier
+/// ones' result. The other arguments as in icm. Returns the number of voxels changed.
+TOMOFUSE_EXPORT std::int64_t shell_moves(const float* data, std::uint8_t* labels, Shape shape,
+                                         const float* levels, int n_labels, const double sigma[3],
+                                         const std::int32_t* components, int target,
+                                         const std::uint8_t* pairs, int n_pairs, const float* unary,
+                                         const IcmOptions& options, int nthreads = 0);
+
 }  // namespace tomofuse::segment

@@ -269,10 +269,10 @@ def _shell_moves(data, labels, levels32, sigma, pairs, unary, weight, smooth, *,
     silicon particle (its partial-volume edge, labeled graphite -- which the PXCT cannot tell
     from silicon -- or CBD) is then stable even when silicon explains the data better: turning
     one voxel of the layer costs unlike pairs with all its neighbors in the layer.  Here each
-    connected component of ``phases`` voxels within ``max_distance`` voxels of silicon is turned
-    into silicon as a whole when the energy ``_core.icm`` minimizes (blurred PXCT model,
-    smoothness, TXTM evidence) goes down; the energy change is computed exactly on a crop
-    around the component, which holds every voxel whose model value it changes.
+    26-connected component of ``phases`` voxels within ``max_distance`` voxels of silicon is
+    turned into silicon as a whole when the energy ``_core.icm`` minimizes (blurred PXCT model,
+    smoothness, TXTM evidence) goes down -- ``_core.shell_moves``, components in the order of
+    their first voxel, the exact energy change on the support of the blurred change.
     """
     import edt
     from scipy import ndimage
@@ -282,29 +282,11 @@ def _shell_moves(data, labels, levels32, sigma, pairs, unary, weight, smooth, *,
         return 0
     near = edt.edt(~si, parallel=max(threads, 1)) <= max_distance + 1e-9
     cand = near & np.isin(labels, phases)
-    comp, n = ndimage.label(cand, structure=np.ones((3, 3, 3), bool))
+    comp, n = ndimage.label(cand, structure=np.ones((3, 3, 3), bool), output=np.int32)
     if n == 0:
         return 0
-    r = int(math.ceil(4.0 * max(sigma))) + 2  # the blur's support, twice: the changed model values and theirs
-    boxes = ndimage.find_objects(comp)
-    shape = labels.shape
-    flipped = 0
-    for k, box in enumerate(boxes, start=1):
-        if box is None:
-            continue
-        crop = tuple(slice(max(0, b.start - 2 * r), min(n_, b.stop + 2 * r)) for b, n_ in zip(box, shape))
-        lab = np.ascontiguousarray(labels[crop])
-        d = np.ascontiguousarray(data[crop])
-        u = None if unary is None else np.ascontiguousarray(unary[(slice(None),) + crop])
-        kw = dict(pairs=pairs, unary=u, data_weight=weight, smoothness=smooth, threads=threads)
-        e0 = _core.icm_energy(d, lab, levels32, tuple(sigma), **kw)
-        mask = comp[crop] == k
-        lab[mask] = SILICON
-        e1 = _core.icm_energy(d, lab, levels32, tuple(sigma), **kw)
-        if e1 < e0:
-            labels[crop] = lab
-            flipped += int(mask.sum())
-    return flipped
+    return int(_core.shell_moves(data, labels, levels32, tuple(sigma), comp, SILICON, pairs=pairs, unary=unary,
+                                 data_weight=weight, smoothness=smooth, threads=threads))
 
 
 def _downsample(a: np.ndarray, f: int, origin=(0, 0, 0)) -> np.ndarray:

@@ -70,7 +70,10 @@ PORE, GRAPHITE, SILICON, CBD, SEI = (int(p) for p in Phase)
 SMOOTHNESS = 2.0
 #: Outer iterations (levels, noise and TXTM evidence refitted, then ICM).
 OUTER_ITERATIONS = 3
-#: ICM sweeps per outer iteration (it stops earlier once < 1e-4 of the voxels change).
+#: Rounds (TXTM evidence from the labels, ICM, shells) of the labeling with the fitted model.
+LABEL_ROUNDS = 3
+#: ICM sweeps per round (the fit stops a round earlier once < 1e-4 of the voxels change; the labeling runs
+#: them all: a count over the volume would make a block's result depend on the block).
 ICM_SWEEPS = 8
 #: Graphite within this many voxels of silicon is tried as a whole shell for silicon (``_shell_moves``).
 #: Chosen on the demo chain (real ptychography; 48x96x96 and 40x64x64, pristine and cycled) and on
@@ -665,7 +668,7 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
         labels[split] = SILICON
 
     allowed_bits = sum(1 << k for k in ks)
-    n_outer = OUTER_ITERATIONS
+    n_outer = LABEL_ROUNDS
     icm_reports = []
     w = 1.0 / (2.0 * noise[main] ** 2 * corr[main])
     lev32 = np.nan_to_num(levels[main], nan=0.0).astype(np.float32)

@@ -623,6 +623,34 @@ def test_fuzz_icm_energy(data):
     run_case(Case("icm_energy", [vol, labels, levels, sigma], kw), oracle)
 
 
+@FUZZ
+@given(st.data())
+def test_fuzz_shell_moves(data):
+    import segment_reference as ref
+
+    g = Gen(data)
+    vol, labels, levels, sigma, kw = _icm_args(g, data)
+    shape = vol.data.shape
+    comp = np.asarray(np.random.default_rng(data.draw(st.integers(0, 99))).integers(0, 4, shape), np.int32)
+    if not g.valid and comp.size and data.draw(st.integers(0, 4)) == 0:
+        comp[(0,) * 3] = -1   # a negative id
+    components = ArraySpec(comp, g.pick("c", ["strided", "fortran"]))
+    target = g.pick(1, [-1, 9])
+
+    def oracle(result, made):
+        out = made[1]
+        assert 0 <= result <= int((comp > 0).sum())
+        assert out.max(initial=0) < len(levels.data)
+        if g.valid and _finite(vol.data):   # the same turns as the crop-energy reference
+            want = labels.data.copy()
+            ref.shell_moves(vol.data, want, levels.data, sigma, comp, 1,
+                            pairs=kw["pairs"].data if "pairs" in kw else None,
+                            unary=kw["unary"].data if "pairs" in kw else None, data_weight=1.0, smoothness=0.2)
+            np.testing.assert_array_equal(out, want)
+
+    run_case(Case("shell_moves", [vol, labels, levels, sigma, components, target], kw), oracle)
+
+
 def _blocky_fused(data, shape):
     """(2, z, y, x) volume of blocks of the five phases, both channels growing with density."""
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))

@@ -40,7 +40,7 @@ def _block_grid(shape: Sequence[int], block: Sequence[int]):
 
 
 def _segment_region(region: np.ndarray, origin: Sequence[int], *, voxel_size: float, cycled: bool, channels: str,
-                    model: PhaseModel, threads: int):
+                    model: PhaseModel, schedule, threads: int):
     """Labels and validity of one haloed region (starting at ``origin`` of the volume) with the fixed model."""
     if channels != "txtm" and not np.all(np.isfinite(region[0])):
         raise ValueError("fused[0] (PXCT) must be finite everywhere (NaN marks only voxels outside the "
@@ -49,7 +49,7 @@ def _segment_region(region: np.ndarray, origin: Sequence[int], *, voxel_size: fl
         raise ValueError("fused[1] (TXTM) holds infinite values; only NaN (outside the TXTM field of view) "
                          "is allowed")
     labels, valid, _ = label_region(region, model, voxel_size=voxel_size, cycled=cycled, channels=channels,
-                                    origin=origin, threads=threads)
+                                    origin=origin, schedule=schedule, threads=threads)
     return labels, valid
 
 
@@ -62,8 +62,9 @@ def segment_blocks(fused, *, voxel_size: float, cycled: bool = False, energies_k
     The model (levels, point-spread functions, noise) is fitted once -- on the central cube
     of the volume (``fit_box``), exactly as ``segment`` fits it -- or taken from
     ``thresholds``; then every block is read with ``halo`` voxels on each side, labeled with
-    that fixed model by ``segment``'s own labeling stage (``label_region``, told where the
-    block lies so that its cells and coarse grids are the whole volume's) and trimmed back.
+    that fixed model (and the fit's path, when fitted here) by ``segment``'s own labeling
+    stage (``label_region``, told where the block lies so that its cells and coarse grids are
+    the whole volume's) and trimmed back.
     Every step of that stage is local, so where the halo holds the reach of the block's
     edges the labels equal ``segment``'s bit for bit: the SEI rules reach
     ``sei_max_distance`` (600 nm, 28 voxels of 21.4 nm), ICM and the TXTM evidence a few
@@ -123,18 +124,20 @@ def segment_blocks(fused, *, voxel_size: float, cycled: bool = False, energies_k
         lo, hi = fit_box(vol)
         central = _region(fused, lo, hi)
         _check_fused(central, channels)
-        model, _ = fit_model(central, voxel_size=v, cycled=cycled, energies_kev=energies, resolution=res,
-                             channels=channels, threads=th)
+        model, fit_info = fit_model(central, voxel_size=v, cycled=cycled, energies_kev=energies, resolution=res,
+                                    channels=channels, threads=th)
+        schedule = fit_info["schedule"]
         del central
         fitted = (lo, hi)
     else:
         model = PhaseModel.from_dict(thresholds) if not isinstance(thresholds, PhaseModel) else thresholds
         fitted = None
+        schedule = None
 
     labels = np.zeros(vol, np.uint8)
     valid = np.zeros(vol, bool)
     grid = list(_block_grid(vol, blk))
-    kw = dict(voxel_size=v, cycled=cycled, channels=channels, model=model, threads=th)
+    kw = dict(voxel_size=v, cycled=cycled, channels=channels, model=model, schedule=schedule, threads=th)
 
     def halo_box(lo, hi):
         a = [int(max(0, x - halo)) for x in lo]

@@ -4,10 +4,12 @@ Dense matrices, plain loops, float64: the Gaussian operator ``H`` of
 ``_core.gaussian_blur`` (per-axis sampled Gaussians of radius ``ceil(3.5 sigma)``,
 normalized, samples beyond the ends folded onto the end voxels) as a Kronecker
 product, and ICM (``_core.icm``) as written in ``tomofuse/segment.hpp``: the energy
-``w |y - H m[L]|^2 + beta #unlike + unary``, one voxel at a time, z-slabs of ``slab``
-slices (even slabs, then odd slabs), the best strictly lower
-energy accepted, candidates visited in order of their energy change
-(highest confidence first).  Only for volumes of a few hundred voxels.
+``w |y - H m[L]|^2 + beta #unlike + unary``, one voxel at a time, in cubic cells of
+``cell`` voxels on the lattice of a larger volume the given one starts at ``origin`` of
+(default edge ``max(4 r + 1, 8)`` per axis), the cells visited color by color (8 colors:
+the parities of the cell indices), the best strictly lower energy accepted, a cell's
+candidates visited in order of their energy change (highest confidence first, ties in
+raster order).  Only for volumes of a few hundred voxels.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def energy(data, labels, levels, sigma, *, pairs=(), unary=None, data_weight=1.0
 
 
 def icm(data, labels, levels, sigma, *, allowed=None, pairs=(), unary=None, data_weight=1.0, smoothness=0.0,
-        max_sweeps=10, min_changes=0, slab=8):
+        max_sweeps=10, min_changes=0, cell=0, origin=(0, 0, 0)):
     """Labels after ICM and the changes per sweep."""
     nz, ny, nx = data.shape
     A = operator(data.shape, sigma)
@@ -79,11 +81,16 @@ def icm(data, labels, levels, sigma, *, allowed=None, pairs=(), unary=None, data
     lab = labels.ravel().copy()
     K = len(lev)
     changes = []
-    slabs = []
-    n_slabs = -(-nz // slab)
-    for phase in (0, 1):
-        for s in range(phase, n_slabs, 2):
-            slabs.append(range(s * slab * ny * nx, min(nz, (s + 1) * slab) * ny * nx))
+    edges = [cell if cell > 0 else max(4 * radius(s) + 1, 8) for s in sigma]
+    # every voxel's cell on the larger volume's lattice, and the cell's color
+    zz, yy, xx = np.meshgrid(*[np.arange(n) + o for n, o in zip(data.shape, origin)], indexing="ij")
+    key = np.stack([zz // edges[0], yy // edges[1], xx // edges[2]], axis=-1).reshape(-1, 3)
+    color = (key[:, 0] % 2) * 4 + (key[:, 1] % 2) * 2 + key[:, 2] % 2
+    cells = []
+    for c in range(8):
+        ids = np.flatnonzero(color == c)
+        for k in sorted({tuple(t) for t in key[ids]}):
+            cells.append([int(i) for i in ids if tuple(key[i]) == k])
 
     def best_move(i, g):
         z, rem = divmod(i, ny * nx)
@@ -110,7 +117,7 @@ def icm(data, labels, levels, sigma, *, allowed=None, pairs=(), unary=None, data
     for _ in range(max_sweeps):
         g = A.T @ (data.ravel().astype(np.float64) - A @ lev[lab])
         count = 0
-        for voxels in slabs:
+        for voxels in cells:
             # highest confidence first: candidates sorted by their energy change, then index
             cand = []
             for i in voxels:
@@ -127,3 +134,34 @@ def icm(data, labels, levels, sigma, *, allowed=None, pairs=(), unary=None, data
         if count <= min_changes:
             break
     return lab.reshape(labels.shape), changes
+
+
+def shell_moves(data, labels, levels, sigma, components, target, *, pairs=None, unary=None, data_weight=1.0,
+                smoothness=0.0):
+    """``_core.shell_moves`` by whole-crop energies: for each component in increasing id order,
+    ``_core.icm_energy`` on a crop around it before and after turning it to ``target`` (the crop
+    holds every voxel whose model value the change touches and their blur support, twice), kept
+    when the energy falls. Labels updated in place; returns the voxels changed."""
+    from scipy import ndimage
+
+    from tomofuse import _core
+
+    r = int(math.ceil(4.0 * max(sigma))) + 2
+    boxes = ndimage.find_objects(components)
+    flipped = 0
+    for k, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        crop = tuple(slice(max(0, b.start - 2 * r), min(n, b.stop + 2 * r)) for b, n in zip(box, labels.shape))
+        lab = np.array(labels[crop], order="C")  # a copy even when the crop is the whole volume
+        d = np.ascontiguousarray(data[crop])
+        u = None if unary is None else np.ascontiguousarray(unary[(slice(None),) + crop])
+        kw = dict(pairs=pairs, unary=u, data_weight=data_weight, smoothness=smoothness)
+        e0 = _core.icm_energy(d, lab, levels, tuple(sigma), **kw)
+        mask = components[crop] == k
+        lab[mask] = target
+        e1 = _core.icm_energy(d, lab, levels, tuple(sigma), **kw)
+        if e1 < e0:
+            labels[crop] = lab
+            flipped += int(mask.sum())
+    return flipped

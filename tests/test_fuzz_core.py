@@ -589,7 +589,7 @@ def test_fuzz_icm(data):
 
     g = Gen(data)
     vol, labels, levels, sigma, kw = _icm_args(g, data)
-    kw.update(max_sweeps=g.pick(3, [-1]), min_changes=g.pick(0, [-1]), slab=g.pick(0, [-1, 1]))
+    kw.update(max_sweeps=g.pick(3, [-1]), min_changes=g.pick(0, [-1]), cell=g.pick(0, [-1, 1]))
     if data.draw(st.booleans()):
         kw["allowed"] = ArraySpec(np.full(vol.data.shape, 0b0111, np.uint8), g.pick("c", ["readonly", "reversed"]))
 
@@ -621,6 +621,34 @@ def test_fuzz_icm_energy(data):
             assert np.isclose(result, e, rtol=1e-4, atol=1e-6)
 
     run_case(Case("icm_energy", [vol, labels, levels, sigma], kw), oracle)
+
+
+@FUZZ
+@given(st.data())
+def test_fuzz_shell_moves(data):
+    import segment_reference as ref
+
+    g = Gen(data)
+    vol, labels, levels, sigma, kw = _icm_args(g, data)
+    shape = vol.data.shape
+    comp = np.asarray(np.random.default_rng(data.draw(st.integers(0, 99))).integers(0, 4, shape), np.int32)
+    if not g.valid and comp.size and data.draw(st.integers(0, 4)) == 0:
+        comp[(0,) * 3] = -1   # a negative id
+    components = ArraySpec(comp, g.pick("c", ["strided", "fortran"]))
+    target = g.pick(1, [-1, 9])
+
+    def oracle(result, made):
+        out = made[1]
+        assert 0 <= result <= int((comp > 0).sum())
+        assert out.max(initial=0) < len(levels.data)
+        if g.valid and _finite(vol.data):   # the same turns as the crop-energy reference
+            want = labels.data.copy()
+            ref.shell_moves(vol.data, want, levels.data, sigma, comp, 1,
+                            pairs=kw["pairs"].data if "pairs" in kw else None,
+                            unary=kw["unary"].data if "pairs" in kw else None, data_weight=1.0, smoothness=0.2)
+            np.testing.assert_array_equal(out, want)
+
+    run_case(Case("shell_moves", [vol, labels, levels, sigma, components, target], kw), oracle)
 
 
 def _blocky_fused(data, shape):

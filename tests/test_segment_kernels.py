@@ -41,16 +41,19 @@ def _icm_case(shape, sigma, seed):
     return lev, data, start, unary, allowed
 
 
-@pytest.mark.parametrize("shape,sigma,slab", [((7, 6, 5), (0.8, 1.1, 0.6), 13), ((16, 5, 6), (0.25, 0.0, 1.3), 5),
-                                              ((17, 4, 5), (0.25, 0.7, 0.7), 6)])
-def test_icm_equals_reference_at_any_thread_count(shape, sigma, slab):
+@pytest.mark.parametrize("shape,sigma,cell,origin", [((7, 6, 5), (0.8, 1.1, 0.6), 17, (0, 0, 0)),
+                                                     ((16, 5, 6), (0.25, 0.0, 1.3), 0, (3, 9, 1)),
+                                                     ((17, 7, 9), (0.25, 0.25, 0.25), 5, (2, 0, 7)),
+                                                     ((11, 9, 10), (0.25, 0.25, 0.25), 0, (5, 14, 30))])
+def test_icm_equals_reference_at_any_thread_count(shape, sigma, cell, origin):
     lev, data, start, unary, allowed = _icm_case(shape, sigma, 3)
     kw = dict(data_weight=3.0, smoothness=0.4, max_sweeps=5)
-    want, changes = ref.icm(data, start, lev, sigma, allowed=allowed, pairs=[(1, 2)], unary=unary, slab=slab, **kw)
+    want, changes = ref.icm(data, start, lev, sigma, allowed=allowed, pairs=[(1, 2)], unary=unary, cell=cell,
+                            origin=origin, **kw)
     for threads in (1, 2):
         got = start.copy()
         rep = _core.icm(data, got, lev, sigma, allowed=allowed, pairs=np.array([[1, 2]], np.uint8), unary=unary,
-                        slab=slab, threads=threads, **kw)
+                        cell=cell, origin=origin, threads=threads, **kw)
         np.testing.assert_array_equal(got, want)
         assert rep["changes"] == changes
         e = ref.energy(data, got, lev, sigma, pairs=[(1, 2)], unary=unary, data_weight=3.0, smoothness=0.4)
@@ -119,5 +122,59 @@ def test_icm_bad_input():
         _core.icm(data, data.view(np.uint8).reshape(-1)[:512].reshape(8, 8, 8), lev, (1, 1, 1))
     with pytest.raises(ValueError, match="pairs and unary"):
         _core.icm(data, labels, lev, (1, 1, 1), pairs=np.array([[0, 1]], np.uint8))
-    with pytest.raises(ValueError, match="slab"):
-        _core.icm(data, labels, lev, (1.0, 1, 1), slab=3)
+    with pytest.raises(ValueError, match="cell"):
+        _core.icm(data, labels, lev, (1.0, 1, 1), cell=3)
+    with pytest.raises(ValueError, match="origin"):
+        _core.icm(data, labels, lev, (1.0, 1, 1), origin=(0, -1, 0))
+
+
+@pytest.mark.parametrize("seed,sigma", [(0, (0.8, 1.1, 0.9)), (1, (0.5, 0.0, 1.3)), (2, (1.2, 1.2, 1.2))])
+def test_shell_moves_equal_the_crop_energy_reference(seed, sigma):
+    # blurred spheres (label 2) with a one-voxel shell of label 1 and noise: shells (26-connected
+    # components of label 1 next to label 2) are tried whole, in id order, by the exact energy change
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    shape = (20, 22, 24)
+    truth = np.zeros(shape, np.uint8)
+    z, y, x = np.indices(shape)
+    for c in rng.uniform(4, 18, (4, 3)):
+        truth[(z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= rng.uniform(2, 4) ** 2] = 2
+    lev = np.array([0.0, 0.9, 1.0, 0.5], np.float32)
+    data = (ref.blur(lev[truth], sigma) + rng.normal(0, 0.05, shape)).astype(np.float32)
+    labels = truth.copy()
+    shell = ndimage.binary_dilation(truth == 2) & (truth != 2)
+    labels[shell] = 1
+    labels[(truth == 2) & (rng.random(shape) < 0.1)] = 1
+    # the candidates cut into pieces by 4-voxel cubes: many components, some next to each other
+    # (the shell's and the inside's pieces apart: the inside ones should turn)
+    piece = (z // 4) * 100 + (y // 4) * 10 + x // 4 + 1000 * (truth == 2)
+    ids = np.unique(piece[labels == 1])
+    comp = np.where(labels == 1, np.searchsorted(ids, piece) + 1, 0).astype(np.int32)
+    n = len(ids)
+    unary = rng.normal(0, 0.3, (1,) + shape).astype(np.float32)
+    kw = dict(pairs=np.array([[1, 2]], np.uint8), unary=unary, data_weight=20.0, smoothness=0.3)
+    want = labels.copy()
+    n_want = ref.shell_moves(data, want, lev, sigma, comp, 2, **kw)
+    got = labels.copy()
+    n_got = _core.shell_moves(data, got, lev, sigma, comp, 2, threads=1, **kw)
+    assert n > 20 and n_want > 0 and n_got == n_want  # some pieces turn, not all
+    assert n_want < int((comp > 0).sum())
+    np.testing.assert_array_equal(got, want)
+
+
+def test_shell_moves_bad_input():
+    data = np.zeros((8, 8, 8), np.float32)
+    labels = np.zeros((8, 8, 8), np.uint8)
+    lev = np.array([0, 1], np.float32)
+    comp = np.zeros((8, 8, 8), np.int32)
+    with pytest.raises(ValueError, match="components must have shape"):
+        _core.shell_moves(data, labels, lev, (1, 1, 1), comp[:4], 1)
+    with pytest.raises(TypeError, match="components must have dtype int32"):
+        _core.shell_moves(data, labels, lev, (1, 1, 1), comp.astype(np.int64), 1)
+    with pytest.raises(ValueError, match="target"):
+        _core.shell_moves(data, labels, lev, (1, 1, 1), comp, 2)
+    bad = comp.copy()
+    bad[0, 0, 0] = -1
+    with pytest.raises(ValueError, match="components must be >= 0"):
+        _core.shell_moves(data, labels, lev, (1, 1, 1), bad, 1)

@@ -1,4 +1,4 @@
-// tomofuse._core.gaussian_blur / icm / icm_energy: argument checks with the GIL
+// tomofuse._core.gaussian_blur / icm / icm_energy / shell_moves: argument checks with the GIL
 // held, the kernels with the GIL released.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -80,7 +80,7 @@ Model read_model(const py::object& data_obj, const py::object& levels_obj, const
 }
 
 segment::IcmOptions read_options(double data_weight, double smoothness, int max_sweeps, std::int64_t min_changes,
-                                 int slab) {
+                                 int cell, const py::object& origin) {
     segment::IcmOptions o;
     o.data_weight = require_positive(data_weight, "data_weight");
     o.smoothness = require_nonnegative(smoothness, "smoothness");
@@ -90,12 +90,35 @@ segment::IcmOptions read_options(double data_weight, double smoothness, int max_
     if (min_changes < 0) {
         throw InvalidArgument("min_changes must be >= 0, got " + std::to_string(min_changes));
     }
-    if (slab < 0) {
-        throw InvalidArgument("slab must be >= 0 (0 = automatic), got " + std::to_string(slab));
+    if (cell < 0) {
+        throw InvalidArgument("cell must be >= 0 (0 = automatic), got " + std::to_string(cell));
+    }
+    std::vector<std::int64_t> org;
+    try {
+        for (const auto& item : py::iter(origin)) {
+            if (!py::isinstance<py::int_>(item) || py::isinstance<py::bool_>(item)) {
+                throw py::cast_error();
+            }
+            org.push_back(item.cast<std::int64_t>());
+        }
+    } catch (const py::error_already_set&) {
+        throw py::type_error("origin must be three integers (z, y, x)");
+    } catch (const py::cast_error&) {
+        throw py::type_error("origin must be three integers (z, y, x)");
+    }
+    if (org.size() != 3) {
+        throw InvalidArgument("origin must be three integers (z, y, x), got " + std::to_string(org.size()));
+    }
+    for (int a = 0; a < 3; ++a) {
+        if (org[static_cast<std::size_t>(a)] < 0 || org[static_cast<std::size_t>(a)] > (std::int64_t{1} << 40)) {
+            throw InvalidArgument("origin must hold integers in [0, 2**40], got " +
+                                  std::to_string(org[static_cast<std::size_t>(a)]));
+        }
+        o.origin[a] = static_cast<std::ptrdiff_t>(org[static_cast<std::size_t>(a)]);
     }
     o.max_sweeps = max_sweeps;
     o.min_changes = static_cast<std::size_t>(min_changes);
-    o.slab = slab;
+    o.cell = cell;
     return o;
 }
 
@@ -129,7 +152,7 @@ void bind_segment(py::module_& m) {
         [](const py::object& data_obj, const py::object& labels_obj, const py::object& levels_obj,
            const py::object& sigma_obj, const py::object& allowed_obj, const py::object& pairs_obj,
            const py::object& unary_obj, double data_weight, double smoothness, int max_sweeps,
-           std::int64_t min_changes, int slab, int threads) {
+           std::int64_t min_changes, int cell, const py::object& origin, int threads) {
             Model md = read_model(data_obj, levels_obj, pairs_obj, unary_obj);
             auto labels = require_shape<std::uint8_t>(labels_obj, "labels", dims(md.shape), true);
             // (a default-constructed py::array is an empty array, not a null handle)
@@ -140,7 +163,7 @@ void bind_segment(py::module_& m) {
             }
             double sigma[3];
             read_sigma(sigma_obj, sigma);
-            const auto opt = read_options(data_weight, smoothness, max_sweeps, min_changes, slab);
+            const auto opt = read_options(data_weight, smoothness, max_sweeps, min_changes, cell, origin);
             check_threads(threads);
             std::vector<Span> all = {span("labels", labels), span("data", md.data), span("levels", md.levels)};
             if (has_allowed) all.push_back(span("allowed", allowed));
@@ -173,13 +196,16 @@ void bind_segment(py::module_& m) {
         py::arg("data"), py::arg("labels"), py::arg("levels"), py::arg("sigma"), py::kw_only(),
         py::arg("allowed") = py::none(), py::arg("pairs") = py::none(), py::arg("unary") = py::none(),
         py::arg("data_weight") = 1.0, py::arg("smoothness") = 0.0, py::arg("max_sweeps") = 10,
-        py::arg("min_changes") = 0, py::arg("slab") = 0, py::arg("threads") = 0,
+        py::arg("min_changes") = 0, py::arg("cell") = 0, py::arg("origin") = py::make_tuple(0, 0, 0),
+        py::arg("threads") = 0,
         "Iterated conditional modes on labels (uint8, updated in place) so that the blurred levels\n"
         "explain data: E = data_weight * |data - H levels[labels]|^2 + smoothness * #unlike\n"
         "6-neighbor pairs + pair unaries (U(b) = max(0, d), U(a) = max(0, -d)).\n\n"
         "data : (z, y, x) float32; labels : (z, y, x) uint8, writeable; levels : (K,) float32, K <= 8;\n"
         "sigma : (3,) PSF sigma in voxels; allowed : (z, y, x) uint8 bit masks or None;\n"
         "pairs : (P, 2) uint8 label pairs and unary : (P, z, y, x) float32, or None.\n"
+        "cell : edge of the sweep's cells (0 = automatic, else >= 4 r + 1); origin : (z, y, x) place of\n"
+        "this volume in a larger one (the cells lie on the larger volume's lattice).\n"
         "Returns {'sweeps', 'changes', 'energy_before', 'energy_after'}. Identical for any thread count.");
 
     m.def(
@@ -191,7 +217,7 @@ void bind_segment(py::module_& m) {
             auto labels = require_shape<std::uint8_t>(labels_obj, "labels", dims(md.shape), false);
             double sigma[3];
             read_sigma(sigma_obj, sigma);
-            const auto opt = read_options(data_weight, smoothness, 0, 0, 0);
+            const auto opt = read_options(data_weight, smoothness, 0, 0, 0, py::make_tuple(0, 0, 0));
             check_threads(threads);
             const float* d = md.data.data();
             const std::uint8_t* l = labels.data();
@@ -209,6 +235,46 @@ void bind_segment(py::module_& m) {
         py::arg("data"), py::arg("labels"), py::arg("levels"), py::arg("sigma"), py::kw_only(),
         py::arg("pairs") = py::none(), py::arg("unary") = py::none(), py::arg("data_weight") = 1.0,
         py::arg("smoothness") = 0.0, py::arg("threads") = 0, "The energy icm minimizes, for given labels.");
+
+    m.def(
+        "shell_moves",
+        [](const py::object& data_obj, const py::object& labels_obj, const py::object& levels_obj,
+           const py::object& sigma_obj, const py::object& components_obj, int target, const py::object& pairs_obj,
+           const py::object& unary_obj, double data_weight, double smoothness, int threads) {
+            Model md = read_model(data_obj, levels_obj, pairs_obj, unary_obj);
+            auto labels = require_shape<std::uint8_t>(labels_obj, "labels", dims(md.shape), true);
+            auto comp = require_shape<std::int32_t>(components_obj, "components", dims(md.shape), false);
+            double sigma[3];
+            read_sigma(sigma_obj, sigma);
+            const auto opt = read_options(data_weight, smoothness, 0, 0, 0, py::make_tuple(0, 0, 0));
+            check_threads(threads);
+            std::vector<Span> all = {span("labels", labels), span("data", md.data), span("levels", md.levels),
+                                     span("components", comp)};
+            if (md.n_pairs) {
+                all.push_back(span("pairs", md.pairs));
+                all.push_back(span("unary", md.unary));
+            }
+            check_no_alias({span("labels", labels)}, all);
+            const float* d = md.data.data();
+            std::uint8_t* l = labels.mutable_data();
+            const float* lv = md.levels.data();
+            const auto K = static_cast<int>(md.levels.shape(0));
+            const std::int32_t* cp = comp.data();
+            const std::uint8_t* pr = md.n_pairs ? md.pairs.data() : nullptr;
+            const float* un = md.n_pairs ? md.unary.data() : nullptr;
+            std::int64_t flipped;
+            {
+                py::gil_scoped_release release;
+                flipped = segment::shell_moves(d, l, md.shape, lv, K, sigma, cp, target, pr, md.n_pairs, un, opt,
+                                               threads);
+            }
+            return flipped;
+        },
+        py::arg("data"), py::arg("labels"), py::arg("levels"), py::arg("sigma"), py::arg("components"),
+        py::arg("target"), py::kw_only(), py::arg("pairs") = py::none(), py::arg("unary") = py::none(),
+        py::arg("data_weight") = 1.0, py::arg("smoothness") = 0.0, py::arg("threads") = 0,
+        "Components (int32 ids > 0, tried in increasing order) turned to the label `target` as a whole\n"
+        "where that lowers the energy icm minimizes (labels updated in place). Returns the voxels changed.");
 }
 
 }  // namespace tomofuse::bindings

@@ -395,45 +395,83 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     if (options.max_sweeps < 0) {
         throw InvalidArgument("max_sweeps must be >= 0");
     }
-    if (options.slab < 0) {
-        throw InvalidArgument("slab must be >= 0");
+    if (options.cell < 0) {
+        throw InvalidArgument("cell must be >= 0");
+    }
+    for (int a = 0; a < 3; ++a) {
+        if (options.origin[a] < 0) {
+            throw InvalidArgument("origin must be >= 0");
+        }
     }
     IcmReport report;
     const std::size_t n = shape.size();
     if (n == 0) {
         return report;
     }
-    std::vector<double> r, g, work, field;
+    // g doubles as the level field of residual(): it is recomputed from r right after
+    std::vector<double> r, g, work;
     try {
         r.resize(n);
         g.resize(n);
         work.resize(n);
-        field.resize(n);
     } catch (const std::bad_alloc&) {
-        throw Error("icm: out of memory for four double work volumes of " + std::to_string(n) + " voxels");
+        throw Error("icm: out of memory for three double work volumes of " + std::to_string(n) + " voxels");
     }
     const Operators op = make_operators(shape, sigma);
     const int hz = op.g[0].half, hy = op.g[1].half, hx = op.g[2].half;
-    const int slab = options.slab > 0 ? options.slab : std::max(2 * hz + 1, 8);
-    if (slab < 2 * hz + 1) {
-        throw InvalidArgument("slab must be >= 2 * (2 r_z) + 1 = " + std::to_string(2 * hz + 1) +
-                              " for this sigma, got " + std::to_string(options.slab));
+    // Cells on the lattice of the whole volume (the region starts at `origin` in it): an edge of
+    // at least 2 h + 1 along each axis (h = 2 r, the Gram matrix's half-width) keeps the voxels
+    // of g that two cells of one color change apart, and their decisions independent.
+    const int hs[3] = {hz, hy, hx};
+    std::ptrdiff_t cell[3];
+    for (int a = 0; a < 3; ++a) {
+        const int need = 2 * hs[a] + 1;
+        if (options.cell > 0 && options.cell < need) {
+            throw InvalidArgument("cell must be >= 2 * (2 r) + 1 = " + std::to_string(need) +
+                                  " for this sigma along every axis, got " + std::to_string(options.cell));
+        }
+        cell[a] = options.cell > 0 ? options.cell : std::max(need, 8);
     }
-    const std::size_t n_slabs = (shape.nz + static_cast<std::size_t>(slab) - 1) / static_cast<std::size_t>(slab);
+    const std::size_t n_dim[3] = {shape.nz, shape.ny, shape.nx};
+    std::ptrdiff_t c0[3], nc[3];  // per axis: the first whole-volume cell index, the cells touching the region
+    for (int a = 0; a < 3; ++a) {
+        c0[a] = options.origin[a] / cell[a];
+        nc[a] = (options.origin[a] + static_cast<std::ptrdiff_t>(n_dim[a]) - 1) / cell[a] - c0[a] + 1;
+    }
     const std::size_t plane = shape.ny * shape.nx;
     const double w = m.w, beta = m.beta;
     const int K = n_labels;
 
-    residual(m, labels, op, r, work, field, threads);
+    residual(m, labels, op, r, work, g, threads);
     report.energy_before = energy_of(m, labels, r, threads);
 
-    for (int sweep = 0; sweep < options.max_sweeps; ++sweep) {
-        // g = H^T r, recomputed exactly at the start of every sweep (no drift)
-        if (sweep > 0) {
-            residual(m, labels, op, r, work, field, threads);
+    // g = H^T r once, then kept exact (to rounding) by the updates of every move, in an order
+    // fixed by the cells' lattice: the same in a block and in the whole volume.
+    apply3(r.data(), g.data(), work.data(), shape, op.ht, threads);
+    // A cell is visited only when a move in it or in one of its 26 neighbors (the reach of a
+    // move: g within 2 r, the 6-neighbors' labels) came after its last visit -- otherwise
+    // none of its voxels can want to change. Stamps count the color passes.
+    const std::size_t n_cells_all = static_cast<std::size_t>(nc[0] * nc[1] * nc[2]);
+    std::vector<std::int64_t> moved_at(n_cells_all, -1), visited_at(n_cells_all, -2);
+    auto cell_index = [&](std::ptrdiff_t kz, std::ptrdiff_t ky, std::ptrdiff_t kx) {
+        return static_cast<std::size_t>((kz * nc[1] + ky) * nc[2] + kx);
+    };
+    auto needs_visit = [&](const std::ptrdiff_t k[3]) {
+        const std::int64_t last = visited_at[cell_index(k[0], k[1], k[2])];
+        for (std::ptrdiff_t a = std::max<std::ptrdiff_t>(0, k[0] - 1); a <= std::min(nc[0] - 1, k[0] + 1); ++a) {
+            for (std::ptrdiff_t b = std::max<std::ptrdiff_t>(0, k[1] - 1); b <= std::min(nc[1] - 1, k[1] + 1); ++b) {
+                for (std::ptrdiff_t c = std::max<std::ptrdiff_t>(0, k[2] - 1); c <= std::min(nc[2] - 1, k[2] + 1);
+                     ++c) {
+                    if (moved_at[cell_index(a, b, c)] >= last) {
+                        return true;
+                    }
+                }
+            }
         }
-        apply3(r.data(), g.data(), work.data(), shape, op.ht, threads);
-        std::vector<std::int64_t> changed(n_slabs, 0);
+        return false;
+    };
+
+    for (int sweep = 0; sweep < options.max_sweeps; ++sweep) {
         bool out_of_memory = false;
         // The best move of voxel i given the current g and labels: (label, energy change).
         auto best_move = [&](std::size_t i, std::size_t z, std::size_t y, std::size_t x, double& best_de) {
@@ -496,20 +534,48 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 }
             }
         };
-        for (int phase = 0; phase < 2; ++phase) {
-            TOMOFUSE_OMP(parallel for schedule(dynamic, 1) num_threads(threads))
-            for (std::ptrdiff_t sl = phase; sl < static_cast<std::ptrdiff_t>(n_slabs); sl += 2) {
-                const std::size_t z0 = static_cast<std::size_t>(sl) * static_cast<std::size_t>(slab);
-                const std::size_t z1 = std::min(shape.nz, z0 + static_cast<std::size_t>(slab));
+        std::int64_t total = 0;
+        for (int color = 0; color < 8; ++color) {
+            // the cells of this color: parity of the whole-volume cell index along z, y, x
+            std::ptrdiff_t first[3], count[3];
+            for (int a = 0; a < 3; ++a) {
+                const int bit = (color >> (2 - a)) & 1;
+                first[a] = ((c0[a] & 1) == bit) ? 0 : 1;
+                count[a] = first[a] < nc[a] ? (nc[a] - first[a] + 1) / 2 : 0;
+            }
+            const std::ptrdiff_t n_cells = count[0] * count[1] * count[2];
+            const std::int64_t stamp = static_cast<std::int64_t>(sweep) * 8 + color;
+            std::int64_t color_changes = 0;
+            TOMOFUSE_OMP(parallel for schedule(dynamic, 1) reduction(+ : color_changes) num_threads(threads))
+            for (std::ptrdiff_t c = 0; c < n_cells; ++c) {
+                const std::ptrdiff_t k[3] = {first[0] + 2 * (c / (count[1] * count[2])),
+                                             first[1] + 2 * ((c / count[2]) % count[1]), first[2] + 2 * (c % count[2])};
+                if (!needs_visit(k)) {
+                    continue;
+                }
+                // (cells of one color are never neighbors: each writes its own stamps only)
+                visited_at[cell_index(k[0], k[1], k[2])] = stamp;
+                std::size_t lo[3], hi[3];
+                for (int a = 0; a < 3; ++a) {
+                    const std::ptrdiff_t start = (c0[a] + k[a]) * cell[a] - options.origin[a];
+                    lo[a] = static_cast<std::size_t>(std::max<std::ptrdiff_t>(0, start));
+                    hi[a] = static_cast<std::size_t>(
+                        std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(n_dim[a]), start + cell[a]));
+                }
                 // Highest confidence first: the voxels that want to change, most lowering E first
-                // (in raster order a blurred edge's misfit is taken by the first voxel visited).
+                // (in raster order a blurred edge's misfit is taken by the first voxel visited);
+                // ties in raster order.
                 std::vector<std::pair<double, std::size_t>> cand;
                 try {
-                    for (std::size_t i = z0 * plane; i < z1 * plane; ++i) {
-                        const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
-                        double de;
-                        if (best_move(i, z, y, x, de) != labels[i]) {
-                            cand.emplace_back(de, i);
+                    for (std::size_t z = lo[0]; z < hi[0]; ++z) {
+                        for (std::size_t y = lo[1]; y < hi[1]; ++y) {
+                            for (std::size_t x = lo[2]; x < hi[2]; ++x) {
+                                const std::size_t i = (z * shape.ny + y) * shape.nx + x;
+                                double de;
+                                if (best_move(i, z, y, x, de) != labels[i]) {
+                                    cand.emplace_back(de, i);
+                                }
+                            }
                         }
                     }
                 } catch (const std::bad_alloc&) {
@@ -518,26 +584,26 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                     continue;
                 }
                 std::sort(cand.begin(), cand.end());
-                std::int64_t count = 0;
-                for (const auto& c : cand) {
-                    const std::size_t i = c.second;
+                std::int64_t cell_changes = 0;
+                for (const auto& cd : cand) {
+                    const std::size_t i = cd.second;
                     const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
                     double de;
                     const int best = best_move(i, z, y, x, de);
                     if (best != labels[i]) {
                         apply_move(i, z, y, x, best);
-                        ++count;
+                        ++cell_changes;
                     }
                 }
-                changed[static_cast<std::size_t>(sl)] = count;
+                if (cell_changes > 0) {
+                    moved_at[cell_index(k[0], k[1], k[2])] = stamp;
+                }
+                color_changes += cell_changes;
             }
+            total += color_changes;
         }
         if (out_of_memory) {
             throw Error("icm: out of memory for the list of voxels to change");
-        }
-        std::int64_t total = 0;
-        for (auto c : changed) {
-            total += c;
         }
         report.changes.push_back(total);
         report.sweeps = sweep + 1;
@@ -545,9 +611,172 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             break;
         }
     }
-    residual(m, labels, op, r, work, field, threads);
+    residual(m, labels, op, r, work, g, threads);
     report.energy_after = energy_of(m, labels, r, threads);
     return report;
+}
+
+std::int64_t shell_moves(const float* data, std::uint8_t* labels, Shape shape, const float* levels, int n_labels,
+                         const double sigma[3], const std::int32_t* components, int target, const std::uint8_t* pairs,
+                         int n_pairs, const float* unary, const IcmOptions& options, int nthreads) {
+    check_sigma(sigma);
+    const int threads = resolve_threads(nthreads);
+    const Model m{shape, data, levels, n_labels, pairs, n_pairs, unary, options.data_weight, options.smoothness};
+    check_model(m, labels);
+    if (target < 0 || target >= n_labels) {
+        throw InvalidArgument("target must be a label < n_labels = " + std::to_string(n_labels));
+    }
+    const std::size_t n = shape.size();
+    if (n == 0) {
+        return 0;
+    }
+    if (components == nullptr) {
+        throw InvalidArgument("components must not be null");
+    }
+    std::int32_t n_comp = 0;
+    bool negative = false;
+    for (std::size_t i = 0; i < n; ++i) {
+        negative |= components[i] < 0;
+        n_comp = std::max(n_comp, components[i]);
+    }
+    if (negative) {
+        throw InvalidArgument("components must be >= 0");
+    }
+    if (n_comp == 0) {
+        return 0;
+    }
+    // every component's voxels in raster order (counting sort) and its bounding box
+    std::vector<std::size_t> start(static_cast<std::size_t>(n_comp) + 2, 0), members;
+    std::vector<std::size_t> box(static_cast<std::size_t>(n_comp + 1) * 6);
+    for (std::size_t c = 0; c <= static_cast<std::size_t>(n_comp); ++c) {
+        box[c * 6 + 0] = shape.nz, box[c * 6 + 1] = shape.ny, box[c * 6 + 2] = shape.nx;
+        box[c * 6 + 3] = box[c * 6 + 4] = box[c * 6 + 5] = 0;
+    }
+    const std::size_t plane = shape.ny * shape.nx;
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto c = static_cast<std::size_t>(components[i]);
+        if (c == 0) continue;
+        ++start[c + 1];
+        const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
+        const std::size_t at[3] = {z, y, x};
+        for (int a = 0; a < 3; ++a) {
+            box[c * 6 + a] = std::min(box[c * 6 + a], at[a]);
+            box[c * 6 + 3 + a] = std::max(box[c * 6 + 3 + a], at[a] + 1);
+        }
+    }
+    for (std::size_t c = 1; c < start.size(); ++c) start[c] += start[c - 1];
+    members.resize(start.back());
+    {
+        std::vector<std::size_t> fill(start.begin(), start.end() - 1);
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto c = static_cast<std::size_t>(components[i]);
+            if (c != 0) members[fill[c]++] = i;
+        }
+    }
+    std::vector<double> r(n);
+    {
+        std::vector<double> work(n), field(n);
+        const Operators op = make_operators(shape, sigma);
+        residual(m, labels, op, r, work, field, threads);
+    }
+    Band h[3];
+    const std::size_t dim[3] = {shape.nz, shape.ny, shape.nx};
+    for (int a = 0; a < 3; ++a) h[a] = gaussian_band(dim[a], sigma[a]);
+    const double w = m.w, beta = m.beta;
+    std::int64_t flipped = 0;
+    std::vector<double> t0, t1;
+    for (std::size_t c = 1; c <= static_cast<std::size_t>(n_comp); ++c) {
+        if (start[c + 1] == start[c]) continue;
+        bool any = false;
+        for (std::size_t q = start[c]; q < start[c + 1]; ++q) any |= labels[members[q]] != target;
+        if (!any) continue;
+        // support of H times the change: the box grown by the kernel radius (clipped)
+        std::size_t lo[3], hi[3], ext[3];
+        for (int a = 0; a < 3; ++a) {
+            const auto half = static_cast<std::size_t>(h[a].half);
+            lo[a] = box[c * 6 + a] > half ? box[c * 6 + a] - half : 0;
+            hi[a] = std::min(dim[a], box[c * 6 + 3 + a] + half);
+            ext[a] = hi[a] - lo[a];
+        }
+        const std::size_t m_box = ext[0] * ext[1] * ext[2];
+        t0.assign(m_box, 0.0);
+        t1.assign(m_box, 0.0);
+        auto local = [&](std::size_t z, std::size_t y, std::size_t x) {
+            return ((z - lo[0]) * ext[1] + (y - lo[1])) * ext[2] + (x - lo[2]);
+        };
+        for (std::size_t q = start[c]; q < start[c + 1]; ++q) {
+            const std::size_t i = members[q];
+            const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
+            t0[local(z, y, x)] = static_cast<double>(levels[target]) - levels[labels[i]];
+        }
+        // d = H delta on the support, one axis at a time (x, then y, then z), t0 -> t1 -> t0 -> t1
+        auto pass = [&](const std::vector<double>& in, std::vector<double>& out, int axis) {
+            const Band& b = h[axis];
+            const std::size_t stride = axis == 2 ? 1 : (axis == 1 ? ext[2] : ext[1] * ext[2]);
+            for (std::size_t e = 0; e < m_box; ++e) out[e] = 0.0;
+            for (std::size_t e = 0; e < m_box; ++e) {
+                const double v = in[e];
+                if (v == 0.0) continue;
+                const std::size_t zz = e / (ext[1] * ext[2]), yy = (e / ext[2]) % ext[1], xx = e % ext[2];
+                const std::size_t pos = (axis == 0 ? zz : axis == 1 ? yy : xx);
+                const std::size_t col = lo[axis] + pos;  // global index of the source
+                for (std::size_t row = lo[axis]; row < hi[axis]; ++row) {
+                    const double hv = b.at(row, static_cast<std::ptrdiff_t>(col));
+                    if (hv != 0.0) {
+                        out[e + (row - lo[axis]) * stride - pos * stride] += hv * v;
+                    }
+                }
+            }
+        };
+        pass(t0, t1, 2);
+        pass(t1, t0, 1);
+        pass(t0, t1, 0);
+        double ddata = 0.0;
+        for (std::size_t z = lo[0]; z < hi[0]; ++z) {
+            for (std::size_t y = lo[1]; y < hi[1]; ++y) {
+                for (std::size_t x = lo[2]; x < hi[2]; ++x) {
+                    const double d = t1[local(z, y, x)];
+                    ddata += d * (d - 2.0 * r[(z * shape.ny + y) * shape.nx + x]);
+                }
+            }
+        }
+        double dsmooth = 0.0, dunary = 0.0;
+        const auto cc = static_cast<std::int32_t>(c);
+        for (std::size_t q = start[c]; q < start[c + 1]; ++q) {
+            const std::size_t i = members[q];
+            const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
+            const int li = labels[i];
+            auto neighbor = [&](std::size_t j) {
+                if (components[j] == cc) {
+                    dsmooth -= 0.5 * (labels[j] != li);  // a pair inside: both ends become target
+                } else {
+                    dsmooth += static_cast<double>(labels[j] != target) - static_cast<double>(labels[j] != li);
+                }
+            };
+            if (x > 0) neighbor(i - 1);
+            if (x + 1 < shape.nx) neighbor(i + 1);
+            if (y > 0) neighbor(i - shape.nx);
+            if (y + 1 < shape.ny) neighbor(i + shape.nx);
+            if (z > 0) neighbor(i - plane);
+            if (z + 1 < shape.nz) neighbor(i + plane);
+            if (m.n_pairs) dunary += unary_of(m, i, target, n) - unary_of(m, i, li, n);
+        }
+        const double de = w * ddata + beta * dsmooth + dunary;
+        if (de < 0.0) {
+            for (std::size_t q = start[c]; q < start[c + 1]; ++q) {
+                labels[members[q]] = static_cast<std::uint8_t>(target);
+            }
+            for (std::size_t z = lo[0]; z < hi[0]; ++z) {
+                for (std::size_t y = lo[1]; y < hi[1]; ++y) {
+                    for (std::size_t x = lo[2]; x < hi[2]; ++x) {
+                        r[(z * shape.ny + y) * shape.nx + x] -= t1[local(z, y, x)];
+                    }
+                }
+            }
+            flipped += static_cast<std::int64_t>(start[c + 1] - start[c]);
+        }
+    }
+    return flipped;
 }
 
 }  // namespace tomofuse::segment

@@ -220,11 +220,12 @@ TEST(Segment, IcmKeepsDisallowedLabelsOut) {
 }
 
 TEST(Segment, IcmIsIdenticalAtAnyThreadCountAndFromConcurrentCalls) {
-    const double sigma[3] = {0.25, 1.0, 1.0};  // r_z = 1: slabs of 2 (2 r_z) + 1 = 5 slices
-    const Case c = make_case(sigma, 0.1, 53, Shape{16, 6, 7});
+    const double sigma[3] = {0.25, 0.25, 0.25};  // r = 1: cells of 2 (2 r) + 1 = 5 voxels
+    const Case c = make_case(sigma, 0.1, 53, Shape{24, 10, 11});
     tomofuse::segment::IcmOptions opt;
     opt.smoothness = 0.1;
-    opt.slab = 5;  // four slabs, so that the parallel sweeps really run side by side
+    opt.cell = 5;  // 5 x 2 x 3 cells, so that the cells of one color really run side by side
+    opt.origin[0] = 3;  // and a place in a larger volume (the lattice shifted)
     auto run = [&](int threads) {
         auto labels = c.start;
         auto rep = tomofuse::segment::icm(c.data.data(), labels.data(), c.shape, c.levels.data(), 3, sigma, nullptr,

@@ -343,12 +343,14 @@ def icm(
     smoothness: float = 0.0,
     max_sweeps: int = 10,
     min_changes: int = 0,
-    slab: int = 0,
+    cell: int = 0,
+    origin: tuple[int, int, int] = (0, 0, 0),
     threads: int = 0,
 ) -> dict[str, object]:
     """Iterated conditional modes on labels (updated in place) minimizing
-    data_weight * |data - H levels[labels]|^2 + smoothness * #unlike 6-neighbor pairs + pair unaries.
-    Returns {'sweeps', 'changes', 'energy_before', 'energy_after'}."""
+    data_weight * |data - H levels[labels]|^2 + smoothness * #unlike 6-neighbor pairs + pair unaries,
+    in cells of edge ``cell`` (0 = automatic) on the lattice of a larger volume this one starts at
+    ``origin`` of. Returns {'sweeps', 'changes', 'energy_before', 'energy_after'}."""
 
 def icm_energy(
     data: npt.NDArray[np.float32],
@@ -363,3 +365,20 @@ def icm_energy(
     threads: int = 0,
 ) -> float:
     """The energy icm minimizes, for given labels."""
+
+def shell_moves(
+    data: npt.NDArray[np.float32],
+    labels: _U8Array,
+    levels: npt.NDArray[np.float32],
+    sigma: tuple[float, float, float] | list[float],
+    components: npt.NDArray[np.int32],
+    target: int,
+    *,
+    pairs: _U8Array | None = None,
+    unary: npt.NDArray[np.float32] | None = None,
+    data_weight: float = 1.0,
+    smoothness: float = 0.0,
+    threads: int = 0,
+) -> int:
+    """Components (int32 ids > 0, in increasing order) turned to ``target`` as a whole where that
+    lowers the energy icm minimizes (labels updated in place). Returns the voxels changed."""

@@ -135,7 +135,10 @@ struct DMOptions {
 ///   1. overlap projection: `overlap_iterations` times, the object and then
 ///      the probe are the weighted least-squares solutions of exit ~ P * o_k
 ///      given the other (spreading S_k^T; for the bilinear model with lumped
-///      weights), damped by an inertia term towards the previous value;
+///      weights), damped by an inertia term towards the previous value; with
+///      shifted probes the probe's normal equations are not diagonal and the
+///      probe takes one step towards their solution, preconditioned by their
+///      diagonal (its fixed point is the exact least-squares probe);
 ///   2. exit <- exit + F^-1 M F (2 P o_k - exit) - P o_k, M replacing the
 ///      modulus of the summed modes by the measured amplitude at valid pixels
 ///      (relaxed by options.bound: with error e_k > b_k the model amplitude
@@ -161,8 +164,9 @@ TOMOFUSE_EXPORT void illumination(const Scan& scan, const cfloat* probe, float* 
 
 /// Probe update from waves: num[m, i, j] = sum_k conj(o_k[i, j]) w_km[i, j],
 /// den[i, j] = sum_k |o_k[i, j]|^2; with shifted probes, each pattern's terms
-/// are shifted back by its fraction (the adjoint of the shift) and den is the
-/// larger of the shifted and the plain sum. num (M, N, N), den (N, N), overwritten.
+/// are shifted back by its fraction (the adjoint of the shift) and den stays the
+/// plain sum (the diagonal part of the normal operator sum_k S_k^H |o_k|^2 S_k,
+/// a preconditioner). num (M, N, N), den (N, N), overwritten.
 TOMOFUSE_EXPORT void probe_gather(const Scan& scan, const cfloat* object, const cfloat* waves, cfloat* num,
                                   float* den, int nthreads = 0);
 

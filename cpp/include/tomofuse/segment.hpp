@@ -18,10 +18,15 @@
 // U(a) = max(0, -d), other labels 0 (evidence that decides between two labels of
 // similar level, e.g. graphite vs silicon from a second modality).
 //
-// Parallel sweeps: the volume is cut into z-slabs at least 4 r_z + 1 slices thick
-// (r_z the kernel radius along z); even slabs run at once, then odd slabs, each in
-// raster order. Slabs of one phase never touch the same voxels of g, so the result
-// is identical for any thread count.
+// Sweeps in cells: the volume is cut into cubic cells of at least 4 r + 1 voxels along
+// each axis (r the kernel radius), on the lattice of the whole volume (`origin` places a
+// block in it), and colored by the parities of their cell indices (8 colors). The colors
+// run one after the other; the cells of one color run at once, each visiting the voxels
+// that want to change, most confident first. Cells of one color never touch the same
+// voxels of g, so the result is identical for any thread count, and a voxel's history
+// depends only on its neighborhood and its place on the lattice -- a block with a halo
+// (and its origin) gives the whole volume's labels wherever the halo holds the influence
+// of the block's edges.
 #pragma once
 
 #include <cstddef>
@@ -53,7 +58,8 @@ struct IcmOptions {
     double smoothness = 0.0;    ///< beta, per unlike 6-neighbor pair (>= 0)
     int max_sweeps = 10;        ///< >= 0
     std::size_t min_changes = 0;  ///< stop after a sweep that changes at most this many voxels
-    int slab = 0;               ///< z-slab thickness for parallel sweeps (0: 4 r_z + 1, at least 8)
+    int cell = 0;               ///< edge of the cells of a sweep (0: 4 r + 1 per axis, at least 8)
+    std::ptrdiff_t origin[3] = {0, 0, 0};  ///< where the volume starts in a larger one (z, y, x), >= 0
 };
 
 struct IcmReport {
@@ -84,5 +90,18 @@ TOMOFUSE_EXPORT double icm_energy(const float* data, const std::uint8_t* labels,
                                   const float* levels, int n_labels, const double sigma[3],
                                   const std::uint8_t* pairs, int n_pairs, const float* unary,
                                   const IcmOptions& options, int nthreads = 0);
+
+/// Whole components turned to one label where that lowers E (escapes ICM's one-voxel local
+/// minima, e.g. a one-to-two-voxel layer of another phase on a particle).
+///
+/// components (shape) int32 ids >= 0 (0 = none); ids 1, 2, ... are tried in increasing order,
+/// each turned to `target` as a whole when the exact energy change (data term on the support
+/// of H times the change, unlike pairs, unaries) is negative; later components see the earlier
+/// ones' result. The other arguments as in icm. Returns the number of voxels changed.
+TOMOFUSE_EXPORT std::int64_t shell_moves(const float* data, std::uint8_t* labels, Shape shape,
+                                         const float* levels, int n_labels, const double sigma[3],
+                                         const std::int32_t* components, int target,
+                                         const std::uint8_t* pairs, int n_pairs, const float* unary,
+                                         const IcmOptions& options, int nthreads = 0);
 
 }  // namespace tomofuse::segment

@@ -75,4 +75,14 @@ void unshift_sum_modes(const Scan& s, cfloat* per_bin, cfloat* out, std::size_t 
 void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cfloat* num, float* den,
                         int threads);
 
+// Per-bin probe sums: acc (bins, modes, nn) += conj(o_k) w_km and dacc (bins, nn) += |o_k|^2 over
+// the patterns of each shift bin (bins = 1 for the bilinear model), both overwritten.
+void probe_sums(const Scan& s, const cfloat* object, const cfloat* waves, cfloat* acc, float* dacc, int threads);
+
+// The difference map's probe update for the fixed object, damped by inertia * max(sum_k |o_k|^2):
+// the least-squares probe (bilinear model), or one diagonally preconditioned step towards it
+// from the current probe, whose shifted copies are ps (shifted probes).
+void probe_step(const Scan& s, const Probes& ps, const cfloat* object, const cfloat* waves, cfloat* probe,
+                float inertia, int threads);
+
 }  // namespace tomofuse::ptycho::detail

@@ -175,24 +175,17 @@ void object_gather(const Scan& s, const cfloat* probe, const cfloat* waves, cflo
     object_gather_impl(s, make_probes(s, probe, threads), waves, num, den, threads);
 }
 
-void probe_gather(const Scan& s, const cfloat* object, const cfloat* waves, cfloat* num, float* den, int nthreads) {
-    check_pointers("probe_gather", {object, waves, num, den});
-    const int threads = resolve_threads(nthreads);
+namespace detail {
+
+void probe_sums(const Scan& s, const cfloat* object, const cfloat* waves, cfloat* acc, float* dacc, int threads) {
     const std::size_t n = s.n();
     const std::size_t nn = s.frame();
     const std::size_t modes = s.modes();
     const std::size_t width = s.width();
     const auto& ws = s.windows();
     const auto nrows = static_cast<std::ptrdiff_t>(n);
-    // With shifted probes, accumulate numerator and denominator per bin and undo each bin's
-    // shift at the end (the adjoint of the shifts; the denominator so shifted approximates the
-    // diagonal of sum_k S_k^H |o_k|^2 S_k).
     const bool shifted = s.subpixel_steps() > 0;
     const std::size_t bins = shifted ? s.bins() : 1;
-    std::vector<cfloat> per_bin(shifted ? bins * modes * nn : 0);
-    std::vector<float> den_bin(shifted ? bins * nn : 0);
-    cfloat* acc = shifted ? per_bin.data() : num;
-    float* dacc = shifted ? den_bin.data() : den;
     const std::size_t bin_stride = shifted ? modes * nn : 0;
     const std::size_t den_stride = shifted ? nn : 0;
     RegionErrors errors;
@@ -223,25 +216,101 @@ void probe_gather(const Scan& s, const cfloat* object, const cfloat* waves, cflo
         }
     }
     errors.rethrow();
-    if (shifted) {
-        unshift_sum_modes(s, per_bin.data(), num, modes, threads);
-        // The denominator: the same unshift on the (real) per-bin sums, mode by mode of one.
-        std::vector<cfloat> dc(bins * nn);
-        for (std::size_t q = 0; q < bins * nn; ++q) {
-            dc[q] = cfloat(den_bin[q], 0.0f);
+}
+
+namespace {
+
+// den[q] = sum over bins of dacc[b, q], bins in order.
+void sum_bins(const float* dacc, std::size_t bins, std::size_t nn, float* den) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        float d = 0.0f;
+        for (std::size_t b = 0; b < bins; ++b) {
+            d += dacc[b * nn + q];
         }
-        std::vector<cfloat> dout(modes * nn);
-        unshift_sum_modes(s, dc.data(), dout.data(), 1, threads);
-        // Never below the plain sum over the bins (the unshifted diagonal): the larger of the two
-        // keeps the update damped where the shifted sum rings or vanishes.
-        for (std::size_t q = 0; q < nn; ++q) {
-            float plain = 0.0f;
-            for (std::size_t b = 0; b < bins; ++b) {
-                plain += den_bin[b * nn + q];
+        den[q] = d;
+    }
+}
+
+}  // namespace
+
+void probe_step(const Scan& s, const Probes& ps, const cfloat* object, const cfloat* waves, cfloat* probe,
+                float inertia, int threads) {
+    const std::size_t nn = s.frame();
+    const std::size_t modes = s.modes();
+    const bool shifted = s.subpixel_steps() > 0;
+    const std::size_t bins = shifted ? s.bins() : 1;
+    std::vector<cfloat> acc(bins * modes * nn);
+    std::vector<float> dacc(bins * nn);
+    probe_sums(s, object, waves, acc.data(), dacc.data(), threads);
+    std::vector<float> den(nn);
+    sum_bins(dacc.data(), bins, nn, den.data());
+    float dmax = 0.0f;
+    for (std::size_t q = 0; q < nn; ++q) {
+        dmax = std::max(dmax, den[q]);
+    }
+    const float c = inertia * dmax;
+    const auto total = static_cast<std::ptrdiff_t>(modes * nn);
+    if (!shifted) {
+        // The least-squares probe for the fixed object, damped towards the current one.
+        TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
+        for (std::ptrdiff_t q = 0; q < total; ++q) {
+            const auto u = static_cast<std::size_t>(q);
+            const float d = den[u % nn] + c;
+            if (d > 0.0f) {
+                probe[u] = (acc[u] + c * probe[u]) / d;
             }
-            den[q] = std::max(plain, dout[q].real());
+        }
+        return;
+    }
+    // Shifted probes: the normal equations sum_b S_b^H D_b S_b P = sum_b S_b^H num_b are not
+    // diagonal. One step preconditioned by their diagonal part: r = sum_b S_b^H (num_b - D_b S_b P)
+    // (the residual, from the shifted probes already at hand), P += r / (sum_b D_b + c). Its
+    // fixed point is the exact least-squares probe; the step costs the same transforms as the
+    // plain gather.
+    const auto rows = static_cast<std::ptrdiff_t>(bins * modes);
+    TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
+    for (std::ptrdiff_t r = 0; r < rows; ++r) {
+        const auto b = static_cast<std::size_t>(r) / modes;
+        const auto m = static_cast<std::size_t>(r) % modes;
+        cfloat* a = acc.data() + (b * modes + m) * nn;
+        const cfloat* pb = ps.base + b * ps.bin_stride + m * nn;
+        const float* d = dacc.data() + b * nn;
+        for (std::size_t q = 0; q < nn; ++q) {
+            a[q] -= d[q] * pb[q];
         }
     }
+    std::vector<cfloat> res(modes * nn);
+    unshift_sum_modes(s, acc.data(), res.data(), modes, threads);
+    TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
+    for (std::ptrdiff_t q = 0; q < total; ++q) {
+        const auto u = static_cast<std::size_t>(q);
+        const float d = den[u % nn] + c;
+        if (d > 0.0f) {
+            probe[u] += res[u] / d;
+        }
+    }
+}
+
+}  // namespace detail
+
+void probe_gather(const Scan& s, const cfloat* object, const cfloat* waves, cfloat* num, float* den, int nthreads) {
+    check_pointers("probe_gather", {object, waves, num, den});
+    const int threads = resolve_threads(nthreads);
+    const std::size_t nn = s.frame();
+    const std::size_t modes = s.modes();
+    if (s.subpixel_steps() == 0) {
+        probe_sums(s, object, waves, num, den, threads);
+        return;
+    }
+    // With shifted probes, accumulate numerator and denominator per bin, undo each bin's shift
+    // in the numerator (the adjoint of the shifts) and sum the denominators: the diagonal of
+    // sum_k |o_k|^2, a preconditioner of the (non-diagonal) normal operator.
+    const std::size_t bins = s.bins();
+    std::vector<cfloat> per_bin(bins * modes * nn);
+    std::vector<float> den_bin(bins * nn);
+    probe_sums(s, object, waves, per_bin.data(), den_bin.data(), threads);
+    unshift_sum_modes(s, per_bin.data(), num, modes, threads);
+    sum_bins(den_bin.data(), bins, nn, den);
 }
 
 }  // namespace tomofuse::ptycho

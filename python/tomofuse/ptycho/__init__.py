@@ -1,5 +1,6 @@
 """Ptychography: geometry of far-field scans (object pixel size, Fermat-spiral trajectories), a focused probe and
-the object-error metric of reconstructions.
+the quality metrics of reconstructions (the object error against a known truth, the half-scan Fourier ring
+correlation without one).
 
 Reconstruction (:func:`reconstruct`) runs the difference-map and maximum-likelihood engines of the
 compiled core (options in :class:`DMOptions`, :class:`MLOptions`, :class:`PositionRefinement`), with
@@ -9,12 +10,12 @@ into one resumable output stack.
 """
 
 from ._geometry import fermat_spiral, object_pixel_size
-from ._metrics import object_error
+from ._metrics import fourier_ring_correlation, object_error
 from ._options import DMOptions, MLOptions, PositionRefinement
 from ._probe import focused_probe
 from ._reconstruct import Reconstruction, default_object_shape, orthogonalize_modes, reconstruct
 from ._series import reconstruct_series
 
 __all__ = ["DMOptions", "MLOptions", "PositionRefinement", "Reconstruction", "default_object_shape", "fermat_spiral",
-           "focused_probe", "object_error", "object_pixel_size", "orthogonalize_modes", "reconstruct",
+           "focused_probe", "fourier_ring_correlation", "object_error", "object_pixel_size", "orthogonalize_modes", "reconstruct",
            "reconstruct_series"]

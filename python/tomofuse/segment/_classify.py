@@ -25,6 +25,16 @@ made quantitative by modeling what each modality sees:
    energy goes down (``_shell_moves``).
 4. *Morphology*: SEI only within ``sei_max_distance`` of silicon and only in
    components touching it; components below ``min_voxels`` join their neighbors.
+
+Two stages make it work on volumes larger than memory with the same result: ``fit_model``
+runs steps 1-3 on the central ``FIT_REGION`` cube (all of a smaller volume) and keeps only
+the model (levels, PSFs, noise) and its path (the initial cuts and each round's model);
+``label_region`` then labels every voxel by replaying that path with fixed numbers -- steps
+that are each local and placed on the whole volume's lattice (``origin``):
+thresholds at the model's levels, the TXTM evidence on coarse cubes of that lattice, ICM in
+cells of it with a fixed number of sweeps, shells judged within crops, morphology within
+bounded reach.  ``segment`` runs ``label_region`` on the whole volume, ``segment_blocks`` on
+blocks with a halo; their labels are equal bit for bit.
 """
 
 from __future__ import annotations
@@ -32,7 +42,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -48,7 +57,7 @@ from ._fit import FWHM_PER_SIGMA, affine_mixture, blur, fit_levels, fit_psf, mea
 from ._model import PhaseModel, physical_levels
 from ._result import Segmentation
 
-__all__ = ["segment", "CHANNEL_CHOICES"]
+__all__ = ["segment", "CHANNEL_CHOICES", "FIT_REGION", "fit_box", "fit_model", "label_region"]
 
 logger = logging.getLogger(__name__)
 _BYTES_PER_VOXEL = 96  # peak memory of segment beyond its input, per voxel (see segment)
@@ -62,7 +71,10 @@ PORE, GRAPHITE, SILICON, CBD, SEI = (int(p) for p in Phase)
 SMOOTHNESS = 2.0
 #: Outer iterations (levels, noise and TXTM evidence refitted, then ICM).
 OUTER_ITERATIONS = 3
-#: ICM sweeps per outer iteration (it stops earlier once < 1e-4 of the voxels change).
+#: Rounds (TXTM evidence from the labels, ICM, shells) of the labeling with the fitted model.
+LABEL_ROUNDS = 3
+#: ICM sweeps per round (the fit stops a round earlier once < 1e-4 of the voxels change; the labeling runs
+#: them all: a count over the volume would make a block's result depend on the block).
 ICM_SWEEPS = 8
 #: Graphite within this many voxels of silicon is tried as a whole shell for silicon (``_shell_moves``).
 #: Chosen on the demo chain (real ptychography; 48x96x96 and 40x64x64, pristine and cycled) and on
@@ -71,6 +83,8 @@ ICM_SWEEPS = 8
 SHELL_DISTANCE = 2.0
 #: Components of a phase smaller than this many voxels join their neighbors.
 MIN_VOXELS = 5
+#: Edge of the central cube the model is fitted on (voxels; the whole of a smaller volume).
+FIT_REGION = 160
 #: Judge the PXCT PSF on the initial labels' pore/dense edges only (True) or on all voxels of
 #: the labels once graphite and silicon are split, refitted after the first round (False).
 #: Chosen on the family of bench/segment_family.py: False gave higher CBD Dice on all 8
@@ -192,7 +206,7 @@ def _initial_labels(data: np.ndarray, valid: Optional[np.ndarray], physical: np.
     codes = np.array([c[1] for c in cuts], np.uint8)
     edges = 0.5 * (vals[1:] + vals[:-1])
     labels = codes[np.searchsorted(edges, data)]
-    return labels
+    return labels, edges, codes
 
 
 def _pxct_psf(pxct: np.ndarray, labels: np.ndarray, blocks, threads: int):
@@ -215,7 +229,7 @@ def _pxct_psf(pxct: np.ndarray, labels: np.ndarray, blocks, threads: int):
                    threads=threads)
 
 
-def _split_high(txtm: np.ndarray, valid: np.ndarray, labels: np.ndarray, sigma_t, threads: int) -> None:
+def _split_high(txtm: np.ndarray, valid: np.ndarray, labels: np.ndarray, sigma_t, threads: int):
     """Graphite vs silicon inside the high-delta class by the TXTM (Otsu on interior voxels)."""
     from skimage.filters import threshold_otsu
 
@@ -225,9 +239,10 @@ def _split_high(txtm: np.ndarray, valid: np.ndarray, labels: np.ndarray, sigma_t
     if core.sum() < 50:
         core = high & valid
     if core.sum() < 2:
-        return
+        return None
     t = threshold_otsu(txtm[core])
     labels[high & valid & (txtm > t)] = SILICON
+    return float(t)
 
 
 def _remove_rims(data: np.ndarray, labels: np.ndarray, levels: np.ndarray) -> int:
@@ -259,10 +274,10 @@ def _shell_moves(data, labels, levels32, sigma, pairs, unary, weight, smooth, *,
     silicon particle (its partial-volume edge, labeled graphite -- which the PXCT cannot tell
     from silicon -- or CBD) is then stable even when silicon explains the data better: turning
     one voxel of the layer costs unlike pairs with all its neighbors in the layer.  Here each
-    connected component of ``phases`` voxels within ``max_distance`` voxels of silicon is turned
-    into silicon as a whole when the energy ``_core.icm`` minimizes (blurred PXCT model,
-    smoothness, TXTM evidence) goes down; the energy change is computed exactly on a crop
-    around the component, which holds every voxel whose model value it changes.
+    26-connected component of ``phases`` voxels within ``max_distance`` voxels of silicon is
+    turned into silicon as a whole when the energy ``_core.icm`` minimizes (blurred PXCT model,
+    smoothness, TXTM evidence) goes down -- ``_core.shell_moves``, components in the order of
+    their first voxel, the exact energy change on the support of the blurred change.
     """
     import edt
     from scipy import ndimage
@@ -272,52 +287,47 @@ def _shell_moves(data, labels, levels32, sigma, pairs, unary, weight, smooth, *,
         return 0
     near = edt.edt(~si, parallel=max(threads, 1)) <= max_distance + 1e-9
     cand = near & np.isin(labels, phases)
-    comp, n = ndimage.label(cand, structure=np.ones((3, 3, 3), bool))
+    comp, n = ndimage.label(cand, structure=np.ones((3, 3, 3), bool), output=np.int32)
     if n == 0:
         return 0
-    r = int(math.ceil(4.0 * max(sigma))) + 2  # the blur's support, twice: the changed model values and theirs
-    boxes = ndimage.find_objects(comp)
-    shape = labels.shape
-    flipped = 0
-    for k, box in enumerate(boxes, start=1):
-        if box is None:
-            continue
-        crop = tuple(slice(max(0, b.start - 2 * r), min(n_, b.stop + 2 * r)) for b, n_ in zip(box, shape))
-        lab = np.ascontiguousarray(labels[crop])
-        d = np.ascontiguousarray(data[crop])
-        u = None if unary is None else np.ascontiguousarray(unary[(slice(None),) + crop])
-        kw = dict(pairs=pairs, unary=u, data_weight=weight, smoothness=smooth, threads=threads)
-        e0 = _core.icm_energy(d, lab, levels32, tuple(sigma), **kw)
-        mask = comp[crop] == k
-        lab[mask] = SILICON
-        e1 = _core.icm_energy(d, lab, levels32, tuple(sigma), **kw)
-        if e1 < e0:
-            labels[crop] = lab
-            flipped += int(mask.sum())
-    return flipped
+    return int(_core.shell_moves(data, labels, levels32, tuple(sigma), comp, SILICON, pairs=pairs, unary=unary,
+                                 data_weight=weight, smoothness=smooth, threads=threads))
 
 
-def _downsample(a: np.ndarray, f: int) -> np.ndarray:
+def _downsample(a: np.ndarray, f: int, origin=(0, 0, 0)) -> np.ndarray:
+    """Means over the ``f``-cubes of the whole volume's lattice (``a`` starts at ``origin`` of it;
+    edge-replicated where a cube sticks out of ``a``), summed in a fixed order so that a
+    cube's mean does not depend on where ``a`` was cut."""
     if f == 1:
         return a.astype(np.float32)
-    shape = tuple(-(-n // f) * f for n in a.shape)
-    pad = [(0, s - n) for s, n in zip(shape, a.shape)]
+    pre = [int(o) % f for o in origin]
+    shape = [-(-(n + p) // f) * f for n, p in zip(a.shape, pre)]
+    pad = [(p, s_ - n - p) for s_, n, p in zip(shape, a.shape, pre)]
     b = np.pad(a.astype(np.float32), pad, mode="edge")
-    return b.reshape(shape[0] // f, f, shape[1] // f, f, shape[2] // f, f).mean(axis=(1, 3, 5), dtype=np.float32)
+    acc = np.zeros([n // f for n in shape], np.float32)
+    for i in range(f):
+        for j in range(f):
+            for k in range(f):
+                acc += b[i::f, j::f, k::f]
+    return acc / np.float32(f ** 3)
 
 
-def _upsample(a: np.ndarray, f: int, shape) -> np.ndarray:
-    """Linear interpolation of a block-averaged field back onto the fine grid."""
+def _upsample(a: np.ndarray, f: int, shape, origin=(0, 0, 0)) -> np.ndarray:
+    """Linear interpolation of a field of ``f``-cube means (``_downsample``) back onto the fine grid."""
     if f == 1:
         return a
     out = a
     for axis, n in enumerate(shape):
-        # fine voxel i sits at coarse coordinate (i + 0.5) / f - 0.5
-        x = (np.arange(n) + 0.5) / f - 0.5
-        x = np.clip(x, 0, out.shape[axis] - 1)
-        i0 = np.floor(x).astype(np.int64)
-        i1 = np.minimum(i0 + 1, out.shape[axis] - 1)
-        w = (x - i0).astype(np.float32)
+        # fine voxel i (i + origin % f in the padded grid) sits at coarse coordinate (i + 0.5) / f - 0.5,
+        # i.e. num / (2 f) with an integer num: the weights depend only on the place on the lattice
+        m = out.shape[axis]
+        num = 2 * (np.arange(n) + int(origin[axis]) % f) + 1 - f
+        i0 = np.floor_divide(num, 2 * f)
+        w = (num - 2 * f * i0) / (2.0 * f)
+        below, above = num < 0, num > 2 * f * (m - 1)
+        i0 = np.where(below, 0, np.where(above, m - 1, i0))
+        w = np.where(below | above, 0.0, w).astype(np.float32)
+        i1 = np.minimum(i0 + 1, m - 1)
         shp = [1, 1, 1]
         shp[axis] = n
         w = w.reshape(shp)
@@ -325,7 +335,7 @@ def _upsample(a: np.ndarray, f: int, shape) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycled, threads):
+def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycled, threads, origin=(0, 0, 0)):
     """Pair unaries (graphite -> silicon, CBD -> SEI) from the TXTM, ``(2, z, y, x)`` float32.
 
     For a voxel of the graphite/silicon class, the TXTM around it, minus what the other
@@ -340,9 +350,9 @@ def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycl
     f = max(1, int(min(s) // 1.5))
     f = min(f, 4)
     shape = labels.shape
-    t = _downsample(np.where(valid, txtm, 0.0), f)
-    v = _downsample(valid, f)
-    frac = {k: blur(_downsample(labels == k, f), s / f, threads=threads) for k in range(5)}
+    t = _downsample(np.where(valid, txtm, 0.0), f, origin)
+    v = _downsample(valid, f, origin)
+    frac = {k: blur(_downsample(labels == k, f, origin), s / f, threads=threads) for k in range(5)}
     vb = blur(v, s / f, threads=threads)
     tb = t  # the TXTM is already blurred by its PSF: its value is the model's prediction
     lv = levels_t
@@ -356,7 +366,7 @@ def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycl
     sfrac = (tb - rest - lv[GRAPHITE] * hb) / np.maximum(dm * hb, 1e-30 * abs(dm) + 1e-30)
     w = (dm * hb) ** 2 / (2 * var) * ok * np.clip(vb, 0, 1)
     d_hi = (w * (1 - 2 * np.clip(sfrac, -1, 2))).astype(np.float32)
-    out[0] = _upsample(d_hi, f, shape)
+    out[0] = _upsample(d_hi, f, shape, origin)
     if cycled:
         mb = frac[CBD] + frac[SEI]
         rest = sum(lv[k] * frac[k] for k in (PORE, GRAPHITE, SILICON))
@@ -365,9 +375,16 @@ def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycl
         w = (dm * mb) ** 2 / (2 * var) * ok * np.clip(vb, 0, 1)
         # unary for SEI (b) over CBD (a): evidence against SEI grows with the CBD fraction
         d_med = (w * (2 * np.clip(cfrac, -1, 2) - 1)).astype(np.float32)
-        out[1] = _upsample(d_med, f, shape)
+        out[1] = _upsample(d_med, f, shape, origin)
     out[:, ~valid] = 0.0
     return out
+
+
+def fit_box(shape: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The central cube (edge ``FIT_REGION``, clipped to the volume) the model is fitted on: ``(lo, hi)``."""
+    lo = tuple(max(0, (int(n) - FIT_REGION) // 2) for n in shape)
+    hi = tuple(min(int(n), a + FIT_REGION) for n, a in zip(shape, lo))
+    return lo, hi
 
 
 def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4), resolution=None,
@@ -383,6 +400,11 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
     thresholds, a blurred forward model of each channel fitted to the data (levels, PSF,
     noise), partial-volume edges resolved by iterated conditional modes, then
     morphology.
+
+    Two stages: the model is fitted on the central cube of the volume (``FIT_REGION``
+    voxels per axis at most: the whole of a small volume), then every voxel is labeled with
+    that fixed model by steps that each look only at a bounded neighborhood on the
+    volume's own lattice -- so ``segment_blocks`` (blocks with a halo) gives the same labels.
 
     Parameters
     ----------
@@ -421,108 +443,118 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
     if channels not in CHANNEL_CHOICES:
         raise ValueError(f"channels must be one of {CHANNEL_CHOICES}, got {channels!r}")
     v = positive_length(voxel_size, "voxel_size")
-    e_p, e_t = _check_pair(energies_kev, "energies_kev", "keV")
+    energies = _check_pair(energies_kev, "energies_kev", "keV")
     res = None if resolution is None else _check_pair(resolution, "resolution", "meters, FWHM")
     th = _threads(threads)
     cycled = flag(cycled, "cycled")
     model = None if thresholds is None else PhaseModel.from_dict(thresholds)
-    pxct, txtm, valid = _check_fused(fused, channels, orientation=model is None)
+    _check_fused(fused, channels, orientation=model is None)
     # Peak memory beyond the input, measured with ru_maxrss at 96^3 and 128^3 voxels for every
     # channel choice: 80-91 bytes per voxel (float64 standardized channels, float32 working
     # copies, blurred label indicators, the pair unaries, the distance transforms); 96 with margin.
-    check_memory(_BYTES_PER_VOXEL * pxct.size, stage="tomofuse.segment.segment",
-                 detail=f"a {pxct.shape} volume, ~{_BYTES_PER_VOXEL} bytes per voxel",
+    check_memory(_BYTES_PER_VOXEL * int(np.prod(fused.shape[1:])), stage="tomofuse.segment.segment",
+                 detail=f"a {fused.shape[1:]} volume, ~{_BYTES_PER_VOXEL} bytes per voxel",
                  remedy="segment it in blocks with tomofuse.segment.segment_blocks (block=, halo=; one haloed "
                         "block in memory per worker, client= distributes them)")
+    progress = Progress(callback, logger)
+    t0 = time.perf_counter()
+    info: dict = {"channels": channels, "cycled": cycled}
+    if model is None:
+        progress.stage(0.0, 0.4, "fitting the model")
+        lo, hi = fit_box(fused.shape[1:])
+        box = (slice(None),) + tuple(slice(a, b) for a, b in zip(lo, hi))
+        model, info["fit"] = fit_model(fused[box], voxel_size=v, cycled=cycled, energies_kev=energies,
+                                       resolution=res, channels=channels, threads=th, callback=progress.update)
+        info["fit"]["region"] = (lo, hi)
+    progress.stage(0.4 if thresholds is None else 0.0, 1.0, "labeling with the model")
+    labels, valid, lab_info = label_region(fused, model, voxel_size=v, cycled=cycled, channels=channels,
+                                           schedule=info.get("fit", {}).get("schedule"), threads=th,
+                                           callback=progress.update)
+    info.update(lab_info, seconds=time.perf_counter() - t0)
+    progress.update(1.0, "done")
+    return Segmentation(labels=labels, valid=valid, thresholds=model, channels=channels, voxel_size=v,
+                        cycled=cycled, info=info)
+
+
+def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_kev, resolution, channels: str,
+              threads: int, callback=None) -> tuple[PhaseModel, dict]:
+    """The ``PhaseModel`` of a (validated) fused volume and a report: physics thresholds, then
+    rounds of point-spread functions, levels and noise fitted to the labels, between which ICM
+    refines the labels (the labels themselves are not returned: ``label_region`` makes them)."""
+    v = voxel_size
+    e_p, e_t = energies_kev
+    res = resolution
+    th = threads
+    progress = Progress(callback, logger)
     # every channel to numbers of order one (the model is converted back at the end)
     pxct, c0, s0 = _standardize(fused, 0)
     txtm, c1, s1 = _standardize(fused, 1)
+    valid = np.isfinite(txtm)
     units = np.array([[c0, s0], [c1, s1]])  # (center, scale) per channel
-    given = model
-    if model is not None:
-        model = replace(model, levels=(model.levels - units[:, :1]) / units[:, 1:],
-                        noise=np.where(np.isfinite(model.noise), model.noise / units[:, 1], model.noise))
-    progress = Progress(callback, logger)
-    t0 = time.perf_counter()
     phys = physical_levels((e_p, e_t))
     use = {"both": (0, 1), "pxct": (0,), "txtm": (1,)}[channels]
     main = use[0]  # the channel whose blurred model the ICM fits voxel by voxel
-    data = pxct if main == 0 else np.where(valid, txtm, np.nan).astype(np.float32)
     data_valid = None if main == 0 else valid
-    if main == 1:
+    if main == 0:
+        data = pxct
+    else:
         fill = float(np.median(txtm[valid]))
         data = np.where(valid, txtm, fill).astype(np.float32)
     ks = [PORE, GRAPHITE, SILICON, CBD] + ([SEI] if cycled else [])
     blocks = sample_blocks(pxct.shape)
     psf_blocks = sample_blocks(pxct.shape, block=48, count=4, seed=1)
-    info: dict = {"channels": channels, "cycled": cycled}
+    info: dict = {}
 
     progress.stage(0.0, 0.1, "initial labels from physics")
-    if model is None:
-        labels = _initial_labels(data, data_valid, phys[main], cycled, main)
-    else:
-        lv = model.levels[main]
-        order = [k for k in ks]
-        vals = np.array([lv[k] for k in order])
-        srt = np.argsort(vals)
-        edges = 0.5 * (vals[srt][1:] + vals[srt][:-1])
-        labels = np.array(order, np.uint8)[srt][np.searchsorted(edges, data)]
-        if main == 0:
-            labels[labels == SILICON] = GRAPHITE
+    labels, edges, codes = _initial_labels(data, data_valid, phys[main], cycled, main)
+    # the path of the fit, replayed by label_region: initial cuts, then each round's model
+    start = {"edges": edges * units[main, 1] + units[main, 0], "codes": codes, "split": None}
 
     # --- point-spread functions (voxels)
     progress.stage(0.1, 0.35, "point-spread functions")
     sig = {}
-    if model is not None:
-        for c in (0, 1):
-            sig[c] = tuple(float(x) for x in model.psf_sigma[c] / v)
-    elif res is not None:
+    if res is not None:
         for c in (0, 1):
             s = res[c] / FWHM_PER_SIGMA / v
             sig[c] = (s, s, s)
     if main == 0 and 0 not in sig and _PSF_FROM_CLEAN_EDGES:
         sig[0] = _pxct_psf(pxct, labels, psf_blocks, th)
-    if main == 0 and 1 in use and model is None:
+    if main == 0 and 1 in use:
         # TXTM PSF (on the three-class labels), then graphite/silicon from the TXTM
         if 1 not in sig:
             kt = [PORE, GRAPHITE, CBD] + ([SEI] if cycled else [])
             sig[1] = fit_psf(txtm, labels, kt, psf_blocks, isotropic=_PSF_GRID[1], valid=valid, threads=th)
-        _split_high(txtm, valid, labels, sig[1], th)
-    elif main == 0 and 1 in use:
-        _split_high(txtm, valid, labels, sig[1], th)
+        t = _split_high(txtm, valid, labels, sig[1], th)
+        if t is not None:
+            start["split"] = (1, t * units[1, 1] + units[1, 0], 1.0)
     elif main == 0:
         # PXCT alone: graphite vs silicon by their (close) delta
         high = labels == GRAPHITE
-        if model is None:
-            a, g = affine_mixture(pxct[high][:400_000] if high.any() else pxct.ravel()[:1000], phys[0, [GRAPHITE, SILICON]],
-                                  np.array([True, True]))
-            cut = a + g * 0.5 * (phys[0, GRAPHITE] + phys[0, SILICON])
-        else:
-            cut = 0.5 * (model.levels[0, GRAPHITE] + model.levels[0, SILICON])
+        a, g = affine_mixture(pxct[high][:400_000] if high.any() else pxct.ravel()[:1000],
+                              phys[0, [GRAPHITE, SILICON]], np.array([True, True]))
+        cut = a + g * 0.5 * (phys[0, GRAPHITE] + phys[0, SILICON])
         order = np.sign(phys[0, SILICON] - phys[0, GRAPHITE])
         labels[high & ((pxct - cut) * order > 0)] = SILICON
+        start["split"] = (0, cut * units[0, 1] + units[0, 0], float(order))
     if main not in sig:
         sig[main] = fit_psf(data, labels, ks, psf_blocks, isotropic=_PSF_GRID[main], valid=data_valid, threads=th)
-    if main == 1 and model is None:
+    if main == 1:
         sig[1] = (0.0, 0.0, 0.0)  # TXTM alone: thresholds and smoothing, no deblurring
 
-    # --- outer iterations: levels, noise, evidence, ICM
+    # --- rounds: levels and noise fitted to the labels, then (but for the last) evidence and ICM
     levels = np.full((2, 5), np.nan)
     noise = np.full(2, np.nan)
     corr = np.full(2, np.nan)
-    smooth = SMOOTHNESS if model is None else model.smoothness
-    sei_max = 600e-9 if model is None else model.sei_max_distance
+    smooth = SMOOTHNESS
+    sei_max = 600e-9
     allowed_bits = sum(1 << k for k in ks)
     n_outer = OUTER_ITERATIONS
     icm_reports = []
+    rounds = []
     for it in range(n_outer):
-        progress.stage(0.35 + 0.55 * it / n_outer, 0.35 + 0.55 * (it + 1) / n_outer,
+        progress.stage(0.35 + 0.65 * it / n_outer, 0.35 + 0.65 * (it + 1) / n_outer,
                        f"fitting the model (round {it + 1} of {n_outer})")
         for c in use:
-            if model is not None:
-                levels[c] = model.levels[c]
-                noise[c], corr[c] = model.noise[c], model.correlation_volume[c]
-                continue
             d_c = pxct if c == 0 else np.where(valid, txtm, 0).astype(np.float32)
             val_c = None if c == 0 else valid
             if it > 0 and res is None and main == 0 and (c == 1 or not _PSF_FROM_CLEAN_EDGES):
@@ -536,14 +568,18 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
                 full[SEI] = full[CBD]
             levels[c] = full
             noise[c], corr[c] = measure_noise(d_c, labels, full, sig[c], blocks, valid=val_c, threads=th)
+        rounds.append({"levels": levels * units[:, 1:] + units[:, :1], "noise": noise * units[:, 1],
+                       "correlation_volume": corr.copy(),
+                       "psf_sigma": np.array([np.asarray(sig.get(c, (0.0, 0.0, 0.0))) * v for c in (0, 1)])})
+        if it == n_outer - 1:
+            break  # the levels and noise of this round are the model; its labels would be discarded
         if it == 0:
-            n_rim = _remove_rims(data, labels, levels[main])
-            info["rim_voxels"] = n_rim
+            info["rim_voxels"] = _remove_rims(data, labels, levels[main])
         allowed = np.full(labels.shape, allowed_bits, np.uint8)
         if cycled:
             import edt
 
-            far = edt.edt(labels != SILICON, anisotropy=(v, v, v), parallel=max(th, 1)) > sei_max
+            far = edt.edt(labels != SILICON, parallel=max(th, 1)) > sei_max / v
             allowed[far] &= np.uint8(~(1 << SEI) & 0xFF)
         pairs = unary = None
         if main == 0 and 1 in use:
@@ -555,6 +591,148 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
                         data_weight=w, smoothness=smooth, max_sweeps=ICM_SWEEPS,
                         min_changes=int(1e-4 * labels.size), threads=th)
         icm_reports.append(rep)
+        logger.info("fit, ICM round %d: %s changes per sweep", it + 1, rep["changes"])
+        if unary is not None:
+            n_shell = _shell_moves(data, labels, lev32, sig[main], pairs, unary, w, smooth, phases=(GRAPHITE,),
+                                   max_distance=SHELL_DISTANCE, threads=th)
+            info.setdefault("shell_voxels", []).append(n_shell)
+        del unary, allowed
+
+    info["psf_sigma_voxels"] = {c: list(sig[c]) for c in sig}
+    info["icm"] = icm_reports
+    logger.info("PSF sigma (voxels): %s", info["psf_sigma_voxels"])
+    psf_m = np.array([np.asarray(sig.get(c, (0.0, 0.0, 0.0))) * v for c in (0, 1)])
+    for c in (0, 1):
+        if c not in use:
+            levels[c] = np.nan
+            noise[c], corr[c] = 1.0, 1.0
+    model = PhaseModel(levels=levels * units[:, 1:] + units[:, :1], psf_sigma=psf_m,
+                       noise=np.where(np.isfinite(levels).all(axis=1), noise * units[:, 1], noise),
+                       correlation_volume=corr, smoothness=smooth, sei_max_distance=sei_max)
+    info["schedule"] = {"start": start, "rounds": rounds}
+    return model, info
+
+
+def _model_units(model: PhaseModel, ks: Sequence[int]) -> np.ndarray:
+    """``(center, scale)`` per channel from the model alone (mean and spread of its levels), so
+    that a block and the whole volume standardize every voxel identically."""
+    units = np.array([[0.0, 1.0], [0.0, 1.0]])
+    for c in (0, 1):
+        lv = np.asarray(model.levels[c], dtype=np.float64)[list(ks)]
+        if np.all(np.isfinite(lv)):
+            units[c, 0] = float(np.mean(lv))
+            span = float(np.ptp(lv))
+            units[c, 1] = span if span > 0 else 1.0
+    return units
+
+
+def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cycled: bool, channels: str,
+                 origin: Sequence[int] = (0, 0, 0), schedule: Optional[dict] = None, threads: int = 1,
+                 callback=None):
+    """Labels of a fused volume -- or of a block of a larger one starting at ``origin`` -- with a
+    fixed model: ``(labels, valid, info)``.
+
+    Every step is local: thresholds, the TXTM evidence (blurs, and means over ``f``-cubes of the
+    whole volume's lattice), ICM in cells of the whole volume's lattice (``_core.icm`` with
+    ``origin``, a fixed number of sweeps), shells turned whole within crops around them, and the
+    morphology (components, distances to silicon).  A voxel's label therefore depends only on
+    the data around it, and a block read with a halo that holds that reach gives the whole
+    volume's labels.
+
+    ``schedule`` (``fit_model``'s ``info["schedule"]``) replays the fit's path: its initial cuts
+    and, round by round, the levels, noise and PSFs it had then (the labels reach a better
+    local minimum of the CBD/SEI split than from the final model's cuts; measured on the family
+    of bench/segment_family.py). Without it every round uses ``model``.
+    """
+    v = voxel_size
+    th = threads
+    progress = Progress(callback, logger)
+    ks = [PORE, GRAPHITE, SILICON, CBD] + ([SEI] if cycled else [])
+    use = {"both": (0, 1), "pxct": (0,), "txtm": (1,)}[channels]
+    main = use[0]
+    units = _model_units(model, ks)
+    src = fused
+    pxct = np.empty(src.shape[1:], np.float32)
+    txtm = np.empty(src.shape[1:], np.float32)
+    for c, out in ((0, pxct), (1, txtm)):
+        for z in range(out.shape[0]):
+            out[z] = (np.asarray(src[c, z], dtype=np.float64) - units[c, 0]) / units[c, 1]
+    valid = np.isfinite(txtm)
+    levels = (np.asarray(model.levels, dtype=np.float64) - units[:, :1]) / units[:, 1:]
+    noise = np.where(np.isfinite(model.noise), np.asarray(model.noise, dtype=np.float64) / units[:, 1],
+                     model.noise)
+    corr = np.asarray(model.correlation_volume, dtype=np.float64)
+    data = pxct if main == 0 else np.where(valid, txtm, 0.0).astype(np.float32)
+    sig = {c: tuple(float(x) for x in np.asarray(model.psf_sigma[c]) / v) for c in (0, 1)}
+    smooth = model.smoothness
+    sei_max = model.sei_max_distance
+    info: dict = {"psf_sigma_voxels": {c: list(sig[c]) for c in use}}
+    origin = tuple(int(o) for o in origin)
+
+    progress.stage(0.0, 0.1, "initial labels from the model")
+    rounds = None
+    if schedule is not None:
+        st = schedule["start"]
+        rounds = [{"levels": (np.asarray(rd["levels"], dtype=np.float64) - units[:, :1]) / units[:, 1:],
+                   "noise": np.asarray(rd["noise"], dtype=np.float64) / units[:, 1],
+                   "corr": np.asarray(rd["correlation_volume"], dtype=np.float64),
+                   "sig": {c: tuple(float(x) for x in np.asarray(rd["psf_sigma"][c]) / v) for c in (0, 1)}}
+                  for rd in schedule["rounds"]]
+        edges = (np.asarray(st["edges"], dtype=np.float64) - units[main, 0]) / units[main, 1]
+        labels = np.asarray(st["codes"], np.uint8)[np.searchsorted(edges, data)]
+        if st["split"] is not None:
+            c, cut, order = st["split"]
+            cut = (cut - units[c, 0]) / units[c, 1]
+            split = (labels == GRAPHITE) & (((txtm if c == 1 else pxct) - cut) * order > 0)
+            labels[split & valid if c == 1 else split] = SILICON
+    else:
+        lv = levels[main]
+        vals = np.array([lv[k] for k in ks])
+        srt = np.argsort(vals, kind="stable")
+        edges = 0.5 * (vals[srt][1:] + vals[srt][:-1])
+        labels = np.array(ks, np.uint8)[srt][np.searchsorted(edges, data)]
+    if main == 0 and schedule is None:
+        labels[labels == SILICON] = GRAPHITE
+        # graphite vs silicon by the channel that tells them apart, at the midpoint of their levels
+        c = 1 if 1 in use else 0
+        cut = 0.5 * (levels[c, GRAPHITE] + levels[c, SILICON])
+        order = np.sign(levels[c, SILICON] - levels[c, GRAPHITE])
+        split = (labels == GRAPHITE) & (((txtm if c == 1 else pxct) - cut) * order > 0)
+        if c == 1:
+            split &= valid
+        labels[split] = SILICON
+
+    allowed_bits = sum(1 << k for k in ks)
+    n_outer = LABEL_ROUNDS if rounds is None else len(rounds)
+    icm_reports = []
+    final = (levels, noise, corr, sig)
+    for it in range(n_outer):
+        progress.stage(0.1 + 0.8 * it / n_outer, 0.1 + 0.8 * (it + 1) / n_outer,
+                       f"ICM (round {it + 1} of {n_outer})")
+        if rounds is not None:
+            rd = rounds[it]
+            levels, noise, corr, sig = rd["levels"], rd["noise"], rd["corr"], rd["sig"]
+        w = 1.0 / (2.0 * noise[main] ** 2 * corr[main])
+        lev32 = np.nan_to_num(levels[main], nan=0.0).astype(np.float32)
+        if it == 0:
+            info["rim_voxels"] = _remove_rims(data, labels, levels[main])
+        allowed = np.full(labels.shape, allowed_bits, np.uint8)
+        if cycled:
+            import edt
+
+            # distances in voxels (exact integers under the root): the same in a block and the whole
+            far = edt.edt(labels != SILICON, parallel=max(th, 1)) > sei_max / v
+            allowed[far] &= np.uint8(~(1 << SEI) & 0xFF)
+        pairs = unary = None
+        if main == 0 and 1 in use:
+            unary = _txtm_evidence(txtm, valid, labels, levels[1], sig[1], noise[1], corr[1], cycled, th,
+                                   origin=origin)
+            pairs = np.array([[GRAPHITE, SILICON], [CBD, SEI]], np.uint8)
+        # a fixed number of sweeps (stopping at a count of changes would depend on the block)
+        rep = _core.icm(data, labels, lev32, sig[main], allowed=allowed, pairs=pairs, unary=unary,
+                        data_weight=w, smoothness=smooth, max_sweeps=ICM_SWEEPS, min_changes=0, origin=origin,
+                        threads=th)
+        icm_reports.append(rep)
         logger.info("ICM round %d: %s changes per sweep, energy %.6g -> %.6g", it + 1, rep["changes"],
                     rep["energy_before"], rep["energy_after"])
         if unary is not None:
@@ -564,32 +742,18 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
             logger.info("round %d: %d voxels of graphite shells on silicon turned to silicon", it + 1, n_shell)
         del unary, allowed
 
-    info["psf_sigma_voxels"] = {c: list(sig[c]) for c in sig}
-    logger.info("PSF sigma (voxels): %s", info["psf_sigma_voxels"])
     progress.stage(0.9, 1.0, "morphology")
+    levels, noise, corr, sig = final
     # silicon is told from graphite by the TXTM: a silicon speck smaller than a sphere of the
     # TXTM's FWHM is not supported by it
     min_si = 0.0
     if 1 in use and main == 0:
         fwhm = FWHM_PER_SIGMA * float(np.mean(sig[1]))
         min_si = 4.0 / 3.0 * math.pi * (0.5 * fwhm) ** 3
-    cleanup = clean_labels(labels, cycled=cycled, min_voxels=MIN_VOXELS, min_silicon_voxels=min_si,
-                           sei_max_distance=sei_max / v, threads=th)
-    info.update(icm=icm_reports, cleanup=cleanup, seconds=time.perf_counter() - t0)
-    if model is None:
-        psf_m = np.array([np.asarray(sig.get(c, (0.0, 0.0, 0.0))) * v for c in (0, 1)])
-        for c in (0, 1):
-            if c not in use:
-                levels[c] = np.nan
-                noise[c], corr[c] = 1.0, 1.0
-        model = PhaseModel(levels=levels * units[:, 1:] + units[:, :1], psf_sigma=psf_m,
-                           noise=np.where(np.isfinite(levels).all(axis=1), noise * units[:, 1], noise),
-                           correlation_volume=corr, smoothness=smooth, sei_max_distance=sei_max)
-    else:
-        model = given
-    progress.update(1.0, "done")
-    return Segmentation(labels=labels, valid=valid if 1 in use else np.ones_like(valid),
-                        thresholds=model, channels=channels, voxel_size=v, cycled=cycled, info=info)
+    info["cleanup"] = clean_labels(labels, cycled=cycled, min_voxels=MIN_VOXELS, min_silicon_voxels=min_si,
+                                   sei_max_distance=sei_max / v, threads=th)
+    info["icm"] = icm_reports
+    return labels, (valid if 1 in use else np.ones_like(valid)), info
 
 
 def _fill_missing(levels: np.ndarray, physical: np.ndarray, ks: Sequence[int]) -> None:

@@ -65,7 +65,7 @@ def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silic
         comp = cc3d.connected_components(labels == _SI, connectivity=26)
         sizes = np.bincount(comp.reshape(-1))
         sizes[0] = np.iinfo(sizes.dtype).max
-        small = sizes[comp] < min_silicon_voxels
+        small = (sizes < min_silicon_voxels)[comp]  # a bool per voxel, not a size
         out["small_silicon_voxels"] = int(small.sum())
         if small.any():
             fill_from_neighbors(labels, small)
@@ -90,7 +90,7 @@ def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silic
     if min_voxels > 1:
         comp = cc3d.connected_components(labels + np.uint8(1), connectivity=6)  # pore (0) is a phase too
         sizes = np.bincount(comp.reshape(-1))
-        small = sizes[comp] < min_voxels
+        small = (sizes < min_voxels)[comp]
         out["small_component_voxels"] = int(small.sum())
         if small.any():
             fill_from_neighbors(labels, small)

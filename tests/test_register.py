@@ -52,25 +52,25 @@ def _best_rigid_tre(pair, pts):
     return np.linalg.norm((pts - ca) @ r.T + cb - y, axis=1)
 
 
+def _register_quietly(pair):
+    """The default registration of a pair, its warnings (e.g. a rejected B-spline) silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RegistrationWarning)
+        return register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
+                        moving_voxel_size=pair.moving_voxel_size, seed=0, threads=2)
+
+
 @pytest.fixture(scope="module")
 def deformed():
     pair = rp.make_pair(fixed_shape=N, max_deformation=32e-9, seed=3, **MISALIGN)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RegistrationWarning)
-        reg = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
-                       moving_voxel_size=pair.moving_voxel_size, seed=0, threads=2)
-    return pair, reg
+    return pair, _register_quietly(pair)
 
 
 @pytest.fixture(scope="module")
 def undeformed():
     pair = rp.make_pair(fixed_shape=N, max_deformation=0.0, seed=4, rotation_deg=(-3.0, 2.0, 5.0),
                         shift=(-90e-9, 120e-9, 60e-9))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RegistrationWarning)
-        reg = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
-                       moving_voxel_size=pair.moving_voxel_size, seed=0, threads=2)
-    return pair, reg
+    return pair, _register_quietly(pair)
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -330,11 +330,7 @@ def test_elastix_backend_same_interface():
 def family0():
     """Member 0 of bench/registration_family.py: 107^3 / 76^3, 2.3 um, 2 deg, 40-nm warp of 1-1.9 um waves."""
     pair = rp.make_family_pair(rp.family_member(0))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RegistrationWarning)
-        reg = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
-                       moving_voxel_size=pair.moving_voxel_size, seed=0, threads=2)
-    return pair, reg
+    return pair, _register_quietly(pair)
 
 
 def test_multilevel_bspline_on_a_family_member(family0):

@@ -54,6 +54,16 @@ struct Model {
     int n_pairs = 0;
 };
 
+// labels, the output, must not share memory with the model's arrays, itself or the other inputs.
+void check_labels_alias(const Model& md, const Span& labels, std::vector<Span> inputs) {
+    inputs.insert(inputs.begin(), {labels, span("data", md.data), span("levels", md.levels)});
+    if (md.n_pairs) {
+        inputs.push_back(span("pairs", md.pairs));
+        inputs.push_back(span("unary", md.unary));
+    }
+    check_no_alias({labels}, inputs);
+}
+
 Model read_model(const py::object& data_obj, const py::object& levels_obj, const py::object& pairs_obj,
                  const py::object& unary_obj) {
     Model m;
@@ -165,13 +175,8 @@ void bind_segment(py::module_& m) {
             read_sigma(sigma_obj, sigma);
             const auto opt = read_options(data_weight, smoothness, max_sweeps, min_changes, cell, origin);
             check_threads(threads);
-            std::vector<Span> all = {span("labels", labels), span("data", md.data), span("levels", md.levels)};
-            if (has_allowed) all.push_back(span("allowed", allowed));
-            if (md.n_pairs) {
-                all.push_back(span("pairs", md.pairs));
-                all.push_back(span("unary", md.unary));
-            }
-            check_no_alias({span("labels", labels)}, all);
+            check_labels_alias(md, span("labels", labels),
+                               has_allowed ? std::vector<Span>{span("allowed", allowed)} : std::vector<Span>{});
             const float* d = md.data.data();
             std::uint8_t* l = labels.mutable_data();
             const float* lv = md.levels.data();
@@ -248,13 +253,7 @@ void bind_segment(py::module_& m) {
             read_sigma(sigma_obj, sigma);
             const auto opt = read_options(data_weight, smoothness, 0, 0, 0, py::make_tuple(0, 0, 0));
             check_threads(threads);
-            std::vector<Span> all = {span("labels", labels), span("data", md.data), span("levels", md.levels),
-                                     span("components", comp)};
-            if (md.n_pairs) {
-                all.push_back(span("pairs", md.pairs));
-                all.push_back(span("unary", md.unary));
-            }
-            check_no_alias({span("labels", labels)}, all);
+            check_labels_alias(md, span("labels", labels), {span("components", comp)});
             const float* d = md.data.data();
             std::uint8_t* l = labels.mutable_data();
             const float* lv = md.levels.data();

@@ -79,10 +79,11 @@ void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cf
 // the patterns of each shift bin (bins = 1 for the bilinear model), both overwritten.
 void probe_sums(const Scan& s, const cfloat* object, const cfloat* waves, cfloat* acc, float* dacc, int threads);
 
-// The difference map's probe update for the fixed object, damped by inertia * max(sum_k |o_k|^2):
-// the least-squares probe (bilinear model), or one diagonally preconditioned step towards it
-// from the current probe, whose shifted copies are ps (shifted probes).
-void probe_step(const Scan& s, const Probes& ps, const cfloat* object, const cfloat* waves, cfloat* probe,
-                float inertia, int threads);
+// The terms of the difference map's probe update for the fixed object: num (modes, nn) and den
+// (nn) such that the damped division (num + c P) / (den + c) is the update -- the least-squares
+// probe (bilinear model), or one step towards it preconditioned by the diagonal of the normal
+// equations (shifted probes ps of the current probe P).
+void probe_update_terms(const Scan& s, const Probes& ps, const cfloat* object, const cfloat* waves,
+                        const cfloat* probe, cfloat* num, float* den, int threads);
 
 }  // namespace tomofuse::ptycho::detail

@@ -70,13 +70,16 @@ void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat*
     if (options.update_object || options.update_probe) {
         std::vector<cfloat> onum(options.update_object ? hw : 0);
         std::vector<float> oden(options.update_object ? hw : 0);
+        std::vector<cfloat> pnum(options.update_probe ? modes * nn : 0);
+        std::vector<float> pden(options.update_probe ? nn : 0);
         for (int it = 0; it < options.overlap_iterations; ++it) {
             if (options.update_object) {
                 object_gather_impl(s, ps, exit, onum.data(), oden.data(), threads);
                 damped_divide(object, onum.data(), oden.data(), hw, hw, options.object_inertia, threads);
             }
             if (options.update_probe) {
-                probe_step(s, ps, object, exit, probe, options.probe_inertia, threads);
+                probe_update_terms(s, ps, object, exit, probe, pnum.data(), pden.data(), threads);
+                damped_divide(probe, pnum.data(), pden.data(), modes * nn, nn, options.probe_inertia, threads);
                 ps = make_probes(s, probe, threads);
             }
         }

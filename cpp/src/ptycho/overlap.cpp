@@ -233,40 +233,25 @@ void sum_bins(const float* dacc, std::size_t bins, std::size_t nn, float* den) {
 
 }  // namespace
 
-void probe_step(const Scan& s, const Probes& ps, const cfloat* object, const cfloat* waves, cfloat* probe,
-                float inertia, int threads) {
+void probe_update_terms(const Scan& s, const Probes& ps, const cfloat* object, const cfloat* waves,
+                        const cfloat* probe, cfloat* num, float* den, int threads) {
     const std::size_t nn = s.frame();
     const std::size_t modes = s.modes();
-    const bool shifted = s.subpixel_steps() > 0;
-    const std::size_t bins = shifted ? s.bins() : 1;
-    std::vector<cfloat> acc(bins * modes * nn);
-    std::vector<float> dacc(bins * nn);
-    probe_sums(s, object, waves, acc.data(), dacc.data(), threads);
-    std::vector<float> den(nn);
-    sum_bins(dacc.data(), bins, nn, den.data());
-    float dmax = 0.0f;
-    for (std::size_t q = 0; q < nn; ++q) {
-        dmax = std::max(dmax, den[q]);
-    }
-    const float c = inertia * dmax;
-    const auto total = static_cast<std::ptrdiff_t>(modes * nn);
-    if (!shifted) {
-        // The least-squares probe for the fixed object, damped towards the current one.
-        TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
-        for (std::ptrdiff_t q = 0; q < total; ++q) {
-            const auto u = static_cast<std::size_t>(q);
-            const float d = den[u % nn] + c;
-            if (d > 0.0f) {
-                probe[u] = (acc[u] + c * probe[u]) / d;
-            }
-        }
+    if (s.subpixel_steps() == 0) {
+        probe_sums(s, object, waves, num, den, threads);  // the normal equations are diagonal
         return;
     }
     // Shifted probes: the normal equations sum_b S_b^H D_b S_b P = sum_b S_b^H num_b are not
-    // diagonal. One step preconditioned by their diagonal part: r = sum_b S_b^H (num_b - D_b S_b P)
-    // (the residual, from the shifted probes already at hand), P += r / (sum_b D_b + c). Its
-    // fixed point is the exact least-squares probe; the step costs the same transforms as the
-    // plain gather.
+    // diagonal. One step preconditioned by their diagonal part D = sum_b D_b: the residual
+    // r = sum_b S_b^H (num_b - D_b S_b P) (from the shifted probes already at hand), and
+    // num = r + D P, so that the damped division (num + c P) / (D + c) = P + r / (D + c). Its
+    // fixed point is the exact least-squares probe; the step costs the transforms of the plain
+    // gather.
+    const std::size_t bins = s.bins();
+    std::vector<cfloat> acc(bins * modes * nn);
+    std::vector<float> dacc(bins * nn);
+    probe_sums(s, object, waves, acc.data(), dacc.data(), threads);
+    sum_bins(dacc.data(), bins, nn, den);
     const auto rows = static_cast<std::ptrdiff_t>(bins * modes);
     TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
     for (std::ptrdiff_t r = 0; r < rows; ++r) {
@@ -279,14 +264,10 @@ void probe_step(const Scan& s, const Probes& ps, const cfloat* object, const cfl
             a[q] -= d[q] * pb[q];
         }
     }
-    std::vector<cfloat> res(modes * nn);
-    unshift_sum_modes(s, acc.data(), res.data(), modes, threads);
-    TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
-    for (std::ptrdiff_t q = 0; q < total; ++q) {
-        const auto u = static_cast<std::size_t>(q);
-        const float d = den[u % nn] + c;
-        if (d > 0.0f) {
-            probe[u] += res[u] / d;
+    unshift_sum_modes(s, acc.data(), num, modes, threads);
+    for (std::size_t m = 0; m < modes; ++m) {
+        for (std::size_t q = 0; q < nn; ++q) {
+            num[m * nn + q] += den[q] * probe[m * nn + q];
         }
     }
 }

@@ -335,6 +335,38 @@ def _upsample(a: np.ndarray, f: int, shape, origin=(0, 0, 0)) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def _icm_round(data, labels, lev32, weight, sig, noise, corr, levels, *, main, use, txtm, valid, allowed_bits,
+               cycled, sei_max, smooth, first, info, min_changes, origin, threads):
+    """One ICM round of the fit and of the labeling (in place on ``labels``): on the first round the rims
+    are removed, then the phases each voxel may take (SEI only within ``sei_max`` voxels of silicon), the
+    TXTM evidence of the graphite/silicon and CBD/SEI pairs, ICM and the whole-shell moves.  Returns the
+    ICM report."""
+    if first:
+        info["rim_voxels"] = _remove_rims(data, labels, levels[main])
+    allowed = np.full(labels.shape, allowed_bits, np.uint8)
+    if cycled:
+        import edt
+
+        # distances in voxels (exact integers under the root): the same in a block and the whole
+        far = edt.edt(labels != SILICON, parallel=max(threads, 1)) > sei_max
+        allowed[far] &= np.uint8(~(1 << SEI) & 0xFF)
+    pairs = unary = None
+    origin = (0, 0, 0) if origin is None else origin
+    if main == 0 and 1 in use:
+        unary = _txtm_evidence(txtm, valid, labels, levels[1], sig[1], noise[1], corr[1], cycled, threads,
+                               origin=origin)
+        pairs = np.array([[GRAPHITE, SILICON], [CBD, SEI]], np.uint8)
+    rep = _core.icm(data, labels, lev32, tuple(sig[main]), allowed=allowed, pairs=pairs, unary=unary,
+                    data_weight=weight, smoothness=smooth, max_sweeps=ICM_SWEEPS, min_changes=min_changes,
+                    origin=origin, threads=threads)
+    if unary is not None:
+        n_shell = _shell_moves(data, labels, lev32, sig[main], pairs, unary, weight, smooth, phases=(GRAPHITE,),
+                               max_distance=SHELL_DISTANCE, threads=threads)
+        info.setdefault("shell_voxels", []).append(n_shell)
+        logger.info("%d voxels of graphite shells on silicon turned to silicon", n_shell)
+    return rep
+
+
 def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycled, threads, origin=(0, 0, 0)):
     """Pair unaries (graphite -> silicon, CBD -> SEI) from the TXTM, ``(2, z, y, x)`` float32.
 
@@ -573,30 +605,13 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
                        "psf_sigma": np.array([np.asarray(sig.get(c, (0.0, 0.0, 0.0))) * v for c in (0, 1)])})
         if it == n_outer - 1:
             break  # the levels and noise of this round are the model; its labels would be discarded
-        if it == 0:
-            info["rim_voxels"] = _remove_rims(data, labels, levels[main])
-        allowed = np.full(labels.shape, allowed_bits, np.uint8)
-        if cycled:
-            import edt
-
-            far = edt.edt(labels != SILICON, parallel=max(th, 1)) > sei_max / v
-            allowed[far] &= np.uint8(~(1 << SEI) & 0xFF)
-        pairs = unary = None
-        if main == 0 and 1 in use:
-            unary = _txtm_evidence(txtm, valid, labels, levels[1], sig[1], noise[1], corr[1], cycled, th)
-            pairs = np.array([[GRAPHITE, SILICON], [CBD, SEI]], np.uint8)
         w = 1.0 / (2.0 * noise[main] ** 2 * corr[main])
         lev32 = np.nan_to_num(levels[main], nan=0.0).astype(np.float32)
-        rep = _core.icm(data, labels, lev32, tuple(sig[main]), allowed=allowed, pairs=pairs, unary=unary,
-                        data_weight=w, smoothness=smooth, max_sweeps=ICM_SWEEPS,
-                        min_changes=int(1e-4 * labels.size), threads=th)
+        rep = _icm_round(data, labels, lev32, w, sig, noise, corr, levels, main=main, use=use, txtm=txtm,
+                         valid=valid, allowed_bits=allowed_bits, cycled=cycled, sei_max=sei_max / v, smooth=smooth,
+                         first=it == 0, info=info, min_changes=int(1e-4 * labels.size), origin=None, threads=th)
         icm_reports.append(rep)
         logger.info("fit, ICM round %d: %s changes per sweep", it + 1, rep["changes"])
-        if unary is not None:
-            n_shell = _shell_moves(data, labels, lev32, sig[main], pairs, unary, w, smooth, phases=(GRAPHITE,),
-                                   max_distance=SHELL_DISTANCE, threads=th)
-            info.setdefault("shell_voxels", []).append(n_shell)
-        del unary, allowed
 
     info["psf_sigma_voxels"] = {c: list(sig[c]) for c in sig}
     info["icm"] = icm_reports
@@ -714,33 +729,13 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
             levels, noise, corr, sig = rd["levels"], rd["noise"], rd["corr"], rd["sig"]
         w = 1.0 / (2.0 * noise[main] ** 2 * corr[main])
         lev32 = np.nan_to_num(levels[main], nan=0.0).astype(np.float32)
-        if it == 0:
-            info["rim_voxels"] = _remove_rims(data, labels, levels[main])
-        allowed = np.full(labels.shape, allowed_bits, np.uint8)
-        if cycled:
-            import edt
-
-            # distances in voxels (exact integers under the root): the same in a block and the whole
-            far = edt.edt(labels != SILICON, parallel=max(th, 1)) > sei_max / v
-            allowed[far] &= np.uint8(~(1 << SEI) & 0xFF)
-        pairs = unary = None
-        if main == 0 and 1 in use:
-            unary = _txtm_evidence(txtm, valid, labels, levels[1], sig[1], noise[1], corr[1], cycled, th,
-                                   origin=origin)
-            pairs = np.array([[GRAPHITE, SILICON], [CBD, SEI]], np.uint8)
         # a fixed number of sweeps (stopping at a count of changes would depend on the block)
-        rep = _core.icm(data, labels, lev32, sig[main], allowed=allowed, pairs=pairs, unary=unary,
-                        data_weight=w, smoothness=smooth, max_sweeps=ICM_SWEEPS, min_changes=0, origin=origin,
-                        threads=th)
+        rep = _icm_round(data, labels, lev32, w, sig, noise, corr, levels, main=main, use=use, txtm=txtm,
+                         valid=valid, allowed_bits=allowed_bits, cycled=cycled, sei_max=sei_max / v, smooth=smooth,
+                         first=it == 0, info=info, min_changes=0, origin=origin, threads=th)
         icm_reports.append(rep)
         logger.info("ICM round %d: %s changes per sweep, energy %.6g -> %.6g", it + 1, rep["changes"],
                     rep["energy_before"], rep["energy_after"])
-        if unary is not None:
-            n_shell = _shell_moves(data, labels, lev32, sig[main], pairs, unary, w, smooth, phases=(GRAPHITE,),
-                                   max_distance=SHELL_DISTANCE, threads=th)
-            info.setdefault("shell_voxels", []).append(n_shell)
-            logger.info("round %d: %d voxels of graphite shells on silicon turned to silicon", it + 1, n_shell)
-        del unary, allowed
 
     progress.stage(0.9, 1.0, "morphology")
     levels, noise, corr, sig = final

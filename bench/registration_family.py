@@ -107,6 +107,9 @@ def explore(pair, pts, threads, grid=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RegistrationWarning)
         reg = sr.run()
+    if "levels" not in reg.metrics["bspline"]:
+        raise SystemExit("--methods explore needs the coarse-to-fine B-spline levels of the branch `reg` "
+                         "(d417751), which main did not adopt (see bench/registration_family_results.txt)")
     out = {"cpu_s": time.process_time() - c0, "rigid": tre(pair, reg.stage_transforms["rigid"], pts), "levels": []}
     for lv, (_, t) in zip(reg.metrics["bspline"]["levels"], sr._explore):
         out["levels"].append({"grid_m": lv["grid_m"], "gains": lv["holdout_gains"], "ok": lv["accepted"],

@@ -52,25 +52,25 @@ def _best_rigid_tre(pair, pts):
     return np.linalg.norm((pts - ca) @ r.T + cb - y, axis=1)
 
 
-def _register_quietly(pair):
-    """The default registration of a pair, its warnings (e.g. a rejected B-spline) silenced."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RegistrationWarning)
-        return register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
-                        moving_voxel_size=pair.moving_voxel_size, seed=0, threads=2)
-
-
 @pytest.fixture(scope="module")
 def deformed():
     pair = rp.make_pair(fixed_shape=N, max_deformation=32e-9, seed=3, **MISALIGN)
-    return pair, _register_quietly(pair)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RegistrationWarning)
+        reg = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
+                       moving_voxel_size=pair.moving_voxel_size, seed=0, threads=2)
+    return pair, reg
 
 
 @pytest.fixture(scope="module")
 def undeformed():
     pair = rp.make_pair(fixed_shape=N, max_deformation=0.0, seed=4, rotation_deg=(-3.0, 2.0, 5.0),
                         shift=(-90e-9, 120e-9, 60e-9))
-    return pair, _register_quietly(pair)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RegistrationWarning)
+        reg = register(pair.fixed, pair.moving, fixed_voxel_size=pair.fixed_voxel_size,
+                       moving_voxel_size=pair.moving_voxel_size, seed=0, threads=2)
+    return pair, reg
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -323,65 +323,3 @@ def test_elastix_backend_same_interface():
     assert _tre(pair, reg, pts).mean() < 10e-9
     assert reg.parameters["backend"] == "elastix"
     assert reg.resample(pair.moving).shape == pair.fixed.shape
-
-
-# ----------------------------------------------------------------------------- family member
-@pytest.fixture(scope="module")
-def family0():
-    """Member 0 of bench/registration_family.py: 107^3 / 76^3, 2.3 um, 2 deg, 40-nm warp of 1-1.9 um waves."""
-    pair = rp.make_family_pair(rp.family_member(0))
-    return pair, _register_quietly(pair)
-
-
-def test_multilevel_bspline_on_a_family_member(family0):
-    """The coarse-to-fine B-spline recovers part of a warp the rigid map cannot represent, never adds error."""
-    pair, reg = family0
-    pts = pair.foreground_points(border=60e-9)
-    rigid = _tre(pair, reg.stage_transforms["rigid"], pts)
-    final = _tre(pair, reg, pts)
-    best = _best_rigid_tre(pair, pts)
-    assert rigid.mean() < 1.2 * best.mean()  # the rigid stage is as good as a rigid map gets
-    assert final.mean() <= rigid.mean() + 0.2e-9
-    # better than any rigid map: the warp is partly recovered (measured 15.7 nm vs 17.2 nm for the best
-    # rigid map and 17.8 nm for the rigid stage; the former one-cell default gave 17.7 nm, elastix's
-    # rigid + B-spline 10.5 nm at 640 nm, 15.6 nm at 1280 nm -- bench/registration_family_results.txt)
-    assert final.mean() < 0.95 * best.mean()
-    # the p95 rises (33.1 vs 29.3 nm): a guard against a runaway warp, not a goal that is met
-    assert np.percentile(final, 95) < 1.25 * np.percentile(rigid, 95)
-
-
-def test_bspline_levels_are_coarse_to_fine_and_accepted_in_order(family0):
-    pair, reg = family0
-    bm = reg.metrics["bspline"]
-    grids = bm["grids_m"]
-    fov = pair.fixed.shape[0] * pair.fixed_voxel_size
-    res = reg.parameters["moving_resolution_m"]
-    assert grids[0] == pytest.approx(max(fov / 2, 5 * res))
-    assert all(b == pytest.approx(a / 2) for a, b in zip(grids, grids[1:]))
-    assert grids[-1] >= 8 * res * (1 - 1e-9) or len(grids) == 1
-    levels = bm["levels"]
-    n_ok = bm["levels_accepted"]
-    # accepted levels form a prefix; each improved the held-out similarities over the previous map
-    assert [lv["accepted"] for lv in levels] == [True] * n_ok + [False] * (len(levels) - n_ok)
-    assert all(lv["holdout_total_gain"] > 0 for lv in levels[:n_ok])
-    assert ("bspline" in reg.stages) == (n_ok > 0)
-    if n_ok:
-        assert reg.parameters["bspline_grid_m"] == pytest.approx(grids[n_ok - 1])
-
-
-def test_bspline_refinement_is_exact():
-    """Each B-spline level starts from the previous map on a mesh of twice the cells: the same map (oracle: ITK)."""
-    from tomofuse.register._stages import refine_bspline
-
-    img = sitk.Image([30, 40, 50], sitk.sitkFloat32)
-    img.SetSpacing((0.1, 0.12, 0.09))
-    img.SetOrigin((1.0, -2.0, 0.5))
-    coarse = sitk.BSplineTransformInitializer(img, [2, 3, 1], 3)
-    rng = np.random.default_rng(0)
-    coarse.SetParameters(tuple(rng.normal(size=len(coarse.GetParameters()))))
-    fine = refine_bspline(coarse, img)
-    assert fine.GetTransformDomainMeshSize() == (4, 6, 2)
-    pts = rng.uniform(0.0, 1.0, (300, 3)) * np.array([2.9, 4.7, 4.4]) + np.array([1.0, -2.0, 0.5])
-    a = np.array([coarse.TransformPoint(tuple(p)) for p in pts])
-    b = np.array([fine.TransformPoint(tuple(p)) for p in pts])
-    assert np.abs(a - b).max() < 1e-12 and np.abs(a - pts).max() > 0.1

@@ -42,30 +42,22 @@ class RegistrationOptions:
     stages : sequence of {"rigid", "bspline"}
         Stages to run, in this order.
     bspline_grid : float, optional
-        Control-point spacing in meters of the finest B-spline level.  The B-spline
-        stage runs coarse to fine: the first level spans the smallest edge of the
-        fixed field of view with 2 cells (at least 5x the moving resolution, FWHM),
-        each next level halves the spacing and starts exactly from the previous
-        accepted map; a level is kept only if the held-out check (``holdout``)
-        improves over that map, and the levels stop at the first that does not.
-        Default finest level: 8x the moving resolution (on
-        bench/registration_family.py levels at 5-6 resolutions made the TRE
-        worse).  With a value, the levels are that spacing times ..., 4, 2, 1,
-        starting at the first level's.  Never finer than 4x the moving resolution
-        (a finer request is raised to it with a warning).
+        B-spline control-point spacing in meters.  Default: the larger of 5x the
+        moving resolution (FWHM) and the smallest edge of the fixed field of view
+        (one cell: finer grids let mutual information fit the structures only one
+        modality shows, see bench/compare_registration.py); never finer than 4x
+        the moving resolution (a finer request is raised to it with a warning).
     moving_resolution : float, optional
         Moving (TXTM) resolution as a Gaussian FWHM in meters.  Default:
         estimated from the blur that best matches the fixed image to the moving
         one after the rigid stage (assuming a PXCT FWHM of ~2 fixed voxels).
     holdout : sequence of {"mattes", "edges"}
-        Held-out similarities whose relative changes over the previous map,
-        summed, must exceed 0.02 for a B-spline level to be kept (and fewer than
-        20 % of its interior coefficients may sit at their bound, 2x the moving
-        resolution): Mattes MI of the intensities and the correlation of edge
-        strengths (gradient magnitudes).  Both by default: on simulated pairs a
-        B-spline fitted on MI also raises the held-out MI when there is no
-        deformation at all (moving points by ~5 nm), while it lowers the edge
-        correlation more; ``("mattes",)`` is the looser rule.
+        Held-out similarities whose relative changes, summed, must be positive for
+        the B-spline stage to be kept: Mattes MI of the intensities and the
+        correlation of edge strengths (gradient magnitudes).  Both by default: on
+        simulated pairs a B-spline fitted on MI also raises the held-out MI when
+        there is no deformation at all (moving points by ~5 nm), while it lowers
+        the edge correlation more; ``("mattes",)`` is the looser rule.
     backend : {"simpleitk", "elastix"}
         ``"elastix"`` (the paper's tool) needs the optional ``itk-elastix``
         package; it runs after the same automatic start.

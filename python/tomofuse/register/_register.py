@@ -47,13 +47,11 @@ def register(
     search over SO(3) with masked normalized cross-correlation of gradient
     magnitudes, then multi-start mutual information), the fixed image is
     smoothed to the moving image's resolution (estimated from the pair) so that
-    the two see the same structures, and the B-spline stage (Mattes MI) runs
-    coarse to fine (2 control-point cells per field of view, then halved spacings
-    down to 8x the moving resolution by default), each level fitted on top of the
-    previous accepted one and kept only if it raises the mutual information *and*
-    the correlation of edge strengths on voxels it was not fitted to
-    (``options.holdout``) over the previous map; when no level is kept the rigid
-    map is returned with a ``RegistrationWarning``.  Mutual-information optimization runs on one thread
+    the two see the same structures, and the B-spline stage (Mattes MI, one
+    control-point cell per field of view by default) is kept only if it raises
+    the mutual information *and* the correlation of edge strengths on voxels it
+    was not fitted to (``options.holdout``); otherwise the rigid map is returned with a
+    ``RegistrationWarning``.  Mutual-information optimization runs on one thread
     so that results are reproducible (see ``SitkRegistration.run`` in ``_stages.py``).
 
     Parameters

@@ -32,58 +32,22 @@ _FIXED_SIGMA_VOXELS = 0.85
 #: blur, 0.8 / 12.5 nm with half of it, 1.6 / 12.4 nm with none; the B-spline candidate
 #: 7.9 / 9.1, 5.0 / 7.7 and 4.0 / 8.5 nm.
 FIXED_SMOOTHING = 0.5
-#: First B-spline level: control-point spacing at least this many moving resolutions (FWHM) ...
+#: Default B-spline control-point spacing in units of the moving image's resolution (FWHM).
 GRID_PER_RESOLUTION = 5.0
-#: ... and this fraction of the smallest fixed field-of-view edge (2 cells).  The levels then halve
-#: the spacing (refining the previous map exactly) down to ``FINEST_GRID_PER_RESOLUTION``.  On
-#: bench/registration_family.py a first level of one cell (the former default) was accepted on
-#: member 4 (TRE 17.5 -> 12.4 nm) but could not represent 1-2 um waves (member 0: 17.8 -> 17.4 nm);
-#: starting at 2 cells reaches 10.0 / 14.2-15.8 nm on them directly, one level cheaper.  With one
-#: cell first (and a 0.01 gain threshold) members 0 / 4 ended at 16.5 / 11.8 nm (15.8 / 10.5 nm
-#: here) at 23 / 55 CPU-s, and bench/compare_registration.py's pair (3.4-6.8 um waves, which one cell
-#: represents) at 7.8 nm in 52 CPU-s -- here its 2-cell level is rejected: rigid, 12.5 nm.
-GRID_PER_FOV = 0.5
-#: A B-spline level with at least this share of its interior coefficients (control points off the
-#: grid's outer layer) at their bound (98 % of ``BSPLINE_BOUND`` moving resolutions) is rejected.  On
-#: the demo's scans (no deformation between them; 48x96x96 and 40x64x64) the held-out check accepted
-#: one-cell warps with 35-52 % of them at a bound of one resolution (240 nm displacement) that took
-#: the TRE from 7 nm (rigid) to 36-40 nm.  Counting all coefficients separated the cases less well
-#: (edge coefficients saturate in both: 0.5-4.7 % vs 6.7-33 %).
+#: ... and not finer than this fraction of the smallest fixed field-of-view edge: on simulated
+#: PXCT/TXTM pairs, finer grids let mutual information fit the structures that only one
+#: modality shows (MI above that of the true transform, larger TRE) -- bench/compare_registration.py.
+GRID_PER_FOV = 1.0
+#: A B-spline with at least this share of its interior coefficients (control points off the grid's
+#: outer layer) at their bound (98 % of the moving resolution) is rejected.  On the demo's scans (no
+#: deformation between them; 48x96x96 and 40x64x64) the held-out check accepted warps with 35-52 %
+#: of them at the bound (240 nm displacement) that took the TRE from 7 nm (rigid) to 36-40 nm; on
+#: the pairs of tests/register_pairs.py with 32 and 60 nm deformations 4.2 % and 8.3 % are (1 and 2
+#: of 24), and their accepted warps lower the TRE (60 nm: 24 -> 18 nm).  Counting all coefficients
+#: separated the two less well (edge coefficients saturate in both: 0.5-4.7 % vs 6.7-33 %).
 BSPLINE_SATURATION = 0.20
-#: A B-spline level is kept only if the summed relative held-out gains exceed this.  On
-#: bench/registration_family.py the levels that lowered the TRE gained 0.026-0.050 (first levels;
-#: 0.014 for a second level on top of a one-cell one), a 2-cell level that raised it from 11.4 to
-#: 12.8 nm (member 1: 0.6-0.9 um waves, which 1.25-um cells cannot represent) 0.009, and the levels
-#: rejected by the sign alone -0.02 to -0.001.
-BSPLINE_MIN_GAIN = 0.02
 #: Never finer than this many moving resolutions, even when asked.
 MIN_GRID_PER_RESOLUTION = 4.0
-#: Default finest B-spline level (control-point spacing in moving resolutions).  On the family, every
-#: level at 4.8-6.1 resolutions made the TRE worse (member 0: 15.0 -> 19.3 nm, member 4: 10.6 ->
-#: 18.6 nm) and was rejected by the held-out check, at the largest CPU cost of all levels.
-FINEST_GRID_PER_RESOLUTION = 8.0
-#: At most this many B-spline levels.
-MAX_BSPLINE_LEVELS = 6
-#: Random samples of the B-spline fit's metric: at least this many, and this many per coefficient
-#: (None: every training voxel, which did not change the TRE on member 0: 14.6 vs 14.2 nm).
-BSPLINE_SAMPLES = 30000
-BSPLINE_SAMPLES_PER_PARAMETER = 20
-#: Gaussian smoothing (sigma) of both images in each level's fit, as a fraction of the level's grid
-#: (1/8 took member 0's 2-cell TRE from 15 to 53-78 nm: MI of blurred unlike contrasts is biased).
-BSPLINE_SMOOTHING = 0.0
-#: L-BFGS-B iterations per level.  100 took 31-36 CPU-s in all on four 160^3 members of
-#: bench/registration_family.py (member 4's 2-cell level used all 100: TRE 10.5 nm); 50 took 21-28
-#: CPU-s on them with the same acceptances (member 4: 10.4 nm, member 0: 15.7 vs 15.8 nm).
-BSPLINE_ITERATIONS = 50
-#: Bound of the coefficients (each level's total map) in moving resolutions.  A cubic B-spline whose
-#: wave spans two cells needs coefficients ~3x its displacement: with a bound of one resolution the
-#: 2-cell level of member 0 (40-nm warp of 1-1.9 um waves) had 21-26 % of its interior coefficients
-#: at the bound and was rejected; with 2, 4 %.
-BSPLINE_BOUND = 2.0
-#: Fraction of the estimated relative blur applied to the fixed image in the B-spline levels.
-BSPLINE_FIXED_SMOOTHING = FIXED_SMOOTHING
-#: Sample spacing of the B-spline fit (shrink factor of the fixed image) in moving resolutions.
-BSPLINE_SHRINK = 0.5
 
 
 class _CpuClock:
@@ -104,34 +68,6 @@ def _checkerboard_mask(shape_zyx, block: int, parity: int, base: np.ndarray | No
     if base is not None:
         cb &= base
     return cb
-
-
-def _subdivide(coefficients: np.ndarray, axis: int) -> np.ndarray:
-    """Control points of the same uniform cubic B-spline on a grid of half the spacing along ``axis``.
-
-    ``m + 3`` control points of a mesh of ``m`` cells become ``2 m + 3`` (exact refinement:
-    the cubic B-spline is (1, 4, 6, 4, 1) / 8 times B-splines of half the width).
-    """
-    c = np.moveaxis(coefficients, axis, 0)
-    out = np.empty((2 * c.shape[0] - 3,) + c.shape[1:])
-    out[0::2] = (c[:-1] + c[1:]) / 2.0
-    out[1::2] = (c[:-2] + 6.0 * c[1:-1] + c[2:]) / 8.0
-    return np.moveaxis(out, 0, axis)
-
-
-def refine_bspline(bs: sitk.Transform, reference: sitk.Image) -> sitk.BSplineTransform:
-    """``bs`` (cubic, on ``reference``'s domain) on a mesh of twice as many cells per axis: the same map."""
-    bs = sitk.BSplineTransform(bs)
-    mesh = [2 * m for m in bs.GetTransformDomainMeshSize()]
-    out = sitk.BSplineTransformInitializer(reference, mesh, 3)
-    coef = []
-    for im in bs.GetCoefficientImages():  # x, y, z components; arrays (z, y, x)
-        c = sitk.GetArrayFromImage(im).astype(np.float64)
-        for axis in range(3):
-            c = _subdivide(c, axis)
-        coef.append(c.ravel())
-    out.SetParameters(tuple(np.concatenate(coef)))
-    return out
 
 
 def _mask_image(mask: np.ndarray, like: sitk.Image) -> sitk.Image:
@@ -158,9 +94,6 @@ class SitkRegistration:
         self.progress = Progress(callback, logger)
         self.metrics: dict = {}
         self.holdout = tuple(holdout)
-        #: bench/registration_family.py --methods explore: a list to fit every B-spline level (each on
-        #: top of the previous fit, kept or not) and collect the (level B-spline, composed map) pairs
-        self._explore: list | None = None
 
     # -- building blocks ----------------------------------------------------------
     def _method(self, *, bins: int = 32) -> sitk.ImageRegistrationMethod:
@@ -310,25 +243,23 @@ class SitkRegistration:
             return sitk.Euler3DTransform(rigid)
         return sitk.CompositeTransform([extra, rigid])
 
-    def _compose(self, rigid, bsplines=()) -> sitk.Transform:
-        """``extra o rigid o bsplines[0] o bsplines[1] ...`` (the last B-spline acts first on fixed points)."""
+    def _compose(self, rigid, bspline=None) -> sitk.Transform:
         parts = []
         if self.extra is not None:
             parts.append(self.extra)
         parts.append(rigid)
-        parts.extend(bsplines)
+        if bspline is not None:
+            parts.append(bspline)
         if len(parts) == 1:
             return sitk.Euler3DTransform(rigid)
         return sitk.CompositeTransform(parts)
 
-    def _fixed_smoothed(self, fraction: float = None):
-        """The fixed image smoothed by ``fraction`` (default ``FIXED_SMOOTHING``) of the relative blur."""
-        fraction = FIXED_SMOOTHING if fraction is None else fraction
-        key = (round(self.sigma_rel * 1e12), fraction)
-        cache = self.__dict__.setdefault("_fs_cache", {})
-        if key not in cache:
-            cache[key] = self._smooth(self.fixed, fraction * self.sigma_rel / UNIT)
-        return cache[key]
+    def _fixed_smoothed(self):
+        key = round(self.sigma_rel * 1e12)
+        if getattr(self, "_fs_key", None) != key:
+            self._fs = self._smooth(self.fixed, FIXED_SMOOTHING * self.sigma_rel / UNIT)
+            self._fs_key = key
+        return self._fs
 
     def _rigid(self, start: sitk.Euler3DTransform, *, refine: bool = False) -> sitk.Euler3DTransform:
         fixed = self._fixed_smoothed()
@@ -427,31 +358,21 @@ class SitkRegistration:
         me = g.Execute(self.moving)
         return fe, me
 
-    def _fit_bspline(self, fixed, moving, moving_initial, train, mesh, shrink, bound, salt, metric, *,
-                     samples=30000, smoothing=0.0, iterations=100, start=None):
-        """B-spline on ``fixed``'s domain fitted on the ``train`` voxels (L-BFGS-B, bounded coefficients).
-
-        ``start``: a B-spline on the same domain and ``mesh`` to start from (default: zero).
-        """
+    def _fit_bspline(self, fixed, moving, moving_initial, train, mesh, shrink, bound, salt, metric):
+        """B-spline on ``fixed``'s domain fitted on the ``train`` voxels (L-BFGS-B, bounded coefficients)."""
         bs = sitk.BSplineTransformInitializer(fixed, mesh, 3)
-        if start is not None:
-            bs.SetParameters(start.GetParameters())
         R = self._method()
         if metric == "correlation":
             R.SetMetricAsCorrelation()
         R.SetShrinkFactorsPerLevel(shrink)
-        R.SetSmoothingSigmasPerLevel([smoothing] * len(shrink))
+        R.SetSmoothingSigmasPerLevel([0.0] * len(shrink))
         R.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
         n = int(train.sum())
-        if samples is None:
-            R.SetMetricSamplingStrategy(R.NONE)
-        else:
-            R.SetMetricSamplingStrategy(R.RANDOM)
-            R.SetMetricSamplingPercentagePerLevel([self._samples(n / s**3, samples) for s in shrink],
-                                                  itk_seed(self.seed, salt))
+        R.SetMetricSamplingStrategy(R.RANDOM)
+        R.SetMetricSamplingPercentagePerLevel([self._samples(n / s**3, 30000) for s in shrink], itk_seed(self.seed, salt))
         R.SetMetricFixedMask(_mask_image(train, fixed))
-        R.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=iterations,
-                               maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=2 * iterations,
+        R.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=100,
+                               maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=200,
                                costFunctionConvergenceFactor=1e7, lowerBound=-bound, upperBound=bound)
         R.SetInitialTransform(bs, inPlace=True)
         R.SetMovingInitialTransform(moving_initial)
@@ -459,52 +380,27 @@ class SitkRegistration:
         return bs, {"value": float(R.GetMetricValue()), "iterations": int(R.GetOptimizerIteration()),
                     "stop": R.GetOptimizerStopConditionDescription()}
 
-    def _levels(self, res: float) -> list[float]:
-        """Control-point spacings (meters) of the coarse-to-fine B-spline levels for a moving resolution ``res``.
-
-        By default the field of view (smallest edge) over 2, 4, 8, ... cells down to
-        ``FINEST_GRID_PER_RESOLUTION`` moving resolutions; with ``bspline_grid`` the finest level is
-        that spacing and the coarser ones double it up to the first level's spacing.
-        """
-        first = self.default_grid(res)
-        finest = self._grid(res)
-        if finest >= first:
-            return [finest]
-        if self.grid is None:
-            grids = [first]
-            while grids[-1] / 2.0 >= finest * (1.0 - 1e-9):
-                grids.append(grids[-1] / 2.0)
-        else:
-            grids = [finest]
-            while grids[-1] * 2.0 <= first * (1.0 + 1e-9):
-                grids.append(grids[-1] * 2.0)
-            grids = grids[::-1]
-        return grids[:MAX_BSPLINE_LEVELS]
-
     def _bspline(self, rigid):
-        """Coarse-to-fine B-spline levels on Mattes MI, each kept only if it improves held-out similarities.
+        """B-spline stage on Mattes MI, kept only if two unlike similarities improve, together, on held-out voxels.
 
         On simulated PXCT/TXTM pairs every similarity tried (Mattes MI, correlation ratio,
         correlation of gradient magnitudes) is maximized by some smooth warp that is *not*
         the true map, even without any deformation -- the modalities disagree on which
         phases differ -- and held-out voxels of the same similarity confirm that warp
         (bench/compare_registration.py).  The biases of unlike similarities differ while a
-        true deformation improves both, so each level's B-spline, fitted on Mattes MI
-        (training half of a checkerboard of blocks smaller than the finest grid) on top of
-        the previous accepted map, is kept only if the sum of the relative changes of the
+        true deformation improves both, so the B-spline fitted on Mattes MI (training half
+        of a checkerboard of blocks) is kept only if the sum of the relative changes of the
         Mattes MI and of the correlation of edge strengths (gradient magnitudes) on the
-        held-out half, against the previous accepted map, is positive: a warp that MI likes a
-        little but that breaks edges more is rejected, and the levels stop there.  So is a
-        level with many interior coefficients at their bound (``BSPLINE_BOUND`` moving resolutions): a
-        deformation that large is not what the similarity found, but its bias.
+        held-out half is positive: a warp that MI likes a little but that breaks edges more
+        is rejected.  So is a warp with many interior coefficients at their bound (the moving
+        resolution): a deformation that large is not what the similarity found, but its bias.
         """
         res = float(self.moving_resolution)
-        grids = self._levels(res)
-        fixed = self._fixed_smoothed(BSPLINE_FIXED_SMOOTHING)
+        grid = self._grid(res)
+        self.grid_used = grid
+        fixed = self._fixed_smoothed()
         h = float(self.fsp.max())
         rig = self._compose(rigid)
-        levels = []
-        candidate = None
         with _CpuClock() as clk:
             # Only fixed voxels that the rigid result maps at least one resolution inside the moving
             # field of view take part, so that the bounded B-spline cannot push samples out of it
@@ -513,97 +409,61 @@ class SitkRegistration:
             base = inside if self.mask is None else inside & self.mask
             if base.sum() < 4096:
                 raise ValueError("the rigid result leaves too little overlap between the volumes for the B-spline stage")
-            # held-out split: one 3-D checkerboard of blocks smaller than the finest grid for all levels
-            block = max(2, int(round(grids[-1] / (4 * h))))
+            # held-out split: a 3-D checkerboard of blocks smaller than the grid
+            block = max(2, int(round(grid / (4 * h))))
             train = _checkerboard_mask(self.f_arr.shape, block, 0, base)
             held = _checkerboard_mask(self.f_arr.shape, block, 1, base)
-            shrink = [max(1, int(round(BSPLINE_SHRINK * res / h)))]
-            bound = BSPLINE_BOUND * res / UNIT
+            mesh = [max(1, int(round(e / (grid / UNIT)))) for e in fov_extent(fixed)]
+            shrink = [max(1, int(round(res / (2 * h))))]
+            bound = res / UNIT
+            self.progress.stage(0.55, 0.9, "bspline (mutual information)")
+            bs, info = self._fit_bspline(fixed, self.moving, rig, train, mesh, shrink, bound, 3, "mattes")
             fe, me = self._edges()
-            # the same 200 000 random held-out points for every map (paired comparisons)
-            kw = dict(percentage=self._samples(int(held.sum()), 200000), seed_salt=7)
-            kw_e = dict(kw, moving=me, metric="correlation")
-            ref = (self._metric_value(fixed, rig, held, **kw), self._metric_value(fe, rig, held, **kw_e))
-            previous = None  # the B-spline of the last accepted level (explore: of the last level)
-            for k, grid in enumerate(grids):
-                lv_clk = _CpuClock().__enter__()
-                if previous is None:
-                    # whole cells of at least ``grid`` (a rounded count could make them finer than the floor)
-                    mesh = [max(1, int(math.floor(e / (grid / UNIT) + 1e-6))) for e in fov_extent(fixed)]
-                    start = None
-                else:  # the previous map, exactly, on a mesh of twice as many cells (half the spacing)
-                    start = refine_bspline(previous, fixed)
-                    mesh = list(start.GetTransformDomainMeshSize())
-                n_par = 3 * int(np.prod([m + 3 for m in mesh]))
-                self.progress.stage(0.55 + 0.4 * k / len(grids), 0.55 + 0.4 * (k + 1) / len(grids),
-                                    f"bspline level {k + 1}/{len(grids)} ({grid * 1e9:.0f} nm grid)")
-                samples = (None if BSPLINE_SAMPLES is None
-                           else max(BSPLINE_SAMPLES, BSPLINE_SAMPLES_PER_PARAMETER * n_par))
-                bs, info = self._fit_bspline(fixed, self.moving, rig, train, mesh, shrink, bound, 3 + 10 * k,
-                                             "mattes", samples=samples, smoothing=BSPLINE_SMOOTHING * grid / UNIT,
-                                             iterations=BSPLINE_ITERATIONS, start=start)
-                composed = self._compose(rigid, [bs])
-                new = (self._metric_value(fixed, composed, held, **kw), self._metric_value(fe, composed, held, **kw_e))
-                # relative improvement of each held-out similarity (both are "lower is better" in ITK)
-                gains = {"mattes": (ref[0] - new[0]) / abs(ref[0]), "edges": (ref[1] - new[1]) / abs(ref[1])}
-                total = float(sum(gains[n] for n in self.holdout))
-                # the share of the interior coefficients (control points off the grid's outer layer, which
-                # the data constrain) at their bound
-                coef = np.abs(np.stack([sitk.GetArrayViewFromImage(im) for im in sitk.BSplineTransform(bs).GetCoefficientImages()]))
-                inner = coef[:, 1:-1, 1:-1, 1:-1]
-                saturation = float(np.mean(inner >= 0.98 * bound)) if inner.size and bound > 0 else 0.0
-                ok = bool(total > BSPLINE_MIN_GAIN) and saturation < BSPLINE_SATURATION
-                lv_clk.__exit__()
-                levels.append({
-                    "grid_m": grid, "mesh": mesh, "fit": info,
-                    "holdout_mattes": {"previous": ref[0], "level": new[0]},
-                    "holdout_edge_correlation": {"previous": ref[1], "level": new[1]},
-                    "holdout_gains": gains, "holdout_total_gain": total, "accepted": ok,
-                    "saturated_coefficients": saturation, "max_displacement_m": self._max_displacement(bs, fixed),
-                    "cpu_s": lv_clk.cpu, "wall_s": lv_clk.wall,
-                })
-                if candidate is None:
-                    candidate = composed
-                if self._explore is not None:
-                    self._explore.append((bs, composed))
-                    previous, ref = bs, new
-                    continue
-                if not ok:
-                    break
-                previous, candidate, ref = bs, composed, new
-        n_ok = sum(1 for lv in levels if lv["accepted"]) if self._explore is None else 0
-        self.grid_used = levels[n_ok - 1]["grid_m"] if n_ok else None
-        self.stage_transforms["bspline"] = candidate
-        first = levels[0]
+            composed = self._compose(rigid, bs)
+            self.progress.stage(0.9, 0.97, "bspline: held-out check")
+            # the same 200 000 random held-out points for both maps (paired comparison)
+            pct = self._samples(int(held.sum()), 200000)
+            kw = dict(percentage=pct, seed_salt=7)
+            mi = (self._metric_value(fixed, rig, held, **kw), self._metric_value(fixed, composed, held, **kw))
+            kw.update(moving=me, metric="correlation")
+            gm = (self._metric_value(fe, rig, held, **kw), self._metric_value(fe, composed, held, **kw))
+        self.stage_transforms["bspline"] = composed
+        # relative improvement of each held-out similarity (both are "lower is better" in ITK)
+        gains = {"mattes": (mi[0] - mi[1]) / abs(mi[0]), "edges": (gm[0] - gm[1]) / abs(gm[0])}
+        total = float(sum(gains[k] for k in self.holdout))
+        # the share of the interior coefficients (control points off the grid's outer layer, which
+        # the data constrain) at their bound (the moving resolution)
+        coef = np.abs(np.stack([sitk.GetArrayViewFromImage(im) for im in sitk.BSplineTransform(bs).GetCoefficientImages()]))
+        inner = coef[:, 1:-1, 1:-1, 1:-1]
+        saturation = float(np.mean(inner >= 0.98 * bound)) if inner.size and bound > 0 else 0.0
+        accepted = bool(total > 0) and saturation < BSPLINE_SATURATION
         self.metrics["bspline"] = {
-            "grids_m": grids, "levels": levels, "levels_accepted": n_ok, "accepted": n_ok > 0,
-            "grid_m": self.grid_used, "shrink": shrink, "bound_m": bound * UNIT, "holdout_block_voxels": block,
-            "holdout_used": list(self.holdout), "holdout_gains": first["holdout_gains"],
-            "holdout_total_gain": first["holdout_total_gain"], "saturated_coefficients": first["saturated_coefficients"],
+            "grid_m": grid, "mesh": mesh, "shrink": shrink, "bound_m": bound * UNIT,
+            "fit": info,
+            "holdout_block_voxels": block,
+            "holdout_mattes": {"rigid": mi[0], "bspline": mi[1]},
+            "holdout_edge_correlation": {"rigid": gm[0], "bspline": gm[1]},
+            "holdout_gains": gains, "holdout_used": list(self.holdout), "holdout_total_gain": total,
+            "accepted": accepted, "saturated_coefficients": saturation,
+            "max_displacement_m": self._max_displacement(bs, fixed),
             "wall_s": clk.wall, "cpu_s": clk.cpu,
         }
-        if n_ok:
-            if n_ok < len(levels):
-                logger.info("B-spline: %d of %d levels kept (level %d: held-out change %+.2e, %.0f%% of the interior "
-                            "coefficients at their bound)", n_ok, len(grids), n_ok + 1,
-                            levels[n_ok]["holdout_total_gain"], 100 * levels[n_ok]["saturated_coefficients"])
-            return candidate
-        saturation, total = first["saturated_coefficients"], first["holdout_total_gain"]
-        mi, gm = first["holdout_mattes"], first["holdout_edge_correlation"]
-        if saturation >= BSPLINE_SATURATION and total > BSPLINE_MIN_GAIN:
+        if not accepted and saturation >= BSPLINE_SATURATION:
             warnings.warn(
-                f"B-spline stage rejected: {saturation:.0%} of its interior coefficients sit at their bound "
-                f"({bound * UNIT * 1e9:.0f} nm, {BSPLINE_BOUND:g}x the moving volume's resolution) -- a warp that large fits differences between the "
+                f"B-spline stage rejected: {saturation:.0%} of its interior coefficients sit at their bound (the moving "
+                f"volume's resolution, {bound * UNIT * 1e9:.0f} nm) -- a warp that large fits differences between the "
                 f"modalities, not a deformation (held-out change {total:+.2e}); keeping the rigid transform",
                 RegistrationWarning, stacklevel=4)
             logger.warning("B-spline stage rejected (%.0f%% of the interior coefficients at their bound)", 100 * saturation)
             return None
-        warnings.warn(
-            f"B-spline stage rejected: held-out similarity ({' + '.join(self.holdout)}) did not improve "
-            f"by more than {BSPLINE_MIN_GAIN:g} (relative change {total:+.2e}; Mattes MI {-mi['previous']:.5f} -> {-mi['level']:.5f}, edge correlation "
-            f"{-gm['previous']:.5f} -> {-gm['level']:.5f}); keeping the rigid transform", RegistrationWarning, stacklevel=4)
-        logger.warning("B-spline stage rejected (held-out MI %s, edges %s)", mi, gm)
-        return None
+        if not accepted:
+            warnings.warn(
+                f"B-spline stage rejected: held-out similarity ({' + '.join(self.holdout)}) did not improve "
+                f"(relative change {total:+.2e}; Mattes MI {-mi[0]:.5f} -> {-mi[1]:.5f}, edge correlation "
+                f"{-gm[0]:.5f} -> {-gm[1]:.5f}); keeping the rigid transform", RegistrationWarning, stacklevel=4)
+            logger.warning("B-spline stage rejected (held-out MI %s, edges %s)", mi, gm)
+            return None
+        return composed
 
     def _inside(self, src: sitk.Image, ref: sitk.Image, transform, *, margin: float) -> np.ndarray:
         """Voxels of ``ref`` that ``transform`` maps at least ``margin`` meters inside ``src``'s field of view."""
@@ -619,8 +479,7 @@ class SitkRegistration:
         return sitk.GetArrayFromImage(out).astype(bool)
 
     def _grid(self, res: float) -> float:
-        """The finest B-spline level's control-point spacing (meters)."""
-        grid = self.grid if self.grid is not None else FINEST_GRID_PER_RESOLUTION * res
+        grid = self.grid if self.grid is not None else self.default_grid(res)
         if grid < MIN_GRID_PER_RESOLUTION * res:
             warnings.warn(
                 f"bspline_grid {grid:.3g} m is finer than {MIN_GRID_PER_RESOLUTION:g}x the moving resolution "

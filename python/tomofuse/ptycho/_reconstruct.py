@@ -30,6 +30,13 @@ logger = logging.getLogger(__name__)
 
 _ENGINES = ("dm", "ml")
 _CHECKPOINT_FORMAT = 1
+#: Relative changes of the beam diameter that the defocus search tries (DMOptions.defocus_search).
+DEFOCUS_TRIALS = (-0.75, -0.5, -0.25, 0.25, 0.5, 0.75)
+#: A refocused initial probe is taken only if its DM error is below (1 - margin) x the given probe's.
+DEFOCUS_MARGIN = 0.02
+#: DMOptions.defocus_search=None: this many DM iterations per trial when the first DM stage has DEFOCUS_MIN_DM or more.
+DEFOCUS_ITERATIONS = 20
+DEFOCUS_MIN_DM = 100
 
 
 @dataclass
@@ -226,6 +233,35 @@ def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float) ->
     step -= step.mean(axis=0)
     step = np.clip(step, -max_step, max_step)
     return positions + step
+
+
+def _refocused(probe: np.ndarray, fractions) -> list:
+    """The probe modes refocused so that the beam diameter changes by each fraction, ``[(fraction, probe)]``.
+
+    Fresnel propagation is a quadratic phase ``exp(-i pi a |u|^2)`` on the pupil (``u`` in cycles per
+    pixel); it widens a beam by ``2 a u_p`` pixels, ``u_p`` the pupil radius (the radius holding 95 % of
+    the probe's spectral power).  The beam diameter ``d`` is ``2 sqrt(2)`` times the rms radius of the
+    probe's intensity (exact for a uniform disc); ``a = fraction d / (2 u_p)``.  Either sign of ``a``
+    moves the sample further from or closer to the focus, whichever side it is on.
+    """
+    n = probe.shape[-1]
+    spec = np.fft.fft2(np.fft.ifftshift(probe.astype(np.complex128), axes=(-2, -1)))
+    u = np.fft.fftfreq(n)
+    u2 = u[:, None] ** 2 + u[None, :] ** 2
+    power = np.sum(np.abs(spec) ** 2, axis=0)
+    order = np.argsort(u2, axis=None, kind="stable")
+    cum = np.cumsum(power.ravel()[order])
+    u_pupil = math.sqrt(float(u2.ravel()[order][np.searchsorted(cum, 0.95 * cum[-1])]))
+    q = np.sum(np.abs(probe.astype(np.complex128)) ** 2, axis=0)
+    y, x = np.mgrid[:n, :n]
+    cy, cx = float((q * y).sum() / q.sum()), float((q * x).sum() / q.sum())
+    d = 2.0 * math.sqrt(2.0) * math.sqrt(float((q * ((y - cy) ** 2 + (x - cx) ** 2)).sum() / q.sum()))
+    out = []
+    for f in fractions:
+        a = f * d / (2.0 * max(u_pupil, 1.0 / n))
+        p = np.fft.fftshift(np.fft.ifft2(spec * np.exp(-1j * math.pi * a * u2)), axes=(-2, -1))
+        out.append((float(f), p.astype(np.complex64)))
+    return out
 
 
 def _hash_inputs(intensities, positions, probe, mask, params) -> str:
@@ -455,6 +491,7 @@ class _Run:
                             "projections of a series (tomofuse.ptycho.reconstruct_series with a Dask client)")
         self.scan = self._scan(pos, "positions_px: {}")
         self.progress = Progress(callback, logger)
+        self._inputs = (intensities, pos, valid_mask)
 
         # What a checkpoint must match (kept as it was before the options objects, so that
         # older checkpoints still resume).
@@ -466,7 +503,7 @@ class _Run:
                        "subpixel_steps": self.subpixel_steps, "max_position_step": float(refine.max_step),
                        "seed": self.seed, "ml_update_probe": bool(ml.update_probe),
                        "fourier_bound": float(dm.fourier_bound), "fourier_bound_ramp": dm.fourier_bound_ramp,
-                       "ml_smoothness": float(ml.smoothness)}
+                       "ml_smoothness": float(ml.smoothness), "defocus_search": -1 if dm.defocus_search is None else dm.defocus_search}
         self.digest = _hash_inputs(intensities, pos, p_init, bad, self.params)
 
         # Data in the engines' layout: zero frequency at index 0, float32.
@@ -525,6 +562,8 @@ class _Run:
     def run(self) -> Reconstruction:
         if self.ckpt is not None:
             self._resume()
+        if self.start_stage == 0 and self.start_iter == 0 and self.stages[0][0] == "dm" and self._search_iterations():
+            self._search_defocus()
         all_iters = max(1, sum(it for _, it in self.stages))
         done_iters = sum(it for _, it in self.stages[:self.start_stage]) + self.start_iter
         for si in range(self.start_stage, len(self.stages)):
@@ -546,6 +585,36 @@ class _Run:
         return Reconstruction(object=self.obj, probe=self.probe, positions_px=self.positions,
                               errors=[(nm, np.asarray(e, dtype=np.float64)) for nm, e in self.errors],
                               illumination=illum)
+
+    def _search_iterations(self) -> int:
+        """DM iterations per trial of the defocus search (0 = none), DMOptions.defocus_search resolved."""
+        if self.dm.defocus_search is not None:
+            return self.dm.defocus_search
+        return DEFOCUS_ITERATIONS if self.stages[0][1] >= DEFOCUS_MIN_DM else 0
+
+    def _search_defocus(self) -> None:
+        """DMOptions.defocus_search: start from the refocused initial probe with the lowest DM error."""
+        from dataclasses import replace
+
+        intensities, pos, mask = self._inputs
+        iters = self._search_iterations()
+        dm = replace(self.dm, defocus_search=0)
+        errors = {}
+        trials = [(0.0, self.probe)] + _refocused(self.probe, DEFOCUS_TRIALS)
+        self.progress.stage(0.0, 0.0, "defocus search")  # messages only: the stages' fractions follow
+        for i, (frac, p) in enumerate(trials):
+            self.progress.update(i / len(trials), f"defocus search {i + 1}/{len(trials)}")
+            r = _Run(intensities, pos, p, object_shape=self.shape, engines=(("dm", iters),), probe_modes=self.modes,
+                     subpixel_steps=self.subpixel_steps, mask=mask, dm=dm, ml=self.ml, refine_positions=False,
+                     checkpoint=None, checkpoint_every=self.checkpoint_every, callback=None, threads=self.threads,
+                     seed=self.seed).run()
+            errors[frac] = float(r.errors[0][1][-1])
+        best = min(errors, key=lambda f: (errors[f], abs(f)))
+        logger.info("defocus search (beam diameter change: DM error after %d iterations): %s", iters,
+                    ", ".join(f"{f:+.2f}: {e:.4g}" for f, e in errors.items()))
+        if best != 0.0 and errors[best] < (1.0 - DEFOCUS_MARGIN) * errors[0.0]:
+            self.probe = dict(trials)[best]
+            logger.info("defocus search: starting from the probe refocused by %+.2f of its beam diameter", best)
 
     def _difference_map(self, si: int, first: int, iters: int) -> None:
         """DM iterations ``first .. iters - 1`` of stage ``si`` (with position refinement if asked)."""

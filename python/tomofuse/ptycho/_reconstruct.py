@@ -503,7 +503,9 @@ class _Run:
                        "subpixel_steps": self.subpixel_steps, "max_position_step": float(refine.max_step),
                        "seed": self.seed, "ml_update_probe": bool(ml.update_probe),
                        "fourier_bound": float(dm.fourier_bound), "fourier_bound_ramp": dm.fourier_bound_ramp,
-                       "ml_smoothness": float(ml.smoothness), "defocus_search": -1 if dm.defocus_search is None else dm.defocus_search}
+                       "ml_smoothness": float(ml.smoothness)}
+        if dm.defocus_search is not None:  # absent at its default, so that older checkpoints still resume
+            self.params["defocus_search"] = dm.defocus_search
         self.digest = _hash_inputs(intensities, pos, p_init, bad, self.params)
 
         # Data in the engines' layout: zero frequency at index 0, float32.

@@ -267,10 +267,6 @@ def run_member(case: dict, *, dm_iters: int = 800, ml_iters: int = 800, threads:
             "ml_iterations": len(r.errors[-1][1]) if ml_iters else 0}
 
 
-def _load_checkpoint_never(path, expected_hash):
-    return None
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -301,9 +297,6 @@ def main(argv=None) -> None:
             print(f"m{i:02d} {case['params']} ({time.perf_counter() - t0:.1f} s)", flush=True)
         return
     if args.cmd == "run":
-        from tomofuse.ptycho import _reconstruct as rec_mod
-
-        rec_mod._load_checkpoint = _load_checkpoint_never
         opts = json.loads(args.options)
         kw = {}
         if "subpixel_steps" in opts:

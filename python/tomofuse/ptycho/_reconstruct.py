@@ -506,7 +506,8 @@ class _Run:
                        "ml_smoothness": float(ml.smoothness)}
         if dm.defocus_search is not None:  # absent at its default, so that older checkpoints still resume
             self.params["defocus_search"] = dm.defocus_search
-        self.digest = _hash_inputs(intensities, pos, p_init, bad, self.params)
+        # only a checkpoint needs it (hashing every pattern is not free, and the defocus search makes 7 runs)
+        self.digest = _hash_inputs(intensities, pos, p_init, bad, self.params) if checkpoint is not None else None
 
         # Data in the engines' layout: zero frequency at index 0, float32.
         self.data = np.ascontiguousarray(np.fft.ifftshift(intensities, axes=(1, 2)), dtype=np.float32)

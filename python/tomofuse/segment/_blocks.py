@@ -12,6 +12,7 @@ from .._progress import Progress, ProgressCallback
 from .._validate import flag, positive_length
 from .._validate import threads as _threads
 from ._classify import CHANNEL_CHOICES, _check_fused, _check_pair, fit_box, fit_model, label_region
+from ._lobes import silicon_lobes
 from ._model import PhaseModel
 from ._result import Segmentation
 
@@ -182,7 +183,10 @@ def segment_blocks(fused, *, voxel_size: float, cycled: bool = False, energies_k
                 fut.cancel()
 
         run_bounded(client, grid, submit, handle, on_error=on_error)
-    progress.update(1.0, "done")
     info = {"blocks": len(grid), "block": blk, "halo": halo, "fitted_region": fitted}
+    if channels == "both":
+        # pieces of the particle watershed judged whole, on the assembled labels (as segment does)
+        info["lobes"] = silicon_lobes(lambda lo, hi: _region(fused, lo, hi), labels, model, voxel_size=v, threads=th)
+    progress.update(1.0, "done")
     return Segmentation(labels=labels, valid=valid, thresholds=model, channels=channels, voxel_size=v,
                         cycled=cycled, info=info)

@@ -25,6 +25,11 @@ made quantitative by modeling what each modality sees:
    energy goes down (``_shell_moves``).
 4. *Morphology*: SEI only within ``sei_max_distance`` of silicon and only in
    components touching it; components below ``min_voxels`` join their neighbors.
+5. *Silicon lobes* (``_lobes``, both channels): every piece of the particle watershed is
+   judged whole with the TXTM as a blurred data term; graphite next to a silicon particle
+   that the TXTM's local fraction read as silicon goes back to graphite (it would otherwise
+   be counted as a particle of its own).  This step runs on the whole volume's labels, also
+   after ``segment_blocks``, reading only crops around the pieces.
 
 Two stages make it work on volumes larger than memory with the same result: ``fit_model``
 runs steps 1-3 on the central ``FIT_REGION`` cube (all of a smaller volume) and keeps only
@@ -54,6 +59,7 @@ from .._validate import flag, positive_length
 from .._validate import threads as _threads
 from ._cleanup import clean_labels
 from ._fit import FWHM_PER_SIGMA, affine_mixture, blur, fit_levels, fit_psf, measure_noise, sample_blocks
+from ._lobes import silicon_lobes
 from ._model import PhaseModel, physical_levels
 from ._result import Segmentation
 
@@ -502,6 +508,11 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
     labels, valid, lab_info = label_region(fused, model, voxel_size=v, cycled=cycled, channels=channels,
                                            schedule=info.get("fit", {}).get("schedule"), threads=th,
                                            callback=progress.update)
+    if channels == "both":
+        def crop(lo, hi):
+            return fused[(slice(None),) + tuple(slice(a, b) for a, b in zip(lo, hi))]
+
+        info["lobes"] = silicon_lobes(crop, labels, model, voxel_size=v, threads=th)
     info.update(lab_info, seconds=time.perf_counter() - t0)
     progress.update(1.0, "done")
     return Segmentation(labels=labels, valid=valid, thresholds=model, channels=channels, voxel_size=v,

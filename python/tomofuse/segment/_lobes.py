@@ -1,0 +1,142 @@
+"""Silicon lobes that the TXTM does not support, turned back to graphite.
+
+The TXTM evidence that splits the dense class (``_classify._txtm_evidence``) is the local
+silicon fraction over the TXTM's blur: graphite within about one TXTM PSF width of a large
+silicon particle reads as silicon there.  ICM then leaves lobes of graphite, tens to a few
+hundred voxels, labeled silicon and joined to the particle by a thin neck; the particle
+watershed (``label_particles``) cuts them off as particles of their own (on the family of
+``bench/segment_family.py``: 6 of 13 particles found on one member, every one of them
+graphite in the truth).
+
+Each piece of the particle watershed is therefore tested as a whole: the change of the
+energy when all its voxels turn to graphite, with the TXTM as a *data* term -- the blurred
+forward model ``H_T levels_T[labels]`` against the data, so the neighbor's own blur explains
+its spill-over -- plus the PXCT data term and the smoothness of ``_core.icm``.  A piece is
+turned when that change is negative.  A real particle, even a small one, is kept: its
+absorption is not explained by anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable
+
+import numpy as np
+
+from .. import _core
+from .._phase import Phase
+from ._model import PhaseModel
+from ._particles import label_particles
+
+__all__ = ["silicon_lobes"]
+
+logger = logging.getLogger(__name__)
+
+GRAPHITE, SILICON = int(Phase.GRAPHITE), int(Phase.SILICON)
+#: A piece is tested only where at least this share of its voxels lies inside the TXTM field of
+#: view (outside it the PXCT cannot tell graphite from silicon and the piece is left as it is).
+MIN_VALID_SHARE = 0.5
+
+
+def _radius(sigma: float) -> int:
+    # the core's Gaussian kernel radius (tomofuse::segment::kernel_radius)
+    return int(math.ceil(3.5 * sigma)) if sigma > 0 else 0
+
+
+def _blur(a: np.ndarray, sigma, threads: int) -> np.ndarray:
+    return _core.gaussian_blur(np.ascontiguousarray(a, dtype=np.float32), tuple(float(s) for s in sigma),
+                               adjoint=False, threads=threads).astype(np.float64)
+
+
+def _like_pair_change(labels: np.ndarray, piece: np.ndarray) -> int:
+    """Change of the number of unlike 6-neighbor pairs when ``piece`` (silicon) turns graphite."""
+    pad_l = np.pad(labels, 1, mode="constant", constant_values=255)
+    pad_p = np.pad(piece, 1, mode="constant", constant_values=False)
+    change = 0
+    inner = (slice(1, -1),) * 3
+    for axis in range(3):
+        for step in (1, -1):
+            nb = [slice(1, -1)] * 3
+            nb[axis] = slice(1 + step, pad_l.shape[axis] - 1 + step)
+            other = pad_l[tuple(nb)][pad_p[inner]]
+            outside = ~pad_p[tuple(nb)][pad_p[inner]]
+            change += int(np.count_nonzero(outside & (other == SILICON)))
+            change -= int(np.count_nonzero(outside & (other == GRAPHITE)))
+    return change
+
+
+def silicon_lobes(crop: Callable[[tuple, tuple], np.ndarray], labels: np.ndarray, model: PhaseModel, *,
+                  voxel_size: float, threads: int = 1) -> dict:
+    """Turn pieces of silicon that the TXTM does not support to graphite (``labels`` in place).
+
+    Parameters
+    ----------
+    crop : callable
+        ``crop(lo, hi)`` returns the fused volume's ``(2, ...)`` float block between voxel
+        corners ``lo`` and ``hi`` (channel 0 PXCT, channel 1 TXTM with NaN outside its field).
+    labels : (z, y, x) uint8 ndarray
+        Phase codes of the whole volume; changed in place.
+    model : PhaseModel
+        The fitted model (levels, PSFs, noise of both channels, smoothness).
+    voxel_size : float
+        Meters.
+    threads : int
+
+    Returns
+    -------
+    dict
+        ``tested`` pieces, ``turned`` pieces and ``voxels`` turned to graphite.
+    """
+    out = {"tested": 0, "turned": 0, "voxels": 0}
+    levels = np.asarray(model.levels, dtype=np.float64)
+    noise = np.asarray(model.noise, dtype=np.float64)
+    corr = np.asarray(model.correlation_volume, dtype=np.float64)
+    if not (np.all(np.isfinite(levels[:, [GRAPHITE, SILICON]])) and np.all(np.isfinite(noise))
+            and np.all(noise > 0)):
+        return out  # a single-channel model: nothing to test with
+    sig = [np.asarray(model.psf_sigma[c], dtype=np.float64) / voxel_size for c in (0, 1)]
+    weight = 1.0 / (2.0 * noise ** 2 * corr)
+    reach = [_radius(float(s)) for s in np.maximum(sig[0], sig[1])]
+    # every separated peak seeds a piece: a thin lobe is tested on its own
+    pieces = label_particles(labels, voxel_size=voxel_size, min_peak_height=0.0, threads=threads)
+    n = int(pieces.max())
+    if n == 0:
+        return out
+    from scipy import ndimage
+
+    shape = labels.shape
+    for pid, box in enumerate(ndimage.find_objects(pieces), start=1):
+        if box is None:
+            continue
+        # the change's support is the box +- one kernel radius; its prediction needs another radius
+        lo = tuple(max(0, b.start - 2 * r) for b, r in zip(box, reach))
+        hi = tuple(min(n_, b.stop + 2 * r) for b, n_, r in zip(box, shape, reach))
+        sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+        lab = labels[sl]
+        piece = (pieces[sl] == pid) & (lab == SILICON)
+        if not piece.any():
+            continue
+        data = crop(lo, hi).astype(np.float64)
+        valid = np.isfinite(data[1])
+        if np.count_nonzero(valid & piece) < MIN_VALID_SHARE * np.count_nonzero(piece):
+            continue
+        out["tested"] += 1
+        delta = 0.0
+        for c in (0, 1):
+            d = np.where(valid, data[c], 0.0) if c == 1 else data[c]
+            pred = _blur(np.nan_to_num(levels[c])[lab], sig[c], threads)
+            dp = _blur(piece * (levels[c, GRAPHITE] - levels[c, SILICON]), sig[c], threads)
+            terms = dp * dp - 2.0 * dp * (d - pred)
+            if c == 1:
+                terms = np.where(valid, terms, 0.0)
+            delta += weight[c] * float(terms.sum())
+        delta += model.smoothness * _like_pair_change(lab, piece)
+        if delta < 0:
+            lab[piece] = GRAPHITE
+            out["turned"] += 1
+            out["voxels"] += int(np.count_nonzero(piece))
+    if out["turned"]:
+        logger.info("%d of %d silicon pieces (%d voxels) not supported by the TXTM turned to graphite",
+                    out["turned"], out["tested"], out["voxels"])
+    return out

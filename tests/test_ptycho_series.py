@@ -204,3 +204,36 @@ def test_bad_input(tmp_path, scans, probe):
         run(scans[:2], probe, out=out, angles=ANGLES[:2], engines=(("dm", 2),), threads=1, object_shape=(72, 72))
     with pytest.raises(ValueError, match="projections \\[1\\] differ"):
         run([scans[0], scans[2]], probe, out=out, angles=ANGLES[:2], **one)
+
+
+def test_the_defocus_search_runs_once_per_series(tmp_path, monkeypatch, scans, probe, shape):
+    # the probe is shared by the projections: the series searches its focus on the first projection only
+    # and starts every projection from the probe it chose
+    from dataclasses import replace
+
+    from tomofuse.ptycho import _reconstruct
+
+    guess = ptycho.refocus_probe(probe, 0.75)  # a beam ~75 % wider than the one that made the data
+    dm = ptycho.DMOptions(defocus_search=4)
+    searches = []
+    real = _reconstruct._Run._search_defocus
+
+    def spy(self):
+        searches.append(1)
+        return real(self)
+
+    monkeypatch.setattr(_reconstruct._Run, "_search_defocus", spy)
+    out = ptycho.reconstruct_series(scans, guess, out=tmp_path / "s.h5", angles=ANGLES, dm=dm, **OPTIONS)
+    assert len(searches) == 1  # reconstruct on each projection would search three times
+    with h5py.File(out, "r") as f:
+        fraction = float(f.attrs["defocus_fraction"])
+    assert fraction < 0  # the wider guess is narrowed
+    assert fraction == ptycho.defocus_search(scans[0][0], scans[0][1], guess, object_shape=shape,
+                                             engines=ENGINES, dm=dm, threads=1)
+    start = ptycho.refocus_probe(guess, fraction)
+    reference = [ptycho.reconstruct(data, pos, start, object_shape=shape, engines=ENGINES,
+                                    dm=replace(dm, defocus_search=0), threads=1) for data, pos in scans]
+    check_stack(out, reference)
+    # resuming reads the stored choice: no new search
+    ptycho.reconstruct_series(scans, guess, out=out, angles=ANGLES, dm=dm, **OPTIONS)
+    assert len(searches) == 2  # the defocus_search call above; the resumed series searched nothing

@@ -9,6 +9,7 @@ dataclasses of ``_options.py``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ from .._memory import check_memory
 from .._progress import Progress, ProgressCallback
 from ._options import DMOptions, MLOptions, PositionRefinement
 
-__all__ = ["Reconstruction", "reconstruct", "default_object_shape"]
+__all__ = ["Reconstruction", "reconstruct", "default_object_shape", "defocus_search", "refocus_probe"]
 
 logger = logging.getLogger(__name__)
 
@@ -262,6 +263,32 @@ def _refocused(probe: np.ndarray, fractions) -> list:
         p = np.fft.fftshift(np.fft.ifft2(spec * np.exp(-1j * math.pi * a * u2)), axes=(-2, -1))
         out.append((float(f), p.astype(np.complex64)))
     return out
+
+
+def refocus_probe(probe: np.ndarray, fraction: float) -> np.ndarray:
+    """``probe`` ((N, N) or (M, N, N)) refocused so that its beam diameter changes by ``fraction``
+    (as the defocus search of ``DMOptions.defocus_search`` does); complex64, same shape."""
+    p = np.asarray(probe)
+    return _refocused(p.reshape((-1,) + p.shape[-2:]), [float(fraction)])[0][1].reshape(p.shape)
+
+
+def defocus_search(intensities: np.ndarray, positions_px, probe: np.ndarray, **options) -> float:
+    """The beam-diameter change (a fraction; 0.0 = keep the probe) that
+    ``reconstruct(intensities, positions_px, probe, **options)`` would start from after its defocus
+    search (``DMOptions.defocus_search``), without the reconstruction; 0.0 where it would not search.
+    ``reconstruct(..., probe=refocus_probe(probe, f), dm=replace(dm, defocus_search=0))`` starts from
+    the probe that call would (up to rounding for one probe mode; for several, the extra modes are
+    grown from the refocused first one)."""
+    args = inspect.signature(reconstruct).bind(intensities, positions_px, probe, **options)
+    args.apply_defaults()
+    kw = dict(args.arguments)
+    for name in ("checkpoint", "callback"):
+        kw[name] = None
+    run = _Run(kw.pop("intensities"), kw.pop("positions_px"), kw.pop("probe"), **kw)
+    if not (run.stages[0][0] == "dm" and run._search_iterations()):
+        return 0.0
+    run._search_defocus()
+    return float(run.defocus_fraction)
 
 
 def _hash_inputs(intensities, positions, probe, mask, params) -> str:
@@ -615,8 +642,10 @@ class _Run:
         best = min(errors, key=lambda f: (errors[f], abs(f)))
         logger.info("defocus search (beam diameter change: DM error after %d iterations): %s", iters,
                     ", ".join(f"{f:+.2f}: {e:.4g}" for f, e in errors.items()))
+        self.defocus_fraction = 0.0
         if best != 0.0 and errors[best] < (1.0 - DEFOCUS_MARGIN) * errors[0.0]:
             self.probe = dict(trials)[best]
+            self.defocus_fraction = best
             logger.info("defocus search: starting from the probe refocused by %+.2f of its beam diameter", best)
 
     def _difference_map(self, si: int, first: int, iters: int) -> None:

@@ -266,19 +266,49 @@ def _refocused(probe: np.ndarray, fractions) -> list:
 
 
 def refocus_probe(probe: np.ndarray, fraction: float) -> np.ndarray:
-    """``probe`` ((N, N) or (M, N, N)) refocused so that its beam diameter changes by ``fraction``
-    (as the defocus search of ``DMOptions.defocus_search`` does); complex64, same shape."""
+    """A probe propagated so that its beam diameter changes by ``fraction`` (the defocus search's step).
+
+    Fresnel propagation as a quadratic phase on the pupil, the same for every mode; the distance is
+    chosen from the probe's own beam diameter and pupil radius (``DMOptions.defocus_search``).
+
+    Parameters
+    ----------
+    probe : (N, N) or (M, N, N) complex ndarray
+        Probe (modes), object pixels.
+    fraction : float
+        Relative change of the beam diameter (e.g. -0.25 narrows a beam by a quarter).
+
+    Returns
+    -------
+    (N, N) or (M, N, N) ndarray of complex64
+        The refocused probe, same shape and total power.
+    """
     p = np.asarray(probe)
     return _refocused(p.reshape((-1,) + p.shape[-2:]), [float(fraction)])[0][1].reshape(p.shape)
 
 
 def defocus_search(intensities: np.ndarray, positions_px, probe: np.ndarray, **options) -> float:
-    """The beam-diameter change (a fraction; 0.0 = keep the probe) that
-    ``reconstruct(intensities, positions_px, probe, **options)`` would start from after its defocus
-    search (``DMOptions.defocus_search``), without the reconstruction; 0.0 where it would not search.
-    ``reconstruct(..., probe=refocus_probe(probe, f), dm=replace(dm, defocus_search=0))`` starts from
-    the probe that call would (up to rounding for one probe mode; for several, the extra modes are
-    grown from the refocused first one)."""
+    """The defocus search of :func:`reconstruct` alone: which refocused initial probe it would start from.
+
+    ``reconstruct(..., probe=refocus_probe(probe, f), dm=replace(dm, defocus_search=0))`` then starts
+    from the probe the searching call would (up to rounding for one probe mode; for several, the extra
+    modes are grown from the refocused first one). :func:`reconstruct_series` uses it to search once
+    per series.
+
+    Parameters
+    ----------
+    intensities, positions_px, probe
+        As for :func:`reconstruct`.
+    **options
+        Keyword options of :func:`reconstruct` (``engines``, ``dm``, ``object_shape``, ...);
+        ``checkpoint`` and ``callback`` are ignored.
+
+    Returns
+    -------
+    float
+        Relative change of the beam diameter of the chosen start (0.0: the probe as given, also where
+        ``reconstruct`` would not search: ``DMOptions.defocus_search``).
+    """
     args = inspect.signature(reconstruct).bind(intensities, positions_px, probe, **options)
     args.apply_defaults()
     kw = dict(args.arguments)

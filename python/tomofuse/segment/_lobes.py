@@ -124,9 +124,12 @@ def silicon_lobes(crop: Callable[[tuple, tuple], np.ndarray], labels: np.ndarray
         out["tested"] += 1
         delta = 0.0
         for c in (0, 1):
-            d = np.where(valid, data[c], 0.0) if c == 1 else data[c]
-            pred = _blur(np.nan_to_num(levels[c])[lab], sig[c], threads)
-            dp = _blur(piece * (levels[c, GRAPHITE] - levels[c, SILICON]), sig[c], threads)
+            # relative to silicon's level (the blur keeps constants): a channel in units with a large
+            # offset keeps its digits through the float32 blur
+            ref = levels[c, SILICON]
+            d = (np.where(valid, data[c], ref) if c == 1 else data[c]) - ref
+            pred = _blur(np.nan_to_num(levels[c] - ref)[lab], sig[c], threads)
+            dp = _blur(piece * (levels[c, GRAPHITE] - ref), sig[c], threads)
             terms = dp * dp - 2.0 * dp * (d - pred)
             if c == 1:
                 terms = np.where(valid, terms, 0.0)

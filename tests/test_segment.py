@@ -399,8 +399,7 @@ def test_a_silicon_lobe_the_txtm_does_not_support_turns_graphite(seed, scale, of
     labels = truth.copy()
     labels[lobe] = Phase.SILICON
     assert label_particles(labels, voxel_size=V).max() == 2  # the lobe is a particle of its own
-    rep = silicon_lobes(lambda lo, hi: fused[(slice(None),) + tuple(slice(a, b) for a, b in zip(lo, hi))],
-                        labels, model, voxel_size=V, threads=1)
+    rep = silicon_lobes(fused, labels, model, voxel_size=V, threads=1)
     assert rep["turned"] == 1
     # the watershed's cut lies within a voxel or two of the contact: the lobe goes, the particle stays
     assert np.mean(labels[lobe] == Phase.GRAPHITE) > 0.9
@@ -414,8 +413,7 @@ def test_a_small_real_silicon_particle_is_kept(seed):
 
     fused, truth, lobe, model = _lobe_case(Phase.SILICON, seed=seed)
     labels = truth.copy()
-    rep = silicon_lobes(lambda lo, hi: fused[(slice(None),) + tuple(slice(a, b) for a, b in zip(lo, hi))],
-                        labels, model, voxel_size=V, threads=1)
+    rep = silicon_lobes(fused, labels, model, voxel_size=V, threads=1)
     assert rep["tested"] == 2 and rep["turned"] == 0
     np.testing.assert_array_equal(labels, truth)
     assert label_particles(labels, voxel_size=V).max() == 2

@@ -315,7 +315,7 @@ def defocus_search(intensities: np.ndarray, positions_px, probe: np.ndarray, **o
     for name in ("checkpoint", "callback"):
         kw[name] = None
     run = _Run(kw.pop("intensities"), kw.pop("positions_px"), kw.pop("probe"), **kw)
-    if not (run.stages[0][0] == "dm" and run._search_iterations()):
+    if not run._search_iterations():
         return 0.0
     run._search_defocus()
     return float(run.defocus_fraction)
@@ -622,7 +622,7 @@ class _Run:
     def run(self) -> Reconstruction:
         if self.ckpt is not None:
             self._resume()
-        if self.start_stage == 0 and self.start_iter == 0 and self.stages[0][0] == "dm" and self._search_iterations():
+        if self.start_stage == 0 and self.start_iter == 0 and self._search_iterations():
             self._search_defocus()
         all_iters = max(1, sum(it for _, it in self.stages))
         done_iters = sum(it for _, it in self.stages[:self.start_stage]) + self.start_iter
@@ -647,7 +647,10 @@ class _Run:
                               illumination=illum)
 
     def _search_iterations(self) -> int:
-        """DM iterations per trial of the defocus search (0 = none), DMOptions.defocus_search resolved."""
+        """DM iterations per trial of the defocus search (0 = none: also when the first stage is not DM),
+        DMOptions.defocus_search resolved."""
+        if self.stages[0][0] != "dm":
+            return 0
         if self.dm.defocus_search is not None:
             return self.dm.defocus_search
         return DEFOCUS_ITERATIONS if self.stages[0][1] >= DEFOCUS_MIN_DM else 0

@@ -11,7 +11,8 @@ import numpy as np
 from .._progress import Progress, ProgressCallback
 from .._validate import flag, positive_length
 from .._validate import threads as _threads
-from ._classify import CHANNEL_CHOICES, _check_fused, _check_pair, fit_box, fit_model, label_region
+from ._classify import CHANNEL_CHOICES, _check_finite, _check_fused, _check_pair, fit_box, fit_model, label_region
+from ._fit import read_region
 from ._lobes import silicon_lobes
 from ._model import PhaseModel
 from ._result import Segmentation
@@ -19,19 +20,6 @@ from ._result import Segmentation
 __all__ = ["segment_blocks"]
 
 logger = logging.getLogger("tomofuse.segment")
-
-
-def _region(fused, lo: Sequence[int], hi: Sequence[int]) -> np.ndarray:
-    """``fused[:, lo:hi]`` as a NumPy array of the input's float type (works for NumPy, h5py, Zarr
-    and Dask; the values are converted exactly as ``segment`` converts the whole volume)."""
-    sl = (slice(None),) + tuple(slice(a, b) for a, b in zip(lo, hi))
-    part = fused[sl]
-    if hasattr(part, "compute"):
-        part = part.compute()
-    part = np.asarray(part)
-    if not np.issubdtype(part.dtype, np.floating):
-        raise TypeError(f"fused must be a float array, got dtype {part.dtype}")
-    return np.ascontiguousarray(part)
 
 
 def _block_grid(shape: Sequence[int], block: Sequence[int]):
@@ -43,12 +31,7 @@ def _block_grid(shape: Sequence[int], block: Sequence[int]):
 def _segment_region(region: np.ndarray, origin: Sequence[int], *, voxel_size: float, cycled: bool, channels: str,
                     model: PhaseModel, schedule, threads: int):
     """Labels and validity of one haloed region (starting at ``origin`` of the volume) with the fixed model."""
-    if channels != "txtm" and not np.all(np.isfinite(region[0])):
-        raise ValueError("fused[0] (PXCT) must be finite everywhere (NaN marks only voxels outside the "
-                         "TXTM field of view, in fused[1])")
-    if np.any(np.isinf(region[1])):
-        raise ValueError("fused[1] (TXTM) holds infinite values; only NaN (outside the TXTM field of view) "
-                         "is allowed")
+    _check_finite(region[0], region[1], channels)
     labels, valid, _ = label_region(region, model, voxel_size=voxel_size, cycled=cycled, channels=channels,
                                     origin=origin, schedule=schedule, threads=threads)
     return labels, valid
@@ -123,7 +106,7 @@ def segment_blocks(fused, *, voxel_size: float, cycled: bool = False, energies_k
     if thresholds is None:
         progress.stage(0.0, 0.2, "fitting the model on the central region")
         lo, hi = fit_box(vol)
-        central = _region(fused, lo, hi)
+        central = read_region(fused, lo, hi)
         _check_fused(central, channels)
         model, fit_info = fit_model(central, voxel_size=v, cycled=cycled, energies_kev=energies, resolution=res,
                                     channels=channels, threads=th)
@@ -156,7 +139,7 @@ def segment_blocks(fused, *, voxel_size: float, cycled: bool = False, energies_k
     if client is None:
         for i, (lo, hi) in enumerate(grid):
             a, b, inner = halo_box(lo, hi)
-            store(lo, hi, inner, _segment_region(_region(fused, a, b), a, **kw))
+            store(lo, hi, inner, _segment_region(read_region(fused, a, b), a, **kw))
             progress.update((i + 1) / len(grid), f"block {i + 1} of {len(grid)}")
     else:
         from .._dask import run_bounded
@@ -167,7 +150,7 @@ def segment_blocks(fused, *, voxel_size: float, cycled: bool = False, energies_k
         def submit(item):
             lo, hi = item
             a, b, _ = halo_box(lo, hi)
-            fut = client.submit(_segment_region, _region(fused, a, b), a, pure=False, **kw)
+            fut = client.submit(_segment_region, read_region(fused, a, b), a, pure=False, **kw)
             item_of[fut.key] = item
             return fut
 
@@ -186,7 +169,7 @@ def segment_blocks(fused, *, voxel_size: float, cycled: bool = False, energies_k
     info = {"blocks": len(grid), "block": blk, "halo": halo, "fitted_region": fitted}
     if channels == "both":
         # pieces of the particle watershed judged whole, on the assembled labels (as segment does)
-        info["lobes"] = silicon_lobes(lambda lo, hi: _region(fused, lo, hi), labels, model, voxel_size=v, threads=th)
+        info["lobes"] = silicon_lobes(fused, labels, model, voxel_size=v, threads=th)
     progress.update(1.0, "done")
     return Segmentation(labels=labels, valid=valid, thresholds=model, channels=channels, voxel_size=v,
                         cycled=cycled, info=info)

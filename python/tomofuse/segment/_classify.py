@@ -112,16 +112,10 @@ def _check_fused(fused, channels: str, orientation: bool = True):
     if min(fused.shape[1:]) < 8:
         raise ValueError(f"fused must have at least 8 voxels along every axis, got shape {fused.shape}")
     pxct, txtm = fused[0], fused[1]  # views: _standardize makes the working copies
-    if channels in ("both", "pxct"):
-        if not np.all(np.isfinite(pxct)):
-            raise ValueError("fused[0] (PXCT) must be finite everywhere (NaN marks only voxels outside the "
-                             "TXTM field of view, in fused[1])")
-        if not np.ptp(pxct) > 0:
-            raise ValueError("fused[0] (PXCT) is constant: nothing to segment")
+    _check_finite(pxct, txtm, channels)
+    if channels in ("both", "pxct") and not np.ptp(pxct) > 0:
+        raise ValueError("fused[0] (PXCT) is constant: nothing to segment")
     valid = np.isfinite(txtm)
-    if np.any(np.isinf(txtm)):
-        raise ValueError("fused[1] (TXTM) holds infinite values; only NaN (outside the TXTM field of view) "
-                         "is allowed")
     if channels in ("both", "txtm"):
         if not valid.any():
             raise ValueError("fused[1] (TXTM) is NaN everywhere (no voxel inside the TXTM field of view); "
@@ -131,6 +125,16 @@ def _check_fused(fused, channels: str, orientation: bool = True):
     if channels == "both" and orientation:
         _check_orientation(pxct, txtm, valid)
     return pxct, txtm, valid
+
+
+def _check_finite(pxct: np.ndarray, txtm: np.ndarray, channels: str) -> None:
+    """The PXCT finite where it is used; the TXTM finite or NaN (outside its field of view)."""
+    if channels in ("both", "pxct") and not np.all(np.isfinite(pxct)):
+        raise ValueError("fused[0] (PXCT) must be finite everywhere (NaN marks only voxels outside the "
+                         "TXTM field of view, in fused[1])")
+    if np.any(np.isinf(txtm)):
+        raise ValueError("fused[1] (TXTM) holds infinite values; only NaN (outside the TXTM field of view) "
+                         "is allowed")
 
 
 def _check_orientation(pxct: np.ndarray, txtm: np.ndarray, valid: np.ndarray) -> None:
@@ -509,10 +513,7 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
                                            schedule=info.get("fit", {}).get("schedule"), threads=th,
                                            callback=progress.update)
     if channels == "both":
-        def crop(lo, hi):
-            return fused[(slice(None),) + tuple(slice(a, b) for a, b in zip(lo, hi))]
-
-        info["lobes"] = silicon_lobes(crop, labels, model, voxel_size=v, threads=th)
+        info["lobes"] = silicon_lobes(fused, labels, model, voxel_size=v, threads=th)
     info.update(lab_info, seconds=time.perf_counter() - t0)
     progress.update(1.0, "done")
     return Segmentation(labels=labels, valid=valid, thresholds=model, channels=channels, voxel_size=v,

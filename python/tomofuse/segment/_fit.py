@@ -28,6 +28,19 @@ def blur(volume: np.ndarray, sigma_vox, *, adjoint: bool = False, threads: int =
     return _core.gaussian_blur(np.ascontiguousarray(volume, dtype=np.float32), s, adjoint=adjoint, threads=threads)
 
 
+def read_region(fused, lo: Sequence[int], hi: Sequence[int]) -> np.ndarray:
+    """``fused[:, lo:hi]`` as a NumPy array of the input's float type (works for NumPy, h5py, Zarr
+    and Dask; the values are converted exactly as ``segment`` converts the whole volume)."""
+    sl = (slice(None),) + tuple(slice(a, b) for a, b in zip(lo, hi))
+    part = fused[sl]
+    if hasattr(part, "compute"):
+        part = part.compute()
+    part = np.asarray(part)
+    if not np.issubdtype(part.dtype, np.floating):
+        raise TypeError(f"fused must be a float array, got dtype {part.dtype}")
+    return np.ascontiguousarray(part)
+
+
 def sample_blocks(shape: Sequence[int], *, block: int = 72, count: int = 8, seed: int = 0) -> list[tuple[slice, ...]]:
     """Up to ``count`` random blocks of ``block`` voxels per axis (the whole volume if it is small)."""
     shape = tuple(int(s) for s in shape)

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable
-
 import numpy as np
 
-from .. import _core
 from .._phase import Phase
+from ._fit import blur, read_region
 from ._model import PhaseModel
 from ._particles import label_particles
 
@@ -42,11 +40,6 @@ MIN_VALID_SHARE = 0.5
 def _radius(sigma: float) -> int:
     # the core's Gaussian kernel radius (tomofuse::segment::kernel_radius)
     return int(math.ceil(3.5 * sigma)) if sigma > 0 else 0
-
-
-def _blur(a: np.ndarray, sigma, threads: int) -> np.ndarray:
-    return _core.gaussian_blur(np.ascontiguousarray(a, dtype=np.float32), tuple(float(s) for s in sigma),
-                               adjoint=False, threads=threads).astype(np.float64)
 
 
 def _like_pair_change(labels: np.ndarray, piece: np.ndarray) -> int:
@@ -66,15 +59,14 @@ def _like_pair_change(labels: np.ndarray, piece: np.ndarray) -> int:
     return change
 
 
-def silicon_lobes(crop: Callable[[tuple, tuple], np.ndarray], labels: np.ndarray, model: PhaseModel, *,
-                  voxel_size: float, threads: int = 1) -> dict:
+def silicon_lobes(fused, labels: np.ndarray, model: PhaseModel, *, voxel_size: float, threads: int = 1) -> dict:
     """Turn pieces of silicon that the TXTM does not support to graphite (``labels`` in place).
 
     Parameters
     ----------
-    crop : callable
-        ``crop(lo, hi)`` returns the fused volume's ``(2, ...)`` float block between voxel
-        corners ``lo`` and ``hi`` (channel 0 PXCT, channel 1 TXTM with NaN outside its field).
+    fused : (2, z, y, x) float array (NumPy, h5py, Zarr or Dask)
+        Channel 0 PXCT, channel 1 TXTM with NaN outside its field; only crops around the
+        pieces are read.
     labels : (z, y, x) uint8 ndarray
         Phase codes of the whole volume; changed in place.
     model : PhaseModel
@@ -100,8 +92,7 @@ def silicon_lobes(crop: Callable[[tuple, tuple], np.ndarray], labels: np.ndarray
     reach = [_radius(float(s)) for s in np.maximum(sig[0], sig[1])]
     # every separated peak seeds a piece: a thin lobe is tested on its own
     pieces = label_particles(labels, voxel_size=voxel_size, min_peak_height=0.0, threads=threads)
-    n = int(pieces.max())
-    if n == 0:
+    if not pieces.any():
         return out
     from scipy import ndimage
 
@@ -117,7 +108,7 @@ def silicon_lobes(crop: Callable[[tuple, tuple], np.ndarray], labels: np.ndarray
         piece = (pieces[sl] == pid) & (lab == SILICON)
         if not piece.any():
             continue
-        data = crop(lo, hi).astype(np.float64)
+        data = read_region(fused, lo, hi).astype(np.float64)
         valid = np.isfinite(data[1])
         if np.count_nonzero(valid & piece) < MIN_VALID_SHARE * np.count_nonzero(piece):
             continue
@@ -128,8 +119,8 @@ def silicon_lobes(crop: Callable[[tuple, tuple], np.ndarray], labels: np.ndarray
             # offset keeps its digits through the float32 blur
             ref = levels[c, SILICON]
             d = (np.where(valid, data[c], ref) if c == 1 else data[c]) - ref
-            pred = _blur(np.nan_to_num(levels[c] - ref)[lab], sig[c], threads)
-            dp = _blur(piece * (levels[c, GRAPHITE] - ref), sig[c], threads)
+            pred = blur(np.nan_to_num(levels[c] - ref)[lab], sig[c], threads=threads).astype(np.float64)
+            dp = blur(piece * (levels[c, GRAPHITE] - ref), sig[c], threads=threads).astype(np.float64)
             terms = dp * dp - 2.0 * dp * (d - pred)
             if c == 1:
                 terms = np.where(valid, terms, 0.0)

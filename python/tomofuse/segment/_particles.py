@@ -94,10 +94,9 @@ def _split_component(mask: np.ndarray, dt: np.ndarray, neck_ratio: float, min_pe
     if len(kept) == 1:
         return mask.astype(np.int32)
     ids = {k: i + 1 for i, k in enumerate(sorted(kept))}
-    markers = np.zeros(mask.shape, np.int32)
-    for j in range(n):
-        if owner[j] >= 0:
-            markers[plab == j + 1] = ids[int(owner[j])]
+    seed = np.zeros(n + 1, np.int32)  # plateau label -> marker id (0: no seed)
+    seed[1:] = [ids[int(o)] if o >= 0 else 0 for o in owner]
+    markers = seed[plab]
     out = watershed(-dts, markers=markers, mask=mask).astype(np.int32)
     # The flood is face-connected, the component 26-connected: voxels joined to the rest only
     # through edges or corners stay unreached (0); each takes the id of the nearest reached voxel.

@@ -324,6 +324,7 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
             li_target = float(disc.lumped @ x)
         # predictor: linear extrapolation of the last two steps
         guess = x + (x - x_prev) * (h / h_prev) if (kind == "cn" and k > 2) else x.copy()
+        omega, r_prev = 1.0, None
         for it in range(30):
             try:
                 J, eta, drop, phi = kin.evaluate(guess, current)
@@ -350,13 +351,21 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
             # error's share along the constant vector back (a shift < rtol).
             target = li_target + h * w_new * float(f_new.sum())
             new += (target - float(disc.lumped @ new)) / disc.volume
-            change = float(np.max(np.abs(new - guess)))
-            # Picard; under-relaxed after a few sweeps (the conductivity's
-            # steep step at the metallic transition can make it oscillate)
-            guess = new if it < 4 else 0.5 * (guess + new)
+            r = new - guess
+            change = float(np.max(np.abs(r)))
             if kinetics == "uniform" or change < 1e-9:
                 guess = new
                 break
+            # Picard with Aitken's dynamic relaxation (Irons & Tuck 1969): the step follows the secant of
+            # the last two residuals, which speeds up a monotone contraction (omega > 1) and damps an
+            # oscillating one, e.g. at the conductivity's steep step at the metallic transition (omega < 1)
+            if it > 0:
+                dr = r - r_prev
+                den = float(np.dot(dr, dr))
+                if den > 0:
+                    omega = min(2.0, max(0.1, -omega * float(np.dot(r_prev, dr)) / den))
+            guess = guess + omega * r
+            r_prev = r
         else:
             logger.warning("kinetics/diffusion coupling did not converge at t = %.4g s (last change %.3g)", t, change)
         if terminated:

@@ -14,11 +14,13 @@ literature range (``LITERATURE`` below, sources in
 2. the Li diffusivity to the ionic limit from 6 % SOC (paper: 0.9 C,
    ``limiting_currents(paths="separate")``: ideal electronics, 0.1 V budget);
    1 and 2 alternate until neither value moves by more than 2 % (at most 5 rounds);
-3. the conductivity above the 5.5 % threshold (a particle at 6 % is above
-   it) to the electronic limit (paper: 1.3 C): the cost of electronic
-   transport at 1.3 C, particle uniformly at 6 %, equals the budget --
-   found by scanning down in decades; if the cost stops growing before it
-   reaches the budget the number is not reachable and the script says so.
+3. the electronic limit (paper: 1.3 C, ``paths="separate"``: the cost of
+   electronic transport, particle uniformly at 6 %, reaches the 0.1 V budget
+   at 1.3 C).  That cost depends on one number, the conductivity at 6 % SOC:
+   the script finds the value the paper's limit needs and compares it with
+   the lowest the literature ranges allow at 6 % (above the paper's 5.5 %
+   threshold, so near the metallic value); the conductivities are set to the
+   closest in-range values, both lower bounds.
 
 The SEI keeps the paper's law (0.3 ohm cm^2 per nm, Swamy & Chiang 2015).  A
 value that leaves its range is clipped to it and the script says so, with the
@@ -111,13 +113,15 @@ def measure(particles, params, threads):
     el, io = limiting_currents(particles[False], soc=0.06, params=params, c_rate_bounds=(0.05, 20.0), rtol=0.02,
                                paths="separate", threads=threads)
     out["electronic_limit_C"] = el
+    out["electronic_cost_1.3C_mV"] = 1e3 * pseudo_steady(particles[False], params, 1.3, threads, electronic=True)[1]
     out["ionic_limit_C"] = io
     out["iqr_ratio"] = scenarios.soc_distribution(particles[False], params=params, threads=threads)["iqr_ratio"]
     return out
 
 
 PAPER = {"eta_1.1C_without_sei_mV": 20.0, "eta_1.1C_with_sei_mV": 30.0, "eta_2.1C_without_sei_mV": 38.0,
-         "eta_2.1C_with_sei_mV": 60.0, "electronic_limit_C": 1.3, "ionic_limit_C": 0.9, "iqr_ratio": 3.0}
+         "eta_2.1C_with_sei_mV": 60.0, "electronic_limit_C": 1.3, "electronic_cost_1.3C_mV": 100.0, "ionic_limit_C": 0.9,
+         "iqr_ratio": 3.0}  # the cost at the paper's electronic limit is the budget
 TOLERANCE = {"eta_1.1C_without_sei_mV": 4.0, "eta_1.1C_with_sei_mV": 5.0, "eta_2.1C_without_sei_mV": 6.0,
              "eta_2.1C_with_sei_mV": 8.0, "electronic_limit_C": 0.2, "ionic_limit_C": 0.15, "iqr_ratio": 0.3}
 
@@ -136,6 +140,9 @@ def main(argv=None):
     ap.add_argument("--voxel-size", type=float, default=150e-9)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-sensitivity", action="store_true")
+    ap.add_argument("--start", choices=("literature", "paper"), default="literature",
+                    help="start k and D from 40x / 0.5x the literature defaults, or from SiliconParameters.paper() "
+                         "(a re-check: stops after one round if neither moves by 2 %%)")
     ap.add_argument("--out", default=None, help="write the tables (Markdown) here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -156,7 +163,7 @@ def main(argv=None):
                   flush=True)
         return min(max(value, lo), hi)
 
-    fitted = base
+    fitted = base if args.start == "literature" else SiliconParameters.paper()
     for rnd in range(1, 6):
         before = (fitted.exchange_rate_constant, fitted.diffusivity)
         # 1. exchange-current prefactor <- 20 mV at 1.1 C without SEI
@@ -165,7 +172,7 @@ def main(argv=None):
             v = 1e3 * overpotential(particles[True], p, 1.1, False, th)
             print(f"  k = {k:.4g}: eta(1.1 C, no SEI) = {v:.2f} mV", flush=True)
             return v
-        k1 = fitted.exchange_rate_constant if rnd > 1 else 40 * base.exchange_rate_constant
+        k1 = fitted.exchange_rate_constant if rnd > 1 or args.start == "paper" else 40 * base.exchange_rate_constant
         k_fit, _ = secant_log(eta_k, PAPER["eta_1.1C_without_sei_mV"], k1, 1.2 * k1, tol=0.1)
         fitted = dataclasses.replace(fitted, exchange_rate_constant=clip("exchange_rate_constant", k_fit))
         print(f"round {rnd}, fit 1: exchange_rate_constant = {fitted.exchange_rate_constant:.4g} "
@@ -178,44 +185,51 @@ def main(argv=None):
                                       c_rate_bounds=(0.05, 20.0), rtol=0.01, paths="separate", threads=th)
             print(f"  D = {d:.4g} m^2/s: ionic limit {io:.3f} C", flush=True)
             return math.log(io)
-        d1 = fitted.diffusivity if rnd > 1 else 8e-15
+        d1 = fitted.diffusivity if rnd > 1 or args.start == "paper" else 8e-15
         d_fit, _ = secant_log(limit_d, math.log(PAPER["ionic_limit_C"]), d1, 0.7 * d1, tol=0.005)
         fitted = dataclasses.replace(fitted, diffusivity=clip("diffusivity", d_fit))
         print(f"round {rnd}, fit 2: diffusivity = {fitted.diffusivity:.4g} m^2/s", flush=True)
-        if rnd > 1 and all(abs(math.log(a / b)) < 0.02 for a, b in zip(before, (fitted.exchange_rate_constant,
+        if (rnd > 1 or args.start == "paper") and all(abs(math.log(a / b)) < 0.02 for a, b in zip(before, (fitted.exchange_rate_constant,
                                                                                fitted.diffusivity))):
             break  # k and D moved by less than 2 %
 
-    # 3. conductivity above the threshold <- electronic cost 0.1 V at 1.3 C, particle at 6 %
+    # 3. the electronic limit.  The separate-path definition holds the particle uniformly at 6 % SOC, so the cost of
+    # electronic transport at 1.3 C depends on one number, the conductivity at 6 %: find the value that puts it at
+    # the budget, then compare with what the literature ranges allow at 6 % (above the paper's 5.5 % threshold).
     def cost(s):
-        p = dataclasses.replace(fitted, conductivity_metallic=s, conductivity_insulating=min(s, 1e-7))
+        p = dataclasses.replace(fitted, conductivity_metallic=s, conductivity_insulating=s)
         v = pseudo_steady(particles[False], p, 1.3, th, electronic=True)[1]
-        print(f"  sigma above 5.5 % = {s:.4g} S/m: electronic cost at 1.3 C = {1e3 * v:.3g} mV", flush=True)
+        print(f"  conductivity {s:.4g} S/m everywhere: electronic cost at 1.3 C = {1e3 * v:.4g} mV", flush=True)
         return v
-    # the cost is monotone in sigma; scan down by decades until it reaches the budget or stops growing
-    sigma, last, needed = 1e2, None, None
-    while sigma > 1e-14:
-        v = cost(sigma)
-        if v >= 0.1:
-            needed = sigma
+    sigma, needed = 1e2, None
+    while sigma > 1e-12:  # the cost grows as the conductivity falls: scan down by decades, then refine
+        if cost(sigma) >= 0.1:
+            needed, _ = secant_log(lambda s: math.log(cost(s)), math.log(0.1), sigma, 3.0 * sigma, tol=0.01)
             break
-        if last is not None and v < 1.02 * last:
-            print(f"fit 3: not reachable -- the electronic cost saturates at {1e3 * v:.3g} mV at 1.3 C (below the "
-                  "0.1 V budget) however low the conductivity: the reaction moves next to the CBD contacts",
-                  flush=True)
-            break
-        last, sigma = v, sigma / 10.0
-    if needed is not None:
-        print(f"fit 3: the paper's electronic limit needs sigma above 5.5 % <= {needed:.3g} S/m", flush=True)
-    # not reachable (or needing a non-metallic value): the range's lower bound, the closest metallic value
-    sigma = clip("conductivity_metallic", needed) if needed is not None else LITERATURE["conductivity_metallic"][0]
-    fitted = dataclasses.replace(fitted, conductivity_metallic=sigma, conductivity_insulating=1e-7)
+        sigma /= 10.0
+    lo_met = LITERATURE["conductivity_metallic"][0]
+    lo_ins = LITERATURE["conductivity_insulating"][0]
+    closest = dataclasses.replace(fitted, conductivity_metallic=lo_met, conductivity_insulating=lo_ins)
+    at6 = float(closest.conductivity(0.06))
+    if needed is None:
+        print("fit 3: the electronic cost at 1.3 C stays below the budget for any conductivity >= 1e-12 S/m",
+              flush=True)
+    else:
+        print(f"fit 3: the paper's electronic limit (1.3 C) needs a conductivity of {needed:.3g} S/m at 6 % SOC; the "
+              f"lowest the ranges allow there is {at6:.3g} S/m (metallic {lo_met:g}, non-metallic {lo_ins:g} S/m, "
+              f"transition width {closest.metallic_width:g} in SOC), and {math.sqrt(lo_met * lo_ins):.3g} S/m "
+              "at any width (the logistic step's midpoint): not reachable", flush=True)
+    # the closest set inside the ranges: both conductivities at their lower bounds
+    fitted = closest
     print(f"fitted set: {fitted}", flush=True)
+    print(f"  electronic cost at 1.3 C with it: {1e3 * pseudo_steady(particles[False], fitted, 1.3, th, electronic=True)[1]:.3g} mV",
+          flush=True)
 
-    rows = {"paper": dict(PAPER), "tolerance": dict(TOLERANCE)}
+    rows = {"paper": dict(PAPER), "tolerance": {k: TOLERANCE.get(k, "-") for k in PAPER}}
     rows["fitted"] = measure(particles, fitted, th)
     rows["literature defaults"] = measure(particles, base, th)
-    rows["fitted: within tolerance"] = {k: str(abs(rows["fitted"][k] - PAPER[k]) <= TOLERANCE[k]) for k in PAPER}
+    rows["fitted: within tolerance"] = {k: str(abs(rows["fitted"][k] - PAPER[k]) <= TOLERANCE[k]) if k in TOLERANCE
+                                        else "-" for k in PAPER}
     text = ["## Fig. 3 numbers on paper_particle(seed=%d, voxel_size=%g)" % (args.seed, args.voxel_size), "",
             table(rows, list(rows)), ""]
     print("\n".join(text), flush=True)

@@ -243,7 +243,7 @@ def by_hand(config: Path, threads: int = 2, report_dir: Optional[Path] = None) -
 
     from tomofuse import Phase
     from tomofuse.analysis import sei_thickness, summarize, surface_coverage
-    from tomofuse.echem import Particle, scenarios
+    from tomofuse.echem import Particle, SiliconParameters, scenarios
     from tomofuse.io import read_cxi_header, read_dxchange
     from tomofuse.ptycho import focused_probe, object_pixel_size, reconstruct
     from tomofuse.register import RegistrationOptions, fuse, register
@@ -328,7 +328,7 @@ def by_hand(config: Path, threads: int = 2, report_dir: Optional[Path] = None) -
     inner = [(c, i) for i, c in zip(ids, counts) if i not in set(np.unique(parts[border]))]
     pid = int(sorted(inner, key=lambda t: (-t[0], t[1]))[0][1])
     particle = Particle.from_labels(seg.labels, parts, pid, voxel_size=pitch, margin=3, threads=threads)
-    soc = scenarios.soc_distribution(particle, threads=threads)
+    soc = scenarios.soc_distribution(particle, params=SiliconParameters.paper(), threads=threads)  # echem.parameters
     out["iqr_ratio"] = soc["iqr_ratio"]
     out["phase_fractions"] = {Phase(p).name.lower(): float(f) for p, f in seg.fractions().items()}
     if report_dir is not None:

@@ -159,6 +159,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "experiments": Key("list[str]", ["soc_distribution"], "the paper's numerical experiments to run",
                            choices=("soc_distribution", "electronic_vs_ionic", "sei_effect")),
         "margin_voxels": Key("int", 3, "voxels of surroundings cut out with each particle", minimum=1),
+        "parameters": Key("str", "paper", "parameter set: paper (SiliconParameters.paper(), fitted to the paper's "
+                                          "Fig. 3 numbers inside literature ranges) or literature "
+                                          "(SiliconParameters(), the literature defaults)",
+                          choices=("paper", "literature")),
+        "limits": Key("str", "separate", "electronic vs ionic limits: separate (each path with the other ideal, "
+                                         "the paper's Fig. 3f) or coupled (both on the same pseudo-steady states)",
+                      choices=("separate", "coupled")),
     },
     "report": {
         "title": Key("str", "tomofuse run", "title of report.html"),

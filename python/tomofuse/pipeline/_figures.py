@@ -199,16 +199,20 @@ def run_figures(run_dir, *, truth: Optional[dict] = None, threads: Optional[int]
     for p in sorted((run_dir / "echem").glob("particle_*.json")):
         doc = _json(p)
         pid = doc.get("particle")
+        # runs before the echem.parameters key used the literature defaults
+        params = {"paper": "parameters fitted to the paper's Fig. 3 (SiliconParameters.paper())"}.get(
+            doc.get("parameters"), "literature parameters (SiliconParameters())")
         if "soc_distribution" in doc and "histograms" in doc["soc_distribution"]:
             figs.append((f"fig3_soc_particle{pid}", rp.soc_distributions(scenario_from_json(doc["soc_distribution"])),
-                         f"SOC distribution of particle {pid} at 70 % mean SOC after delithiation from 80 %"))
+                         f"SOC distribution of particle {pid} at 70 % mean SOC after delithiation from 80 %; "
+                         f"{params}"))
         if "electronic_vs_ionic" in doc and "curve" in doc["electronic_vs_ionic"]:
             figs.append((f"fig3_limits_particle{pid}", rp.limiting_currents(
                 scenario_from_json(doc["electronic_vs_ionic"])),
-                f"electronic vs ionic limitation of particle {pid} from 6 % SOC"))
+                f"electronic vs ionic limitation of particle {pid} from 6 % SOC; {params}"))
         if "sei_effect" in doc:
             figs.append((f"fig3_sei_effect_particle{pid}", rp.overpotential_curves(scenario_from_json(doc["sei_effect"])),
-                         f"overpotential of particle {pid} with and without its SEI"))
+                         f"overpotential of particle {pid} with and without its SEI; {params}"))
     if figs:
         sections.append(rp.Section("Figure 3 — electrochemistry of single particles in their embedding", figures=figs))
     return sections

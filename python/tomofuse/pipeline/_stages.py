@@ -552,19 +552,18 @@ def _select_particles(ctx: Context, parts: np.ndarray) -> list[int]:
     return order if c["select"] == "all" else order[:c["count"]]
 
 
-def _echem_particle(labels, parts, pid, voxel, margin, experiments, threads):
+def _echem_particle(labels, parts, pid, voxel, margin, experiments, parameters, limits, threads):
     """One particle's experiments (in-process or on a Dask worker): a JSON-able dict."""
     from .._dask import task_threads
     from ..echem import Particle, SiliconParameters, scenarios
 
     threads = task_threads(threads)
     particle = Particle.from_labels(labels, parts, pid, voxel_size=voxel, margin=margin, threads=threads)
-    out: dict = {"particle": pid}
+    params = SiliconParameters.paper() if parameters == "paper" else SiliconParameters()
+    out: dict = {"particle": pid, "parameters": parameters}
     for name in experiments:
-        # the literature defaults and the coupled limits, as before SiliconParameters.paper() (issue 19); moving
-        # the pipeline to the paper's set is the demo's step
-        extra = {"paths": "coupled"} if name == "electronic_vs_ionic" else {}
-        r = getattr(scenarios, name)(particle, params=SiliconParameters(), threads=threads, **extra)
+        extra = {"paths": limits} if name == "electronic_vs_ionic" else {}
+        r = getattr(scenarios, name)(particle, params=params, threads=threads, **extra)
         doc = {"table": r["table"].reset_index().to_dict(orient="list")}
         for k in ("iqr_ratio", "paper"):
             if k in r:
@@ -599,7 +598,7 @@ def run_echem(ctx: Context) -> dict:
             except ValueError:
                 pass
         todo.append(pid)
-    args = (c["margin_voxels"], tuple(c["experiments"]))
+    args = (c["margin_voxels"], tuple(c["experiments"]), c["parameters"], c["limits"])
     if ctx.client is not None and todo:
         from .._dask import worker_threads_per_host
 
@@ -616,7 +615,7 @@ def run_echem(ctx: Context) -> dict:
         _write_json(ctx.folder / f"particle_{pid:05d}.json", doc)
         done[pid] = jsonable(doc)
         ctx.progress((k + 1) / max(1, len(todo)), f"particle {pid}")
-    summary: dict = {"particles": chosen}
+    summary: dict = {"particles": chosen, "parameters": c["parameters"], "limits": c["limits"]}
     if "soc_distribution" in c["experiments"] and chosen:
         summary["soc_iqr_ratio"] = [done[p]["soc_distribution"]["iqr_ratio"] for p in chosen]
     if "sei_effect" in c["experiments"] and chosen:

@@ -202,6 +202,14 @@ def run_figures(run_dir, *, truth: Optional[dict] = None, threads: Optional[int]
         # runs before the echem.parameters key used the literature defaults
         params = {"paper": "parameters fitted to the paper's Fig. 3 (SiliconParameters.paper())"}.get(
             doc.get("parameters"), "literature parameters (SiliconParameters())")
+        d = doc.get("equivalent_diameter_m")
+        if d:
+            # the paper's markers are for its ~4.5 um particles: say how far this one is from them
+            from ..echem.scenarios import PAPER_PARTICLE_DIAMETER
+
+            params += (f"; equivalent diameter {d * 1e6:.2g} µm (the paper's particles: about "
+                       f"{PAPER_PARTICLE_DIAMETER * 1e6:.2g} µm; at one C-rate the concentration overpotential grows "
+                       "about as the diameter squared)")
         if "soc_distribution" in doc and "histograms" in doc["soc_distribution"]:
             figs.append((f"fig3_soc_particle{pid}", rp.soc_distributions(scenario_from_json(doc["soc_distribution"])),
                          f"SOC distribution of particle {pid} at 70 % mean SOC after delithiation from 80 %; "

@@ -560,7 +560,8 @@ def _echem_particle(labels, parts, pid, voxel, margin, experiments, parameters, 
     threads = task_threads(threads)
     particle = Particle.from_labels(labels, parts, pid, voxel_size=voxel, margin=margin, threads=threads)
     params = SiliconParameters.paper() if parameters == "paper" else SiliconParameters()
-    out: dict = {"particle": pid, "parameters": parameters}
+    out: dict = {"particle": pid, "parameters": parameters,
+                 "equivalent_diameter_m": float((6.0 * particle.volume / math.pi) ** (1.0 / 3.0))}
     for name in experiments:
         extra = {"paths": limits} if name == "electronic_vs_ionic" else {}
         r = getattr(scenarios, name)(particle, params=params, threads=threads, **extra)

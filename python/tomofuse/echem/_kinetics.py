@@ -154,10 +154,17 @@ class Kinetics:
             else:
                 lo = max(lo, phi)
             dF = G.sum()
-            step = -F / dF if dF > 0 else -math.copysign(0.05, F)
-            new = phi + max(-0.05, min(0.05, step))
+            step = max(-0.05, min(0.05, -F / dF if dF > 0 else -math.copysign(0.05, F)))
+            if abs(step) <= 4.0 * np.finfo(float).eps * max(1.0, abs(phi)):
+                # the residual is below what phi resolves: nodal currents that cancel (local exchange between
+                # nodes at different SOC, large with a large exchange current) leave sum(J) a rounding noise
+                # above the tolerance of a small requested current
+                break
+            new = phi + step
             if not lo < new < hi:
-                new = 0.5 * (lo + hi)
+                # bisect a closed bracket; with one side open, step towards the closed one (never to +-inf)
+                new = 0.5 * (lo + hi) if math.isfinite(lo) and math.isfinite(hi) else (
+                    lo + 0.05 if math.isfinite(lo) else hi - 0.05)
             if abs(new - phi) < 1e-15:
                 break
             phi = new

@@ -53,6 +53,7 @@ def pseudo_steady_state(disc, kin, soc, current, params, *, x0=None, threads=Non
     x : (n,) nodal SOC
     J, overpotential, drop, phi : as ``Kinetics.evaluate``
     """
+    threads = check.threads(threads)
     D = params.diffusivity
     length = 3.0 * disc.volume / disc.particle.area
     x = np.full(disc.n, float(soc)) if x0 is None else x0.copy()
@@ -63,6 +64,7 @@ def pseudo_steady_state(disc, kin, soc, current, params, *, x0=None, threads=Non
     floor = 1e-6 * D / length ** 2 * disc.lumped
     damping = 1.0
     change = math.inf
+    omega, r_prev = 1.0, None
     for it in range(max_iterations):
         J, eta, drop, phi = kin.evaluate(x, current)
         # the boundary's linearized source per node, 1/s x m^3: |dJ/dphi| |dU/dx| / (F c_max)
@@ -73,11 +75,21 @@ def pseudo_steady_state(disc, kin, soc, current, params, *, x0=None, threads=Non
         rhs = f - f.sum() * disc.lumped / disc.volume + c * y
         y_new, info = op.solve(rhs, y, rtol=1e-10, preconditioner="jacobi+constant", threads=threads)
         y_new -= np.dot(disc.lumped, y_new) / disc.volume
-        new_change = float(np.max(np.abs(y_new - y)))
+        r = y_new - y
+        new_change = float(np.max(np.abs(r)))
         if it > 3 and new_change > change:
             damping *= 2.0  # not contracting: damp harder
+            r_prev = None   # and restart the relaxation
+            omega = 1.0
         change = new_change
-        y = y_new
+        # Aitken's dynamic relaxation of the (damped) fixed-point map, as in ``simulate``
+        if r_prev is not None:
+            dr = r - r_prev
+            den = float(np.dot(dr, dr))
+            if den > 0:
+                omega = min(4.0, max(0.1, -omega * float(np.dot(r_prev, dr)) / den))
+        y = y + omega * r
+        r_prev = r
         x = soc + y
         if change < tol:
             break

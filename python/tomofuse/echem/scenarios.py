@@ -200,9 +200,14 @@ def electronic_vs_ionic(particle, *, soc=0.06, max_overpotential=0.1, params=Non
     against the C-rate): each path's steady-state current limit with the
     other path ideal (``limiting_currents(paths="separate")``) -- the ionic
     path's within the voltage budget ``max_overpotential`` (its steady current
-    peaks where the surface empties), the electronic path's where the
-    electron-potential drop reaches the budget.  Paper: electronic 1.3 C,
-    ionic 0.9 C.
+    peaks where the surface empties), the electronic path's where the cost
+    of electronic transport (the overpotential above that of an ideal
+    conductor, the particle uniformly at ``soc``) reaches the budget.
+    Paper: electronic 1.3 C, ionic 0.9 C.  With the particle at 6 % that cost
+    depends on the conductivity there alone, and 1.3 C needs about
+    2.5e-5 S/m on the paper's particle, a non-metallic alloy: inside the
+    literature ranges the electronic limit is far above the ionic one (see
+    ``SiliconParameters.paper`` and ``docs/echem-parameters.md``).
 
     Parameters
     ----------

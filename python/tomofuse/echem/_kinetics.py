@@ -191,14 +191,16 @@ class Kinetics:
             phi_c = self.phi
         psi = self.psi
         tol_i = 1e-10 * abs(current) + 1e-300
+        rtol = 1e-3
         for it in range(60):
             J, G = self.currents(phi_c - psi, x)
             residual = base.matvec(psi, threads=self.threads) - J
             S = mesh.operator(stiffness=1.0, element_coefficient=sigma, node_diagonal=self.contact + G,
                               threads=self.threads)
-            # inexact Newton: the corrections need only a few digits
-            self.u, _ = S.solve(-residual, self.u, rtol=1e-6, preconditioner=_PRECONDITIONER, threads=self.threads)
-            self.w, _ = S.solve(G, self.w, rtol=1e-6, preconditioner=_PRECONDITIONER, threads=self.threads)
+            # inexact Newton: far from the solution the corrections need only a few digits (rtol 1e-3), close
+            # to it six (the steps below 1e-6 V that end the iteration are as accurate as before)
+            self.u, _ = S.solve(-residual, self.u, rtol=rtol, preconditioner=_PRECONDITIONER, threads=self.threads)
+            self.w, _ = S.solve(G, self.w, rtol=rtol, preconditioner=_PRECONDITIONER, threads=self.threads)
             sg = G.sum()
             denom = sg - np.dot(G, self.w)
             d_phi = (current - J.sum() + np.dot(G, self.u)) / denom
@@ -206,7 +208,9 @@ class Kinetics:
             scale = min(1.0, 0.05 / max(abs(d_phi), np.max(np.abs(d_psi)), 1e-300))
             phi_c += scale * d_phi
             psi = psi + scale * d_psi
-            if scale == 1.0 and max(abs(d_phi), np.max(np.abs(d_psi))) < 1e-9:
+            step = max(abs(d_phi), np.max(np.abs(d_psi)))
+            rtol = 1e-3 if step > 1e-6 else 1e-6
+            if scale == 1.0 and step < 1e-9:
                 J, G = self.currents(phi_c - psi, x)
                 if abs(J.sum() - current) <= max(tol_i, 1e-7 * abs(current)):
                     break

@@ -13,6 +13,7 @@ from ._fem import Discretization
 from ._kinetics import Kinetics, KineticsError
 from ._parameters import FARADAY, SiliconParameters
 from ._particle import Particle
+from ._relax import aitken
 from ._simulate import DIRECTIONS
 
 __all__ = ["limiting_currents", "pseudo_steady_state"]
@@ -82,12 +83,7 @@ def pseudo_steady_state(disc, kin, soc, current, params, *, x0=None, threads=Non
             r_prev = None   # and restart the relaxation
             omega = 1.0
         change = new_change
-        # Aitken's dynamic relaxation of the (damped) fixed-point map, as in ``simulate``
-        if r_prev is not None:
-            dr = r - r_prev
-            den = float(np.dot(dr, dr))
-            if den > 0:
-                omega = min(4.0, max(0.1, -omega * float(np.dot(r_prev, dr)) / den))
+        omega = aitken(omega, r, r_prev, largest=4.0)  # relaxation of the (damped) fixed-point map
         y = y + omega * r
         r_prev = r
         x = soc + y

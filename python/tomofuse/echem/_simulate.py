@@ -17,6 +17,7 @@ from ._fem import Discretization
 from ._kinetics import Kinetics, KineticsError
 from ._parameters import FARADAY, SiliconParameters
 from ._particle import Particle
+from ._relax import aitken
 
 __all__ = ["Result", "simulate"]
 
@@ -356,14 +357,9 @@ def simulate(particle, *, c_rate, soc_start, soc_end=None, duration=None, direct
             if kinetics == "uniform" or change < 1e-9:
                 guess = new
                 break
-            # Picard with Aitken's dynamic relaxation (Irons & Tuck 1969): the step follows the secant of
-            # the last two residuals, which speeds up a monotone contraction (omega > 1) and damps an
-            # oscillating one, e.g. at the conductivity's steep step at the metallic transition (omega < 1)
-            if it > 0:
-                dr = r - r_prev
-                den = float(np.dot(dr, dr))
-                if den > 0:
-                    omega = min(2.0, max(0.1, -omega * float(np.dot(r_prev, dr)) / den))
+            # Picard with Aitken's dynamic relaxation: faster on a monotone contraction, damped where it
+            # oscillates (e.g. at the conductivity's steep step at the metallic transition)
+            omega = aitken(omega, r, r_prev, largest=2.0)
             guess = guess + omega * r
             r_prev = r
         else:

@@ -39,11 +39,10 @@ import logging
 import math
 import time
 
-import numpy as np
 
-from tomofuse.echem import SiliconParameters, limiting_currents, pseudo_steady_state, scenarios, simulate
-from tomofuse.echem._fem import Discretization  # noqa: the bench may use internals to evaluate one steady state
-from tomofuse.echem._kinetics import Kinetics
+from tomofuse.echem import SiliconParameters, limiting_currents, scenarios, simulate
+from tomofuse.echem._fem import Discretization  # the bench may use internals to evaluate one state
+from tomofuse.echem._limits import electronic_cost
 
 
 def overpotential(particle, params, rate, sei, threads):
@@ -53,25 +52,12 @@ def overpotential(particle, params, rate, sei, threads):
     return float(res.overpotential[-1])
 
 
-def pseudo_steady(particle, params, rate, threads, *, electronic, soc=0.06):
-    """(overpotential, electronic drop) in V of the pseudo-steady state at ``rate`` from ``soc``.
-
-    ``electronic=False``: ideal electronics (the ionic path alone); ``True``
-    with the SOC held uniform at ``soc`` (the electronic path alone).
-    """
+def cost_at(particle, params, rate, threads, *, soc=0.06):
+    """The cost of electronic transport (V) at ``rate`` with the particle uniformly at ``soc``, as in
+    ``limiting_currents(paths="separate")``."""
     disc = Discretization(particle, threads=threads)
-    kin = Kinetics(disc, params, direction="delithiation", mode="butler-volmer", sei=True, electronic=electronic,
-                   threads=threads)
     current = rate * params.volumetric_capacity * disc.volume / 3600.0
-    if electronic:
-        ideal = Kinetics(disc, params, direction="delithiation", mode="butler-volmer", sei=True, electronic=False,
-                         threads=threads)
-        x = np.full(disc.n, soc)
-        _, eta, _, _ = kin.evaluate(x, current)
-        _, eta_ideal, _, _ = ideal.evaluate(x, current)
-        return float(eta), float(eta - eta_ideal)  # the cost of electronics, as in limiting_currents(paths="separate")
-    _, _, eta, _, _ = pseudo_steady_state(disc, kin, soc, current, params, threads=threads)
-    return float(eta), math.nan
+    return float(electronic_cost(disc, params, soc, current, threads=threads))
 
 
 LITERATURE = {  # (low, high); sources in SiliconParameters.paper
@@ -113,7 +99,7 @@ def measure(particles, params, threads):
     el, io = limiting_currents(particles[False], soc=0.06, params=params, c_rate_bounds=(0.05, 20.0), rtol=0.02,
                                paths="separate", threads=threads)
     out["electronic_limit_C"] = el
-    out["electronic_cost_1.3C_mV"] = 1e3 * pseudo_steady(particles[False], params, 1.3, threads, electronic=True)[1]
+    out["electronic_cost_1.3C_mV"] = 1e3 * cost_at(particles[False], params, 1.3, threads)
     out["ionic_limit_C"] = io
     out["iqr_ratio"] = scenarios.soc_distribution(particles[False], params=params, threads=threads)["iqr_ratio"]
     return out
@@ -198,7 +184,7 @@ def main(argv=None):
     # the budget, then compare with what the literature ranges allow at 6 % (above the paper's 5.5 % threshold).
     def cost(s):
         p = dataclasses.replace(fitted, conductivity_metallic=s, conductivity_insulating=s)
-        v = pseudo_steady(particles[False], p, 1.3, th, electronic=True)[1]
+        v = cost_at(particles[False], p, 1.3, th)
         print(f"  conductivity {s:.4g} S/m everywhere: electronic cost at 1.3 C = {1e3 * v:.4g} mV", flush=True)
         return v
     sigma, needed = 1e2, None
@@ -222,7 +208,7 @@ def main(argv=None):
     # the closest set inside the ranges: both conductivities at their lower bounds
     fitted = closest
     print(f"fitted set: {fitted}", flush=True)
-    print(f"  electronic cost at 1.3 C with it: {1e3 * pseudo_steady(particles[False], fitted, 1.3, th, electronic=True)[1]:.3g} mV",
+    print(f"  electronic cost at 1.3 C with it: {1e3 * cost_at(particles[False], fitted, 1.3, th):.3g} mV",
           flush=True)
 
     rows = {"paper": dict(PAPER), "tolerance": {k: TOLERANCE.get(k, "-") for k in PAPER}}

@@ -183,14 +183,10 @@ def test_non_metallic_regime_costs_electronic_voltage(capped):
 def _electronic_cost(particle, params, sigma, soc=0.5, c_rate=1.0):
     """Overpotential (V) above that of an ideal conductor, SOC uniform, conductivity ``sigma`` everywhere."""
     from tomofuse.echem._fem import Discretization  # the steady kinetics of one state: internals of the package
-    from tomofuse.echem._kinetics import Kinetics
+    from tomofuse.echem._limits import electronic_cost
     p = dataclasses.replace(params, conductivity_metallic=sigma, conductivity_insulating=sigma)
     d = Discretization(particle)
-    x = np.full(d.n, soc)
-    current = c_rate * p.volumetric_capacity * d.volume / 3600.0
-    eta = [Kinetics(d, p, direction="delithiation", mode="butler-volmer", sei=False, electronic=e).evaluate(x, current)[1]
-           for e in (True, False)]
-    return eta[0] - eta[1]
+    return electronic_cost(d, p, soc, c_rate * p.volumetric_capacity * d.volume / 3600.0, sei=False)
 
 
 def test_electronic_cost_grows_as_conductivity_falls_and_converges():

@@ -97,6 +97,22 @@ def pseudo_steady_state(disc, kin, soc, current, params, *, x0=None, threads=Non
     return x, J, eta, drop, phi
 
 
+def electronic_cost(disc, params, soc, current, *, direction="delithiation", sei=True, threads=None) -> float:
+    """The cost of electronic transport: the overpotential above that of an ideal conductor, V.
+
+    Both at the same SOC, uniform at ``soc`` (Li transport ideal), under the
+    same ``current`` (A, anodic positive): the electron-potential drop plus
+    the kinetic cost of the reaction crowding towards the CBD contacts, which
+    the drop alone misses.  Signed as the overpotential (positive when
+    delithiating).  Raises ``KineticsError`` when no state delivers the current.
+    """
+    threads = check.threads(threads)
+    uniform = np.full(disc.n, float(soc))
+    eta = [Kinetics(disc, params, direction=direction, mode="butler-volmer", sei=sei, electronic=e,
+                    threads=threads).evaluate(uniform, current)[1] for e in (True, False)]
+    return eta[0] - eta[1]
+
+
 PATHS = ("coupled", "separate")
 
 
@@ -180,13 +196,14 @@ def limiting_currents(particle, *, soc=0.06, direction="delithiation", max_overp
     check.choice(paths, "paths", PATHS)
     threads = check.threads(threads)
     disc = Discretization(particle, threads=threads)
+    # the coupled kinetics (built first on both paths: it checks the CBD contact before any search)
     kin = Kinetics(disc, params, direction=direction, mode="butler-volmer", sei=bool(sei), electronic=True,
                    threads=threads)
     q = params.volumetric_capacity * disc.volume
     sign = DIRECTIONS[direction]
     cache = {}
     if paths == "separate":
-        return _separate(disc, kin, params, soc=soc, sign=sign, q=q, sei=bool(sei), direction=direction,
+        return _separate(disc, params, soc=soc, sign=sign, q=q, sei=bool(sei), direction=direction,
                          max_overpotential=max_overpotential, bounds=(lo_b, hi_b), rtol=rtol, threads=threads,
                          return_curve=return_curve)
 
@@ -248,12 +265,11 @@ def _bisect(exceeds, lo, hi, rtol):
     return math.sqrt(lo * hi)
 
 
-def _separate(disc, kin, params, *, soc, sign, q, sei, direction, max_overpotential, bounds, rtol, threads,
+def _separate(disc, params, *, soc, sign, q, sei, direction, max_overpotential, bounds, rtol, threads,
               return_curve):
     """``limiting_currents(paths="separate")``: each path with the other ideal."""
     ideal = Kinetics(disc, params, direction=direction, mode="butler-volmer", sei=sei, electronic=False,
                      threads=threads)
-    uniform = np.full(disc.n, float(soc))
     ionic_rows, electronic_rows = {}, {}
 
     fields = {}
@@ -280,20 +296,13 @@ def _separate(disc, kin, params, *, soc, sign, q, sei, direction, max_overpotent
         if c not in electronic_rows:
             current = sign * c * q / 3600.0
             try:
-                # the cost of finite conductivity: the overpotential above that of an ideal conductor at the same
-                # (uniform) SOC -- the drop of the electron potential plus the kinetic cost of the current
-                # crowding towards the CBD contacts that the drop alone would miss
-                _, eta, _, _ = kin.evaluate(uniform, current)
-                _, eta_ideal, _, _ = ideal.evaluate(uniform, current)
-                ideal.phi = None
-                electronic_rows[c] = dict(c_rate=c, path="electronic", overpotential=sign * (eta - eta_ideal),
+                cost = electronic_cost(disc, params, soc, current, direction=direction, sei=sei, threads=threads)
+                electronic_rows[c] = dict(c_rate=c, path="electronic", overpotential=sign * cost,
                                           min_soc=float(soc), max_soc=float(soc), steady=True)
             except KineticsError as exc:
                 logger.debug("no electronic solution at %.4g C: %s", c, exc)
                 electronic_rows[c] = dict(c_rate=c, path="electronic", overpotential=math.inf, min_soc=float(soc),
                                           max_soc=float(soc), steady=False)
-            kin.phi = None
-            kin.psi[:] = 0.0
         r = electronic_rows[c]
         return (not r["steady"]) or r["overpotential"] > max_overpotential
 

@@ -74,6 +74,11 @@ class Particle:
         return float(np.count_nonzero(self.mask)) * self.voxel_size ** 3
 
     @property
+    def equivalent_diameter(self) -> float:
+        """Diameter of the sphere of the particle's volume, m."""
+        return (6.0 * self.volume / math.pi) ** (1.0 / 3.0)
+
+    @property
     def area(self) -> float:
         """Surface area, m^2 (sum of the area-correct face weights)."""
         return float(self.face_area.sum())

@@ -200,27 +200,27 @@ def run_figures(run_dir, *, truth: Optional[dict] = None, threads: Optional[int]
         doc = _json(p)
         pid = doc.get("particle")
         # runs before the echem.parameters key used the literature defaults
-        params = {"paper": "parameters fitted to the paper's Fig. 3 (SiliconParameters.paper())"}.get(
+        setting = {"paper": "parameters fitted to the paper's Fig. 3 (SiliconParameters.paper())"}.get(
             doc.get("parameters"), "literature parameters (SiliconParameters())")
         d = doc.get("equivalent_diameter_m")
         if d:
             # the paper's markers are for its ~4.5 um particles: say how far this one is from them
             from ..echem.scenarios import PAPER_PARTICLE_DIAMETER
 
-            params += (f"; equivalent diameter {d * 1e6:.2g} µm (the paper's particles: about "
-                       f"{PAPER_PARTICLE_DIAMETER * 1e6:.2g} µm; at one C-rate the concentration overpotential grows "
-                       "about as the diameter squared)")
+            setting += (f"; equivalent diameter {d * 1e6:.2g} µm (the paper's particles: about "
+                        f"{PAPER_PARTICLE_DIAMETER * 1e6:.2g} µm; at one C-rate the concentration overpotential "
+                        "grows about as the diameter squared)")
         if "soc_distribution" in doc and "histograms" in doc["soc_distribution"]:
             figs.append((f"fig3_soc_particle{pid}", rp.soc_distributions(scenario_from_json(doc["soc_distribution"])),
                          f"SOC distribution of particle {pid} at 70 % mean SOC after delithiation from 80 %; "
-                         f"{params}"))
+                         f"{setting}"))
         if "electronic_vs_ionic" in doc and "curve" in doc["electronic_vs_ionic"]:
             figs.append((f"fig3_limits_particle{pid}", rp.limiting_currents(
                 scenario_from_json(doc["electronic_vs_ionic"])),
-                f"electronic vs ionic limitation of particle {pid} from 6 % SOC; {params}"))
+                f"electronic vs ionic limitation of particle {pid} from 6 % SOC; {setting}"))
         if "sei_effect" in doc:
             figs.append((f"fig3_sei_effect_particle{pid}", rp.overpotential_curves(scenario_from_json(doc["sei_effect"])),
-                         f"overpotential of particle {pid} with and without its SEI; {params}"))
+                         f"overpotential of particle {pid} with and without its SEI; {setting}"))
     if figs:
         sections.append(rp.Section("Figure 3 — electrochemistry of single particles in their embedding", figures=figs))
     return sections

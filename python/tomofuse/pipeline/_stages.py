@@ -561,7 +561,7 @@ def _echem_particle(labels, parts, pid, voxel, margin, experiments, parameters, 
     particle = Particle.from_labels(labels, parts, pid, voxel_size=voxel, margin=margin, threads=threads)
     params = SiliconParameters.paper() if parameters == "paper" else SiliconParameters()
     out: dict = {"particle": pid, "parameters": parameters,
-                 "equivalent_diameter_m": float((6.0 * particle.volume / math.pi) ** (1.0 / 3.0))}
+                 "equivalent_diameter_m": particle.equivalent_diameter}
     for name in experiments:
         extra = {"paths": limits} if name == "electronic_vs_ionic" else {}
         r = getattr(scenarios, name)(particle, params=params, threads=threads, **extra)
@@ -616,7 +616,7 @@ def run_echem(ctx: Context) -> dict:
         _write_json(ctx.folder / f"particle_{pid:05d}.json", doc)
         done[pid] = jsonable(doc)
         ctx.progress((k + 1) / max(1, len(todo)), f"particle {pid}")
-    summary: dict = {"particles": chosen, "parameters": c["parameters"], "limits": c["limits"]}
+    summary: dict = {"particles": chosen}
     if "soc_distribution" in c["experiments"] and chosen:
         summary["soc_iqr_ratio"] = [done[p]["soc_distribution"]["iqr_ratio"] for p in chosen]
     if "sei_effect" in c["experiments"] and chosen:

@@ -293,6 +293,8 @@ def _md(rows, header) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default=DEFAULT_CACHE, help="bench case .npz (built and saved if missing)")
+    ap.add_argument("--size", default="bench", choices=("bench", "paper"),
+                    help="case size of bench/ptycho_case.py: 128^2 (bench) or the paper's 400^2 patterns")
     ap.add_argument("--small-cache", default=None, help="small case .npz (default: next to --cache)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--iters", type=int, default=20)
@@ -314,7 +316,7 @@ def main(argv=None) -> None:
         return
 
     threads = [int(t) for t in args.threads.split(",") if t]
-    case = load_case(args.cache, "bench", args.seed)
+    case = load_case(args.cache, args.size, args.seed)
     k, n = int(case["intensities"].shape[0]), int(case["intensities"].shape[-1])
     small_cache = args.small_cache or str(Path(args.cache).with_name("small_case.npz"))
     del case

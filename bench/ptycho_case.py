@@ -21,7 +21,9 @@ probe, a Fermat-spiral scan and Poisson-noisy far-field patterns (``tomofuse.acq
   least 30 % of its maximum.
 
 Sizes (``SIZES``): "small" = 256^2 object, 64^2 probe, beam 0.5 N, 266 positions; "bench" =
-512^2 object, 128^2 probe, beam 0.4 N (so that the same 65 % overlap gives more points: 419).
+512^2 object, 128^2 probe, beam 0.4 N (so that the same 65 % overlap gives more points: 419);
+"paper" = 1024^2 object, the paper's 400^2 patterns, beam 0.4 N (~120 positions: the paper has
+520 per projection over a wider field; per-pattern costs are what it measures).
 Building takes ~15 s ("small") to ~2 min ("bench", on a loaded machine), mostly the phantom.
 
 Run from the repository root::
@@ -52,7 +54,7 @@ MASK_LEVEL = 0.3
 PHANTOM_VOXELS = 64
 
 #: size -> (object side H = W, probe side N, beam diameter as a fraction of N)
-SIZES = {"small": (256, 64, 0.5), "bench": (512, 128, 0.4)}
+SIZES = {"small": (256, 64, 0.5), "bench": (512, 128, 0.4), "paper": (1024, 400, 0.4)}
 
 
 def weak_phase_object(side: int, seed: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import tomofuse
 
 project = "tomofuse"
 author = "tomofuse developers"
-copyright = "tomofuse developers, GPL-3.0-or-later"
+copyright = "tomofuse developers, BSD-3-Clause"
 release = tomofuse.__version__
 version = ".".join(release.split(".")[:2])
 

@@ -27,7 +27,7 @@ FORMATS = ("h5", "zarr", "tif", "npy") if HAVE_ZARR else ("h5", "tif", "npy")
 DTYPES = (np.float32, np.float64, np.uint8, np.uint16, np.int32, np.complex64, np.bool_)
 USER_ATTRS = {"voxel_size": 21.4e-9, "voxel_size_unit": "m", "energy_kev": 6, "cycled": False,
               "angles_deg": [0.0, 0.5, 1.25], "labels": ["pore", "graphite"], "flags": [True, False]}
-PROVENANCE_KEYS = {"tomofuse_version", "program", "created_utc", "parameters", "inputs", "python", "numpy"}
+PROVENANCE_KEYS = {"tomofuse_version", "program", "created_utc", "parameters", "inputs", "python", "numpy", "fft"}
 
 
 def sample(shape, dtype, seed=0):

@@ -210,6 +210,9 @@ py::array_t<float> filter_real_2d(const py::object& frames_obj, const py::object
 
 
 void bind_fft(py::module_& m) {
+    m.def("fft_backend", &tomofuse::fft::backend,
+          "The FFT library compiled into the core and its version (Intel oneMKL with the CPU code\n"
+          "path it chose, or FFTW with the SIMD code paths it was built with).");
     m.def("filter_real_2d", &filter_real_2d, py::arg("frames"), py::arg("response"), py::kw_only(),
           py::arg("pad_ny"), py::arg("pad_nx"), py::arg("rigor") = "estimate", py::arg("threads") = 0,
           "Edge-pad each float32 (ny, nx) frame of frames (batch, ny, nx) to (pad_ny, pad_nx), multiply\n"

@@ -1,6 +1,9 @@
 #include "tomofuse/fft.hpp"
 
 #include <fftw3.h>
+#if defined(TOMOFUSE_FFT_MKL)
+#include <mkl_service.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -89,6 +92,18 @@ void copy_scaled(const cf* src, cf* dst, std::size_t n, float s) noexcept {
 }  // namespace detail
 
 using detail::cf;
+
+std::string backend() {
+#if defined(TOMOFUSE_FFT_MKL)
+    MKLVersion v{};
+    mkl_get_version(&v);
+    return "Intel oneMKL " + std::to_string(v.MajorVersion) + "." + std::to_string(v.MinorVersion) + "." +
+           std::to_string(v.UpdateVersion) + " (FFTW3 interface, sequential; " +
+           (v.Processor != nullptr ? v.Processor : "unknown processor") + ")";
+#else
+    return std::string("FFTW ") + fftwf_version;
+#endif
+}
 
 double scale_factor(Direction direction, Norm norm, std::size_t n) {
     detail::check_enums(direction, norm);

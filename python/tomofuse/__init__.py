@@ -3,12 +3,13 @@
 The package implements the method of Müller et al., "Multimodal Nanoscale
 Tomographic Imaging for Battery Electrodes": reconstruction of ptychographic
 and transmission X-ray tomograms (``ptycho``, ``tomo``), their registration and
-fusion (``register``), ray-traced particle-surface analysis (``analysis``) and
-single-particle electrochemistry (``echem``); multiphase segmentation is the
-stage being written.  Synthetic electrodes with ground truth (``phantom``) and
-simulated acquisitions (``acquire``) test them; ``io`` reads and writes the
-files, ``distributed`` runs stages on Dask clusters.  Hot loops live in the
-compiled core ``tomofuse._core``.
+fusion (``register``), segmentation into pore / graphite / silicon / CBD / SEI
+and silicon particles (``segment``), ray-traced particle-surface analysis
+(``analysis``) and single-particle electrochemistry (``echem``); ``pipeline``
+runs them from raw files to a report (``report``).  Synthetic electrodes with
+ground truth (``phantom``) and simulated acquisitions (``acquire``) test them;
+``io`` reads and writes the files, ``distributed`` runs stages on Dask clusters.
+Hot loops live in the compiled core ``tomofuse._core``.
 
 Subpackages load on first use (Scientific Python SPEC 1): ``import tomofuse``
 is fast and imports neither SimpleITK nor Dask (nor NumPy); ``tomofuse.tomo.fbp``

@@ -35,6 +35,9 @@ def set_default_threads(n: int) -> None:
 def openmp_enabled() -> bool:
     """Whether the core was compiled with OpenMP."""
 
+def fft_backend() -> str:
+    """The FFT library compiled into the core and its version."""
+
 def fft2(
     a: _Complex64Array,
     *,
@@ -88,7 +91,7 @@ def filter_real_2d(
     threads: int = 0,
 ) -> npt.NDArray[np.float32]:
     """Edge-pad each (ny, nx) frame of (batch, ny, nx) float32 frames to (pad_ny, pad_nx), multiply its
-    rfft2 spectrum by response (pad_ny, pad_nx // 2 + 1) float32, inverse-transform and crop:
+    rfft2 spectrum by response (pad_ny, pad_nx // 2 + 1) float32, even in ky, inverse-transform and crop:
     a new (batch, ny, nx) float32 array."""
 
 # ------------------------------------------------------------------------------------- tomography

@@ -1,4 +1,5 @@
-// Batched 2-D complex<float> FFTs (FFTW inside, not exposed).
+// Batched 2-D complex<float> FFTs (Intel oneMKL or FFTW inside, through the FFTW3 API; not
+// exposed: see backend()).
 //
 // A batch is `batch` frames of ny*nx elements each, stored one after the other
 // in C order (the last two axes of a C-contiguous (..., ny, nx) array).
@@ -12,6 +13,7 @@
 #include <complex>
 #include <cstddef>
 #include <memory>
+#include <string>
 
 #include "tomofuse/export.hpp"
 
@@ -23,8 +25,14 @@ enum class Norm { Backward, Ortho, Forward };
 
 /// How hard FFTW searches for a fast algorithm when a plan is made.
 /// Estimate is immediate; Measure times candidate algorithms (milliseconds to
-/// seconds per plan) and may give a faster transform.
+/// seconds per plan) and may give a faster transform. The MKL backend has one
+/// algorithm per shape and CPU: both values give the same transform.
 enum class Rigor { Estimate, Measure };
+
+/// The FFT library compiled into the core and its version, e.g.
+/// "Intel oneMKL 2026.0.2 (FFTW3 interface, sequential; <the CPU code path MKL chose>)" or
+/// "FFTW fftw-3.3.10-sse2-avx" (FFTW lists its SIMD code paths; none: scalar).
+TOMOFUSE_EXPORT std::string backend();
 
 /// Scale factor applied by a transform of n = ny*nx points.
 TOMOFUSE_EXPORT double scale_factor(Direction direction, Norm norm, std::size_t n);
@@ -87,7 +95,9 @@ TOMOFUSE_EXPORT void ifft2(const std::complex<float>* in, std::complex<float>* o
 /// frames of `in` is padded to (pad_ny, pad_nx) by repeating its edge values
 /// (the frame sits at offset ((pad_ny - ny) / 2, (pad_nx - nx) / 2)), its
 /// real-to-complex spectrum is multiplied by the real `response` of shape
-/// (pad_ny, pad_nx / 2 + 1) (numpy.fft.rfft2 layout), transformed back and
+/// (pad_ny, pad_nx / 2 + 1) (numpy.fft.rfft2 layout; even in ky, as any real
+/// filter is: otherwise the kx = 0 column is not Hermitian and the result
+/// depends on the FFT library), transformed back and
 /// cropped to (ny, nx) into `out` (`out == in` allowed; otherwise no overlap).
 /// Frames are distributed over OpenMP threads; results do not depend on
 /// nthreads. Rigor::Measure plans once per padded shape and process (about a

@@ -224,9 +224,10 @@ def provenance(
     -------
     dict of str
         ``tomofuse_version``, ``program``, ``created_utc``, ``parameters``
-        (JSON), ``inputs`` (JSON), ``python``, ``numpy``.
+        (JSON), ``inputs`` (JSON), ``python``, ``numpy``, ``fft`` (the FFT library of
+        the compiled core: results differ between libraries in the last bits).
     """
-    from .. import __version__
+    from .. import __version__, _core
 
     return {
         "tomofuse_version": __version__,
@@ -236,4 +237,5 @@ def provenance(
         "inputs": json.dumps(dict(inputs or {}), sort_keys=True),
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "fft": _core.fft_backend(),
     }

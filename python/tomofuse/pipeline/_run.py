@@ -114,11 +114,12 @@ def _read_json(path: Path) -> Optional[dict]:
 def _versions() -> dict:
     import numpy
 
-    from .. import __version__
+    from .. import __version__, _core
 
     from importlib import metadata
 
-    out = {"tomofuse": __version__, "python": platform.python_version(), "numpy": numpy.__version__}
+    out = {"tomofuse": __version__, "fft": _core.fft_backend(), "python": platform.python_version(),
+           "numpy": numpy.__version__}
     for dist in ("h5py", "scipy", "SimpleITK", "scikit-image", "dask", "distributed"):
         try:  # from the installed metadata: importing dask only to read its version costs 0.3 s
             out[dist] = metadata.version(dist)

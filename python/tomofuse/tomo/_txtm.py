@@ -107,9 +107,11 @@ def paganin(projections: np.ndarray, *, pixel_size: float, distance: float, ener
         Projections handed to the core at once (transient memory ``chunk * rows * cols * 4``
         bytes; each core thread holds one padded frame and its spectrum).
     fft_rigor : {"estimate", "measure"}
-        FFTW planning: ``"estimate"`` plans at once; ``"measure"`` times candidate
-        algorithms once per frame size and process (~1 s at 2048^2), which can pay off on
-        an idle machine for long stacks.  The two may differ in the last bits.
+        Planning of an FFTW build: ``"estimate"`` plans at once; ``"measure"`` times
+        candidate algorithms once per frame size and process (~1 s at 2048^2), which can pay
+        off on an idle machine for long stacks.  The two may differ in the last bits.  The
+        default MKL build has one algorithm per size and ignores it
+        (``tomofuse._core.fft_backend()`` says which library a build has).
     threads : int, optional
         Threads of the core FFT.
 

@@ -60,7 +60,11 @@ SIZES = {"small": (256, 64, 0.5), "bench": (512, 128, 0.4), "paper": (1024, 400,
 def weak_phase_object(side: int, seed: int) -> np.ndarray:
     """``(side, side)`` complex128 transmission of a projected electrode, phase spanning PHASE_RANGE."""
     zoom = side / PHANTOM_VOXELS
-    el = phantom.electrode((PHANTOM_VOXELS,) * 3, zoom * PIXEL, seed=seed, truth_samples=1000, threads=1)
+    # The phantom's voxel is capped at that of the 512^2 object (171 nm): with 342 nm voxels
+    # (1024^2) the phantom's generator does not finish within minutes. A larger object is the
+    # same electrode drawn larger.
+    voxel = min(side, 512) / PHANTOM_VOXELS * PIXEL
+    el = phantom.electrode((PHANTOM_VOXELS,) * 3, voxel, seed=seed, truth_samples=1000, threads=1)
     delta, beta = phantom.refractive_volume(el, ENERGY_KEV)
     d2 = scipy.ndimage.zoom(delta.astype(np.float64).sum(axis=0), zoom, order=3, mode="grid-wrap", grid_mode=True)
     b2 = scipy.ndimage.zoom(beta.astype(np.float64).sum(axis=0), zoom, order=3, mode="grid-wrap", grid_mode=True)

@@ -58,11 +58,23 @@ function(tomofuse_find_fftw3f)
   endif()
 
   if(NOT TARGET FFTW3::fftw3f)
-    find_path(TOMOFUSE_FFTW3F_INCLUDE_DIR fftw3.h
-      HINTS ${FFTW3F_ROOT} ENV FFTW3F_ROOT PATH_SUFFIXES include)
+    # FFTW3F_ROOT is searched alone: scikit-build-core puts site-packages first on
+    # CMAKE_PREFIX_PATH, where finufft's wheel leaves include/fftw3.h and lib64/libfftw3f.a.
+    set(_root "")
+    if(FFTW3F_ROOT)
+      set(_root "${FFTW3F_ROOT}")
+    elseif(DEFINED ENV{FFTW3F_ROOT})
+      set(_root "$ENV{FFTW3F_ROOT}")
+    endif()
+    if(_root)
+      set(_where PATHS "${_root}" NO_DEFAULT_PATH)
+    else()
+      set(_where "")
+    endif()
+    find_path(TOMOFUSE_FFTW3F_INCLUDE_DIR fftw3.h ${_where} PATH_SUFFIXES include)
     find_library(TOMOFUSE_FFTW3F_LIBRARY
-      NAMES libfftw3f.a fftw3f
-      HINTS ${FFTW3F_ROOT} ENV FFTW3F_ROOT PATH_SUFFIXES lib lib64)
+      NAMES libfftw3f.a fftw3f ${_where}
+      PATH_SUFFIXES lib lib64 "lib/${CMAKE_LIBRARY_ARCHITECTURE}")
     if(TOMOFUSE_FFTW3F_INCLUDE_DIR AND TOMOFUSE_FFTW3F_LIBRARY)
       add_library(FFTW3::fftw3f UNKNOWN IMPORTED GLOBAL)
       set_target_properties(FFTW3::fftw3f PROPERTIES

@@ -18,6 +18,8 @@
 # The configure output says which one is used and where it came from.
 # A static archive must be position independent because it ends up inside the
 # shared libtomofuse_core; this is checked once at configure time.
+include(tomofuseRootHint)
+
 function(tomofuse_find_fftw3f)
   if(TARGET FFTW3::fftw3f)
     return()
@@ -60,12 +62,7 @@ function(tomofuse_find_fftw3f)
   if(NOT TARGET FFTW3::fftw3f)
     # FFTW3F_ROOT is searched alone: scikit-build-core puts site-packages first on
     # CMAKE_PREFIX_PATH, where finufft's wheel leaves include/fftw3.h and lib64/libfftw3f.a.
-    set(_root "")
-    if(FFTW3F_ROOT)
-      set(_root "${FFTW3F_ROOT}")
-    elseif(DEFINED ENV{FFTW3F_ROOT})
-      set(_root "$ENV{FFTW3F_ROOT}")
-    endif()
+    tomofuse_root_hint(_root FFTW3F_ROOT)
     if(_root)
       set(_where PATHS "${_root}" NO_DEFAULT_PATH)
     else()

@@ -18,6 +18,8 @@
 #      importlib.metadata of the build interpreter (Python_EXECUTABLE). pip's
 #      isolated build environment installs them under a temporary prefix that
 #      only their file records know.
+include(tomofuseRootHint)
+
 function(tomofuse_find_mkl_fft found_var)
   set(${found_var} FALSE PARENT_SCOPE)
   if(TARGET tomofuse::mkl_fft)
@@ -25,12 +27,7 @@ function(tomofuse_find_mkl_fft found_var)
     return()
   endif()
 
-  set(_root "")
-  if(MKLROOT)
-    set(_root "${MKLROOT}")
-  elseif(DEFINED ENV{MKLROOT})
-    set(_root "$ENV{MKLROOT}")
-  endif()
+  tomofuse_root_hint(_root MKLROOT)
 
   set(_libdir "")
   set(_incdir "")

@@ -4,13 +4,14 @@ A weak phase object from the battery-electrode phantom, a focused (defocused zon
 probe, a Fermat-spiral scan and Poisson-noisy far-field patterns (``tomofuse.acquire.ptycho_scan``):
 
 - object: a 64^3-voxel electrode (``tomofuse.phantom.electrode``, seed ``seed``) with voxels of
-  ``H / 64`` object pixels, its ``delta`` and ``beta`` at 6.2 keV projected along z
+  ``H / 64`` object pixels (at most 8: a larger object is the 512^2 one drawn larger, because the
+  phantom's cost grows with its physical volume -- its particles have physical sizes -- and a
+  64^3 box of 342 nm voxels takes many minutes), its ``delta`` and ``beta`` at 6.2 keV projected along z
   (``sum delta * voxel``), upsampled to ``H x W`` by cubic interpolation (``scipy.ndimage.zoom``),
   and turned into the transmission ``exp(i k delta t - k beta t)`` with the effective thickness
   scaled so that the phase spans ``PHASE_RANGE`` (0.8 rad peak to peak); the amplitude contrast
   follows from beta / delta (~ 2.5 %).  (A 2-D slice of an ``H x W`` phantom would be closer to a
-  projection of real data but costs minutes to build; the phantom's particle sizes scale with
-  the box, so a thin slab of full resolution is not allowed.)
+  projection of real data but costs minutes to build.)
 - pixel: 21.4 nm (the paper's 6.2 keV, 7.362 m, 400 x 172 um detector); the probe array is
   ``N x N`` (``tomofuse.ptycho.focused_probe``, beam diameter ``beam * N`` pixels).
 - scan: ``tomofuse.ptycho.fermat_spiral`` with step ``(1 - overlap) * beam diameter`` (linear
@@ -60,9 +61,7 @@ SIZES = {"small": (256, 64, 0.5), "bench": (512, 128, 0.4), "paper": (1024, 400,
 def weak_phase_object(side: int, seed: int) -> np.ndarray:
     """``(side, side)`` complex128 transmission of a projected electrode, phase spanning PHASE_RANGE."""
     zoom = side / PHANTOM_VOXELS
-    # The phantom's voxel is capped at that of the 512^2 object (171 nm): with 342 nm voxels
-    # (1024^2) the phantom's generator does not finish within minutes. A larger object is the
-    # same electrode drawn larger.
+    # The phantom's voxel is capped at that of the 512^2 object (171 nm, see the module docstring).
     voxel = min(side, 512) / PHANTOM_VOXELS * PIXEL
     el = phantom.electrode((PHANTOM_VOXELS,) * 3, voxel, seed=seed, truth_samples=1000, threads=1)
     delta, beta = phantom.refractive_volume(el, ENERGY_KEV)

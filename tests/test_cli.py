@@ -19,12 +19,20 @@ def _console_script():
     return str(exe) if exe.exists() else None
 
 
+def _core_fft() -> str:
+    from tomofuse import _core
+
+    return _core.fft_backend()
+
+
 def test_version_from_the_installed_console_script():
     script = _console_script()
     if script is None:
         pytest.skip("the tomofuse console script is not installed next to this interpreter")
     out = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == f"tomofuse {tomofuse.__version__}"
+    first, core = out.stdout.strip().splitlines()
+    assert first == f"tomofuse {tomofuse.__version__}"
+    assert core.startswith("core: FFT ") and _core_fft() in core
     assert tomofuse.__version__ != "0+unknown"
 
 

@@ -280,12 +280,25 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """``--version``: the package version, then what a bug report needs of the compiled core
+    (loaded only here, so that building the parser stays cheap)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import _core
+
+        threading = f"OpenMP, {_core.default_threads()} threads" if _core.openmp_enabled() else "serial"
+        sys.stdout.write(f"tomofuse {__version__}\ncore: FFT {_core.fft_backend()}; {threading}\n")
+        parser.exit()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tomofuse",
         description="Multimodal (PXCT + TXTM) nanotomography of battery electrodes.",
     )
-    parser.add_argument("--version", action="version", version=f"tomofuse {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the version and the compiled core's FFT library and threading, then exit")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
 

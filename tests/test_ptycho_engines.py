@@ -427,6 +427,46 @@ def test_shifted_model_ml_gradient_against_finite_differences(shift_case):
     assert abs(fd - directional) < 2e-3 * abs(directional)
 
 
+def test_ml_workspace_changes_nothing(shift_case):
+    """The shifted probes' workspace that the engine loop keeps (MLBuffers::shifted) gives the same
+    iterations bit for bit as the calls that allocate their own, whatever it held before; a workspace
+    of the wrong shape is refused."""
+    from types import SimpleNamespace
+
+    c = shift_case
+    n, h, modes, k = c["n"], c["h"], 2, len(c["pos"])
+    s = _core.PtychoScan(n, modes, (h, h), c["pos"] + 0.05, subpixel_steps=8)
+    assert len(s.bin_shifts) > 1
+    probe0 = np.stack([c["probe"] * 30, c["probe"] * np.complex64(3j)]).astype(np.complex64)
+    ex = np.empty((k, modes, n, n), np.complex64)
+    s.exit_waves(c["obj"], probe0 * np.complex64(1.1), ex)
+    model = np.sum(np.abs(np.fft.fft2(ex, norm="ortho")) ** 2, axis=1)
+    data = np.random.default_rng(5).poisson(model).astype(np.float32)
+
+    def run(workspace):
+        z = np.complex64
+        st = SimpleNamespace(grad_object=np.zeros((h, h), z), grad_probe=np.zeros((modes, n, n), z),
+                             precond_object=np.zeros((h, h), np.float32), precond_probe=np.zeros((n, n), np.float32),
+                             dir_object=np.zeros((h, h), z), dir_probe=np.zeros((modes, n, n), z),
+                             prev_grad_object=np.zeros((h, h), z), prev_grad_probe=np.zeros((modes, n, n), z),
+                             prev_zg=0.0, nll=0.0, alpha=0.0)
+        obj, probe = np.ones((h, h), np.complex64), probe0.copy()
+        far, chi = np.empty_like(ex), np.empty_like(ex)
+        steps = [s.ml_iteration(data, None, obj, probe, st, far, chi, start=True, workspace=workspace, threads=2)]
+        steps += [s.ml_iteration(data, None, obj, probe, st, far, chi, workspace=workspace, threads=2)
+                  for _ in range(4)]
+        return steps, obj, probe, st.grad_probe
+
+    steps, obj, probe, grad = run(None)
+    ws = np.full((2, len(s.bin_shifts), modes, n, n), np.nan, np.complex64)
+    steps_w, obj_w, probe_w, grad_w = run(ws)
+    assert steps == steps_w and steps[-1][1] > 0
+    for a, b in ((obj, obj_w), (probe, probe_w), (grad, grad_w)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="workspace"):
+        run(np.zeros((3, len(s.bin_shifts), modes, n, n), np.complex64))
+
+
 def _shifted_normal_equations(s, obj, waves):
     """The exact least-squares probe of the shifted-probe model for a fixed object (float64 CG)."""
     k, modes, n, _ = waves.shape

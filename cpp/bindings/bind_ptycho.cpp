@@ -428,7 +428,7 @@ residual, unitary) as work buffers.)doc")
             [](const Scan& s, const py::object& intensities, const py::object& mask, const py::object& object,
                const py::object& probe, const py::object& state, const py::object& far, const py::object& chi,
                bool start, bool update_object, bool update_probe, float intensity_floor, float precond_regularization,
-               int max_backtracks, double smoothness, int threads) {
+               int max_backtracks, double smoothness, const py::object& workspace, int threads) {
                 const Frames sh = shapes(s);
                 py::array_t<float> keep;
                 py::array_t<std::uint8_t> keep_mask;
@@ -437,6 +437,11 @@ residual, unitary) as work buffers.)doc")
                 auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, true);
                 auto f = require_shape<std::complex<float>>(far, "far", sh.waves, true);
                 auto c = require_shape<std::complex<float>>(chi, "chi", sh.waves, true);
+                py::array_t<std::complex<float>> ws;
+                if (!workspace.is_none()) {
+                    ws = require_shape<std::complex<float>>(workspace, "workspace",
+                                                            {2, s.bins(), s.modes(), s.n(), s.n()}, true);
+                }
                 auto go = require_shape<std::complex<float>>(state.attr("grad_object"), "state.grad_object", sh.object, true);
                 auto gp = require_shape<std::complex<float>>(state.attr("grad_probe"), "state.grad_probe", sh.probe, true);
                 auto po = require_shape<float>(state.attr("precond_object"), "state.precond_object", sh.object, true);
@@ -451,6 +456,7 @@ residual, unitary) as work buffers.)doc")
                                              span("probe", p),
                                              span("far", f),
                                              span("chi", c),
+                                             span("workspace", ws),
                                              span("state.grad_object", go),
                                              span("state.grad_probe", gp),
                                              span("state.precond_object", po),
@@ -480,7 +486,8 @@ residual, unitary) as work buffers.)doc")
                 st.prev_zg = state.attr("prev_zg").cast<double>();
                 st.nll = state.attr("nll").cast<double>();
                 st.alpha = state.attr("alpha").cast<double>();
-                ptycho::MLBuffers b{f.mutable_data(), c.mutable_data()};
+                ptycho::MLBuffers b{f.mutable_data(), c.mutable_data(),
+                                    workspace.is_none() ? nullptr : ws.mutable_data()};
                 ptycho::MLStep step;
                 auto* op = o.mutable_data();
                 auto* prp = p.mutable_data();
@@ -502,7 +509,7 @@ residual, unitary) as work buffers.)doc")
             py::arg("far"), py::arg("chi"), py::kw_only(), py::arg("start") = false, py::arg("update_object") = true,
             py::arg("update_probe") = true, py::arg("intensity_floor") = 1e-6f,
             py::arg("precond_regularization") = 1e-2f, py::arg("max_backtracks") = 10, py::arg("smoothness") = 0.0,
-            py::arg("threads") = 0,
+            py::arg("workspace") = py::none(), py::arg("threads") = 0,
             R"doc(One maximum-likelihood iteration in place (or, with start=True, only the gradient at the start point).
 
 `state` is an object with array attributes grad_object, grad_probe,
@@ -513,6 +520,9 @@ Polak-Ribiere (PR+) conjugate-gradient direction with the polynomial line
 search of Thibault & Guizar-Sicairos (2012), halved until the objective does
 not increase. The objective is the Poisson NLL plus, with smoothness > 0, the
 prior smoothness * sum over neighboring object pixels |O_i - O_j|^2.
+`workspace`: optional complex64 (2, len(bin_shifts), modes, n, n) array for the
+shifted probes, kept by the caller from iteration to iteration so that no call
+allocates them (results are identical without it).
 Returns (objective, alpha, backtracks, restarted).)doc");
 }
 

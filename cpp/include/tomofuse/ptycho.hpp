@@ -198,10 +198,15 @@ struct MLOptions {
 };
 
 /// Work buffers of the ML engine: far fields and back-propagated residuals of
-/// every pattern and mode, (K, M, N, N) each.
+/// every pattern and mode, (K, M, N, N) each; and, optionally, the workspace of
+/// the shifted-probe model, (2, bins, M, N, N) with bins = Scan::bins(), which
+/// an engine loop keeps from call to call: without it every call allocates its
+/// shifted probes anew, tens of MB that the C library hands back to the system
+/// and the kernel zeroes again at the next call. Results do not depend on it.
 struct MLBuffers {
     cfloat* far = nullptr;
     cfloat* chi = nullptr;
+    cfloat* shifted = nullptr;
 };
 
 /// Poisson negative log-likelihood (as a deviance: sum over valid pixels of
@@ -220,10 +225,11 @@ TOMOFUSE_EXPORT double ml_gradient(const Scan& scan, const Data& intensities, co
 /// Coefficients (B1, B2) of the second-order expansion
 /// L(x + a h) ~ L(x) + B1 a + B2 a^2 along direction h = (h_object, h_probe),
 /// with `far` (K, M, N, N) holding the far fields at x (buffers.far of ml_gradient); read only.
+/// `shifted`: optional workspace as MLBuffers::shifted.
 TOMOFUSE_EXPORT void ml_line_coefficients(const Scan& scan, const Data& intensities, const cfloat* object,
                                           const cfloat* probe, const cfloat* h_object, const cfloat* h_probe,
                                           const cfloat* far, const MLOptions& options, double* b1, double* b2,
-                                          int nthreads = 0);
+                                          int nthreads = 0, cfloat* shifted = nullptr);
 
 /// Start (or resume) ML at (object, probe): gradient, preconditioners and
 /// NLL into `state` (directions and previous gradient are left as they are).

@@ -62,7 +62,9 @@ struct Probes {
 // out (bins, modes, nn) = P_m shifted by each bin's fraction: F^-1[F(P_m) ramp_b].
 void shift_into(const Scan& s, const cfloat* probe, cfloat* out, int threads);
 
-Probes make_probes(const Scan& s, const cfloat* probe, int threads);
+// With `storage` (bins * modes * nn elements, the caller's), the shifted probes go there
+// instead of into a buffer of their own (no allocation: see MLBuffers::shifted).
+Probes make_probes(const Scan& s, const cfloat* probe, int threads, cfloat* storage = nullptr);
 
 // out[m] = sum_b S_b^-1 per_bin[b, m] (the adjoint of the shifts) for `modes` modes; per_bin
 // is overwritten. Each pixel sums the bins in order.
@@ -74,6 +76,11 @@ void unshift_sum_modes(const Scan& s, cfloat* per_bin, cfloat* out, std::size_t 
 // with waves null only den (the illumination).
 void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cfloat* num, float* den,
                         int threads);
+
+// probe_gather, with the per-bin sums in `work` (bins * modes * nn elements, overwritten) when
+// given, else in buffers of its own.
+void probe_gather_impl(const Scan& s, const cfloat* object, const cfloat* waves, cfloat* num, float* den,
+                       int threads, cfloat* work);
 
 // Per-bin probe sums: acc (bins, modes, nn) += conj(o_k) w_km and dacc (bins, nn) += |o_k|^2 over
 // the patterns of each shift bin (bins = 1 for the bilinear model), both overwritten.

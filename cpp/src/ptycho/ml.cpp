@@ -122,6 +122,19 @@ void smoothness_line(const Scan& s, const cfloat* o, const cfloat* hdir, double 
     *b2 = mu * ordered_sum(r2);
 }
 
+// Bytes of MLBuffers::shifted for this scan (0 for the bilinear model, which never uses it).
+std::size_t shifted_workspace_bytes(const Scan& s) {
+    return s.subpixel_steps() == 0 ? 0 : 2 * s.bins() * s.modes() * s.frame() * sizeof(cfloat);
+}
+
+// Half `slot` (0 or 1) of the workspace, or null (no workspace, or the bilinear model).
+cfloat* shifted_slot(const Scan& s, cfloat* shifted, std::size_t slot) {
+    if (shifted == nullptr || s.subpixel_steps() == 0) {
+        return nullptr;
+    }
+    return shifted + slot * s.bins() * s.modes() * s.frame();
+}
+
 }  // namespace
 
 double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object, const cfloat* probe,
@@ -135,9 +148,11 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
     const std::size_t modes = s.modes();
     const std::size_t hw = s.height() * s.width();
     const std::size_t waves = s.size() * modes * nn * sizeof(cfloat);
+    const std::size_t shifted_bytes = shifted_workspace_bytes(s);
     check_no_overlap("ml_gradient",
                      {{"buffers.far", buffers.far, waves},
                       {"buffers.chi", buffers.chi, waves},
+                      {"buffers.shifted", buffers.shifted, shifted_bytes},
                       {"grad_object", grad_object, hw * sizeof(cfloat)},
                       {"grad_probe", grad_probe, modes * nn * sizeof(cfloat)},
                       {"precond_object", precond_object, hw * sizeof(float)},
@@ -151,7 +166,7 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
     const float inv_n2f = static_cast<float>(inv_n2);
     const float floor = options.intensity_floor;
     const auto count = static_cast<std::ptrdiff_t>(s.size());
-    const Probes ps = make_probes(s, probe, threads);
+    const Probes ps = make_probes(s, probe, threads, shifted_slot(s, buffers.shifted, 0));
     (void)n;
     RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
@@ -198,7 +213,8 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
     // normalization (the weight carries 1/n^2 for unscaled forward+backward).
     object_gather_impl(s, ps, buffers.chi, grad_object, precond_object, threads);
     if (options.update_probe) {
-        probe_gather(s, object, buffers.chi, grad_probe, precond_probe, threads);
+        probe_gather_impl(s, object, buffers.chi, grad_probe, precond_probe, threads,
+                          shifted_slot(s, buffers.shifted, 1));
     } else {  // not needed: the probe is not updated
         std::fill(grad_probe, grad_probe + s.modes() * nn, cfloat(0.0f, 0.0f));
         std::fill(precond_probe, precond_probe + nn, 0.0f);
@@ -215,7 +231,7 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
 
 void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* object, const cfloat* probe,
                           const cfloat* h_object, const cfloat* h_probe, const cfloat* far_fields,
-                          const MLOptions& options, double* b1, double* b2, int nthreads) {
+                          const MLOptions& options, double* b1, double* b2, int nthreads, cfloat* shifted) {
     check_pointers("ml_line_coefficients", {intensities.values, object, probe, h_object, h_probe, far_fields,
                                             b1, b2});
     const int threads = resolve_threads(nthreads);
@@ -224,8 +240,18 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
     const double inv_n2 = 1.0 / static_cast<double>(nn);
     const double floor = options.intensity_floor;
     const auto count = static_cast<std::ptrdiff_t>(s.size());
-    const Probes ps = make_probes(s, probe, threads);
-    const Probes hs = make_probes(s, h_probe, threads);
+    {
+        const std::size_t hw = s.height() * s.width();
+        const std::size_t pm = modes * nn;
+        check_no_overlap("ml_line_coefficients", {{"shifted", shifted, shifted_workspace_bytes(s)}},
+                         {{"object", object, hw * sizeof(cfloat)},
+                          {"probe", probe, pm * sizeof(cfloat)},
+                          {"h_object", h_object, hw * sizeof(cfloat)},
+                          {"h_probe", h_probe, pm * sizeof(cfloat)},
+                          {"far", far_fields, s.size() * pm * sizeof(cfloat)}});
+    }
+    const Probes ps = make_probes(s, probe, threads, shifted_slot(s, shifted, 0));
+    const Probes hs = make_probes(s, h_probe, threads, shifted_slot(s, shifted, 1));
     std::vector<double> c1(s.size()), c2(s.size());
     RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
@@ -314,7 +340,8 @@ MLStep ml_iteration(const Scan& s, const Data& intensities, cfloat* object, cflo
                       {"state.prev_grad_object", state.prev_grad_object, hw * sizeof(cfloat)},
                       {"state.prev_grad_probe", state.prev_grad_probe, pm * sizeof(cfloat)},
                       {"buffers.far", buffers.far, waves},
-                      {"buffers.chi", buffers.chi, waves}},
+                      {"buffers.chi", buffers.chi, waves},
+                      {"buffers.shifted", buffers.shifted, shifted_workspace_bytes(s)}},
                      {{"intensities", intensities.values, s.size() * nn * sizeof(float)},
                       {"mask", intensities.mask, nn}});
     MLStep step;
@@ -372,7 +399,7 @@ MLStep ml_iteration(const Scan& s, const Data& intensities, cfloat* object, cflo
     double b1 = 0.0;
     double b2 = 0.0;
     ml_line_coefficients(s, intensities, object, probe, state.dir_object, state.dir_probe, buffers.far, options, &b1,
-                         &b2, threads);
+                         &b2, threads, buffers.shifted);
     double alpha = 0.0;
     if (b1 < 0.0 && b2 > 0.0 && std::isfinite(b2)) {
         alpha = -b1 / (2.0 * b2);

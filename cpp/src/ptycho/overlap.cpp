@@ -272,11 +272,8 @@ void probe_update_terms(const Scan& s, const Probes& ps, const cfloat* object, c
     }
 }
 
-}  // namespace detail
-
-void probe_gather(const Scan& s, const cfloat* object, const cfloat* waves, cfloat* num, float* den, int nthreads) {
-    check_pointers("probe_gather", {object, waves, num, den});
-    const int threads = resolve_threads(nthreads);
+void probe_gather_impl(const Scan& s, const cfloat* object, const cfloat* waves, cfloat* num, float* den,
+                       int threads, cfloat* work) {
     const std::size_t nn = s.frame();
     const std::size_t modes = s.modes();
     if (s.subpixel_steps() == 0) {
@@ -287,11 +284,22 @@ void probe_gather(const Scan& s, const cfloat* object, const cfloat* waves, cflo
     // in the numerator (the adjoint of the shifts) and sum the denominators: the diagonal of
     // sum_k |o_k|^2, a preconditioner of the (non-diagonal) normal operator.
     const std::size_t bins = s.bins();
-    std::vector<cfloat> per_bin(bins * modes * nn);
+    std::vector<cfloat> own;
+    if (work == nullptr) {
+        own.resize(bins * modes * nn);
+        work = own.data();
+    }
     std::vector<float> den_bin(bins * nn);
-    probe_sums(s, object, waves, per_bin.data(), den_bin.data(), threads);
-    unshift_sum_modes(s, per_bin.data(), num, modes, threads);
+    probe_sums(s, object, waves, work, den_bin.data(), threads);
+    unshift_sum_modes(s, work, num, modes, threads);
     sum_bins(den_bin.data(), bins, nn, den);
+}
+
+}  // namespace detail
+
+void probe_gather(const Scan& s, const cfloat* object, const cfloat* waves, cfloat* num, float* den, int nthreads) {
+    check_pointers("probe_gather", {object, waves, num, den});
+    detail::probe_gather_impl(s, object, waves, num, den, resolve_threads(nthreads), nullptr);
 }
 
 }  // namespace tomofuse::ptycho

@@ -119,15 +119,18 @@ void shift_into(const Scan& s, const cfloat* probe, cfloat* out, int threads) {
     errors.rethrow();
 }
 
-Probes make_probes(const Scan& s, const cfloat* probe, int threads) {
+Probes make_probes(const Scan& s, const cfloat* probe, int threads, cfloat* storage) {
     Probes p;
     if (s.subpixel_steps() == 0) {
         p.base = probe;
         return p;
     }
-    p.buffer.resize(s.bins() * s.modes() * s.frame());
-    shift_into(s, probe, p.buffer.data(), threads);
-    p.base = p.buffer.data();
+    if (storage == nullptr) {
+        p.buffer.resize(s.bins() * s.modes() * s.frame());
+        storage = p.buffer.data();
+    }
+    shift_into(s, probe, storage, threads);
+    p.base = storage;
     p.bin_stride = s.modes() * s.frame();
     return p;
 }

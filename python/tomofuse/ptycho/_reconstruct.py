@@ -717,6 +717,10 @@ class _Run:
         ml, errs = self.ml, self.errors[si][1]
         far = np.empty((self.k, self.modes, self.n, self.n), np.complex64)
         chi = np.empty_like(far)
+        # the shifted probes' memory, kept for the whole stage (allocated per call it is handed back
+        # to the system and zeroed by the kernel again at every iteration)
+        work = (np.empty((2, len(self.scan.bin_shifts), self.modes, self.n, self.n), np.complex64)
+                if self.subpixel_steps else None)
         state = _MLState.empty(self.shape, self.probe.shape)
         # The prior's weight follows the illumination at the stage's start point (saved for a resume).
         resume = self.ml_resume
@@ -731,12 +735,13 @@ class _Run:
             lit = ill[ill > 0.1 * ill.max()]
             mu = float(ml.smoothness) * float(lit.mean()) if lit.size else 0.0
         self.scan.ml_iteration(self.data, self.valid, self.obj, self.probe, state, far, chi, start=True,
-                               smoothness=mu, update_probe=bool(ml.update_probe), threads=self.threads)
+                               smoothness=mu, update_probe=bool(ml.update_probe), workspace=work,
+                               threads=self.threads)
         stalled = 0
         for it in range(first, iters):
             nll, alpha, backtracks, restarted = self.scan.ml_iteration(
                 self.data, self.valid, self.obj, self.probe, state, far, chi, smoothness=mu,
-                update_probe=bool(ml.update_probe), threads=self.threads)
+                update_probe=bool(ml.update_probe), workspace=work, threads=self.threads)
             errs.append(float(nll) / self.valid_pixels)
             logger.debug("ml %d: nll %.6g alpha %.3g backtracks %d restarted %s", it, nll, alpha, backtracks,
                          restarted)

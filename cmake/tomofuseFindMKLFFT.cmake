@@ -48,12 +48,12 @@ function(tomofuse_find_mkl_fft found_var)
 import importlib.metadata as md, os
 def where(dist, name):
     try:
-        files = md.distribution(dist).files or []
+        d = md.distribution(dist)
     except md.PackageNotFoundError:
         return ""
-    for f in files:
+    for f in d.files or []:
         if f.name == name and (name != "fftw3.h" or f.parent.name == "fftw"):
-            return os.path.dirname(os.path.realpath(md.distribution(dist).locate_file(f)))
+            return os.path.dirname(os.path.realpath(d.locate_file(f)))
     return ""
 lib = where("mkl-static", "libmkl_core.a")
 inc = where("mkl-include", "fftw3.h")

@@ -148,11 +148,10 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
     const std::size_t modes = s.modes();
     const std::size_t hw = s.height() * s.width();
     const std::size_t waves = s.size() * modes * nn * sizeof(cfloat);
-    const std::size_t shifted_bytes = shifted_workspace_bytes(s);
     check_no_overlap("ml_gradient",
                      {{"buffers.far", buffers.far, waves},
                       {"buffers.chi", buffers.chi, waves},
-                      {"buffers.shifted", buffers.shifted, shifted_bytes},
+                      {"buffers.shifted", buffers.shifted, shifted_workspace_bytes(s)},
                       {"grad_object", grad_object, hw * sizeof(cfloat)},
                       {"grad_probe", grad_probe, modes * nn * sizeof(cfloat)},
                       {"precond_object", precond_object, hw * sizeof(float)},

@@ -195,6 +195,8 @@ def run_figures(run_dir, *, truth: Optional[dict] = None, threads: Optional[int]
         sections.append(rp.Section("Figure 2 — surfaces of the silicon particles", figures=figs, tables=tables))
 
     # ---- Figure 3: electrochemistry
+    from ..echem.scenarios import PAPER_PARTICLE_DIAMETER
+
     figs = []
     for p in sorted((run_dir / "echem").glob("particle_*.json")):
         doc = _json(p)
@@ -205,8 +207,6 @@ def run_figures(run_dir, *, truth: Optional[dict] = None, threads: Optional[int]
         d = doc.get("equivalent_diameter_m")
         if d:
             # the paper's markers are for its ~4.5 um particles: say how far this one is from them
-            from ..echem.scenarios import PAPER_PARTICLE_DIAMETER
-
             setting += (f"; equivalent diameter {d * 1e6:.2g} µm (the paper's particles: about "
                         f"{PAPER_PARTICLE_DIAMETER * 1e6:.2g} µm; at one C-rate the concentration overpotential "
                         "grows about as the diameter squared)")

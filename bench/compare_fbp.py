@@ -21,7 +21,7 @@ against the truth (printed).
 
 Run from the repository root::
 
-    python bench/compare_fbp.py [--sizes 1024:1024 2048:1644] [--rows 16] [--repeat 3]
+    python bench/compare_fbp.py [--sizes 1024:1024 2048:1644] [--rows 16] [--repeat 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -162,6 +162,9 @@ def main(argv=None):
         methods = {
             "tomofuse direct": (run_tomofuse(theta, sino, args.rows, "direct", args.threads), args.rows),
             "tomofuse fourier": (run_tomofuse(theta, sino, args.rows, "fourier", args.threads), args.rows),
+            # a lone slice (previews, center finding): goal <= 1.5x the per-slice cost of a block
+            "tomofuse direct 1 slice": (run_tomofuse(theta, sino, 1, "direct", args.threads), 1),
+            "tomofuse fourier 1 slice": (run_tomofuse(theta, sino, 1, "fourier", args.threads), 1),
         }
         try:
             import astra  # noqa: F401
@@ -181,8 +184,13 @@ def main(argv=None):
             if not name.startswith("tomofuse"):
                 how, rec = orient(rec, ref, mask)
             rows.append((name, wall / per_run, cpu / per_run, samples * per_run / cpu / 1e9, psnr(rec, ref, mask), how))
-            print(f"  {name:17s} wall {wall / per_run:8.3f} s/slice  CPU {cpu / per_run:8.3f} s/slice  "
+            print(f"  {name:24s} wall {wall / per_run:8.3f} s/slice  CPU {cpu / per_run:8.3f} s/slice  "
                   f"{rows[-1][3]:6.2f} G samples/CPU-s  PSNR {rows[-1][4]:6.2f} dB  ({how})", flush=True)
+        for r in rows:
+            if r[0].endswith(" 1 slice"):
+                block = next((b for b in rows if b[0] == r[0][: -len(" 1 slice")]), None)
+                if block:
+                    print(f"  {r[0]}: {r[2] / block[2]:.2f}x the per-slice CPU of {args.rows}-slice blocks")
         astra_row = next((r for r in rows if r[0].startswith("astra")), None)
         if astra_row:
             for r in rows:

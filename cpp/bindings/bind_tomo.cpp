@@ -116,6 +116,9 @@ void bind_tomo(py::module_& m) {
         py::arg("projections"), py::arg("angles"), py::kw_only(), py::arg("ny"), py::arg("nx"),
         py::arg("center_offset") = 0.0, py::arg("threads") = 0,
         "The exact adjoint of project(): (n_angles, nz, n_cols) -> (nz, ny, nx).");
+    m.def("backproject_linear_row_kernel", &tomo::backproject_linear_row_kernel,
+          "The kernel backproject_linear uses for a lone float32 row on this machine: 'avx512f', 'avx2'\n"
+          "or 'portable' (TOMOFUSE_DISABLE_INTRINSICS='avx512f,avx2', read at import, excludes some).");
     m.def(
         "backproject_linear",
         [](const py::object& projections, const py::object& angles, py::ssize_t ny, py::ssize_t nx,

@@ -8,7 +8,12 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include "aligned.hpp"
 #include "isa.hpp"
@@ -266,6 +271,247 @@ inline __attribute__((always_inline)) void add_tap_pair(const Real* ta, double c
     }
 }
 
+// One slice (B = 1).  The blocked kernels vectorize along the B slices of a voxel, which a
+// single slice does not have, so here the vector runs along x.  Every tap is the same
+// operations as add_tap with B = 1 in the same order (contraction is off, and
+// (x + 0.5) - cx == x + (0.5 - cx) exactly since cx is a multiple of 0.5), so a slice
+// has the same bits whichever path computes it.
+//
+// Gathering t[i], t[i + 1] per lane is slow (microcoded on AMD); but |cos| <= 1, so W
+// consecutive voxels read at most W + 1 consecutive taps: two contiguous loads and an
+// in-register permutation replace the gather.  `t` is a padded row; reads run up to
+// kSingleSlack values past the row (the block is allocated with that much slack).
+constexpr std::size_t kSingleSlack = 32;
+
+template <typename Real>
+inline void taps_along_x_portable(const Real* __restrict t, double c, double base, const double* __restrict xc,
+                                  int lo, int hi, Real* __restrict row) {
+    for (int x = lo; x < hi; ++x) {
+        const double p = xc[x] * c + base;
+        const int i = static_cast<int>(p);  // p >= 0: truncation is floor (as the size_t cast)
+        const auto w = static_cast<Real>(p - static_cast<double>(i));
+        row[x] += (Real(1) - w) * t[i] + w * t[i + 1];
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define TOMOFUSE_X86_SINGLE_SLICE 1
+// GCC 12's AVX-512 conversion intrinsics start from _mm256_undefined_si256() and trip a false
+// -Wmaybe-uninitialized (GCC bug 105593)
+#if !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+// 16 voxels x .. x + 15 of one angle: (1 - w) t[i] + w t[i + 1].
+__attribute__((target("avx512f"), always_inline)) inline __m512 tap16(const float* __restrict t, __m512d vc,
+                                                                      __m512d vbase, const double* __restrict xc,
+                                                                      int x) {
+    const __m512d pl = _mm512_add_pd(_mm512_mul_pd(_mm512_loadu_pd(xc + x), vc), vbase);
+    const __m512d ph = _mm512_add_pd(_mm512_mul_pd(_mm512_loadu_pd(xc + x + 8), vc), vbase);
+    const __m256i il = _mm512_cvttpd_epi32(pl), ih = _mm512_cvttpd_epi32(ph);
+    const __m256 wl = _mm512_cvtpd_ps(_mm512_sub_pd(pl, _mm512_cvtepi32_pd(il)));
+    const __m256 wh = _mm512_cvtpd_ps(_mm512_sub_pd(ph, _mm512_cvtepi32_pd(ih)));
+    const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(il), ih, 1);
+    const __m512 w =
+        _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(wl)), _mm256_castps_pd(wh), 1));
+    const int i0 = std::min(_mm_cvtsi128_si32(_mm256_castsi256_si128(il)),
+                            _mm_extract_epi32(_mm256_extracti128_si256(ih, 1), 3));
+    const __m512i rel = _mm512_sub_epi32(idx, _mm512_set1_epi32(i0));  // in [0, 16]
+    const __m512 t0 = _mm512_loadu_ps(t + i0), t1 = _mm512_loadu_ps(t + i0 + 16);
+    const __m512 a = _mm512_permutex2var_ps(t0, rel, t1);
+    const __m512 b = _mm512_permutex2var_ps(t0, _mm512_add_epi32(rel, _mm512_set1_epi32(1)), t1);
+    return _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_set1_ps(1.0f), w), a), _mm512_mul_ps(w, b));
+}
+
+__attribute__((target("avx512f"))) void taps_along_x_avx512(const float* __restrict ta, double ca, double base_a,
+                                                            const float* __restrict tb, double cb, double base_b,
+                                                            const double* __restrict xc, int lo, int hi,
+                                                            float* __restrict row) {
+    const __m512d vca = _mm512_set1_pd(ca), vba = _mm512_set1_pd(base_a);
+    int x = lo;
+    if (tb == nullptr) {
+        for (; x + 16 <= hi; x += 16) {
+            _mm512_storeu_ps(row + x, _mm512_add_ps(_mm512_loadu_ps(row + x), tap16(ta, vca, vba, xc, x)));
+        }
+    } else {
+        const __m512d vcb = _mm512_set1_pd(cb), vbb = _mm512_set1_pd(base_b);
+        for (; x + 16 <= hi; x += 16) {
+            const __m512 r = _mm512_add_ps(_mm512_loadu_ps(row + x), tap16(ta, vca, vba, xc, x));
+            _mm512_storeu_ps(row + x, _mm512_add_ps(r, tap16(tb, vcb, vbb, xc, x)));
+        }
+    }
+    taps_along_x_portable(ta, ca, base_a, xc, x, hi, row);
+    if (tb != nullptr) {
+        taps_along_x_portable(tb, cb, base_b, xc, x, hi, row);
+    }
+}
+
+// 8 voxels of one angle; permutevar8x32 takes the index mod 8, so lanes past 7 blend in t1.
+__attribute__((target("avx2"), always_inline)) inline __m256 tap8(const float* __restrict t, __m256d vc,
+                                                                  __m256d vbase, const double* __restrict xc, int x) {
+    const __m256d pl = _mm256_add_pd(_mm256_mul_pd(_mm256_loadu_pd(xc + x), vc), vbase);
+    const __m256d ph = _mm256_add_pd(_mm256_mul_pd(_mm256_loadu_pd(xc + x + 4), vc), vbase);
+    const __m128i il = _mm256_cvttpd_epi32(pl), ih = _mm256_cvttpd_epi32(ph);
+    const __m128 wl = _mm256_cvtpd_ps(_mm256_sub_pd(pl, _mm256_cvtepi32_pd(il)));
+    const __m128 wh = _mm256_cvtpd_ps(_mm256_sub_pd(ph, _mm256_cvtepi32_pd(ih)));
+    const __m256 w = _mm256_set_m128(wh, wl);
+    const int i0 = std::min(_mm_cvtsi128_si32(il), _mm_extract_epi32(ih, 3));
+    const __m256i rel = _mm256_sub_epi32(_mm256_set_m128i(ih, il), _mm256_set1_epi32(i0));  // in [0, 8]
+    const __m256i rel1 = _mm256_add_epi32(rel, _mm256_set1_epi32(1));
+    const __m256i seven = _mm256_set1_epi32(7);
+    const __m256 t0 = _mm256_loadu_ps(t + i0), t1 = _mm256_loadu_ps(t + i0 + 8);
+    const __m256 a = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, rel), _mm256_permutevar8x32_ps(t1, rel),
+                                      _mm256_castsi256_ps(_mm256_cmpgt_epi32(rel, seven)));
+    const __m256 b = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, rel1), _mm256_permutevar8x32_ps(t1, rel1),
+                                      _mm256_castsi256_ps(_mm256_cmpgt_epi32(rel1, seven)));
+    return _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), w), a), _mm256_mul_ps(w, b));
+}
+
+__attribute__((target("avx2"))) void taps_along_x_avx2(const float* __restrict ta, double ca, double base_a,
+                                                       const float* __restrict tb, double cb, double base_b,
+                                                       const double* __restrict xc, int lo, int hi,
+                                                       float* __restrict row) {
+    const __m256d vca = _mm256_set1_pd(ca), vba = _mm256_set1_pd(base_a);
+    int x = lo;
+    if (tb == nullptr) {
+        for (; x + 8 <= hi; x += 8) {
+            _mm256_storeu_ps(row + x, _mm256_add_ps(_mm256_loadu_ps(row + x), tap8(ta, vca, vba, xc, x)));
+        }
+    } else {
+        const __m256d vcb = _mm256_set1_pd(cb), vbb = _mm256_set1_pd(base_b);
+        for (; x + 8 <= hi; x += 8) {
+            const __m256 r = _mm256_add_ps(_mm256_loadu_ps(row + x), tap8(ta, vca, vba, xc, x));
+            _mm256_storeu_ps(row + x, _mm256_add_ps(r, tap8(tb, vcb, vbb, xc, x)));
+        }
+    }
+    taps_along_x_portable(ta, ca, base_a, xc, x, hi, row);
+    if (tb != nullptr) {
+        taps_along_x_portable(tb, cb, base_b, xc, x, hi, row);
+    }
+}
+#if !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif
+
+// Voxels [lo, hi) of one row: angle a's taps, then (tb != nullptr) angle b's, per voxel.
+template <typename Real>
+using SingleSliceTaps = void (*)(const Real* __restrict, double, double, const Real* __restrict, double, double,
+                                 const double* __restrict, int, int, Real* __restrict);
+
+template <typename Real>
+void taps_along_x_generic(const Real* __restrict ta, double ca, double base_a, const Real* __restrict tb, double cb,
+                          double base_b, const double* __restrict xc, int lo, int hi, Real* __restrict row) {
+    taps_along_x_portable(ta, ca, base_a, xc, lo, hi, row);
+    if (tb != nullptr) {
+        taps_along_x_portable(tb, cb, base_b, xc, lo, hi, row);
+    }
+}
+
+#ifdef TOMOFUSE_X86_SINGLE_SLICE
+// Instruction sets the hand-written kernels may not use, from the environment variable
+// TOMOFUSE_DISABLE_INTRINSICS (comma-separated: "avx512f", "avx2"; like NumPy's
+// NPY_DISABLE_CPU_FEATURES), so that tests can run every path on one machine.  Read once
+// when the library is loaded (static initialization, before any thread can call in).
+struct DisabledIntrinsics {
+    bool avx512f = false, avx2 = false;
+    DisabledIntrinsics() {
+        const char* env = std::getenv("TOMOFUSE_DISABLE_INTRINSICS");
+        const std::string list = env != nullptr ? env : "";
+        avx512f = list.find("avx512f") != std::string::npos;
+        avx2 = list.find("avx2") != std::string::npos;
+    }
+};
+const DisabledIntrinsics kDisabledIntrinsics;
+#endif
+
+// Chosen per call of the kernel (CPU features are fixed at process start; no shared state).
+template <typename Real>
+SingleSliceTaps<Real> single_slice_taps() {
+#ifdef TOMOFUSE_X86_SINGLE_SLICE
+    if constexpr (std::is_same_v<Real, float>) {
+        if (!kDisabledIntrinsics.avx512f && __builtin_cpu_supports("avx512f")) {
+            return taps_along_x_avx512;
+        }
+        if (!kDisabledIntrinsics.avx2 && __builtin_cpu_supports("avx2")) {
+            return taps_along_x_avx2;
+        }
+    }
+#endif
+    return taps_along_x_generic<Real>;
+}
+
+const char* single_slice_kernel() {
+    const auto taps = single_slice_taps<float>();
+#ifdef TOMOFUSE_X86_SINGLE_SLICE
+    if (taps == taps_along_x_avx512) {
+        return "avx512f";
+    }
+    if (taps == taps_along_x_avx2) {
+        return "avx2";
+    }
+#endif
+    (void)taps;
+    return "portable";
+}
+
+template <typename Real>
+void backproject_single_rows(const Real* block, std::size_t n_cols, const double* cs, const double* sn,
+                             std::size_t n_angles, double shift, double cy, double cx, std::size_t nx,
+                             std::size_t y0, std::size_t y1, Real* acc) {
+    const std::size_t ld = n_cols + 2;
+    const double top = static_cast<double>(n_cols) + 1.0;
+    const SingleSliceTaps<Real> taps = single_slice_taps<Real>();
+    // voxel x's offset from the center, x + 0.5 - cx (exact), with room for a full vector
+    std::vector<double> xc(nx + 16);
+    for (std::size_t x = 0; x < xc.size(); ++x) {
+        xc[x] = static_cast<double>(x) + 0.5 - cx;
+    }
+    auto run = [&](const Real* ta, double ca, double ba, const Real* tb, double cb, double bb, std::size_t lo,
+                   std::size_t hi, Real* row) {
+        if (lo < hi) {
+            taps(ta, ca, ba, tb, cb, bb, xc.data(), static_cast<int>(lo), static_cast<int>(hi), row);
+        }
+    };
+    std::size_t a = 0;
+    for (; a + 1 < n_angles; a += 2) {
+        const Real* ta = block + a * ld;
+        const Real* tb = ta + ld;
+        const double ca = cs[a], cb = cs[a + 1];
+        for (std::size_t y = y0; y < y1; ++y) {
+            const double yc = static_cast<double>(y) + 0.5 - cy;
+            const double base_a = yc * sn[a] + shift + 1.0;
+            const double base_b = yc * sn[a + 1] + shift + 1.0;
+            std::size_t lo_a, hi_a, lo_b, hi_b;
+            x_range(ca, base_a, cx, top, nx, lo_a, hi_a);
+            x_range(cb, base_b, cx, top, nx, lo_b, hi_b);
+            Real* row = acc + (y - y0) * nx;
+            const std::size_t both_lo = std::max(lo_a, lo_b), both_hi = std::min(hi_a, hi_b);
+            if (both_lo >= both_hi) {
+                run(ta, ca, base_a, nullptr, 0.0, 0.0, lo_a, hi_a, row);
+                run(tb, cb, base_b, nullptr, 0.0, 0.0, lo_b, hi_b, row);
+                continue;
+            }
+            // outside [both_lo, both_hi) one angle applies; inside, a's tap then b's per voxel
+            run(ta, ca, base_a, nullptr, 0.0, 0.0, lo_a, both_lo, row);
+            run(tb, cb, base_b, nullptr, 0.0, 0.0, lo_b, both_lo, row);
+            run(ta, ca, base_a, tb, cb, base_b, both_lo, both_hi, row);
+            run(ta, ca, base_a, nullptr, 0.0, 0.0, both_hi, hi_a, row);
+            run(tb, cb, base_b, nullptr, 0.0, 0.0, both_hi, hi_b, row);
+        }
+    }
+    for (; a < n_angles; ++a) {
+        const Real* ta = block + a * ld;
+        for (std::size_t y = y0; y < y1; ++y) {
+            const double base = (static_cast<double>(y) + 0.5 - cy) * sn[a] + shift + 1.0;
+            std::size_t lo, hi;
+            x_range(cs[a], base, cx, top, nx, lo, hi);
+            run(ta, cs[a], base, nullptr, 0.0, 0.0, lo, hi, acc + (y - y0) * nx);
+        }
+    }
+}
+
 // Back-projection of one block of B detector rows (slices z0 .. z0+B-1).
 //
 // `block` holds the filtered projections of these rows transposed to
@@ -365,11 +611,9 @@ struct AlignedBuffer {
 TOMOFUSE_BLOCK_KERNEL(float, 32)
 TOMOFUSE_BLOCK_KERNEL(float, 16)
 TOMOFUSE_BLOCK_KERNEL(float, 4)
-TOMOFUSE_BLOCK_KERNEL(float, 1)
 TOMOFUSE_BLOCK_KERNEL(double, 32)
 TOMOFUSE_BLOCK_KERNEL(double, 16)
 TOMOFUSE_BLOCK_KERNEL(double, 4)
-TOMOFUSE_BLOCK_KERNEL(double, 1)
 #undef TOMOFUSE_BLOCK_KERNEL
 
 template <typename Real>
@@ -388,11 +632,13 @@ void backproject_block(std::size_t B, const Real* block, std::size_t n_cols, con
             backproject_block_4(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
             break;
         default:
-            backproject_block_1(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
+            backproject_single_rows<Real>(block, n_cols, cs, sn, n_angles, shift, cy, cx, nx, y0, y1, acc);
     }
 }
 
 }  // namespace detail
+
+const char* backproject_linear_row_kernel() { return detail::single_slice_kernel(); }
 
 template <typename Real>
 void backproject_linear(const Real* projections, const raytrace::Shape3& shape, const double* angles,
@@ -422,7 +668,7 @@ void backproject_linear(const Real* projections, const raytrace::Shape3& shape, 
         while (B > 1 && B > budget) {
             B = B == 32 ? 16 : (B == 16 ? 4 : 1);
         }
-        block.assign_zero(n_angles * ld * B);
+        block.assign_zero(n_angles * ld * B + detail::kSingleSlack);
         const auto n_a = static_cast<std::ptrdiff_t>(n_angles);
         TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
         for (std::ptrdiff_t ai = 0; ai < n_a; ++ai) {

@@ -121,6 +121,9 @@ def backproject(
 ) -> _RealArray:
     """The exact adjoint of project(): (n_angles, nz, n_cols) -> (nz, ny, nx)."""
 
+def backproject_linear_row_kernel() -> str:
+    """The kernel backproject_linear uses for a lone float32 row here: "avx512f", "avx2" or "portable"."""
+
 def backproject_linear(
     projections: _RealArray,
     angles: npt.NDArray[np.float64],

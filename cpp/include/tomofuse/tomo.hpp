@@ -36,12 +36,19 @@ void backproject(const Real* projections, const raytrace::Shape3& shape, const d
 /// the angles in order (zero beyond the detector), in `Real` arithmetic.
 /// `volume` is overwritten. Rows are processed in blocks so that one
 /// interpolation weight serves up to 32 slices (vectorized; instruction-set
-/// clones on GCC/x86-64 give identical bits). Every voxel is summed by one
-/// thread in a fixed order: identical results for any thread count.
+/// clones on GCC/x86-64 give identical bits); a lone row (a single slice, or
+/// the last of a volume) is vectorized along x instead, with the same bits.
+/// Every voxel is summed by one thread in a fixed order: identical results
+/// for any thread count.
 template <typename Real>
 void backproject_linear(const Real* projections, const raytrace::Shape3& shape, const double* angles,
                         std::size_t n_angles, std::size_t n_cols, double center_offset, Real* volume,
                         int nthreads = 0);
+
+/// The single-row kernel backproject_linear<float> runs on this machine: "avx512f",
+/// "avx2" or "portable" (the environment variable TOMOFUSE_DISABLE_INTRINSICS, e.g.
+/// "avx512f,avx2", read when the library loads, excludes instruction sets; for tests).
+TOMOFUSE_EXPORT const char* backproject_linear_row_kernel();
 
 extern template TOMOFUSE_EXPORT void backproject_linear<float>(const float*, const raytrace::Shape3&, const double*,
                                                                std::size_t, std::size_t, double, float*, int);

@@ -11,7 +11,7 @@ import scipy.fft
 from .. import _core
 from .. import _validate as check
 from .._memory import check_memory
-from ._gridrec import backproject_fourier
+from ._gridrec import FourierBackprojector
 from ._projector import _angles, _float_array, slice_shape
 
 __all__ = ["FILTERS", "METHODS", "fbp", "ramp_filter", "reconstruct_halves"]
@@ -160,13 +160,21 @@ def fbp(projections: np.ndarray, angles, *, center: Optional[float] = None, filt
                         "tomofuse.distributed.fbp_to_zarr")
     if callback is not None:
         callback(0.0, "filtering")
-    filtered = filter_rows(proj, filter=filter, padding=padding, threads=n_threads)
-    if callback is not None:
-        callback(0.3, "back-projecting")
     if method == "fourier":
-        volume = backproject_fourier(filtered, th, center_offset=offset, ny=ny, nx=nx, threads=n_threads,
-                                     callback=callback, progress=(0.3, 0.99))
+        # one slice at a time: its rows are filtered and back-projected while they are in cache
+        # (filtering whole blocks first made 2048-px slices 1.5x slower per slice)
+        bp = FourierBackprojector(th, cols=cols, center_offset=offset, ny=ny, nx=nx, dtype=proj.dtype,
+                                  threads=n_threads)
+        volume = np.empty((rows, ny, nx), dtype=proj.dtype)
+        for z in range(rows):
+            filtered = filter_rows(proj[:, z:z + 1], filter=filter, padding=padding, threads=n_threads)
+            bp(filtered[:, 0, :], volume[z])
+            if callback is not None and (z + 1 == rows or (z + 1) % max(1, rows // 20) == 0):
+                callback(0.99 * (z + 1) / rows, f"back-projecting (fourier) slice {z + 1}/{rows}")
     else:
+        filtered = filter_rows(proj, filter=filter, padding=padding, threads=n_threads)
+        if callback is not None:
+            callback(0.3, "back-projecting")
         volume = _core.backproject_linear(filtered, th, ny=ny, nx=nx, center_offset=offset, threads=n_threads)
     volume *= math.pi / n_angles
     if callback is not None:

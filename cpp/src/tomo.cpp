@@ -294,6 +294,17 @@ inline void taps_along_x_portable(const Real* __restrict t, double c, double bas
     }
 }
 
+// Voxels [lo, hi) of one row: angle a's taps, then (tb != nullptr) angle b's, per voxel; also
+// the tails that the vector kernels leave.
+template <typename Real>
+void taps_along_x_generic(const Real* __restrict ta, double ca, double base_a, const Real* __restrict tb, double cb,
+                          double base_b, const double* __restrict xc, int lo, int hi, Real* __restrict row) {
+    taps_along_x_portable(ta, ca, base_a, xc, lo, hi, row);
+    if (tb != nullptr) {
+        taps_along_x_portable(tb, cb, base_b, xc, lo, hi, row);
+    }
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define TOMOFUSE_X86_SINGLE_SLICE 1
 // GCC 12's AVX-512 conversion intrinsics start from _mm256_undefined_si256() and trip a false
@@ -341,10 +352,7 @@ __attribute__((target("avx512f"))) void taps_along_x_avx512(const float* __restr
             _mm512_storeu_ps(row + x, _mm512_add_ps(r, tap16(tb, vcb, vbb, xc, x)));
         }
     }
-    taps_along_x_portable(ta, ca, base_a, xc, x, hi, row);
-    if (tb != nullptr) {
-        taps_along_x_portable(tb, cb, base_b, xc, x, hi, row);
-    }
+    taps_along_x_generic(ta, ca, base_a, tb, cb, base_b, xc, x, hi, row);
 }
 
 // 8 voxels of one angle; permutevar8x32 takes the index mod 8, so lanes past 7 blend in t1.
@@ -385,29 +393,17 @@ __attribute__((target("avx2"))) void taps_along_x_avx2(const float* __restrict t
             _mm256_storeu_ps(row + x, _mm256_add_ps(r, tap8(tb, vcb, vbb, xc, x)));
         }
     }
-    taps_along_x_portable(ta, ca, base_a, xc, x, hi, row);
-    if (tb != nullptr) {
-        taps_along_x_portable(tb, cb, base_b, xc, x, hi, row);
-    }
+    taps_along_x_generic(ta, ca, base_a, tb, cb, base_b, xc, x, hi, row);
 }
 #if !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
 #endif
 
-// Voxels [lo, hi) of one row: angle a's taps, then (tb != nullptr) angle b's, per voxel.
+// The signature of taps_along_x_generic and of its vector kernels.
 template <typename Real>
 using SingleSliceTaps = void (*)(const Real* __restrict, double, double, const Real* __restrict, double, double,
                                  const double* __restrict, int, int, Real* __restrict);
-
-template <typename Real>
-void taps_along_x_generic(const Real* __restrict ta, double ca, double base_a, const Real* __restrict tb, double cb,
-                          double base_b, const double* __restrict xc, int lo, int hi, Real* __restrict row) {
-    taps_along_x_portable(ta, ca, base_a, xc, lo, hi, row);
-    if (tb != nullptr) {
-        taps_along_x_portable(tb, cb, base_b, xc, lo, hi, row);
-    }
-}
 
 #ifdef TOMOFUSE_X86_SINGLE_SLICE
 // Instruction sets the hand-written kernels may not use, from the environment variable

@@ -61,7 +61,8 @@ def _kernel_transform(eps: float, dtype, sub: int = 16):
     offsets = np.arange(-cell // 2, cell // 2)
     t = np.concatenate([offsets - s / sub for s in range(sub)])
     v = np.concatenate([row[n // 2 + c + offsets] for c in centers])
-    return lambda nu: (np.cos(np.multiply.outer(nu, t)) * v).sum(axis=-1) / sub
+    t, v = t[v != 0], v[v != 0]  # the kernel's support
+    return lambda nu: np.cos(np.multiply.outer(nu, t)) @ v / sub
 
 
 class FourierBackprojector:
@@ -92,14 +93,22 @@ class FourierBackprojector:
         # linear interpolation on the detector (the direct method) multiplies the spectrum by the
         # triangle kernel's transform sinc^2; the same response here gives the same resolution
         # (without it, the trigonometric interpolant keeps the full band: Gibbs ripple, lower PSNR)
-        phase = np.exp(-2j * math.pi * omega * u0) * weight * np.sinc(omega) ** 2 / self.length
-        th = angles[:, None]
-        px = 2 * math.pi * omega[None, :] * np.cos(th)
-        py = 2 * math.pi * omega[None, :] * np.sin(th)
+        amplitude = weight * np.sinc(omega) ** 2 / self.length
         # output modes k run over [-n//2, n - n//2); pixel coordinate = k + (n//2 + 0.5 - n/2)
         sx, sy = nx // 2 + 0.5 - nx / 2, ny // 2 + 0.5 - ny / 2
-        shift = np.exp(1j * (sx * px + sy * py))
-        self.point_factor = (phase[None, :] * shift).astype(self.cplx).reshape(-1)
+        # with that shift the point (angle a, frequency k / L) carries the phase
+        # exp(2 pi i (k / L) d_a), d_a = sx cos + sy sin - u0: powers of one number per angle
+        # (a running product: 4x faster than exp of every point, error ~1e-13)
+        d = sx * np.cos(angles) + sy * np.sin(angles) - u0
+        powers = np.empty((len(angles), n_freq), dtype=np.complex128)
+        powers[:, 0] = 1.0
+        powers[:, 1:] = np.exp(2j * math.pi * d / self.length)[:, None]
+        np.cumprod(powers, axis=1, out=powers)
+        powers *= amplitude
+        self.point_factor = powers.astype(self.cplx).reshape(-1)
+        radius = (2 * math.pi * omega).astype(self.real)
+        px = np.multiply.outer(np.cos(angles).astype(self.real), radius)
+        py = np.multiply.outer(np.sin(angles).astype(self.real), radius)
         eps = EPS[self.real]
         # the fine grid: at least UPSAMPLING x the slice and twice the kernel's width (finufft's
         # rule; 32 covers every accuracy), even (finufft centers it at m/2)
@@ -107,15 +116,15 @@ class FourierBackprojector:
         self.mx = _fast_even(max(32, int(math.ceil(UPSAMPLING * nx))))
         self.plan = finufft.Plan(1, (self.my, self.mx), n_trans=1, eps=eps, isign=1, dtype=np.dtype(self.cplx).name,
                                  nthreads=int(threads), modeord=0, upsampfac=UPSAMPLING, spreadinterponly=1)
-        self.plan.setpts(py.reshape(-1).astype(self.real), px.reshape(-1).astype(self.real))
+        self.plan.setpts(py.reshape(-1), px.reshape(-1))
         # the grid is centered (index m/2 at the origin): transforming it without a shift
         # multiplies mode k by (-1)^k; that sign and the kernel's transform are divided out
         phi = _kernel_transform(eps, self.cplx)
         ky = np.arange(ny) - ny // 2
         kx = np.arange(nx) - nx // 2
-        fy = phi(2 * math.pi * ky / self.my) * np.where(ky % 2, -1.0, 1.0)
         fx = phi(2 * math.pi * kx / self.mx) * np.where(kx % 2, -1.0, 1.0)
-        self.deconv = (1.0 / np.multiply.outer(fy, fx)).astype(self.real)
+        fy = fx if (ny, self.my) == (nx, self.mx) else phi(2 * math.pi * ky / self.my) * np.where(ky % 2, -1.0, 1.0)
+        self.deconv = np.multiply.outer((1.0 / fy).astype(self.real), (1.0 / fx).astype(self.real))
 
     def __call__(self, rows: np.ndarray, out: np.ndarray) -> None:
         """``rows``: (A, cols) filtered detector rows of one slice; ``out``: (ny, nx) result."""

@@ -16,11 +16,8 @@ def reference(filtered, angles, ny, nx, offset):
     sinc^2 (the response of linear interpolation), evaluated by explicit sums:
     q(u) = sum_c q[c] K(u - u_c), K(d) = sum_k sinc^2(k/L) exp(2 pi i k d / L) / L."""
     n_angles, rows, cols = filtered.shape
-    # same padding rule as the fast path: the shortest L that keeps the detector's next period out
-    # of every voxel's reach (the interpolant's ringing depends on L, so L must be the same)
-    reach = math.hypot(ny, nx) / 2 + abs(offset) + 2
-    import scipy.fft
-    length = scipy.fft.next_fast_len(int(math.ceil(max(cols, cols / 2 + reach))), real=True)
+    # the fast path's padding (the interpolant's ringing depends on L, so L must be the same)
+    length = FourierBackprojector(angles, cols=cols, center_offset=offset, ny=ny, nx=nx, dtype=np.float64).length
     yy, xx = np.meshgrid(np.arange(ny) + 0.5 - ny / 2, np.arange(nx) + 0.5 - nx / 2, indexing="ij")
     uc = np.arange(cols) + 0.5 - cols / 2 - offset
     k = np.arange(-(length // 2), (length - 1) // 2 + 1)  # symmetric modes

@@ -271,6 +271,53 @@ inline __attribute__((always_inline)) void add_tap_pair(const Real* ta, double c
     }
 }
 
+// The geometry both back-projection kernels walk: every angle (in pairs a, a + 1) and every
+// row y of the tile [y0, y1), with the x range of voxels whose padded detector position p
+// satisfies 0 <= p < top.  `taps(a, base_a, b, base_b, lo, hi, y)` adds the taps of voxels
+// [lo, hi) of row y: angle a's alone when b == kOneAngle, else a's then b's per voxel.
+// Outside the overlap of the two ranges only one angle applies, so every voxel gets its
+// angles' taps in angle order.
+constexpr std::size_t kOneAngle = static_cast<std::size_t>(-1);
+
+template <typename Taps>
+inline __attribute__((always_inline)) void for_angle_pairs(const double* cs, const double* sn, std::size_t n_angles,
+                                                           double shift, double cy, double cx, double top,
+                                                           std::size_t nx, std::size_t y0, std::size_t y1,
+                                                           Taps&& taps) {
+    std::size_t a = 0;
+    for (; a + 1 < n_angles; a += 2) {
+        const std::size_t b = a + 1;
+        for (std::size_t y = y0; y < y1; ++y) {
+            // padded column position of voxel x: p = pos + 1, pos as in backproject_linear's contract
+            const double yc = static_cast<double>(y) + 0.5 - cy;
+            const double base_a = yc * sn[a] + shift + 1.0;
+            const double base_b = yc * sn[b] + shift + 1.0;
+            std::size_t lo_a, hi_a, lo_b, hi_b;
+            x_range(cs[a], base_a, cx, top, nx, lo_a, hi_a);
+            x_range(cs[b], base_b, cx, top, nx, lo_b, hi_b);
+            const std::size_t both_lo = std::max(lo_a, lo_b), both_hi = std::min(hi_a, hi_b);
+            if (both_lo >= both_hi) {
+                taps(a, base_a, kOneAngle, 0.0, lo_a, hi_a, y);
+                taps(b, base_b, kOneAngle, 0.0, lo_b, hi_b, y);
+                continue;
+            }
+            taps(a, base_a, kOneAngle, 0.0, lo_a, both_lo, y);
+            taps(b, base_b, kOneAngle, 0.0, lo_b, both_lo, y);
+            taps(a, base_a, b, base_b, both_lo, both_hi, y);
+            taps(a, base_a, kOneAngle, 0.0, both_hi, hi_a, y);
+            taps(b, base_b, kOneAngle, 0.0, both_hi, hi_b, y);
+        }
+    }
+    for (; a < n_angles; ++a) {
+        for (std::size_t y = y0; y < y1; ++y) {
+            const double base = (static_cast<double>(y) + 0.5 - cy) * sn[a] + shift + 1.0;
+            std::size_t lo, hi;
+            x_range(cs[a], base, cx, top, nx, lo, hi);
+            taps(a, base, kOneAngle, 0.0, lo, hi, y);
+        }
+    }
+}
+
 // One slice (B = 1).  The blocked kernels vectorize along the B slices of a voxel, which a
 // single slice does not have, so here the vector runs along x.  Every tap is the same
 // operations as add_tap with B = 1 in the same order (contraction is off, and
@@ -340,17 +387,14 @@ __attribute__((target("avx512f"))) void taps_along_x_avx512(const float* __restr
                                                             const double* __restrict xc, int lo, int hi,
                                                             float* __restrict row) {
     const __m512d vca = _mm512_set1_pd(ca), vba = _mm512_set1_pd(base_a);
+    const __m512d vcb = _mm512_set1_pd(cb), vbb = _mm512_set1_pd(base_b);
     int x = lo;
-    if (tb == nullptr) {
-        for (; x + 16 <= hi; x += 16) {
-            _mm512_storeu_ps(row + x, _mm512_add_ps(_mm512_loadu_ps(row + x), tap16(ta, vca, vba, xc, x)));
+    for (; x + 16 <= hi; x += 16) {
+        __m512 r = _mm512_add_ps(_mm512_loadu_ps(row + x), tap16(ta, vca, vba, xc, x));
+        if (tb != nullptr) {
+            r = _mm512_add_ps(r, tap16(tb, vcb, vbb, xc, x));
         }
-    } else {
-        const __m512d vcb = _mm512_set1_pd(cb), vbb = _mm512_set1_pd(base_b);
-        for (; x + 16 <= hi; x += 16) {
-            const __m512 r = _mm512_add_ps(_mm512_loadu_ps(row + x), tap16(ta, vca, vba, xc, x));
-            _mm512_storeu_ps(row + x, _mm512_add_ps(r, tap16(tb, vcb, vbb, xc, x)));
-        }
+        _mm512_storeu_ps(row + x, r);
     }
     taps_along_x_generic(ta, ca, base_a, tb, cb, base_b, xc, x, hi, row);
 }
@@ -381,17 +425,14 @@ __attribute__((target("avx2"))) void taps_along_x_avx2(const float* __restrict t
                                                        const double* __restrict xc, int lo, int hi,
                                                        float* __restrict row) {
     const __m256d vca = _mm256_set1_pd(ca), vba = _mm256_set1_pd(base_a);
+    const __m256d vcb = _mm256_set1_pd(cb), vbb = _mm256_set1_pd(base_b);
     int x = lo;
-    if (tb == nullptr) {
-        for (; x + 8 <= hi; x += 8) {
-            _mm256_storeu_ps(row + x, _mm256_add_ps(_mm256_loadu_ps(row + x), tap8(ta, vca, vba, xc, x)));
+    for (; x + 8 <= hi; x += 8) {
+        __m256 r = _mm256_add_ps(_mm256_loadu_ps(row + x), tap8(ta, vca, vba, xc, x));
+        if (tb != nullptr) {
+            r = _mm256_add_ps(r, tap8(tb, vcb, vbb, xc, x));
         }
-    } else {
-        const __m256d vcb = _mm256_set1_pd(cb), vbb = _mm256_set1_pd(base_b);
-        for (; x + 8 <= hi; x += 8) {
-            const __m256 r = _mm256_add_ps(_mm256_loadu_ps(row + x), tap8(ta, vca, vba, xc, x));
-            _mm256_storeu_ps(row + x, _mm256_add_ps(r, tap8(tb, vcb, vbb, xc, x)));
-        }
+        _mm256_storeu_ps(row + x, r);
     }
     taps_along_x_generic(ta, ca, base_a, tb, cb, base_b, xc, x, hi, row);
 }
@@ -422,34 +463,23 @@ struct DisabledIntrinsics {
 const DisabledIntrinsics kDisabledIntrinsics;
 #endif
 
-// Chosen per call of the kernel (CPU features are fixed at process start; no shared state).
-template <typename Real>
-SingleSliceTaps<Real> single_slice_taps() {
-#ifdef TOMOFUSE_X86_SINGLE_SLICE
-    if constexpr (std::is_same_v<Real, float>) {
-        if (!kDisabledIntrinsics.avx512f && __builtin_cpu_supports("avx512f")) {
-            return taps_along_x_avx512;
-        }
-        if (!kDisabledIntrinsics.avx2 && __builtin_cpu_supports("avx2")) {
-            return taps_along_x_avx2;
-        }
-    }
-#endif
-    return taps_along_x_generic<Real>;
-}
+// The single-row kernel and its name, chosen per call of the kernel (CPU features are fixed at
+// process start; no shared state).  float only: double rows take the portable kernel.
+struct RowKernel {
+    const char* name;
+    SingleSliceTaps<float> taps;
+};
 
-const char* single_slice_kernel() {
-    const auto taps = single_slice_taps<float>();
+RowKernel row_kernel() {
 #ifdef TOMOFUSE_X86_SINGLE_SLICE
-    if (taps == taps_along_x_avx512) {
-        return "avx512f";
+    if (!kDisabledIntrinsics.avx512f && __builtin_cpu_supports("avx512f")) {
+        return {"avx512f", taps_along_x_avx512};
     }
-    if (taps == taps_along_x_avx2) {
-        return "avx2";
+    if (!kDisabledIntrinsics.avx2 && __builtin_cpu_supports("avx2")) {
+        return {"avx2", taps_along_x_avx2};
     }
 #endif
-    (void)taps;
-    return "portable";
+    return {"portable", taps_along_x_generic<float>};
 }
 
 template <typename Real>
@@ -457,55 +487,25 @@ void backproject_single_rows(const Real* block, std::size_t n_cols, const double
                              std::size_t n_angles, double shift, double cy, double cx, std::size_t nx,
                              std::size_t y0, std::size_t y1, Real* acc) {
     const std::size_t ld = n_cols + 2;
-    const double top = static_cast<double>(n_cols) + 1.0;
-    const SingleSliceTaps<Real> taps = single_slice_taps<Real>();
+    SingleSliceTaps<Real> taps = taps_along_x_generic<Real>;
+    if constexpr (std::is_same_v<Real, float>) {
+        taps = row_kernel().taps;
+    }
     // voxel x's offset from the center, x + 0.5 - cx (exact), with room for a full vector
     std::vector<double> xc(nx + 16);
     for (std::size_t x = 0; x < xc.size(); ++x) {
         xc[x] = static_cast<double>(x) + 0.5 - cx;
     }
-    auto run = [&](const Real* ta, double ca, double ba, const Real* tb, double cb, double bb, std::size_t lo,
-                   std::size_t hi, Real* row) {
-        if (lo < hi) {
-            taps(ta, ca, ba, tb, cb, bb, xc.data(), static_cast<int>(lo), static_cast<int>(hi), row);
-        }
-    };
-    std::size_t a = 0;
-    for (; a + 1 < n_angles; a += 2) {
-        const Real* ta = block + a * ld;
-        const Real* tb = ta + ld;
-        const double ca = cs[a], cb = cs[a + 1];
-        for (std::size_t y = y0; y < y1; ++y) {
-            const double yc = static_cast<double>(y) + 0.5 - cy;
-            const double base_a = yc * sn[a] + shift + 1.0;
-            const double base_b = yc * sn[a + 1] + shift + 1.0;
-            std::size_t lo_a, hi_a, lo_b, hi_b;
-            x_range(ca, base_a, cx, top, nx, lo_a, hi_a);
-            x_range(cb, base_b, cx, top, nx, lo_b, hi_b);
-            Real* row = acc + (y - y0) * nx;
-            const std::size_t both_lo = std::max(lo_a, lo_b), both_hi = std::min(hi_a, hi_b);
-            if (both_lo >= both_hi) {
-                run(ta, ca, base_a, nullptr, 0.0, 0.0, lo_a, hi_a, row);
-                run(tb, cb, base_b, nullptr, 0.0, 0.0, lo_b, hi_b, row);
-                continue;
-            }
-            // outside [both_lo, both_hi) one angle applies; inside, a's tap then b's per voxel
-            run(ta, ca, base_a, nullptr, 0.0, 0.0, lo_a, both_lo, row);
-            run(tb, cb, base_b, nullptr, 0.0, 0.0, lo_b, both_lo, row);
-            run(ta, ca, base_a, tb, cb, base_b, both_lo, both_hi, row);
-            run(ta, ca, base_a, nullptr, 0.0, 0.0, both_hi, hi_a, row);
-            run(tb, cb, base_b, nullptr, 0.0, 0.0, both_hi, hi_b, row);
-        }
-    }
-    for (; a < n_angles; ++a) {
-        const Real* ta = block + a * ld;
-        for (std::size_t y = y0; y < y1; ++y) {
-            const double base = (static_cast<double>(y) + 0.5 - cy) * sn[a] + shift + 1.0;
-            std::size_t lo, hi;
-            x_range(cs[a], base, cx, top, nx, lo, hi);
-            run(ta, cs[a], base, nullptr, 0.0, 0.0, lo, hi, acc + (y - y0) * nx);
-        }
-    }
+    for_angle_pairs(cs, sn, n_angles, shift, cy, cx, static_cast<double>(n_cols) + 1.0, nx, y0, y1,
+                    [&](std::size_t a, double base_a, std::size_t b, double base_b, std::size_t lo, std::size_t hi,
+                        std::size_t y) __attribute__((always_inline)) {
+                        if (lo < hi) {
+                            const bool pair = b != kOneAngle;
+                            taps(block + a * ld, cs[a], base_a, pair ? block + b * ld : nullptr, pair ? cs[b] : 0.0,
+                                 base_b, xc.data(), static_cast<int>(lo), static_cast<int>(hi),
+                                 acc + (y - y0) * nx);
+                        }
+                    });
 }
 
 // Back-projection of one block of B detector rows (slices z0 .. z0+B-1).
@@ -523,64 +523,23 @@ inline __attribute__((always_inline)) void backproject_block_rows(const Real* bl
                                                                   double cx, std::size_t nx, std::size_t y0,
                                                                   std::size_t y1, Real* acc) {
     const std::size_t ld = (n_cols + 2) * B;
-    const double top = static_cast<double>(n_cols) + 1.0;  // padded position p must satisfy 0 <= p < top
-    std::size_t a = 0;
-    for (; a + 1 < n_angles; a += 2) {
-        const Real* ta = block + a * ld;
-        const Real* tb = ta + ld;
-        const double ca = cs[a], cb = cs[a + 1];
-        for (std::size_t y = y0; y < y1; ++y) {
-            // padded column position of voxel x: p = pos + 1, pos as in backproject_linear's contract
-            const double yc = static_cast<double>(y) + 0.5 - cy;
-            const double base_a = yc * sn[a] + shift + 1.0;
-            const double base_b = yc * sn[a + 1] + shift + 1.0;
-            std::size_t lo_a, hi_a, lo_b, hi_b;
-            x_range(ca, base_a, cx, top, nx, lo_a, hi_a);
-            x_range(cb, base_b, cx, top, nx, lo_b, hi_b);
-            Real* row = acc + (y - y0) * nx * B;
-            // [both_lo, both_hi): both angles; outside it, whichever applies (a first)
-            const std::size_t both_lo = std::max(lo_a, lo_b), both_hi = std::min(hi_a, hi_b);
-            if (both_lo >= both_hi) {
-                for (std::size_t x = lo_a; x < hi_a; ++x) {
-                    add_tap<Real, B>(ta, ca, base_a, cx, x, row + x * B);
-                }
-                for (std::size_t x = lo_b; x < hi_b; ++x) {
-                    add_tap<Real, B>(tb, cb, base_b, cx, x, row + x * B);
-                }
-                continue;
-            }
-            for (std::size_t x = std::min(lo_a, lo_b); x < both_lo; ++x) {
-                if (x >= lo_a) {
-                    add_tap<Real, B>(ta, ca, base_a, cx, x, row + x * B);
-                } else {
-                    add_tap<Real, B>(tb, cb, base_b, cx, x, row + x * B);
-                }
-            }
-            for (std::size_t x = both_lo; x < both_hi; ++x) {
-                add_tap_pair<Real, B>(ta, ca, base_a, tb, cb, base_b, cx, x, row + x * B);
-            }
-            for (std::size_t x = both_hi; x < std::max(hi_a, hi_b); ++x) {
-                if (x < hi_a) {
-                    add_tap<Real, B>(ta, ca, base_a, cx, x, row + x * B);
-                } else {
-                    add_tap<Real, B>(tb, cb, base_b, cx, x, row + x * B);
-                }
-            }
-        }
-    }
-    for (; a < n_angles; ++a) {
-        const Real* ta = block + a * ld;
-        const double c = cs[a];
-        for (std::size_t y = y0; y < y1; ++y) {
-            const double base = (static_cast<double>(y) + 0.5 - cy) * sn[a] + shift + 1.0;
-            std::size_t lo, hi;
-            x_range(c, base, cx, top, nx, lo, hi);
-            Real* row = acc + (y - y0) * nx * B;
-            for (std::size_t x = lo; x < hi; ++x) {
-                add_tap<Real, B>(ta, c, base, cx, x, row + x * B);
-            }
-        }
-    }
+    // inlined (always_inline) into each instruction-set clone of the caller
+    for_angle_pairs(cs, sn, n_angles, shift, cy, cx, static_cast<double>(n_cols) + 1.0, nx, y0, y1,
+                    [&](std::size_t a, double base_a, std::size_t b, double base_b, std::size_t lo, std::size_t hi,
+                        std::size_t y) __attribute__((always_inline)) {
+                        const Real* ta = block + a * ld;
+                        Real* row = acc + (y - y0) * nx * B;
+                        if (b == kOneAngle) {
+                            for (std::size_t x = lo; x < hi; ++x) {
+                                add_tap<Real, B>(ta, cs[a], base_a, cx, x, row + x * B);
+                            }
+                        } else {
+                            for (std::size_t x = lo; x < hi; ++x) {
+                                add_tap_pair<Real, B>(ta, cs[a], base_a, block + b * ld, cs[b], base_b, cx, x,
+                                                      row + x * B);
+                            }
+                        }
+                    });
 }
 
 // A zero-filled buffer aligned to 64 bytes (one 16-float column of a block is one
@@ -634,7 +593,7 @@ void backproject_block(std::size_t B, const Real* block, std::size_t n_cols, con
 
 }  // namespace detail
 
-const char* backproject_linear_row_kernel() { return detail::single_slice_kernel(); }
+const char* backproject_linear_row_kernel() { return detail::row_kernel().name; }
 
 template <typename Real>
 void backproject_linear(const Real* projections, const raytrace::Shape3& shape, const double* angles,

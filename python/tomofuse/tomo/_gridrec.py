@@ -125,6 +125,8 @@ class FourierBackprojector:
         fx = phi(2 * math.pi * kx / self.mx) * np.where(kx % 2, -1.0, 1.0)
         fy = fx if (ny, self.my) == (nx, self.mx) else phi(2 * math.pi * ky / self.my) * np.where(ky % 2, -1.0, 1.0)
         self.deconv = np.multiply.outer((1.0 / fy).astype(self.real), (1.0 / fx).astype(self.real))
+        # mode k sits at index k mod m of the transformed grid: the negative modes wrap to its end
+        self.pieces = [(oy, sy, ox, sx) for oy, sy in _wrapped(ny, self.my) for ox, sx in _wrapped(nx, self.mx)]
 
     def __call__(self, rows: np.ndarray, out: np.ndarray) -> None:
         """``rows``: (A, cols) filtered detector rows of one slice; ``out``: (ny, nx) result."""
@@ -132,14 +134,15 @@ class FourierBackprojector:
         strengths = spectrum.astype(self.cplx, copy=False).reshape(-1) * self.point_factor
         grid = self.plan.execute(strengths)
         modes = scipy.fft.ifft2(grid, norm="forward", workers=max(1, int(self.threads)), overwrite_x=True)
-        # mode k sits at index k mod m: the negative modes wrap to the end
-        hy, hx = self.ny // 2, self.nx // 2
-        ry, rx = self.ny - hy, self.nx - hx
-        for (oy, sy), (ox, sx) in (((slice(0, hy), slice(self.my - hy, None)), (slice(0, hx), slice(self.mx - hx, None))),
-                                   ((slice(0, hy), slice(self.my - hy, None)), (slice(hx, None), slice(0, rx))),
-                                   ((slice(hy, None), slice(0, ry)), (slice(0, hx), slice(self.mx - hx, None))),
-                                   ((slice(hy, None), slice(0, ry)), (slice(hx, None), slice(0, rx)))):
+        for oy, sy, ox, sx in self.pieces:
             np.multiply(modes[sy, sx].real, self.deconv[oy, ox], out=out[oy, ox])
+
+
+def _wrapped(n: int, m: int) -> list:
+    """(output, grid) slice pairs along one axis: modes [-n//2, 0) at the end of a length-m grid,
+    modes [0, n - n//2) at its start."""
+    h = n // 2
+    return [(slice(0, h), slice(m - h, m)), (slice(h, n), slice(0, n - h))]
 
 
 def _fast_even(n: int) -> int:
@@ -151,7 +154,7 @@ def _fast_even(n: int) -> int:
 
 
 def backproject_fourier(filtered: np.ndarray, angles: np.ndarray, *, center_offset: float, ny: int, nx: int,
-                        threads: int = 0, callback=None, progress=(0.0, 1.0)) -> np.ndarray:
+                        threads: int = 0) -> np.ndarray:
     """``sum_a q_a(x cos t_a + y sin t_a)`` for every slice, by a type-1 NUFFT.
 
     Same geometry as the core's ``backproject_linear`` (voxel center ``(y, x)`` at
@@ -179,9 +182,6 @@ def backproject_fourier(filtered: np.ndarray, angles: np.ndarray, *, center_offs
     bp = FourierBackprojector(angles, cols=cols, center_offset=center_offset, ny=ny, nx=nx,
                                dtype=filtered.dtype, threads=threads)
     out = np.empty((rows, ny, nx), dtype=bp.real)
-    lo, hi = progress
     for z in range(rows):
         bp(filtered[:, z, :], out[z])
-        if callback is not None and (z + 1 == rows or (z + 1) % max(1, rows // 20) == 0):
-            callback(lo + (hi - lo) * (z + 1) / rows, f"back-projecting (fourier) slice {z + 1}/{rows}")
     return out

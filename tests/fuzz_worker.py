@@ -111,7 +111,7 @@ def _entries():
         return call
 
     e = {n: getattr(_core, n) for n in ("fft2", "filter_real_2d", "project", "backproject", "backproject_linear",
-                                        "points_in_spheres", "trace_rays", "surface_elements",
+                                        "spread_rays_hermitian", "points_in_spheres", "trace_rays", "surface_elements",
                                         "unit_element_matrices", "set_default_threads", "gaussian_blur", "icm",
                                         "icm_energy", "shell_moves")}
     for m in ("__init__", "shifted_probes", "object_windows", "illumination", "exit_waves", "dm_iteration",

@@ -278,6 +278,38 @@ def test_fuzz_backproject(name, data, dtype):
     run_case(Case(name, [proj, angles], kw), oracle)
 
 
+@FUZZ
+@given(st.data(), st.sampled_from([np.complex64, np.complex128]))
+def test_fuzz_spread_rays_hermitian(data, dtype):
+    g = Gen(data)
+    width = data.draw(st.sampled_from([2, 4, 6, 8]) if g.valid else st.integers(0, 20))
+    degree = data.draw(st.integers(0, 6))
+    n_rays, n_points = g.dim(1, 5), g.dim(1, 7)
+    rows = 2 * width + 4 + 2 * data.draw(st.integers(0, 4))
+    cols = 2 * width + 4 + 2 * data.draw(st.integers(0, 4))
+    samples = g.arr((n_rays, n_points), dtype)
+    angles = data.draw(st.lists(st.floats(-np.pi, np.pi), min_size=n_rays, max_size=n_rays))
+    reach = max(n_points - 1, 1)
+    steps = ArraySpec(np.array([[rows / 2 * np.cos(t) / reach, cols / 2 * np.sin(t) / reach] for t in angles]
+                               ).reshape(-1, 2) * (1.0 if g.valid else data.draw(st.sampled_from([1.0, 3.0, np.nan]))), "c")
+    if not g.valid:
+        steps = data.draw(st.sampled_from([steps, ArraySpec(steps.data.astype(np.float32), "c"),
+                                           ArraySpec(steps.data[:, :1].copy(), "c")]))
+    kernel = g.arr((width, degree + 1), np.float64, 0.0, 1.0)
+    kw = dict(rows=g.num(rows), cols=g.num(cols), threads=g.threads())
+
+    def oracle(result, made):
+        assert result.shape == (kw["rows"] // 2 + 1, kw["cols"]) and result.dtype == dtype
+        if _finite(samples.data, kernel.data):
+            assert np.all(np.isfinite(result))
+            # rows 0 and rows/2 are their own reflections: H(r, c) = conj H(r, -c)
+            flip = (-np.arange(kw["cols"])) % kw["cols"]
+            for r in (0, kw["rows"] // 2):
+                np.testing.assert_allclose(result[r], np.conj(result[r, flip]), rtol=1e-5, atol=1e-5)
+
+    run_case(Case("spread_rays_hermitian", [samples, steps, kernel], kw), oracle)
+
+
 # ---------------------------------------------------------------------------- rasters, ray tracing
 
 @FUZZ

@@ -8,7 +8,7 @@ import pytest
 
 from test_tomo_fbp import ANGLES, N, disk_image, disk_sinogram
 from tomofuse.tomo import fbp
-from tomofuse.tomo._gridrec import EPS, FourierBackprojector, backproject_fourier
+from tomofuse.tomo._gridrec import FourierBackprojector, backproject_fourier
 
 
 def reference(filtered, angles, ny, nx, offset):
@@ -51,10 +51,10 @@ def test_matches_slow_sum_of_the_interpolant():
 
 
 @pytest.mark.parametrize("shape", [(9, 14, 11, 13), (64, 100, 100, 100), (37, 90, 64, 120)])
-def test_assembled_nufft_matches_finufft(shape):
-    """The type-1 transform assembled here (finufft's spreading, scipy.fft, the kernel's transform
-    measured from finufft's own kernel) is as accurate as finufft's complete type-1 at the same
-    accuracy request, against the float64 result."""
+def test_float32_as_accurate_as_finufft(shape):
+    """The float32 back-projection (the core's spreader, scipy.fft, the kernel's transform) is at
+    least as accurate as finufft's complete type-1 transform of the same points at 1e-4 (the
+    accuracy the previous implementation asked of finufft), against the float64 result."""
     import finufft
 
     n_angles, cols, ny, nx = shape
@@ -64,17 +64,17 @@ def test_assembled_nufft_matches_finufft(shape):
     exact = backproject_fourier(filtered, angles, center_offset=1.3, ny=ny, nx=nx)[0]
     got = backproject_fourier(filtered.astype(np.float32), angles, center_offset=1.3, ny=ny, nx=nx, threads=1)[0]
     bp = FourierBackprojector(angles, cols=cols, center_offset=1.3, ny=ny, nx=nx, dtype=np.float32, threads=1)
-    strengths = np.fft.rfft(filtered[:, 0].astype(np.float32), n=bp.length, axis=1).astype(np.complex64).reshape(-1)
+    strengths = np.fft.rfft(filtered[:, 0].astype(np.float32), n=bp.length, axis=1).astype(np.complex64)
     omega = 2 * math.pi * np.arange(bp.length // 2 + 1) / bp.length
     px = (omega[None, :] * np.cos(angles)[:, None]).reshape(-1).astype(np.float32)
     py = (omega[None, :] * np.sin(angles)[:, None]).reshape(-1).astype(np.float32)
-    peer = finufft.nufft2d1(py, px, strengths * bp.point_factor, (ny, nx), eps=EPS[np.float32], isign=1,
+    peer = finufft.nufft2d1(py, px, (strengths * bp.point_factor).reshape(-1), (ny, nx), eps=1e-4, isign=1,
                             modeord=0, upsampfac=1.25).real
 
     def rel(a):
         return np.sqrt(np.mean((a - exact) ** 2) / np.mean(exact ** 2))
 
-    assert rel(got) <= 1.3 * rel(peer) + 1e-6 and rel(got) < 2e-4, (rel(got), rel(peer))
+    assert rel(got) <= rel(peer) and rel(got) < 1e-4, (rel(got), rel(peer))
 
 
 @pytest.mark.parametrize("filt, mean_err, max_err", [("ramp", 0.006, 0.04), ("shepp-logan", 0.006, 0.03),
@@ -121,3 +121,104 @@ def test_progress_reaches_one():
     seen = []
     fbp(np.repeat(disk_sinogram(), 3, axis=1), ANGLES, method="fourier", callback=lambda f, m: seen.append(f))
     assert seen[-1] == 1.0 and all(b >= a for a, b in zip(seen, seen[1:]))
+
+
+# --- the core's gridding (spread_rays_hermitian) against a slow, obvious spreader -------------
+
+def slow_spread_half(samples, steps, kernel, rows, cols):
+    """Every sample spread tap by tap (float64, np.polyval) onto the full periodic grid G (rows in
+    FFT order, columns centered), then H = (G + conj G(-r, -c)) / 2 for rows 0 .. rows/2."""
+    width = kernel.shape[0]
+    grid = np.zeros((rows, cols), dtype=np.complex128)
+    for a in range(samples.shape[0]):
+        for k in range(samples.shape[1]):
+            gr, gc = k * steps[a, 0], k * steps[a, 1] + cols / 2
+            fr, fc = math.floor(gr), math.floor(gc)
+            tr = [np.polyval(kernel[j], 2 * (gr - fr) - 1) for j in range(width)]
+            tc = [np.polyval(kernel[j], 2 * (gc - fc) - 1) for j in range(width)]
+            for i in range(width):
+                for j in range(width):
+                    grid[(fr - width // 2 + 1 + i) % rows, (fc - width // 2 + 1 + j) % cols] += (
+                        tr[i] * tc[j] * samples[a, k])
+    mirrored = np.conj(grid[(-np.arange(rows)) % rows][:, (-np.arange(cols)) % cols])
+    return ((grid + mirrored) / 2)[: rows // 2 + 1]
+
+
+def spread_case(seed, n_rays, n_points, rows, cols, real):
+    """Rays in every direction (negative row steps, a zero row step, rays that end exactly on the
+    grid's edge, |cos| = 1), with the float32 or float64 kernel of the back-projector."""
+    from tomofuse.tomo._gridrec import WIDTH, _kernel
+
+    rng = np.random.default_rng(seed)
+    angles = np.concatenate([[0.0, np.pi / 2, np.pi, -np.pi / 2], rng.uniform(-np.pi, np.pi, n_rays - 4)])
+    radius = rng.uniform(0.3, 1.0, n_rays)
+    radius[:4] = 1.0
+    reach = n_points - 1
+    steps = np.stack([radius * rows / 2 * np.cos(angles), radius * cols / 2 * np.sin(angles)], axis=1) / reach
+    cplx = np.complex64 if real is np.float32 else np.complex128
+    samples = (rng.normal(size=(n_rays, n_points)) + 1j * rng.normal(size=(n_rays, n_points))).astype(cplx)
+    kernel, _ = _kernel(WIDTH[real])
+    return samples, steps, kernel
+
+
+@pytest.mark.parametrize("real, rtol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+@pytest.mark.parametrize("rows, cols", [(40, 40), (36, 50), (64, 44)])
+def test_spread_matches_slow_spreader(real, rtol, rows, cols):
+    from tomofuse import _core
+
+    width = {np.float32: 8, np.float64: 16}[real]
+    if min(rows, cols) < 2 * width + 4:
+        pytest.skip("grid smaller than the core allows for this kernel")
+    samples, steps, kernel = spread_case(rows + cols, 11, 9, rows, cols, real)
+    got = _core.spread_rays_hermitian(samples, steps, kernel, rows=rows, cols=cols, threads=1)
+    want = slow_spread_half(samples.astype(np.complex128), steps, kernel, rows, cols)
+    assert got.dtype == samples.dtype and got.shape == (rows // 2 + 1, cols)
+    np.testing.assert_allclose(got, want, rtol=0, atol=rtol * np.abs(want).max())
+
+
+@pytest.mark.parametrize("real", [np.float32, np.float64])
+def test_spread_same_bits_for_any_thread_count(real):
+    """Bands of rows are spread by different threads; every cell still sums its samples in the
+    same order with the same kernel values."""
+    from tomofuse import _core
+
+    samples, steps, kernel = spread_case(5, 60, 90, 200, 180, real)
+    one = _core.spread_rays_hermitian(samples, steps, kernel, rows=200, cols=180, threads=1)
+    out = np.full_like(one, np.nan)
+    for threads in (2, 3):
+        got = _core.spread_rays_hermitian(samples, steps, kernel, rows=200, cols=180, threads=threads, out=out)
+        assert got is out
+        np.testing.assert_array_equal(got, one)
+
+
+def test_fourier_fbp_same_bits_for_any_thread_count():
+    s = np.repeat(disk_sinogram(), 3, axis=1)
+    one = fbp(s, ANGLES, method="fourier", threads=1)
+    np.testing.assert_array_equal(fbp(s, ANGLES, method="fourier", threads=2), one)
+
+
+def test_spread_checks_its_arguments():
+    from tomofuse import _core
+
+    samples, steps, kernel = spread_case(1, 6, 5, 40, 40, np.float32)
+    ok = dict(rows=40, cols=40)
+    cases = [
+        ((samples, steps, kernel[:7]), ok, ValueError, "width must be even"),
+        ((samples, steps, np.zeros((10, 7))), ok, ValueError, "width must be even, 2..8"),
+        ((samples, steps, kernel), dict(rows=41, cols=40), ValueError, "even"),
+        ((samples, steps, kernel), dict(rows=18, cols=40), ValueError, "2 \\* width \\+ 4"),
+        ((samples, steps * 1.5, kernel), ok, ValueError, "leaves the grid"),
+        ((samples, np.full_like(steps, np.nan), kernel), ok, ValueError, "leaves the grid"),
+        ((samples, steps[:5], kernel), ok, ValueError, "steps must have shape"),
+        ((samples.astype(np.complex128), steps, kernel.astype(np.float32)), ok, TypeError, "kernel must have dtype"),
+        ((samples.real.copy(), steps, kernel), ok, TypeError, "samples must have dtype"),
+        ((samples, steps, kernel), dict(ok, out=np.zeros((20, 40), np.complex64)), ValueError, "out must have shape"),
+        ((samples, steps, kernel), dict(ok, out=np.zeros((21, 40), np.complex128)), TypeError, "out must have dtype"),
+        ((samples, steps, kernel), dict(ok, threads=-1), ValueError, "threads"),
+    ]
+    for args, kwargs, error, match in cases:
+        with pytest.raises(error, match=match):
+            _core.spread_rays_hermitian(*args, **kwargs)
+    big = np.zeros((21, 40), np.complex64)
+    with pytest.raises(ValueError, match="overlap"):
+        _core.spread_rays_hermitian(big.reshape(-1)[:30].reshape(6, 5), steps, kernel, rows=40, cols=40, out=big)

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <complex>
 #include <string>
 
 #include "arrays.hpp"
@@ -91,6 +92,68 @@ py::array backproject_impl(const py::object& proj_obj, const py::object& angles_
     return out;
 }
 
+
+template <typename Real>
+py::array spread_impl(const py::object& samples_obj, const py::object& steps_obj, const py::object& kernel_obj,
+                      py::ssize_t rows, py::ssize_t cols, int threads, const py::object& out_obj) {
+    auto samples = require_array<std::complex<Real>>(samples_obj, "samples", 2);
+    auto steps = require_array<double>(steps_obj, "steps", 2);
+    auto kernel = require_array<double>(kernel_obj, "kernel", 2);
+    if (steps.shape(0) != samples.shape(0) || steps.shape(1) != 2) {
+        throw ShapeError("steps must have shape (n_rays, 2) = (" + std::to_string(samples.shape(0)) +
+                         ", 2), got " + shape_str(steps));
+    }
+    if (kernel.shape(0) < 1 || kernel.shape(1) < 1) {
+        throw ShapeError("kernel must have shape (width, degree + 1), got " + shape_str(kernel));
+    }
+    if (rows <= 0 || cols <= 0) {
+        throw InvalidArgument("rows and cols must be > 0, got " + std::to_string(rows) + ", " + std::to_string(cols));
+    }
+    check_threads(threads);
+    const auto n_rays = static_cast<std::size_t>(samples.shape(0));
+    const auto n_points = static_cast<std::size_t>(samples.shape(1));
+    const auto width = static_cast<std::size_t>(kernel.shape(0));
+    const auto degree = static_cast<std::size_t>(kernel.shape(1) - 1);
+    const double* st = steps.data();
+    tomo::check_spread_rays_hermitian<Real>(n_rays, n_points, st, width, degree, static_cast<std::size_t>(rows),
+                                            static_cast<std::size_t>(cols));
+    const py::ssize_t half_rows = rows / 2 + 1;
+    py::array_t<std::complex<Real>> out;
+    if (out_obj.is_none()) {
+        require_memory("spread_rays_hermitian", 2 * sizeof(Real),
+                       {static_cast<std::size_t>(half_rows), static_cast<std::size_t>(cols)});
+        out = py::array_t<std::complex<Real>>({half_rows, cols});
+    } else {
+        out = require_array<std::complex<Real>>(out_obj, "out", 2);
+        if (out.shape(0) != half_rows || out.shape(1) != cols) {
+            throw ShapeError("out must have shape (rows/2 + 1, cols) = (" + std::to_string(half_rows) + ", " +
+                             std::to_string(cols) + "), got " + shape_str(out));
+        }
+        if (!out.writeable()) {
+            throw InvalidArgument("out must be writeable");
+        }
+        const auto* o0 = reinterpret_cast<const char*>(out.data());
+        const auto* o1 = o0 + out.nbytes();
+        for (const py::array* in : {static_cast<const py::array*>(&samples), static_cast<const py::array*>(&steps),
+                                    static_cast<const py::array*>(&kernel)}) {
+            const auto* i0 = reinterpret_cast<const char*>(in->data());
+            if (i0 < o1 && o0 < i0 + in->nbytes()) {
+                throw InvalidArgument("out must not overlap the inputs");
+            }
+        }
+    }
+    const std::complex<Real>* src = samples.data();
+    const double* ker = kernel.data();
+    std::complex<Real>* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        tomo::spread_rays_hermitian<Real>(src, n_rays, n_points, st, ker, width, degree,
+                                          static_cast<std::size_t>(rows), static_cast<std::size_t>(cols), dst,
+                                          threads);
+    }
+    return out;
+}
+
 }  // namespace
 
 void bind_tomo(py::module_& m) {
@@ -131,6 +194,22 @@ void bind_tomo(py::module_& m) {
         py::arg("center_offset") = 0.0, py::arg("threads") = 0,
         "Pixel-driven back-projection with linear interpolation (the FBP back-projector):\n"
         "(n_angles, nz, n_cols) -> (nz, ny, nx), unscaled sum over angles.");
+    m.def(
+        "spread_rays_hermitian",
+        [](const py::object& samples, const py::object& steps, const py::object& kernel, py::ssize_t rows,
+           py::ssize_t cols, int threads, const py::object& out) {
+            if (py::isinstance<py::array>(samples) &&
+                py::reinterpret_borrow<py::array>(samples).dtype().equal(py::dtype::of<std::complex<float>>())) {
+                return spread_impl<float>(samples, steps, kernel, rows, cols, threads, out);
+            }
+            return spread_impl<double>(samples, steps, kernel, rows, cols, threads, out);
+        },
+        py::arg("samples"), py::arg("steps"), py::arg("kernel"), py::kw_only(), py::arg("rows"), py::arg("cols"),
+        py::arg("threads") = 0, py::arg("out") = py::none(),
+        "Gridding of the Fourier back-projector (tomo.hpp): samples (n_rays, n_points) complex64/complex128\n"
+        "at k * steps[a] (cells, (n_rays, 2) float64: row, column), kernel (width, degree + 1) float64\n"
+        "piecewise polynomials -> the Hermitian half (rows/2 + 1, cols) of the spread grid (row r =\n"
+        "frequency r, column c = frequency c - cols/2), (G + conj G(-r, -c)) / 2. Same bits for any thread count.");
 }
 
 }  // namespace tomofuse::bindings

@@ -136,6 +136,21 @@ def backproject_linear(
     """Pixel-driven back-projection with linear interpolation (the FBP back-projector):
     (n_angles, nz, n_cols) -> (nz, ny, nx), unscaled sum over angles."""
 
+def spread_rays_hermitian(
+    samples: npt.NDArray[np.complex64] | npt.NDArray[np.complex128],
+    steps: npt.NDArray[np.float64],
+    kernel: npt.NDArray[np.float64],
+    *,
+    rows: int,
+    cols: int,
+    threads: int = 0,
+    out: npt.NDArray[np.complex64] | npt.NDArray[np.complex128] | None = None,
+) -> npt.NDArray[np.complex64] | npt.NDArray[np.complex128]:
+    """Gridding of the Fourier back-projector: samples (n_rays, n_points) at k * steps[a] (cells;
+    rows, columns) spread with the piecewise-polynomial kernel (width, degree + 1) onto the
+    Hermitian half (rows/2 + 1, cols) of the grid (row r = frequency r, column c = frequency
+    c - cols/2): (G + conj G(-r, -c)) / 2. Same bits for any thread count."""
+
 # ------------------------------------------------------------------------- rasters and ray tracing
 
 def points_in_spheres(

@@ -30,6 +30,7 @@ Every step sums in a fixed order: identical results for any thread count.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 
@@ -50,6 +51,7 @@ WIDTH = {np.float32: 8, np.float64: 16}
 UPSAMPLING = 1.25
 
 
+@functools.lru_cache(maxsize=None)
 def _kernel(width: int):
     """The spreading kernel as the core evaluates it, and its Fourier transform.
 
@@ -65,9 +67,10 @@ def _kernel(width: int):
         Monomial coefficients, highest power first (the core's Horner order).
     transform : callable
         ``Phi(nu) = integral phi(t) cos(nu t) dt`` of the polynomial pieces (``nu``: radians per
-        cell), by 24-point Gauss-Legendre quadrature on each piece.
+        cell), by 25-point Clenshaw-Curtis quadrature on each piece (exact to rounding for these
+        smooth integrands).
     """
-    from numpy.polynomial import chebyshev, legendre
+    from numpy.polynomial import chebyshev
 
     beta = 0.97 * math.pi * width * (1.0 - 1.0 / (2.0 * UPSAMPLING))
     floor = math.exp(-beta)
@@ -82,20 +85,26 @@ def _kernel(width: int):
     check = np.linspace(-1.0, 1.0, 1001)
     exact = np.array([phi(offsets(j, check)) for j in range(width)])
     for degree in range(4, 64, 2):
-        nodes = np.cos(math.pi * (np.arange(degree + 1) + 0.5) / (degree + 1))
+        # Chebyshev interpolation at the n = degree + 1 first-kind nodes cos(theta_i):
+        # c_k = (2 - [k = 0]) / n sum_i f(cos theta_i) cos(k theta_i)
+        theta = math.pi * (np.arange(degree + 1) + 0.5) / (degree + 1)
+        basis = np.cos(np.multiply.outer(np.arange(degree + 1), theta)) * (2.0 / (degree + 1))
+        basis[0] /= 2.0
         coef = np.zeros((width, degree + 1))
         for j in range(width):
-            mono = chebyshev.cheb2poly(chebyshev.chebfit(nodes, phi(offsets(j, nodes)), degree))
+            mono = chebyshev.cheb2poly((basis * phi(offsets(j, np.cos(theta)))).sum(axis=1))
             coef[j, degree + 1 - mono.size:] = mono[::-1]
         if np.abs(np.array([np.polyval(c, check) for c in coef]) - exact).max() <= 2.0 * floor:
             break
-    z, w = legendre.leggauss(24)
+    z, w = _clenshaw_curtis(24)
     t = np.concatenate([offsets(j, z) for j in range(width)])
     v = np.concatenate([np.polyval(c, z) * w / 2.0 for c in coef])  # df = dz / 2
 
     def transform(nu):
-        return np.cos(np.multiply.outer(nu, t)) @ v
+        # (a sum, not a BLAS product: no BLAS threads spinning for a small vector)
+        return (np.cos(np.multiply.outer(nu, t)) * v).sum(axis=1)
 
+    coef.flags.writeable = False  # cached: one design per width and process
     return coef, transform
 
 
@@ -136,8 +145,8 @@ class FourierBackprojector:
         powers[:, 0] = 1.0
         powers[:, 1:] = np.exp(2j * math.pi * d / self.length)[:, None]
         np.cumprod(powers, axis=1, out=powers)
-        powers *= amplitude
-        self.point_factor = powers.astype(self.cplx)
+        self.point_factor = np.empty(powers.shape, dtype=self.cplx)
+        np.multiply(powers, amplitude, out=self.point_factor, casting="same_kind")
         self.width = WIDTH[self.real]
         self.kernel, phi = _kernel(self.width)
         # the fine grid: at least UPSAMPLING x the slice and what the core's spreader needs, even
@@ -153,7 +162,7 @@ class FourierBackprojector:
         kx = np.arange(nx) - nx // 2
         ky = np.arange(ny) - ny // 2
         fx = phi(2 * math.pi * kx / self.mx)
-        fy = phi(2 * math.pi * ky / self.my) * np.where(ky % 2, -1.0, 1.0)
+        fy = (fx if (ny, self.my) == (nx, self.mx) else phi(2 * math.pi * ky / self.my)) * np.where(ky % 2, -1.0, 1.0)
         self.deconv = np.multiply.outer((1.0 / fy).astype(self.real), (1.0 / fx).astype(self.real))
         # mode k sits at index k mod m of a transformed axis: the negative modes wrap to its end
         self.x_pieces = _wrapped(nx, self.mx)
@@ -178,6 +187,17 @@ class FourierBackprojector:
         image = scipy.fft.irfft(self._crossed, n=self.mx, axis=1, norm="forward", workers=workers)
         for ox, sx in self.x_pieces:
             np.multiply(image[:, sx], self.deconv[:, ox], out=out[:, ox])
+
+
+def _clenshaw_curtis(n: int):
+    """Nodes ``cos(k pi / n)``, k = 0..n, and weights of Clenshaw-Curtis quadrature on [-1, 1]
+    (``n`` even; closed form, no linear algebra: no BLAS threads for a small design)."""
+    k = np.arange(n + 1)
+    j = np.arange(1, n // 2 + 1)
+    b = np.where(j == n // 2, 1.0, 2.0)
+    w = 1.0 - (b / (4.0 * j * j - 1.0) * np.cos(2.0 * np.multiply.outer(k, j) * math.pi / n)).sum(axis=1)
+    w *= np.where((k == 0) | (k == n), 1.0, 2.0) / n
+    return np.cos(k * math.pi / n), w
 
 
 def _wrapped(n: int, m: int) -> list:

@@ -51,6 +51,21 @@ inline V duplicate_upper(V v, std::index_sequence<I...>) {
     return __builtin_shuffle(v, IV{static_cast<Index>(P + I / 2)...});
 #endif
 }
+
+// (a, b, a, b, ...) from two scalars: the complex sample against interleaved (re, im) lanes
+template <typename V, std::size_t... I>
+inline V interleave(typename std::remove_reference_t<decltype(std::declval<V>()[0])> re,
+                    typename std::remove_reference_t<decltype(std::declval<V>()[0])> im, std::index_sequence<I...>) {
+    const V a = V{} + re, b = V{} + im;
+    constexpr int n = static_cast<int>(sizeof...(I));
+#if defined(__clang__)
+    return __builtin_shufflevector(a, b, (I % 2 == 0 ? 0 : n)...);
+#else
+    using Index = std::conditional_t<sizeof(a[0]) == 4, int, long long>;
+    typedef Index IV __attribute__((vector_size(sizeof(V))));
+    return __builtin_shuffle(a, b, IV{static_cast<Index>(I % 2 == 0 ? 0 : n)...});
+#endif
+}
 #endif
 
 // One band of extended rows [b0, b1) (row e = frequency e, from 1 - width/2 to rows/2 + width/2;
@@ -69,17 +84,25 @@ struct Band {
     long last;    // rows / 2
 };
 
+// Row e of the band's storage (the fields copied into locals: stores through Real* may alias
+// the Band, which would make the compiler reload them for every row)
 template <typename Real>
-inline Real* row_ptr(const Band<Real>& b, long e) {
-    const std::size_t stride = 2 * b.cols;
-    if (e < 0) {
-        return b.lo + static_cast<std::size_t>(-e - 1) * stride;
+struct Rows {
+    Real* half;
+    Real* lo;
+    Real* hi;
+    long last;
+    std::size_t stride;
+    Real* operator()(long e) const {
+        if (e < 0) {
+            return lo + static_cast<std::size_t>(-e - 1) * stride;
+        }
+        if (e > last) {
+            return hi + static_cast<std::size_t>(e - last - 1) * stride;
+        }
+        return half + static_cast<std::size_t>(e) * stride;
     }
-    if (e > b.last) {
-        return b.hi + static_cast<std::size_t>(e - b.last - 1) * stride;
-    }
-    return b.half + static_cast<std::size_t>(e) * stride;
-}
+};
 
 template <typename Real>
 inline __attribute__((always_inline)) void spread_band_body(const Band<Real>& b, long b0, long b1) {
@@ -88,6 +111,9 @@ inline __attribute__((always_inline)) void spread_band_body(const Band<Real>& b,
     const long half_w = w / 2;
     const long cols = static_cast<long>(b.cols);
     const double center = 0.5 * static_cast<double>(b.cols);
+    const Rows<Real> row_ptr{b.half, b.lo, b.hi, b.last, 2 * b.cols};
+    const Real* const coef = b.coef;
+    const std::size_t degree = b.degree;
     for (std::size_t a = 0; a < b.n_rays; ++a) {
         // rays with a negative row step are reflected through the origin, their samples
         // conjugated: the real part of the transform is unchanged
@@ -125,17 +151,13 @@ inline __attribute__((always_inline)) void spread_band_body(const Band<Real>& b,
                 z[P + j] = zc;
             }
             V kv;
-            std::memcpy(&kv, b.coef, sizeof(V));
-            for (std::size_t d = 1; d <= b.degree; ++d) {
+            std::memcpy(&kv, coef, sizeof(V));
+            for (std::size_t d = 1; d <= degree; ++d) {
                 V c;
-                std::memcpy(&c, b.coef + d * 2 * P, sizeof(V));
+                std::memcpy(&c, coef + d * 2 * P, sizeof(V));
                 kv = kv * z + c;
             }
-            V sv;
-            for (std::size_t j = 0; j < P; ++j) {
-                sv[2 * j] = sr;
-                sv[2 * j + 1] = si;
-            }
+            const V sv = interleave<V>(sr, si, std::make_index_sequence<2 * P>{});
             const V v = duplicate_upper<V, P>(kv, std::make_index_sequence<2 * P>{}) * sv;
             Real kr[P];
             for (std::size_t j = 0; j < P; ++j) {
@@ -159,8 +181,11 @@ inline __attribute__((always_inline)) void spread_band_body(const Band<Real>& b,
             const Real* kr = kv;
 #endif
             if (c0 >= 0 && c0 + static_cast<long>(P) <= cols) {
+                // interior points (all their rows in the half grid) without the spill tests
+                Real* const first_row = e0 >= 0 && e0 + w - 1 <= row_ptr.last ? row_ptr(e0) : nullptr;
                 for (long r = r_first; r < r_end; ++r) {
-                    Real* cell = row_ptr(b, e0 + r) + 2 * c0;
+                    Real* cell = (first_row != nullptr ? first_row + static_cast<std::size_t>(r) * row_ptr.stride
+                                                       : row_ptr(e0 + r)) + 2 * c0;
                     const Real t = kr[r];
 #ifdef TOMOFUSE_VECTOR_EXTENSIONS
                     V g;
@@ -175,7 +200,7 @@ inline __attribute__((always_inline)) void spread_band_body(const Band<Real>& b,
                 }
             } else {  // the taps wrap around the grid's column period
                 for (long r = r_first; r < r_end; ++r) {
-                    Real* row = row_ptr(b, e0 + r);
+                    Real* row = row_ptr(e0 + r);
                     const Real t = kr[r];
                     for (long j = 0; j < w; ++j) {
                         const long c = ((c0 + j) % cols + cols) % cols;

@@ -8,7 +8,7 @@
 #   2. pylib-fftw3f from PyPI (the build requirement of pip builds), located by
 #      importing `pylib_fftw3f` with the build interpreter (Python_EXECUTABLE) and
 #      searched there alone. Other packages ship FFTW CMake packages too: the wheel
-#      of finufft, a dependency of tomofuse itself, installs lib64/cmake/fftw3f into
+#      of finufft (in the test extra, and formerly a dependency) installs lib64/cmake/fftw3f into
 #      site-packages, which scikit-build-core puts on CMAKE_PREFIX_PATH ahead of
 #      everything else, so a general search picked finufft's FFTW on every reinstall
 #      into an environment that already had tomofuse;

@@ -330,6 +330,7 @@ def _coarse_rigid(f, m, mask, start, spacing, *, seed, threads):
     R2 = sitk.ImageRegistrationMethod()
     single_threaded_metric(R2)
     R2.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    value_only(R2)
     R2.SetMetricSamplingStrategy(R2.NONE)
     if mask is not None:
         R2.SetMetricFixedMask(mask)
@@ -348,6 +349,15 @@ def euler_scales(image: sitk.Image) -> tuple:
     """
     r2 = float(np.sum(fov_extent(image) ** 2)) / 12.0
     return (r2, r2, r2, 1.0, 1.0, 1.0)
+
+
+def value_only(method: sitk.ImageRegistrationMethod) -> None:
+    """A method that only evaluates its metric (``MetricEvaluate``) skips the gradient images
+    ITK's metrics otherwise build over both whole volumes when they are initialized (a
+    recursive-Gaussian gradient filter; 0.28 of 0.57 CPU-s per evaluation of a 160^3 / 125^3
+    pair at 1e5 samples): the value does not use them and is the same."""
+    method.MetricUseFixedImageGradientFilterOff()
+    method.MetricUseMovingImageGradientFilterOff()
 
 
 def single_threaded_metric(method: sitk.ImageRegistrationMethod) -> None:

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from .._progress import Progress
 from ..io import jsonable
 from ._convert import UNIT, fov_center, fov_extent, itk_seed, scale_transform, to_image
-from ._initial import _smooth, auto_initial, euler_scales, single_threaded_metric
+from ._initial import _smooth, auto_initial, euler_scales, single_threaded_metric, value_only
 from ._prepare import initial_transform, normalized
 from ._result import Registration, RegistrationWarning
 
@@ -310,6 +310,7 @@ class SitkRegistration:
         R = self._method()
         if metric == "correlation":
             R.SetMetricAsCorrelation()
+        value_only(R)
         if percentage is None:
             R.SetMetricSamplingStrategy(R.NONE)
         else:

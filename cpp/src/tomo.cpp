@@ -5,6 +5,7 @@
 #include <cmath>
 #include <new>
 #include <memory>
+#include <cstdint>
 #include <cstdlib>
 #include <limits>
 #include <string>
@@ -268,6 +269,41 @@ inline __attribute__((always_inline)) void add_tap_pair(const Real* ta, double c
     TOMOFUSE_OMP(simd)
     for (std::size_t b = 0; b < B; ++b) {
         out[b] = (out[b] + (wa0 * t0[b] + wa * t0[B + b])) + (wb0 * u0[b] + wb * u0[B + b]);
+    }
+}
+
+// add_tap_pair for voxels [lo, hi): the positions of 16 voxels at a time first, in a loop of
+// fixed length that the compiler vectorizes (per voxel they cost as much as the taps of 16
+// slices), then the taps; the same operations as add_tap_pair, so the same bits.
+template <typename Real, std::size_t B>
+inline __attribute__((always_inline)) void add_tap_pairs(const Real* ta, double ca, double base_a, const Real* tb,
+                                                         double cb, double base_b, double cx, std::size_t lo,
+                                                         std::size_t hi, Real* row) {
+    constexpr std::size_t K = 16;
+    alignas(64) std::int32_t ia[K], ib[K];
+    alignas(64) Real wa[K], wb[K];
+    for (std::size_t x0 = lo; x0 < hi; x0 += K) {
+        // lanes past hi are computed and not used (their positions stay within int range)
+        for (std::size_t j = 0; j < K; ++j) {
+            const double xc = static_cast<double>(x0 + j) + 0.5 - cx;
+            const double pa = xc * ca + base_a;
+            const double pb = xc * cb + base_b;
+            ia[j] = static_cast<std::int32_t>(pa);  // p >= 0 for used lanes: truncation is floor
+            ib[j] = static_cast<std::int32_t>(pb);
+            wa[j] = static_cast<Real>(pa - static_cast<double>(ia[j]));
+            wb[j] = static_cast<Real>(pb - static_cast<double>(ib[j]));
+        }
+        const std::size_t n = std::min(K, hi - x0);
+        for (std::size_t j = 0; j < n; ++j) {
+            const Real wa0 = Real(1) - wa[j], wb0 = Real(1) - wb[j];
+            const Real* t0 = ta + static_cast<std::size_t>(ia[j]) * B;
+            const Real* u0 = tb + static_cast<std::size_t>(ib[j]) * B;
+            Real* out = row + (x0 + j) * B;
+            TOMOFUSE_OMP(simd)
+            for (std::size_t b = 0; b < B; ++b) {
+                out[b] = (out[b] + (wa0 * t0[b] + wa[j] * t0[B + b])) + (wb0 * u0[b] + wb[j] * u0[B + b]);
+            }
+        }
     }
 }
 
@@ -539,10 +575,7 @@ inline __attribute__((always_inline)) void backproject_block_rows(const Real* bl
                                 add_tap<Real, B>(ta, cs[a], base_a, cx, x, row + x * B);
                             }
                         } else {
-                            for (std::size_t x = lo; x < hi; ++x) {
-                                add_tap_pair<Real, B>(ta, cs[a], base_a, block + b * ld, cs[b], base_b, cx, x,
-                                                      row + x * B);
-                            }
+                            add_tap_pairs<Real, B>(ta, cs[a], base_a, block + b * ld, cs[b], base_b, cx, lo, hi, row);
                         }
                     });
 }

@@ -1,7 +1,8 @@
 // tomofuse::tomo: projections at 0 and 90 degrees against plain sums, the back-projector as the
 // exact adjoint, the linear back-projector against a slow loop of its documented formula;
-// identical bits at any thread count.
+// identical bits at any thread count; the Fourier back-projector's gridding against a slow spreader.
 #include <cmath>
+#include <complex>
 #include <vector>
 
 #include "test_util.hpp"
@@ -115,6 +116,62 @@ TEST(Tomo, ProjectAndBackprojectIgnoreTheThreadCount) {
     tomofuse::tomo::backproject<float>(p1.data(), {nz, ny, nx}, angles.data(), na, nc, 0.0, b1.data(), 1);
     tomofuse::tomo::backproject<float>(p1.data(), {nz, ny, nx}, angles.data(), na, nc, 0.0, b2.data(), 3);
     EXPECT_TRUE(tomofuse::test::same_bits(b1, b2));
+}
+
+// spread_rays_hermitian with the tent kernel (width 2: taps (1 - z)/2 and (1 + z)/2, z = 2f - 1)
+// against a slow spreader onto the full periodic grid, then (G + conj G(-r, -c)) / 2.
+TEST(Tomo, SpreadRaysHermitianMatchesASlowSpreader) {
+    using cd = std::complex<double>;
+    const std::size_t rows = 12, cols = 10, n_rays = 5, n_points = 4;
+    const double kernel[4] = {-0.5, 0.5, 0.5, 0.5};
+    const auto angles = tomofuse::test::random_reals(n_rays, 61, -kPi, kPi);
+    const auto re = tomofuse::test::random_reals(n_rays * n_points, 62);
+    const auto im = tomofuse::test::random_reals(n_rays * n_points, 63);
+    std::vector<double> steps(2 * n_rays);
+    std::vector<cd> samples(n_rays * n_points);
+    for (std::size_t a = 0; a < n_rays; ++a) {
+        steps[2 * a] = 0.45 * rows * std::cos(angles[a]) / (n_points - 1);
+        steps[2 * a + 1] = 0.45 * cols * std::sin(angles[a]) / (n_points - 1);
+        for (std::size_t k = 0; k < n_points; ++k) {
+            samples[a * n_points + k] = cd(re[a * n_points + k], im[a * n_points + k]);
+        }
+    }
+    std::vector<cd> grid(rows * cols);
+    const auto wrap = [](long i, std::size_t n) { return static_cast<std::size_t>(((i % long(n)) + long(n)) % long(n)); };
+    for (std::size_t a = 0; a < n_rays; ++a) {
+        const bool reflect = steps[2 * a] < 0.0;
+        const double dr = reflect ? -steps[2 * a] : steps[2 * a], dc = reflect ? -steps[2 * a + 1] : steps[2 * a + 1];
+        for (std::size_t k = 0; k < n_points; ++k) {
+            const cd s = reflect ? std::conj(samples[a * n_points + k]) : samples[a * n_points + k];
+            const double gr = k * dr, gc = k * dc + 0.5 * cols;
+            const double fr = std::floor(gr), fc = std::floor(gc);
+            const double wr[2] = {1.0 - (gr - fr), gr - fr}, wc[2] = {1.0 - (gc - fc), gc - fc};
+            for (int i = 0; i < 2; ++i) {
+                for (int j = 0; j < 2; ++j) {
+                    grid[wrap(long(fr) + i, rows) * cols + wrap(long(fc) + j, cols)] += wr[i] * wc[j] * s;
+                }
+            }
+        }
+    }
+    std::vector<cd> half((rows / 2 + 1) * cols), again(half.size());
+    tomofuse::tomo::spread_rays_hermitian<double>(samples.data(), n_rays, n_points, steps.data(), kernel, 2, 1, rows,
+                                                  cols, half.data(), 1);
+    for (std::size_t r = 0; r <= rows / 2; ++r) {
+        for (std::size_t c = 0; c < cols; ++c) {
+            const cd want = 0.5 * (grid[r * cols + c] + std::conj(grid[wrap(-long(r), rows) * cols + wrap(-long(c), cols)]));
+            EXPECT_NEAR(std::abs(half[r * cols + c] - want), 0.0, 1e-12) << r << " " << c;
+        }
+    }
+    tomofuse::tomo::spread_rays_hermitian<double>(samples.data(), n_rays, n_points, steps.data(), kernel, 2, 1, rows,
+                                                  cols, again.data(), 3);
+    EXPECT_TRUE(tomofuse::test::same_bits(half, again));
+    EXPECT_THROW(tomofuse::tomo::spread_rays_hermitian<double>(samples.data(), n_rays, n_points, steps.data(), kernel,
+                                                               3, 1, rows, cols, half.data(), 1),
+                 tomofuse::InvalidArgument);
+    steps[0] = 10.0;  // leaves the grid
+    EXPECT_THROW(tomofuse::tomo::spread_rays_hermitian<double>(samples.data(), n_rays, n_points, steps.data(), kernel,
+                                                               2, 1, rows, cols, half.data(), 1),
+                 tomofuse::InvalidArgument);
 }
 
 TEST(Tomo, BadArgumentsThrow) {

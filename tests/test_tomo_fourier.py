@@ -220,5 +220,5 @@ def test_spread_checks_its_arguments():
         with pytest.raises(error, match=match):
             _core.spread_rays_hermitian(*args, **kwargs)
     big = np.zeros((21, 40), np.complex64)
-    with pytest.raises(ValueError, match="overlap"):
+    with pytest.raises(ValueError, match="shares memory"):
         _core.spread_rays_hermitian(big.reshape(-1)[:30].reshape(6, 5), steps, kernel, rows=40, cols=40, out=big)

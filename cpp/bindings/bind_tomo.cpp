@@ -124,23 +124,9 @@ py::array spread_impl(const py::object& samples_obj, const py::object& steps_obj
                        {static_cast<std::size_t>(half_rows), static_cast<std::size_t>(cols)});
         out = py::array_t<std::complex<Real>>({half_rows, cols});
     } else {
-        out = require_array<std::complex<Real>>(out_obj, "out", 2);
-        if (out.shape(0) != half_rows || out.shape(1) != cols) {
-            throw ShapeError("out must have shape (rows/2 + 1, cols) = (" + std::to_string(half_rows) + ", " +
-                             std::to_string(cols) + "), got " + shape_str(out));
-        }
-        if (!out.writeable()) {
-            throw InvalidArgument("out must be writeable");
-        }
-        const auto* o0 = reinterpret_cast<const char*>(out.data());
-        const auto* o1 = o0 + out.nbytes();
-        for (const py::array* in : {static_cast<const py::array*>(&samples), static_cast<const py::array*>(&steps),
-                                    static_cast<const py::array*>(&kernel)}) {
-            const auto* i0 = reinterpret_cast<const char*>(in->data());
-            if (i0 < o1 && o0 < i0 + in->nbytes()) {
-                throw InvalidArgument("out must not overlap the inputs");
-            }
-        }
+        out = require_shape<std::complex<Real>>(
+            out_obj, "out", {static_cast<std::size_t>(half_rows), static_cast<std::size_t>(cols)}, true);
+        check_no_alias({span("out", out)}, {span("samples", samples), span("steps", steps), span("kernel", kernel)});
     }
     const std::complex<Real>* src = samples.data();
     const double* ker = kernel.data();

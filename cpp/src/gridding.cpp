@@ -7,13 +7,15 @@
 // the first half, column taps in the second), the column taps times the complex sample make one
 // vector of kPad interleaved complex values, and each of the `width` rows adds that vector times
 // its row tap.  GCC / Clang vector extensions keep those steps in SIMD registers (loops over
-// small arrays were scalarized by the compiler: 4x slower); other compilers take the loops.
+// small arrays were scalarized by the compiler: 4x slower); like tomo.cpp, this file needs
+// GCC or Clang.
 #include <algorithm>
 #include <cmath>
 #include <complex>
 #include <cstddef>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -31,42 +33,38 @@ namespace {
 template <typename Real>
 constexpr std::size_t kPad = std::is_same_v<Real, float> ? 8 : 16;
 
-#if defined(__GNUC__) || defined(__clang__)
-#define TOMOFUSE_VECTOR_EXTENSIONS 1
 template <typename Real>
 struct Lanes {
     static constexpr std::size_t n = 2 * kPad<Real>;
     typedef Real type __attribute__((vector_size(n * sizeof(Real))));
 };
 
-// (k0, k1, ..., k_{P-1}) of the second half, each twice: the column taps against interleaved
-// (re, im) pairs.
-template <typename V, std::size_t P, std::size_t... I>
-inline V duplicate_upper(V v, std::index_sequence<I...>) {
+// Lanes K... of the concatenation (a, b), as GCC's and Clang's shuffle builtins spell it.
+template <typename V, int... K>
+inline V shuffle(V a, V b, std::integer_sequence<int, K...>) {
 #if defined(__clang__)
-    return __builtin_shufflevector(v, v, static_cast<int>(P + I / 2)...);
-#else
-    using Index = std::conditional_t<sizeof(v[0]) == 4, int, long long>;
-    typedef Index IV __attribute__((vector_size(sizeof(V))));
-    return __builtin_shuffle(v, IV{static_cast<Index>(P + I / 2)...});
-#endif
-}
-
-// (a, b, a, b, ...) from two scalars: the complex sample against interleaved (re, im) lanes
-template <typename V, std::size_t... I>
-inline V interleave(typename std::remove_reference_t<decltype(std::declval<V>()[0])> re,
-                    typename std::remove_reference_t<decltype(std::declval<V>()[0])> im, std::index_sequence<I...>) {
-    const V a = V{} + re, b = V{} + im;
-    constexpr int n = static_cast<int>(sizeof...(I));
-#if defined(__clang__)
-    return __builtin_shufflevector(a, b, (I % 2 == 0 ? 0 : n)...);
+    return __builtin_shufflevector(a, b, K...);
 #else
     using Index = std::conditional_t<sizeof(a[0]) == 4, int, long long>;
     typedef Index IV __attribute__((vector_size(sizeof(V))));
-    return __builtin_shuffle(a, b, IV{static_cast<Index>(I % 2 == 0 ? 0 : n)...});
+    return __builtin_shuffle(a, b, IV{static_cast<Index>(K)...});
 #endif
 }
-#endif
+
+// (k0, k0, k1, k1, ..., k_{P-1}, k_{P-1}) from the second half: the column taps against
+// interleaved (re, im) pairs.
+template <typename Real, std::size_t... I>
+inline typename Lanes<Real>::type duplicate_upper(typename Lanes<Real>::type v, std::index_sequence<I...>) {
+    return shuffle(v, v, std::integer_sequence<int, static_cast<int>(kPad<Real> + I / 2)...>{});
+}
+
+// (re, im, re, im, ...): the complex sample against interleaved (re, im) lanes.
+template <typename Real, std::size_t... I>
+inline typename Lanes<Real>::type interleave(Real re, Real im, std::index_sequence<I...>) {
+    using V = typename Lanes<Real>::type;
+    return shuffle(V{} + re, V{} + im,
+                   std::integer_sequence<int, (I % 2 == 0 ? 0 : static_cast<int>(sizeof...(I)))...>{});
+}
 
 // One band of extended rows [b0, b1) (row e = frequency e, from 1 - width/2 to rows/2 + width/2;
 // rows outside [0, rows/2] live in the spill buffers).  Every cell of the band receives its
@@ -143,7 +141,6 @@ inline __attribute__((always_inline)) void spread_band_body(const Band<Real>& b,
             const Real sr = s[k].real();
             const Real si = reflect ? -s[k].imag() : s[k].imag();
             const long c0 = static_cast<long>(fc) - half_w + 1;
-#ifdef TOMOFUSE_VECTOR_EXTENSIONS
             using V = typename Lanes<Real>::type;
             V z;
             for (std::size_t j = 0; j < P; ++j) {
@@ -157,29 +154,12 @@ inline __attribute__((always_inline)) void spread_band_body(const Band<Real>& b,
                 std::memcpy(&c, coef + d * 2 * P, sizeof(V));
                 kv = kv * z + c;
             }
-            const V sv = interleave<V>(sr, si, std::make_index_sequence<2 * P>{});
-            const V v = duplicate_upper<V, P>(kv, std::make_index_sequence<2 * P>{}) * sv;
+            const V sv = interleave<Real>(sr, si, std::make_index_sequence<2 * P>{});
+            const V v = duplicate_upper<Real>(kv, std::make_index_sequence<2 * P>{}) * sv;
             Real kr[P];
             for (std::size_t j = 0; j < P; ++j) {
                 kr[j] = kv[j];
             }
-#else
-            Real kv[2 * P];
-            for (std::size_t j = 0; j < 2 * P; ++j) {
-                kv[j] = b.coef[j];
-            }
-            for (std::size_t d = 1; d <= b.degree; ++d) {
-                for (std::size_t j = 0; j < 2 * P; ++j) {
-                    kv[j] = kv[j] * (j < P ? zr : zc) + b.coef[d * 2 * P + j];
-                }
-            }
-            Real v[2 * P];
-            for (std::size_t j = 0; j < P; ++j) {
-                v[2 * j] = kv[P + j] * sr;
-                v[2 * j + 1] = kv[P + j] * si;
-            }
-            const Real* kr = kv;
-#endif
             if (c0 >= 0 && c0 + static_cast<long>(P) <= cols) {
                 // interior points (all their rows in the half grid) without the spill tests
                 Real* const first_row = e0 >= 0 && e0 + w - 1 <= row_ptr.last ? row_ptr(e0) : nullptr;
@@ -187,16 +167,10 @@ inline __attribute__((always_inline)) void spread_band_body(const Band<Real>& b,
                     Real* cell = (first_row != nullptr ? first_row + static_cast<std::size_t>(r) * row_ptr.stride
                                                        : row_ptr(e0 + r)) + 2 * c0;
                     const Real t = kr[r];
-#ifdef TOMOFUSE_VECTOR_EXTENSIONS
                     V g;
                     std::memcpy(&g, cell, sizeof(V));
                     g += t * v;
                     std::memcpy(cell, &g, sizeof(V));
-#else
-                    for (std::size_t q = 0; q < 2 * P; ++q) {
-                        cell[q] += t * v[q];
-                    }
-#endif
                 }
             } else {  // the taps wrap around the grid's column period
                 for (long r = r_first; r < r_end; ++r) {

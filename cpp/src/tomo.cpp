@@ -250,31 +250,11 @@ inline __attribute__((always_inline)) void add_tap(const Real* ta, double c, dou
     }
 }
 
-// Two consecutive angles at once: out = (out + tap_a) + tap_b, the same operations in
-// the same order as two single passes (so the same bits), with one load and store of
-// the accumulator instead of two.
-template <typename Real, std::size_t B>
-inline __attribute__((always_inline)) void add_tap_pair(const Real* ta, double ca, double base_a, const Real* tb,
-                                                        double cb, double base_b, double cx, std::size_t x,
-                                                        Real* out) {
-    const double pa = (static_cast<double>(x) + 0.5 - cx) * ca + base_a;
-    const double pb = (static_cast<double>(x) + 0.5 - cx) * cb + base_b;
-    const auto ia = static_cast<std::size_t>(pa);
-    const auto ib = static_cast<std::size_t>(pb);
-    const auto wa = static_cast<Real>(pa - static_cast<double>(ia));
-    const auto wb = static_cast<Real>(pb - static_cast<double>(ib));
-    const Real wa0 = Real(1) - wa, wb0 = Real(1) - wb;
-    const Real* t0 = ta + ia * B;
-    const Real* u0 = tb + ib * B;
-    TOMOFUSE_OMP(simd)
-    for (std::size_t b = 0; b < B; ++b) {
-        out[b] = (out[b] + (wa0 * t0[b] + wa * t0[B + b])) + (wb0 * u0[b] + wb * u0[B + b]);
-    }
-}
-
-// add_tap_pair for voxels [lo, hi): the positions of 16 voxels at a time first, in a loop of
-// fixed length that the compiler vectorizes (per voxel they cost as much as the taps of 16
-// slices), then the taps; the same operations as add_tap_pair, so the same bits.
+// Two consecutive angles at once for voxels [lo, hi): out = (out + tap_a) + tap_b, each tap the
+// operations of add_tap in the same order as two single passes (so the same bits), with one load
+// and store of the accumulator instead of two.  The positions of 16 voxels come first, in a loop
+// of fixed length that the compiler vectorizes (per voxel they cost as much as the taps of 16
+// slices), then the taps.
 template <typename Real, std::size_t B>
 inline __attribute__((always_inline)) void add_tap_pairs(const Real* ta, double ca, double base_a, const Real* tb,
                                                          double cb, double base_b, double cx, std::size_t lo,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence
 
@@ -87,21 +88,29 @@ def filter_rows(proj: np.ndarray, *, filter: str = "ramp", padding: bool = True,
     """
     cols = proj.shape[2]
     n_pad = padded_width(cols, padding)
-    response = ramp_filter(n_pad, filter=filter)
+    response = _half_response(n_pad, filter, proj.dtype.str)
     workers = check.threads(threads)
     if proj.dtype == np.float32:
         # every row a (1, cols) frame of the core's padded real filter (3x scipy.fft's speed at
         # 1024 columns: planned SIMD transforms into per-thread buffers)
         frames = np.ascontiguousarray(proj).reshape(-1, 1, cols)
-        out = _core.filter_real_2d(frames, response[None, : n_pad // 2 + 1].astype(np.float32), pad_ny=1,
-                                   pad_nx=n_pad, threads=workers)
+        out = _core.filter_real_2d(frames, response[None, :], pad_ny=1, pad_nx=n_pad, threads=workers)
         return out.reshape(proj.shape)
     left = (n_pad - cols) // 2
     padded = np.pad(proj, ((0, 0), (0, 0), (left, n_pad - cols - left)), mode="edge") if n_pad > cols else proj
     spectrum = scipy.fft.rfft(padded, axis=2, workers=workers)
-    spectrum *= response[: n_pad // 2 + 1].astype(proj.dtype)
+    spectrum *= response
     filtered = scipy.fft.irfft(spectrum, n=n_pad, axis=2, workers=workers)
     return np.ascontiguousarray(filtered[:, :, left:left + cols], dtype=proj.dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _half_response(n_pad: int, filter: str, dtype: str) -> np.ndarray:
+    """``ramp_filter(n_pad)[: n_pad // 2 + 1]`` in ``dtype``, read-only: made once, not for every
+    slice that the Fourier path filters."""
+    r = ramp_filter(n_pad, filter=filter)[: n_pad // 2 + 1].astype(np.dtype(dtype))
+    r.flags.writeable = False
+    return r
 
 
 METHODS = ("direct", "fourier")

@@ -117,7 +117,7 @@ class FourierBackprojector:
                  threads: int = 0):
         self.real = np.float64 if dtype == np.float64 else np.float32
         self.cplx = np.complex128 if self.real is np.float64 else np.complex64
-        self.ny, self.nx, self.threads = ny, nx, int(threads)
+        self.threads = int(threads)
         # zero padding: a voxel's position u lies within R = hypot(ny, nx)/2 of the center; the
         # periodic interpolant must not bring the detector's next period within reach of any
         # voxel: L > R + cols/2 + |offset| (+ 2 pixels of margin)
@@ -148,10 +148,9 @@ class FourierBackprojector:
         np.cumprod(powers, axis=1, out=powers)
         self.point_factor = np.empty(powers.shape, dtype=self.cplx)
         np.multiply(powers, amplitude, out=self.point_factor, casting="same_kind")
-        self.width = WIDTH[self.real]
-        self.kernel, phi = _kernel(self.width)
+        self.kernel, phi = _kernel(WIDTH[self.real])
         # the fine grid: at least UPSAMPLING x the slice and what the core's spreader needs, even
-        smallest = max(32, 2 * self.width + 4)
+        smallest = max(32, 2 * WIDTH[self.real] + 4)
         self.my = _fast_even(max(smallest, int(math.ceil(UPSAMPLING * ny))))
         self.mx = _fast_even(max(smallest, int(math.ceil(UPSAMPLING * nx))))
         # the point (angle a, frequency k / L) sits at k * steps[a] on the fine grid (cells; rows

@@ -349,7 +349,8 @@ def test_graphite_shells_on_silicon_are_turned_whole():
     valid = np.ones(shape, bool)
     # TXTM evidence as weak per voxel as it is at ~4 voxels of blur (correlation volume ~ 1000 voxels)
     unary = _classify._txtm_evidence(txtm, valid, labels, levels_t, (3.0,) * 3, 0.01, 1000.0, False, 2)
-    pairs = np.array([[Phase.GRAPHITE, Phase.SILICON], [Phase.CBD, Phase.SEI]], np.uint8)
+    assert unary.shape == (1,) + shape  # pristine: the graphite/silicon pair only
+    pairs = np.array([[Phase.GRAPHITE, Phase.SILICON]], np.uint8)
     kw = dict(pairs=pairs, unary=unary, data_weight=1.0 / (2 * 0.02 ** 2), smoothness=2.0, threads=2)
     icm_only = labels.copy()
     _core.icm(pxct, icm_only, levels_p, (0.9,) * 3, max_sweeps=8, **kw)

@@ -186,7 +186,8 @@ Operators make_operators(Shape s, const double sigma[3]) {
     return op;
 }
 
-// out = (Bz x By x Bx) in, with bands[a] per axis; `work` a scratch volume.
+// out = (Bz x By x Bx) in, with bands[a] per axis; `work` a scratch volume, which may be `in`
+// (read by the first pass only), never `out`.
 void apply3(const double* in, double* out, double* work, Shape s, const Band* bands, int threads) {
     apply_axis(in, out, s, 2, bands[2], threads);
     apply_axis(out, work, s, 1, bands[1], threads);
@@ -267,15 +268,16 @@ void check_model(const Model& m, const std::uint8_t* labels) {
     }
 }
 
-// residual r = data - H m[L] (double)
+// residual r = data - H m[L] (double); `work` is scratch (it first holds the level field m[L])
 void residual(const Model& m, const std::uint8_t* labels, const Operators& op, std::vector<double>& r,
-              std::vector<double>& work, std::vector<double>& field, int threads) {
+              std::vector<double>& work, int threads) {
     const std::size_t n = m.s.size();
     TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
     for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
-        field[static_cast<std::size_t>(i)] = m.levels[labels[i]];
+        work[static_cast<std::size_t>(i)] = m.levels[labels[i]];
     }
-    apply3(field.data(), r.data(), work.data(), m.s, op.h, threads);
+    // the field is read only by the first pass (x), so it may be overwritten by the second
+    apply3(work.data(), r.data(), work.data(), m.s, op.h, threads);
     TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
     for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
         r[static_cast<std::size_t>(i)] = static_cast<double>(m.data[i]) - r[static_cast<std::size_t>(i)];
@@ -347,13 +349,12 @@ void gaussian_blur(const float* in, float* out, Shape shape, const double sigma[
     if (in == nullptr || out == nullptr) {
         throw InvalidArgument("in and out must not be null");
     }
-    std::vector<double> a, b, c;
+    std::vector<double> a, b;
     try {
         a.resize(n);
         b.resize(n);
-        c.resize(n);
     } catch (const std::bad_alloc&) {
-        throw Error("gaussian_blur: out of memory for three double work volumes of " + std::to_string(n) +
+        throw Error("gaussian_blur: out of memory for two double work volumes of " + std::to_string(n) +
                     " voxels");
     }
     const Operators op = make_operators(shape, sigma);
@@ -361,7 +362,7 @@ void gaussian_blur(const float* in, float* out, Shape shape, const double sigma[
     for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
         a[static_cast<std::size_t>(i)] = in[i];
     }
-    apply3(a.data(), b.data(), c.data(), shape, adjoint ? op.ht : op.h, threads);
+    apply3(a.data(), b.data(), a.data(), shape, adjoint ? op.ht : op.h, threads);  // a: input, then scratch
     TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
     for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
         out[i] = static_cast<float>(b[static_cast<std::size_t>(i)]);
@@ -379,9 +380,9 @@ double icm_energy(const float* data, const std::uint8_t* labels, Shape shape, co
     if (n == 0) {
         return 0.0;
     }
-    std::vector<double> r(n), work(n), field(n);
+    std::vector<double> r(n), work(n);
     const Operators op = make_operators(shape, sigma);
-    residual(m, labels, op, r, work, field, threads);
+    residual(m, labels, op, r, work, threads);
     return energy_of(m, labels, r, threads);
 }
 
@@ -408,14 +409,14 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     if (n == 0) {
         return report;
     }
-    // g doubles as the level field of residual(): it is recomputed from r right after
-    std::vector<double> r, g, work;
+    // Two double volumes: g is residual()'s scratch before it is computed from r (and after the
+    // sweeps), and r the scratch of g = H^T r (the sweeps need only g).
+    std::vector<double> r, g;
     try {
         r.resize(n);
         g.resize(n);
-        work.resize(n);
     } catch (const std::bad_alloc&) {
-        throw Error("icm: out of memory for three double work volumes of " + std::to_string(n) + " voxels");
+        throw Error("icm: out of memory for two double work volumes of " + std::to_string(n) + " voxels");
     }
     const Operators op = make_operators(shape, sigma);
     const int hz = op.g[0].half, hy = op.g[1].half, hx = op.g[2].half;
@@ -442,12 +443,12 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     const double w = m.w, beta = m.beta;
     const int K = n_labels;
 
-    residual(m, labels, op, r, work, g, threads);
+    residual(m, labels, op, r, g, threads);
     report.energy_before = energy_of(m, labels, r, threads);
 
     // g = H^T r once, then kept exact (to rounding) by the updates of every move, in an order
     // fixed by the cells' lattice: the same in a block and in the whole volume.
-    apply3(r.data(), g.data(), work.data(), shape, op.ht, threads);
+    apply3(r.data(), g.data(), r.data(), shape, op.ht, threads);  // r is read by the first pass only
     // A cell is visited only when a move in it or in one of its 26 neighbors (the reach of a
     // move: g within 2 r, the 6-neighbors' labels) came after its last visit -- otherwise
     // none of its voxels can want to change. Stamps count the color passes.
@@ -611,7 +612,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             break;
         }
     }
-    residual(m, labels, op, r, work, g, threads);
+    residual(m, labels, op, r, g, threads);
     report.energy_after = energy_of(m, labels, r, threads);
     return report;
 }
@@ -675,9 +676,9 @@ std::int64_t shell_moves(const float* data, std::uint8_t* labels, Shape shape, c
     }
     std::vector<double> r(n);
     {
-        std::vector<double> work(n), field(n);
+        std::vector<double> work(n);
         const Operators op = make_operators(shape, sigma);
-        residual(m, labels, op, r, work, field, threads);
+        residual(m, labels, op, r, work, threads);
     }
     Band h[3];
     const std::size_t dim[3] = {shape.nz, shape.ny, shape.nx};

@@ -215,8 +215,17 @@ def _initial_labels(data: np.ndarray, valid: Optional[np.ndarray], physical: np.
     vals = np.array([c[0] for c in cuts])
     codes = np.array([c[1] for c in cuts], np.uint8)
     edges = 0.5 * (vals[1:] + vals[:-1])
-    labels = codes[np.searchsorted(edges, data)]
+    labels = codes[_bin(data, edges)]
     return labels, edges, codes
+
+
+def _bin(data: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(edges, data)`` for finite data and a few sorted edges, as uint8: the count
+    of edges below each value, one comparison pass per edge (several times faster)."""
+    out = np.zeros(data.shape, np.uint8)
+    for e in np.asarray(edges, dtype=np.float64):  # float64 scalars: compared in float64, as searchsorted does
+        out += data > e
+    return out
 
 
 def _pxct_psf(pxct: np.ndarray, labels: np.ndarray, blocks, threads: int):
@@ -297,7 +306,9 @@ def _shell_moves(data, labels, levels32, sigma, pairs, unary, weight, smooth, *,
         return 0
     near = edt.edt(~si, parallel=max(threads, 1)) <= max_distance + 1e-9
     cand = near & np.isin(labels, phases)
+    del si, near
     comp, n = ndimage.label(cand, structure=np.ones((3, 3, 3), bool), output=np.int32)
+    del cand  # the core's residual needs the memory
     if n == 0:
         return 0
     return int(_core.shell_moves(data, labels, levels32, tuple(sigma), comp, SILICON, pairs=pairs, unary=unary,
@@ -341,15 +352,22 @@ def _upsample(a: np.ndarray, f: int, shape, origin=(0, 0, 0)) -> np.ndarray:
         shp = [1, 1, 1]
         shp[axis] = n
         w = w.reshape(shp)
-        out = np.take(out, i0, axis=axis) * (1 - w) + np.take(out, i1, axis=axis) * w
+        lo_ = np.take(out, i0, axis=axis)
+        lo_ *= 1 - w
+        hi_ = np.take(out, i1, axis=axis)
+        hi_ *= w
+        lo_ += hi_  # (1 - w) a + w b in place: fewer volumes than the expression
+        del hi_
+        out = lo_
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def _icm_round(data, labels, lev32, weight, sig, noise, corr, levels, *, main, use, txtm, valid, allowed_bits,
-               cycled, sei_max, smooth, first, info, min_changes, origin, threads):
+               cycled, sei_max, smooth, first, info, min_changes, origin, threads, coarse=None):
     """One ICM round of the fit and of the labeling (in place on ``labels``): on the first round the rims
     are removed, then the phases each voxel may take (SEI only within ``sei_max`` voxels of silicon), the
-    TXTM evidence of the graphite/silicon and CBD/SEI pairs, ICM and the whole-shell moves.  Returns the
+    TXTM evidence of the graphite/silicon (and, cycled, CBD/SEI) pair, ICM and the whole-shell moves.
+    ``coarse``: the TXTM's ``_coarse_txtm`` fields by factor (then ``txtm`` may be None).  Returns the
     ICM report."""
     if first:
         info["rim_voxels"] = _remove_rims(data, labels, levels[main])
@@ -360,12 +378,14 @@ def _icm_round(data, labels, lev32, weight, sig, noise, corr, levels, *, main, u
         # distances in voxels (exact integers under the root): the same in a block and the whole
         far = edt.edt(labels != SILICON, parallel=max(threads, 1)) > sei_max
         allowed[far] &= np.uint8(~(1 << SEI) & 0xFF)
+        del far
     pairs = unary = None
     origin = (0, 0, 0) if origin is None else origin
     if main == 0 and 1 in use:
         unary = _txtm_evidence(txtm, valid, labels, levels[1], sig[1], noise[1], corr[1], cycled, threads,
-                               origin=origin)
-        pairs = np.array([[GRAPHITE, SILICON], [CBD, SEI]], np.uint8)
+                               origin=origin, coarse=coarse)
+        # the CBD/SEI pair only where SEI exists (a zero unary adds exactly nothing: same energies)
+        pairs = np.array([[GRAPHITE, SILICON], [CBD, SEI]] if cycled else [[GRAPHITE, SILICON]], np.uint8)
     rep = _core.icm(data, labels, lev32, tuple(sig[main]), allowed=allowed, pairs=pairs, unary=unary,
                     data_weight=weight, smoothness=smooth, max_sweeps=ICM_SWEEPS, min_changes=min_changes,
                     origin=origin, threads=threads)
@@ -377,8 +397,22 @@ def _icm_round(data, labels, lev32, weight, sig, noise, corr, levels, *, main, u
     return rep
 
 
-def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycled, threads, origin=(0, 0, 0)):
-    """Pair unaries (graphite -> silicon, CBD -> SEI) from the TXTM, ``(2, z, y, x)`` float32.
+def _coarse_factor(sigma_t) -> int:
+    """The factor by which ``_txtm_evidence`` coarsens the grid for a TXTM PSF of ``sigma_t`` voxels."""
+    f = max(1, int(min(np.asarray(sigma_t, dtype=np.float64)) // 1.5))
+    return min(f, 4)
+
+
+def _coarse_txtm(txtm, valid, f, origin=(0, 0, 0)):
+    """The TXTM (0 outside its field of view) and the field-of-view fraction as ``f``-cube means
+    (``_downsample``): what ``_txtm_evidence`` reads of the TXTM."""
+    return _downsample(np.where(valid, txtm, 0.0), f, origin), _downsample(valid, f, origin)
+
+
+def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycled, threads, origin=(0, 0, 0),
+                   coarse=None):
+    """Pair unaries (graphite -> silicon, and cycled CBD -> SEI) from the TXTM, ``(2, z, y, x)`` float32
+    (``(1, z, y, x)`` for a pristine electrode).
 
     For a voxel of the graphite/silicon class, the TXTM around it, minus what the other
     classes contribute (their blurred indicators times their levels), divided by the
@@ -386,20 +420,19 @@ def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycl
     standard error ``noise / (dm * frac)``; the unary for silicon over graphite is
     ``w (1 - 2 s)`` with ``w = (dm frac)^2 / (2 noise^2 corr)``.  Likewise the CBD
     fraction ``c`` of the CBD/SEI class decides CBD vs SEI.  Computed on a grid
-    coarsened by ``f`` (the TXTM is smooth on that scale) and interpolated back.
+    coarsened by ``f`` (the TXTM is smooth on that scale) and interpolated back.  ``coarse``
+    (``{f: _coarse_txtm(...)}``) saves recomputing the coarse TXTM; ``txtm`` may then be None.
     """
     s = np.asarray(sigma_t, dtype=np.float64)
-    f = max(1, int(min(s) // 1.5))
-    f = min(f, 4)
+    f = _coarse_factor(s)
     shape = labels.shape
-    t = _downsample(np.where(valid, txtm, 0.0), f, origin)
-    v = _downsample(valid, f, origin)
+    t, v = coarse[f] if coarse is not None and f in coarse else _coarse_txtm(txtm, valid, f, origin)
     frac = {k: blur(_downsample(labels == k, f, origin), s / f, threads=threads) for k in range(5)}
     vb = blur(v, s / f, threads=threads)
     tb = t  # the TXTM is already blurred by its PSF: its value is the model's prediction
     lv = levels_t
     var = noise_t ** 2 * corr_t
-    out = np.zeros((2,) + shape, np.float32)
+    out = np.zeros((2 if cycled else 1,) + shape, np.float32)
     ok = v > 0.5
     # graphite (a) vs silicon (b)
     hb = frac[GRAPHITE] + frac[SILICON]
@@ -706,7 +739,7 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
                    "sig": {c: tuple(float(x) for x in np.asarray(rd["psf_sigma"][c]) / v) for c in (0, 1)}}
                   for rd in schedule["rounds"]]
         edges = (np.asarray(st["edges"], dtype=np.float64) - units[main, 0]) / units[main, 1]
-        labels = np.asarray(st["codes"], np.uint8)[np.searchsorted(edges, data)]
+        labels = np.asarray(st["codes"], np.uint8)[_bin(data, edges)]
         if st["split"] is not None:
             c, cut, order = st["split"]
             cut = (cut - units[c, 0]) / units[c, 1]
@@ -717,7 +750,7 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
         vals = np.array([lv[k] for k in ks])
         srt = np.argsort(vals, kind="stable")
         edges = 0.5 * (vals[srt][1:] + vals[srt][:-1])
-        labels = np.array(ks, np.uint8)[srt][np.searchsorted(edges, data)]
+        labels = np.array(ks, np.uint8)[srt][_bin(data, edges)]
     if main == 0 and schedule is None:
         labels[labels == SILICON] = GRAPHITE
         # graphite vs silicon by the channel that tells them apart, at the midpoint of their levels
@@ -733,6 +766,15 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
     n_outer = LABEL_ROUNDS if rounds is None else len(rounds)
     icm_reports = []
     final = (levels, noise, corr, sig)
+    coarse = None
+    if main == 0 and 1 in use:
+        # the rounds read the TXTM only as cube means: keep those, not the volume
+        coarse = {}
+        for it in range(n_outer):
+            f = _coarse_factor((rounds[it]["sig"] if rounds is not None else sig)[1])
+            if f not in coarse:
+                coarse[f] = _coarse_txtm(txtm, valid, f, origin)
+        txtm = None
     for it in range(n_outer):
         progress.stage(0.1 + 0.8 * it / n_outer, 0.1 + 0.8 * (it + 1) / n_outer,
                        f"ICM (round {it + 1} of {n_outer})")
@@ -744,7 +786,7 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
         # a fixed number of sweeps (stopping at a count of changes would depend on the block)
         rep = _icm_round(data, labels, lev32, w, sig, noise, corr, levels, main=main, use=use, txtm=txtm,
                          valid=valid, allowed_bits=allowed_bits, cycled=cycled, sei_max=sei_max / v, smooth=smooth,
-                         first=it == 0, info=info, min_changes=0, origin=origin, threads=th)
+                         first=it == 0, info=info, min_changes=0, origin=origin, threads=th, coarse=coarse)
         icm_reports.append(rep)
         logger.info("ICM round %d: %s changes per sweep, energy %.6g -> %.6g", it + 1, rep["changes"],
                     rep["energy_before"], rep["energy_after"])

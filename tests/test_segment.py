@@ -432,3 +432,34 @@ def test_a_lobe_thinner_than_the_minimum_peak_seeds_no_particle():
     assert p.max() == 1 and np.all(p[labels == Phase.SILICON] == 1)
     with pytest.raises(ValueError, match="min_peak_height"):
         label_particles(labels, voxel_size=V, min_peak_height=-1.0)
+
+
+def test_fast_helpers_equal_their_slow_references():
+    """The labeling's shortcuts give the same values as the straightforward computations they
+    replace: the dilation by a ball (``_within``) as the exact distance transform of ``edt``,
+    the cube counts of every phase (``_phase_fractions``) as ``_downsample`` of each indicator,
+    the upsampling into a given array as the returned one, the threshold bins as searchsorted."""
+    import edt
+
+    from tomofuse.segment import _classify as C
+
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        shape = tuple(int(n) for n in rng.integers(1, 22, 3))
+        mask = rng.random(shape) < rng.choice([0.002, 0.05, 0.4])
+        radius = float(rng.choice([0.9, 1.0, 1.5, 2.0, 2.4, 3.2]))
+        expect = edt.edt(~mask) <= radius + 1e-9 if mask.any() else np.zeros(shape, bool)
+        assert np.array_equal(C._within(mask, radius), expect), (shape, radius)
+        f = int(rng.integers(1, 5))
+        origin = tuple(int(o) for o in rng.integers(0, 40, 3))
+        labels = rng.integers(0, 5, shape).astype(np.uint8)
+        for k, got in enumerate(C._phase_fractions(labels, f, 5, origin)):
+            np.testing.assert_array_equal(got, C._downsample(labels == k, f, origin))
+        coarse = rng.normal(size=C._downsample(labels == 0, f, origin).shape).astype(np.float32)
+        into = np.full((2,) + shape, np.nan, np.float32)
+        C._upsample(coarse, f, shape, origin, out=into[1])
+        np.testing.assert_array_equal(into[1], C._upsample(coarse, f, shape, origin))
+        data = rng.normal(size=shape).astype(np.float32)
+        # one edge equal to a value: that value goes below it, as in searchsorted
+        edges = np.sort(np.append(rng.normal(size=int(rng.integers(0, 5))), float(data.flat[0])))
+        np.testing.assert_array_equal(C._bin(data, edges), np.searchsorted(edges, data))

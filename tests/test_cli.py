@@ -131,3 +131,49 @@ def test_analyze_coverage_errors(tmp_path, capsys):
     assert "--voxel-size" in capsys.readouterr().err
     assert main(["analyze", "coverage", str(tmp_path / "missing.h5:/labels")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+class _Stream:
+    """A text stream that says whether it is a terminal."""
+
+    def __init__(self, tty: bool):
+        import io
+
+        self.buf, self.tty = io.StringIO(), tty
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, text):
+        return self.buf.write(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_progress_in_a_log_file_is_a_line_per_tenth(tty):
+    """A batch job's log (stderr not a terminal) gets one line per tenth of a stage and a closing
+    line, not a redrawn bar; a terminal gets the bar."""
+    from tomofuse.cli import _StageBar
+
+    stream = _Stream(tty)
+    bar = _StageBar("[2/11] pxct", True, stream=stream)
+    for i in range(2001):
+        bar(i / 2000, f"slab {i // 100}")
+    bar.close()
+    text = stream.buf.getvalue()
+    if tty:
+        assert "\r" in text and "[2/11] pxct" in text
+    else:
+        lines = text.splitlines()
+        assert "\r" not in text
+        assert len(lines) == 12  # 0 %, 10 %, ..., 100 % and "done"
+        assert lines[0].startswith("[2/11] pxct: slab 0:   0 %")
+        assert lines[-2].startswith("[2/11] pxct: slab 20: 100 %")
+        assert lines[-1].startswith("[2/11] pxct: done")
+    quiet = _Stream(tty)
+    bar = _StageBar("[2/11] pxct", False, stream=quiet)
+    bar(0.5, "x")
+    bar.close()
+    assert quiet.buf.getvalue() == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -16,19 +17,49 @@ logger = logging.getLogger("tomofuse")
 
 
 class _Bar:
-    """Turns ``callback(fraction, message)`` into a tqdm progress bar."""
+    """Turns ``callback(fraction, message)`` into a tqdm progress bar on a terminal, and into a
+    line per tenth of the work (or per minute) when stderr is a file or a pipe (a batch job's
+    log: a redrawn bar there is thousands of carriage returns)."""
 
-    def __init__(self, enabled: bool):
-        from tqdm import tqdm
+    def __init__(self, enabled: bool, stream=None):
+        self._stream = sys.stderr if stream is None else stream
+        isatty = getattr(self._stream, "isatty", None)
+        self._tty = bool(enabled and isatty is not None and isatty())
+        self._lines = bool(enabled and not self._tty)
+        self._bar = None
+        if self._tty:
+            from tqdm import tqdm
 
-        self._bar = tqdm(total=1000, disable=not enabled, unit="‰", bar_format="{l_bar}{bar}| {elapsed}")
+            self._bar = tqdm(total=1000, unit="‰", bar_format="{l_bar}{bar}| {elapsed}", file=self._stream)
+        self._t0 = self._last_t = time.monotonic()
+        self._last_tenth = -1
+        self._message = ""
+        self._fraction = 0.0
+
+    def _describe(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.set_description_str(message, refresh=False)
 
     def __call__(self, fraction: float, message: str) -> None:
-        self._bar.set_description_str(message, refresh=False)
-        self._bar.update(int(round(fraction * 1000)) - self._bar.n)
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if self._bar is not None:
+            self._describe(message)
+            self._bar.update(int(round(fraction * 1000)) - self._bar.n)
+        elif self._lines:
+            now = time.monotonic()
+            tenth = int(fraction * 10 + 1e-9)
+            if tenth > self._last_tenth or now - self._last_t >= 60.0:
+                self._write(f"{message}: {100 * fraction:3.0f} %")
+                self._last_tenth, self._last_t = tenth, now
+        self._message, self._fraction = message, fraction
+
+    def _write(self, text: str) -> None:
+        self._stream.write(f"{text} ({time.monotonic() - self._t0:.0f} s)\n")
+        self._stream.flush()
 
     def close(self) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _cmd_phantom(args: argparse.Namespace) -> int:
@@ -162,13 +193,18 @@ class _StageBars:
 
 
 class _StageBar(_Bar):
-    def __init__(self, prefix: str, enabled: bool):
-        super().__init__(enabled)
+    def __init__(self, prefix: str, enabled: bool, stream=None):
+        super().__init__(enabled, stream)
         self._prefix = prefix
-        self._bar.set_description_str(prefix)
+        self._describe(prefix)
 
     def __call__(self, fraction: float, message: str) -> None:
         super().__call__(fraction, f"{self._prefix}: {message}" if message else self._prefix)
+
+    def close(self) -> None:
+        if self._lines:
+            self._write(f"{self._prefix}: done")
+        super().close()
 
 
 def _print_run(result, quiet: bool) -> None:

@@ -93,7 +93,9 @@ def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silic
         small = (sizes < min_voxels)[comp]
         out["small_component_voxels"] = int(small.sum())
         if small.any():
+            lost_si = bool(np.any(labels[small] == _SI))
             fill_from_neighbors(labels, small)
-            if cycled and np.isfinite(sei_max_distance):
+            # distances to silicon change only if silicon was filled over, and only new SEI can be far
+            if cycled and np.isfinite(sei_max_distance) and (lost_si or np.any(labels[small] == _SEI)):
                 out["sei_detached_voxels"] += _sei_far_to_cbd(labels, sei_max_distance, threads)
     return out

@@ -97,13 +97,22 @@ def silicon_lobes(fused, labels: np.ndarray, model: PhaseModel, *, voxel_size: f
     from scipy import ndimage
 
     shape = labels.shape
+    # the blurred model of every channel, once for the whole volume (relative to silicon's level:
+    # a channel in units with a large offset keeps its digits through the float32 blur); after a
+    # piece turns, refreshed where its change reaches
+    lut = [np.nan_to_num(levels[c] - levels[c, SILICON]).astype(np.float32) for c in (0, 1)]
+    preds = [blur(lut[c][labels], sig[c], threads=threads) for c in (0, 1)]
+
+    def region(box, k):
+        lo = tuple(max(0, b.start - k * r) for b, r in zip(box, reach))
+        hi = tuple(min(n_, b.stop + k * r) for b, n_, r in zip(box, shape, reach))
+        return lo, hi, tuple(slice(a, b) for a, b in zip(lo, hi))
+
     for pid, box in enumerate(ndimage.find_objects(pieces), start=1):
         if box is None:
             continue
-        # the change's support is the box +- one kernel radius; its prediction needs another radius
-        lo = tuple(max(0, b.start - 2 * r) for b, r in zip(box, reach))
-        hi = tuple(min(n_, b.stop + 2 * r) for b, n_, r in zip(box, shape, reach))
-        sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+        # the change's support: the box +- one kernel radius
+        lo, hi, sl = region(box, 1)
         lab = labels[sl]
         piece = (pieces[sl] == pid) & (lab == SILICON)
         if not piece.any():
@@ -115,11 +124,10 @@ def silicon_lobes(fused, labels: np.ndarray, model: PhaseModel, *, voxel_size: f
         out["tested"] += 1
         delta = 0.0
         for c in (0, 1):
-            # relative to silicon's level (the blur keeps constants): a channel in units with a large
-            # offset keeps its digits through the float32 blur
             ref = levels[c, SILICON]
             d = (np.where(valid, data[c], ref) if c == 1 else data[c]) - ref
-            pred = blur(np.nan_to_num(levels[c] - ref)[lab], sig[c], threads=threads).astype(np.float64)
+            pred = preds[c][sl].astype(np.float64)
+            # the piece is a kernel radius inside its crop: the crop's edge replication sees zeros
             dp = blur(piece * (levels[c, GRAPHITE] - ref), sig[c], threads=threads).astype(np.float64)
             terms = dp * dp - 2.0 * dp * (d - pred)
             if c == 1:
@@ -130,6 +138,12 @@ def silicon_lobes(fused, labels: np.ndarray, model: PhaseModel, *, voxel_size: f
             lab[piece] = GRAPHITE
             out["turned"] += 1
             out["voxels"] += int(np.count_nonzero(piece))
+            # the model where the change reaches, from a crop one more radius wide (its inner part
+            # is what the whole volume's blur gives)
+            lo2, _, sl2 = region(box, 2)
+            inner = tuple(slice(a - b, a - b + (s_.stop - s_.start)) for a, b, s_ in zip(lo, lo2, sl))
+            for c in (0, 1):
+                preds[c][sl] = blur(lut[c][labels[sl2]], sig[c], threads=threads)[inner]
     if out["turned"]:
         logger.info("%d of %d silicon pieces (%d voxels) not supported by the TXTM turned to graphite",
                     out["turned"], out["tested"], out["voxels"])

@@ -45,7 +45,8 @@ def _sei_far_to_cbd(labels: np.ndarray, max_distance: float, threads: int) -> in
     sei = labels == _SEI
     if not sei.any():
         return 0
-    far = sei & (edt.edt(labels != _SI, parallel=max(threads, 1)) > max_distance)
+    # as uint8: edt's bool path is 2-4x slower (same distances)
+    far = sei & (edt.edt((labels != _SI).view(np.uint8), parallel=max(threads, 1)) > max_distance)
     labels[far] = _CBD
     return int(far.sum())
 

@@ -119,7 +119,12 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
         a, b = (seg == p) & usable, (truth == p) & usable
         den = a.sum() + b.sum()
         dice[p.name.lower()] = float(2 * (a & b).sum() / den) if den else math.nan
-    out = {"shift_voxels": shift, "dice": dice}
+    # confusion counts: rows the phantom's phase, columns the segmented one (voxels inside `usable`)
+    n_ph = len(Phase)
+    t_u, s_u = truth[usable].astype(np.int64), seg[usable].astype(np.int64)
+    ok = (t_u < n_ph) & (s_u < n_ph)
+    confusion = np.bincount(t_u[ok] * n_ph + s_u[ok], minlength=n_ph * n_ph).reshape(n_ph, n_ph)
+    out = {"shift_voxels": shift, "dice": dice, "confusion": confusion}
     # particles: truth ids wholly inside the pillar and off the faces of the phantom's box (the
     # truth table's touches_border also flags SEI thickness rays leaving the box, which in a thin
     # cycled box is nearly every particle; their coverage fractions are exact all the same)
@@ -295,11 +300,13 @@ def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, 
         runs[name] = run(sim.config, cluster_size=cluster_size, progress=progress)
         measured[name] = _measured(runs[name].run_dir)
 
-    quantities, fig2_truth, sei_pairs = [], {}, None
+    quantities, fig2_truth, sei_pairs, confusions = [], {}, None, {}
     for name, _ in SAMPLES:
         rd = runs[name].run_dir
         m = measured[name]
         cmp = _compare_with_truth(rd, sims[name].electrode)
+        if "confusion" in cmp:
+            confusions[name] = cmp["confusion"]
         pairs = _matched_pairs(rd, cmp, sims[name].electrode)
         if pairs is not None:
             meas_t, true_t = pairs
@@ -332,6 +339,16 @@ def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, 
     cyc = runs["cycled"].run_dir
     # the same particles as the summary's numbers, measured beside the phantom's truth
     sections = run_figures(cyc, threads=threads)
+    tables = [(f"confusion_{name}", _confusion_frame(c),
+               f"{name}: share of each phase of the phantom (rows) that the segmentation gave each label (columns), "
+               "voxels inside the pillar and the TXTM field of view; 'voxels' is the row's count")
+              for name, c in confusions.items()]
+    if tables:
+        fig1 = [s for s in sections if s.title.startswith("Figure 1")]
+        if fig1:
+            fig1[0].tables.extend(tables)
+        else:
+            sections.insert(0, rp.Section("Segmentation against the phantom", tables=tables))
     if fig2_truth:
         _put_figure(sections, ("fig2_coverage", rp.coverage_bars(
             {n: v[0] for n, v in fig2_truth.items()}, truth={n: v[1] for n, v in fig2_truth.items()}),
@@ -394,6 +411,22 @@ def _sei_mean(t, column: str) -> float:
     v = t[column].to_numpy(float)
     ok = np.isfinite(v) & (w > 0)
     return float(np.sum(v[ok] * w[ok]) / w[ok].sum()) if ok.any() else math.nan
+
+
+def _confusion_frame(counts: np.ndarray):
+    """The confusion counts as a table of row shares (phases absent from the phantom left out)."""
+    import pandas as pd
+
+    from .._phase import Phase
+
+    names = [p.name.lower() for p in Phase]
+    rows = counts.sum(axis=1)
+    keep = rows > 0
+    share = counts[keep] / rows[keep, None]
+    frame = pd.DataFrame(share, columns=[f"as {n}" for n in names], index=[f"true {n}" for n in np.array(names)[keep]])
+    frame["voxels"] = rows[keep].astype(np.int64)
+    frame.index.name = "phantom"
+    return frame
 
 
 def _put_figure(sections: list, entry: tuple) -> None:

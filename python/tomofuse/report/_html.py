@@ -139,10 +139,13 @@ def _quantity_table(quantities: Sequence[Quantity]) -> str:
 def _frame_table(frame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or "", *frame.columns])
     body = []
-    for idx, row in frame.iterrows():
+    # itertuples keeps each column's type (iterrows makes a row of ints and floats all floats)
+    for idx, row in zip(frame.index, frame.itertuples(index=False)):
         cells = [f"<td>{html.escape(str(idx))}</td>"]
         for v in row:
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+                cells.append(f"<td class=num>{int(v)}</td>")
+            elif isinstance(v, (float, np.floating)):
                 cells.append(f"<td class=num>{_fmt(float(v))}</td>")
             else:
                 cells.append(f"<td>{html.escape(str(v))}</td>")

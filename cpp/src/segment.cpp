@@ -284,6 +284,9 @@ void residual(const Model& m, const std::uint8_t* labels, const Operators& op, s
     }
 }
 
+// pairs whose unaries best_move keeps in registers (more: read through unary_of)
+constexpr int kMaxLocalPairs = 8;
+
 inline double unary_of(const Model& m, std::size_t i, int label, std::size_t n) {
     double u = 0.0;
     for (int p = 0; p < m.n_pairs; ++p) {
@@ -472,6 +475,12 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
         return false;
     };
 
+    // the Gram matrices' diagonals: a voxel's own weight in its energy change
+    std::vector<double> diag[3];
+    for (int a = 0; a < 3; ++a) {
+        diag[a].resize(n_dim[a]);
+        for (std::size_t j = 0; j < n_dim[a]; ++j) diag[a][j] = op.g[a].at(j, static_cast<std::ptrdiff_t>(j));
+    }
     for (int sweep = 0; sweep < options.max_sweeps; ++sweep) {
         bool out_of_memory = false;
         // The best move of voxel i given the current g and labels: (label, energy change).
@@ -485,11 +494,28 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             if (y + 1 < shape.ny) ++same[labels[i + shape.nx]];
             if (z > 0) ++same[labels[i - plane]];
             if (z + 1 < shape.nz) ++same[labels[i + plane]];
-            const double self = op.g[0].at(z, static_cast<std::ptrdiff_t>(z)) *
-                                op.g[1].at(y, static_cast<std::ptrdiff_t>(y)) *
-                                op.g[2].at(x, static_cast<std::ptrdiff_t>(x));
+            const double self = diag[0][z] * diag[1][y] * diag[2][x];
             const double gi = g[i];
-            const double ucur = m.n_pairs ? unary_of(m, i, cur, n) : 0.0;
+            // the voxel's pair unaries read once (unary_of's sum, in its order, per label)
+            double up[kMaxLocalPairs];
+            const bool local = m.n_pairs <= kMaxLocalPairs;
+            if (local) {
+                for (int p = 0; p < m.n_pairs; ++p) up[p] = m.unary[static_cast<std::size_t>(p) * n + i];
+            }
+            auto unary_at = [&](int label) {
+                if (!local) return unary_of(m, i, label, n);
+                double u = 0.0;
+                for (int p = 0; p < m.n_pairs; ++p) {
+                    const double d = up[p];
+                    if (label == m.pairs[2 * p + 1]) {
+                        u += d > 0 ? d : 0.0;
+                    } else if (label == m.pairs[2 * p]) {
+                        u += d < 0 ? -d : 0.0;
+                    }
+                }
+                return u;
+            };
+            const double ucur = m.n_pairs ? unary_at(cur) : 0.0;
             int best = cur;
             best_de = 0.0;
             for (int k = 0; k < K; ++k) {
@@ -499,7 +525,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 const double dm = static_cast<double>(levels[k]) - levels[cur];
                 double de = w * (-2.0 * dm * gi + dm * dm * self) + beta * (same[cur] - same[k]);
                 if (m.n_pairs) {
-                    de += unary_of(m, i, k, n) - ucur;
+                    de += unary_at(k) - ucur;
                 }
                 if (de < best_de) {
                     best_de = de;

@@ -284,21 +284,29 @@ void residual(const Model& m, const std::uint8_t* labels, const Operators& op, s
     }
 }
 
-// pairs whose unaries best_move keeps in registers (more: read through unary_of)
-constexpr int kMaxLocalPairs = 8;
-
-inline double unary_of(const Model& m, std::size_t i, int label, std::size_t n) {
+// The unary of `label` at a voxel whose pair values are d(p), p < n_pairs: pair p = (a, b) with
+// value d costs max(d, 0) for b and max(-d, 0) for a.
+template <typename PairValue>
+inline double unary_sum(const Model& m, int label, PairValue d) {
     double u = 0.0;
     for (int p = 0; p < m.n_pairs; ++p) {
-        const double d = m.unary[static_cast<std::size_t>(p) * n + i];
+        const double v = d(p);
         if (label == m.pairs[2 * p + 1]) {
-            u += d > 0 ? d : 0.0;
+            u += v > 0 ? v : 0.0;
         } else if (label == m.pairs[2 * p]) {
-            u += d < 0 ? -d : 0.0;
+            u += v < 0 ? -v : 0.0;
         }
     }
     return u;
 }
+
+inline double unary_of(const Model& m, std::size_t i, int label, std::size_t n) {
+    return unary_sum(m, label,
+                     [&](int p) { return static_cast<double>(m.unary[static_cast<std::size_t>(p) * n + i]); });
+}
+
+// pairs whose values best_move reads once per voxel into registers (more: read per label)
+constexpr int kMaxLocalPairs = 8;
 
 double energy_of(const Model& m, const std::uint8_t* labels, const std::vector<double>& r, int threads) {
     const Shape s = m.s;
@@ -496,24 +504,14 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             if (z + 1 < shape.nz) ++same[labels[i + plane]];
             const double self = diag[0][z] * diag[1][y] * diag[2][x];
             const double gi = g[i];
-            // the voxel's pair unaries read once (unary_of's sum, in its order, per label)
+            // the voxel's pair values read once, summed per label by unary_sum as unary_of does
             double up[kMaxLocalPairs];
             const bool local = m.n_pairs <= kMaxLocalPairs;
             if (local) {
                 for (int p = 0; p < m.n_pairs; ++p) up[p] = m.unary[static_cast<std::size_t>(p) * n + i];
             }
             auto unary_at = [&](int label) {
-                if (!local) return unary_of(m, i, label, n);
-                double u = 0.0;
-                for (int p = 0; p < m.n_pairs; ++p) {
-                    const double d = up[p];
-                    if (label == m.pairs[2 * p + 1]) {
-                        u += d > 0 ? d : 0.0;
-                    } else if (label == m.pairs[2 * p]) {
-                        u += d < 0 ? -d : 0.0;
-                    }
-                }
-                return u;
+                return local ? unary_sum(m, label, [&](int p) { return up[p]; }) : unary_of(m, i, label, n);
             };
             const double ucur = m.n_pairs ? unary_at(cur) : 0.0;
             int best = cur;

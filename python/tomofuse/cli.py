@@ -33,8 +33,6 @@ class _Bar:
             self._bar = tqdm(total=1000, unit="‰", bar_format="{l_bar}{bar}| {elapsed}", file=self._stream)
         self._t0 = self._last_t = time.monotonic()
         self._last_tenth = -1
-        self._message = ""
-        self._fraction = 0.0
 
     def _describe(self, message: str) -> None:
         if self._bar is not None:
@@ -51,7 +49,6 @@ class _Bar:
             if tenth > self._last_tenth or now - self._last_t >= 60.0:
                 self._write(f"{message}: {100 * fraction:3.0f} %")
                 self._last_tenth, self._last_t = tenth, now
-        self._message, self._fraction = message, fraction
 
     def _write(self, text: str) -> None:
         self._stream.write(f"{text} ({time.monotonic() - self._t0:.0f} s)\n")

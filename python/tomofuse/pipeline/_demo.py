@@ -100,6 +100,8 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
     field, are compared (the exact truth table knows nothing of the pillar's cut).
     """
     from .._phase import Phase
+    from ..segment import confusion_matrix
+    from ..segment import dice as dice_of
 
     seg = _h5(run_dir / "segment" / "segmentation.h5", "labels")
     parts = _h5(run_dir / "particles" / "particles.h5", "particles")
@@ -114,16 +116,11 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
     truth = _place(lab_t, shift, seg.shape, np.uint8(255))
     inside = _place(in_pillar.astype(np.uint8), shift, seg.shape, np.uint8(0)).astype(bool)
     usable = inside & (truth != 255) & (True if valid is None else valid.astype(bool))
-    dice = {}
-    for p in Phase:
-        a, b = (seg == p) & usable, (truth == p) & usable
-        den = a.sum() + b.sum()
-        dice[p.name.lower()] = float(2 * (a & b).sum() / den) if den else math.nan
-    # confusion counts: rows the phantom's phase, columns the segmented one (voxels inside `usable`)
-    n_ph = len(Phase)
-    t_u, s_u = truth[usable].astype(np.int64), seg[usable].astype(np.int64)
-    ok = (t_u < n_ph) & (s_u < n_ph)
-    confusion = np.bincount(t_u[ok] * n_ph + s_u[ok], minlength=n_ph * n_ph).reshape(n_ph, n_ph)
+    # rows the phantom's phase, columns the segmented one, voxels inside `usable` (the fill of
+    # `truth` outside the phantom is never counted)
+    known = np.where(truth == 255, np.uint8(Phase.PORE), truth)
+    confusion = confusion_matrix(seg, known, mask=usable)
+    dice = {p.name.lower(): d for p, d in dice_of(seg, known, mask=usable).items()}
     out = {"shift_voxels": shift, "dice": dice, "confusion": confusion}
     # particles: truth ids wholly inside the pillar and off the faces of the phantom's box (the
     # truth table's touches_border also flags SEI thickness rays leaving the box, which in a thin

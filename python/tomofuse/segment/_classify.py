@@ -58,7 +58,8 @@ from .._progress import Progress, ProgressCallback
 from .._validate import flag, positive_length
 from .._validate import threads as _threads
 from ._cleanup import clean_labels
-from ._fit import FWHM_PER_SIGMA, affine_mixture, blur, fit_levels, fit_psf, measure_noise, sample_blocks
+from ._fit import (FWHM_PER_SIGMA, affine_mixture, blur, distance_transform, fit_levels, fit_psf, measure_noise,
+                   sample_blocks)
 from ._lobes import silicon_lobes
 from ._model import PhaseModel, physical_levels
 from ._result import Segmentation
@@ -286,40 +287,19 @@ def _remove_rims(data: np.ndarray, labels: np.ndarray, levels: np.ndarray) -> in
     return changed
 
 
-def _shift_or(out: np.ndarray, mask: np.ndarray, offset) -> None:
-    """``out |= mask`` shifted by ``offset`` (voxels; nothing enters from outside the volume)."""
-    dst, src = [], []
-    for d, n in zip(offset, mask.shape):
-        if abs(d) >= n:
-            return
-        dst.append(slice(max(d, 0), n + min(d, 0)))
-        src.append(slice(max(-d, 0), n + min(-d, 0)))
-    out[tuple(dst)] |= mask[tuple(src)]
-
-
 def _within(mask: np.ndarray, radius: float) -> np.ndarray:
     """Voxels within Euclidean distance ``radius`` (voxels) of a ``mask`` voxel: the same as
     ``edt.edt(~mask) <= radius`` (distances between voxel centers, none from outside the
-    volume), as a dilation by the ball of integer offsets -- its central cube separably, the
-    rest shift by shift; several times faster than the distance transform for a radius of a
-    few voxels."""
-    r2 = float(radius) ** 2 + 1e-9
+    volume), as a dilation by the ball of integer offsets (4-5x faster than the distance
+    transform for a radius of a few voxels)."""
+    from scipy import ndimage
+
     reach = int(math.floor(radius + 1e-9))
-    cube = int(math.floor(math.sqrt(r2 / 3.0)))  # every offset of this cube lies in the ball
-    out = mask.copy()
-    for axis in range(3):
-        src = out.copy()
-        for d in range(1, cube + 1):
-            for sgn in (d, -d):
-                off = [0, 0, 0]
-                off[axis] = sgn
-                _shift_or(out, src, off)
-    for dz in range(-reach, reach + 1):
-        for dy in range(-reach, reach + 1):
-            for dx in range(-reach, reach + 1):
-                if max(abs(dz), abs(dy), abs(dx)) > cube and dz * dz + dy * dy + dx * dx <= r2:
-                    _shift_or(out, mask, (dz, dy, dx))
-    return out
+    if reach < 1:
+        return mask.copy()
+    d = np.arange(-reach, reach + 1)
+    ball = d[:, None, None] ** 2 + d[None, :, None] ** 2 + d[None, None, :] ** 2 <= float(radius) ** 2 + 1e-9
+    return ndimage.binary_dilation(mask, structure=ball)
 
 
 def _shell_moves(data, labels, levels32, sigma, pairs, unary, weight, smooth, *, phases, max_distance, threads):
@@ -350,17 +330,22 @@ def _shell_moves(data, labels, levels32, sigma, pairs, unary, weight, smooth, *,
                                  data_weight=weight, smoothness=smooth, threads=threads))
 
 
+def _pad_to_lattice(a: np.ndarray, f: int, origin=(0, 0, 0)) -> np.ndarray:
+    """``a`` (starting at ``origin`` of the whole volume's lattice of ``f``-cubes) edge-padded to
+    whole cubes of that lattice."""
+    pre = [int(o) % f for o in origin]
+    shape = [-(-(n + p) // f) * f for n, p in zip(a.shape, pre)]
+    return np.pad(a, [(p, s_ - n - p) for s_, n, p in zip(shape, a.shape, pre)], mode="edge")
+
+
 def _downsample(a: np.ndarray, f: int, origin=(0, 0, 0)) -> np.ndarray:
     """Means over the ``f``-cubes of the whole volume's lattice (``a`` starts at ``origin`` of it;
     edge-replicated where a cube sticks out of ``a``), summed in a fixed order so that a
     cube's mean does not depend on where ``a`` was cut."""
     if f == 1:
         return a.astype(np.float32)
-    pre = [int(o) % f for o in origin]
-    shape = [-(-(n + p) // f) * f for n, p in zip(a.shape, pre)]
-    pad = [(p, s_ - n - p) for s_, n, p in zip(shape, a.shape, pre)]
-    b = np.pad(a.astype(np.float32), pad, mode="edge")
-    acc = np.zeros([n // f for n in shape], np.float32)
+    b = _pad_to_lattice(a.astype(np.float32), f, origin)
+    acc = np.zeros([n // f for n in b.shape], np.float32)
     for i in range(f):
         for j in range(f):
             for k in range(f):
@@ -374,11 +359,8 @@ def _phase_fractions(labels: np.ndarray, f: int, n_phases: int, origin=(0, 0, 0)
     instead of a float copy and a padded copy of the volume per phase."""
     if f == 1:
         return [(labels == k).astype(np.float32) for k in range(n_phases)]
-    pre = [int(o) % f for o in origin]
-    shape = [-(-(n + p) // f) * f for n, p in zip(labels.shape, pre)]
-    pad = [(p, s_ - n - p) for s_, n, p in zip(shape, labels.shape, pre)]
-    b = np.pad(labels, pad, mode="edge")
-    counts = [np.zeros([n // f for n in shape], np.uint8) for _ in range(n_phases)]  # f^3 <= 64 fits
+    b = _pad_to_lattice(labels, f, origin)
+    counts = [np.zeros([n // f for n in b.shape], np.uint8) for _ in range(n_phases)]  # f^3 <= 64 fits
     for i in range(f):
         for j in range(f):
             for k in range(f):
@@ -434,10 +416,8 @@ def _icm_round(data, labels, lev32, weight, sig, noise, corr, levels, *, main, u
         info["rim_voxels"] = _remove_rims(data, labels, levels[main])
     allowed = np.full(labels.shape, allowed_bits, np.uint8)
     if cycled:
-        import edt
-
         # distances in voxels (exact integers under the root): the same in a block and the whole
-        far = edt.edt((labels != SILICON).view(np.uint8), parallel=max(threads, 1)) > sei_max  # uint8: faster
+        far = distance_transform(labels != SILICON, threads=threads) > sei_max
         allowed[far] &= np.uint8(~(1 << SEI) & 0xFF)
         del far
     pairs = unary = None

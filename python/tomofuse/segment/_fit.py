@@ -22,6 +22,15 @@ __all__ = ["affine_mixture", "blur", "fit_levels", "fit_psf", "measure_noise", "
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
+def distance_transform(mask: np.ndarray, *, threads: int = 1) -> np.ndarray:
+    """Euclidean distance (voxels, float32) of every True voxel of a bool ``mask`` to the nearest
+    False one (``edt.edt``).  The mask goes in as uint8: edt's bool path is 2-4x slower for the
+    same distances."""
+    import edt
+
+    return edt.edt(np.ascontiguousarray(mask, dtype=bool).view(np.uint8), parallel=max(int(threads), 1))
+
+
 def blur(volume: np.ndarray, sigma_vox, *, adjoint: bool = False, threads: int = 0) -> np.ndarray:
     """The core's separable Gaussian (edge-replicated) of a float32 volume; sigma in voxels (z, y, x)."""
     s = tuple(float(x) for x in np.broadcast_to(np.asarray(sigma_vox, dtype=np.float64), (3,)))

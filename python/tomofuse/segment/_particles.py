@@ -20,6 +20,7 @@ import numpy as np
 from .._phase import Phase
 from .._validate import positive_length
 from .._validate import threads as _threads
+from ._fit import distance_transform
 
 __all__ = ["label_particles", "NECK_RATIO", "MIN_PEAK_HEIGHT"]
 
@@ -144,7 +145,6 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
         Particle ids 1..n in the order of their first voxel (raster order), 0 elsewhere.
     """
     import cc3d
-    import edt
 
     lab = _check_labels(labels)
     v = positive_length(voxel_size, "voxel_size")
@@ -167,7 +167,7 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
     comp = cc3d.connected_components(mask, connectivity=26)
     stats = cc3d.statistics(comp)
     boxes = stats["bounding_boxes"]
-    dt = edt.edt(mask.view(np.uint8), parallel=par) if split else None  # uint8: edt's bool path is slower
+    dt = distance_transform(mask, threads=par) if split else None
     next_id = 1
     min_vox = 0 if min_volume is None else min_volume / v ** 3
     for c in range(1, len(boxes)):

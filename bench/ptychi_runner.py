@@ -3,7 +3,9 @@
 Input: an .npz from ``bench/ptycho_case.py`` (keys ``intensities`` (K, N, N) float32 with the
 zero frequency at the pattern center, ``positions_px`` (K, 2) (y, x) in object pixels relative to
 the object's center index (H // 2, W // 2), ``probe`` (N, N) complex initial probe centered at
-N // 2, ``object_shape``, ``truth`` (H, W) complex and ``mask`` (H, W) bool).
+N // 2, ``object_shape``, ``truth`` (H, W) complex and ``mask`` (H, W) bool), or a member of
+``bench/ptycho_family.py`` (the same keys; the object shape is the truth's and the number of
+incoherent probe modes is the member's ``params["modes"]`` unless ``--modes`` says otherwise).
 
 Runs, each in a fresh child process (so that its peak RSS is its own), with torch on the CPU
 and ``torch.set_num_threads(--threads)``:
@@ -113,6 +115,11 @@ def _ensure_torchvision_blur() -> None:
     sys.modules["torchvision.transforms"] = tr
 
 
+def _object_shape(case) -> tuple[int, int]:
+    shape = case["object_shape"] if "object_shape" in case else case["truth"].shape
+    return int(shape[0]), int(shape[1])
+
+
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -120,7 +127,7 @@ def _rss_mib() -> float:
 def _options(api, algo: str, case: dict, epochs: int, args):
     import numpy as np
 
-    h, w = (int(v) for v in case["object_shape"])
+    h, w = _object_shape(case)
     n = case["intensities"].shape[-1]
     if algo == "dm":
         opts = api.DMOptions()
@@ -181,7 +188,7 @@ def child(args) -> dict:
     z = np.load(args.case)
     case = {k: z[k] for k in z.files}
     truth, mask = case["truth"], case["mask"].astype(bool)
-    h, w = (int(v) for v in case["object_shape"])
+    h, w = _object_shape(case)
     inten = case["intensities"].astype(np.float32)
     case["intensities"] = inten
     n = inten.shape[-1]
@@ -189,10 +196,14 @@ def child(args) -> dict:
     mean_counts = float(inten.sum(axis=(1, 2)).mean())
     probe = probe * np.float32(np.sqrt(mean_counts / (n * n * float(np.sum(np.abs(probe) ** 2)))))
     obj0 = np.ones((1, h, w), dtype=np.complex64)
-    probe0 = probe[None, None]
+    modes = args.modes or (json.loads(str(case["params"]))["modes"] if "params" in case else 1)
+    probe0 = np.repeat(probe[None, None], modes, axis=1)
+    if modes > 1:  # pty-chi's own initialization of the incoherent modes (Hermite modes, 2 % of the power each)
+        from ptychi.utils import orthogonalize_initial_probe
+        probe0 = orthogonalize_initial_probe(torch.from_numpy(probe0)).numpy().astype(np.complex64)
     rss_before = _rss_mib()
     out = {"algo": args.algo, "threads": args.threads, "case": os.path.basename(args.case),
-           "object_shape": [h, w], "probe_n": n, "positions": int(inten.shape[0]),
+           "object_shape": [h, w], "probe_n": n, "probe_modes": int(modes), "positions": int(inten.shape[0]),
            "ptychi": getattr(ptychi, "__version__", None) or _dist_version("ptychi"),
            "torch": torch.__version__, "probe_refined": not args.fix_probe, "rss_before_mib": round(rss_before, 1)}
     stages = [("dm", args.dm)] if args.algo == "dm" else [("lsqml", args.ml)] if args.algo == "lsqml" \
@@ -235,6 +246,7 @@ def main(argv=None) -> None:
     ap.add_argument("--warmup", type=int, default=3, help="iterations left out of the median")
     ap.add_argument("--dm-chunk", type=int, default=32, help="DM chunk_length (memory/speed only)")
     ap.add_argument("--ml-batch", type=int, default=100, help="LSQML batch_size (pty-chi default 100)")
+    ap.add_argument("--modes", type=int, default=0, help="incoherent probe modes (0: the case's, else 1)")
     ap.add_argument("--fix-probe", action="store_true", help="keep the initial probe (default: refine it)")
     ap.add_argument("--save-object", default=None, help="prefix: save final objects as PREFIX_ALGO_STAGE.npy")
     ap.add_argument("--algo", help=argparse.SUPPRESS)  # internal: run one algorithm in this process

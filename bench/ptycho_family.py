@@ -267,6 +267,33 @@ def run_member(case: dict, *, dm_iters: int = 800, ml_iters: int = 800, threads:
             "ml_iterations": len(r.errors[-1][1]) if ml_iters else 0}
 
 
+def run_ptychi(d: Path, members, *, python: str, algos: str, dm: int, ml: int, threads: int) -> None:
+    """pty-chi's DM, LSQML and DM -> LSQML on the members' files, each result a row of ``runs.jsonl`` tagged
+    ``ptychi-<algo>`` (the error after the last stage in ``final``, per stage in ``marks``)."""
+    import subprocess
+
+    runner = Path(__file__).with_name("ptychi_runner.py")
+    for i in members:
+        cmd = [python, str(runner), str(d / f"m{i:02d}.npz"), "--dm", str(dm), "--ml", str(ml),
+               "--threads", str(threads), "--algos", algos]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True)
+        for res in json.loads(proc.stdout.strip().splitlines()[-1])["results"]:
+            if "error" in res:
+                print(f"ptychi-{res['algo']} m{i:02d}: {res['error']}", flush=True)
+                continue
+            stages = [k for k in ("dm", "lsqml") if k in res]
+            marks = {f"{k}{res[k]['iterations']}": res[k]["object_error"] for k in stages}
+            row = {"tag": f"ptychi-{res['algo']}", "member": i, "marks": marks,
+                   "final": res[stages[-1]]["object_error"],
+                   "seconds": sum(res[k]["total_s"] for k in stages), "ptychi": res["ptychi"],
+                   "torch": res["torch"], "probe_modes": res["probe_modes"],
+                   "s_per_iter": {k: res[k]["s_per_iter"] for k in stages}}
+            with open(d / "runs.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"{row['tag']} m{i:02d}: " + " ".join(f"{k}={v:.3f}" for k, v in marks.items()) +
+                  f" ({row['seconds']:.0f} s)", flush=True)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -281,11 +308,19 @@ def main(argv=None) -> None:
     r.add_argument("--ml", type=int, default=800)
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--options", default="{}", help="JSON: subpixel_steps, dm={...}, ml={...}, refine_positions")
+    p = sub.add_parser("ptychi", help="pty-chi on the same files (bench/ptychi_runner.py in a venv with torch)")
+    p.add_argument("dir")
+    p.add_argument("--python", default=sys.executable, help="interpreter with ptychi, torch and tomofuse")
+    p.add_argument("--members", default=f"0-{MEMBERS - 1}")
+    p.add_argument("--algos", default="dm,lsqml,dm+lsqml")
+    p.add_argument("--dm", type=int, default=200)
+    p.add_argument("--ml", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1)
     t = sub.add_parser("table")
     t.add_argument("dir")
     args = ap.parse_args(argv)
     d = Path(args.dir)
-    if args.cmd in ("build", "run"):
+    if args.cmd in ("build", "run", "ptychi"):
         lo, _, hi = args.members.partition("-")
         members = range(int(lo), int(hi or lo) + 1)
     if args.cmd == "build":
@@ -317,6 +352,9 @@ def main(argv=None) -> None:
                 f.write(json.dumps(res) + "\n")
             marks = " ".join(f"{k}={v:.3f}" for k, v in res["marks"].items())
             print(f"{args.tag} m{i:02d}: {marks} final={res['final']:.3f} ({res['seconds']:.0f} s)", flush=True)
+        return
+    if args.cmd == "ptychi":
+        run_ptychi(d, members, python=args.python, algos=args.algos, dm=args.dm, ml=args.ml, threads=args.threads)
         return
     rows = [json.loads(line) for line in open(d / "runs.jsonl")]
     tags = list(dict.fromkeys(r["tag"] for r in rows))

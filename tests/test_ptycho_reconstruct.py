@@ -107,11 +107,12 @@ def test_acceptance_object_error_and_monotone_errors(small_case):
     assert np.all(np.diff(ml_err) <= 0)  # ML: the objective (Poisson NLL + prior) never increases
     plain = _run(small_case, (("dm", 100), ("ml", 30)), ml=ptycho.MLOptions(smoothness=0.0))
     assert np.all(np.diff(plain.errors[1][1]) <= 0)  # without the prior: the Poisson NLL itself
-    # More iterations keep improving the object (measured: DM 0.274 / 0.23 after 20 / 60;
-    # DM + ML 0.088 after 100 + 100 and 200 + 200, 0.088 after 300 + 300).
+    # More iterations do not make the object worse, within issue 15's 2 % between checkpoints (measured with
+    # the default position refinement: DM 0.266 / 0.205 after 20 / 60; DM + ML 0.0596 / 0.0604 / 0.0599 after
+    # 100 + 100 / 200 + 200 / 300 + 300; without it 0.0595 / 0.0600 / 0.0599).
     assert _error(small_case, _run(small_case, (("dm", 60),))) < e20
     longer = _run(small_case, (("dm", 200), ("ml", 200)))
-    assert _error(small_case, longer) <= e200 * 1.01
+    assert _error(small_case, longer) <= e200 * 1.02
 
 
 def test_checkpoint_resume_is_bit_exact(tmp_path):
@@ -226,6 +227,31 @@ def test_position_refinement_recovers_perturbed_positions(blob_case):
     assert out[False][1] == pytest.approx(start)  # positions untouched without refinement
     assert out[True][1] < 0.8 * start  # measured 1.24 -> 0.88 px rms (bilinear model: 0.66)
     assert out[True][0] < 0.85 * out[False][0]  # measured 0.28 -> 0.18 (bilinear model: 0.30 -> 0.20)
+
+
+@pytest.mark.parametrize("subpixel_steps,modes", [(8, 1), (8, 2), (0, 2)])
+def test_position_step_equals_the_whole_array_reference(blob_case, subpixel_steps, modes):
+    """The chunked normal equations of the position refinement against the same equations written out over
+    whole arrays (``_refine_positions_reference``), on exit waves that disagree with ``P o``."""
+    from tomofuse import _core
+    from tomofuse.ptycho import _reconstruct
+
+    c = blob_case
+    rng = np.random.default_rng(3)
+    n = c["probe"].shape[0]
+    probe = np.stack([c["probe"] * (1.0 if m == 0 else 0.3 * (m + 1)) for m in range(modes)]).astype(np.complex64)
+    probe[1:] *= np.exp(1j * rng.uniform(0, 6, (modes - 1, n, n))).astype(np.complex64)
+    obj = (c["obj"] * np.exp(0.1j * rng.standard_normal(c["shape"]))).astype(np.complex64)
+    pos = c["pos"] + rng.uniform(-0.5, 0.5, c["pos"].shape)
+    scan = _core.PtychoScan(n, modes, c["shape"], pos, subpixel_steps=subpixel_steps)
+    exit_ = np.empty((len(pos), modes, n, n), np.complex64)
+    scan.exit_waves(obj, probe, exit_, threads=1)
+    exit_ = np.fft.ifft2(np.fft.fft2(exit_) * np.exp(0.2j * rng.standard_normal((n, n)))).astype(np.complex64)
+    want = _reconstruct._refine_positions_reference(scan, obj, probe, exit_, pos, max_step=10.0)
+    for chunk in (1, 7, 1000):
+        got = _reconstruct._refine_positions(scan, obj, probe, exit_, pos, max_step=10.0, chunk=chunk)
+        assert np.abs(got - pos).max() > 1e-3  # the residual moves the positions
+        np.testing.assert_allclose(got - pos, want - pos, rtol=0, atol=1e-5 * np.abs(want - pos).max())
 
 
 def test_mixed_state_probe_recovers_an_incoherent_mode(blob_case):

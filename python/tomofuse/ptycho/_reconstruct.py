@@ -195,26 +195,70 @@ def orthogonalize_modes(probe: np.ndarray, *waves: np.ndarray) -> np.ndarray:
     return u
 
 
-def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float) -> np.ndarray:
+def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float, chunk: int = 32) -> np.ndarray:
     """Least-squares position update from the residual between exit waves and ``P o_k``.
 
     Linearizes the exit wave in the position (``P (o_k + dy d_y o_k + dx d_x o_k)`` for
     the bilinear model, ``(P_k - dy d_y P_k - dx d_x P_k) o_k`` for shifted probes ``P_k``)
-    and solves the 2 x 2 normal
-    equations per pattern; the mean shift (a translation of the whole
-    object, not observable) is removed and steps are clipped to ``max_step``.
+    and solves the 2 x 2 normal equations per pattern; the mean shift (a translation of the
+    whole object, not observable) is removed and steps are clipped to ``max_step``.
+
+    The normal equations' sums over modes are formed once per probe bin (shifted probes) and the
+    residual per block of ``chunk`` patterns, so no array of all patterns' modes is made beyond
+    the exit waves themselves; sums over pixels are in double precision.  Same equations as
+    :func:`_refine_positions_reference`.
     """
+    o_all = scan.object_windows(obj)  # (K, N, N)
+    shifted = scan.shifted_probes(probe)  # (bins, modes, N, N)
+    bins = np.asarray(scan.bins)
+    k = o_all.shape[0]
+    a11, a12, a22, b1, b2 = (np.empty(k) for _ in range(5))
+    shifted_model = scan.subpixel_steps > 0
+    if shifted_model:
+        # the probe moves over the fixed whole-pixel crop: d psi / d p = -grad(P_shifted) o
+        gy, gx = np.gradient(shifted, axis=(2, 3))
+        gyy = np.sum(np.abs(gy) ** 2, axis=1, dtype=np.float64)
+        gxx = np.sum(np.abs(gx) ** 2, axis=1, dtype=np.float64)
+        gyx = np.sum(np.conj(gy).astype(np.complex128) * gx, axis=1)
+    else:
+        power = np.sum(np.abs(shifted[0]) ** 2, axis=0, dtype=np.float64)  # the one probe, all modes
+    for lo in range(0, k, chunk):
+        sl = slice(lo, min(k, lo + chunk))
+        o, b = o_all[sl], bins[sl]
+        r = exit_[sl] - shifted[b] * o[:, None]  # (c, modes, N, N) residual
+        if shifted_model:
+            o2 = np.abs(o).astype(np.float64) ** 2
+            a11[sl] = np.sum(o2 * gyy[b], axis=(1, 2))
+            a22[sl] = np.sum(o2 * gxx[b], axis=(1, 2))
+            a12[sl] = np.sum(o2 * gyx[b].real, axis=(1, 2))
+            sy = np.einsum("kmyx,kmyx->kyx", np.conj(gy[b]), r)
+            sx = np.einsum("kmyx,kmyx->kyx", np.conj(gx[b]), r)
+            co = -np.conj(o).astype(np.complex128)
+            b1[sl] = np.real(np.sum(co * sy, axis=(1, 2)))
+            b2[sl] = np.real(np.sum(co * sx, axis=(1, 2)))
+        else:
+            # the object window moves under the probe: d psi / d p = P grad(o)
+            oy, ox = (g.astype(np.complex128) for g in np.gradient(o, axis=(1, 2)))
+            a11[sl] = np.sum(np.abs(oy) ** 2 * power, axis=(1, 2))
+            a22[sl] = np.sum(np.abs(ox) ** 2 * power, axis=(1, 2))
+            a12[sl] = np.sum(np.real(np.conj(oy) * ox) * power, axis=(1, 2))
+            s = np.einsum("myx,kmyx->kyx", np.conj(shifted[0]), r)
+            b1[sl] = np.real(np.sum(np.conj(oy) * s, axis=(1, 2)))
+            b2[sl] = np.real(np.sum(np.conj(ox) * s, axis=(1, 2)))
+    return _position_step(positions, a11, a12, a22, b1, b2, max_step=max_step)
+
+
+def _refine_positions_reference(scan, obj, probe, exit_, positions, *, max_step: float) -> np.ndarray:
+    """:func:`_refine_positions` written out over whole arrays (slow, obvious; for the tests)."""
     o = scan.object_windows(obj)
     seen = scan.shifted_probes(probe)[scan.bins]  # (K, modes, N, N): the probe each pattern sees
     phi = seen * o[:, None]
     r = exit_ - phi
     if scan.subpixel_steps > 0:
-        # the probe moves over the fixed whole-pixel crop: d psi / d p = -grad(P_shifted) o
         gy, gx = np.gradient(seen, axis=(2, 3))
         py = -gy * o[:, None]
         px = -gx * o[:, None]
     else:
-        # the object window moves under the probe: d psi / d p = P grad(o)
         gy, gx = np.gradient(o, axis=(1, 2))
         py = seen * gy[:, None]
         px = seen * gx[:, None]
@@ -222,13 +266,17 @@ def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float) ->
     def dot(a, b):
         return np.real(np.sum(np.conj(a).astype(np.complex128) * b, axis=(1, 2, 3)))
 
-    a11, a12, a22 = dot(py, py), dot(py, px), dot(px, px)
-    b1, b2 = dot(py, r), dot(px, r)
+    return _position_step(positions, dot(py, py), dot(py, px), dot(px, px), dot(py, r), dot(px, r),
+                          max_step=max_step)
+
+
+def _position_step(positions, a11, a12, a22, b1, b2, *, max_step: float) -> np.ndarray:
+    """Positions moved by the solutions of the per-pattern 2 x 2 normal equations, mean removed, clipped."""
     with np.errstate(over="ignore", invalid="ignore"):
         det = a11 * a22 - a12 * a12
         ok = np.isfinite(det) & np.isfinite(b1) & np.isfinite(b2) & (det > 1e-12 * np.maximum(a11 * a22, 1e-30))
-    dy = np.where(ok, (a22 * b1 - a12 * b2) / np.where(ok, det, 1), 0.0)
-    dx = np.where(ok, (a11 * b2 - a12 * b1) / np.where(ok, det, 1), 0.0)
+        dy = np.where(ok, (a22 * b1 - a12 * b2) / np.where(ok, det, 1), 0.0)
+        dx = np.where(ok, (a11 * b2 - a12 * b1) / np.where(ok, det, 1), 0.0)
     step = np.stack([dy, dx], axis=1)
     step[~np.all(np.isfinite(step), axis=1)] = 0.0  # a diverged exit wave does not move its position
     step -= step.mean(axis=0)
@@ -415,7 +463,7 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
                 mask: Optional[np.ndarray] = None,
                 dm: DMOptions = DMOptions(),
                 ml: MLOptions = MLOptions(),
-                refine_positions: Union[bool, PositionRefinement] = False,
+                refine_positions: Union[bool, PositionRefinement] = True,
                 checkpoint: Optional[str | os.PathLike] = None,
                 checkpoint_every: int = 50,
                 callback: Optional[ProgressCallback] = None,
@@ -478,8 +526,14 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
         Maximum-likelihood options (smoothness prior, probe refinement).
     refine_positions : bool or PositionRefinement
         Refine the positions during DM: a :class:`PositionRefinement` (when,
-        how often, largest step), True for its defaults, False (default) for
-        none.
+        how often, largest step), True (default) for its defaults, False for
+        none.  On by default: scan positions are rarely known to better than
+        a pixel, and on the robustness family of ``bench/ptycho_family.py``
+        (position errors 0-2 px) it lowered the object error after DM 100 +
+        ML 100 from 1.23 to 0.41 on the member with 1.5 px errors and 52 %
+        overlap, and changed the others by -0.014 to +0.010; on the real
+        Velociprobe scan the half-scan Fourier ring resolution and noise were
+        unchanged within 4 %.  Costs about 5 % of the DM time.
     checkpoint : path, optional
         HDF5 file written atomically every ``checkpoint_every`` iterations and
         at the end of each stage. If it exists, the run resumes from it and

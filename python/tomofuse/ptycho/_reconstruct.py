@@ -615,6 +615,8 @@ class _Run:
                        "seed": self.seed, "ml_update_probe": bool(ml.update_probe),
                        "fourier_bound": float(dm.fourier_bound), "fourier_bound_ramp": dm.fourier_bound_ramp,
                        "ml_smoothness": float(ml.smoothness)}
+        if ml.smoothness_counts:  # absent when 0 (the weight before the option existed): older checkpoints resume
+            self.params["ml_smoothness_counts"] = float(ml.smoothness_counts)
         if dm.defocus_search is not None:  # absent at its default, so that older checkpoints still resume
             self.params["defocus_search"] = dm.defocus_search
         # only a checkpoint needs it (hashing every pattern is not free, and the defocus search makes 7 runs)
@@ -787,7 +789,9 @@ class _Run:
         else:
             ill = self.scan.illumination(self.probe, threads=self.threads)
             lit = ill[ill > 0.1 * ill.max()]
-            mu = float(ml.smoothness) * float(lit.mean()) if lit.size else 0.0
+            dose = float(lit.mean()) if lit.size else 0.0
+            mu = float(ml.smoothness) * dose + float(ml.smoothness_counts)
+            logger.info("ml: illumination %.4g photons per object pixel, prior weight %.4g", dose, mu)
         self.scan.ml_iteration(self.data, self.valid, self.obj, self.probe, state, far, chi, start=True,
                                smoothness=mu, update_probe=bool(ml.update_probe), workspace=work,
                                threads=self.threads)

@@ -256,9 +256,9 @@ def _run_child(argv: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _run_ptychi(cache: str, iters: int, threads: int, algos: str, warmup: int = 2) -> dict:
+def _run_ptychi(cache: str, iters: int, threads: int, algos: str, warmup: int = 2, python: str = sys.executable) -> dict:
     env = dict(os.environ, OMP_WAIT_POLICY="passive")
-    cmd = [sys.executable, str(HERE / "ptychi_runner.py"), cache, "--dm", str(iters), "--ml", str(iters),
+    cmd = [python, str(HERE / "ptychi_runner.py"), cache, "--dm", str(iters), "--ml", str(iters),
            "--threads", str(threads), "--algos", algos, "--warmup", str(warmup)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -303,6 +303,8 @@ def main(argv=None) -> None:
     ap.add_argument("--fft-repeat", type=int, default=7)
     ap.add_argument("--ptychi-threads", default="2,1")
     ap.add_argument("--skip-ptychi", action="store_true")
+    ap.add_argument("--ptychi-python", default=sys.executable,
+                    help="interpreter with ptychi and CPU torch (a venv of its own; tomofuse importable)")
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--json", default=None, help="also write the JSON dump here")
     # internal (child processes)
@@ -349,7 +351,7 @@ def main(argv=None) -> None:
     if not args.skip_ptychi:
         for t in [int(v) for v in args.ptychi_threads.split(",") if v]:
             try:
-                out = _run_ptychi(args.cache, args.iters, t, "dm,lsqml", args.warmup)
+                out = _run_ptychi(args.cache, args.iters, t, "dm,lsqml", args.warmup, python=args.ptychi_python)
                 res["ptychi"].extend(out["results"])
                 print(f"ptychi t={t} done", file=sys.stderr, flush=True)
             except RuntimeError as err:
@@ -362,7 +364,7 @@ def main(argv=None) -> None:
             print(f"quality {label}: {res['quality'][label]['object_error']:.3f}", file=sys.stderr, flush=True)
         if not args.skip_ptychi:
             try:
-                out = _run_ptychi(small_cache, 20, 2, "dm", args.warmup)
+                out = _run_ptychi(small_cache, 20, 2, "dm", args.warmup, python=args.ptychi_python)
                 res["quality"]["ptychi_dm20"] = out["results"][0]
             except RuntimeError as err:
                 res["quality"]["ptychi_dm20"] = {"error": str(err)[-500:]}

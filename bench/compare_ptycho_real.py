@@ -80,7 +80,7 @@ def run_ptychi(python: str, patterns, positions, probe, shape, algo: str, dm: in
         for h in (0, 1):
             case = Path(tmp) / f"half{h}.npz"
             np.savez(case, intensities=patterns[h::2], positions_px=positions[h::2], probe=probe,
-                     object_shape=np.array(shape), truth=np.ones(shape, np.complex64), mask=np.ones(shape, bool))
+                     object_shape=np.array(shape))
             prefix = str(Path(tmp) / f"obj{h}")
             iters = ["--dm", str(dm), "--ml", str(ml)] if algo == "dm+lsqml" else ["--ml", str(dm + ml)]
             cmd = [python, str(HERE / "ptychi_runner.py"), str(case), *iters, "--threads", str(threads),

@@ -21,7 +21,8 @@ Runs (one after the other, ``--threads`` each):
   ``ptychi``, CPU ``torch`` and tomofuse): DM ``--dm`` then LSQML ``--ml`` (``dm+lsqml``), and
   LSQML alone for ``--dm + --ml`` iterations (``lsqml``), pty-chi's defaults otherwise.
 
-Run from the repository root (the pty-chi runs are skipped without ``--python``)::
+The data are read by ``tests/realdata.py`` (the tests' reader), from ``../shared/realdata`` next to
+the repository.  Run from the repository root (the pty-chi runs are skipped without ``--python``)::
 
     python bench/compare_ptycho_real.py --python /path/to/ptychi-venv/bin/python [--dm 100 --ml 50]
 
@@ -31,8 +32,6 @@ One JSON line per run on stdout, then a table.
 from __future__ import annotations
 
 import argparse
-import bz2
-import io
 import json
 import subprocess
 import sys
@@ -45,17 +44,8 @@ import numpy as np
 from tomofuse import ptycho
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "realdata" / "velociprobe-siemens-star" / "siemens-star-small.npz.bz2"
-
-
-def load(path: Path):
-    """(patterns (K, N, N) float32 zero frequency at the center, positions (K, 2) about their mean, probe (N, N))."""
-    with bz2.open(path) as f:
-        d = np.load(io.BytesIO(f.read()))
-        patterns = np.fft.fftshift(d["data"][0], axes=(-2, -1)).astype(np.float32)
-        positions = d["scan"][0].astype(np.float64)
-        probe = d["probe"][0, 0, 0, 0].astype(np.complex64)
-    return patterns, positions - positions.mean(axis=0), probe
+sys.path.insert(0, str(HERE.parent / "tests"))
+from realdata import velociprobe_scan  # noqa: E402  (the tests' reader: the file's layout in one place)
 
 
 def unshared_noise(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
@@ -98,13 +88,12 @@ def run_ptychi(python: str, patterns, positions, probe, shape, algo: str, dm: in
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--python", default=None, help="interpreter with ptychi and CPU torch (omit: tomofuse only)")
     ap.add_argument("--dm", type=int, default=100)
     ap.add_argument("--ml", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    patterns, positions, probe = load(Path(args.data))
+    patterns, positions, probe = velociprobe_scan()
     shape = ptycho.default_object_shape(positions, patterns.shape[1])
     halves, seconds = [], []
     for h in (0, 1):

@@ -33,7 +33,10 @@ Run from the repository root (niced, one at a time on a shared machine)::
     python bench/ptycho_family.py build /tmp/pfam            # 12 members -> /tmp/pfam/m00.npz ...
     python bench/ptycho_family.py run /tmp/pfam --tag defaults [--members 0-11] [--dm 800 --ml 800]
 
-and ``python bench/ptycho_family.py table /tmp/pfam`` prints every recorded run side by side.
+``python bench/ptycho_family.py ptychi /tmp/pfam --python VENV/bin/python`` runs pty-chi's DM and
+LSQML on the same files (``bench/ptychi_runner.py`` in a venv with ``ptychi``, CPU ``torch`` and
+tomofuse importable), and ``python bench/ptycho_family.py table /tmp/pfam`` prints every recorded
+run side by side.
 """
 
 from __future__ import annotations

@@ -257,13 +257,10 @@ def _run_child(argv: list[str]) -> dict:
 
 
 def _run_ptychi(cache: str, iters: int, threads: int, algos: str, warmup: int = 2, python: str = sys.executable) -> dict:
-    env = dict(os.environ, OMP_WAIT_POLICY="passive")
-    cmd = [python, str(HERE / "ptychi_runner.py"), cache, "--dm", str(iters), "--ml", str(iters),
-           "--threads", str(threads), "--algos", algos, "--warmup", str(warmup)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"ptychi_runner failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    import ptychi_runner
+
+    return ptychi_runner.invoke(cache, python=python, threads=threads, dm=iters, ml=iters, algos=algos,
+                                warmup=warmup)
 
 
 # ----------------------------------------------------------------------------------------------- projection

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,26 +63,25 @@ def unshared_noise(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 
 
 def run_ptychi(python: str, patterns, positions, probe, shape, algo: str, dm: int, ml: int, threads: int):
-    """pty-chi on each half through ``ptychi_runner.py``: (objects, seconds per half, s/iteration per stage)."""
-    objects, seconds, per_iter = [], [], {}
+    """pty-chi on each half through ``ptychi_runner.py``: (objects, seconds per half)."""
+    import ptychi_runner
+
+    objects, seconds = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for h in (0, 1):
             case = Path(tmp) / f"half{h}.npz"
             np.savez(case, intensities=patterns[h::2], positions_px=positions[h::2], probe=probe,
                      object_shape=np.array(shape))
             prefix = str(Path(tmp) / f"obj{h}")
-            iters = ["--dm", str(dm), "--ml", str(ml)] if algo == "dm+lsqml" else ["--ml", str(dm + ml)]
-            cmd = [python, str(HERE / "ptychi_runner.py"), str(case), *iters, "--threads", str(threads),
-                   "--algos", algo, "--save-object", prefix]
-            out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True)
-            res = json.loads(out.stdout.strip().splitlines()[-1])["results"][0]
+            iters = {"dm": dm, "ml": ml} if algo == "dm+lsqml" else {"ml": dm + ml}
+            out = ptychi_runner.invoke(case, python=python, threads=threads, algos=algo, save_object=prefix, **iters)
+            res = out["results"][0]
             if "error" in res:
                 raise RuntimeError(f"pty-chi {algo}: {res['error']}")
             stages = [k for k in ("dm", "lsqml") if k in res]
             seconds.append(sum(res[k]["total_s"] for k in stages))
-            per_iter = {k: res[k]["s_per_iter"] for k in stages}
             objects.append(np.load(f"{prefix}_{algo}_{stages[-1]}.npy"))
-    return objects, seconds, per_iter
+    return objects, seconds
 
 
 def main(argv=None) -> None:
@@ -106,7 +104,7 @@ def main(argv=None) -> None:
     runs = [("tomofuse", f"DM {args.dm} + ML {args.ml}", [r.object for r in halves], seconds)]
     if args.python:
         for algo, label in (("dm+lsqml", f"DM {args.dm} + LSQML {args.ml}"), ("lsqml", f"LSQML {args.dm + args.ml}")):
-            objs, secs, _ = run_ptychi(args.python, patterns, positions, probe, shape, algo, args.dm, args.ml,
+            objs, secs = run_ptychi(args.python, patterns, positions, probe, shape, algo, args.dm, args.ml,
                                        args.threads)
             runs.append(("pty-chi", label, objs, secs))
     rows = []

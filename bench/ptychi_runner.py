@@ -237,6 +237,20 @@ def _dist_version(name):
         return None
 
 
+def invoke(case: str, *, python: str = sys.executable, threads: int = 1, **options) -> dict:
+    """Run this script on ``case`` in ``python`` (an interpreter with ptychi and CPU torch) and return its JSON
+    result; ``options`` are its command-line options by name (``dm=100``, ``algos="dm,lsqml"``,
+    ``save_object=prefix``, ...).  RuntimeError with the end of its stderr when it fails."""
+    cmd = [python, os.path.abspath(__file__), str(case), "--threads", str(threads)]
+    for key, value in options.items():
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    env = dict(os.environ, OMP_WAIT_POLICY="passive")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ptychi_runner failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("case", help=".npz from bench/ptycho_case.py")

@@ -273,14 +273,11 @@ def run_member(case: dict, *, dm_iters: int = 800, ml_iters: int = 800, threads:
 def run_ptychi(d: Path, members, *, python: str, algos: str, dm: int, ml: int, threads: int) -> None:
     """pty-chi's DM, LSQML and DM -> LSQML on the members' files, each result a row of ``runs.jsonl`` tagged
     ``ptychi-<algo>`` (the error after the last stage in ``final``, per stage in ``marks``)."""
-    import subprocess
+    import ptychi_runner
 
-    runner = Path(__file__).with_name("ptychi_runner.py")
     for i in members:
-        cmd = [python, str(runner), str(d / f"m{i:02d}.npz"), "--dm", str(dm), "--ml", str(ml),
-               "--threads", str(threads), "--algos", algos]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True)
-        for res in json.loads(proc.stdout.strip().splitlines()[-1])["results"]:
+        out = ptychi_runner.invoke(d / f"m{i:02d}.npz", python=python, threads=threads, dm=dm, ml=ml, algos=algos)
+        for res in out["results"]:
             if "error" in res:
                 print(f"ptychi-{res['algo']} m{i:02d}: {res['error']}", flush=True)
                 continue

@@ -219,7 +219,7 @@ def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float, ch
         gy, gx = np.gradient(shifted, axis=(2, 3))
         gyy = np.sum(np.abs(gy) ** 2, axis=1, dtype=np.float64)
         gxx = np.sum(np.abs(gx) ** 2, axis=1, dtype=np.float64)
-        gyx = np.sum(np.conj(gy).astype(np.complex128) * gx, axis=1)
+        gyx = np.sum(np.real(np.conj(gy) * gx), axis=1, dtype=np.float64)
     else:
         power = np.sum(np.abs(shifted[0]) ** 2, axis=0, dtype=np.float64)  # the one probe, all modes
     for lo in range(0, k, chunk):
@@ -230,7 +230,7 @@ def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float, ch
             o2 = np.abs(o).astype(np.float64) ** 2
             a11[sl] = np.sum(o2 * gyy[b], axis=(1, 2))
             a22[sl] = np.sum(o2 * gxx[b], axis=(1, 2))
-            a12[sl] = np.sum(o2 * gyx[b].real, axis=(1, 2))
+            a12[sl] = np.sum(o2 * gyx[b], axis=(1, 2))
             sy = np.einsum("kmyx,kmyx->kyx", np.conj(gy[b]), r)
             sx = np.einsum("kmyx,kmyx->kyx", np.conj(gx[b]), r)
             co = -np.conj(o).astype(np.complex128)

@@ -58,6 +58,33 @@ def test_family_member_with_an_aberrated_probe(family_member):
     assert e_dm < 0.70 and e_ml < 0.40 and e_ml < 0.7 * e_dm, (e_dm, e_ml)
 
 
+def test_held_out_patterns_stop_ml_before_it_fits_the_noise():
+    """Member 1 of the robustness family: 85 photons per object pixel, three probe modes, 115 patterns.  ML's
+    probe refinement fits the noise there: with every pattern used the object error after DM 100 + ML 300 is far
+    above its value after ML 100 (measured 3.04 vs 2.12).  Five held-out patterns (MLOptions.holdout, the default)
+    stop ML near the best iterate (measured: stopped at ML 110, the iterate of ML 60 returned, 2.20)."""
+    fam = _load(FAMILY_MODULE, "ptycho_family")
+    case = fam.make_member(1)
+    prm = fam.member_parameters(1)
+    kw = dict(object_shape=case["truth"].shape, probe_modes=prm["modes"], threads=2)
+
+    def error(r):
+        return ptycho.object_error(r.object, case["truth"], mask=case["mask"])
+
+    plain = ptycho.MLOptions(holdout=0.0)
+    short = ptycho.reconstruct(case["intensities"], case["positions_px"], case["probe"],
+                               engines=(("dm", 100), ("ml", 100)), ml=plain, **kw)
+    long_ = ptycho.reconstruct(case["intensities"], case["positions_px"], case["probe"],
+                               engines=(("dm", 100), ("ml", 300)), ml=plain, **kw)
+    held = ptycho.reconstruct(case["intensities"], case["positions_px"], case["probe"],
+                              engines=(("dm", 100), ("ml", 300)), **kw)
+    assert short.held_out is None and long_.held_out is None and held.held_out.sum() == 5
+    assert held.positions_px.shape == case["positions_px"].shape
+    e_short, e_long, e_held = error(short), error(long_), error(held)
+    assert e_long > 1.3 * e_short, (e_short, e_long)  # the case overfits (else the test proves nothing)
+    assert e_held < 1.1 * e_short and len(held.errors[1][1]) < 300, (e_short, e_held, len(held.errors[1][1]))
+
+
 def test_defocus_search_recovers_a_wrong_probe_guess():
     """An initial probe whose beam is 40 % too small (a wrong sample-to-focus distance) and unaberrated, against data
     from an aberrated probe: with the search (the default) DM starts from a refocused probe and ends far better than
@@ -115,16 +142,27 @@ def test_acceptance_object_error_and_monotone_errors(small_case):
     assert _error(small_case, longer) <= e200 * 1.02
 
 
-def test_checkpoint_resume_is_bit_exact(tmp_path):
+# (patterns, ML iterations, held-out patience, interrupts: (progress messages, checkpoint stage, iteration)):
+# 30 patterns hold none out; 120 at 50 photons hold 5 out, whose deviance is lowest at ML 70 and significantly
+# higher from ML 100 on (measured), so ML stops at 110 and returns the iterate of ML 90: the second interrupt
+# (ML 94, checkpoint at 93) falls after it, and the resumed run must take it from the checkpoint with the
+# evaluations so far.
+@pytest.mark.parametrize("count,ml_iters,patience,interrupts", [
+    (30, 6, 50, ((5, 0, 3), (8, 1, 3))),
+    (120, 200, 20, ((5, 0, 3), (98, 1, 93))),
+])
+def test_checkpoint_resume_is_bit_exact(tmp_path, count, ml_iters, patience, interrupts):
     rng = np.random.default_rng(1)
     obj = np.exp(0.5j * rng.uniform(size=(64, 64))).astype(np.complex64)
     yy, xx = np.mgrid[:16, :16] - 8
     probe = np.exp(-(yy ** 2 + xx ** 2) / 12.0).astype(np.complex64)
-    pos = rng.uniform(-18, 17, (30, 2))
-    data = acquire.ptycho_scan(obj, probe, pos, photons=1e5, seed=2)
-    kw = dict(object_shape=(64, 64), engines=(("dm", 7), ("ml", 6)), probe_modes=2,
-              refine_positions=ptycho.PositionRefinement(start=1, interval=2), threads=1, checkpoint_every=3)
+    pos = rng.uniform(-18, 17, (count, 2))
+    data = acquire.ptycho_scan(obj, probe, pos, photons=1e5 if count == 30 else 50, seed=2)
+    kw = dict(object_shape=(64, 64), engines=(("dm", 7), ("ml", ml_iters)), probe_modes=2,
+              refine_positions=ptycho.PositionRefinement(start=1, interval=2), threads=1, checkpoint_every=3,
+              ml=ptycho.MLOptions(holdout_patience=patience))
     whole = ptycho.reconstruct(data, pos, probe, **kw)
+    assert (whole.held_out is None) == (count == 30)
 
     ckpt = tmp_path / "run.h5"
     calls = []
@@ -139,8 +177,8 @@ def test_checkpoint_resume_is_bit_exact(tmp_path):
     import h5py
 
     # Interrupted after DM iteration 5 (checkpoint at DM 3), then, resumed from there, after ML
-    # iteration 4 (DM 4-7, then ML 1-4; checkpoint at ML 3).
-    for n, stage, iteration in ((5, 0, 3), (8, 1, 3)):
+    # iteration 4 (DM 4-7, then ML 1-4; checkpoint at ML 3) or 94 (checkpoint at ML 93).
+    for n, stage, iteration in interrupts:
         calls.clear()
         with pytest.raises(KeyboardInterrupt):
             ptycho.reconstruct(data, pos, probe, checkpoint=ckpt, callback=stop_after(n), **kw)
@@ -153,6 +191,11 @@ def test_checkpoint_resume_is_bit_exact(tmp_path):
     for (na, ea), (nb, eb) in zip(resumed.errors, whole.errors):
         assert na == nb
         np.testing.assert_array_equal(ea, eb)
+    for va, vb in zip(resumed.validation, whole.validation):
+        np.testing.assert_array_equal(va, vb)
+    if whole.held_out is not None:  # stopped by the held-out likelihood, an earlier iterate returned
+        v = whole.validation[1]
+        assert len(whole.errors[1][1]) == v[-1, 0] < ml_iters and v[v[:, 2] > 0][-1, 0] < v[-1, 0]
     # a finished checkpoint returns the result without iterating
     calls.clear()
     again = ptycho.reconstruct(data, pos, probe, checkpoint=ckpt, callback=lambda f, m: calls.append(m), **kw)

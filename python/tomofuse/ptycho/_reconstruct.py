@@ -38,6 +38,31 @@ DEFOCUS_MARGIN = 0.02
 #: DMOptions.defocus_search=None: this many DM iterations per trial when the first DM stage has DEFOCUS_MIN_DM or more.
 DEFOCUS_ITERATIONS = 20
 DEFOCUS_MIN_DM = 100
+#: MLOptions.holdout: held-out likelihood evaluated every this many ML iterations; at least this many
+#: patterns held out, and at most this share of the scan; alignment rounds of their positions at the
+#: start of an ML stage.
+HOLDOUT_INTERVAL = 10
+HOLDOUT_MIN_PATTERNS = 5
+HOLDOUT_MAX_SHARE = 0.05
+HOLDOUT_ALIGN_ROUNDS = 10
+
+
+def held_out(count: int, fraction: float) -> Optional[np.ndarray]:
+    """Which of ``count`` patterns :class:`MLOptions` ``holdout=fraction`` sets aside, or None for none.
+
+    ``max(HOLDOUT_MIN_PATTERNS, floor(fraction * count))`` patterns evenly spread in scan order
+    (every ``count // held``-th, starting half a period in); none when that would be more than
+    ``HOLDOUT_MAX_SHARE`` of the scan.
+    """
+    if fraction <= 0:
+        return None
+    held = max(HOLDOUT_MIN_PATTERNS, int(fraction * count))
+    if held > HOLDOUT_MAX_SHARE * count:
+        return None
+    step = count // held
+    out = np.zeros(count, bool)
+    out[step // 2 + step * np.arange(held)] = True
+    return out
 
 
 @dataclass
@@ -69,6 +94,15 @@ class Reconstruction:
         Summed probe power over the scan, ``sum_k |P|^2`` placed at each
         window; use ``illumination > 0.1 * illumination.max()`` for the
         well-scanned region.
+    held_out : (K,) ndarray of bool, optional
+        The patterns held out of the engines for ML's stopping rule
+        (:class:`MLOptions` ``holdout``); None when none were.
+    validation : list of (E, 3) ndarray
+        Per engine stage (as ``errors``), rows ``(ML iteration, held-out
+        patterns' mean Poisson deviance per valid detector pixel, 1 if the
+        stopping rule took that iterate as its candidate else 0)``; the
+        result of an ML stage is its last candidate.  Empty for DM stages and
+        without held-out patterns.
     """
 
     object: np.ndarray
@@ -76,6 +110,8 @@ class Reconstruction:
     positions_px: np.ndarray
     errors: list = field(default_factory=list)
     illumination: Optional[np.ndarray] = None
+    held_out: Optional[np.ndarray] = None
+    validation: list = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------- checks
@@ -195,13 +231,15 @@ def orthogonalize_modes(probe: np.ndarray, *waves: np.ndarray) -> np.ndarray:
     return u
 
 
-def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float, chunk: int = 32) -> np.ndarray:
+def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float, chunk: int = 32,
+                      remove_mean: bool = True) -> np.ndarray:
     """Least-squares position update from the residual between exit waves and ``P o_k``.
 
     Linearizes the exit wave in the position (``P (o_k + dy d_y o_k + dx d_x o_k)`` for
     the bilinear model, ``(P_k - dy d_y P_k - dx d_x P_k) o_k`` for shifted probes ``P_k``)
     and solves the 2 x 2 normal equations per pattern; the mean shift (a translation of the
-    whole object, not observable) is removed and steps are clipped to ``max_step``.
+    whole object, not observable) is removed (``remove_mean``; not for patterns aligned to an
+    object that stays fixed) and steps are clipped to ``max_step``.
 
     The normal equations' sums over modes are formed once per probe bin (shifted probes) and the
     residual per block of ``chunk`` patterns, so no array of all patterns' modes is made beyond
@@ -245,7 +283,7 @@ def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float, ch
             s = np.einsum("myx,kmyx->kyx", np.conj(shifted[0]), r)
             b1[sl] = np.real(np.sum(np.conj(oy) * s, axis=(1, 2)))
             b2[sl] = np.real(np.sum(np.conj(ox) * s, axis=(1, 2)))
-    return _position_step(positions, a11, a12, a22, b1, b2, max_step=max_step)
+    return _position_step(positions, a11, a12, a22, b1, b2, max_step=max_step, remove_mean=remove_mean)
 
 
 def _refine_positions_reference(scan, obj, probe, exit_, positions, *, max_step: float) -> np.ndarray:
@@ -270,7 +308,7 @@ def _refine_positions_reference(scan, obj, probe, exit_, positions, *, max_step:
                           max_step=max_step)
 
 
-def _position_step(positions, a11, a12, a22, b1, b2, *, max_step: float) -> np.ndarray:
+def _position_step(positions, a11, a12, a22, b1, b2, *, max_step: float, remove_mean: bool = True) -> np.ndarray:
     """Positions moved by the solutions of the per-pattern 2 x 2 normal equations, mean removed, clipped."""
     with np.errstate(over="ignore", invalid="ignore"):
         det = a11 * a22 - a12 * a12
@@ -279,7 +317,8 @@ def _position_step(positions, a11, a12, a22, b1, b2, *, max_step: float) -> np.n
         dx = np.where(ok, (a11 * b2 - a12 * b1) / np.where(ok, det, 1), 0.0)
     step = np.stack([dy, dx], axis=1)
     step[~np.all(np.isfinite(step), axis=1)] = 0.0  # a diverged exit wave does not move its position
-    step -= step.mean(axis=0)
+    if remove_mean:
+        step -= step.mean(axis=0)
     step = np.clip(step, -max_step, max_step)
     return positions + step
 
@@ -480,6 +519,10 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
       Guizar-Sicairos, New J. Phys. 14, 063004 (2012)): preconditioned
       Polak-Ribiere conjugate gradients with the polynomial line search, step
       halved until the likelihood does not decrease (monotone); options in ``ml``.
+      A few patterns (2.5 %, at least 5, in scans of 100 patterns or more) are
+      held out of both engines by default; their likelihood decides when ML
+      stops and which iterate it returns (``MLOptions.holdout``), so that long
+      runs such as the paper's 800 + 800 do not fit the noise.
 
     Both run in the compiled core, with OpenMP over patterns and sums in a
     fixed order (results do not depend on ``threads``).  Sub-pixel positions
@@ -584,7 +627,11 @@ class _Run:
         self.checkpoint_every = check.integer(checkpoint_every, "checkpoint_every", minimum=1)
         self.seed = check.seed(seed)
         self.threads = check.threads(threads)
-        self.k, self.n = intensities.shape[0], intensities.shape[1]
+        # ML's stopping rule: patterns held out of every engine (MLOptions.holdout)
+        has_ml = any(name == "ml" and iters > 0 for name, iters in self.stages)
+        self.held = held_out(intensities.shape[0], ml.holdout) if has_ml else None
+        self.train = np.ones(intensities.shape[0], bool) if self.held is None else ~self.held
+        self.k, self.n = int(self.train.sum()), intensities.shape[1]
         if object_shape is None:
             self.shape = default_object_shape(pos, self.n)
         else:
@@ -600,7 +647,9 @@ class _Run:
                             f"{self.shape[0]}x{self.shape[1]} object",
                      remedy="reconstruct fewer patterns per call (a smaller field of view) or distribute the "
                             "projections of a series (tomofuse.ptycho.reconstruct_series with a Dask client)")
-        self.scan = self._scan(pos, "positions_px: {}")
+        self.scan = self._scan(pos, "positions_px: {}")  # every position checked, held-out ones included
+        if self.held is not None:
+            self.scan = self._scan(pos[self.train], "positions_px: {}")
         self.progress = Progress(callback, logger)
         self._inputs = (intensities, pos, valid_mask)
 
@@ -619,11 +668,18 @@ class _Run:
             self.params["ml_smoothness_counts"] = float(ml.smoothness_counts)
         if dm.defocus_search is not None:  # absent at its default, so that older checkpoints still resume
             self.params["defocus_search"] = dm.defocus_search
+        if self.held is not None:  # absent when no pattern is held out: older checkpoints resume
+            self.params["ml_holdout"] = float(ml.holdout)
+            self.params["ml_holdout_patience"] = int(ml.holdout_patience)
         # only a checkpoint needs it (hashing every pattern is not free, and the defocus search makes 7 runs)
         self.digest = _hash_inputs(intensities, pos, p_init, bad, self.params) if checkpoint is not None else None
 
         # Data in the engines' layout: zero frequency at index 0, float32.
-        self.data = np.ascontiguousarray(np.fft.ifftshift(intensities, axes=(1, 2)), dtype=np.float32)
+        def layout(a):
+            return np.ascontiguousarray(np.fft.ifftshift(a, axes=(1, 2)), dtype=np.float32)
+
+        self.data = layout(intensities if self.held is None else intensities[self.train])
+        self.data_held = None if self.held is None else layout(intensities[self.held])
         self.valid = None if bad is None else np.ascontiguousarray(~np.fft.ifftshift(bad), dtype=np.uint8)
         self.valid_pixels = self.k * (self.n * self.n if self.valid is None else int(self.valid.sum()))
         self.total = float(self.data.sum(dtype=np.float64)) if self.valid is None else float(
@@ -632,8 +688,10 @@ class _Run:
         # Initial iterate.
         self.obj = np.ones(self.shape, np.complex64)
         self.probe = _initial_probe(p_init, self.modes, self.n, self.total / self.k, self.seed)
-        self.positions = pos.copy()
+        self.positions = pos[self.train].copy()
+        self.held_positions = None if self.held is None else pos[self.held].copy()
         self.errors: list[tuple[str, list]] = []
+        self.validation: dict[int, list] = {}  # stage index -> rows of Reconstruction.validation
         self.exit_waves = None
         self.start_stage, self.start_iter = 0, 0
         self.ml_resume = None
@@ -651,7 +709,12 @@ class _Run:
         if saved is None:
             return
         arrays = saved["arrays"]
-        self.obj, self.probe, self.positions = arrays["object"], arrays["probe"], arrays["positions"]
+        self.obj, self.probe = arrays["object"], arrays["probe"]
+        self.positions = arrays["positions"][self.train]
+        if self.held is not None:
+            self.held_positions = arrays["positions"][self.held]
+        self.validation = {int(key[len("validation"):]): [tuple(row) for row in arrays[key]]
+                           for key in arrays if key.startswith("validation")}
         self.errors = saved["errors"]
         self.start_stage, self.start_iter = saved["stage"], saved["iteration"]
         self.exit_waves = arrays.get("exit")
@@ -666,13 +729,23 @@ class _Run:
     def _save(self, stage: int, iteration: int, done: bool = False, extra=None) -> None:
         if self.ckpt is None:
             return
-        arrays = {"object": self.obj, "probe": self.probe, "positions": self.positions}
+        arrays = {"object": self.obj, "probe": self.probe, "positions": self._all_positions()}
+        arrays.update({f"validation{si}": np.asarray(v, dtype=np.float64).reshape(-1, 3)
+                       for si, v in self.validation.items()})
         st = {"params": self.params, "hash": self.digest, "stage": stage, "iteration": iteration, "done": done,
               "errors": self.errors, "arrays": arrays}
         if extra:
             arrays.update(extra.get("arrays", {}))
             st.update({key: v for key, v in extra.items() if key != "arrays"})
         _save_checkpoint(self.ckpt, st)
+
+    def _all_positions(self) -> np.ndarray:
+        """(K, 2) positions of every pattern, held-out ones included."""
+        if self.held is None:
+            return self.positions
+        out = np.empty((len(self.held), 2))
+        out[self.train], out[self.held] = self.positions, self.held_positions
+        return out
 
     # -- the stages
     def run(self) -> Reconstruction:
@@ -698,9 +771,11 @@ class _Run:
         if self.modes > 1:
             orthogonalize_modes(self.probe)
         illum = self.scan.illumination(self.probe, threads=self.threads)
-        return Reconstruction(object=self.obj, probe=self.probe, positions_px=self.positions,
+        return Reconstruction(object=self.obj, probe=self.probe, positions_px=self._all_positions(),
                               errors=[(nm, np.asarray(e, dtype=np.float64)) for nm, e in self.errors],
-                              illumination=illum)
+                              illumination=illum, held_out=None if self.held is None else self.held.copy(),
+                              validation=[np.asarray(self.validation.get(si, []), dtype=np.float64).reshape(-1, 3)
+                                          for si in range(len(self.errors))])
 
     def _search_iterations(self) -> int:
         """DM iterations per trial of the defocus search (0 = none: also when the first stage is not DM),
@@ -716,6 +791,8 @@ class _Run:
         from dataclasses import replace
 
         intensities, pos, mask = self._inputs
+        if self.held is not None:  # the held-out patterns stay out of everything but the stopping rule
+            intensities, pos = intensities[self.train], pos[self.train]
         iters = self._search_iterations()
         dm = replace(self.dm, defocus_search=0)
         errors = {}
@@ -768,8 +845,48 @@ class _Run:
                 self._save(si, it + 1, extra={"arrays": {"exit": self.exit_waves}})
         self.exit_waves = None
 
+    def _align_held(self) -> None:
+        """Align the held-out patterns' positions to the current object and probe (which stay fixed).
+
+        Each round projects their model exit waves onto their measured moduli and moves each position by
+        the linearized least-squares step of :func:`_refine_positions` (whole-scan mean kept: the object
+        does not move with them).
+        """
+        amp = np.sqrt(self.data_held)
+        exit_ = np.empty((len(self.held_positions), self.modes, self.n, self.n), np.complex64)
+        pos = self.held_positions
+        scan = _core.PtychoScan(self.n, self.modes, self.shape, pos, subpixel_steps=self.subpixel_steps)
+        for _ in range(HOLDOUT_ALIGN_ROUNDS):
+            scan.exit_waves(self.obj, self.probe, exit_, threads=self.threads)
+            # from exit = P o, a DM iteration without overlap updates is the Fourier projection of P o
+            scan.dm_iteration(amp, self.valid, self.obj, self.probe, exit_, update_object=False,
+                              update_probe=False, threads=self.threads)
+            moved = _refine_positions(scan, self.obj, self.probe, exit_, pos, max_step=self.refine.max_step,
+                                      remove_mean=False)
+            try:
+                scan = _core.PtychoScan(self.n, self.modes, self.shape, moved, subpixel_steps=self.subpixel_steps)
+            except ValueError:  # a step took a window off the object: keep the last positions that fit
+                break
+            pos = moved
+        self.held_positions = pos
+        moved = np.abs(self._inputs[1][self.held] - self.held_positions).max(initial=0.0)
+        logger.info("ml: %d held-out patterns aligned (largest move from the given positions %.3g px)",
+                    len(self.held_positions), moved)
+
+    def _held_nll(self) -> np.ndarray:
+        """(held,) Poisson deviance of each held-out pattern per valid pixel under the current object and probe."""
+        kh = len(self.held_positions)
+        scan = _core.PtychoScan(self.n, self.modes, self.shape, self.held_positions,
+                                subpixel_steps=self.subpixel_steps)
+        far = np.empty((kh, self.modes, self.n, self.n), np.complex64)
+        nll = scan.ml_gradient(self.data_held, self.valid, self.obj, self.probe, far, np.empty_like(far),
+                               threads=self.threads)[0]
+        pixels = self.n * self.n if self.valid is None else int(self.valid.sum())
+        return np.asarray(nll, dtype=np.float64) / pixels
+
     def _maximum_likelihood(self, si: int, first: int, iters: int) -> None:
-        """ML iterations ``first .. iters - 1`` of stage ``si``; stops once two find no decrease."""
+        """ML iterations ``first .. iters - 1`` of stage ``si``; stops once two find no decrease, or by the
+        held-out likelihood (MLOptions.holdout)."""
         ml, errs = self.ml, self.errors[si][1]
         far = np.empty((self.k, self.modes, self.n, self.n), np.complex64)
         chi = np.empty_like(far)
@@ -780,12 +897,16 @@ class _Run:
         state = _MLState.empty(self.shape, self.probe.shape)
         # The prior's weight follows the illumination at the stage's start point (saved for a resume).
         resume = self.ml_resume
+        held = self.held is not None
+        rule = _HeldOutRule()
         if resume is not None and si == self.start_stage and first > 0:
             for key in _MLState._ARRAYS:
                 getattr(state, key)[...] = resume["arrays"][key]
             state.prev_zg = resume["ml_prev_zg"]
             state.alpha = resume["ml_alpha"]
             mu = resume["ml_mu"]
+            if held:
+                rule = _HeldOutRule.from_arrays(resume["arrays"])
         else:
             ill = self.scan.illumination(self.probe, threads=self.threads)
             lit = ill[ill > 0.1 * ill.max()]
@@ -795,7 +916,19 @@ class _Run:
         self.scan.ml_iteration(self.data, self.valid, self.obj, self.probe, state, far, chi, start=True,
                                smoothness=mu, update_probe=bool(ml.update_probe), workspace=work,
                                threads=self.threads)
-        stalled = 0
+        def validate(iteration: int):
+            deviance = self._held_nll()
+            taken = rule.offer(iteration, deviance, self.obj, self.probe)
+            self.validation[si].append((iteration, float(deviance.mean()), float(taken)))
+            logger.debug("ml %d: held-out deviance per pixel %.8g%s", iteration, deviance.mean(),
+                         " (the candidate)" if taken else "")
+
+        if held and first == 0:
+            if self.refine is not None:  # positions are trusted as given otherwise
+                self._align_held()
+            self.validation[si] = []
+            validate(0)
+        stalled, last = 0, first
         for it in range(first, iters):
             nll, alpha, backtracks, restarted = self.scan.ml_iteration(
                 self.data, self.valid, self.obj, self.probe, state, far, chi, smoothness=mu,
@@ -803,15 +936,69 @@ class _Run:
             errs.append(float(nll) / self.valid_pixels)
             logger.debug("ml %d: nll %.6g alpha %.3g backtracks %d restarted %s", it, nll, alpha, backtracks,
                          restarted)
+            last = it + 1
             stalled = stalled + 1 if alpha == 0.0 else 0
             if stalled >= 2:  # no decrease along the gradient either: converged (float32)
                 logger.info("ML converged after %d iterations (no decrease twice in a row)", it + 1)
                 break
+            if held and (it + 1) % HOLDOUT_INTERVAL == 0:
+                validate(it + 1)
+                if it + 1 - rule.chosen[0] >= ml.holdout_patience:
+                    logger.info("ML stopped after %d iterations: no better held-out likelihood since iteration %d",
+                                it + 1, rule.chosen[0])
+                    break
             self.progress.update((it + 1 - first) / max(1, iters - first), f"ml {it + 1}/{iters}")
             if (it + 1) % self.checkpoint_every == 0 and it + 1 < iters:
-                self._save(si, it + 1, extra={"arrays": {key: getattr(state, key) for key in _MLState._ARRAYS},
-                                              "ml_prev_zg": state.prev_zg, "ml_alpha": state.alpha,
-                                              "ml_nll": state.nll, "ml_mu": mu})
+                extra = {"arrays": {key: getattr(state, key) for key in _MLState._ARRAYS},
+                         "ml_prev_zg": state.prev_zg, "ml_alpha": state.alpha, "ml_nll": state.nll, "ml_mu": mu}
+                if held:
+                    extra["arrays"].update(rule.arrays())
+                self._save(si, it + 1, extra=extra)
+        if held:
+            if self.validation[si][-1][0] != last:
+                validate(last)
+            if rule.chosen[0] != last:
+                logger.info("ML: the result is the iterate of iteration %d (by the held-out likelihood)",
+                            rule.chosen[0])
+                self.obj[...] = rule.chosen[1]
+                self.probe[...] = rule.chosen[2]
+
+
+class _HeldOutRule:
+    """Which ML iterate is the result under MLOptions.holdout.
+
+    The candidate is the latest evaluated iterate whose held-out deviance is not significantly above the lowest
+    so far: the sum of its per-pattern excess over the lowest iterate's is at most one standard error of that sum
+    (``sqrt(n)`` times the excesses' standard deviation).  Later iterates are preferred unless the held-out
+    patterns say they are worse: a deviance that wobbles by less than its own noise does not pick an earlier,
+    less converged iterate.
+    """
+
+    def __init__(self):
+        self.lowest: Optional[tuple[np.ndarray, int]] = None  # per-pattern deviance, iteration
+        self.chosen: Optional[tuple[int, np.ndarray, np.ndarray]] = None  # iteration, object, probe
+
+    def offer(self, iteration: int, deviance: np.ndarray, obj: np.ndarray, probe: np.ndarray) -> bool:
+        if self.lowest is None or deviance.sum() < self.lowest[0].sum():
+            self.lowest = (deviance.copy(), iteration)
+        else:
+            excess = deviance - self.lowest[0]
+            if excess.sum() > math.sqrt(excess.size) * float(np.std(excess, ddof=1)):
+                return False
+        self.chosen = (iteration, obj.copy(), probe.copy())
+        return True
+
+    def arrays(self) -> dict:
+        return {"held_lowest": self.lowest[0], "held_iterations": np.array([self.lowest[1], self.chosen[0]]),
+                "held_object": self.chosen[1], "held_probe": self.chosen[2]}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> "_HeldOutRule":
+        rule = cls()
+        lowest_it, chosen_it = (int(i) for i in arrays["held_iterations"])
+        rule.lowest = (np.asarray(arrays["held_lowest"]), lowest_it)
+        rule.chosen = (chosen_it, arrays["held_object"], arrays["held_probe"])
+        return rule
 
 
 def _initial_probe(p_init: np.ndarray, modes: int, n: int, mean_count: float, seed: int) -> np.ndarray:

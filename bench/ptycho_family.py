@@ -267,7 +267,10 @@ def run_member(case: dict, *, dm_iters: int = 800, ml_iters: int = 800, threads:
     finally:
         rec_mod._save_checkpoint = saved
     return {"marks": marks, "final": float(ptycho.object_error(r.object, truth, mask=mask)), "seconds": seconds,
-            "ml_iterations": len(r.errors[-1][1]) if ml_iters else 0}
+            "ml_iterations": len(r.errors[-1][1]) if ml_iters else 0,
+            # the ML iteration whose iterate is the result under MLOptions.holdout (None without held-out patterns)
+            "ml_best": (int(r.validation[-1][r.validation[-1][:, 2] > 0][-1, 0])
+                        if ml_iters and len(r.validation[-1]) else None)}
 
 
 def run_ptychi(d: Path, members, *, python: str, algos: str, dm: int, ml: int, threads: int) -> None:
@@ -321,8 +324,10 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     d = Path(args.dir)
     if args.cmd in ("build", "run", "ptychi"):
-        lo, _, hi = args.members.partition("-")
-        members = range(int(lo), int(hi or lo) + 1)
+        members = []  # "0-11", "1,4,11" or "0-3,7"
+        for part in args.members.split(","):
+            lo, _, hi = part.partition("-")
+            members.extend(range(int(lo), int(hi or lo) + 1))
     if args.cmd == "build":
         d.mkdir(parents=True, exist_ok=True)
         for i in members:

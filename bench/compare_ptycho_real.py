@@ -90,24 +90,28 @@ def main(argv=None) -> None:
     ap.add_argument("--dm", type=int, default=100)
     ap.add_argument("--ml", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--ml-options", default="[{}]",
-                    help='JSON list: one tomofuse run per entry, MLOptions fields (e.g. \'[{}, {"holdout": 0}]\')')
+    ap.add_argument("--variants", default="[{}]",
+                    help='JSON list: one tomofuse run per entry, with "ml" (MLOptions fields) and "holdout" (a bool '
+                         'or HoldOut fields), e.g. \'[{}, {"holdout": false}]\'')
     args = ap.parse_args(argv)
     patterns, positions, probe = velociprobe_scan()
     shape = ptycho.default_object_shape(positions, patterns.shape[1])
     runs, mask = [], None
-    for options in json.loads(args.ml_options):
+    for variant in json.loads(args.variants):
+        ho = variant.get("holdout", True)
+        options = {"ml": ptycho.MLOptions(**variant.get("ml", {})),
+                   "holdout": ptycho.HoldOut(**ho) if isinstance(ho, dict) else bool(ho)}
         halves, seconds = [], []
         for h in (0, 1):
             t0 = time.perf_counter()
             halves.append(ptycho.reconstruct(patterns[h::2], positions[h::2], probe, object_shape=shape,
                                              engines=(("dm", args.dm), ("ml", args.ml)), threads=args.threads,
-                                             ml=ptycho.MLOptions(**options)))
+                                             **options))
             seconds.append(time.perf_counter() - t0)
         if mask is None:  # the first run's region, the same for every run
             ill = [r.illumination / r.illumination.max() for r in halves]
             mask = (ill[0] > 0.3) & (ill[1] > 0.3)
-        label = f"DM {args.dm} + ML {args.ml}" + "".join(f" {k}={v}" for k, v in options.items())
+        label = f"DM {args.dm} + ML {args.ml}" + "".join(f" {k}={json.dumps(v)}" for k, v in variant.items())
         runs.append(("tomofuse", label, [r.object for r in halves], seconds))
     if args.python:
         for algo, label in (("dm+lsqml", f"DM {args.dm} + LSQML {args.ml}"), ("lsqml", f"LSQML {args.dm + args.ml}")):

@@ -245,7 +245,7 @@ def run_member(case: dict, *, dm_iters: int = 800, ml_iters: int = 800, threads:
 
     prm = json.loads(str(case["params"]))
     truth, mask = case["truth"], case["mask"]
-    marks = {}
+    marks, iterates = {}, {}
     engines = [("dm", dm_iters)] + ([("ml", ml_iters)] if ml_iters else [])
 
     def capture(path, state):  # the checkpoint writer: keep the error at the marks instead of a file
@@ -254,7 +254,12 @@ def run_member(case: dict, *, dm_iters: int = 800, ml_iters: int = 800, threads:
         else:
             name, it = engines[state["stage"]][0], state["iteration"]
         if (name == "dm" and it in DM_MARKS) or (name == "ml" and it in ML_MARKS) or state["iteration"] == 0:
-            marks[f"{name}{it}"] = float(ptycho.object_error(state["arrays"]["object"], truth, mask=mask))
+            # marks: what a run of that length returns (under HoldOut the stage's candidate so far, which is also
+            # what a run stopped there returns); iterates: the engine's current iterate
+            arrays = state["arrays"]
+            iterates[f"{name}{it}"] = float(ptycho.object_error(arrays["object"], truth, mask=mask))
+            marks[f"{name}{it}"] = float(ptycho.object_error(arrays.get("held_object", arrays["object"]), truth,
+                                                             mask=mask))
 
     saved = rec_mod._save_checkpoint
     rec_mod._save_checkpoint = capture
@@ -266,9 +271,9 @@ def run_member(case: dict, *, dm_iters: int = 800, ml_iters: int = 800, threads:
         seconds = time.perf_counter() - t0
     finally:
         rec_mod._save_checkpoint = saved
-    return {"marks": marks, "final": float(ptycho.object_error(r.object, truth, mask=mask)), "seconds": seconds,
+    return {"marks": marks, "iterates": iterates, "final": float(ptycho.object_error(r.object, truth, mask=mask)), "seconds": seconds,
             "ml_iterations": len(r.errors[-1][1]) if ml_iters else 0,
-            # the ML iteration whose iterate is the result under MLOptions.holdout (None without held-out patterns)
+            # the ML iteration whose iterate is the result under HoldOut (None without held-out patterns)
             "ml_best": (int(r.validation[-1][r.validation[-1][:, 2] > 0][-1, 0])
                         if ml_iters and len(r.validation[-1]) else None)}
 
@@ -310,7 +315,8 @@ def main(argv=None) -> None:
     r.add_argument("--dm", type=int, default=800)
     r.add_argument("--ml", type=int, default=800)
     r.add_argument("--threads", type=int, default=1)
-    r.add_argument("--options", default="{}", help="JSON: subpixel_steps, dm={...}, ml={...}, refine_positions")
+    r.add_argument("--options", default="{}",
+                   help="JSON: subpixel_steps, dm={...}, ml={...}, refine_positions, holdout (bool or {...})")
     p = sub.add_parser("ptychi", help="pty-chi on the same files (bench/ptychi_runner.py in a venv with torch)")
     p.add_argument("dir")
     p.add_argument("--python", default=sys.executable, help="interpreter with ptychi, torch and tomofuse")
@@ -345,6 +351,9 @@ def main(argv=None) -> None:
             kw["dm"] = ptycho.DMOptions(**opts["dm"])
         if "ml" in opts:
             kw["ml"] = ptycho.MLOptions(**opts["ml"])
+        if "holdout" in opts:
+            ho = opts["holdout"]
+            kw["holdout"] = ptycho.HoldOut(**ho) if isinstance(ho, dict) else bool(ho)
         if "refine_positions" in opts:
             rp = opts["refine_positions"]
             kw["refine_positions"] = ptycho.PositionRefinement(**rp) if isinstance(rp, dict) else bool(rp)

@@ -116,36 +116,11 @@ class MLOptions:
         reconstructions do not share by a third at the same Fourier ring
         resolution.  (The phantom case the engines were first tuned on, with
         the exact probe as the start, is the exception: there it is neutral.)
-    holdout : float
-        Share of the patterns held out of every engine (DM and ML) when the
-        run has an ML stage, to decide when ML stops and which iterate it
-        returns: ``max(5, floor(holdout * K))`` patterns evenly spread in scan
-        order, and none when that is more than 5 % of the scan (fewer than 100
-        patterns).  At the ML stage's start their positions are aligned to
-        the current object and probe, as DM refined the others' (not with
-        ``refine_positions=False``); every 10 ML iterations their Poisson
-        deviance under the current object and probe is evaluated.  The
-        result is the latest iterate whose held-out deviance is not
-        significantly above the lowest so far (by at most one standard error
-        of the per-pattern excesses' sum), and ML stops once no iterate has
-        been taken for ``holdout_patience`` iterations.  ML's own objective
-        cannot give this stopping rule: at low doses ML, its probe refinement
-        most, fits the noise of the patterns it sees, so the object error
-        rises with iterations, and the deviance of the patterns it does not
-        see rises with it.  The price is the information of the held-out
-        patterns.  0 turns the rule off (every pattern used, ML runs all its
-        iterations).  Chosen on the robustness family of
-        ``bench/ptycho_family.py`` (``bench/ptycho_family_results.txt``).
-    holdout_patience : int
-        ML iterations without a new candidate iterate after which ML stops
-        (>= 1).
     """
 
     smoothness: float = 0.003
     smoothness_counts: float = 100.0
     update_probe: bool = True
-    holdout: float = 0.025
-    holdout_patience: int = 50
 
     def __post_init__(self):
         object.__setattr__(self, "smoothness", check.number(self.smoothness, "MLOptions.smoothness", minimum=0.0))
@@ -153,9 +128,6 @@ class MLOptions:
                                                                    "MLOptions.smoothness_counts", unit="photons",
                                                                    minimum=0.0))
         check.flag(self.update_probe, "MLOptions.update_probe")
-        object.__setattr__(self, "holdout", check.number(self.holdout, "MLOptions.holdout", minimum=0.0,
-                                                         maximum=0.5))
-        check.integer(self.holdout_patience, "MLOptions.holdout_patience", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -188,3 +160,51 @@ class PositionRefinement:
         object.__setattr__(self, "max_step", check.number(self.max_step, "PositionRefinement.max_step",
                                                           unit="object pixels", minimum=0.0,
                                                           exclusive_minimum=True))
+
+
+@dataclass(frozen=True)
+class HoldOut:
+    """Patterns held out of the engines, whose likelihood chooses the result and stops ML.
+
+    ``max(5, floor(share * K))`` of the ``K`` patterns, evenly spread in scan
+    order, are kept out of every engine (none when that is more than 5 % of
+    the scan: fewer than 100 patterns).  Their positions are aligned to the
+    current object and probe (as the engines refine the others'; not with
+    ``refine_positions=False``) and every 10 iterations their Poisson
+    deviance under the current object and probe is evaluated.
+
+    - ML: the result is the latest iterate whose deviance is not
+      significantly above the lowest (the sum of the per-pattern excesses at
+      most one standard error of that sum): ML's iterates converge, and a
+      deviance that wobbles by less than its own noise should not pick an
+      earlier, less converged iterate.  ML stops once no iterate has been
+      taken for ``patience`` iterations: at low doses ML (its probe
+      refinement most) fits the noise of the patterns it sees, and the
+      deviance of those it does not see rises with the object error.
+    - DM, when it is the run's last stage: the result is its iterate of the
+      lowest held-out deviance.  DM's iterates do not converge at realistic
+      doses; the object error wanders (on the robustness family by up to
+      50 % between checkpoints) and the held-out deviance with it.  A DM
+      stage followed by another hands on its last iterate: its positions are
+      the most refined, and DM's object error can rise while they still
+      improve (ML does not refine positions).
+
+    The price is the held-out patterns' information.  Chosen on the
+    robustness family of ``bench/ptycho_family.py``
+    (``bench/ptycho_family_results.txt``).
+
+    Attributes
+    ----------
+    share : float
+        Share of the patterns held out (0 < share <= 0.5).
+    patience : int
+        ML iterations without a new result candidate after which ML stops (>= 1).
+    """
+
+    share: float = 0.025
+    patience: int = 50
+
+    def __post_init__(self):
+        object.__setattr__(self, "share", check.number(self.share, "HoldOut.share", minimum=0.0,
+                                                       exclusive_minimum=True, maximum=0.5))
+        check.integer(self.patience, "HoldOut.patience", minimum=1)

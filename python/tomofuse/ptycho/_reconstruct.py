@@ -23,7 +23,7 @@ from .. import _core
 from .. import _validate as check
 from .._memory import check_memory
 from .._progress import Progress, ProgressCallback
-from ._options import DMOptions, MLOptions, PositionRefinement
+from ._options import DMOptions, HoldOut, MLOptions, PositionRefinement
 
 __all__ = ["Reconstruction", "reconstruct", "default_object_shape", "defocus_search", "refocus_probe"]
 
@@ -38,9 +38,8 @@ DEFOCUS_MARGIN = 0.02
 #: DMOptions.defocus_search=None: this many DM iterations per trial when the first DM stage has DEFOCUS_MIN_DM or more.
 DEFOCUS_ITERATIONS = 20
 DEFOCUS_MIN_DM = 100
-#: MLOptions.holdout: held-out likelihood evaluated every this many ML iterations; at least this many
-#: patterns held out, and at most this share of the scan; alignment rounds of their positions at the
-#: start of an ML stage.
+#: HoldOut: held-out likelihood evaluated every this many DM or ML iterations; at least this many patterns
+#: held out, and at most this share of the scan; alignment rounds of their positions before each evaluation.
 HOLDOUT_INTERVAL = 10
 HOLDOUT_MIN_PATTERNS = 5
 HOLDOUT_MAX_SHARE = 0.05
@@ -48,7 +47,7 @@ HOLDOUT_ALIGN_ROUNDS = 10
 
 
 def held_out(count: int, fraction: float) -> Optional[np.ndarray]:
-    """Which of ``count`` patterns :class:`MLOptions` ``holdout=fraction`` sets aside, or None for none.
+    """Which of ``count`` patterns :class:`HoldOut` ``share=fraction`` sets aside, or None for none.
 
     ``max(HOLDOUT_MIN_PATTERNS, floor(fraction * count))`` patterns evenly spread in scan order
     (every ``count // held``-th, starting half a period in); none when that would be more than
@@ -95,14 +94,15 @@ class Reconstruction:
         window; use ``illumination > 0.1 * illumination.max()`` for the
         well-scanned region.
     held_out : (K,) ndarray of bool, optional
-        The patterns held out of the engines for ML's stopping rule
-        (:class:`MLOptions` ``holdout``); None when none were.
+        The patterns held out of the engines (:class:`HoldOut`); None when
+        none were.
     validation : list of (E, 3) ndarray
-        Per engine stage (as ``errors``), rows ``(ML iteration, held-out
+        Per engine stage (as ``errors``), rows ``(iteration, held-out
         patterns' mean Poisson deviance per valid detector pixel, 1 if the
-        stopping rule took that iterate as its candidate else 0)``; the
-        result of an ML stage is its last candidate.  Empty for DM stages and
-        without held-out patterns.
+        rule took that iterate as the stage's result candidate else 0)``; the
+        result of a stage is its last candidate.  Empty for a DM stage
+        followed by another (it hands on its last iterate) and without
+        held-out patterns.
     """
 
     object: np.ndarray
@@ -503,6 +503,7 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
                 dm: DMOptions = DMOptions(),
                 ml: MLOptions = MLOptions(),
                 refine_positions: Union[bool, PositionRefinement] = True,
+                holdout: Union[bool, HoldOut] = True,
                 checkpoint: Optional[str | os.PathLike] = None,
                 checkpoint_every: int = 50,
                 callback: Optional[ProgressCallback] = None,
@@ -519,10 +520,12 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
       Guizar-Sicairos, New J. Phys. 14, 063004 (2012)): preconditioned
       Polak-Ribiere conjugate gradients with the polynomial line search, step
       halved until the likelihood does not decrease (monotone); options in ``ml``.
-      A few patterns (2.5 %, at least 5, in scans of 100 patterns or more) are
-      held out of both engines by default; their likelihood decides when ML
-      stops and which iterate it returns (``MLOptions.holdout``), so that long
-      runs such as the paper's 800 + 800 do not fit the noise.
+
+    A few patterns (2.5 %, at least 5, in scans of 100 patterns or more) are
+    held out of both engines by default (``holdout``); their likelihood
+    decides when ML stops and which of its iterates is the result (and which
+    of DM's, when DM is the last stage), so that long runs such as the paper's
+    800 + 800 do not return an ML iterate fitted to the noise.
 
     Both run in the compiled core, with OpenMP over patterns and sums in a
     fixed order (results do not depend on ``threads``).  Sub-pixel positions
@@ -577,6 +580,11 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
         overlap, and changed the others by -0.014 to +0.010; on the real
         Velociprobe scan the half-scan Fourier ring resolution and noise were
         unchanged within 4 %.  Costs about 5 % of the DM time.
+    holdout : bool or HoldOut
+        Patterns held out of the engines to stop ML and choose the result: a
+        :class:`HoldOut` (share, ML's patience), True (default) for its
+        defaults, False for none (every pattern used, every iteration run,
+        the last iterate returned).
     checkpoint : path, optional
         HDF5 file written atomically every ``checkpoint_every`` iterations and
         at the end of each stage. If it exists, the run resumes from it and
@@ -598,8 +606,8 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
     """
     run = _Run(intensities, positions_px, probe, object_shape=object_shape, engines=engines,
                probe_modes=probe_modes, subpixel_steps=subpixel_steps, mask=mask, dm=dm, ml=ml,
-               refine_positions=refine_positions, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-               callback=callback, threads=threads, seed=seed)
+               refine_positions=refine_positions, holdout=holdout, checkpoint=checkpoint,
+               checkpoint_every=checkpoint_every, callback=callback, threads=threads, seed=seed)
     return run.run()
 
 
@@ -607,7 +615,7 @@ class _Run:
     """One call of :func:`reconstruct`: the checked problem, the iterate, the stages and the checkpoints."""
 
     def __init__(self, intensities, positions_px, probe, *, object_shape, engines, probe_modes, subpixel_steps,
-                 mask, dm, ml, refine_positions, checkpoint, checkpoint_every, callback, threads, seed):
+                 mask, dm, ml, refine_positions, holdout, checkpoint, checkpoint_every, callback, threads, seed):
         pos, p_init, valid_mask = _check_inputs(intensities, positions_px, probe, mask)
         bad = None if valid_mask is None else ~valid_mask
         self.stages = _engines(engines)
@@ -627,9 +635,14 @@ class _Run:
         self.checkpoint_every = check.integer(checkpoint_every, "checkpoint_every", minimum=1)
         self.seed = check.seed(seed)
         self.threads = check.threads(threads)
-        # ML's stopping rule: patterns held out of every engine (MLOptions.holdout)
-        has_ml = any(name == "ml" and iters > 0 for name, iters in self.stages)
-        self.held = held_out(intensities.shape[0], ml.holdout) if has_ml else None
+        # patterns held out of every engine, to choose the stages' results and stop ML (HoldOut)
+        if isinstance(holdout, HoldOut):
+            self.holdout = holdout
+        elif check.flag(holdout, "holdout (a bool or a HoldOut)"):
+            self.holdout = HoldOut()
+        else:
+            self.holdout = None
+        self.held = None if self.holdout is None else held_out(intensities.shape[0], self.holdout.share)
         self.train = np.ones(intensities.shape[0], bool) if self.held is None else ~self.held
         self.k, self.n = int(self.train.sum()), intensities.shape[1]
         if object_shape is None:
@@ -668,9 +681,9 @@ class _Run:
             self.params["ml_smoothness_counts"] = float(ml.smoothness_counts)
         if dm.defocus_search is not None:  # absent at its default, so that older checkpoints still resume
             self.params["defocus_search"] = dm.defocus_search
-        if self.held is not None:  # absent when no pattern is held out: older checkpoints resume
-            self.params["ml_holdout"] = float(ml.holdout)
-            self.params["ml_holdout_patience"] = int(ml.holdout_patience)
+        if self.held is not None:  # absent when no pattern is held out
+            self.params["holdout_share"] = float(self.holdout.share)
+            self.params["holdout_patience"] = int(self.holdout.patience)
         # only a checkpoint needs it (hashing every pattern is not free, and the defocus search makes 7 runs)
         self.digest = _hash_inputs(intensities, pos, p_init, bad, self.params) if checkpoint is not None else None
 
@@ -695,6 +708,7 @@ class _Run:
         self.exit_waves = None
         self.start_stage, self.start_iter = 0, 0
         self.ml_resume = None
+        self.rule_resume = None  # the held-out rule's state in a checkpoint taken inside a stage
         self.ckpt = Path(checkpoint) if checkpoint is not None else None
 
     def _scan(self, positions, message: str):
@@ -718,6 +732,7 @@ class _Run:
         self.errors = saved["errors"]
         self.start_stage, self.start_iter = saved["stage"], saved["iteration"]
         self.exit_waves = arrays.get("exit")
+        self.rule_resume = arrays if "held_iterations" in arrays else None
         if "dir_object" in arrays:
             self.ml_resume = saved
         logger.info("resuming from %s at stage %d iteration %d", self.ckpt, self.start_stage, self.start_iter)
@@ -802,8 +817,8 @@ class _Run:
             self.progress.update(i / len(trials), f"defocus search {i + 1}/{len(trials)}")
             r = _Run(intensities, pos, p, object_shape=self.shape, engines=(("dm", iters),), probe_modes=self.modes,
                      subpixel_steps=self.subpixel_steps, mask=mask, dm=dm, ml=self.ml, refine_positions=False,
-                     checkpoint=None, checkpoint_every=self.checkpoint_every, callback=None, threads=self.threads,
-                     seed=self.seed).run()
+                     holdout=False, checkpoint=None, checkpoint_every=self.checkpoint_every, callback=None,
+                     threads=self.threads, seed=self.seed).run()
             errors[frac] = float(r.errors[0][1][-1])
         best = min(errors, key=lambda f: (errors[f], abs(f)))
         logger.info("defocus search (beam diameter change: DM error after %d iterations): %s", iters,
@@ -826,6 +841,10 @@ class _Run:
         if self.exit_waves is None or first == 0:
             self.exit_waves = np.empty((self.k, self.modes, self.n, self.n), np.complex64)
             self.scan.exit_waves(self.obj, self.probe, self.exit_waves, threads=self.threads)
+        # DM's iterate of the lowest held-out deviance is the result only of a run's last stage: a later stage
+        # continues from the last iterate, whose positions are the most refined (DM's object error may rise while
+        # the positions still improve, and ML does not refine them)
+        rule = self._rule(si, first, tolerance=0.0) if si == len(self.stages) - 1 else None
         for it in range(first, iters):
             ramp = min(1.0, it / dm.fourier_bound_ramp) if dm.fourier_bound_ramp else 1.0
             _, e = self.scan.dm_iteration(amp, self.valid, self.obj, self.probe, self.exit_waves,
@@ -840,13 +859,21 @@ class _Run:
                                                    max_step=refine.max_step)
                 self.scan = self._scan(self.positions, "position refinement moved a window off the object ({}); "
                                                        "pass a larger object_shape")
+            if rule is not None and (it + 1) % HOLDOUT_INTERVAL == 0:
+                self._validate(si, it + 1, rule, align=True)
             self.progress.update((it + 1 - first) / max(1, iters - first), f"dm {it + 1}/{iters}")
             if (it + 1) % self.checkpoint_every == 0 and it + 1 < iters:
-                self._save(si, it + 1, extra={"arrays": {"exit": self.exit_waves}})
+                arrays = {"exit": self.exit_waves}
+                if rule is not None:
+                    arrays.update(rule.arrays())
+                self._save(si, it + 1, extra={"arrays": arrays})
         self.exit_waves = None
+        if rule is not None:
+            self._take(si, iters, rule, "DM")
 
     def _align_held(self) -> None:
-        """Align the held-out patterns' positions to the current object and probe (which stay fixed).
+        """Align the held-out patterns' positions to the current object and probe (which stay fixed), from where
+        they were last aligned.
 
         Each round projects their model exit waves onto their measured moduli and moves each position by
         the linearized least-squares step of :func:`_refine_positions` (whole-scan mean kept: the object
@@ -869,9 +896,8 @@ class _Run:
                 break
             pos = moved
         self.held_positions = pos
-        moved = np.abs(self._inputs[1][self.held] - self.held_positions).max(initial=0.0)
-        logger.info("ml: %d held-out patterns aligned (largest move from the given positions %.3g px)",
-                    len(self.held_positions), moved)
+        logger.debug("%d held-out patterns aligned (largest move from the given positions %.3g px)",
+                     len(pos), np.abs(self._inputs[1][self.held] - pos).max(initial=0.0))
 
     def _held_nll(self) -> np.ndarray:
         """(held,) Poisson deviance of each held-out pattern per valid pixel under the current object and probe."""
@@ -884,9 +910,46 @@ class _Run:
         pixels = self.n * self.n if self.valid is None else int(self.valid.sum())
         return np.asarray(nll, dtype=np.float64) / pixels
 
+    def _rule(self, si: int, first: int, *, tolerance: float) -> Optional["_HeldOutRule"]:
+        """The held-out rule of stage ``si`` starting at iteration ``first`` (its state from the checkpoint when the
+        stage resumes mid-way), or None without held-out patterns."""
+        if self.held is None:
+            return None
+        if first > 0 and si == self.start_stage:
+            self.validation.setdefault(si, [])
+            if self.rule_resume is not None:
+                return _HeldOutRule.from_arrays(self.rule_resume, tolerance=tolerance)
+            return _HeldOutRule(tolerance=tolerance)  # checkpointed before the first evaluation
+        self.validation[si] = []
+        return _HeldOutRule(tolerance=tolerance)
+
+    def _validate(self, si: int, iteration: int, rule: "_HeldOutRule", *, align: bool) -> None:
+        """Evaluate the held-out deviance of the current iterate and offer it to the rule; ``align``: align the
+        held-out patterns' positions first (each evaluation in DM, whose positions move; at the start of ML)."""
+        if align and self.refine is not None:  # positions are trusted as given otherwise
+            self._align_held()
+        deviance = self._held_nll()
+        taken = rule.offer(iteration, deviance, self.obj, self.probe, self.positions)
+        self.validation[si].append((iteration, float(deviance.mean()), float(taken)))
+        logger.debug("%s %d: held-out deviance per pixel %.8g%s", self.stages[si][0], iteration, deviance.mean(),
+                     " (the candidate)" if taken else "")
+
+    def _take(self, si: int, last: int, rule: "_HeldOutRule", name: str) -> None:
+        """End of stage ``si`` after iteration ``last``: evaluate the last iterate if not done, then make the rule's
+        candidate the current iterate."""
+        if not self.validation[si] or self.validation[si][-1][0] != last:
+            self._validate(si, last, rule, align=self.stages[si][0] == "dm")
+        chosen = rule.chosen[0]
+        if chosen != last:
+            logger.info("%s: the result is the iterate of iteration %d (by the held-out likelihood)", name, chosen)
+            _, self.obj[...], self.probe[...], positions = rule.chosen
+            if not np.array_equal(positions, self.positions):
+                self.positions = positions.copy()
+                self.scan = self._scan(self.positions, "held-out rule: {}")
+
     def _maximum_likelihood(self, si: int, first: int, iters: int) -> None:
         """ML iterations ``first .. iters - 1`` of stage ``si``; stops once two find no decrease, or by the
-        held-out likelihood (MLOptions.holdout)."""
+        held-out likelihood (HoldOut)."""
         ml, errs = self.ml, self.errors[si][1]
         far = np.empty((self.k, self.modes, self.n, self.n), np.complex64)
         chi = np.empty_like(far)
@@ -897,16 +960,13 @@ class _Run:
         state = _MLState.empty(self.shape, self.probe.shape)
         # The prior's weight follows the illumination at the stage's start point (saved for a resume).
         resume = self.ml_resume
-        held = self.held is not None
-        rule = _HeldOutRule()
+        rule = self._rule(si, first, tolerance=1.0)
         if resume is not None and si == self.start_stage and first > 0:
             for key in _MLState._ARRAYS:
                 getattr(state, key)[...] = resume["arrays"][key]
             state.prev_zg = resume["ml_prev_zg"]
             state.alpha = resume["ml_alpha"]
             mu = resume["ml_mu"]
-            if held:
-                rule = _HeldOutRule.from_arrays(resume["arrays"])
         else:
             ill = self.scan.illumination(self.probe, threads=self.threads)
             lit = ill[ill > 0.1 * ill.max()]
@@ -916,18 +976,8 @@ class _Run:
         self.scan.ml_iteration(self.data, self.valid, self.obj, self.probe, state, far, chi, start=True,
                                smoothness=mu, update_probe=bool(ml.update_probe), workspace=work,
                                threads=self.threads)
-        def validate(iteration: int):
-            deviance = self._held_nll()
-            taken = rule.offer(iteration, deviance, self.obj, self.probe)
-            self.validation[si].append((iteration, float(deviance.mean()), float(taken)))
-            logger.debug("ml %d: held-out deviance per pixel %.8g%s", iteration, deviance.mean(),
-                         " (the candidate)" if taken else "")
-
-        if held and first == 0:
-            if self.refine is not None:  # positions are trusted as given otherwise
-                self._align_held()
-            self.validation[si] = []
-            validate(0)
+        if rule is not None and first == 0:
+            self._validate(si, 0, rule, align=True)
         stalled, last = 0, first
         for it in range(first, iters):
             nll, alpha, backtracks, restarted = self.scan.ml_iteration(
@@ -941,9 +991,9 @@ class _Run:
             if stalled >= 2:  # no decrease along the gradient either: converged (float32)
                 logger.info("ML converged after %d iterations (no decrease twice in a row)", it + 1)
                 break
-            if held and (it + 1) % HOLDOUT_INTERVAL == 0:
-                validate(it + 1)
-                if it + 1 - rule.chosen[0] >= ml.holdout_patience:
+            if rule is not None and (it + 1) % HOLDOUT_INTERVAL == 0:
+                self._validate(si, it + 1, rule, align=False)
+                if it + 1 - rule.chosen[0] >= self.holdout.patience:
                     logger.info("ML stopped after %d iterations: no better held-out likelihood since iteration %d",
                                 it + 1, rule.chosen[0])
                     break
@@ -951,53 +1001,52 @@ class _Run:
             if (it + 1) % self.checkpoint_every == 0 and it + 1 < iters:
                 extra = {"arrays": {key: getattr(state, key) for key in _MLState._ARRAYS},
                          "ml_prev_zg": state.prev_zg, "ml_alpha": state.alpha, "ml_nll": state.nll, "ml_mu": mu}
-                if held:
+                if rule is not None:
                     extra["arrays"].update(rule.arrays())
                 self._save(si, it + 1, extra=extra)
-        if held:
-            if self.validation[si][-1][0] != last:
-                validate(last)
-            if rule.chosen[0] != last:
-                logger.info("ML: the result is the iterate of iteration %d (by the held-out likelihood)",
-                            rule.chosen[0])
-                self.obj[...] = rule.chosen[1]
-                self.probe[...] = rule.chosen[2]
+        if rule is not None:
+            self._take(si, last, rule, "ML")
 
 
 class _HeldOutRule:
-    """Which ML iterate is the result under MLOptions.holdout.
+    """Which iterate of a stage is its result under :class:`HoldOut`.
 
-    The candidate is the latest evaluated iterate whose held-out deviance is not significantly above the lowest
-    so far: the sum of its per-pattern excess over the lowest iterate's is at most one standard error of that sum
-    (``sqrt(n)`` times the excesses' standard deviation).  Later iterates are preferred unless the held-out
-    patterns say they are worse: a deviance that wobbles by less than its own noise does not pick an earlier,
-    less converged iterate.
+    The candidate is the latest evaluated iterate whose held-out deviance is not significantly above the lowest so
+    far: the sum of its per-pattern excess over the lowest iterate's is at most ``tolerance`` standard errors of that
+    sum (``sqrt(n)`` times the excesses' standard deviation).  ``tolerance=0`` takes the lowest (DM, whose iterates
+    wander); 1 prefers later iterates unless the held-out patterns say they are worse (ML, whose iterates converge:
+    a deviance that wobbles by less than its own noise does not pick an earlier, less converged iterate).
     """
 
-    def __init__(self):
+    def __init__(self, *, tolerance: float):
+        self.tolerance = tolerance
         self.lowest: Optional[tuple[np.ndarray, int]] = None  # per-pattern deviance, iteration
-        self.chosen: Optional[tuple[int, np.ndarray, np.ndarray]] = None  # iteration, object, probe
+        self.chosen: Optional[tuple] = None  # iteration, object, probe, positions
 
-    def offer(self, iteration: int, deviance: np.ndarray, obj: np.ndarray, probe: np.ndarray) -> bool:
+    def offer(self, iteration: int, deviance: np.ndarray, obj: np.ndarray, probe: np.ndarray,
+              positions: np.ndarray) -> bool:
         if self.lowest is None or deviance.sum() < self.lowest[0].sum():
             self.lowest = (deviance.copy(), iteration)
         else:
             excess = deviance - self.lowest[0]
-            if excess.sum() > math.sqrt(excess.size) * float(np.std(excess, ddof=1)):
+            if excess.sum() > self.tolerance * math.sqrt(excess.size) * float(np.std(excess, ddof=1)):
                 return False
-        self.chosen = (iteration, obj.copy(), probe.copy())
+        self.chosen = (iteration, obj.copy(), probe.copy(), positions.copy())
         return True
 
     def arrays(self) -> dict:
+        if self.lowest is None:
+            return {}
         return {"held_lowest": self.lowest[0], "held_iterations": np.array([self.lowest[1], self.chosen[0]]),
-                "held_object": self.chosen[1], "held_probe": self.chosen[2]}
+                "held_object": self.chosen[1], "held_probe": self.chosen[2], "held_chosen_positions": self.chosen[3]}
 
     @classmethod
-    def from_arrays(cls, arrays: dict) -> "_HeldOutRule":
-        rule = cls()
+    def from_arrays(cls, arrays: dict, *, tolerance: float) -> "_HeldOutRule":
+        rule = cls(tolerance=tolerance)
         lowest_it, chosen_it = (int(i) for i in arrays["held_iterations"])
         rule.lowest = (np.asarray(arrays["held_lowest"]), lowest_it)
-        rule.chosen = (chosen_it, arrays["held_object"], arrays["held_probe"])
+        rule.chosen = (chosen_it, np.asarray(arrays["held_object"]), np.asarray(arrays["held_probe"]),
+                       np.asarray(arrays["held_chosen_positions"]))
         return rule
 
 

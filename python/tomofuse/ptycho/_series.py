@@ -350,7 +350,7 @@ def reconstruct_series(scans, probe: np.ndarray, *, out: str | os.PathLike, angl
         (default: remove it, and ``work_dir`` once empty).
     **reconstruct_options
         Further keyword options of :func:`reconstruct` (``probe_modes``,
-        ``subpixel_steps``, ``mask``, ``dm``, ``ml``, ``refine_positions``,
+        ``subpixel_steps``, ``mask``, ``dm``, ``ml``, ``refine_positions``, ``holdout``,
         ``seed``), the same for every projection.
 
     Returns

@@ -233,6 +233,12 @@ def test_bad_input():
         ptycho.reconstruct(data, pos, probe, probe_modes=0)
     with pytest.raises(ValueError, match="mask"):
         ptycho.reconstruct(data, pos, probe, mask=np.zeros((16, 16), bool))  # True = valid: none is
+    with pytest.raises(TypeError, match="holdout"):
+        ptycho.reconstruct(data, pos, probe, holdout=0.05)  # a share is given as HoldOut(share=...)
+    with pytest.raises(ValueError, match="HoldOut.share"):
+        ptycho.HoldOut(share=0.0)
+    with pytest.raises(ValueError, match="HoldOut.patience"):
+        ptycho.HoldOut(patience=0)
 
 
 @pytest.fixture(scope="module")

@@ -611,6 +611,14 @@ def reconstruct(intensities: np.ndarray, positions_px, probe: np.ndarray, *,
     return run.run()
 
 
+def _options_or_flag(value, cls, name: str):
+    """An option given as an options object or a flag: ``value`` if it is a ``cls``, ``cls()`` for True, None for
+    False."""
+    if isinstance(value, cls):
+        return value
+    return cls() if check.flag(value, f"{name} (a bool or a {cls.__name__})") else None
+
+
 class _Run:
     """One call of :func:`reconstruct`: the checked problem, the iterate, the stages and the checkpoints."""
 
@@ -625,23 +633,13 @@ class _Run:
             raise TypeError(f"dm must be a tomofuse.ptycho.DMOptions, got {type(dm).__name__}")
         if not isinstance(ml, MLOptions):
             raise TypeError(f"ml must be a tomofuse.ptycho.MLOptions, got {type(ml).__name__}")
-        if isinstance(refine_positions, PositionRefinement):
-            self.refine = refine_positions
-        elif check.flag(refine_positions, "refine_positions (a bool or a PositionRefinement)"):
-            self.refine = PositionRefinement()
-        else:
-            self.refine = None
+        self.refine = _options_or_flag(refine_positions, PositionRefinement, "refine_positions")
         self.dm, self.ml = dm, ml
         self.checkpoint_every = check.integer(checkpoint_every, "checkpoint_every", minimum=1)
         self.seed = check.seed(seed)
         self.threads = check.threads(threads)
-        # patterns held out of every engine, to choose the stages' results and stop ML (HoldOut)
-        if isinstance(holdout, HoldOut):
-            self.holdout = holdout
-        elif check.flag(holdout, "holdout (a bool or a HoldOut)"):
-            self.holdout = HoldOut()
-        else:
-            self.holdout = None
+        # patterns held out of every engine, to stop ML and choose the result (HoldOut)
+        self.holdout = _options_or_flag(holdout, HoldOut, "holdout")
         self.held = None if self.holdout is None else held_out(intensities.shape[0], self.holdout.share)
         self.train = np.ones(intensities.shape[0], bool) if self.held is None else ~self.held
         self.k, self.n = int(self.train.sum()), intensities.shape[1]

@@ -168,10 +168,11 @@ class HoldOut:
 
     ``max(5, floor(share * K))`` of the ``K`` patterns, evenly spread in scan
     order, are kept out of every engine (none when that is more than 5 % of
-    the scan: fewer than 100 patterns).  Their positions are aligned to the
-    current object and probe (as the engines refine the others'; not with
-    ``refine_positions=False``) and every 10 iterations their Poisson
-    deviance under the current object and probe is evaluated.
+    the scan: fewer than 100 patterns).  Every 10 iterations their Poisson
+    deviance under the current object and probe is evaluated; their
+    positions are aligned to the object and probe before each evaluation in
+    DM and once at the start of ML (as the engines refine the others'; not
+    with ``refine_positions=False``).
 
     - ML: the result is the latest iterate whose deviance is not
       significantly above the lowest (the sum of the per-pattern excesses at

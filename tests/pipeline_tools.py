@@ -245,7 +245,7 @@ def by_hand(config: Path, threads: int = 2, report_dir: Optional[Path] = None) -
     from tomofuse.analysis import sei_thickness, summarize, surface_coverage
     from tomofuse.echem import Particle, SiliconParameters, scenarios
     from tomofuse.io import read_cxi_header, read_dxchange
-    from tomofuse.ptycho import focused_probe, object_pixel_size, reconstruct
+    from tomofuse.ptycho import HoldOut, focused_probe, object_pixel_size, reconstruct
     from tomofuse.register import RegistrationOptions, fuse, register
     from tomofuse.segment import label_particles, segment
     from tomofuse.tomo import (align_projections, fbp, fbp_phase_derivative, find_center, fsc, normalize, paganin,
@@ -277,6 +277,7 @@ def by_hand(config: Path, threads: int = 2, report_dir: Optional[Path] = None) -
         scan = read_cxi(s)
         rec = reconstruct(scan.data, pos, probe, object_shape=shape,
                           engines=(("dm", cfg["ptycho"]["dm_iterations"]), ("ml", cfg["ptycho"]["ml_iterations"])),
+                          holdout=HoldOut(share=share) if (share := cfg["ptycho"]["holdout_share"]) > 0 else False,
                           threads=threads)
         objs.append(rec.object)
         illum.append(rec.illumination)

@@ -77,6 +77,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "dm_iterations": Key("int", 800, "difference-map iterations (paper: 800)", minimum=0),
         "ml_iterations": Key("int", 800, "maximum-likelihood iterations (paper: 800)", minimum=0),
         "probe_modes": Key("int", 1, "mutually incoherent probe modes", minimum=1, maximum=16),
+        "holdout_share": Key("float", 0.025, "share of each scan's patterns held out of the engines: their "
+                                             "likelihood stops ML and chooses the result (0 = none: every "
+                                             "pattern used, every iteration run)", minimum=0.0, maximum=0.5),
         "checkpoint_every": Key("int", 50, "iterations between checkpoints of a projection", minimum=1,
                                 affects_result=False),
     },

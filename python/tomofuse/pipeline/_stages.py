@@ -137,7 +137,7 @@ def ptycho_geometry(config: Config) -> dict:
 
 
 def run_ptycho(ctx: Context) -> dict:
-    from ..ptycho import focused_probe, reconstruct_series
+    from ..ptycho import HoldOut, focused_probe, reconstruct_series
 
     c = ctx.config["ptycho"]
     scans = scan_files(ctx.config)
@@ -157,7 +157,8 @@ def run_ptycho(ctx: Context) -> dict:
         reconstruct_series([str(s) for s in scans], probe, out=out, angles=angles, client=ctx.client, work_dir=work,
                            engines=engines, checkpoint_every=c["checkpoint_every"], probe_modes=c["probe_modes"],
                            callback=ctx.progress, threads=ctx.threads, object_pixel_size=geo["pixel_m"],
-                           keep_checkpoints=True)
+                           keep_checkpoints=True,
+                           holdout=HoldOut(share=c["holdout_share"]) if c["holdout_share"] > 0 else False)
 
     try:
         series()

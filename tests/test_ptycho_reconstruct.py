@@ -61,7 +61,7 @@ def test_family_member_with_an_aberrated_probe(family_member):
 def test_held_out_patterns_stop_ml_before_it_fits_the_noise():
     """Member 1 of the robustness family: 85 photons per object pixel, three probe modes, 115 patterns.  ML's
     probe refinement fits the noise there: with every pattern used the object error after DM 100 + ML 300 is far
-    above its value after ML 100 (measured 3.04 vs 2.12).  Five held-out patterns (MLOptions.holdout, the default)
+    above its value after ML 100 (measured 3.04 vs 2.12).  Five held-out patterns (HoldOut, the default)
     stop ML near the best iterate (measured: stopped at ML 110, the iterate of ML 60 returned, 2.20)."""
     fam = _load(FAMILY_MODULE, "ptycho_family")
     case = fam.make_member(1)

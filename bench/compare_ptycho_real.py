@@ -127,7 +127,8 @@ def main(argv=None) -> None:
                "threads": args.threads}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(f"\n{'engine':9s} {'run':34s} {'FRC 1/2-bit (px)':>17s} {'of Nyquist':>11s} {'unshared noise':>15s} {'s/half':>7s}")
+    print(f"\n{'engine':9s} {'run':34s} {'FRC 1/2-bit (px)':>17s} {'of Nyquist':>11s} {'unshared noise':>15s} "
+          f"{'s/half':>7s}")
     for r in rows:
         print(f"{r['engine']:9s} {r['run']:34s} {r['frc_resolution_px']:17.3f} {r['nyquist_fraction']:11.3f} "
               f"{r['unshared_noise']:15.5f} {r['seconds_per_half']:7.1f}")

@@ -271,7 +271,8 @@ def run_member(case: dict, *, dm_iters: int = 800, ml_iters: int = 800, threads:
         seconds = time.perf_counter() - t0
     finally:
         rec_mod._save_checkpoint = saved
-    return {"marks": marks, "iterates": iterates, "final": float(ptycho.object_error(r.object, truth, mask=mask)), "seconds": seconds,
+    return {"marks": marks, "iterates": iterates, "final": float(ptycho.object_error(r.object, truth, mask=mask)),
+            "seconds": seconds,
             "ml_iterations": len(r.errors[-1][1]) if ml_iters else 0,
             # the ML iteration whose iterate is the result under HoldOut (None without held-out patterns)
             "ml_best": (int(r.validation[-1][r.validation[-1][:, 2] > 0][-1, 0])

@@ -701,6 +701,7 @@ class _Run:
         self.probe = _initial_probe(p_init, self.modes, self.n, self.total / self.k, self.seed)
         self.positions = pos[self.train].copy()
         self.held_positions = None if self.held is None else pos[self.held].copy()
+        self.held_scan = None  # the core's scan of held_positions, built when first needed after they move
         self.errors: list[tuple[str, list]] = []
         self.validation: dict[int, list] = {}  # stage index -> rows of Reconstruction.validation
         self.exit_waves = None
@@ -724,7 +725,7 @@ class _Run:
         self.obj, self.probe = arrays["object"], arrays["probe"]
         self.positions = arrays["positions"][self.train]
         if self.held is not None:
-            self.held_positions = arrays["positions"][self.held]
+            self.held_positions, self.held_scan = arrays["positions"][self.held], None
         self.validation = {int(key[len("validation"):]): [tuple(row) for row in arrays[key]]
                            for key in arrays if key.startswith("validation")}
         self.errors = saved["errors"]
@@ -867,7 +868,7 @@ class _Run:
                 self._save(si, it + 1, extra={"arrays": arrays})
         self.exit_waves = None
         if rule is not None:
-            self._take(si, iters, rule, "DM")
+            self._take(si, iters, rule)
 
     def _align_held(self) -> None:
         """Align the held-out patterns' positions to the current object and probe (which stay fixed), from where
@@ -893,20 +894,19 @@ class _Run:
             except ValueError:  # a step took a window off the object: keep the last positions that fit
                 break
             pos = moved
-        self.held_positions = pos
+        self.held_positions, self.held_scan = pos, scan
         logger.debug("%d held-out patterns aligned (largest move from the given positions %.3g px)",
                      len(pos), np.abs(self._inputs[1][self.held] - pos).max(initial=0.0))
 
     def _held_nll(self) -> np.ndarray:
         """(held,) Poisson deviance of each held-out pattern per valid pixel under the current object and probe."""
-        kh = len(self.held_positions)
-        scan = _core.PtychoScan(self.n, self.modes, self.shape, self.held_positions,
-                                subpixel_steps=self.subpixel_steps)
-        far = np.empty((kh, self.modes, self.n, self.n), np.complex64)
-        nll = scan.ml_gradient(self.data_held, self.valid, self.obj, self.probe, far, np.empty_like(far),
-                               threads=self.threads)[0]
-        pixels = self.n * self.n if self.valid is None else int(self.valid.sum())
-        return np.asarray(nll, dtype=np.float64) / pixels
+        if self.held_scan is None:
+            self.held_scan = _core.PtychoScan(self.n, self.modes, self.shape, self.held_positions,
+                                              subpixel_steps=self.subpixel_steps)
+        far = np.empty((len(self.held_positions), self.modes, self.n, self.n), np.complex64)
+        nll = self.held_scan.ml_gradient(self.data_held, self.valid, self.obj, self.probe, far, np.empty_like(far),
+                                         threads=self.threads)[0]
+        return np.asarray(nll, dtype=np.float64) / (self.valid_pixels / self.k)  # per valid pixel of one pattern
 
     def _rule(self, si: int, first: int, *, tolerance: float) -> Optional["_HeldOutRule"]:
         """The held-out rule of stage ``si`` starting at iteration ``first`` (its state from the checkpoint when the
@@ -932,14 +932,15 @@ class _Run:
         logger.debug("%s %d: held-out deviance per pixel %.8g%s", self.stages[si][0], iteration, deviance.mean(),
                      " (the candidate)" if taken else "")
 
-    def _take(self, si: int, last: int, rule: "_HeldOutRule", name: str) -> None:
+    def _take(self, si: int, last: int, rule: "_HeldOutRule") -> None:
         """End of stage ``si`` after iteration ``last``: evaluate the last iterate if not done, then make the rule's
         candidate the current iterate."""
         if not self.validation[si] or self.validation[si][-1][0] != last:
             self._validate(si, last, rule, align=self.stages[si][0] == "dm")
         chosen = rule.chosen[0]
         if chosen != last:
-            logger.info("%s: the result is the iterate of iteration %d (by the held-out likelihood)", name, chosen)
+            logger.info("%s: the result is the iterate of iteration %d (by the held-out likelihood)",
+                        self.stages[si][0].upper(), chosen)
             _, self.obj[...], self.probe[...], positions = rule.chosen
             if not np.array_equal(positions, self.positions):
                 self.positions = positions.copy()
@@ -1003,7 +1004,7 @@ class _Run:
                     extra["arrays"].update(rule.arrays())
                 self._save(si, it + 1, extra=extra)
         if rule is not None:
-            self._take(si, last, rule, "ML")
+            self._take(si, last, rule)
 
 
 class _HeldOutRule:

@@ -194,6 +194,9 @@ void bind_segment(py::module_& m) {
             py::list changes;
             for (auto c : rep.changes) changes.append(c);
             out["changes"] = changes;
+            py::list evaluations;
+            for (auto c : rep.evaluations) evaluations.append(c);
+            out["evaluations"] = evaluations;
             out["energy_before"] = rep.energy_before;
             out["energy_after"] = rep.energy_after;
             return out;
@@ -211,7 +214,9 @@ void bind_segment(py::module_& m) {
         "pairs : (P, 2) uint8 label pairs and unary : (P, z, y, x) float32, or None.\n"
         "cell : edge of the sweep's cells (0 = automatic, else >= 4 r + 1); origin : (z, y, x) place of\n"
         "this volume in a larger one (the cells lie on the larger volume's lattice).\n"
-        "Returns {'sweeps', 'changes', 'energy_before', 'energy_after'}. Identical for any thread count.");
+        "Returns {'sweeps', 'changes', 'evaluations' (voxels whose best move each sweep computed: the\n"
+        "others' decisions provably stand), 'energy_before', 'energy_after'}. Identical for any thread\n"
+        "count.");
 
     m.def(
         "icm_energy",

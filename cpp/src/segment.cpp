@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "isa.hpp"
 #include "omp.hpp"
 #include "tomofuse/errors.hpp"
 #include "tomofuse/parallel.hpp"
@@ -186,6 +187,34 @@ Operators make_operators(Shape s, const double sigma[3]) {
     return op;
 }
 
+// ICM's bound of how far a voxel's decision stands (see icm): a fall is enlarged by this factor, and
+// the bound loses this share of itself at every update (both 2^-20, above float's 2^-24 rounding).
+constexpr double kSlackSafety = 1.0 + 0x1p-20;
+constexpr double kSlackErosion = 0x1p-20;
+
+// One row of a move's update (icm): g -= wzy * G_x and the slack bounds fall by fall * G_x, enlarged
+// by 2^-20 of themselves: more than float's rounding of the result (2^-24 of it), so a stored bound
+// never rises above the true one; a negative bound stays negative. (Compiled without contraction:
+// every clone gives the same bits.)
+TOMOFUSE_ISA_CLONES
+void move_row(double* __restrict g, float* __restrict slack, const double* __restrict gx, double wzy, double fall,
+              std::size_t len) {
+    for (std::size_t j = 0; j < len; ++j) {
+        g[j] -= wzy * gx[j];
+        const double sv = slack[j];
+        slack[j] = static_cast<float>(sv - fall * gx[j] - kSlackErosion * sv);
+    }
+}
+
+// A hint that `p`'s cache line will be read soon (no effect on results).
+inline void prefetch(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p);
+#else
+    (void)p;
+#endif
+}
+
 // out = (Bz x By x Bx) in, with bands[a] per axis; `work` a scratch volume, which may be `in`
 // (read by the first pass only), never `out`.
 void apply3(const double* in, double* out, double* work, Shape s, const Band* bands, int threads) {
@@ -305,9 +334,6 @@ inline double unary_of(const Model& m, std::size_t i, int label, std::size_t n) 
                      [&](int p) { return static_cast<double>(m.unary[static_cast<std::size_t>(p) * n + i]); });
 }
 
-// pairs whose values best_move reads once per voxel into registers (more: read per label)
-constexpr int kMaxLocalPairs = 8;
-
 double energy_of(const Model& m, const std::uint8_t* labels, const std::vector<double>& r, int threads) {
     const Shape s = m.s;
     const std::size_t n = s.size();
@@ -422,12 +448,22 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     }
     // Two double volumes: g is residual()'s scratch before it is computed from r (and after the
     // sweeps), and r the scratch of g = H^T r (the sweeps need only g).
+    // `slack`: a lower bound of how much a voxel's lowest energy change to another label, found "no
+    // move" when it was last evaluated, still stands above 0. A move changes g within the Gram
+    // matrix's reach, and each energy change of a voxel by at most 2 w D |change of g| (D the largest
+    // difference of two levels): the bound falls by that, and a voxel is evaluated again only when it
+    // is negative (the move's 6-neighbors, whose unlike counts change, and the voxel moved: set
+    // negative). A voxel not evaluated would have found no move: the labels are those of evaluating
+    // every voxel at every visit, as tomofuse/segment.hpp describes.
     std::vector<double> r, g;
+    std::vector<float> slack;
     try {
         r.resize(n);
         g.resize(n);
+        slack.assign(n, -1.0f);
     } catch (const std::bad_alloc&) {
-        throw Error("icm: out of memory for two double work volumes of " + std::to_string(n) + " voxels");
+        throw Error("icm: out of memory for two double and one float work volumes of " + std::to_string(n) +
+                    " voxels");
     }
     const Operators op = make_operators(shape, sigma);
     const int hz = op.g[0].half, hy = op.g[1].half, hx = op.g[2].half;
@@ -489,48 +525,89 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
         diag[a].resize(n_dim[a]);
         for (std::size_t j = 0; j < n_dim[a]; ++j) diag[a][j] = op.g[a].at(j, static_cast<std::ptrdiff_t>(j));
     }
+    // D: the largest difference of two levels
+    double level_span = 0.0;
+    for (int a = 0; a < K; ++a) {
+        for (int b = 0; b < K; ++b) {
+            level_span = std::max(level_span, static_cast<double>(levels[a]) - levels[b]);
+        }
+    }
     for (int sweep = 0; sweep < options.max_sweeps; ++sweep) {
         bool out_of_memory = false;
         // The best move of voxel i given the current g and labels: (label, energy change).
-        auto best_move = [&](std::size_t i, std::size_t z, std::size_t y, std::size_t x, double& best_de) {
+        // `other`: the lowest energy change to another allowed label (+inf: none), and `scale` a bound of
+        // the magnitudes its terms had (for its rounding).
+        auto best_move = [&](std::size_t i, std::size_t z, std::size_t y, std::size_t x, double& best_de,
+                             double& other, double& scale) {
             const int cur = labels[i];
             const unsigned mask = allowed ? allowed[i] : 0xFFu;
-            int same[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            if (x > 0) ++same[labels[i - 1]];
-            if (x + 1 < shape.nx) ++same[labels[i + 1]];
-            if (y > 0) ++same[labels[i - shape.nx]];
-            if (y + 1 < shape.ny) ++same[labels[i + shape.nx]];
-            if (z > 0) ++same[labels[i - plane]];
-            if (z + 1 < shape.nz) ++same[labels[i + plane]];
+            // the 6-neighbors' labels (255: none, beyond the volume), counted per label without branches
+            const unsigned nb[6] = {x > 0 ? labels[i - 1] : 255u, x + 1 < shape.nx ? labels[i + 1] : 255u,
+                                    y > 0 ? labels[i - shape.nx] : 255u,
+                                    y + 1 < shape.ny ? labels[i + shape.nx] : 255u,
+                                    z > 0 ? labels[i - plane] : 255u, z + 1 < shape.nz ? labels[i + plane] : 255u};
+            auto same = [&](int k) {
+                const auto ku = static_cast<unsigned>(k);
+                return static_cast<int>(nb[0] == ku) + static_cast<int>(nb[1] == ku) + static_cast<int>(nb[2] == ku) +
+                       static_cast<int>(nb[3] == ku) + static_cast<int>(nb[4] == ku) + static_cast<int>(nb[5] == ku);
+            };
             const double self = diag[0][z] * diag[1][y] * diag[2][x];
             const double gi = g[i];
-            // the voxel's pair values read once, summed per label by unary_sum as unary_of does
-            double up[kMaxLocalPairs];
-            const bool local = m.n_pairs <= kMaxLocalPairs;
-            if (local) {
-                for (int p = 0; p < m.n_pairs; ++p) up[p] = m.unary[static_cast<std::size_t>(p) * n + i];
+            // every label's unary from the voxel's pair values, each read once (the same sums, in
+            // the same order of pairs, as unary_of)
+            double u[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+            for (int p = 0; p < m.n_pairs; ++p) {
+                const double v = m.unary[static_cast<std::size_t>(p) * n + i];
+                u[m.pairs[2 * p + 1]] += v > 0 ? v : 0.0;
+                u[m.pairs[2 * p]] += v < 0 ? -v : 0.0;
             }
-            auto unary_at = [&](int label) {
-                return local ? unary_sum(m, label, [&](int p) { return up[p]; }) : unary_of(m, i, label, n);
-            };
-            const double ucur = m.n_pairs ? unary_at(cur) : 0.0;
+            const double ucur = u[cur];
+            const double lcur = levels[cur];
+            const int scur = same(cur);
             int best = cur;
             best_de = 0.0;
+            other = std::numeric_limits<double>::infinity();
+            double uabs = 0.0;
             for (int k = 0; k < K; ++k) {
-                if (k == cur || ((mask >> k) & 1u) == 0) {
-                    continue;
-                }
-                const double dm = static_cast<double>(levels[k]) - levels[cur];
-                double de = w * (-2.0 * dm * gi + dm * dm * self) + beta * (same[cur] - same[k]);
+                const double dm = static_cast<double>(levels[k]) - lcur;
+                double de = w * (-2.0 * dm * gi + dm * dm * self) + beta * (scur - same(k));
                 if (m.n_pairs) {
-                    de += unary_at(k) - ucur;
+                    de += u[k] - ucur;
                 }
-                if (de < best_de) {
-                    best_de = de;
-                    best = k;
-                }
+                uabs += u[k];
+                // k == cur gives de == 0 (never below best_de <= 0)
+                const bool ok = ((mask >> k) & 1u) != 0;
+                const bool better = de < best_de && ok;
+                best_de = better ? de : best_de;
+                best = better ? k : best;
+                const bool lower = ok && k != cur && de < other;
+                other = lower ? de : other;
             }
+            scale = w * (2.0 * level_span * std::fabs(gi) + level_span * level_span * self) + 6.0 * beta + 2.0 * uabs;
             return best;
+        };
+        // Ask for the cache lines that best_move reads for the voxels i0 ... i0 + len - 1 of a row.
+        auto prefetch_row = [&](std::size_t i0, std::size_t len) {
+            const std::size_t i1 = i0 + len;
+            for (std::size_t j = i0; j < i1; j += 8) prefetch(g.data() + j);
+            prefetch(g.data() + i1 - 1);
+            for (int p = 0; p < m.n_pairs; ++p) {
+                const float* up = m.unary + static_cast<std::size_t>(p) * n;
+                for (std::size_t j = i0; j < i1; j += 16) prefetch(up + j);
+                prefetch(up + i1 - 1);
+            }
+            prefetch(slack.data() + i0);
+            prefetch(slack.data() + i1 - 1);
+            prefetch(labels + i0);
+            prefetch(labels + i1 - 1);
+            if (allowed) {
+                prefetch(allowed + i0);
+                prefetch(allowed + i1 - 1);
+            }
+            if (i0 + plane < n) {  // the next plane's labels (6-neighbors)
+                prefetch(labels + i0 + plane);
+                prefetch(labels + i1 - 1 + plane);
+            }
         };
         // Give voxel i the label `best`: g -= dm * G[:, i] (the residual falls by dm * H[:, i]).
         auto apply_move = [&](std::size_t i, std::size_t z, std::size_t y, std::size_t x, int best) {
@@ -553,13 +630,21 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 for (std::ptrdiff_t yy = yl; yy <= yh; ++yy) {
                     const double wzy = wz * op.g[1].at(static_cast<std::size_t>(yy), static_cast<std::ptrdiff_t>(y));
                     double* row = g.data() + (static_cast<std::size_t>(zz) * shape.ny + static_cast<std::size_t>(yy)) * shape.nx;
-                    for (std::ptrdiff_t xx = xl; xx <= xh; ++xx) {
-                        row[xx] -= wzy * gxp[xx];
-                    }
+                    float* srow = slack.data() + (row - g.data());
+                    const double fall = kSlackSafety * 2.0 * w * level_span * std::fabs(wzy);
+                    move_row(row + xl, srow + xl, gxp + xl, wzy, fall, static_cast<std::size_t>(xh - xl + 1));
                 }
             }
+            // the voxel and its 6-neighbors (their unlike counts change; beyond the box where a sigma is 0)
+            slack[i] = -1.0f;
+            if (x > 0) slack[i - 1] = -1.0f;
+            if (x + 1 < shape.nx) slack[i + 1] = -1.0f;
+            if (y > 0) slack[i - shape.nx] = -1.0f;
+            if (y + 1 < shape.ny) slack[i + shape.nx] = -1.0f;
+            if (z > 0) slack[i - plane] = -1.0f;
+            if (z + 1 < shape.nz) slack[i + plane] = -1.0f;
         };
-        std::int64_t total = 0;
+        std::int64_t total = 0, n_eval = 0;
         for (int color = 0; color < 8; ++color) {
             // the cells of this color: parity of the whole-volume cell index along z, y, x
             std::ptrdiff_t first[3], count[3];
@@ -571,7 +656,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             const std::ptrdiff_t n_cells = count[0] * count[1] * count[2];
             const std::int64_t stamp = static_cast<std::int64_t>(sweep) * 8 + color;
             std::int64_t color_changes = 0;
-            TOMOFUSE_OMP(parallel for schedule(dynamic, 1) reduction(+ : color_changes) num_threads(threads))
+            TOMOFUSE_OMP(parallel for schedule(dynamic, 1) reduction(+ : color_changes, n_eval) num_threads(threads))
             for (std::ptrdiff_t c = 0; c < n_cells; ++c) {
                 const std::ptrdiff_t k[3] = {first[0] + 2 * (c / (count[1] * count[2])),
                                              first[1] + 2 * ((c / count[2]) % count[1]), first[2] + 2 * (c % count[2])};
@@ -594,11 +679,33 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 try {
                     for (std::size_t z = lo[0]; z < hi[0]; ++z) {
                         for (std::size_t y = lo[1]; y < hi[1]; ++y) {
+                            // a cell's rows are short: fetch the row after the next one ahead
+                            // (the hardware prefetcher does not follow rows this short)
+                            {
+                                std::size_t yp = y + 2, zp = z;
+                                if (yp >= hi[1]) {
+                                    yp -= hi[1] - lo[1];
+                                    ++zp;
+                                }
+                                if (zp < hi[0]) {
+                                    prefetch_row((zp * shape.ny + yp) * shape.nx + lo[2], hi[2] - lo[2]);
+                                }
+                            }
                             for (std::size_t x = lo[2]; x < hi[2]; ++x) {
                                 const std::size_t i = (z * shape.ny + y) * shape.nx + x;
-                                double de;
-                                if (best_move(i, z, y, x, de) != labels[i]) {
-                                    cand.emplace_back(de, i);
+                                if (slack[i] >= 0.0f) {
+                                    continue;
+                                }
+                                ++n_eval;
+                                double de, other, scale;
+                                if (best_move(i, z, y, x, de, other, scale) != labels[i]) {
+                                    cand.emplace_back(de, i);  // its bound stays negative
+                                } else {
+                                    // the bound: `other` less its rounding (1e-12 of its terms' size,
+                                    // far above double's) and 2^-20 of itself (float's rounding)
+                                    const double b = other - 1e-12 * scale;
+                                    slack[i] = b > 0 ? static_cast<float>(std::min(b * (1.0 - kSlackErosion), 1e30))
+                                                     : -1.0f;  // (no other label allowed: 1e30)
                                 }
                             }
                         }
@@ -613,8 +720,8 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 for (const auto& cd : cand) {
                     const std::size_t i = cd.second;
                     const std::size_t z = i / plane, y = (i % plane) / shape.nx, x = i % shape.nx;
-                    double de;
-                    const int best = best_move(i, z, y, x, de);
+                    double de, other, scale;
+                    const int best = best_move(i, z, y, x, de, other, scale);
                     if (best != labels[i]) {
                         apply_move(i, z, y, x, best);
                         ++cell_changes;
@@ -631,6 +738,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             throw Error("icm: out of memory for the list of voxels to change");
         }
         report.changes.push_back(total);
+        report.evaluations.push_back(n_eval);
         report.sweeps = sweep + 1;
         if (static_cast<std::size_t>(total) <= options.min_changes) {
             break;

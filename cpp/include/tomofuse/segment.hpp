@@ -27,6 +27,13 @@
 // depends only on its neighborhood and its place on the lattice -- a block with a halo
 // (and its origin) gives the whole volume's labels wherever the halo holds the influence
 // of the block's edges.
+//
+// A visit skips the voxels whose decision provably stands: when a voxel is found to keep its
+// label, the lowest energy change to another label is kept as a bound, lowered by every later
+// move by the most it can change that voxel's energy changes (2 w D |change of g|, D the largest
+// difference of levels; the move's voxel and its 6-neighbors are always visited again). The
+// labels are those of computing every voxel's best move at every visit, only faster (most
+// voxels, inside phases, are computed once per call).
 #pragma once
 
 #include <cstddef>
@@ -65,6 +72,7 @@ struct IcmOptions {
 struct IcmReport {
     int sweeps = 0;                      ///< sweeps run
     std::vector<std::int64_t> changes;   ///< voxels changed in each sweep
+    std::vector<std::int64_t> evaluations;  ///< voxels whose best move each sweep computed (see icm)
     double energy_before = 0.0;          ///< E at the start
     double energy_after = 0.0;           ///< E at the end
 };

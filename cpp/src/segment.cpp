@@ -206,15 +206,6 @@ void move_row(double* __restrict g, float* __restrict slack, const double* __res
     }
 }
 
-// A hint that `p`'s cache line will be read soon (no effect on results).
-inline void prefetch(const void* p) {
-#if defined(__GNUC__) || defined(__clang__)
-    __builtin_prefetch(p);
-#else
-    (void)p;
-#endif
-}
-
 // out = (Bz x By x Bx) in, with bands[a] per axis; `work` a scratch volume, which may be `in`
 // (read by the first pass only), never `out`.
 void apply3(const double* in, double* out, double* work, Shape s, const Band* bands, int threads) {
@@ -586,29 +577,6 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             scale = w * (2.0 * level_span * std::fabs(gi) + level_span * level_span * self) + 6.0 * beta + 2.0 * uabs;
             return best;
         };
-        // Ask for the cache lines that best_move reads for the voxels i0 ... i0 + len - 1 of a row.
-        auto prefetch_row = [&](std::size_t i0, std::size_t len) {
-            const std::size_t i1 = i0 + len;
-            for (std::size_t j = i0; j < i1; j += 8) prefetch(g.data() + j);
-            prefetch(g.data() + i1 - 1);
-            for (int p = 0; p < m.n_pairs; ++p) {
-                const float* up = m.unary + static_cast<std::size_t>(p) * n;
-                for (std::size_t j = i0; j < i1; j += 16) prefetch(up + j);
-                prefetch(up + i1 - 1);
-            }
-            prefetch(slack.data() + i0);
-            prefetch(slack.data() + i1 - 1);
-            prefetch(labels + i0);
-            prefetch(labels + i1 - 1);
-            if (allowed) {
-                prefetch(allowed + i0);
-                prefetch(allowed + i1 - 1);
-            }
-            if (i0 + plane < n) {  // the next plane's labels (6-neighbors)
-                prefetch(labels + i0 + plane);
-                prefetch(labels + i1 - 1 + plane);
-            }
-        };
         // Give voxel i the label `best`: g -= dm * G[:, i] (the residual falls by dm * H[:, i]).
         auto apply_move = [&](std::size_t i, std::size_t z, std::size_t y, std::size_t x, int best) {
             const double dm = static_cast<double>(levels[best]) - levels[labels[i]];
@@ -679,18 +647,6 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 try {
                     for (std::size_t z = lo[0]; z < hi[0]; ++z) {
                         for (std::size_t y = lo[1]; y < hi[1]; ++y) {
-                            // a cell's rows are short: fetch the row after the next one ahead
-                            // (the hardware prefetcher does not follow rows this short)
-                            {
-                                std::size_t yp = y + 2, zp = z;
-                                if (yp >= hi[1]) {
-                                    yp -= hi[1] - lo[1];
-                                    ++zp;
-                                }
-                                if (zp < hi[0]) {
-                                    prefetch_row((zp * shape.ny + yp) * shape.nx + lo[2], hi[2] - lo[2]);
-                                }
-                            }
                             for (std::size_t x = lo[2]; x < hi[2]; ++x) {
                                 const std::size_t i = (z * shape.ny + y) * shape.nx + x;
                                 if (slack[i] >= 0.0f) {

@@ -165,3 +165,27 @@ def shell_moves(data, labels, levels, sigma, components, target, *, pairs=None, 
             labels[crop] = lab
             flipped += int(mask.sum())
     return flipped
+
+
+def upsample_linear(coarse, f, shape, origin=(0, 0, 0)):
+    """``_core.upsample_linear``: fine voxel i along an axis at coarse coordinate
+    ``c = (2 (i + origin % f) + 1 - f) / (2 f)``, the value ``(1 - w) a[floor(c)] + w a[floor(c) + 1]``
+    with ``w = c - floor(c)`` (float32), the end values outside the first and last coarse centers;
+    axes z, y, x in turn, each step in float32 as ``a0 * (1 - w) + a1 * w``."""
+    out = np.asarray(coarse, np.float32)
+    for axis, n in enumerate(shape):
+        m = out.shape[axis]
+        moved = np.moveaxis(out, axis, 0)
+        res = np.empty((n,) + moved.shape[1:], np.float32)
+        for i in range(n):
+            num = 2 * (i + origin[axis] % f) + 1 - f
+            i0 = num // (2 * f)
+            w = np.float32((num - 2 * f * i0) / (2.0 * f))
+            if num < 0:
+                i0, w = 0, np.float32(0.0)
+            elif num > 2 * f * (m - 1):
+                i0, w = m - 1, np.float32(0.0)
+            i1 = min(i0 + 1, m - 1)
+            res[i] = moved[i0] * (np.float32(1.0) - w) + moved[i1] * w
+        out = np.moveaxis(res, 0, axis)
+    return np.ascontiguousarray(out)

@@ -99,6 +99,58 @@ def test_icm_skipping_settled_voxels_equals_reference(sigma, origin):
         assert changes[1] > 0 and ev[2] < data.size / 4
 
 
+def test_upsample_linear_equals_reference():
+    rng = np.random.default_rng(21)
+    for _ in range(80):
+        f = int(rng.integers(1, 6))
+        shape = tuple(int(n) for n in rng.integers(1, 25, 3))
+        origin = tuple(int(o) for o in rng.integers(0, 60, 3))
+        coarse = rng.normal(size=tuple(int(n) for n in rng.integers(1, 9, 3))).astype(np.float32)
+        want = ref.upsample_linear(coarse, f, shape, origin)
+        for threads in (1, 2):
+            got = _core.upsample_linear(coarse, f, shape, origin=origin, threads=threads)
+            np.testing.assert_array_equal(got, want)
+        into = np.full((2,) + shape, np.nan, np.float32)
+        _core.upsample_linear(coarse, f, shape, origin=origin, out=into[1])
+        np.testing.assert_array_equal(into[1], want)
+        assert np.isnan(into[0]).all()
+
+
+def test_upsample_linear_reproduces_a_linear_field():
+    # a field linear in the coarse centers is linear in the fine ones (inside the outer centers)
+    f, origin = 3, (2, 0, 5)
+    m = (5, 6, 7)
+    c = [np.arange(n, dtype=np.float64) for n in m]
+    coarse = (0.5 * c[0][:, None, None] - 0.25 * c[1][None, :, None] + 0.125 * c[2][None, None, :]).astype(np.float32)
+    shape = tuple(f * n - o % f for n, o in zip(m, origin))
+    got = _core.upsample_linear(coarse, f, shape, origin=origin)
+    pos = [(np.arange(n) + o % f + 0.5) / f - 0.5 for n, o in zip(shape, origin)]
+    want = 0.5 * pos[0][:, None, None] - 0.25 * pos[1][None, :, None] + 0.125 * pos[2][None, None, :]
+    inside = np.ix_(*[(p >= 0) & (p <= n - 1) for p, n in zip(pos, m)])
+    np.testing.assert_allclose(got[inside], want[inside], atol=1e-5)
+    # beyond the outer centers: the end values (a ramp along x, fine x from the lattice's start)
+    ramp = np.broadcast_to(np.arange(7, dtype=np.float32) * 2 + 1, (2, 3, 7)).copy()
+    fine = _core.upsample_linear(ramp, f, (2 * f, 3 * f, 7 * f))
+    px = (np.arange(7 * f) + 0.5) / f - 0.5
+    assert (px < 0).sum() == 1 and (px > 6).sum() == 1
+    assert np.all(fine[..., px < 0] == 1.0) and np.all(fine[..., px > 6] == 13.0)
+    np.testing.assert_allclose(fine[0, 0], np.clip(px, 0, 6) * 2 + 1, atol=1e-5)
+
+
+def test_upsample_linear_bad_input():
+    a = np.zeros((2, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="factor"):
+        _core.upsample_linear(a, 0, (4, 4, 4))
+    with pytest.raises(ValueError, match="shape"):
+        _core.upsample_linear(a, 2, (4, 0, 4))
+    with pytest.raises(TypeError, match="origin"):
+        _core.upsample_linear(a, 2, (4, 4, 4), origin=(0.5, 0, 0))
+    with pytest.raises(ValueError, match="out"):
+        _core.upsample_linear(a, 2, (4, 4, 4), out=np.zeros((4, 4, 5), np.float32))
+    with pytest.raises((TypeError, ValueError), match="coarse"):
+        _core.upsample_linear(np.zeros((2, 2), np.float32), 2, (4, 4, 4))
+
+
 def test_icm_recovers_blurred_blocks():
     # two phases of close level separated by a third, blurred and noisy; 5 % of the voxels
     # start with a random label: the blurred model and the smoothness put them back

@@ -1,4 +1,4 @@
-// tomofuse._core.gaussian_blur / icm / icm_energy / shell_moves: argument checks with the GIL
+// tomofuse._core.gaussian_blur / upsample_linear / icm / icm_energy / shell_moves: argument checks with the GIL
 // held, the kernels with the GIL released.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -89,6 +89,37 @@ Model read_model(const py::object& data_obj, const py::object& levels_obj, const
     return m;
 }
 
+// Three integers in [lo, hi] (a shape or an origin).
+std::vector<std::int64_t> read_triple(const py::object& obj, const char* name, std::int64_t lo, std::int64_t hi) {
+    std::vector<std::int64_t> v;
+    const std::string what = std::string(name) + " must be three integers (z, y, x)";
+    try {
+        for (const auto& item : py::iter(obj)) {
+            if (!py::isinstance<py::int_>(item) || py::isinstance<py::bool_>(item)) {
+                // NumPy integers are accepted through their index
+                if (!py::hasattr(item, "__index__") || py::isinstance<py::bool_>(item)) {
+                    throw py::cast_error();
+                }
+            }
+            v.push_back(py::reinterpret_borrow<py::object>(item).attr("__index__")().cast<std::int64_t>());
+        }
+    } catch (const py::error_already_set&) {
+        throw py::type_error(what);
+    } catch (const py::cast_error&) {
+        throw py::type_error(what);
+    }
+    if (v.size() != 3) {
+        throw InvalidArgument(what + ", got " + std::to_string(v.size()));
+    }
+    for (auto x : v) {
+        if (x < lo || x > hi) {
+            throw InvalidArgument(std::string(name) + " must hold integers in [" + std::to_string(lo) + ", " +
+                                  std::to_string(hi) + "], got " + std::to_string(x));
+        }
+    }
+    return v;
+}
+
 segment::IcmOptions read_options(double data_weight, double smoothness, int max_sweeps, std::int64_t min_changes,
                                  int cell, const py::object& origin) {
     segment::IcmOptions o;
@@ -156,6 +187,48 @@ void bind_segment(py::module_& m) {
         "Separable sampled Gaussian blur H (or its adjoint H^T) with replicated edges.\n\n"
         "volume : (z, y, x) float32, C-contiguous; sigma : (3,) voxels along z, y, x (0 = none).\n"
         "Returns a new float32 array. Identical for any thread count.");
+
+    m.def(
+        "upsample_linear",
+        [](const py::object& coarse_obj, int factor, const py::object& shape_obj, const py::object& origin_obj,
+           const py::object& out_obj, int threads) {
+            auto in = require_array<float>(coarse_obj, "coarse", 3);
+            if (in.shape(0) < 1 || in.shape(1) < 1 || in.shape(2) < 1) {
+                throw ShapeError("coarse must not be empty, got shape " + shape_str(in));
+            }
+            if (factor < 1) {
+                throw InvalidArgument("factor must be >= 1, got " + std::to_string(factor));
+            }
+            const auto fine = read_triple(shape_obj, "shape", 1, std::int64_t{1} << 40);
+            const auto org = read_triple(origin_obj, "origin", 0, std::int64_t{1} << 40);
+            check_threads(threads);
+            const segment::Shape fs{static_cast<std::size_t>(fine[0]), static_cast<std::size_t>(fine[1]),
+                                    static_cast<std::size_t>(fine[2])};
+            py::array_t<float> out;
+            if (out_obj.is_none()) {
+                out = py::array_t<float>({fine[0], fine[1], fine[2]});
+            } else {
+                out = require_shape<float>(out_obj, "out", dims(fs), true);
+                check_no_alias({span("out", out)}, {span("out", out), span("coarse", in)});
+            }
+            const std::ptrdiff_t o[3] = {static_cast<std::ptrdiff_t>(org[0]), static_cast<std::ptrdiff_t>(org[1]),
+                                         static_cast<std::ptrdiff_t>(org[2])};
+            const float* src = in.data();
+            float* dst = out.mutable_data();
+            const auto cs = shape_of(in);
+            {
+                py::gil_scoped_release release;
+                segment::upsample_linear(src, cs, dst, fs, factor, o, threads);
+            }
+            return out;
+        },
+        py::arg("coarse"), py::arg("factor"), py::arg("shape"), py::kw_only(),
+        py::arg("origin") = py::make_tuple(0, 0, 0), py::arg("out") = py::none(), py::arg("threads") = 0,
+        "Linear interpolation of a field of factor-cube means onto the fine grid of `shape` (z, y, x),\n"
+        "fine voxel i at coarse coordinate (i + origin % factor + 0.5) / factor - 0.5 along each axis,\n"
+        "end values beyond the first and last coarse centers; float32, axes z, y, x in turn.\n\n"
+        "coarse : (z, y, x) float32; out : float32 of `shape`, writeable, or None for a new array.\n"
+        "Returns the fine field. Identical for any thread count.");
 
     m.def(
         "icm",

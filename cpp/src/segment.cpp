@@ -397,6 +397,112 @@ void gaussian_blur(const float* in, float* out, Shape shape, const double sigma[
     }
 }
 
+namespace {
+
+// One axis of upsample_linear: for every fine index i, the two coarse indices and the weight of the
+// second (float32, exactly as NumPy computes them from the same integers).
+struct AxisTaps {
+    std::vector<std::size_t> i0, i1;
+    std::vector<float> w;
+};
+
+AxisTaps axis_taps(std::size_t n_fine, std::size_t m_coarse, int f, std::ptrdiff_t origin) {
+    AxisTaps t;
+    t.i0.resize(n_fine);
+    t.i1.resize(n_fine);
+    t.w.resize(n_fine);
+    const auto ff = static_cast<std::int64_t>(f);
+    const auto m = static_cast<std::int64_t>(m_coarse);
+    for (std::size_t i = 0; i < n_fine; ++i) {
+        // c = num / (2 f) with an integer num
+        const std::int64_t num = 2 * (static_cast<std::int64_t>(i) + origin % ff) + 1 - ff;
+        std::int64_t i0 = num >= 0 ? num / (2 * ff) : -((-num + 2 * ff - 1) / (2 * ff));  // floor
+        double w = static_cast<double>(num - 2 * ff * i0) / (2.0 * static_cast<double>(ff));
+        if (num < 0) {
+            i0 = 0;
+            w = 0.0;
+        } else if (num > 2 * ff * (m - 1)) {
+            i0 = m - 1;
+            w = 0.0;
+        }
+        t.i0[i] = static_cast<std::size_t>(i0);
+        t.i1[i] = static_cast<std::size_t>(std::min(i0 + 1, m - 1));
+        t.w[i] = static_cast<float>(w);
+    }
+    return t;
+}
+
+}  // namespace
+
+void upsample_linear(const float* in, Shape coarse, float* out, Shape fine, int factor, const std::ptrdiff_t origin[3],
+                     int nthreads) {
+    const int threads = resolve_threads(nthreads);
+    if (in == nullptr || out == nullptr || origin == nullptr) {
+        throw InvalidArgument("upsample_linear: in, out and origin must not be null");
+    }
+    if (coarse.size() == 0 || fine.size() == 0) {
+        throw InvalidArgument("upsample_linear: every extent of both shapes must be >= 1");
+    }
+    if (factor < 1) {
+        throw InvalidArgument("upsample_linear: factor must be >= 1, got " + std::to_string(factor));
+    }
+    for (int a = 0; a < 3; ++a) {
+        if (origin[a] < 0) {
+            throw InvalidArgument("upsample_linear: origin must be >= 0");
+        }
+    }
+    const AxisTaps tz = axis_taps(fine.nz, coarse.nz, factor, origin[0]);
+    const AxisTaps ty = axis_taps(fine.ny, coarse.ny, factor, origin[1]);
+    const AxisTaps tx = axis_taps(fine.nx, coarse.nx, factor, origin[2]);
+    const std::size_t cplane = coarse.ny * coarse.nx, fplane = fine.ny * fine.nx;
+    // per thread: the plane interpolated along z (coarse y, x), then along y (fine y, coarse x)
+    const std::size_t scratch = cplane + fine.ny * coarse.nx;
+    detail::RegionErrors errors;
+    TOMOFUSE_OMP(parallel num_threads(threads))
+    {
+        std::vector<float> work;
+        errors.run([&] { work.resize(scratch); });
+        TOMOFUSE_OMP(for schedule(static))
+        for (std::ptrdiff_t z = 0; z < static_cast<std::ptrdiff_t>(fine.nz); ++z) {
+            errors.run([&] {
+                float* a = work.data();
+                float* b = a + cplane;
+                const auto zi = static_cast<std::size_t>(z);
+                const float wz = tz.w[zi], vz = 1.0f - wz;
+                const float* p0 = in + tz.i0[zi] * cplane;
+                const float* p1 = in + tz.i1[zi] * cplane;
+                for (std::size_t q = 0; q < cplane; ++q) {
+                    const float lo = p0[q] * vz;
+                    const float hi = p1[q] * wz;
+                    a[q] = lo + hi;
+                }
+                for (std::size_t y = 0; y < fine.ny; ++y) {
+                    const float wy = ty.w[y], vy = 1.0f - wy;
+                    const float* r0 = a + ty.i0[y] * coarse.nx;
+                    const float* r1 = a + ty.i1[y] * coarse.nx;
+                    float* dst = b + y * coarse.nx;
+                    for (std::size_t x = 0; x < coarse.nx; ++x) {
+                        const float lo = r0[x] * vy;
+                        const float hi = r1[x] * wy;
+                        dst[x] = lo + hi;
+                    }
+                }
+                float* o = out + zi * fplane;
+                for (std::size_t y = 0; y < fine.ny; ++y) {
+                    const float* row = b + y * coarse.nx;
+                    float* dst = o + y * fine.nx;
+                    for (std::size_t x = 0; x < fine.nx; ++x) {
+                        const float lo = row[tx.i0[x]] * (1.0f - tx.w[x]);
+                        const float hi = row[tx.i1[x]] * tx.w[x];
+                        dst[x] = lo + hi;
+                    }
+                }
+            });
+        }
+    }
+    errors.rethrow();
+}
+
 double icm_energy(const float* data, const std::uint8_t* labels, Shape shape, const float* levels, int n_labels,
                   const double sigma[3], const std::uint8_t* pairs, int n_pairs, const float* unary,
                   const IcmOptions& options, int nthreads) {

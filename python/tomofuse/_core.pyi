@@ -352,6 +352,20 @@ def gaussian_blur(
     edges; sigma in voxels along z, y, x (0 = none). A new float32 array."""
 
 
+def upsample_linear(
+    coarse: npt.NDArray[np.float32],
+    factor: int,
+    shape: tuple[int, int, int],
+    *,
+    origin: tuple[int, int, int] = (0, 0, 0),
+    out: npt.NDArray[np.float32] | None = None,
+    threads: int = 0,
+) -> npt.NDArray[np.float32]:
+    """Linear interpolation of a field of ``factor``-cube means onto the fine grid of ``shape``: fine
+    voxel i at coarse coordinate (i + origin % factor + 0.5) / factor - 0.5 along each axis, end values
+    beyond the outer centers; float32, axes z, y, x in turn. Into ``out`` when given."""
+
+
 def icm(
     data: npt.NDArray[np.float32],
     labels: _U8Array,

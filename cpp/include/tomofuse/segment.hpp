@@ -60,6 +60,18 @@ TOMOFUSE_EXPORT int kernel_radius(double sigma);
 TOMOFUSE_EXPORT void gaussian_blur(const float* in, float* out, Shape shape, const double sigma[3],
                                    bool adjoint = false, int nthreads = 0);
 
+/// Linear interpolation of a field of `factor`-cube means back onto the fine grid (tomofuse.segment's
+/// TXTM evidence): fine voxel i along an axis lies at coarse coordinate c = (i + o % f + 0.5) / f - 0.5
+/// (o the fine volume's origin in a larger one: the weights depend only on the place on the lattice)
+/// and takes (1 - w) a[floor(c)] + w a[floor(c) + 1] with w = c - floor(c) in float32, the end values
+/// beyond the first and last coarse centers. The axes in the order z, y, x, each in float32 as
+/// a0 * (1 - w) + a1 * w: the same bits as that separable computation in NumPy.
+///
+/// in  (coarse) float32, every extent >= 1; out (fine) float32, every extent >= 1; factor >= 1.
+/// Throws InvalidArgument for null pointers, empty shapes, factor < 1 or negative origin.
+TOMOFUSE_EXPORT void upsample_linear(const float* in, Shape coarse, float* out, Shape fine, int factor,
+                                     const std::ptrdiff_t origin[3], int nthreads = 0);
+
 struct IcmOptions {
     double data_weight = 1.0;   ///< w = 1 / (2 s^2), per squared data unit (> 0)
     double smoothness = 0.0;    ///< beta, per unlike 6-neighbor pair (>= 0)

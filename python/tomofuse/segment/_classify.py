@@ -370,39 +370,18 @@ def _phase_fractions(labels: np.ndarray, f: int, n_phases: int, origin=(0, 0, 0)
     return [c.astype(np.float32) / np.float32(f ** 3) for c in counts]
 
 
-def _upsample(a: np.ndarray, f: int, shape, origin=(0, 0, 0), out=None) -> np.ndarray:
+def _upsample(a: np.ndarray, f: int, shape, origin=(0, 0, 0), out=None, threads: int = 1) -> np.ndarray:
     """Linear interpolation of a field of ``f``-cube means (``_downsample``) back onto the fine grid
-    (into ``out``, float32 of ``shape``, when given)."""
+    (into ``out``, float32 of ``shape``, when given): fine voxel i sits at coarse coordinate
+    ``(i + origin % f + 0.5) / f - 0.5`` along each axis, so the weights depend only on the place
+    on the lattice (``_core.upsample_linear``)."""
     if f == 1:
         if out is None:
             return a
         out[...] = a
         return out
-    dest = out
-    out = a
-    for axis, n in enumerate(shape):
-        # fine voxel i (i + origin % f in the padded grid) sits at coarse coordinate (i + 0.5) / f - 0.5,
-        # i.e. num / (2 f) with an integer num: the weights depend only on the place on the lattice
-        m = out.shape[axis]
-        num = 2 * (np.arange(n) + int(origin[axis]) % f) + 1 - f
-        i0 = np.floor_divide(num, 2 * f)
-        w = (num - 2 * f * i0) / (2.0 * f)
-        below, above = num < 0, num > 2 * f * (m - 1)
-        i0 = np.where(below, 0, np.where(above, m - 1, i0))
-        w = np.where(below | above, 0.0, w).astype(np.float32)
-        i1 = np.minimum(i0 + 1, m - 1)
-        shp = [1, 1, 1]
-        shp[axis] = n
-        w = w.reshape(shp)
-        last = axis == len(shape) - 1 and dest is not None
-        lo_ = np.take(out, i0, axis=axis, out=dest if last else None, mode="clip")  # i0 is in range
-        lo_ *= 1 - w
-        hi_ = np.take(out, i1, axis=axis)
-        hi_ *= w
-        lo_ += hi_  # (1 - w) a + w b in place: fewer volumes than the expression
-        del hi_
-        out = lo_
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return _core.upsample_linear(np.ascontiguousarray(a, dtype=np.float32), int(f), tuple(int(n) for n in shape),
+                                 origin=tuple(int(o) for o in origin), out=out, threads=threads)
 
 
 def _icm_round(data, labels, lev32, weight, sig, noise, corr, levels, *, main, use, txtm, valid, allowed_bits,
@@ -482,7 +461,7 @@ def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycl
     sfrac = (tb - rest - lv[GRAPHITE] * hb) / np.maximum(dm * hb, 1e-30 * abs(dm) + 1e-30)
     w = (dm * hb) ** 2 / (2 * var) * ok * np.clip(vb, 0, 1)
     d_hi = (w * (1 - 2 * np.clip(sfrac, -1, 2))).astype(np.float32)
-    _upsample(d_hi, f, shape, origin, out=out[0])
+    _upsample(d_hi, f, shape, origin, out=out[0], threads=threads)
     if cycled:
         mb = frac[CBD] + frac[SEI]
         rest = sum(lv[k] * frac[k] for k in (PORE, GRAPHITE, SILICON))
@@ -491,7 +470,7 @@ def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycl
         w = (dm * mb) ** 2 / (2 * var) * ok * np.clip(vb, 0, 1)
         # unary for SEI (b) over CBD (a): evidence against SEI grows with the CBD fraction
         d_med = (w * (2 * np.clip(cfrac, -1, 2) - 1)).astype(np.float32)
-        _upsample(d_med, f, shape, origin, out=out[1])
+        _upsample(d_med, f, shape, origin, out=out[1], threads=threads)
     out[:, ~valid] = 0.0
     return out
 

@@ -308,6 +308,29 @@ def test_every_voxel_of_the_phase_gets_a_particle():
         assert np.all((p > 0) == (labels == Phase.SILICON))
 
 
+def test_particles_numbered_in_raster_order_and_filtered_by_volume():
+    # without splitting: the 26-connected components (scipy numbers them in raster order of their
+    # first voxel), those below min_volume dropped, the rest renumbered 1..n in the same order
+    rng = np.random.default_rng(9)
+    for trial in range(12):
+        labels = np.where(ndimage.gaussian_filter(rng.random((18, 20, 22)), 1.2) > 0.53, np.uint8(Phase.SILICON),
+                          np.uint8(Phase.GRAPHITE))
+        comp, n = ndimage.label(labels == Phase.SILICON, structure=np.ones((3, 3, 3), bool))
+        counts = np.bincount(comp.ravel(), minlength=n + 1)
+        min_vox = int(rng.choice([0, 3, 12, 40]))
+        kept = [c for c in range(1, n + 1) if counts[c] >= min_vox]
+        want = np.zeros_like(comp)
+        for i, c in enumerate(kept, start=1):
+            want[comp == c] = i
+        got = label_particles(labels, voxel_size=V, split=False, min_volume=min_vox * V ** 3 * (1 - 1e-9))
+        np.testing.assert_array_equal(got, want)
+        # with splitting: every piece numbered by its first voxel, 1..n without gaps
+        p = label_particles(labels, voxel_size=V)
+        ids = p.ravel()[p.ravel() > 0]
+        first = [np.flatnonzero(p.ravel() == k)[0] for k in range(1, p.max() + 1)]
+        assert np.array_equal(np.unique(ids), np.arange(1, p.max() + 1)) and np.all(np.diff(first) > 0)
+
+
 def test_label_particles_bad_input():
     labels = np.zeros((8, 8, 8), np.uint8)
     with pytest.raises(ValueError, match="not tomofuse.Phase"):

@@ -170,6 +170,10 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
     dt = distance_transform(mask, threads=par) if split else None
     next_id = 1
     min_vox = 0 if min_volume is None else min_volume / v ** 3
+    # every piece's first voxel (flat index in the volume) and voxel count, from its component's box:
+    # the raster order inside a box is the volume's
+    first_of: list = []
+    count_of: list = []
     for c in range(1, len(boxes)):
         box = boxes[c]
         if box is None:
@@ -180,14 +184,25 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
             sub = _split_component(m, dt[sl], neck_ratio, float(min_peak_height))
         else:
             sub = m.astype(np.int32)
+        sub = np.where(m, sub, 0)
         k = int(sub.max())
         region = out[sl]
         region[m] = sub[m] + (next_id - 1)
+        ids, first, counts = np.unique(sub.reshape(-1), return_index=True, return_counts=True)
+        ids, first, counts = ids[ids > 0], first[ids > 0], counts[ids > 0]
+        fk = np.zeros(k, np.int64)
+        ck = np.zeros(k, np.int64)  # 0: an id the split did not use (dropped below)
+        fk[ids - 1] = np.ravel_multi_index(tuple(a + s.start for a, s in zip(np.unravel_index(first, sub.shape), sl)),
+                                           lab.shape)
+        ck[ids - 1] = counts
+        first_of.append(fk)
+        count_of.append(ck)
         next_id += k
     # raster-order renumbering, volume filter
-    ids, first, counts = np.unique(out.reshape(-1), return_index=True, return_counts=True)
-    keep = (ids > 0) & (counts >= min_vox)
-    new = np.zeros(int(ids.max()) + 1, np.int32)
+    first = np.concatenate(first_of) if first_of else np.zeros(0, np.int64)
+    counts = np.concatenate(count_of) if count_of else np.zeros(0, np.int64)
+    keep = (counts > 0) & (counts >= min_vox)
+    new = np.zeros(next_id, np.int32)
     order = np.argsort(first[keep], kind="stable")
-    new[ids[keep][order]] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    new[1 + np.flatnonzero(keep)[order]] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     return new[out]

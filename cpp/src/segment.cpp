@@ -118,60 +118,6 @@ Band gram(const Band& h) {
     return g;
 }
 
-// Apply a band along one axis of a (nz, ny, nx) double volume, in -> out (distinct).
-// Along y and z whole rows of x are combined (contiguous, vectorizable); along x each
-// row is filtered on its own. Every output value is computed the same way whatever the
-// thread count.
-void apply_axis(const double* in, double* out, Shape s, int axis, const Band& b, int threads) {
-    const std::size_t width = static_cast<std::size_t>(2 * b.half + 1);
-    const std::size_t nx = s.nx, plane = s.ny * s.nx;
-    if (axis == 2) {
-        const auto sn = static_cast<std::ptrdiff_t>(nx);
-        TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
-        for (std::ptrdiff_t row = 0; row < static_cast<std::ptrdiff_t>(s.nz * s.ny); ++row) {
-            const double* src = in + static_cast<std::size_t>(row) * nx;
-            double* dst = out + static_cast<std::size_t>(row) * nx;
-            for (std::ptrdiff_t j = 0; j < sn; ++j) {
-                const double* w = b.w.data() + static_cast<std::size_t>(j) * width;
-                const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - b.half);
-                const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(sn - 1, j + b.half);
-                double acc = 0.0;
-                for (std::ptrdiff_t c = lo; c <= hi; ++c) {
-                    acc += w[c - j + b.half] * src[c];
-                }
-                dst[j] = acc;
-            }
-        }
-        return;
-    }
-    // axis 0 (rows of a line are planes) or 1 (rows of a line are x rows within a plane)
-    const std::size_t n = axis == 0 ? s.nz : s.ny;
-    const std::size_t stride = axis == 0 ? plane : nx;     // distance between consecutive entries
-    const std::size_t count = axis == 0 ? plane : nx;      // contiguous values per entry
-    const std::size_t outer = axis == 0 ? 1 : s.nz;        // independent groups
-    const auto sn = static_cast<std::ptrdiff_t>(n);
-    TOMOFUSE_OMP(parallel for collapse(2) schedule(static) num_threads(threads))
-    for (std::ptrdiff_t o = 0; o < static_cast<std::ptrdiff_t>(outer); ++o) {
-        for (std::ptrdiff_t j = 0; j < sn; ++j) {
-            const std::size_t base = static_cast<std::size_t>(o) * (axis == 0 ? 0 : plane);
-            double* dst = out + base + static_cast<std::size_t>(j) * stride;
-            const double* w = b.w.data() + static_cast<std::size_t>(j) * width;
-            const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - b.half);
-            const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(sn - 1, j + b.half);
-            for (std::size_t q = 0; q < count; ++q) {
-                dst[q] = 0.0;
-            }
-            for (std::ptrdiff_t c = lo; c <= hi; ++c) {
-                const double wc = w[c - j + b.half];
-                const double* src = in + base + static_cast<std::size_t>(c) * stride;
-                for (std::size_t q = 0; q < count; ++q) {
-                    dst[q] += wc * src[q];
-                }
-            }
-        }
-    }
-}
-
 struct Operators {
     Band h[3], ht[3], g[3];
 };
@@ -206,12 +152,86 @@ void move_row(double* __restrict g, float* __restrict slack, const double* __res
     }
 }
 
-// out = (Bz x By x Bx) in, with bands[a] per axis; `work` a scratch volume, which may be `in`
-// (read by the first pass only), never `out`.
-void apply3(const double* in, double* out, double* work, Shape s, const Band* bands, int threads) {
-    apply_axis(in, out, s, 2, bands[2], threads);
-    apply_axis(out, work, s, 1, bands[1], threads);
-    apply_axis(work, out, s, 0, bands[0], threads);
+// (Bz x By x Bx) of a volume given row by row, handed on plane by plane: the band along x, then
+// along y, then along z, each output value summed over the band in increasing order (the order of
+// the sums is fixed: the same values at any thread count). The x and y passes of a plane run while
+// it is in cache, with one double volume between them and the z pass.
+//
+// load(z, y, row) writes the nx input values of row (z, y) as doubles; store(z, plane) receives
+// the ny * nx results of plane z. `work` (n doubles) holds the x-y filtered planes; it may be
+// the memory `load` reads (a plane is read completely before its filtered values are written).
+// Planes run on threads; the result is identical for any thread count. Exceptions of load and
+// store are not allowed (they run inside OpenMP regions); only the buffers' allocation may throw.
+template <typename Load, typename Store>
+void blur_planes(Load&& load, Store&& store, double* work, Shape s, const Band* bands, int threads) {
+    const std::size_t nx = s.nx, ny = s.ny, plane = s.ny * s.nx;
+    const Band& bx = bands[2];
+    const Band& by = bands[1];
+    const Band& bz = bands[0];
+    const auto snx = static_cast<std::ptrdiff_t>(nx), sny = static_cast<std::ptrdiff_t>(ny);
+    const auto snz = static_cast<std::ptrdiff_t>(s.nz);
+    const std::size_t wx = static_cast<std::size_t>(2 * bx.half + 1), wy = static_cast<std::size_t>(2 * by.half + 1);
+    const std::size_t wz = static_cast<std::size_t>(2 * bz.half + 1);
+    detail::RegionErrors errors;
+    TOMOFUSE_OMP(parallel num_threads(threads))
+    {
+        std::vector<double> row, xp;
+        errors.run([&] {
+            row.resize(nx);
+            xp.resize(plane);
+        });
+        TOMOFUSE_OMP(for schedule(static))
+        for (std::ptrdiff_t z = 0; z < snz; ++z) {
+            errors.run([&] {
+                const auto zi = static_cast<std::size_t>(z);
+                for (std::size_t y = 0; y < ny; ++y) {  // along x (apply_axis, axis 2)
+                    load(zi, y, row.data());
+                    double* dst = xp.data() + y * nx;
+                    for (std::ptrdiff_t j = 0; j < snx; ++j) {
+                        const double* w = bx.w.data() + static_cast<std::size_t>(j) * wx;
+                        const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - bx.half);
+                        const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(snx - 1, j + bx.half);
+                        double acc = 0.0;
+                        for (std::ptrdiff_t c = lo; c <= hi; ++c) {
+                            acc += w[c - j + bx.half] * row[static_cast<std::size_t>(c)];
+                        }
+                        dst[j] = acc;
+                    }
+                }
+                double* out = work + zi * plane;  // along y (axis 1)
+                for (std::ptrdiff_t j = 0; j < sny; ++j) {
+                    double* dst = out + static_cast<std::size_t>(j) * nx;
+                    const double* w = by.w.data() + static_cast<std::size_t>(j) * wy;
+                    const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - by.half);
+                    const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(sny - 1, j + by.half);
+                    for (std::size_t q = 0; q < nx; ++q) dst[q] = 0.0;
+                    for (std::ptrdiff_t c = lo; c <= hi; ++c) {
+                        const double wc = w[c - j + by.half];
+                        const double* src = xp.data() + static_cast<std::size_t>(c) * nx;
+                        for (std::size_t q = 0; q < nx; ++q) dst[q] += wc * src[q];
+                    }
+                }
+            });
+        }
+        // (the implicit barrier: every plane of work is written before the z pass reads it)
+        TOMOFUSE_OMP(for schedule(static))
+        for (std::ptrdiff_t j = 0; j < snz; ++j) {  // along z (axis 0)
+            errors.run([&] {
+                double* dst = xp.data();
+                const double* w = bz.w.data() + static_cast<std::size_t>(j) * wz;
+                const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - bz.half);
+                const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(snz - 1, j + bz.half);
+                for (std::size_t q = 0; q < plane; ++q) dst[q] = 0.0;
+                for (std::ptrdiff_t c = lo; c <= hi; ++c) {
+                    const double wc = w[c - j + bz.half];
+                    const double* src = work + static_cast<std::size_t>(c) * plane;
+                    for (std::size_t q = 0; q < plane; ++q) dst[q] += wc * src[q];
+                }
+                store(static_cast<std::size_t>(j), static_cast<const double*>(dst));
+            });
+        }
+    }
+    errors.rethrow();
 }
 
 void check_sigma(const double sigma[3]) {
@@ -288,20 +308,21 @@ void check_model(const Model& m, const std::uint8_t* labels) {
     }
 }
 
-// residual r = data - H m[L] (double); `work` is scratch (it first holds the level field m[L])
+// residual r = data - H m[L] (double); `work` is scratch
 void residual(const Model& m, const std::uint8_t* labels, const Operators& op, std::vector<double>& r,
               std::vector<double>& work, int threads) {
-    const std::size_t n = m.s.size();
-    TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
-    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
-        work[static_cast<std::size_t>(i)] = m.levels[labels[i]];
-    }
-    // the field is read only by the first pass (x), so it may be overwritten by the second
-    apply3(work.data(), r.data(), work.data(), m.s, op.h, threads);
-    TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
-    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
-        r[static_cast<std::size_t>(i)] = static_cast<double>(m.data[i]) - r[static_cast<std::size_t>(i)];
-    }
+    const std::size_t nx = m.s.nx, plane = m.s.ny * m.s.nx;
+    blur_planes(
+        [&](std::size_t z, std::size_t y, double* row) {
+            const std::uint8_t* l = labels + z * plane + y * nx;
+            for (std::size_t x = 0; x < nx; ++x) row[x] = m.levels[l[x]];
+        },
+        [&](std::size_t z, const double* hm) {
+            const float* d = m.data + z * plane;
+            double* rz = r.data() + z * plane;
+            for (std::size_t q = 0; q < plane; ++q) rz[q] = static_cast<double>(d[q]) - hm[q];
+        },
+        work.data(), m.s, op.h, threads);
 }
 
 // The unary of `label` at a voxel whose pair values are d(p), p < n_pairs: pair p = (a, b) with
@@ -377,24 +398,25 @@ void gaussian_blur(const float* in, float* out, Shape shape, const double sigma[
     if (in == nullptr || out == nullptr) {
         throw InvalidArgument("in and out must not be null");
     }
-    std::vector<double> a, b;
+    std::vector<double> work;
     try {
-        a.resize(n);
-        b.resize(n);
+        work.resize(n);
     } catch (const std::bad_alloc&) {
-        throw Error("gaussian_blur: out of memory for two double work volumes of " + std::to_string(n) +
-                    " voxels");
+        throw Error("gaussian_blur: out of memory for a double work volume of " + std::to_string(n) + " voxels");
     }
     const Operators op = make_operators(shape, sigma);
-    TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
-    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
-        a[static_cast<std::size_t>(i)] = in[i];
-    }
-    apply3(a.data(), b.data(), a.data(), shape, adjoint ? op.ht : op.h, threads);  // a: input, then scratch
-    TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
-    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
-        out[i] = static_cast<float>(b[static_cast<std::size_t>(i)]);
-    }
+    // `in` may be `out`: a plane of `in` is read before the z pass writes any plane of `out`
+    const std::size_t nx = shape.nx, plane = shape.ny * shape.nx;
+    blur_planes(
+        [&](std::size_t z, std::size_t y, double* row) {
+            const float* src = in + z * plane + y * nx;
+            for (std::size_t x = 0; x < nx; ++x) row[x] = src[x];
+        },
+        [&](std::size_t z, const double* b) {
+            float* dst = out + z * plane;
+            for (std::size_t q = 0; q < plane; ++q) dst[q] = static_cast<float>(b[q]);
+        },
+        work.data(), shape, adjoint ? op.ht : op.h, threads);
 }
 
 namespace {
@@ -592,7 +614,19 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
 
     // g = H^T r once, then kept exact (to rounding) by the updates of every move, in an order
     // fixed by the cells' lattice: the same in a block and in the whole volume.
-    apply3(r.data(), g.data(), r.data(), shape, op.ht, threads);  // r is read by the first pass only
+    {
+        const std::size_t nx = shape.nx;
+        // r is scratch afterwards: the x-y filtered planes overwrite it
+        blur_planes([&](std::size_t z, std::size_t y, double* row) {
+                        const double* src = r.data() + z * plane + y * nx;
+                        for (std::size_t x = 0; x < nx; ++x) row[x] = src[x];
+                    },
+                    [&](std::size_t z, const double* v) {
+                        double* dst = g.data() + z * plane;
+                        for (std::size_t q = 0; q < plane; ++q) dst[q] = v[q];
+                    },
+                    r.data(), shape, op.ht, threads);
+    }
     // A cell is visited only when a move in it or in one of its 26 neighbors (the reach of a
     // move: g within 2 r, the 6-neighbors' labels) came after its last visit -- otherwise
     // none of its voxels can want to change. Stamps count the color passes.

@@ -808,8 +808,8 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
                          valid=valid, allowed_bits=allowed_bits, cycled=cycled, sei_max=sei_max / v, smooth=smooth,
                          first=it == 0, info=info, min_changes=0, origin=origin, threads=th, coarse=coarse)
         icm_reports.append(rep)
-        logger.info("ICM round %d: %s changes per sweep, energy %.6g -> %.6g", it + 1, rep["changes"],
-                    rep["energy_before"], rep["energy_after"])
+        logger.info("ICM round %d: %s changes per sweep (%s voxels evaluated), energy %.6g -> %.6g", it + 1,
+                    rep["changes"], rep["evaluations"], rep["energy_before"], rep["energy_after"])
 
     progress.stage(0.9, 1.0, "morphology")
     levels, noise, corr, sig = final

@@ -152,6 +152,21 @@ void move_row(double* __restrict g, float* __restrict slack, const double* __res
     }
 }
 
+// Row j of band b applied across n rows of `count` contiguous values (row c at src + c * count):
+// dst[q] = sum over the band of w(j, c) * src_c[q], in increasing c.
+inline void band_row(const Band& b, std::ptrdiff_t j, std::ptrdiff_t n, const double* src, std::size_t count,
+                     double* dst) {
+    const double* w = b.w.data() + static_cast<std::size_t>(j) * static_cast<std::size_t>(2 * b.half + 1);
+    const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - b.half);
+    const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(n - 1, j + b.half);
+    for (std::size_t q = 0; q < count; ++q) dst[q] = 0.0;
+    for (std::ptrdiff_t c = lo; c <= hi; ++c) {
+        const double wc = w[c - j + b.half];
+        const double* row = src + static_cast<std::size_t>(c) * count;
+        for (std::size_t q = 0; q < count; ++q) dst[q] += wc * row[q];
+    }
+}
+
 // (Bz x By x Bx) of a volume given row by row, handed on plane by plane: the band along x, then
 // along y, then along z, each output value summed over the band in increasing order (the order of
 // the sums is fixed: the same values at any thread count). The x and y passes of a plane run while
@@ -170,8 +185,7 @@ void blur_planes(Load&& load, Store&& store, double* work, Shape s, const Band* 
     const Band& bz = bands[0];
     const auto snx = static_cast<std::ptrdiff_t>(nx), sny = static_cast<std::ptrdiff_t>(ny);
     const auto snz = static_cast<std::ptrdiff_t>(s.nz);
-    const std::size_t wx = static_cast<std::size_t>(2 * bx.half + 1), wy = static_cast<std::size_t>(2 * by.half + 1);
-    const std::size_t wz = static_cast<std::size_t>(2 * bz.half + 1);
+    const std::size_t wx = static_cast<std::size_t>(2 * bx.half + 1);
     detail::RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
@@ -198,18 +212,9 @@ void blur_planes(Load&& load, Store&& store, double* work, Shape s, const Band* 
                         dst[j] = acc;
                     }
                 }
-                double* out = work + zi * plane;  // along y (axis 1)
+                double* out = work + zi * plane;  // along y
                 for (std::ptrdiff_t j = 0; j < sny; ++j) {
-                    double* dst = out + static_cast<std::size_t>(j) * nx;
-                    const double* w = by.w.data() + static_cast<std::size_t>(j) * wy;
-                    const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - by.half);
-                    const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(sny - 1, j + by.half);
-                    for (std::size_t q = 0; q < nx; ++q) dst[q] = 0.0;
-                    for (std::ptrdiff_t c = lo; c <= hi; ++c) {
-                        const double wc = w[c - j + by.half];
-                        const double* src = xp.data() + static_cast<std::size_t>(c) * nx;
-                        for (std::size_t q = 0; q < nx; ++q) dst[q] += wc * src[q];
-                    }
+                    band_row(by, j, sny, xp.data(), nx, out + static_cast<std::size_t>(j) * nx);
                 }
             });
         }
@@ -217,17 +222,8 @@ void blur_planes(Load&& load, Store&& store, double* work, Shape s, const Band* 
         TOMOFUSE_OMP(for schedule(static))
         for (std::ptrdiff_t j = 0; j < snz; ++j) {  // along z (axis 0)
             errors.run([&] {
-                double* dst = xp.data();
-                const double* w = bz.w.data() + static_cast<std::size_t>(j) * wz;
-                const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - bz.half);
-                const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(snz - 1, j + bz.half);
-                for (std::size_t q = 0; q < plane; ++q) dst[q] = 0.0;
-                for (std::ptrdiff_t c = lo; c <= hi; ++c) {
-                    const double wc = w[c - j + bz.half];
-                    const double* src = work + static_cast<std::size_t>(c) * plane;
-                    for (std::size_t q = 0; q < plane; ++q) dst[q] += wc * src[q];
-                }
-                store(static_cast<std::size_t>(j), static_cast<const double*>(dst));
+                band_row(bz, j, snz, work, plane, xp.data());
+                store(static_cast<std::size_t>(j), static_cast<const double*>(xp.data()));
             });
         }
     }

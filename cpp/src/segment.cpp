@@ -198,7 +198,7 @@ void blur_planes(Load&& load, Store&& store, double* work, Shape s, const Band* 
         for (std::ptrdiff_t z = 0; z < snz; ++z) {
             errors.run([&] {
                 const auto zi = static_cast<std::size_t>(z);
-                for (std::size_t y = 0; y < ny; ++y) {  // along x (apply_axis, axis 2)
+                for (std::size_t y = 0; y < ny; ++y) {  // along x
                     load(zi, y, row.data());
                     double* dst = xp.data() + y * nx;
                     for (std::ptrdiff_t j = 0; j < snx; ++j) {
@@ -220,7 +220,7 @@ void blur_planes(Load&& load, Store&& store, double* work, Shape s, const Band* 
         }
         // (the implicit barrier: every plane of work is written before the z pass reads it)
         TOMOFUSE_OMP(for schedule(static))
-        for (std::ptrdiff_t j = 0; j < snz; ++j) {  // along z (axis 0)
+        for (std::ptrdiff_t j = 0; j < snz; ++j) {  // along z
             errors.run([&] {
                 band_row(bz, j, snz, work, plane, xp.data());
                 store(static_cast<std::size_t>(j), static_cast<const double*>(xp.data()));

@@ -1,7 +1,9 @@
 // tomofuse::segment: the Gaussian blur and its adjoint against a slow dense reference (per-axis
 // sampled Gaussians of radius ceil(3.5 sigma), normalized, samples beyond the ends folded onto the
-// end voxels), ICM's energy against a direct sum of its three terms, ICM never raising the energy
-// and recovering known labels, identical bits at any thread count and from concurrent calls.
+// end voxels), the upsampling against a voxel-by-voxel reference, ICM's energy against a direct sum of
+// its three terms, ICM never raising the energy and recovering known labels, identical bits at any
+// thread count and from concurrent calls.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <thread>
@@ -156,6 +158,74 @@ TEST(Segment, BlurIsIdenticalAtAnyThreadCount) {
         tomofuse::segment::gaussian_blur(in.data(), out.data(), s, sigma, false, threads);
         EXPECT_TRUE(tomofuse::test::same_bits(out, ref)) << threads << " threads";
     }
+}
+
+// upsample_linear one fine voxel at a time: each axis's coarse coordinate (i + o % f + 0.5) / f - 0.5,
+// the end values outside the outer centers, the axes z, y, x in turn in float (as the kernel).
+float slow_upsample(const std::vector<float>& a, Shape c, int f, const std::ptrdiff_t o[3], std::size_t z,
+                    std::size_t y, std::size_t x) {
+    // the coordinate as num / (2 f) with an integer num: the weight exactly, then rounded to float
+    auto taps = [f](std::size_t i, std::size_t m, std::ptrdiff_t org, std::size_t& i0, std::size_t& i1, float& w) {
+        const long num = 2 * (static_cast<long>(i) + org % f) + 1 - f;
+        const long top = 2L * f * (static_cast<long>(m) - 1);
+        if (num <= 0 || num >= top) {
+            i0 = i1 = num <= 0 ? 0 : m - 1;
+            w = 0.0f;
+            return;
+        }
+        i0 = static_cast<std::size_t>(num / (2L * f));
+        i1 = std::min(i0 + 1, m - 1);
+        w = static_cast<float>(static_cast<double>(num - 2L * f * static_cast<long>(i0)) / (2.0 * f));
+    };
+    std::size_t z0, z1, y0, y1, x0, x1;
+    float wz, wy, wx;
+    taps(z, c.nz, o[0], z0, z1, wz);
+    taps(y, c.ny, o[1], y0, y1, wy);
+    taps(x, c.nx, o[2], x0, x1, wx);
+    auto at = [&](std::size_t zz, std::size_t yy, std::size_t xx) { return a[(zz * c.ny + yy) * c.nx + xx]; };
+    auto along_z = [&](std::size_t yy, std::size_t xx) {
+        const float lo = at(z0, yy, xx) * (1.0f - wz), hi = at(z1, yy, xx) * wz;
+        return lo + hi;
+    };
+    auto along_y = [&](std::size_t xx) {
+        const float lo = along_z(y0, xx) * (1.0f - wy), hi = along_z(y1, xx) * wy;
+        return lo + hi;
+    };
+    const float lo = along_y(x0) * (1.0f - wx), hi = along_y(x1) * wx;
+    return lo + hi;
+}
+
+TEST(Segment, UpsampleLinearMatchesTheVoxelByVoxelReference) {
+    const Shape c{4, 5, 3};
+    const auto a = tomofuse::test::cast<float>(tomofuse::test::random_reals(c.size(), 41));
+    for (int f : {1, 2, 3, 4}) {
+        const std::ptrdiff_t o[3] = {5, 0, 7};
+        const Shape s{c.nz * static_cast<std::size_t>(f) - 1, c.ny * static_cast<std::size_t>(f) + 2,
+                      c.nx * static_cast<std::size_t>(f)};
+        std::vector<float> ref(s.size());
+        tomofuse::segment::upsample_linear(a.data(), c, ref.data(), s, f, o, 1);
+        for (std::size_t z = 0; z < s.nz; ++z) {
+            for (std::size_t y = 0; y < s.ny; ++y) {
+                for (std::size_t x = 0; x < s.nx; ++x) {
+                    EXPECT_EQ(ref[(z * s.ny + y) * s.nx + x], slow_upsample(a, c, f, o, z, y, x))
+                        << "f " << f << " at " << z << " " << y << " " << x;
+                }
+            }
+        }
+        for (int threads : {2, 3, 0}) {
+            std::vector<float> out(s.size());
+            tomofuse::segment::upsample_linear(a.data(), c, out.data(), s, f, o, threads);
+            EXPECT_TRUE(tomofuse::test::same_bits(out, ref)) << threads << " threads";
+        }
+    }
+    std::vector<float> out(8);
+    const std::ptrdiff_t o0[3] = {0, 0, 0}, neg[3] = {0, -1, 0};
+    EXPECT_THROW(tomofuse::segment::upsample_linear(a.data(), c, out.data(), Shape{2, 2, 2}, 0, o0, 1),
+                 tomofuse::InvalidArgument);
+    EXPECT_THROW(tomofuse::segment::upsample_linear(a.data(), c, out.data(), Shape{2, 2, 2}, 2, neg, 1),
+                 tomofuse::InvalidArgument);
+    EXPECT_THROW(tomofuse::segment::upsample_linear(a.data(), c, out.data(), Shape{0, 2, 2}, 2, o0, 1),
+                 tomofuse::InvalidArgument);
 }
 
 TEST(Segment, IcmEnergyIsTheDirectSumOfItsTerms) {

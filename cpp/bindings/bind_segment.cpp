@@ -285,7 +285,7 @@ void bind_segment(py::module_& m) {
         "data : (z, y, x) float32; labels : (z, y, x) uint8, writeable; levels : (K,) float32, K <= 8;\n"
         "sigma : (3,) PSF sigma in voxels; allowed : (z, y, x) uint8 bit masks or None;\n"
         "pairs : (P, 2) uint8 label pairs and unary : (P, z, y, x) float32, or None.\n"
-        "cell : edge of the sweep's cells (0 = automatic, else >= 4 r + 1); origin : (z, y, x) place of\n"
+        "cell : edge of the sweep's cells (0 = automatic, else >= max(4 r + 1, 3)); origin : (z, y, x) place of\n"
         "this volume in a larger one (the cells lie on the larger volume's lattice).\n"
         "Returns {'sweeps', 'changes', 'evaluations' (voxels whose best move each sweep computed: the\n"
         "others' decisions provably stand), 'energy_before', 'energy_after'}. Identical for any thread\n"

@@ -583,14 +583,15 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     const Operators op = make_operators(shape, sigma);
     const int hz = op.g[0].half, hy = op.g[1].half, hx = op.g[2].half;
     // Cells on the lattice of the whole volume (the region starts at `origin` in it): an edge of
-    // at least 2 h + 1 along each axis (h = 2 r, the Gram matrix's half-width) keeps the voxels
-    // of g that two cells of one color change apart, and their decisions independent.
+    // at least 2 max(h, 1) + 1 along each axis (h = 2 r, the Gram matrix's half-width; a move also
+    // marks its 6-neighbors' bounds) keeps the voxels of g and of the bounds that two cells of one
+    // color change apart, and their decisions independent.
     const int hs[3] = {hz, hy, hx};
     std::ptrdiff_t cell[3];
     for (int a = 0; a < 3; ++a) {
-        const int need = 2 * hs[a] + 1;
+        const int need = 2 * std::max(hs[a], 1) + 1;
         if (options.cell > 0 && options.cell < need) {
-            throw InvalidArgument("cell must be >= 2 * (2 r) + 1 = " + std::to_string(need) +
+            throw InvalidArgument("cell must be >= 2 max(2 r, 1) + 1 = " + std::to_string(need) +
                                   " for this sigma along every axis, got " + std::to_string(options.cell));
         }
         cell[a] = options.cell > 0 ? options.cell : std::max(need, 8);

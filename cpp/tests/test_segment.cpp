@@ -320,6 +320,32 @@ TEST(Segment, IcmIsIdenticalAtAnyThreadCountAndFromConcurrentCalls) {
     }
 }
 
+TEST(Segment, IcmWithoutBlurIsIdenticalAtAnyThreadCountInTheSmallestCells) {
+    // sigma 0: g changes only at the moved voxel, but a move also marks its 6-neighbors for a new
+    // evaluation, one voxel into the next cell: cells of 3, the smallest that keep two cells of one
+    // color apart (ThreadSanitizer checks this test too); 2 is refused
+    const double sigma[3] = {0.0, 0.0, 0.0};
+    const Case c = make_case(sigma, 0.3, 61, Shape{12, 9, 15});
+    tomofuse::segment::IcmOptions opt;
+    opt.smoothness = 0.3;
+    opt.cell = 3;
+    auto run = [&](int threads) {
+        auto labels = c.start;
+        auto rep = tomofuse::segment::icm(c.data.data(), labels.data(), c.shape, c.levels.data(), 3, sigma, nullptr,
+                                          nullptr, 0, nullptr, opt, threads);
+        return std::make_pair(labels, rep.changes);
+    };
+    const auto ref = run(1);
+    EXPECT_GT(ref.second.at(0), 0);
+    for (int threads : {2, 3, 4}) {
+        const auto got = run(threads);
+        EXPECT_EQ(got.first, ref.first) << threads << " threads";
+        EXPECT_EQ(got.second, ref.second) << threads << " threads";
+    }
+    opt.cell = 2;
+    EXPECT_THROW(run(2), tomofuse::InvalidArgument);
+}
+
 TEST(Segment, BadArgumentsThrowInvalidArgument) {
     const Shape s{2, 2, 2};
     std::vector<float> in(8, 1.0f), out(8);

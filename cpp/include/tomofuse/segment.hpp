@@ -18,7 +18,7 @@
 // U(a) = max(0, -d), other labels 0 (evidence that decides between two labels of
 // similar level, e.g. graphite vs silicon from a second modality).
 //
-// Sweeps in cells: the volume is cut into cubic cells of at least 4 r + 1 voxels along
+// Sweeps in cells: the volume is cut into cubic cells of at least max(4 r + 1, 3) voxels along
 // each axis (r the kernel radius), on the lattice of the whole volume (`origin` places a
 // block in it), and colored by the parities of their cell indices (8 colors). The colors
 // run one after the other; the cells of one color run at once, each visiting the voxels
@@ -77,7 +77,8 @@ struct IcmOptions {
     double smoothness = 0.0;    ///< beta, per unlike 6-neighbor pair (>= 0)
     int max_sweeps = 10;        ///< >= 0
     std::size_t min_changes = 0;  ///< stop after a sweep that changes at most this many voxels
-    int cell = 0;               ///< edge of the cells of a sweep (0: 4 r + 1 per axis, at least 8)
+    int cell = 0;               ///< edge of the cells of a sweep (0: 4 r + 1 per axis, at least 8;
+                                ///< else >= max(4 r + 1, 3))
     std::ptrdiff_t origin[3] = {0, 0, 0};  ///< where the volume starts in a larger one (z, y, x), >= 0
 };
 

@@ -289,6 +289,25 @@ TEST(Segment, IcmKeepsDisallowedLabelsOut) {
     }
 }
 
+// ICM from the case's start labels (3 levels, no allowed masks, no unaries): (labels, changes per sweep).
+std::pair<std::vector<std::uint8_t>, std::vector<std::int64_t>> run_icm(const Case& c, const double sigma[3],
+                                                                       const tomofuse::segment::IcmOptions& opt,
+                                                                       int threads) {
+    auto labels = c.start;
+    auto rep = tomofuse::segment::icm(c.data.data(), labels.data(), c.shape, c.levels.data(), 3, sigma, nullptr,
+                                      nullptr, 0, nullptr, opt, threads);
+    return std::make_pair(labels, rep.changes);
+}
+
+template <typename Run, typename Result>
+void expect_same_at_2_to_4_threads(Run&& run, const Result& ref) {
+    for (int threads : {2, 3, 4}) {
+        const auto got = run(threads);
+        EXPECT_EQ(got.first, ref.first) << threads << " threads";
+        EXPECT_EQ(got.second, ref.second) << threads << " threads";
+    }
+}
+
 TEST(Segment, IcmIsIdenticalAtAnyThreadCountAndFromConcurrentCalls) {
     const double sigma[3] = {0.25, 0.25, 0.25};  // r = 1: cells of 2 (2 r) + 1 = 5 voxels
     const Case c = make_case(sigma, 0.1, 53, Shape{24, 10, 11});
@@ -296,18 +315,9 @@ TEST(Segment, IcmIsIdenticalAtAnyThreadCountAndFromConcurrentCalls) {
     opt.smoothness = 0.1;
     opt.cell = 5;  // 5 x 2 x 3 cells, so that the cells of one color really run side by side
     opt.origin[0] = 3;  // and a place in a larger volume (the lattice shifted)
-    auto run = [&](int threads) {
-        auto labels = c.start;
-        auto rep = tomofuse::segment::icm(c.data.data(), labels.data(), c.shape, c.levels.data(), 3, sigma, nullptr,
-                                          nullptr, 0, nullptr, opt, threads);
-        return std::make_pair(labels, rep.changes);
-    };
+    auto run = [&](int threads) { return run_icm(c, sigma, opt, threads); };
     const auto ref = run(1);
-    for (int threads : {2, 3, 4}) {
-        const auto got = run(threads);
-        EXPECT_EQ(got.first, ref.first) << threads << " threads";
-        EXPECT_EQ(got.second, ref.second) << threads << " threads";
-    }
+    expect_same_at_2_to_4_threads(run, ref);
     std::vector<std::pair<std::vector<std::uint8_t>, std::vector<std::int64_t>>> results(4);
     std::vector<std::thread> pool;
     for (int t = 0; t < 4; ++t) {
@@ -329,19 +339,10 @@ TEST(Segment, IcmWithoutBlurIsIdenticalAtAnyThreadCountInTheSmallestCells) {
     tomofuse::segment::IcmOptions opt;
     opt.smoothness = 0.3;
     opt.cell = 3;
-    auto run = [&](int threads) {
-        auto labels = c.start;
-        auto rep = tomofuse::segment::icm(c.data.data(), labels.data(), c.shape, c.levels.data(), 3, sigma, nullptr,
-                                          nullptr, 0, nullptr, opt, threads);
-        return std::make_pair(labels, rep.changes);
-    };
+    auto run = [&](int threads) { return run_icm(c, sigma, opt, threads); };
     const auto ref = run(1);
     EXPECT_GT(ref.second.at(0), 0);
-    for (int threads : {2, 3, 4}) {
-        const auto got = run(threads);
-        EXPECT_EQ(got.first, ref.first) << threads << " threads";
-        EXPECT_EQ(got.second, ref.second) << threads << " threads";
-    }
+    expect_same_at_2_to_4_threads(run, ref);
     opt.cell = 2;
     EXPECT_THROW(run(2), tomofuse::InvalidArgument);
 }

@@ -95,11 +95,8 @@ std::vector<std::int64_t> read_triple(const py::object& obj, const char* name, s
     const std::string what = std::string(name) + " must be three integers (z, y, x)";
     try {
         for (const auto& item : py::iter(obj)) {
-            if (!py::isinstance<py::int_>(item) || py::isinstance<py::bool_>(item)) {
-                // NumPy integers are accepted through their index
-                if (!py::hasattr(item, "__index__") || py::isinstance<py::bool_>(item)) {
-                    throw py::cast_error();
-                }
+            if (py::isinstance<py::bool_>(item) || !py::hasattr(item, "__index__")) {  // ints, NumPy's included
+                throw py::cast_error();
             }
             v.push_back(py::reinterpret_borrow<py::object>(item).attr("__index__")().cast<std::int64_t>());
         }
@@ -134,27 +131,8 @@ segment::IcmOptions read_options(double data_weight, double smoothness, int max_
     if (cell < 0) {
         throw InvalidArgument("cell must be >= 0 (0 = automatic), got " + std::to_string(cell));
     }
-    std::vector<std::int64_t> org;
-    try {
-        for (const auto& item : py::iter(origin)) {
-            if (!py::isinstance<py::int_>(item) || py::isinstance<py::bool_>(item)) {
-                throw py::cast_error();
-            }
-            org.push_back(item.cast<std::int64_t>());
-        }
-    } catch (const py::error_already_set&) {
-        throw py::type_error("origin must be three integers (z, y, x)");
-    } catch (const py::cast_error&) {
-        throw py::type_error("origin must be three integers (z, y, x)");
-    }
-    if (org.size() != 3) {
-        throw InvalidArgument("origin must be three integers (z, y, x), got " + std::to_string(org.size()));
-    }
+    const auto org = read_triple(origin, "origin", 0, std::int64_t{1} << 40);
     for (int a = 0; a < 3; ++a) {
-        if (org[static_cast<std::size_t>(a)] < 0 || org[static_cast<std::size_t>(a)] > (std::int64_t{1} << 40)) {
-            throw InvalidArgument("origin must hold integers in [0, 2**40], got " +
-                                  std::to_string(org[static_cast<std::size_t>(a)]));
-        }
         o.origin[a] = static_cast<std::ptrdiff_t>(org[static_cast<std::size_t>(a)]);
     }
     o.max_sweeps = max_sweeps;

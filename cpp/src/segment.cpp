@@ -321,25 +321,15 @@ void residual(const Model& m, const std::uint8_t* labels, const Operators& op, s
         work.data(), m.s, op.h, threads);
 }
 
-// The unary of `label` at a voxel whose pair values are d(p), p < n_pairs: pair p = (a, b) with
-// value d costs max(d, 0) for b and max(-d, 0) for a.
-template <typename PairValue>
-inline double unary_sum(const Model& m, int label, PairValue d) {
-    double u = 0.0;
+// Every label's unary at voxel i (u[0 .. 7]; 0 for a label in no pair): pair p = (a, b) with value d
+// costs max(d, 0) for b and max(-d, 0) for a, summed over the pairs in their order.
+inline void unaries(const Model& m, std::size_t i, std::size_t n, double u[8]) {
+    for (int k = 0; k < 8; ++k) u[k] = 0.0;
     for (int p = 0; p < m.n_pairs; ++p) {
-        const double v = d(p);
-        if (label == m.pairs[2 * p + 1]) {
-            u += v > 0 ? v : 0.0;
-        } else if (label == m.pairs[2 * p]) {
-            u += v < 0 ? -v : 0.0;
-        }
+        const double v = m.unary[static_cast<std::size_t>(p) * n + i];
+        u[m.pairs[2 * p + 1]] += v > 0 ? v : 0.0;
+        u[m.pairs[2 * p]] += v < 0 ? -v : 0.0;
     }
-    return u;
-}
-
-inline double unary_of(const Model& m, std::size_t i, int label, std::size_t n) {
-    return unary_sum(m, label,
-                     [&](int p) { return static_cast<double>(m.unary[static_cast<std::size_t>(p) * n + i]); });
 }
 
 double energy_of(const Model& m, const std::uint8_t* labels, const std::vector<double>& r, int threads) {
@@ -360,7 +350,11 @@ double energy_of(const Model& m, const std::uint8_t* labels, const std::vector<d
                 if (x + 1 < s.nx) b += labels[i + 1] != l;
                 if (y + 1 < s.ny) b += labels[i + s.nx] != l;
                 if (zz + 1 < s.nz) b += labels[i + s.ny * s.nx] != l;
-                if (m.n_pairs > 0) c += unary_of(m, i, l, n);
+                if (m.n_pairs > 0) {
+                    double u[8];
+                    unaries(m, i, n, u);
+                    c += u[l];
+                }
             }
         }
         part[zz * 3] = a;
@@ -681,14 +675,8 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             };
             const double self = diag[0][z] * diag[1][y] * diag[2][x];
             const double gi = g[i];
-            // every label's unary from the voxel's pair values, each read once (the same sums, in
-            // the same order of pairs, as unary_of)
-            double u[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-            for (int p = 0; p < m.n_pairs; ++p) {
-                const double v = m.unary[static_cast<std::size_t>(p) * n + i];
-                u[m.pairs[2 * p + 1]] += v > 0 ? v : 0.0;
-                u[m.pairs[2 * p]] += v < 0 ? -v : 0.0;
-            }
+            double u[8];
+            unaries(m, i, n, u);
             const double ucur = u[cur];
             const double lcur = levels[cur];
             const int scur = same(cur);
@@ -985,7 +973,11 @@ std::int64_t shell_moves(const float* data, std::uint8_t* labels, Shape shape, c
             if (y + 1 < shape.ny) neighbor(i + shape.nx);
             if (z > 0) neighbor(i - plane);
             if (z + 1 < shape.nz) neighbor(i + plane);
-            if (m.n_pairs) dunary += unary_of(m, i, target, n) - unary_of(m, i, li, n);
+            if (m.n_pairs) {
+                double u[8];
+                unaries(m, i, n, u);
+                dunary += u[target] - u[li];
+            }
         }
         const double de = w * ddata + beta * dsmooth + dunary;
         if (de < 0.0) {

@@ -880,8 +880,7 @@ class _Run:
         """
         amp = np.sqrt(self.data_held)
         exit_ = np.empty((len(self.held_positions), self.modes, self.n, self.n), np.complex64)
-        pos = self.held_positions
-        scan = _core.PtychoScan(self.n, self.modes, self.shape, pos, subpixel_steps=self.subpixel_steps)
+        pos, scan = self.held_positions, self._held_scan()
         for _ in range(HOLDOUT_ALIGN_ROUNDS):
             scan.exit_waves(self.obj, self.probe, exit_, threads=self.threads)
             # from exit = P o, a DM iteration without overlap updates is the Fourier projection of P o
@@ -898,13 +897,17 @@ class _Run:
         logger.debug("%d held-out patterns aligned (largest move from the given positions %.3g px)",
                      len(pos), np.abs(self._inputs[1][self.held] - pos).max(initial=0.0))
 
-    def _held_nll(self) -> np.ndarray:
-        """(held,) Poisson deviance of each held-out pattern per valid pixel under the current object and probe."""
+    def _held_scan(self):
+        """The core's scan of the held-out positions, built when first needed after they were set."""
         if self.held_scan is None:
             self.held_scan = _core.PtychoScan(self.n, self.modes, self.shape, self.held_positions,
                                               subpixel_steps=self.subpixel_steps)
+        return self.held_scan
+
+    def _held_nll(self) -> np.ndarray:
+        """(held,) Poisson deviance of each held-out pattern per valid pixel under the current object and probe."""
         far = np.empty((len(self.held_positions), self.modes, self.n, self.n), np.complex64)
-        nll = self.held_scan.ml_gradient(self.data_held, self.valid, self.obj, self.probe, far, np.empty_like(far),
+        nll = self._held_scan().ml_gradient(self.data_held, self.valid, self.obj, self.probe, far, np.empty_like(far),
                                          threads=self.threads)[0]
         return np.asarray(nll, dtype=np.float64) / (self.valid_pixels / self.k)  # per valid pixel of one pattern
 

@@ -184,8 +184,7 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
             sub = _split_component(m, dt[sl], neck_ratio, float(min_peak_height))
         else:
             sub = m.astype(np.int32)
-        sub = np.where(m, sub, 0)
-        k = int(sub.max())
+        k = int(sub.max())  # (sub is 0 outside the component)
         region = out[sl]
         region[m] = sub[m] + (next_id - 1)
         ids, first, counts = np.unique(sub.reshape(-1), return_index=True, return_counts=True)

@@ -8,6 +8,7 @@ figure files next to it.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import re
@@ -98,3 +99,55 @@ def test_demo_truth_is_the_phantoms(demo_dir):
     assert sei["unit"] == "nm" and 20 < sei["truth"] < 400 and np.isfinite(sei["measured"])
     assert q["SOC IQR ratio 1.2 C / 0.4 C (cycled)"]["truth"] == 3.0  # the paper's
     assert set(doc["stages"]) == {"pristine", "cycled"}
+
+
+@pytest.fixture(scope="module")
+def small_electrode():
+    from tomofuse.phantom import electrode
+
+    return electrode((16, 32, 32), 21.4e-9, cycled=True, seed=3, truth_samples=1000)
+
+
+@pytest.mark.parametrize("offset", [(0.0, 0.0, 0.0), (2.0, -3.0, 5.0), (0.25, 3.25, -1.75), (-0.75, 1.25, 2.75)])
+def test_truth_on_grid_samples_the_phantom_at_the_reconstructions_voxel_centers(small_electrode, offset):
+    """The demo's Dice compares with the phantom's phases at the reconstruction's voxel centers.
+    Whole-voxel translations give the phantom's own voxels (the integer placement); a grid
+    translated by quarter voxels must read what a rendering of the same geometry twice finer holds
+    at those points."""
+    from tomofuse._phase import Phase
+    from tomofuse.pipeline._demo import _truth_on_grid
+
+    e = small_electrode
+    shape = (18, 36, 34)
+    s = np.asarray(offset)
+    shift = tuple(int(np.floor(o)) for o in offset)
+    labels, parts, inside = _truth_on_grid(e, shape, shift, s)
+    assert len(np.unique(labels[inside])) == 5  # the check sees every phase
+    if np.all(s == np.round(s)):
+        ref, ref_p, ref_in = _truth_on_grid(dataclasses.replace(e, geometry=None), shape, shift, None)
+        assert np.array_equal(inside, ref_in)
+        assert np.array_equal(labels, ref) and np.array_equal(parts[inside], ref_p[inside])
+        return
+    # reconstruction voxel i sits at phantom point (i - s + 0.5) v: the center of fine voxel
+    # k = 2 (i - s) + 0.5 of a grid of v / 2
+    fine_l, fine_p = e.geometry.render(tuple(2 * n for n in e.shape), e.voxel_size / 2)
+    idx = np.indices(shape).reshape(3, -1).T
+    k = 2 * (idx - s) + 0.5
+    assert np.allclose(k, np.round(k))
+    k = np.round(k).astype(int)
+    ok = np.all((k >= 0) & (k < np.array(fine_l.shape)), axis=1)
+    kk = tuple(k[ok].T)
+    flat_l, flat_p, flat_in = labels.reshape(-1), parts.reshape(-1), inside.reshape(-1)
+    assert np.all(flat_l[~ok] == 255) and not flat_in[~ok].any()
+    # the pillar: the cylinder of _pillar (inscribed in the (y, x) square less one voxel) at any point
+    x = (idx - s + 0.5) * e.voxel_size
+    c = np.asarray(e.shape[1:]) * e.voxel_size / 2
+    in_pillar = np.hypot(x[:, 1] - c[0], x[:, 2] - c[1]) < (0.5 * min(e.shape[1:]) - 1) * e.voxel_size
+    assert np.array_equal(flat_in, ok & in_pillar)
+    want = np.full(len(k), 255, np.uint8)
+    want[ok] = np.where(in_pillar[ok], fine_l[kk], np.uint8(Phase.PORE))
+    assert np.array_equal(flat_l, want)
+    assert np.array_equal(flat_p[flat_in], fine_p[tuple(k[flat_in].T)])
+    # and it is not the integer placement's answer (which is what the demo measured before)
+    ref, _, _ = _truth_on_grid(dataclasses.replace(e, geometry=None), shape, shift, None)
+    assert np.mean(ref[inside] != labels[inside]) > 0.05

@@ -89,15 +89,81 @@ def _place(volume: np.ndarray, shift, shape, fill) -> np.ndarray:
     return out
 
 
+def _translation(run_dir: Path, electrode, seg: np.ndarray) -> tuple:
+    """Where the phantom lies in the reconstruction's frame: ``(shift, s)``, reconstruction index =
+    phantom index + ``s``.
+
+    The projection alignment fixes the frame only up to a common translation, which need not be a
+    whole number of voxels (an odd detector about an even phantom puts it half a voxel off).  The
+    integer ``shift`` best overlays the phantom's silicon on the segmented silicon; the rest, to
+    1/20 voxel, comes from phase correlation of the reconstructed ``delta`` with the phantom's
+    (``s`` is None without a PXCT volume on the segmentation's grid).
+    """
+    from skimage.registration import phase_cross_correlation
+
+    from .._phase import Phase
+    from ..io import read_volume
+    from ..phantom import refractive_volume
+    from ._layout import stage_volume
+
+    labels = np.asarray(electrode.labels)
+    pillar = _pillar(labels.shape)
+    shift = _shift(np.where(pillar, labels, np.uint8(Phase.PORE)) == Phase.SILICON, seg == Phase.SILICON)
+    try:
+        rec = np.asarray(read_volume(stage_volume(run_dir, "pxct"))[0], dtype=np.float64)
+    except (OSError, KeyError, ValueError):
+        return shift, None
+    if rec.shape != seg.shape:
+        return shift, None
+    delta, _ = refractive_volume(electrode, PXCT_ENERGY_KEV)
+    placed = _place(np.where(pillar, delta, 0.0), shift, rec.shape, 0.0)
+    residual, _, _ = phase_cross_correlation(rec, placed, upsample_factor=20, normalization=None)
+    return shift, np.asarray(shift, dtype=np.float64) + residual
+
+
+def _truth_on_grid(electrode, shape, shift, s) -> tuple:
+    """The phantom's phases and particle ids at the reconstruction's voxel centers, and where the
+    phantom was imaged there: ``(labels, particles, inside)``; labels 255 outside the phantom's box.
+
+    With the continuous geometry and the sub-voxel translation ``s``, every voxel center is
+    classified exactly (``Geometry.classify``); otherwise the phantom's own voxels are placed by
+    the integer ``shift`` (up to half a voxel off, which costs thin phases several points of Dice).
+    """
+    from .._phase import Phase
+
+    lab = np.asarray(electrode.labels)
+    pillar = _pillar(lab.shape)
+    geometry = getattr(electrode, "geometry", None)
+    if geometry is None or s is None:
+        truth = _place(np.where(pillar, lab, np.uint8(Phase.PORE)), shift, shape, np.uint8(255))
+        parts = _place(np.asarray(electrode.particles), shift, shape, np.int32(0))
+        inside = _place(pillar.astype(np.uint8), shift, shape, np.uint8(0)).astype(bool)
+        return truth, parts, inside
+    v = float(electrode.voxel_size)
+    n = np.asarray(lab.shape)
+    idx = np.indices(shape).reshape(3, -1).T
+    x = (idx - np.asarray(s) + 0.5) * v  # the phantom's frame (its voxel k centered at (k + 0.5) v)
+    in_box = np.all((x >= 0.0) & (x < n * v), axis=1)
+    ny, nx = lab.shape[1:]
+    # _pillar's cylinder, at any point
+    in_pillar = np.hypot(x[:, 1] - ny * v / 2, x[:, 2] - nx * v / 2) < (0.5 * min(ny, nx) - 1) * v
+    truth = np.full(len(x), 255, np.uint8)
+    parts = np.zeros(len(x), np.int32)
+    take = in_box & in_pillar
+    truth[in_box & ~in_pillar] = Phase.PORE
+    if take.any():
+        truth[take], parts[take] = geometry.classify(x[take])
+    return truth.reshape(shape), parts.reshape(shape), (in_box & in_pillar).reshape(shape)
+
+
 def _compare_with_truth(run_dir: Path, electrode) -> dict:
     """Dice per phase and per-particle truth of the same particles, on the reconstruction's grid.
 
-    The reconstruction's frame is the phantom's up to a translation (the projection alignment
-    fixes it only up to a common shift), so the phantom's labels -- on the same voxel grid, cut
-    to the pillar the simulators image -- are placed by the integer shift that best overlays
-    their silicon on the segmented silicon; the remaining offset is below half a voxel.  Only
-    particles wholly inside the pillar and the phantom's box, and wholly inside the analyzed
-    field, are compared (the exact truth table knows nothing of the pillar's cut).
+    The reconstruction's frame is the phantom's up to a translation (``_translation``); the
+    phantom's phases and particles are evaluated at the reconstruction's voxel centers
+    (``_truth_on_grid``), in the pillar the simulators image.  Only particles wholly inside the
+    pillar and the phantom's box, and wholly inside the analyzed field, are compared (the exact
+    truth table knows nothing of the pillar's cut).
     """
     from .._phase import Phase
     from ..segment import confusion_matrix
@@ -112,16 +178,17 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
     par_t = np.asarray(electrode.particles)
     in_pillar = _pillar(lab_t.shape)
     lab_t = np.where(in_pillar, lab_t, np.uint8(Phase.PORE))
-    shift = _shift(lab_t == Phase.SILICON, seg == Phase.SILICON)
-    truth = _place(lab_t, shift, seg.shape, np.uint8(255))
-    inside = _place(in_pillar.astype(np.uint8), shift, seg.shape, np.uint8(0)).astype(bool)
+    shift, s = _translation(run_dir, electrode, seg)
+    truth, par_on, inside = _truth_on_grid(electrode, seg.shape, shift, s)
     usable = inside & (truth != 255) & (True if valid is None else valid.astype(bool))
     # rows the phantom's phase, columns the segmented one, voxels inside `usable` (the fill of
     # `truth` outside the phantom is never counted)
     known = np.where(truth == 255, np.uint8(Phase.PORE), truth)
     confusion = confusion_matrix(seg, known, mask=usable)
     dice = {p.name.lower(): d for p, d in dice_of(seg, known, mask=usable).items()}
-    out = {"shift_voxels": shift, "dice": dice, "confusion": confusion}
+    out = {"shift_voxels": shift, "translation_voxels": None if s is None else s.tolist(), "dice": dice,
+           "confusion": confusion, "truth_at_voxel_centers": s is not None
+           and getattr(electrode, "geometry", None) is not None}
     # particles: truth ids wholly inside the pillar and off the faces of the phantom's box (the
     # truth table's touches_border also flags SEI thickness rays leaving the box, which in a thin
     # cycled box is nearly every particle; their coverage fractions are exact all the same)
@@ -139,7 +206,6 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
 
             edge |= binary_dilation(~valid.astype(bool))
         out["edge_ids"] = set(np.unique(parts[edge & (parts > 0)]).tolist())
-        par_on = _place(par_t, shift, seg.shape, np.int32(0))
         matched = {}
         for pid in np.unique(parts[parts > 0]):
             ids, counts = np.unique(par_on[parts == pid], return_counts=True)
@@ -152,46 +218,37 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
     return out
 
 
-def _registration_tre(run_dir: Path, electrode, truth: dict, shift) -> Optional[dict]:
+def _registration_tre(run_dir: Path, electrode, truth: dict, shift, translation) -> Optional[dict]:
     """Target registration error of the run's registration against the phantom's known geometry.
 
     The true map from a PXCT voxel to the TXTM volume: the PXCT reconstruction is the phantom up to
-    a translation (its alignment fixes the frame only up to a common shift), measured here by
-    subvoxel phase correlation of the reconstructed ``delta`` with the phantom's ``delta`` (integer
-    part ``shift`` from the silicon overlay, the rest to 1/20 voxel); the TXTM scan saw the phantom
-    turned by ``txtm_turn_deg`` about the pillar axis on the detector grid of ``txtm_origin_m``
-    (``simulate_raw``'s truth), and its reconstruction is taken at that grid (the center finding's
-    error is part of the measured TRE).  Points: the solid voxels inside the pillar (20000 at most).
+    the translation ``translation`` (reconstruction index = phantom index + it; ``_translation``:
+    integer part ``shift`` from the silicon overlay, the rest to 1/20 voxel by phase correlation);
+    the TXTM scan saw the phantom turned by ``txtm_turn_deg`` about the pillar axis on the detector
+    grid of ``txtm_origin_m`` (``simulate_raw``'s truth), and its reconstruction is taken at that
+    grid (the center finding's error is part of the measured TRE).  Points: the solid voxels inside
+    the pillar (20000 at most).
 
     Returns
     -------
     dict or None
         ``mean_m``, ``p95_m``, ``translation_voxels`` (the PXCT frame's measured translation); None
-        without a registration or the TXTM grid.
+        without a registration, the TXTM grid or the translation.
     """
-    from skimage.registration import phase_cross_correlation
-
     from .._phase import Phase
-    from ..io import read_volume
-    from ..phantom import refractive_volume
     from ..register import load
-    from ._layout import stage_volume
 
     reg_path = run_dir / "register" / "registration.json"
-    if not reg_path.is_file() or truth.get("txtm_origin_m") is None:
+    if not reg_path.is_file() or truth.get("txtm_origin_m") is None or translation is None:
         return None
-    rec = np.asarray(read_volume(stage_volume(run_dir, "pxct"))[0], dtype=np.float64)
+    seg_shape = _h5(run_dir / "segment" / "segmentation.h5", "labels").shape
     v, px = float(truth["voxel_size_m"]), float(truth["txtm_pixel_size_m"])
     labels = np.asarray(electrode.labels)
     ny, nx = labels.shape[1:]
     pillar = _pillar(labels.shape)
-    delta, _ = refractive_volume(electrode, PXCT_ENERGY_KEV)
-    delta = np.where(pillar, delta, 0.0)
-    placed = _place(delta.astype(np.float64), shift, rec.shape, 0.0)
-    residual, _, _ = phase_cross_correlation(rec, placed, upsample_factor=20, normalization=None)
-    s = np.asarray(shift, dtype=np.float64) + residual  # reconstruction index = phantom index + s
-    solid = (_place(labels, shift, rec.shape, np.uint8(Phase.PORE)) != Phase.PORE) \
-        & _place(pillar.astype(np.uint8), shift, rec.shape, np.uint8(0)).astype(bool)
+    s = np.asarray(translation, dtype=np.float64)
+    solid = (_place(labels, shift, seg_shape, np.uint8(Phase.PORE)) != Phase.PORE) \
+        & _place(pillar.astype(np.uint8), shift, seg_shape, np.uint8(0)).astype(bool)
     idx = np.argwhere(solid)
     if len(idx) == 0:
         return None
@@ -319,7 +376,8 @@ def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, 
                                           cmp.get("n_truth_inner", math.nan),
                                           "phantom (inner particles in the pillar)"))
         if "shift_voxels" in cmp:
-            tre = _registration_tre(rd, sims[name].electrode, sims[name].truth, cmp["shift_voxels"])
+            tre = _registration_tre(rd, sims[name].electrode, sims[name].truth, cmp["shift_voxels"],
+                                       cmp.get("translation_voxels"))
             if tre is not None:
                 quantities.append(rp.Quantity(f"registration TRE mean ({name})", "nm", tre["mean_m"] * 1e9))
                 quantities.append(rp.Quantity(f"registration TRE p95 ({name})", "nm", tre["p95_m"] * 1e9))

@@ -175,6 +175,69 @@ def evaluate(path: Path, channels=("both",), coverage: bool = True) -> list[dict
     return rows
 
 
+def energy_check(path: Path) -> dict:
+    """Is a segmentation error the optimizer's or the model's?  The energy ``segment``'s ICM minimizes
+    (data term + pair unaries of the TXTM evidence, and the smoothness term), under the model
+    ``segment`` fitted, for its own labels and for the phantom's true labels (the segmentation's
+    labels outside the sample), each with the TXTM evidence computed from those labels.  If the true
+    labels have the higher energy, a better optimizer would not find them: the model (forward model +
+    prior) prefers the segmentation.  Also the residual of the true labels' forward model in noise
+    units by distance to a phase boundary (1.0 = the model explains the data down to the noise).
+    Reads the segmentation's internals (a diagnostic of the estimator, not an API)."""
+    from scipy import ndimage
+
+    from tomofuse import _core
+    from tomofuse.segment import _classify as C
+    from tomofuse.segment import segment
+
+    d = np.load(path)
+    member = json.loads(str(d["member"]))
+    fused = d["fused"].copy()
+    fused[0] = -fused[0]
+    cycled = member["cycled"]
+    v = 21.4e-9
+    s = segment(fused, voxel_size=v, cycled=cycled, threads=2)
+    usable = d["inside"] & np.isfinite(fused[1])
+    truth = np.where(usable, d["truth"], s.labels).astype(np.uint8)
+    model = s.thresholds
+    ks = [0, 1, 2, 3] + ([4] if cycled else [])
+    units = C._model_units(model, ks)
+    pxct = ((fused[0] - units[0, 0]) / units[0, 1]).astype(np.float32)
+    txtm = ((fused[1] - units[1, 0]) / units[1, 1]).astype(np.float32)
+    valid = np.isfinite(txtm)
+    levels = (np.asarray(model.levels) - units[:, :1]) / units[:, 1:]
+    noise = np.asarray(model.noise) / units[:, 1]
+    corr = np.asarray(model.correlation_volume)
+    sig = {c: tuple(float(x) for x in np.asarray(model.psf_sigma[c]) / v) for c in (0, 1)}
+    lev32 = np.nan_to_num(levels[0], nan=0.0).astype(np.float32)
+    pairs = np.array([[1, 2], [3, 4]] if cycled else [[1, 2]], np.uint8)
+    w = 1.0 / (2.0 * noise[0] ** 2 * corr[0])
+    out = {"member": member["name"], "cycled": cycled, "voxels_differing": int(np.count_nonzero(s.labels != truth))}
+    for name, lab in (("segmentation", s.labels), ("truth", truth)):
+        unary = C._txtm_evidence(txtm, valid, lab, levels[1], sig[1], noise[1], corr[1], cycled, 2)
+        total = _core.icm_energy(pxct, lab, lev32, sig[0], pairs=pairs, unary=unary, data_weight=w,
+                                 smoothness=model.smoothness, threads=2)
+        data = _core.icm_energy(pxct, lab, lev32, sig[0], pairs=pairs, unary=unary, data_weight=w, smoothness=0.0,
+                                threads=2)
+        out[name] = {"data_and_unary": data, "smoothness": total - data, "total": total}
+    pred = C.blur(lev32[truth], sig[0], threads=2)
+    r = (pxct - pred) / noise[0]
+    edge = np.zeros(truth.shape, bool)
+    for axis in range(3):
+        step = np.diff(truth, axis=axis) != 0
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
+        edge[tuple(lo)] |= step
+        edge[tuple(hi)] |= step
+    dist = ndimage.distance_transform_edt(~edge)
+    inner = usable & ndimage.binary_erosion(usable, iterations=4)
+    out["truth_residual_rms_over_noise"] = {
+        f"{a}-{b}": float(np.sqrt(np.mean(r[inner & (dist >= a) & (dist < b)] ** 2)))
+        for a, b in ((0, 0.5), (0.5, 1.5), (1.5, 2.5), (2.5, 99))}
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", type=Path, default=HERE / ".segment_family")
@@ -183,11 +246,25 @@ def main(argv=None):
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--channels", nargs="*", default=["both"])
     ap.add_argument("--json", type=Path, default=None, help="write the rows to this JSON file")
+    ap.add_argument("--energy", action="store_true", help="energy of the segmentation vs the true labels (energy_check)")
     a = ap.parse_args(argv)
     fam = [mm for mm in members(a.members) if not a.only or mm["name"] in a.only]
     if a.generate:
         for mm in fam:
             generate(mm, a.cache)
+        return
+    if a.energy:
+        for mm in fam:
+            p = a.cache / f"{mm['name']}.npz"
+            if p.exists():
+                e = energy_check(p)
+                seg, tru = e["segmentation"], e["truth"]
+                print(f"{e['member']} {'cyc' if e['cycled'] else 'pri'} energy seg {seg['total']:.0f} "
+                      f"(data+unary {seg['data_and_unary']:.0f}, smoothness {seg['smoothness']:.0f}) | truth "
+                      f"{tru['total']:.0f} ({tru['data_and_unary']:.0f}, {tru['smoothness']:.0f}) | "
+                      f"{e['voxels_differing']} voxels differ | true labels' residual / noise by distance to a "
+                      "boundary: " + " ".join(f"{k} {v:.2f}" for k, v in e["truth_residual_rms_over_noise"].items()),
+                      flush=True)
         return
     rows = []
     for mm in fam:

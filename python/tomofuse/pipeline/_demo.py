@@ -187,8 +187,7 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
     confusion = confusion_matrix(seg, known, mask=usable)
     dice = {p.name.lower(): d for p, d in dice_of(seg, known, mask=usable).items()}
     out = {"shift_voxels": shift, "translation_voxels": None if s is None else s.tolist(), "dice": dice,
-           "confusion": confusion, "truth_at_voxel_centers": s is not None
-           and getattr(electrode, "geometry", None) is not None}
+           "confusion": confusion}
     # particles: truth ids wholly inside the pillar and off the faces of the phantom's box (the
     # truth table's touches_border also flags SEI thickness rays leaving the box, which in a thin
     # cycled box is nearly every particle; their coverage fractions are exact all the same)
@@ -395,7 +394,8 @@ def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, 
     # the same particles as the summary's numbers, measured beside the phantom's truth
     sections = run_figures(cyc, threads=threads)
     tables = [(f"confusion_{name}", _confusion_frame(c),
-               f"{name}: share of each phase of the phantom (rows) that the segmentation gave each label (columns), "
+               f"{name}: share of each phase of the phantom (rows; its geometry at the reconstruction's voxel "
+               "centers) that the segmentation gave each label (columns), "
                "voxels inside the pillar and the TXTM field of view; 'voxels' is the row's count")
               for name, c in confusions.items()]
     if tables:

@@ -175,6 +175,22 @@ def evaluate(path: Path, channels=("both",), coverage: bool = True) -> list[dict
     return rows
 
 
+def _model_arrays(fused: np.ndarray, seg, *, voxel_size: float, cycled: bool) -> dict:
+    """The model ``seg`` was labeled with, in the standardized units its ICM works in: the two channels,
+    TXTM validity, levels, noise, correlation volumes, PSF sigmas (voxels) and the data weight ``w``."""
+    from tomofuse.segment import _classify as C
+
+    model = seg.thresholds
+    units = C._model_units(model, [0, 1, 2, 3] + ([4] if cycled else []))
+    txtm = ((fused[1] - units[1, 0]) / units[1, 1]).astype(np.float32)
+    noise = np.asarray(model.noise) / units[:, 1]
+    corr = np.asarray(model.correlation_volume)
+    return {"pxct": ((fused[0] - units[0, 0]) / units[0, 1]).astype(np.float32), "txtm": txtm,
+            "valid": np.isfinite(txtm), "levels": (np.asarray(model.levels) - units[:, :1]) / units[:, 1:],
+            "noise": noise, "corr": corr, "w": 1.0 / (2.0 * noise[0] ** 2 * corr[0]),
+            "sig": {c: tuple(float(x) for x in np.asarray(model.psf_sigma[c]) / voxel_size) for c in (0, 1)}}
+
+
 def energy_check(path: Path) -> dict:
     """Is a segmentation error the optimizer's or the model's?  The energy ``segment``'s ICM minimizes
     (data term + pair unaries of the TXTM evidence, and the smoothness term), under the model
@@ -200,18 +216,11 @@ def energy_check(path: Path) -> dict:
     usable = d["inside"] & np.isfinite(fused[1])
     truth = np.where(usable, d["truth"], s.labels).astype(np.uint8)
     model = s.thresholds
-    ks = [0, 1, 2, 3] + ([4] if cycled else [])
-    units = C._model_units(model, ks)
-    pxct = ((fused[0] - units[0, 0]) / units[0, 1]).astype(np.float32)
-    txtm = ((fused[1] - units[1, 0]) / units[1, 1]).astype(np.float32)
-    valid = np.isfinite(txtm)
-    levels = (np.asarray(model.levels) - units[:, :1]) / units[:, 1:]
-    noise = np.asarray(model.noise) / units[:, 1]
-    corr = np.asarray(model.correlation_volume)
-    sig = {c: tuple(float(x) for x in np.asarray(model.psf_sigma[c]) / v) for c in (0, 1)}
+    a = _model_arrays(fused, s, voxel_size=v, cycled=cycled)
+    pxct, txtm, valid, levels, noise, corr, sig, w = (a[k] for k in ("pxct", "txtm", "valid", "levels", "noise",
+                                                                      "corr", "sig", "w"))
     lev32 = np.nan_to_num(levels[0], nan=0.0).astype(np.float32)
     pairs = np.array([[1, 2], [3, 4]] if cycled else [[1, 2]], np.uint8)
-    w = 1.0 / (2.0 * noise[0] ** 2 * corr[0])
     out = {"member": member["name"], "cycled": cycled, "voxels_differing": int(np.count_nonzero(s.labels != truth))}
     for name, lab in (("segmentation", s.labels), ("truth", truth)):
         unary = C._txtm_evidence(txtm, valid, lab, levels[1], sig[1], noise[1], corr[1], cycled, 2)
@@ -258,15 +267,9 @@ def mean_field_mpm(fused: np.ndarray, seg, *, voxel_size: float, cycled: bool, i
     v = voxel_size
     model = seg.thresholds
     ks = [0, 1, 2, 3] + ([4] if cycled else [])
-    units = C._model_units(model, ks)
-    pxct = ((fused[0] - units[0, 0]) / units[0, 1]).astype(np.float32)
-    txtm = ((fused[1] - units[1, 0]) / units[1, 1]).astype(np.float32)
-    valid = np.isfinite(txtm)
-    levels = (np.asarray(model.levels) - units[:, :1]) / units[:, 1:]
-    noise = np.asarray(model.noise) / units[:, 1]
-    corr = np.asarray(model.correlation_volume)
-    sig = {c: tuple(float(x) for x in np.asarray(model.psf_sigma[c]) / v) for c in (0, 1)}
-    w = 1.0 / (2.0 * noise[0] ** 2 * corr[0])
+    a = _model_arrays(fused, seg, voxel_size=v, cycled=cycled)
+    pxct, txtm, valid, levels, noise, corr, sig, w = (a[k] for k in ("pxct", "txtm", "valid", "levels", "noise",
+                                                                      "corr", "sig", "w"))
     beta = model.smoothness
     labels = seg.labels
     n_labels = 5
@@ -338,6 +341,23 @@ def mpm_check(path: Path, iterations: int = 150, damping: float = 0.1) -> dict:
     return out
 
 
+def _mpm_line(e: dict) -> str:
+    return (f"{e['member']} {'cyc' if e['cycled'] else 'pri'} changed {e['changed']:.3f} ({e['mpm_seconds']:.0f} s) | "
+            + " | ".join(name.upper() + " " + " ".join(f"{k} {e[name][k]:.3f}" for k in
+                                                       ("pore", "graphite", "silicon", "cbd", "sei"))
+                         + " coverage error free {:+.3f} cbd {:+.3f} sei {:+.3f}".format(
+                             e[name]["free_err"], e[name]["cbd_err"], e[name]["sei_err"]) for name in ("map", "mpm")))
+
+
+def _energy_line(e: dict) -> str:
+    seg, tru = e["segmentation"], e["truth"]
+    return (f"{e['member']} {'cyc' if e['cycled'] else 'pri'} energy seg {seg['total']:.0f} "
+            f"(data+unary {seg['data_and_unary']:.0f}, smoothness {seg['smoothness']:.0f}) | truth "
+            f"{tru['total']:.0f} ({tru['data_and_unary']:.0f}, {tru['smoothness']:.0f}) | "
+            f"{e['voxels_differing']} voxels differ | true labels' residual / noise by distance to a boundary: "
+            + " ".join(f"{k} {v:.2f}" for k, v in e["truth_residual_rms_over_noise"].items()))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", type=Path, default=HERE / ".segment_family")
@@ -354,31 +374,12 @@ def main(argv=None):
         for mm in fam:
             generate(mm, a.cache)
         return
-    if a.mpm:
+    if a.mpm or a.energy:
+        check, line = (mpm_check, _mpm_line) if a.mpm else (energy_check, _energy_line)
         for mm in fam:
             p = a.cache / f"{mm['name']}.npz"
             if p.exists():
-                e = mpm_check(p)
-                print(f"{e['member']} {'cyc' if e['cycled'] else 'pri'} changed {e['changed']:.3f} "
-                      f"({e['mpm_seconds']:.0f} s) | " + " | ".join(
-                          name.upper() + " " + " ".join(f"{k} {e[name][k]:.3f}" for k in
-                                                        ("pore", "graphite", "silicon", "cbd", "sei"))
-                          + " coverage error free {:+.3f} cbd {:+.3f} sei {:+.3f}".format(
-                              e[name]["free_err"], e[name]["cbd_err"], e[name]["sei_err"])
-                          for name in ("map", "mpm")), flush=True)
-        return
-    if a.energy:
-        for mm in fam:
-            p = a.cache / f"{mm['name']}.npz"
-            if p.exists():
-                e = energy_check(p)
-                seg, tru = e["segmentation"], e["truth"]
-                print(f"{e['member']} {'cyc' if e['cycled'] else 'pri'} energy seg {seg['total']:.0f} "
-                      f"(data+unary {seg['data_and_unary']:.0f}, smoothness {seg['smoothness']:.0f}) | truth "
-                      f"{tru['total']:.0f} ({tru['data_and_unary']:.0f}, {tru['smoothness']:.0f}) | "
-                      f"{e['voxels_differing']} voxels differ | true labels' residual / noise by distance to a "
-                      "boundary: " + " ".join(f"{k} {v:.2f}" for k, v in e["truth_residual_rms_over_noise"].items()),
-                      flush=True)
+                print(line(check(p)), flush=True)
         return
     rows = []
     for mm in fam:

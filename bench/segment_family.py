@@ -145,14 +145,19 @@ def coverage_errors(seg_labels, seg_particles, truth_particles, truth_table: dic
     return out
 
 
+def _load(path: Path):
+    """A cached member: the arrays, its parameters, and the fused volume with channel 0 as delta."""
+    d = np.load(path)
+    fused = d["fused"].copy()
+    fused[0] = -fused[0]  # phase (-k delta) -> delta-like
+    return d, json.loads(str(d["member"])), fused
+
+
 def evaluate(path: Path, channels=("both",), coverage: bool = True) -> list[dict]:
     from tomofuse import Phase
     from tomofuse.segment import label_particles, match_particles, segment
 
-    d = np.load(path)
-    member = json.loads(str(d["member"]))
-    fused = d["fused"].copy()
-    fused[0] = -fused[0]  # phase (-k delta) -> delta-like
+    d, member, fused = _load(path)
     inside = d["inside"]
     usable = inside & np.isfinite(fused[1])
     rows = []
@@ -206,10 +211,7 @@ def energy_check(path: Path) -> dict:
     from tomofuse.segment import _classify as C
     from tomofuse.segment import segment
 
-    d = np.load(path)
-    member = json.loads(str(d["member"]))
-    fused = d["fused"].copy()
-    fused[0] = -fused[0]
+    d, member, fused = _load(path)
     cycled = member["cycled"]
     v = 21.4e-9
     s = segment(fused, voxel_size=v, cycled=cycled, threads=2)
@@ -263,6 +265,7 @@ def mean_field_mpm(fused: np.ndarray, seg, *, voxel_size: float, cycled: bool, i
     segmentation's internals (an experiment of the estimator, not an API).
     """
     from tomofuse.segment import _classify as C
+    from tomofuse.segment._fit import psf_sum_of_squares
 
     v = voxel_size
     model = seg.thresholds
@@ -284,12 +287,7 @@ def mean_field_mpm(fused: np.ndarray, seg, *, voxel_size: float, cycled: bool, i
     allowed[[k for k in range(n_labels) if k not in ks]] = False
     if cycled:
         allowed[4] &= C.distance_transform(labels != 2, threads=2) <= model.sei_max_distance / v
-    h_ii = 1.0
-    for s in sig[0]:
-        r = int(np.ceil(4 * s))
-        t = np.arange(-r, r + 1)
-        k = np.exp(-0.5 * (t / s) ** 2) if s > 0 else np.ones(1)
-        h_ii *= float((k ** 2).sum() / k.sum() ** 2)
+    h_ii = psf_sum_of_squares(sig[0])
     q = np.stack([(labels == k).astype(np.float32) for k in range(n_labels)])
     q = (0.9 * q + 0.1 * allowed / allowed.sum(0)) * allowed
     q /= q.sum(0)
@@ -321,10 +319,7 @@ def mpm_check(path: Path, iterations: int = 150, damping: float = 0.1) -> dict:
     from tomofuse import Phase
     from tomofuse.segment import dice, label_particles, segment
 
-    d = np.load(path)
-    member = json.loads(str(d["member"]))
-    fused = d["fused"].copy()
-    fused[0] = -fused[0]
+    d, member, fused = _load(path)
     v = 21.4e-9
     usable = d["inside"] & np.isfinite(fused[1])
     s = segment(fused, voxel_size=v, cycled=member["cycled"], threads=2)

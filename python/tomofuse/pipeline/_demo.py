@@ -186,8 +186,8 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
     known = np.where(truth == 255, np.uint8(Phase.PORE), truth)
     confusion = confusion_matrix(seg, known, mask=usable)
     dice = {p.name.lower(): d for p, d in dice_of(seg, known, mask=usable).items()}
-    out = {"shift_voxels": shift, "translation_voxels": None if s is None else s.tolist(), "dice": dice,
-           "confusion": confusion}
+    out = {"shift_voxels": shift, "translation_voxels": None if s is None else s.tolist(), "grid_shape": seg.shape,
+           "dice": dice, "confusion": confusion}
     # particles: truth ids wholly inside the pillar and off the faces of the phantom's box (the
     # truth table's touches_border also flags SEI thickness rays leaving the box, which in a thin
     # cycled box is nearly every particle; their coverage fractions are exact all the same)
@@ -217,12 +217,13 @@ def _compare_with_truth(run_dir: Path, electrode) -> dict:
     return out
 
 
-def _registration_tre(run_dir: Path, electrode, truth: dict, shift, translation) -> Optional[dict]:
+def _registration_tre(run_dir: Path, electrode, truth: dict, cmp: dict) -> Optional[dict]:
     """Target registration error of the run's registration against the phantom's known geometry.
 
-    The true map from a PXCT voxel to the TXTM volume: the PXCT reconstruction is the phantom up to
-    the translation ``translation`` (reconstruction index = phantom index + it; ``_translation``:
-    integer part ``shift`` from the silicon overlay, the rest to 1/20 voxel by phase correlation);
+    The true map from a PXCT voxel to the TXTM volume: the PXCT reconstruction (of ``cmp["grid_shape"]``)
+    is the phantom up to the translation ``cmp["translation_voxels"]`` (reconstruction index = phantom
+    index + it; ``_translation``: integer part ``cmp["shift_voxels"]`` from the silicon overlay, the
+    rest to 1/20 voxel by phase correlation; ``cmp`` is ``_compare_with_truth``'s result);
     the TXTM scan saw the phantom turned by ``txtm_turn_deg`` about the pillar axis on the detector
     grid of ``txtm_origin_m`` (``simulate_raw``'s truth), and its reconstruction is taken at that
     grid (the center finding's error is part of the measured TRE).  Points: the solid voxels inside
@@ -238,9 +239,10 @@ def _registration_tre(run_dir: Path, electrode, truth: dict, shift, translation)
     from ..register import load
 
     reg_path = run_dir / "register" / "registration.json"
+    translation = cmp.get("translation_voxels")
     if not reg_path.is_file() or truth.get("txtm_origin_m") is None or translation is None:
         return None
-    seg_shape = _h5(run_dir / "segment" / "segmentation.h5", "labels").shape
+    shift, seg_shape = cmp["shift_voxels"], cmp["grid_shape"]
     v, px = float(truth["voxel_size_m"]), float(truth["txtm_pixel_size_m"])
     labels = np.asarray(electrode.labels)
     ny, nx = labels.shape[1:]
@@ -375,8 +377,7 @@ def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, 
                                           cmp.get("n_truth_inner", math.nan),
                                           "phantom (inner particles in the pillar)"))
         if "shift_voxels" in cmp:
-            tre = _registration_tre(rd, sims[name].electrode, sims[name].truth, cmp["shift_voxels"],
-                                       cmp.get("translation_voxels"))
+            tre = _registration_tre(rd, sims[name].electrode, sims[name].truth, cmp)
             if tre is not None:
                 quantities.append(rp.Quantity(f"registration TRE mean ({name})", "nm", tre["mean_m"] * 1e9))
                 quantities.append(rp.Quantity(f"registration TRE p95 ({name})", "nm", tre["p95_m"] * 1e9))

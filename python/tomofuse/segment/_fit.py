@@ -17,7 +17,7 @@ import numpy as np
 from .. import _core
 from .._phase import Phase
 
-__all__ = ["affine_mixture", "blur", "fit_levels", "fit_psf", "measure_noise", "sample_blocks"]
+__all__ = ["affine_mixture", "blur", "fit_levels", "fit_psf", "measure_noise", "psf_sum_of_squares", "sample_blocks"]
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -236,6 +236,19 @@ def fit_psf(data: np.ndarray, labels: np.ndarray, ks: Sequence[int], blocks, *, 
     return (best_z * best_i, best_i, best_i)
 
 
+def psf_sum_of_squares(sigma_vox) -> float:
+    """``sum h^2`` of the separable PSF away from the edges: the product over the axes of the sums of
+    squares of the sampled, normalized 1-D Gaussians (radius ``ceil(3.5 sigma)``, as the core's blur)."""
+    out = 1.0
+    for x in np.broadcast_to(np.asarray(sigma_vox, dtype=np.float64), (3,)):
+        r = int(math.ceil(3.5 * x)) if x > 0 else 0
+        t = np.arange(-r, r + 1)
+        k = np.exp(-0.5 * (t / x) ** 2) if x > 0 else np.ones(1)
+        k /= k.sum()
+        out *= float((k ** 2).sum())
+    return out
+
+
 def measure_noise(data: np.ndarray, labels: np.ndarray, levels: np.ndarray, sigma_vox, blocks, *,
                   valid: np.ndarray | None = None, threads: int = 0) -> tuple[float, float]:
     """Noise standard deviation and correlation volume of one channel, on the residual
@@ -245,13 +258,7 @@ def measure_noise(data: np.ndarray, labels: np.ndarray, levels: np.ndarray, sigm
     number of voxels over which the noise is correlated otherwise.
     """
     s = np.broadcast_to(np.asarray(sigma_vox, dtype=np.float64), (3,))
-    c_self = 1.0
-    for x in s:  # sum of squares of the sampled 1-D Gaussian
-        r = int(math.ceil(3.5 * x)) if x > 0 else 0
-        t = np.arange(-r, r + 1)
-        k = np.exp(-0.5 * (t / x) ** 2) if x > 0 else np.ones(1)
-        k /= k.sum()
-        c_self *= float((k ** 2).sum())
+    c_self = psf_sum_of_squares(s)
     lv = np.asarray(levels, dtype=np.float32)
     res, back, res_all, back_all = [], [], [], []
     from scipy import ndimage

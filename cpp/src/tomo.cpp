@@ -200,14 +200,40 @@ namespace detail {
 // a voxel column are contiguous: one weight pair serves B samples, which the
 // compiler vectorizes.  `acc` is (y1 - y0, nx, B) and is accumulated over the
 // angles in order, so every voxel's sum has a fixed order.
-// The voxels x in [lo, hi) of one row whose padded position p = (x + 0.5 - cx) c + base
-// satisfies 0 <= p < top (p is monotonic in x; the ends are checked with the
-// same expression as the loop uses).
-inline void x_range(double c, double base, double cx, double top, std::size_t nx, std::size_t& lo,
+// Voxel x's offset from the rotation center in x, x + 0.5 - cx, in the samples' precision:
+// exact (a multiple of 0.5 below 2^22), so the same whichever kernel computes it.
+template <typename Real>
+inline Real voxel_offset(std::size_t x, double cx) {
+    return static_cast<Real>(static_cast<double>(x) + 0.5 - cx);
+}
+
+// The padded detector position of a voxel at offset xc from the center, for an angle of cosine
+// c and row base `base` (both rounded to Real once per angle and row): p = xc c + base in the
+// samples' precision, two roundings (no contraction).  Every back-projection kernel, scalar or
+// vector, blocked or lone, computes exactly this, so a slice has the same bits whichever path
+// computes it.  For float32 samples the positions are float (error ~2^-24 of the detector
+// width, 1.2e-4 px at 2048 columns, against the samples' own 2^-24): half the vector work of
+// double positions in the lone-row kernels, where positions are most of the work.
+template <typename Real>
+inline Real position(Real xc, Real c, Real base) {
+    return xc * c + base;
+}
+
+// The voxels x in [lo, hi) of one row whose padded position p = position(x + 0.5 - cx, c, base)
+// satisfies 0 <= p < top (p is monotonic in x; the ends are checked with the same expression as
+// the kernels use, so no kernel reads outside the padded row).  `inv_c` is 1 / c (0 for c == 0):
+// the estimate of the ends takes no division.  Where |c| is tiny the float positions' rounding
+// (~1e-4 px) can move the exact ends by more than the estimate's margin; the run found is then
+// the estimate's part of it, whose ends lie within that rounding of 0 and top, where a tap's
+// weights reach only the zero padding (contributions ~1e-4 of a sample).  Every kernel takes
+// the same runs, so a slice has the same bits whichever path computes it.
+template <typename Real>
+inline void x_range(double c, double inv_c, double base, double cx, double top, std::size_t nx, std::size_t& lo,
                     std::size_t& hi) {
+    const Real cr = static_cast<Real>(c), br = static_cast<Real>(base), topr = static_cast<Real>(top);
     auto inside = [&](std::size_t x) {
-        const double p = (static_cast<double>(x) + 0.5 - cx) * c + base;
-        return p >= 0.0 && p < top;
+        const Real p = position<Real>(voxel_offset<Real>(x, cx), cr, br);
+        return p >= Real(0) && p < topr;
     };
     lo = hi = 0;
     if (c == 0.0) {
@@ -216,15 +242,20 @@ inline void x_range(double c, double base, double cx, double top, std::size_t nx
         }
         return;
     }
-    double xa = (0.0 - base) / c + cx - 0.5, xb = (top - base) / c + cx - 0.5;
+    double xa = (0.0 - base) * inv_c + cx - 0.5, xb = (top - base) * inv_c + cx - 0.5;
     if (xa > xb) {
         std::swap(xa, xb);
     }
-    const double l0 = std::max(0.0, std::floor(xa) - 1.0);
-    const double h0 = std::min(static_cast<double>(nx), std::ceil(xb) + 2.0);
-    if (l0 < h0) {
-        lo = static_cast<std::size_t>(l0);
-        hi = static_cast<std::size_t>(h0);
+    // truncation instead of floor / ceil (no SSE4.1 rounding in the baseline build): trunc(v) - 2 <=
+    // floor(v) - 1 and trunc(v) + 3 >= ceil(v) + 2; clamped first so that the conversions stay in range
+    const double bound = static_cast<double>(nx) + 4.0;
+    const auto l0 = static_cast<std::ptrdiff_t>(std::min(std::max(xa, -4.0), bound)) - 2;
+    const auto h0 = static_cast<std::ptrdiff_t>(std::min(std::max(xb, -4.0), bound)) + 3;
+    const auto n = static_cast<std::ptrdiff_t>(nx);
+    const std::ptrdiff_t l = std::max<std::ptrdiff_t>(0, l0), h = std::min(n, h0);
+    if (l < h) {
+        lo = static_cast<std::size_t>(l);
+        hi = static_cast<std::size_t>(h);
         while (lo < hi && !inside(lo)) {
             ++lo;
         }
@@ -238,15 +269,14 @@ inline void x_range(double c, double base, double cx, double top, std::size_t nx
 template <typename Real, std::size_t B>
 inline __attribute__((always_inline)) void add_tap(const Real* ta, double c, double base, double cx, std::size_t x,
                                                    Real* out) {
-    const double p = (static_cast<double>(x) + 0.5 - cx) * c + base;
-    const auto i = static_cast<std::size_t>(p);  // p >= 0: truncation is floor
-    const auto w = static_cast<Real>(p - static_cast<double>(i));
-    const Real w0 = Real(1) - w;
-    const Real* t0 = ta + i * B;
+    const Real p = position<Real>(voxel_offset<Real>(x, cx), static_cast<Real>(c), static_cast<Real>(base));
+    const auto i = static_cast<std::int32_t>(p);  // p >= 0: truncation is floor
+    const Real w = p - static_cast<Real>(i);
+    const Real* t0 = ta + static_cast<std::size_t>(i) * B;
     // out and t0 never overlap (accumulator vs projection block)
     TOMOFUSE_OMP(simd)
     for (std::size_t b = 0; b < B; ++b) {
-        out[b] += w0 * t0[b] + w * t0[B + b];
+        out[b] += t0[b] + w * (t0[B + b] - t0[b]);
     }
 }
 
@@ -262,26 +292,28 @@ inline __attribute__((always_inline)) void add_tap_pairs(const Real* ta, double 
     constexpr std::size_t K = 16;
     alignas(64) std::int32_t ia[K], ib[K];
     alignas(64) Real wa[K], wb[K];
+    const Real car = static_cast<Real>(ca), bar = static_cast<Real>(base_a);
+    const Real cbr = static_cast<Real>(cb), bbr = static_cast<Real>(base_b);
+    const Real x00 = voxel_offset<Real>(0, cx);
     for (std::size_t x0 = lo; x0 < hi; x0 += K) {
         // lanes past hi are computed and not used (their positions stay within int range)
         for (std::size_t j = 0; j < K; ++j) {
-            const double xc = static_cast<double>(x0 + j) + 0.5 - cx;
-            const double pa = xc * ca + base_a;
-            const double pb = xc * cb + base_b;
+            const Real xc = x00 + static_cast<Real>(x0 + j);  // == voxel_offset(x0 + j, cx), exact
+            const Real pa = position<Real>(xc, car, bar);
+            const Real pb = position<Real>(xc, cbr, bbr);
             ia[j] = static_cast<std::int32_t>(pa);  // p >= 0 for used lanes: truncation is floor
             ib[j] = static_cast<std::int32_t>(pb);
-            wa[j] = static_cast<Real>(pa - static_cast<double>(ia[j]));
-            wb[j] = static_cast<Real>(pb - static_cast<double>(ib[j]));
+            wa[j] = pa - static_cast<Real>(ia[j]);
+            wb[j] = pb - static_cast<Real>(ib[j]);
         }
         const std::size_t n = std::min(K, hi - x0);
         for (std::size_t j = 0; j < n; ++j) {
-            const Real wa0 = Real(1) - wa[j], wb0 = Real(1) - wb[j];
             const Real* t0 = ta + static_cast<std::size_t>(ia[j]) * B;
             const Real* u0 = tb + static_cast<std::size_t>(ib[j]) * B;
             Real* out = row + (x0 + j) * B;
             TOMOFUSE_OMP(simd)
             for (std::size_t b = 0; b < B; ++b) {
-                out[b] = (out[b] + (wa0 * t0[b] + wa[j] * t0[B + b])) + (wb0 * u0[b] + wb[j] * u0[B + b]);
+                out[b] = (out[b] + (t0[b] + wa[j] * (t0[B + b] - t0[b]))) + (u0[b] + wb[j] * (u0[B + b] - u0[b]));
             }
         }
     }
@@ -295,22 +327,24 @@ inline __attribute__((always_inline)) void add_tap_pairs(const Real* ta, double 
 // angles' taps in angle order.
 constexpr std::size_t kOneAngle = static_cast<std::size_t>(-1);
 
-template <typename Taps>
+template <typename Real, typename Taps>
 inline __attribute__((always_inline)) void for_angle_pairs(const double* cs, const double* sn, std::size_t n_angles,
                                                            double shift, double cy, double cx, double top,
                                                            std::size_t nx, std::size_t y0, std::size_t y1,
                                                            Taps&& taps) {
+    auto inverse = [](double c) { return c == 0.0 ? 0.0 : 1.0 / c; };
     std::size_t a = 0;
     for (; a + 1 < n_angles; a += 2) {
         const std::size_t b = a + 1;
+        const double inv_a = inverse(cs[a]), inv_b = inverse(cs[b]);
         for (std::size_t y = y0; y < y1; ++y) {
             // padded column position of voxel x: p = pos + 1, pos as in backproject_linear's contract
             const double yc = static_cast<double>(y) + 0.5 - cy;
             const double base_a = yc * sn[a] + shift + 1.0;
             const double base_b = yc * sn[b] + shift + 1.0;
             std::size_t lo_a, hi_a, lo_b, hi_b;
-            x_range(cs[a], base_a, cx, top, nx, lo_a, hi_a);
-            x_range(cs[b], base_b, cx, top, nx, lo_b, hi_b);
+            x_range<Real>(cs[a], inv_a, base_a, cx, top, nx, lo_a, hi_a);
+            x_range<Real>(cs[b], inv_b, base_b, cx, top, nx, lo_b, hi_b);
             const std::size_t both_lo = std::max(lo_a, lo_b), both_hi = std::min(hi_a, hi_b);
             if (both_lo >= both_hi) {
                 taps(a, base_a, kOneAngle, 0.0, lo_a, hi_a, y);
@@ -325,10 +359,11 @@ inline __attribute__((always_inline)) void for_angle_pairs(const double* cs, con
         }
     }
     for (; a < n_angles; ++a) {
+        const double inv = inverse(cs[a]);
         for (std::size_t y = y0; y < y1; ++y) {
             const double base = (static_cast<double>(y) + 0.5 - cy) * sn[a] + shift + 1.0;
             std::size_t lo, hi;
-            x_range(cs[a], base, cx, top, nx, lo, hi);
+            x_range<Real>(cs[a], inv, base, cx, top, nx, lo, hi);
             taps(a, base, kOneAngle, 0.0, lo, hi, y);
         }
     }
@@ -336,35 +371,36 @@ inline __attribute__((always_inline)) void for_angle_pairs(const double* cs, con
 
 // One slice (B = 1).  The blocked kernels vectorize along the B slices of a voxel, which a
 // single slice does not have, so here the vector runs along x.  Every tap is the same
-// operations as add_tap with B = 1 in the same order (contraction is off, and
-// (x + 0.5) - cx == x + (0.5 - cx) exactly since cx is a multiple of 0.5), so a slice
+// operations as add_tap with B = 1 in the same order (contraction is off, the positions are
+// `position`, and d[i] is the subtraction t[i + 1] - t[i] that add_tap makes), so a slice
 // has the same bits whichever path computes it.
 //
-// Gathering t[i], t[i + 1] per lane is slow (microcoded on AMD); but |cos| <= 1, so W
+// Gathering t[i], d[i] per lane is slow (microcoded on AMD); but |cos| <= 1, so W
 // consecutive voxels read at most W + 1 consecutive taps: two contiguous loads and an
-// in-register permutation replace the gather.  `t` is a padded row; reads run up to
-// kSingleSlack values past the row (the block is allocated with that much slack).
+// in-register permutation replace each gather.  `t` and `d` are padded rows; reads run up to
+// kSingleSlack values past a row (the block is allocated with that much slack).
 constexpr std::size_t kSingleSlack = 32;
 
 template <typename Real>
-inline void taps_along_x_portable(const Real* __restrict t, double c, double base, const double* __restrict xc,
-                                  int lo, int hi, Real* __restrict row) {
+inline void taps_along_x_portable(const Real* __restrict t, const Real* __restrict d, Real c, Real base,
+                                  const Real* __restrict xc, int lo, int hi, Real* __restrict row) {
     for (int x = lo; x < hi; ++x) {
-        const double p = xc[x] * c + base;
-        const int i = static_cast<int>(p);  // p >= 0: truncation is floor (as the size_t cast)
-        const auto w = static_cast<Real>(p - static_cast<double>(i));
-        row[x] += (Real(1) - w) * t[i] + w * t[i + 1];
+        const Real p = position<Real>(xc[x], c, base);
+        const int i = static_cast<int>(p);  // p >= 0: truncation is floor
+        const Real w = p - static_cast<Real>(i);
+        row[x] += t[i] + w * d[i];
     }
 }
 
 // Voxels [lo, hi) of one row: angle a's taps, then (tb != nullptr) angle b's, per voxel; also
 // the tails that the vector kernels leave.
 template <typename Real>
-void taps_along_x_generic(const Real* __restrict ta, double ca, double base_a, const Real* __restrict tb, double cb,
-                          double base_b, const double* __restrict xc, int lo, int hi, Real* __restrict row) {
-    taps_along_x_portable(ta, ca, base_a, xc, lo, hi, row);
+void taps_along_x_generic(const Real* __restrict ta, const Real* __restrict da, Real ca, Real base_a,
+                          const Real* __restrict tb, const Real* __restrict db, Real cb, Real base_b,
+                          const Real* __restrict xc, int lo, int hi, Real* __restrict row) {
+    taps_along_x_portable(ta, da, ca, base_a, xc, lo, hi, row);
     if (tb != nullptr) {
-        taps_along_x_portable(tb, cb, base_b, xc, lo, hi, row);
+        taps_along_x_portable(tb, db, cb, base_b, xc, lo, hi, row);
     }
 }
 
@@ -377,85 +413,82 @@ void taps_along_x_generic(const Real* __restrict ta, double ca, double base_a, c
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
-// 16 voxels x .. x + 15 of one angle: (1 - w) t[i] + w t[i + 1].  The positions are monotone
-// in x, so the first tap is voxel x + `first`'s (0 for cos >= 0, else 15): computed in scalar,
-// the same operations as its lane, so that the loads need not wait for the vector's conversion.
-__attribute__((target("avx512f"), always_inline)) inline __m512 tap16(const float* __restrict t, double c, __m512d vc,
-                                                                      double base, __m512d vbase,
-                                                                      const double* __restrict xc, int x, int first) {
-    const __m512d pl = _mm512_add_pd(_mm512_mul_pd(_mm512_loadu_pd(xc + x), vc), vbase);
-    const __m512d ph = _mm512_add_pd(_mm512_mul_pd(_mm512_loadu_pd(xc + x + 8), vc), vbase);
-    const __m256i il = _mm512_cvttpd_epi32(pl), ih = _mm512_cvttpd_epi32(ph);
-    const __m256 wl = _mm512_cvtpd_ps(_mm512_sub_pd(pl, _mm512_cvtepi32_pd(il)));
-    const __m256 wh = _mm512_cvtpd_ps(_mm512_sub_pd(ph, _mm512_cvtepi32_pd(ih)));
-    const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(il), ih, 1);
-    const __m512 w =
-        _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(wl)), _mm256_castps_pd(wh), 1));
-    const int i0 = static_cast<int>(xc[x + first] * c + base);
-    const __m512i rel = _mm512_sub_epi32(idx, _mm512_set1_epi32(i0));  // in [0, 16]
-    const __m512 t0 = _mm512_loadu_ps(t + i0), t1 = _mm512_loadu_ps(t + i0 + 16);
-    const __m512 a = _mm512_permutex2var_ps(t0, rel, t1);
-    const __m512 b = _mm512_permutex2var_ps(t0, _mm512_add_epi32(rel, _mm512_set1_epi32(1)), t1);
-    return _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_set1_ps(1.0f), w), a), _mm512_mul_ps(w, b));
+// 16 voxels x .. x + 15 of one angle: t[i] + w d[i] (d the differences of the row's samples).
+// The positions are monotone in x, so the lowest tap is lane `first`'s (0 for cos >= 0, else
+// 15): every index lies in [i0, i0 + 16], two contiguous loads and a permutation per array.
+__attribute__((target("avx512f"), always_inline)) inline __m512 tap16(const float* __restrict t,
+                                                                      const float* __restrict d, __m512 vc,
+                                                                      __m512 vbase, const float* __restrict xc,
+                                                                      int x, int first) {
+    const __m512 p = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(xc + x), vc), vbase);
+    const __m512i idx = _mm512_cvttps_epi32(p);
+    const __m512 w = _mm512_sub_ps(p, _mm512_cvtepi32_ps(idx));
+    const __m512i vi0 = first == 0 ? _mm512_broadcastd_epi32(_mm512_castsi512_si128(idx))
+                                   : _mm512_permutexvar_epi32(_mm512_set1_epi32(15), idx);
+    const int i0 = _mm_cvtsi128_si32(_mm512_castsi512_si128(vi0));
+    const __m512i rel = _mm512_sub_epi32(idx, vi0);  // in [0, 16]
+    const __m512 a = _mm512_permutex2var_ps(_mm512_loadu_ps(t + i0), rel, _mm512_loadu_ps(t + i0 + 16));
+    const __m512 b = _mm512_permutex2var_ps(_mm512_loadu_ps(d + i0), rel, _mm512_loadu_ps(d + i0 + 16));
+    return _mm512_add_ps(a, _mm512_mul_ps(w, b));
 }
 
-__attribute__((target("avx512f"))) void taps_along_x_avx512(const float* __restrict ta, double ca, double base_a,
-                                                            const float* __restrict tb, double cb, double base_b,
-                                                            const double* __restrict xc, int lo, int hi,
+__attribute__((target("avx512f"))) void taps_along_x_avx512(const float* __restrict ta, const float* __restrict da,
+                                                            float ca, float base_a, const float* __restrict tb,
+                                                            const float* __restrict db, float cb, float base_b,
+                                                            const float* __restrict xc, int lo, int hi,
                                                             float* __restrict row) {
-    const __m512d vca = _mm512_set1_pd(ca), vba = _mm512_set1_pd(base_a);
-    const __m512d vcb = _mm512_set1_pd(cb), vbb = _mm512_set1_pd(base_b);
+    const __m512 vca = _mm512_set1_ps(ca), vba = _mm512_set1_ps(base_a);
+    const __m512 vcb = _mm512_set1_ps(cb), vbb = _mm512_set1_ps(base_b);
     const int fa = ca >= 0.0 ? 0 : 15, fb = cb >= 0.0 ? 0 : 15;
     int x = lo;
     for (; x + 16 <= hi; x += 16) {
-        __m512 r = _mm512_add_ps(_mm512_loadu_ps(row + x), tap16(ta, ca, vca, base_a, vba, xc, x, fa));
+        __m512 r = _mm512_add_ps(_mm512_loadu_ps(row + x), tap16(ta, da, vca, vba, xc, x, fa));
         if (tb != nullptr) {
-            r = _mm512_add_ps(r, tap16(tb, cb, vcb, base_b, vbb, xc, x, fb));
+            r = _mm512_add_ps(r, tap16(tb, db, vcb, vbb, xc, x, fb));
         }
         _mm512_storeu_ps(row + x, r);
     }
-    taps_along_x_generic(ta, ca, base_a, tb, cb, base_b, xc, x, hi, row);
+    taps_along_x_generic(ta, da, ca, base_a, tb, db, cb, base_b, xc, x, hi, row);
 }
 
-// 8 voxels of one angle; permutevar8x32 takes the index mod 8, so lanes past 7 blend in t1.
-// The first tap as in tap16 (`first`: 0 or 7).
-__attribute__((target("avx2"), always_inline)) inline __m256 tap8(const float* __restrict t, double c, __m256d vc,
-                                                                  double base, __m256d vbase,
-                                                                  const double* __restrict xc, int x, int first) {
-    const __m256d pl = _mm256_add_pd(_mm256_mul_pd(_mm256_loadu_pd(xc + x), vc), vbase);
-    const __m256d ph = _mm256_add_pd(_mm256_mul_pd(_mm256_loadu_pd(xc + x + 4), vc), vbase);
-    const __m128i il = _mm256_cvttpd_epi32(pl), ih = _mm256_cvttpd_epi32(ph);
-    const __m128 wl = _mm256_cvtpd_ps(_mm256_sub_pd(pl, _mm256_cvtepi32_pd(il)));
-    const __m128 wh = _mm256_cvtpd_ps(_mm256_sub_pd(ph, _mm256_cvtepi32_pd(ih)));
-    const __m256 w = _mm256_set_m128(wh, wl);
-    const int i0 = static_cast<int>(xc[x + first] * c + base);
-    const __m256i rel = _mm256_sub_epi32(_mm256_set_m128i(ih, il), _mm256_set1_epi32(i0));  // in [0, 8]
-    const __m256i rel1 = _mm256_add_epi32(rel, _mm256_set1_epi32(1));
-    const __m256i seven = _mm256_set1_epi32(7);
-    const __m256 t0 = _mm256_loadu_ps(t + i0), t1 = _mm256_loadu_ps(t + i0 + 8);
-    const __m256 a = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, rel), _mm256_permutevar8x32_ps(t1, rel),
-                                      _mm256_castsi256_ps(_mm256_cmpgt_epi32(rel, seven)));
-    const __m256 b = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, rel1), _mm256_permutevar8x32_ps(t1, rel1),
-                                      _mm256_castsi256_ps(_mm256_cmpgt_epi32(rel1, seven)));
-    return _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), w), a), _mm256_mul_ps(w, b));
+// 8 voxels of one angle; permutevar8x32 takes the index mod 8, so lanes past 7 blend in the
+// second load.  The lowest tap as in tap16 (`first`: 0 or 7).
+__attribute__((target("avx2"), always_inline)) inline __m256 tap8(const float* __restrict t,
+                                                                  const float* __restrict d, __m256 vc,
+                                                                  __m256 vbase, const float* __restrict xc, int x,
+                                                                  int first) {
+    const __m256 p = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(xc + x), vc), vbase);
+    const __m256i idx = _mm256_cvttps_epi32(p);
+    const __m256 w = _mm256_sub_ps(p, _mm256_cvtepi32_ps(idx));
+    const __m256i vi0 = first == 0 ? _mm256_broadcastd_epi32(_mm256_castsi256_si128(idx))
+                                   : _mm256_permutevar8x32_epi32(idx, _mm256_set1_epi32(7));
+    const int i0 = _mm_cvtsi128_si32(_mm256_castsi256_si128(vi0));
+    const __m256i rel = _mm256_sub_epi32(idx, vi0);  // in [0, 8]
+    const __m256 high = _mm256_castsi256_ps(_mm256_cmpgt_epi32(rel, _mm256_set1_epi32(7)));
+    const __m256 a = _mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(t + i0), rel),
+                                      _mm256_permutevar8x32_ps(_mm256_loadu_ps(t + i0 + 8), rel), high);
+    const __m256 b = _mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(d + i0), rel),
+                                      _mm256_permutevar8x32_ps(_mm256_loadu_ps(d + i0 + 8), rel), high);
+    return _mm256_add_ps(a, _mm256_mul_ps(w, b));
 }
 
-__attribute__((target("avx2"))) void taps_along_x_avx2(const float* __restrict ta, double ca, double base_a,
-                                                       const float* __restrict tb, double cb, double base_b,
-                                                       const double* __restrict xc, int lo, int hi,
+__attribute__((target("avx2"))) void taps_along_x_avx2(const float* __restrict ta, const float* __restrict da,
+                                                       float ca, float base_a, const float* __restrict tb,
+                                                       const float* __restrict db, float cb, float base_b,
+                                                       const float* __restrict xc, int lo, int hi,
                                                        float* __restrict row) {
-    const __m256d vca = _mm256_set1_pd(ca), vba = _mm256_set1_pd(base_a);
-    const __m256d vcb = _mm256_set1_pd(cb), vbb = _mm256_set1_pd(base_b);
+    const __m256 vca = _mm256_set1_ps(ca), vba = _mm256_set1_ps(base_a);
+    const __m256 vcb = _mm256_set1_ps(cb), vbb = _mm256_set1_ps(base_b);
     const int fa = ca >= 0.0 ? 0 : 7, fb = cb >= 0.0 ? 0 : 7;
     int x = lo;
     for (; x + 8 <= hi; x += 8) {
-        __m256 r = _mm256_add_ps(_mm256_loadu_ps(row + x), tap8(ta, ca, vca, base_a, vba, xc, x, fa));
+        __m256 r = _mm256_add_ps(_mm256_loadu_ps(row + x), tap8(ta, da, vca, vba, xc, x, fa));
         if (tb != nullptr) {
-            r = _mm256_add_ps(r, tap8(tb, cb, vcb, base_b, vbb, xc, x, fb));
+            r = _mm256_add_ps(r, tap8(tb, db, vcb, vbb, xc, x, fb));
         }
         _mm256_storeu_ps(row + x, r);
     }
-    taps_along_x_generic(ta, ca, base_a, tb, cb, base_b, xc, x, hi, row);
+    taps_along_x_generic(ta, da, ca, base_a, tb, db, cb, base_b, xc, x, hi, row);
 }
 #if !defined(__clang__)
 #pragma GCC diagnostic pop
@@ -464,8 +497,9 @@ __attribute__((target("avx2"))) void taps_along_x_avx2(const float* __restrict t
 
 // The signature of taps_along_x_generic and of its vector kernels.
 template <typename Real>
-using SingleSliceTaps = void (*)(const Real* __restrict, double, double, const Real* __restrict, double, double,
-                                 const double* __restrict, int, int, Real* __restrict);
+using SingleSliceTaps = void (*)(const Real* __restrict, const Real* __restrict, Real, Real, const Real* __restrict,
+                                 const Real* __restrict, Real, Real, const Real* __restrict, int, int,
+                                 Real* __restrict);
 
 #ifdef TOMOFUSE_X86_SINGLE_SLICE
 // Instruction sets the hand-written kernels may not use, from the environment variable
@@ -503,27 +537,43 @@ RowKernel row_kernel() {
     return {"portable", taps_along_x_generic<float>};
 }
 
+// A lone row's block is (angle, column + 1) followed by the differences of neighboring samples,
+// d[i] = t[i + 1] - t[i] (the same float subtraction the blocked kernels make per tap, so the
+// same bits), which saves the lone-row kernels a gather and a subtraction per tap.
+template <typename Real>
+void single_row_differences(Real* block, std::size_t n_angles, std::size_t ld) {
+    const std::size_t n = n_angles * ld;
+    Real* diff = block + n;
+    for (std::size_t i = 0; i + 1 < n; ++i) {
+        diff[i] = block[i + 1] - block[i];
+    }
+    diff[n - 1] = Real(0) - block[n - 1];
+}
+
 template <typename Real>
 void backproject_single_rows(const Real* block, std::size_t n_cols, const double* cs, const double* sn,
                              std::size_t n_angles, double shift, double cy, double cx, std::size_t nx,
                              std::size_t y0, std::size_t y1, Real* acc) {
     const std::size_t ld = n_cols + 2;
+    const Real* diff = block + n_angles * ld;  // see single_row_differences
     SingleSliceTaps<Real> taps = taps_along_x_generic<Real>;
     if constexpr (std::is_same_v<Real, float>) {
         taps = row_kernel().taps;
     }
     // voxel x's offset from the center, x + 0.5 - cx (exact), with room for a full vector
-    std::vector<double> xc(nx + 16);
+    std::vector<Real> xc(nx + 16);
     for (std::size_t x = 0; x < xc.size(); ++x) {
-        xc[x] = static_cast<double>(x) + 0.5 - cx;
+        xc[x] = voxel_offset<Real>(x, cx);
     }
-    for_angle_pairs(cs, sn, n_angles, shift, cy, cx, static_cast<double>(n_cols) + 1.0, nx, y0, y1,
+    for_angle_pairs<Real>(cs, sn, n_angles, shift, cy, cx, static_cast<double>(n_cols) + 1.0, nx, y0, y1,
                     [&](std::size_t a, double base_a, std::size_t b, double base_b, std::size_t lo, std::size_t hi,
                         std::size_t y) __attribute__((always_inline)) {
                         if (lo < hi) {
                             const bool pair = b != kOneAngle;
-                            taps(block + a * ld, cs[a], base_a, pair ? block + b * ld : nullptr, pair ? cs[b] : 0.0,
-                                 base_b, xc.data(), static_cast<int>(lo), static_cast<int>(hi),
+                            taps(block + a * ld, diff + a * ld, static_cast<Real>(cs[a]),
+                                 static_cast<Real>(base_a), pair ? block + b * ld : nullptr,
+                                 pair ? diff + b * ld : nullptr, pair ? static_cast<Real>(cs[b]) : Real(0),
+                                 static_cast<Real>(base_b), xc.data(), static_cast<int>(lo), static_cast<int>(hi),
                                  acc + (y - y0) * nx);
                         }
                     });
@@ -545,7 +595,7 @@ inline __attribute__((always_inline)) void backproject_block_rows(const Real* bl
                                                                   std::size_t y1, Real* acc) {
     const std::size_t ld = (n_cols + 2) * B;
     // inlined (always_inline) into each instruction-set clone of the caller
-    for_angle_pairs(cs, sn, n_angles, shift, cy, cx, static_cast<double>(n_cols) + 1.0, nx, y0, y1,
+    for_angle_pairs<Real>(cs, sn, n_angles, shift, cy, cx, static_cast<double>(n_cols) + 1.0, nx, y0, y1,
                     [&](std::size_t a, double base_a, std::size_t b, double base_b, std::size_t lo, std::size_t hi,
                         std::size_t y) __attribute__((always_inline)) {
                         const Real* ta = block + a * ld;
@@ -628,9 +678,9 @@ void backproject_linear(const Real* projections, const raytrace::Shape3& shape, 
     const double shift = 0.5 * static_cast<double>(n_cols) - 0.5 + center_offset;
     const double cy = 0.5 * static_cast<double>(ny), cx = 0.5 * static_cast<double>(nx);
     // Rows are processed in blocks of 32 (then 16, 4 and 1 for the remainder; float rows take
-    // the vectorized lone-row kernel instead of blocks of 4, which cost as much as blocks of 16
-    // because the voxel positions are computed per voxel: 0.42 against 0.20 s per slice at
-    // 1024^2 x 1024 angles).
+    // the vectorized lone-row kernel instead of blocks of 4, whose voxel positions serve only 4
+    // samples: 0.42 s per slice at 1024^2 x 1024 angles, when the lone-row kernel took 0.20 s;
+    // it takes 0.11 s since its positions are float).
     // Each block's voxels are split into tiles of whole y rows whose
     // accumulators (~1 MiB) stay in cache while all angles stream past.
     detail::AlignedBuffer<Real> block;
@@ -647,7 +697,8 @@ void backproject_linear(const Real* projections, const raytrace::Shape3& shape, 
         if (std::is_same_v<Real, float> && B == 4) {
             B = 1;
         }
-        block.assign_zero(n_angles * ld * B + detail::kSingleSlack);
+        // a lone row also holds its samples' differences (single_row_differences)
+        block.assign_zero(n_angles * ld * (B == 1 ? 2 : B) + detail::kSingleSlack);
         const auto n_a = static_cast<std::ptrdiff_t>(n_angles);
         TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
         for (std::ptrdiff_t ai = 0; ai < n_a; ++ai) {
@@ -659,6 +710,9 @@ void backproject_linear(const Real* projections, const raytrace::Shape3& shape, 
                     dst[(col + 1) * B + b] = src[col];
                 }
             }
+        }
+        if (B == 1) {
+            detail::single_row_differences(block.data.get(), n_angles, ld);
         }
         const std::size_t tile = std::max<std::size_t>(1, (std::size_t{1} << 20) / (nx * B * sizeof(Real)));
         const std::size_t n_tiles = (ny + tile - 1) / tile;

@@ -467,6 +467,47 @@ def test_ml_workspace_changes_nothing(shift_case):
         run(np.zeros((3, len(s.bin_shifts), modes, n, n), np.complex64))
 
 
+@pytest.mark.parametrize("subpixel_steps", [8, 0])
+def test_dm_workspace_changes_nothing(shift_case, subpixel_steps):
+    """The scratch that the engine loop keeps for DM (shifted probes, per-bin sums, update terms) gives
+    the same iterations bit for bit as calls that allocate their own, whatever it held before, for the
+    shifted-probe and the bilinear model; a workspace of the wrong size, or one sharing memory with an
+    output, is refused."""
+    c = shift_case
+    n, h, modes, k = c["n"], c["h"], 2, len(c["pos"])
+    s = _core.PtychoScan(n, modes, (h, h), c["pos"] + 0.05, subpixel_steps=subpixel_steps)
+    assert (len(s.bin_shifts) > 1) == (subpixel_steps > 0)
+    probe0 = np.stack([c["probe"] * 30, c["probe"] * np.complex64(3j)]).astype(np.complex64)
+    ex = np.empty((k, modes, n, n), np.complex64)
+    s.exit_waves(c["obj"], probe0 * np.complex64(1.1), ex)
+    amp = np.sqrt(np.random.default_rng(6).poisson(np.sum(np.abs(np.fft.fft2(ex, norm="ortho")) ** 2, axis=1))
+                  ).astype(np.float32)
+
+    def run(workspace, iterations=4):
+        obj, probe, exit_ = np.ones((h, h), np.complex64), probe0.copy(), ex.copy()
+        errors = [s.dm_iteration(amp, None, obj, probe, exit_, overlap_iterations=2, model_error=True,
+                                 workspace=workspace, threads=2) for _ in range(iterations)]
+        return errors, obj, probe, exit_
+
+    errors, obj, probe, exit_ = run(None)
+    ws = np.random.default_rng(7).integers(0, 256, s.dm_workspace_bytes, dtype=np.uint8)
+    errors_w, obj_w, probe_w, exit_w = run(ws)
+    for (e, m), (e_w, m_w) in zip(errors, errors_w):
+        np.testing.assert_array_equal(e, e_w)
+        np.testing.assert_array_equal(m, m_w)
+    for a, b in ((obj, obj_w), (probe, probe_w), (exit_, exit_w)):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(obj, np.ones_like(obj))
+    with pytest.raises(ValueError, match="workspace"):
+        run(np.zeros(s.dm_workspace_bytes + 1, np.uint8), iterations=1)
+    with pytest.raises(ValueError, match="workspace"):
+        run(np.zeros(s.dm_workspace_bytes, np.float32)[: s.dm_workspace_bytes // 4], iterations=1)
+    shared = np.zeros(max(s.dm_workspace_bytes, h * h * 8), np.uint8)
+    obj_view = shared[: h * h * 8].view(np.complex64).reshape(h, h)
+    with pytest.raises(ValueError, match="workspace|share|overlap"):
+        s.dm_iteration(amp, None, obj_view, probe0.copy(), ex.copy(), workspace=shared[: s.dm_workspace_bytes])
+
+
 def _shifted_normal_equations(s, obj, waves):
     """The exact least-squares probe of the shifted-probe model for a fixed object (float64 CG)."""
     k, modes, n, _ = waves.shape

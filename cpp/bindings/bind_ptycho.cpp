@@ -190,6 +190,8 @@ ValueError
             },
             py::arg("probe"), py::kw_only(), py::arg("threads") = 0,
             "(bins, modes, n, n): the probe each bin sees, P(r - f_b) (the probe itself for the bilinear model).")
+        .def_property_readonly("dm_workspace_bytes", &ptycho::dm_workspace_bytes,
+                               "Bytes of dm_iteration's optional workspace for this scan.")
         .def_property_readonly("n", &Scan::n)
         .def_property_readonly("modes", &Scan::modes)
         .def_property_readonly("object_shape", [](const Scan& s) { return py::make_tuple(s.height(), s.width()); })
@@ -248,7 +250,7 @@ ValueError
             [](const Scan& s, const py::object& amplitudes, const py::object& mask, const py::object& object,
                const py::object& probe, const py::object& exit, bool update_object, bool update_probe,
                int overlap_iterations, float object_inertia, float probe_inertia, const py::object& bound,
-               bool model_error, int threads) {
+               bool model_error, const py::object& workspace, int threads) {
                 const Frames sh = shapes(s);
                 py::array_t<float> keep;
                 py::array_t<std::uint8_t> keep_mask;
@@ -260,15 +262,20 @@ ValueError
                 if (!bound.is_none()) {
                     keep_bound = require_shape<double>(bound, "bound", {s.size()}, false);
                 }
-                std::vector<Span> inputs{span("object", o), span("probe", p), span("exit", e),
-                                         span("amplitudes", keep)};
+                py::array_t<std::uint8_t> ws;
+                if (!workspace.is_none()) {
+                    ws = require_shape<std::uint8_t>(workspace, "workspace", {ptycho::dm_workspace_bytes(s)}, true);
+                }
+                std::vector<Span> outs{span("object", o), span("probe", p), span("exit", e), span("workspace", ws)};
+                std::vector<Span> inputs = outs;
+                inputs.push_back(span("amplitudes", keep));
                 if (!mask.is_none()) {
                     inputs.push_back(span("mask", keep_mask));
                 }
                 if (!bound.is_none()) {
                     inputs.push_back(span("bound", keep_bound));
                 }
-                check_no_alias({span("object", o), span("probe", p), span("exit", e)}, inputs);
+                check_no_alias(outs, inputs);
                 if (overlap_iterations < 1) {
                     throw InvalidArgument("overlap_iterations must be >= 1, got " + std::to_string(overlap_iterations));
                 }
@@ -290,7 +297,7 @@ ValueError
                 {
                     py::gil_scoped_release release;
                     ptycho::dm_iteration(s, d, o.mutable_data(), p.mutable_data(), e.mutable_data(), opt, ep, mp,
-                                         threads);
+                                         threads, workspace.is_none() ? nullptr : ws.mutable_data());
                 }
                 if (model_error) {
                     return py::object(py::make_tuple(err, merr));
@@ -300,7 +307,8 @@ ValueError
             py::arg("amplitudes"), py::arg("mask"), py::arg("object"), py::arg("probe"), py::arg("exit"),
             py::kw_only(), py::arg("update_object") = true, py::arg("update_probe") = true,
             py::arg("overlap_iterations") = 1, py::arg("object_inertia") = 1e-3f, py::arg("probe_inertia") = 1e-3f,
-            py::arg("bound") = py::none(), py::arg("model_error") = false, py::arg("threads") = 0,
+            py::arg("bound") = py::none(), py::arg("model_error") = false, py::arg("workspace") = py::none(),
+            py::arg("threads") = 0,
             R"doc(One difference-map iteration in place on object, probe and exit.
 
 First the overlap projection (object then probe, `overlap_iterations` times,
@@ -310,8 +318,11 @@ exit <- exit + F^-1 M F(2 P o_k - exit) - P o_k with the measured amplitudes
 float64 `bound`: a pattern whose squared amplitude error e exceeds b moves to
 A + sqrt(b / e) (|Psi| - A), one with e <= b is left alone. With
 model_error=True returns (error, model_error), the latter the same sum for the
-model P o_k after the overlap projection (one more FFT per pattern). Returns the (K,) float64 sum of
-squared amplitude errors per pattern, before the modulus constraint.)doc")
+model P o_k after the overlap projection (one more FFT per pattern). `workspace`:
+optional uint8 scratch of `dm_workspace_bytes` bytes (any contents) that the
+iteration uses instead of allocating its own; keep one for a run's iterations.
+Returns the (K,) float64 sum of squared amplitude errors per pattern, before the
+modulus constraint.)doc")
         .def(
             "object_gather",
             [](const Scan& s, const py::object& probe, const py::object& waves, int threads) {

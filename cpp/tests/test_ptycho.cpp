@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <complex>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "test_util.hpp"
@@ -258,6 +259,37 @@ std::vector<float> amplitudes(const std::vector<cd>& exit) {
         }
     }
     return a;
+}
+
+TEST_P(Ptycho, DifferenceMapWorkspaceChangesNothing) {
+    // The caller's workspace (any contents) gives the iterations of calls that allocate their own
+    // scratch, bit for bit, with object and probe updates and two overlap passes.
+    const int steps = GetParam();
+    const Scan s = make_scan(steps);
+    const auto p0 = probe();
+    const auto amp = amplitudes(reference_exit(object(), p0, steps));
+    tomofuse::ptycho::DMOptions opt;
+    opt.overlap_iterations = 2;
+    auto run = [&](void* workspace) {
+        std::vector<cf> o(H * W, cf(1.0f, 0.0f)), p = p0;
+        std::vector<cf> exit(K * M * N * N);
+        tomofuse::ptycho::exit_waves(s, o.data(), p.data(), exit.data(), 1);
+        std::vector<double> err(K), model_err(K), all;
+        for (int it = 0; it < 3; ++it) {
+            tomofuse::ptycho::dm_iteration(s, {amp.data(), nullptr}, o.data(), p.data(), exit.data(), opt,
+                                           err.data(), model_err.data(), 2, workspace);
+            all.insert(all.end(), err.begin(), err.end());
+            all.insert(all.end(), model_err.begin(), model_err.end());
+        }
+        return std::make_tuple(o, p, exit, all);
+    };
+    const auto plain = run(nullptr);
+    std::vector<unsigned char> ws(tomofuse::ptycho::dm_workspace_bytes(s), 0xA5);
+    const auto kept = run(ws.data());
+    EXPECT_TRUE(tomofuse::test::same_bits(std::get<0>(plain), std::get<0>(kept)));
+    EXPECT_TRUE(tomofuse::test::same_bits(std::get<1>(plain), std::get<1>(kept)));
+    EXPECT_TRUE(tomofuse::test::same_bits(std::get<2>(plain), std::get<2>(kept)));
+    EXPECT_TRUE(std::get<3>(plain) == std::get<3>(kept));
 }
 
 TEST_P(Ptycho, DifferenceMapHasTheTruthAsAFixedPoint) {

@@ -316,8 +316,12 @@ class PtychoScan:
                      exit: _Complex64Array, *, update_object: bool = True, update_probe: bool = True,
                      overlap_iterations: int = 1, object_inertia: float = 1e-3, probe_inertia: float = 1e-3,
                      bound: _F64 | None = None, model_error: bool = False,
+                     workspace: npt.NDArray[np.uint8] | None = None,
                      threads: int = 0) -> _F64 | tuple[_F64, _F64]:
-        """One difference-map iteration in place; (K,) errors (and model errors)."""
+        """One difference-map iteration in place; (K,) errors (and model errors). ``workspace``: optional
+        uint8 scratch of ``dm_workspace_bytes`` bytes, kept by the caller across iterations."""
+    @property
+    def dm_workspace_bytes(self) -> int: ...
     def object_gather(self, probe: _Complex64Array, waves: _Complex64Array, *,
                       threads: int = 0) -> tuple[_Complex64Array, _F32]: ...
     def probe_gather(self, object: _Complex64Array, waves: _Complex64Array, *,

@@ -146,12 +146,20 @@ struct DMOptions {
 /// `error[k]` receives sum over valid pixels of (|F(2 P o_k - exit)| - A)^2
 /// before the modulus constraint (amplitudes in the unitary normalization);
 /// `model_error[k]`, if not null, the same for the model P o_k after the
-/// overlap projection (one more transform per pattern and mode). Object, probe,
-/// exit, error and model_error must not overlap each other or the amplitudes,
-/// the mask or the bound (InvalidArgument).
+/// overlap projection (one more transform per pattern and mode). `workspace`, if
+/// not null, holds dm_workspace_bytes(scan) bytes of scratch (any contents,
+/// overwritten): the shifted probes, the per-bin probe sums and the update terms,
+/// which are otherwise allocated by every call (hundreds of MB at the paper's
+/// 400^2 patterns: a caller that iterates keeps one workspace and saves the
+/// system's page zeroing). Object, probe, exit, error, model_error and workspace
+/// must not overlap each other or the amplitudes, the mask or the bound
+/// (InvalidArgument).
 TOMOFUSE_EXPORT void dm_iteration(const Scan& scan, const Data& amplitudes, cfloat* object, cfloat* probe,
                                   cfloat* exit, const DMOptions& options, double* error,
-                                  double* model_error = nullptr, int nthreads = 0);
+                                  double* model_error = nullptr, int nthreads = 0, void* workspace = nullptr);
+
+/// Bytes of dm_iteration's workspace for this scan.
+TOMOFUSE_EXPORT std::size_t dm_workspace_bytes(const Scan& scan);
 
 /// Object update from waves: num[y, x] = sum_k S_k^T (sum_m conj(P_km) w_km),
 /// den = sum_k S_k^T (sum_m |P_km|^2), S_k^T the spreading of window k (for

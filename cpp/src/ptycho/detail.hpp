@@ -74,8 +74,9 @@ void unshift_sum_modes(const Scan& s, cfloat* per_bin, cfloat* out, std::size_t 
 
 // num = sum_k S_k^T sum_m conj(P_km) waves_km, den = sum_k S_k^T sum_m |P_km|^2 over the object;
 // with waves null only den (the illumination).
+// `power`: optional scratch of bins * nn floats (bins = 1 for unshifted probes), overwritten.
 void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cfloat* num, float* den,
-                        int threads);
+                        int threads, float* power = nullptr);
 
 // probe_gather, with the per-bin sums in `work` (bins * modes * nn elements, overwritten) when
 // given, else in buffers of its own.
@@ -90,7 +91,9 @@ void probe_sums(const Scan& s, const cfloat* object, const cfloat* waves, cfloat
 // (nn) such that the damped division (num + c P) / (den + c) is the update -- the least-squares
 // probe (bilinear model), or one step towards it preconditioned by the diagonal of the normal
 // equations (shifted probes ps of the current probe P).
+// `acc` (bins * modes * nn) and `dacc` (bins * nn): optional scratch of the per-bin sums, overwritten.
 void probe_update_terms(const Scan& s, const Probes& ps, const cfloat* object, const cfloat* waves,
-                        const cfloat* probe, cfloat* num, float* den, int threads);
+                        const cfloat* probe, cfloat* num, float* den, int threads, cfloat* acc = nullptr,
+                        float* dacc = nullptr);
 
 }  // namespace tomofuse::ptycho::detail

@@ -41,10 +41,50 @@ void damped_divide(cfloat* x, const cfloat* num, const float* den, Index count, 
     }
 }
 
+// dm_iteration's scratch, carved from one block of dm_workspace_bytes(s) bytes, each part on a
+// 64-byte boundary of the block: the shifted probes and the per-bin probe sums (none for the
+// bilinear model), the per-bin floats (probe power for the object update, then |o|^2 sums for
+// the probe update; one bin for the bilinear model), and the object and probe update terms.
+struct DMScratch {
+    cfloat* probes = nullptr;
+    cfloat* acc = nullptr;
+    float* bin_floats = nullptr;
+    cfloat* onum = nullptr;
+    float* oden = nullptr;
+    cfloat* pnum = nullptr;
+    float* pden = nullptr;
+    std::size_t bytes = 0;
+
+    DMScratch(const Scan& s, unsigned char* base) {
+        const bool shifted = s.subpixel_steps() > 0;
+        const std::size_t bins = shifted ? s.bins() : 0;
+        const std::size_t nn = s.frame();
+        const std::size_t pm = s.modes() * nn;
+        const std::size_t hw = s.height() * s.width();
+        auto take = [&](std::size_t size) {
+            unsigned char* at = base == nullptr ? nullptr : base + bytes;
+            bytes += (size + 63) / 64 * 64;
+            return at;
+        };
+        probes = reinterpret_cast<cfloat*>(take(bins * pm * sizeof(cfloat)));
+        acc = reinterpret_cast<cfloat*>(take(bins * pm * sizeof(cfloat)));
+        bin_floats = reinterpret_cast<float*>(take(std::max<std::size_t>(bins, 1) * nn * sizeof(float)));
+        onum = reinterpret_cast<cfloat*>(take(hw * sizeof(cfloat)));
+        oden = reinterpret_cast<float*>(take(hw * sizeof(float)));
+        pnum = reinterpret_cast<cfloat*>(take(pm * sizeof(cfloat)));
+        pden = reinterpret_cast<float*>(take(nn * sizeof(float)));
+        if (!shifted) {
+            probes = acc = nullptr;
+        }
+    }
+};
+
 }  // namespace
 
+std::size_t dm_workspace_bytes(const Scan& s) { return DMScratch(s, nullptr).bytes; }
+
 void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat* probe, cfloat* exit,
-                  const DMOptions& options, double* error, double* model_error, int nthreads) {
+                  const DMOptions& options, double* error, double* model_error, int nthreads, void* workspace) {
     check_pointers("dm_iteration", {amplitudes.values, object, probe, exit, error});
     if (options.overlap_iterations < 1) {
         throw InvalidArgument("tomofuse::ptycho::dm_iteration: overlap_iterations must be >= 1");
@@ -60,27 +100,33 @@ void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat*
                       {"probe", probe, modes * nn * sizeof(cfloat)},
                       {"exit", exit, k_count * modes * nn * sizeof(cfloat)},
                       {"error", error, k_count * sizeof(double)},
-                      {"model_error", model_error, k_count * sizeof(double)}},
+                      {"model_error", model_error, k_count * sizeof(double)},
+                      {"workspace", workspace, dm_workspace_bytes(s)}},
                      {{"amplitudes", amplitudes.values, k_count * nn * sizeof(float)},
                       {"mask", amplitudes.mask, nn},
                       {"bound", options.bound, k_count * sizeof(double)}});
 
+    // Scratch: the caller's workspace, else a block of this call's own.
+    tomofuse::detail::AlignedArray<unsigned char> own;
+    if (workspace == nullptr) {
+        own = tomofuse::detail::alloc_aligned<unsigned char>(dm_workspace_bytes(s));
+        workspace = own.get();
+    }
+    const DMScratch w(s, static_cast<unsigned char*>(workspace));
+
     // 1. Overlap projection.
-    Probes ps = make_probes(s, probe, threads);
+    Probes ps = make_probes(s, probe, threads, w.probes);
     if (options.update_object || options.update_probe) {
-        std::vector<cfloat> onum(options.update_object ? hw : 0);
-        std::vector<float> oden(options.update_object ? hw : 0);
-        std::vector<cfloat> pnum(options.update_probe ? modes * nn : 0);
-        std::vector<float> pden(options.update_probe ? nn : 0);
         for (int it = 0; it < options.overlap_iterations; ++it) {
             if (options.update_object) {
-                object_gather_impl(s, ps, exit, onum.data(), oden.data(), threads);
-                damped_divide(object, onum.data(), oden.data(), hw, hw, options.object_inertia, threads);
+                object_gather_impl(s, ps, exit, w.onum, w.oden, threads, w.bin_floats);
+                damped_divide(object, w.onum, w.oden, hw, hw, options.object_inertia, threads);
             }
             if (options.update_probe) {
-                probe_update_terms(s, ps, object, exit, probe, pnum.data(), pden.data(), threads);
-                damped_divide(probe, pnum.data(), pden.data(), modes * nn, nn, options.probe_inertia, threads);
-                ps = make_probes(s, probe, threads);
+                probe_update_terms(s, ps, object, exit, probe, w.pnum, w.pden, threads, w.acc, w.bin_floats);
+                damped_divide(probe, w.pnum, w.pden, modes * nn, nn, options.probe_inertia, threads);
+                // the shifted probes of the new probe replace those of the old one (no longer read)
+                ps = make_probes(s, probe, threads, w.probes);
             }
         }
     }

@@ -37,7 +37,7 @@ std::vector<std::vector<std::uint32_t>> rows_to_patterns(const Scan& s) {
 }  // namespace
 
 void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cfloat* num, float* den,
-                        int threads) {
+                        int threads, float* power_work) {
     const std::size_t n = s.n();
     const std::size_t nn = s.frame();
     const std::size_t modes = s.modes();
@@ -46,7 +46,13 @@ void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cf
     const auto rows = rows_to_patterns(s);
     // Probe power of each bin, summed over modes.
     const std::size_t bins = ps.bin_stride == 0 ? 1 : s.bins();
-    std::vector<float> power(bins * nn, 0.0f);
+    std::vector<float> own;
+    if (power_work == nullptr) {
+        own.resize(bins * nn);
+        power_work = own.data();
+    }
+    float* const power = power_work;
+    std::fill(power, power + bins * nn, 0.0f);
     for (std::size_t b = 0; b < bins; ++b) {
         const cfloat* pb = ps.base + b * ps.bin_stride;
         for (std::size_t m = 0; m < modes; ++m) {
@@ -108,7 +114,7 @@ void object_gather_impl(const Scan& s, const Probes& ps, const cfloat* waves, cf
                     }
                     const cfloat* g1 = gather && has1 ? row_of(k, i1) : nullptr;
                     const cfloat* g0 = gather && has0 ? row_of(k, i0) : nullptr;
-                    const float* pw = power.data() + (ps.bin_stride == 0 ? 0 : s.bin(k)) * nn;
+                    const float* pw = power + (ps.bin_stride == 0 ? 0 : s.bin(k)) * nn;
                     spread_rows(gather ? nrow + w.x0 : nullptr, drow + w.x0, g1, g0,
                                 has1 ? pw + static_cast<std::size_t>(i1) * n : nullptr,
                                 has0 ? pw + static_cast<std::size_t>(i0) * n : nullptr, 1.0f - w.fy, w.fy,
@@ -234,7 +240,8 @@ void sum_bins(const float* dacc, std::size_t bins, std::size_t nn, float* den) {
 }  // namespace
 
 void probe_update_terms(const Scan& s, const Probes& ps, const cfloat* object, const cfloat* waves,
-                        const cfloat* probe, cfloat* num, float* den, int threads) {
+                        const cfloat* probe, cfloat* num, float* den, int threads, cfloat* acc_work,
+                        float* dacc_work) {
     const std::size_t nn = s.frame();
     const std::size_t modes = s.modes();
     if (s.subpixel_steps() == 0) {
@@ -248,23 +255,33 @@ void probe_update_terms(const Scan& s, const Probes& ps, const cfloat* object, c
     // fixed point is the exact least-squares probe; the step costs the transforms of the plain
     // gather.
     const std::size_t bins = s.bins();
-    std::vector<cfloat> acc(bins * modes * nn);
-    std::vector<float> dacc(bins * nn);
-    probe_sums(s, object, waves, acc.data(), dacc.data(), threads);
-    sum_bins(dacc.data(), bins, nn, den);
+    std::vector<cfloat> own_acc;
+    std::vector<float> own_dacc;
+    if (acc_work == nullptr) {
+        own_acc.resize(bins * modes * nn);
+        acc_work = own_acc.data();
+    }
+    if (dacc_work == nullptr) {
+        own_dacc.resize(bins * nn);
+        dacc_work = own_dacc.data();
+    }
+    cfloat* const acc = acc_work;
+    const float* const dacc = dacc_work;
+    probe_sums(s, object, waves, acc_work, dacc_work, threads);
+    sum_bins(dacc, bins, nn, den);
     const auto rows = static_cast<std::ptrdiff_t>(bins * modes);
     TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
     for (std::ptrdiff_t r = 0; r < rows; ++r) {
         const auto b = static_cast<std::size_t>(r) / modes;
         const auto m = static_cast<std::size_t>(r) % modes;
-        cfloat* a = acc.data() + (b * modes + m) * nn;
+        cfloat* a = acc + (b * modes + m) * nn;
         const cfloat* pb = ps.base + b * ps.bin_stride + m * nn;
-        const float* d = dacc.data() + b * nn;
+        const float* d = dacc + b * nn;
         for (std::size_t q = 0; q < nn; ++q) {
             a[q] -= d[q] * pb[q];
         }
     }
-    unshift_sum_modes(s, acc.data(), num, modes, threads);
+    unshift_sum_modes(s, acc, num, modes, threads);
     for (std::size_t m = 0; m < modes; ++m) {
         for (std::size_t q = 0; q < nn; ++q) {
             num[m * nn + q] += den[q] * probe[m * nn + q];

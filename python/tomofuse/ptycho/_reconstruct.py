@@ -844,21 +844,32 @@ class _Run:
         # continues from the last iterate, whose positions are the most refined (DM's object error may rise while
         # the positions still improve, and ML does not refine them)
         rule = self._rule(si, first, tolerance=0.0) if si == len(self.stages) - 1 else None
+        # The iterations' scratch (shifted probes, per-bin sums, update terms), kept from one iteration to the
+        # next: allocated per call, its largest parts (~200 MB at 400^2 patterns) go back to the system and are
+        # zeroed by the kernel again at every iteration (17-32 % of a DM iteration at 400^2).  Released before the
+        # steps that allocate their own (position refinement, held-out check), so that the peak stays theirs.
+        work = None
         for it in range(first, iters):
+            refine_now = refine is not None and it >= refine.start and (it - refine.start) % refine.interval == 0
+            validate_now = rule is not None and (it + 1) % HOLDOUT_INTERVAL == 0
+            if work is None or work.size != self.scan.dm_workspace_bytes:  # a new scan after position refinement
+                work = np.empty(self.scan.dm_workspace_bytes, np.uint8)
             ramp = min(1.0, it / dm.fourier_bound_ramp) if dm.fourier_bound_ramp else 1.0
             _, e = self.scan.dm_iteration(amp, self.valid, self.obj, self.probe, self.exit_waves,
                                           update_probe=it >= dm.probe_update_start,
                                           overlap_iterations=dm.overlap_iterations, bound=bound * ramp,
-                                          model_error=True, threads=self.threads)
+                                          model_error=True, workspace=work, threads=self.threads)
             errs.append(float(e.sum()) / max(self.total, 1e-30))
+            if refine_now or validate_now:
+                work = None
             if self.modes > 1 and it >= dm.probe_update_start:
                 orthogonalize_modes(self.probe, self.exit_waves)
-            if refine is not None and it >= refine.start and (it - refine.start) % refine.interval == 0:
+            if refine_now:
                 self.positions = _refine_positions(self.scan, self.obj, self.probe, self.exit_waves, self.positions,
                                                    max_step=refine.max_step)
                 self.scan = self._scan(self.positions, "position refinement moved a window off the object ({}); "
                                                        "pass a larger object_shape")
-            if rule is not None and (it + 1) % HOLDOUT_INTERVAL == 0:
+            if validate_now:
                 self._validate(si, it + 1, rule, align=True)
             self.progress.update((it + 1 - first) / max(1, iters - first), f"dm {it + 1}/{iters}")
             if (it + 1) % self.checkpoint_every == 0 and it + 1 < iters:
@@ -866,6 +877,7 @@ class _Run:
                 if rule is not None:
                     arrays.update(rule.arrays())
                 self._save(si, it + 1, extra={"arrays": arrays})
+        del work
         self.exit_waves = None
         if rule is not None:
             self._take(si, iters, rule)

@@ -4,6 +4,7 @@
 #include "kernels.hpp"
 
 #include <cmath>
+#include <cstring>
 
 #include "detail.hpp"
 #include "isa.hpp"
@@ -17,9 +18,10 @@ TOMOFUSE_ISA_CLONES void interp_row(const cfloat* a, const cfloat* b, float fy, 
     const float gy = 1.0f - fy;
     if (b == nullptr) {
         if (fx == 0.0f) {
-            for (std::size_t j = 0; j < n; ++j) {
-                o[j] = a[j];
-            }
+            // a whole-pixel window (always, with shifted probes): a copy.  As an element loop GCC
+            // emits a scalar move per float (std::complex's assignment), 6-10 % of an ML or DM
+            // iteration at 400^2 patterns
+            std::memcpy(o, a, n * sizeof(cfloat));
         } else {
             for (std::size_t j = 0; j < n; ++j) {
                 o[j] = gx * a[j] + fx * a[j + 1];

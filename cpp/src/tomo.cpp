@@ -192,14 +192,6 @@ void backproject(const Real* projections, const raytrace::Shape3& shape, const d
 
 namespace detail {
 
-// Back-projection of one block of B detector rows (slices z0 .. z0+B-1).
-//
-// `block` holds the filtered projections of these rows transposed to
-// (angle, column + 1, row-in-block) with a zero column on either side of the
-// detector, so linear interpolation needs no bounds checks and the B slices of
-// a voxel column are contiguous: one weight pair serves B samples, which the
-// compiler vectorizes.  `acc` is (y1 - y0, nx, B) and is accumulated over the
-// angles in order, so every voxel's sum has a fixed order.
 // Voxel x's offset from the rotation center in x, x + 0.5 - cx, in the samples' precision:
 // exact (a multiple of 0.5 below 2^22), so the same whichever kernel computes it.
 template <typename Real>

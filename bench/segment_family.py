@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+#: PXCT voxel of every member's chain (the grid of its fused volume), meters
+VOXEL_M = 21.4e-9
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 
@@ -85,7 +87,7 @@ def _interior_particles(particles: np.ndarray, usable: np.ndarray) -> np.ndarray
 
 
 def coverage_errors(seg_labels, seg_particles, truth_particles, truth_table: dict, usable, *, cycled: bool,
-                    truth_labels=None, voxel_size: float = 21.4e-9) -> dict:
+                    truth_labels=None, voxel_size: float = VOXEL_M) -> dict:
     """Coverage of the segmented particles against the phantom's exact per-particle truth.
 
     Only true particles wholly inside ``usable`` (pillar and TXTM field of view, off the grid
@@ -146,27 +148,32 @@ def coverage_errors(seg_labels, seg_particles, truth_particles, truth_table: dic
 
 
 def _load(path: Path):
-    """A cached member: the arrays, its parameters, and the fused volume with channel 0 as delta."""
+    """A cached member: the arrays, its parameters, the fused volume with channel 0 as delta, and the
+    voxels the truth is compared on (inside the sample and the TXTM field of view)."""
     d = np.load(path)
     fused = d["fused"].copy()
     fused[0] = -fused[0]  # phase (-k delta) -> delta-like
-    return d, json.loads(str(d["member"])), fused
+    return d, json.loads(str(d["member"])), fused, d["inside"] & np.isfinite(fused[1])
+
+
+def _pairs(cycled: bool) -> list[list[int]]:
+    """The label pairs that the TXTM evidence decides (graphite / silicon, and CBD / SEI when cycled)."""
+    return [[1, 2], [3, 4]] if cycled else [[1, 2]]
 
 
 def evaluate(path: Path, channels=("both",), coverage: bool = True) -> list[dict]:
     from tomofuse import Phase
     from tomofuse.segment import label_particles, match_particles, segment
 
-    d, member, fused = _load(path)
+    d, member, fused, usable = _load(path)
     inside = d["inside"]
-    usable = inside & np.isfinite(fused[1])
     rows = []
     for ch in channels:
         t = time.perf_counter()
-        s = segment(fused, voxel_size=21.4e-9, cycled=member["cycled"], channels=ch, threads=2)
+        s = segment(fused, voxel_size=VOXEL_M, cycled=member["cycled"], channels=ch, threads=2)
         sec = time.perf_counter() - t
         dice = s.dice(d["truth"], mask=usable)
-        parts = label_particles(s.labels, voxel_size=21.4e-9)
+        parts = label_particles(s.labels, voxel_size=VOXEL_M)
         mp = match_particles(np.where(inside, parts, 0), d["particles"])
         row = dict(member=member["name"], cycled=member["cycled"], channels=ch, seconds=sec,
                    **{p.name.lower(): dice[p] for p in Phase},
@@ -211,18 +218,17 @@ def energy_check(path: Path) -> dict:
     from tomofuse.segment import _classify as C
     from tomofuse.segment import segment
 
-    d, member, fused = _load(path)
+    d, member, fused, usable = _load(path)
     cycled = member["cycled"]
-    v = 21.4e-9
+    v = VOXEL_M
     s = segment(fused, voxel_size=v, cycled=cycled, threads=2)
-    usable = d["inside"] & np.isfinite(fused[1])
     truth = np.where(usable, d["truth"], s.labels).astype(np.uint8)
     model = s.thresholds
     a = _model_arrays(fused, s, voxel_size=v, cycled=cycled)
     pxct, txtm, valid, levels, noise, corr, sig, w = (a[k] for k in ("pxct", "txtm", "valid", "levels", "noise",
                                                                       "corr", "sig", "w"))
     lev32 = np.nan_to_num(levels[0], nan=0.0).astype(np.float32)
-    pairs = np.array([[1, 2], [3, 4]] if cycled else [[1, 2]], np.uint8)
+    pairs = np.array(_pairs(cycled), np.uint8)
     out = {"member": member["name"], "cycled": cycled, "voxels_differing": int(np.count_nonzero(s.labels != truth))}
     for name, lab in (("segmentation", s.labels), ("truth", truth)):
         unary = C._txtm_evidence(txtm, valid, lab, levels[1], sig[1], noise[1], corr[1], cycled, 2)
@@ -233,14 +239,10 @@ def energy_check(path: Path) -> dict:
         out[name] = {"data_and_unary": data, "smoothness": total - data, "total": total}
     pred = C.blur(lev32[truth], sig[0], threads=2)
     r = (pxct - pred) / noise[0]
-    edge = np.zeros(truth.shape, bool)
-    for axis in range(3):
-        step = np.diff(truth, axis=axis) != 0
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
-        edge[tuple(lo)] |= step
-        edge[tuple(hi)] |= step
+    # voxels with an unlike 6-neighbor (the border replicates, so it adds none)
+    face = ndimage.generate_binary_structure(3, 1)
+    edge = ndimage.maximum_filter(truth, footprint=face, mode="nearest") != ndimage.minimum_filter(
+        truth, footprint=face, mode="nearest")
     dist = ndimage.distance_transform_edt(~edge)
     inner = usable & ndimage.binary_erosion(usable, iterations=4)
     out["truth_residual_rms_over_noise"] = {
@@ -280,9 +282,9 @@ def mean_field_mpm(fused: np.ndarray, seg, *, voxel_size: float, cycled: bool, i
     # the pair unaries as the core applies them: pair (a, b) with value d costs b max(d, 0), a max(-d, 0)
     pair_u = C._txtm_evidence(txtm, valid, labels, levels[1], sig[1], noise[1], corr[1], cycled, 2)
     unary = np.zeros((n_labels,) + labels.shape, np.float32)
-    for p, (a, b) in enumerate([[1, 2], [3, 4]] if cycled else [[1, 2]]):
-        unary[b] += np.maximum(pair_u[p], 0)
-        unary[a] += np.maximum(-pair_u[p], 0)
+    for p, (lo, hi) in enumerate(_pairs(cycled)):
+        unary[hi] += np.maximum(pair_u[p], 0)
+        unary[lo] += np.maximum(-pair_u[p], 0)
     allowed = np.ones((n_labels,) + labels.shape, bool)
     allowed[[k for k in range(n_labels) if k not in ks]] = False
     if cycled:
@@ -319,9 +321,8 @@ def mpm_check(path: Path, iterations: int = 150, damping: float = 0.1) -> dict:
     from tomofuse import Phase
     from tomofuse.segment import dice, label_particles, segment
 
-    d, member, fused = _load(path)
-    v = 21.4e-9
-    usable = d["inside"] & np.isfinite(fused[1])
+    d, member, fused, usable = _load(path)
+    v = VOXEL_M
     s = segment(fused, voxel_size=v, cycled=member["cycled"], threads=2)
     t = time.perf_counter()
     mpm = mean_field_mpm(fused, s, voxel_size=v, cycled=member["cycled"], iterations=iterations, damping=damping)

@@ -95,13 +95,14 @@ void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat*
     const std::size_t modes = s.modes();
     const std::size_t hw = s.height() * s.width();
     const std::size_t k_count = s.size();
+    const std::size_t workspace_bytes = dm_workspace_bytes(s);
     check_no_overlap("dm_iteration",
                      {{"object", object, hw * sizeof(cfloat)},
                       {"probe", probe, modes * nn * sizeof(cfloat)},
                       {"exit", exit, k_count * modes * nn * sizeof(cfloat)},
                       {"error", error, k_count * sizeof(double)},
                       {"model_error", model_error, k_count * sizeof(double)},
-                      {"workspace", workspace, dm_workspace_bytes(s)}},
+                      {"workspace", workspace, workspace_bytes}},
                      {{"amplitudes", amplitudes.values, k_count * nn * sizeof(float)},
                       {"mask", amplitudes.mask, nn},
                       {"bound", options.bound, k_count * sizeof(double)}});
@@ -109,7 +110,7 @@ void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat*
     // Scratch: the caller's workspace, else a block of this call's own.
     tomofuse::detail::AlignedArray<unsigned char> own;
     if (workspace == nullptr) {
-        own = tomofuse::detail::alloc_aligned<unsigned char>(dm_workspace_bytes(s));
+        own = tomofuse::detail::alloc_aligned<unsigned char>(workspace_bytes);
         workspace = own.get();
     }
     const DMScratch w(s, static_cast<unsigned char*>(workspace));

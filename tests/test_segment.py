@@ -457,14 +457,61 @@ def test_a_lobe_thinner_than_the_minimum_peak_seeds_no_particle():
         label_particles(labels, voxel_size=V, min_peak_height=-1.0)
 
 
+def test_shift_morphology_equals_scipy_ndimage():
+    """``box3_extrema`` and ``within_ball`` (whole-array shifts) give exactly what the generic
+    ``scipy.ndimage`` filters they replace give: 3x3x3 minimum / maximum with replicated edges
+    in several dtypes, and the binary dilation by the ball of integer offsets (thin and empty
+    axes, radii below one voxel, between lattice distances and on them); ``farther_than``
+    (squared distances) what thresholding scipy's exact distance transform gives."""
+    from scipy import ndimage
+
+    from tomofuse.segment._morphology import box3_extrema, within_ball
+
+    rng = np.random.default_rng(5)
+    for _ in range(150):
+        shape = tuple(int(n) for n in rng.integers(1, 13, 3))
+        a = rng.integers(0, 6, shape).astype(rng.choice([np.uint8, np.int32, np.float32]))
+        lo, hi = box3_extrema(a)
+        assert lo.dtype == a.dtype and hi.dtype == a.dtype
+        np.testing.assert_array_equal(lo, ndimage.minimum_filter(a, size=3, mode="nearest"))
+        np.testing.assert_array_equal(hi, ndimage.maximum_filter(a, size=3, mode="nearest"))
+        mask = rng.random(shape) < rng.uniform(0.0, 0.3)
+        radius = float(rng.choice([0.0, 0.5, 1.0, 1.5, 2.0, 2.2, 2.9, 3.0, 3.5, 4.0]))
+        reach = int(np.floor(radius + 1e-9))
+        d = np.arange(-reach, reach + 1)
+        ball = d[:, None, None] ** 2 + d[None, :, None] ** 2 + d[None, None, :] ** 2 <= radius ** 2 + 1e-9
+        want = ndimage.binary_dilation(mask, structure=ball) if reach >= 1 else mask
+        np.testing.assert_array_equal(within_ball(mask, radius), want)
+    # the squared-distance threshold of farther_than against scipy's exact distances, radii on and
+    # next to lattice distances (sqrt of integers) and of the form sei_max / voxel
+    from tomofuse.segment._fit import farther_than
+
+    for _ in range(60):
+        shape = tuple(int(n) for n in rng.integers(1, 30, 3))
+        mask = rng.random(shape) > rng.choice([0.001, 0.01, 0.2])
+        radius = float(rng.choice([np.sqrt(rng.integers(1, 200)), 600e-9 / rng.uniform(15e-9, 60e-9),
+                                   rng.uniform(0.5, 12.0)]))
+        want = ndimage.distance_transform_edt(mask) > radius if (~mask).any() else mask.copy()
+        got = farther_than(mask, radius)
+        if (~mask).any():
+            np.testing.assert_array_equal(got, want)
+        else:  # no False voxel: edt counts the volume's outside as False
+            assert got.dtype == bool and got.shape == shape
+    with pytest.raises(ValueError, match="3-D"):
+        box3_extrema(np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="3-D"):
+        within_ball(np.zeros((4, 4), bool), 1.0)
+
+
 def test_fast_helpers_equal_their_slow_references():
     """The labeling's shortcuts give the same values as the straightforward computations they
-    replace: the dilation by a ball (``_within``) as the exact distance transform of ``edt``,
+    replace: the dilation by a ball (``within_ball``) as the exact distance transform of ``edt``,
     the cube counts of every phase (``_phase_fractions``) as ``_downsample`` of each indicator,
     the upsampling into a given array as the returned one, the threshold bins as searchsorted."""
     import edt
 
     from tomofuse.segment import _classify as C
+    from tomofuse.segment._morphology import within_ball
 
     rng = np.random.default_rng(11)
     for _ in range(60):
@@ -472,7 +519,7 @@ def test_fast_helpers_equal_their_slow_references():
         mask = rng.random(shape) < rng.choice([0.002, 0.05, 0.4])
         radius = float(rng.choice([0.9, 1.0, 1.5, 2.0, 2.4, 3.2]))
         expect = edt.edt(~mask) <= radius + 1e-9 if mask.any() else np.zeros(shape, bool)
-        assert np.array_equal(C._within(mask, radius), expect), (shape, radius)
+        assert np.array_equal(within_ball(mask, radius), expect), (shape, radius)
         f = int(rng.integers(1, 5))
         origin = tuple(int(o) for o in rng.integers(0, 40, 3))
         labels = rng.integers(0, 5, shape).astype(np.uint8)

@@ -58,10 +58,11 @@ from .._progress import Progress, ProgressCallback
 from .._validate import flag, positive_length
 from .._validate import threads as _threads
 from ._cleanup import clean_labels
-from ._fit import (FWHM_PER_SIGMA, affine_mixture, blur, distance_transform, fit_levels, fit_psf, measure_noise,
+from ._fit import (FWHM_PER_SIGMA, affine_mixture, blur, farther_than, fit_levels, fit_psf, measure_noise,
                    sample_blocks)
 from ._lobes import silicon_lobes
 from ._model import PhaseModel, physical_levels
+from ._morphology import box3_extrema, within_ball
 from ._result import Segmentation
 
 __all__ = ["segment", "CHANNEL_CHOICES", "FIT_REGION", "fit_box", "fit_model", "label_region"]
@@ -268,14 +269,11 @@ def _split_high(txtm: np.ndarray, valid: np.ndarray, labels: np.ndarray, sigma_t
 def _remove_rims(data: np.ndarray, labels: np.ndarray, levels: np.ndarray) -> int:
     """Voxels of an intermediate level between a lower and a higher one (26-neighborhood)
     go to whichever of the two their value is nearer (a partial-volume edge, not a phase)."""
-    from scipy import ndimage
-
     order = np.argsort(levels, kind="stable")
-    rank = np.empty(len(levels), np.int64)
+    rank = np.empty(len(levels), np.uint8)
     rank[order] = np.arange(len(levels))
-    r = rank[labels].astype(np.uint8)
-    lo = ndimage.minimum_filter(r, size=3, mode="nearest")
-    hi = ndimage.maximum_filter(r, size=3, mode="nearest")
+    r = rank[labels]
+    lo, hi = box3_extrema(r)
     rim = (lo < r) & (hi > r)
     if not rim.any():
         return 0
@@ -285,21 +283,6 @@ def _remove_rims(data: np.ndarray, labels: np.ndarray, levels: np.ndarray) -> in
     changed = int(np.count_nonzero(new != labels[rim]))
     labels[rim] = new
     return changed
-
-
-def _within(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Voxels within Euclidean distance ``radius`` (voxels) of a ``mask`` voxel: the same as
-    ``edt.edt(~mask) <= radius`` (distances between voxel centers, none from outside the
-    volume), as a dilation by the ball of integer offsets (4-5x faster than the distance
-    transform for a radius of a few voxels)."""
-    from scipy import ndimage
-
-    reach = int(math.floor(radius + 1e-9))
-    if reach < 1:
-        return mask.copy()
-    d = np.arange(-reach, reach + 1)
-    ball = d[:, None, None] ** 2 + d[None, :, None] ** 2 + d[None, None, :] ** 2 <= float(radius) ** 2 + 1e-9
-    return ndimage.binary_dilation(mask, structure=ball)
 
 
 def _shell_moves(data, labels, levels32, sigma, pairs, unary, weight, smooth, *, phases, max_distance, threads):
@@ -319,7 +302,7 @@ def _shell_moves(data, labels, levels32, sigma, pairs, unary, weight, smooth, *,
     si = labels == SILICON
     if not si.any():
         return 0
-    near = _within(si, max_distance)
+    near = within_ball(si, max_distance)
     cand = near & np.isin(labels, phases)
     del si, near
     comp, n = ndimage.label(cand, structure=np.ones((3, 3, 3), bool), output=np.int32)
@@ -396,7 +379,7 @@ def _icm_round(data, labels, lev32, weight, sig, noise, corr, levels, *, main, u
     allowed = np.full(labels.shape, allowed_bits, np.uint8)
     if cycled:
         # distances in voxels (exact integers under the root): the same in a block and the whole
-        far = distance_transform(labels != SILICON, threads=threads) > sei_max
+        far = farther_than(labels != SILICON, sei_max, threads=threads)
         allowed[far] &= np.uint8(~(1 << SEI) & 0xFF)
         del far
     pairs = unary = None

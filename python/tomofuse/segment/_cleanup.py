@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._phase import Phase
-from ._fit import distance_transform
+from ._fit import farther_than
 
 __all__ = ["clean_labels", "fill_from_neighbors"]
 
@@ -44,7 +44,7 @@ def _sei_far_to_cbd(labels: np.ndarray, max_distance: float, threads: int) -> in
     sei = labels == _SEI
     if not sei.any():
         return 0
-    far = sei & (distance_transform(labels != _SI, threads=threads) > max_distance)
+    far = sei & farther_than(labels != _SI, max_distance, threads=threads)
     labels[far] = _CBD
     return int(far.sum())
 

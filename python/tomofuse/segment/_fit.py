@@ -17,7 +17,8 @@ import numpy as np
 from .. import _core
 from .._phase import Phase
 
-__all__ = ["affine_mixture", "blur", "fit_levels", "fit_psf", "measure_noise", "psf_sum_of_squares", "sample_blocks"]
+__all__ = ["affine_mixture", "blur", "farther_than", "fit_levels", "fit_psf", "measure_noise", "psf_sum_of_squares",
+           "sample_blocks"]
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -29,6 +30,17 @@ def distance_transform(mask: np.ndarray, *, threads: int = 1) -> np.ndarray:
     import edt
 
     return edt.edt(np.ascontiguousarray(mask, dtype=bool).view(np.uint8), parallel=max(int(threads), 1))
+
+
+def farther_than(mask: np.ndarray, radius: float, *, threads: int = 1) -> np.ndarray:
+    """True voxels of a bool ``mask`` whose Euclidean distance (voxels) to the nearest False one
+    exceeds ``radius``: ``distance_transform(mask) > radius``, decided on the squared distances
+    (``edt.edtsq``: integers, exact in float32 up to 2^24, against ``radius**2`` in double) without
+    the square roots -- a third of the transform's time at 512^3."""
+    import edt
+
+    d2 = edt.edtsq(np.ascontiguousarray(mask, dtype=bool).view(np.uint8), parallel=max(int(threads), 1))
+    return d2 > float(radius) ** 2
 
 
 def blur(volume: np.ndarray, sigma_vox, *, adjoint: bool = False, threads: int = 0) -> np.ndarray:

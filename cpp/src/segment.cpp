@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -305,8 +306,8 @@ void check_model(const Model& m, const std::uint8_t* labels) {
 }
 
 // residual r = data - H m[L] (double); `work` is scratch
-void residual(const Model& m, const std::uint8_t* labels, const Operators& op, std::vector<double>& r,
-              std::vector<double>& work, int threads) {
+void residual(const Model& m, const std::uint8_t* labels, const Operators& op, double* r, double* work,
+              int threads) {
     const std::size_t nx = m.s.nx, plane = m.s.ny * m.s.nx;
     blur_planes(
         [&](std::size_t z, std::size_t y, double* row) {
@@ -315,10 +316,10 @@ void residual(const Model& m, const std::uint8_t* labels, const Operators& op, s
         },
         [&](std::size_t z, const double* hm) {
             const float* d = m.data + z * plane;
-            double* rz = r.data() + z * plane;
+            double* rz = r + z * plane;
             for (std::size_t q = 0; q < plane; ++q) rz[q] = static_cast<double>(d[q]) - hm[q];
         },
-        work.data(), m.s, op.h, threads);
+        work, m.s, op.h, threads);
 }
 
 // Every label's unary at voxel i (u[0 .. 7]; 0 for a label in no pair): pair p = (a, b) with value d
@@ -332,7 +333,7 @@ inline void unaries(const Model& m, std::size_t i, std::size_t n, double u[8]) {
     }
 }
 
-double energy_of(const Model& m, const std::uint8_t* labels, const std::vector<double>& r, int threads) {
+double energy_of(const Model& m, const std::uint8_t* labels, const double* r, int threads) {
     const Shape s = m.s;
     const std::size_t n = s.size();
     double data = 0.0, unlike = 0.0, un = 0.0;
@@ -528,8 +529,8 @@ double icm_energy(const float* data, const std::uint8_t* labels, Shape shape, co
     }
     std::vector<double> r(n), work(n);
     const Operators op = make_operators(shape, sigma);
-    residual(m, labels, op, r, work, threads);
-    return energy_of(m, labels, r, threads);
+    residual(m, labels, op, r.data(), work.data(), threads);
+    return energy_of(m, labels, r.data(), threads);
 }
 
 IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float* levels, int n_labels,
@@ -564,12 +565,14 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     // is negative (the move's 6-neighbors, whose unlike counts change, and the voxel moved: set
     // negative). A voxel not evaluated would have found no move: the labels are those of evaluating
     // every voxel at every visit, as tomofuse/segment.hpp describes.
-    std::vector<double> r, g;
-    std::vector<float> slack;
+    // Not initialized: their first writes, plane by plane on the threads (residual(), the fill below),
+    // fault the pages in on those threads (a std::vector's zero fill would do it on one).
+    std::unique_ptr<double[]> r, g;
+    std::unique_ptr<float[]> slack;
     try {
-        r.resize(n);
-        g.resize(n);
-        slack.assign(n, -1.0f);
+        r.reset(new double[n]);
+        g.reset(new double[n]);
+        slack.reset(new float[n]);
     } catch (const std::bad_alloc&) {
         throw Error("icm: out of memory for two double and one float work volumes of " + std::to_string(n) +
                     " voxels");
@@ -600,8 +603,15 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     const double w = m.w, beta = m.beta;
     const int K = n_labels;
 
-    residual(m, labels, op, r, g, threads);
-    report.energy_before = energy_of(m, labels, r, threads);
+    {
+        const std::size_t plane_size = shape.ny * shape.nx;
+        TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
+        for (std::ptrdiff_t z = 0; z < static_cast<std::ptrdiff_t>(shape.nz); ++z) {
+            std::fill_n(slack.get() + static_cast<std::size_t>(z) * plane_size, plane_size, -1.0f);
+        }
+    }
+    residual(m, labels, op, r.get(), g.get(), threads);
+    report.energy_before = energy_of(m, labels, r.get(), threads);
 
     // g = H^T r once, then kept exact (to rounding) by the updates of every move, in an order
     // fixed by the cells' lattice: the same in a block and in the whole volume.
@@ -609,14 +619,14 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
         const std::size_t nx = shape.nx;
         // r is scratch afterwards: the x-y filtered planes overwrite it
         blur_planes([&](std::size_t z, std::size_t y, double* row) {
-                        const double* src = r.data() + z * plane + y * nx;
+                        const double* src = r.get() + z * plane + y * nx;
                         for (std::size_t x = 0; x < nx; ++x) row[x] = src[x];
                     },
                     [&](std::size_t z, const double* v) {
-                        double* dst = g.data() + z * plane;
+                        double* dst = g.get() + z * plane;
                         for (std::size_t q = 0; q < plane; ++q) dst[q] = v[q];
                     },
-                    r.data(), shape, op.ht, threads);
+                    r.get(), shape, op.ht, threads);
     }
     // A cell is visited only when a move in it or in one of its 26 neighbors (the reach of a
     // move: g within 2 r, the 6-neighbors' labels) came after its last visit -- otherwise
@@ -722,8 +732,8 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 const double wz = dm * op.g[0].at(static_cast<std::size_t>(zz), static_cast<std::ptrdiff_t>(z));
                 for (std::ptrdiff_t yy = yl; yy <= yh; ++yy) {
                     const double wzy = wz * op.g[1].at(static_cast<std::size_t>(yy), static_cast<std::ptrdiff_t>(y));
-                    double* row = g.data() + (static_cast<std::size_t>(zz) * shape.ny + static_cast<std::size_t>(yy)) * shape.nx;
-                    float* srow = slack.data() + (row - g.data());
+                    double* row = g.get() + (static_cast<std::size_t>(zz) * shape.ny + static_cast<std::size_t>(yy)) * shape.nx;
+                    float* srow = slack.get() + (row - g.get());
                     const double fall = kSlackSafety * 2.0 * w * level_span * std::fabs(wzy);
                     move_row(row + xl, srow + xl, gxp + xl, wzy, fall, static_cast<std::size_t>(xh - xl + 1));
                 }
@@ -825,8 +835,8 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             break;
         }
     }
-    residual(m, labels, op, r, g, threads);
-    report.energy_after = energy_of(m, labels, r, threads);
+    residual(m, labels, op, r.get(), g.get(), threads);
+    report.energy_after = energy_of(m, labels, r.get(), threads);
     return report;
 }
 
@@ -887,11 +897,11 @@ std::int64_t shell_moves(const float* data, std::uint8_t* labels, Shape shape, c
             if (c != 0) members[fill[c]++] = i;
         }
     }
-    std::vector<double> r(n);
+    std::unique_ptr<double[]> r(new double[n]);  // written in full by residual() (see icm)
     {
-        std::vector<double> work(n);
+        std::unique_ptr<double[]> work(new double[n]);
         const Operators op = make_operators(shape, sigma);
-        residual(m, labels, op, r, work, threads);
+        residual(m, labels, op, r.get(), work.get(), threads);
     }
     Band h[3];
     const std::size_t dim[3] = {shape.nz, shape.ny, shape.nx};

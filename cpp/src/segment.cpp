@@ -23,6 +23,9 @@ struct Band {
     std::size_t n = 0;
     int half = 0;
     std::vector<double> w;  // n * (2 half + 1)
+    // rows [inner_lo, inner_hi): all inside the matrix (j - half >= 0, j + half < n) and holding
+    // the same entries bit for bit (set by find_inner; empty when there are none)
+    std::ptrdiff_t inner_lo = 0, inner_hi = 0;
 
     double at(std::size_t row, std::ptrdiff_t col) const {
         const std::ptrdiff_t t = col - static_cast<std::ptrdiff_t>(row) + half;
@@ -89,6 +92,23 @@ Band transpose(const Band& h) {
     return t;
 }
 
+// The longest run of rows, from row `half` on, that lie inside the matrix and equal row `half` bit
+// for bit (a sampled kernel away from the edges): blur_planes applies them as one kernel.
+void find_inner(Band& b) {
+    const auto n = static_cast<std::ptrdiff_t>(b.n);
+    const std::size_t width = static_cast<std::size_t>(2 * b.half + 1);
+    b.inner_lo = b.inner_hi = b.half;
+    if (n < 2 * static_cast<std::ptrdiff_t>(b.half) + 1) {
+        return;
+    }
+    const double* ref = b.w.data() + static_cast<std::size_t>(b.half) * width;
+    std::ptrdiff_t j = b.half;
+    while (j + b.half < n && std::memcmp(b.w.data() + static_cast<std::size_t>(j) * width, ref, width * sizeof(double)) == 0) {
+        ++j;
+    }
+    b.inner_hi = j;
+}
+
 // G = H^T H (half-width 2 r).
 Band gram(const Band& h) {
     Band g;
@@ -130,6 +150,8 @@ Operators make_operators(Shape s, const double sigma[3]) {
         op.h[a] = gaussian_band(n[a], sigma[a]);
         op.ht[a] = transpose(op.h[a]);
         op.g[a] = gram(op.h[a]);
+        find_inner(op.h[a]);
+        find_inner(op.ht[a]);
     }
     return op;
 }
@@ -153,28 +175,48 @@ void move_row(double* __restrict g, float* __restrict slack, const double* __res
     }
 }
 
-// Row j of band b applied across n rows of `count` contiguous values (row c at src + c * count):
+// Rows [lo, hi) of a band whose rows there are one kernel `k` (Band::inner_lo/hi) applied to one
+// row of values: dst[j] = sum over t of k[t] * src[j - half + t], in increasing t -- the order and
+// the terms of the row-by-row sum, so the same bits, but across j at once (vectorized).
+TOMOFUSE_ISA_CLONES
+void kernel_run(double* __restrict dst, const double* __restrict src, const double* __restrict k, int half,
+                std::ptrdiff_t lo, std::ptrdiff_t hi) {
+    for (std::ptrdiff_t j = lo; j < hi; ++j) dst[j] = 0.0;
+    for (int t = 0; t <= 2 * half; ++t) {
+        const double kt = k[t];
+        const double* s = src + (t - half);
+        for (std::ptrdiff_t j = lo; j < hi; ++j) dst[j] += kt * s[j];
+    }
+}
+
+// Row j of band b applied across n rows of `count` contiguous values (row c at src + c * stride):
 // dst[q] = sum over the band of w(j, c) * src_c[q], in increasing c.
-inline void band_row(const Band& b, std::ptrdiff_t j, std::ptrdiff_t n, const double* src, std::size_t count,
-                     double* dst) {
+inline void band_row(const Band& b, std::ptrdiff_t j, std::ptrdiff_t n, const double* src, std::size_t stride,
+                     std::size_t count, double* dst) {
     const double* w = b.w.data() + static_cast<std::size_t>(j) * static_cast<std::size_t>(2 * b.half + 1);
     const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - b.half);
     const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(n - 1, j + b.half);
     for (std::size_t q = 0; q < count; ++q) dst[q] = 0.0;
     for (std::ptrdiff_t c = lo; c <= hi; ++c) {
         const double wc = w[c - j + b.half];
-        const double* row = src + static_cast<std::size_t>(c) * count;
+        const double* row = src + static_cast<std::size_t>(c) * stride;
         for (std::size_t q = 0; q < count; ++q) dst[q] += wc * row[q];
     }
 }
+
+// Values of a plane per task of blur_planes' z pass: the band's source rows of a task (up to
+// 2 half + 1 of them) stay in cache while it runs down the volume.
+constexpr std::size_t kZBlock = 512;
 
 // (Bz x By x Bx) of a volume given row by row, handed on plane by plane: the band along x, then
 // along y, then along z, each output value summed over the band in increasing order (the order of
 // the sums is fixed: the same values at any thread count). The x and y passes of a plane run while
 // it is in cache, with one double volume between them and the z pass.
 //
-// load(z, y, row) writes the nx input values of row (z, y) as doubles; store(z, plane) receives
-// the ny * nx results of plane z. `work` (n doubles) holds the x-y filtered planes; it may be
+// load(z, y, row) writes the nx input values of row (z, y) as doubles; store(z, q0, count, values)
+// receives the results q0 ... q0 + count - 1 of plane z (the z pass runs down the volume in
+// columns of kZBlock values of a plane: every plane of `work` is read once instead of once per
+// output plane and band entry). `work` (n doubles) holds the x-y filtered planes; it may be
 // the memory `load` reads (a plane is read completely before its filtered values are written).
 // Planes run on threads; the result is identical for any thread count. Exceptions of load and
 // store are not allowed (they run inside OpenMP regions); only the buffers' allocation may throw.
@@ -202,7 +244,15 @@ void blur_planes(Load&& load, Store&& store, double* work, Shape s, const Band* 
                 for (std::size_t y = 0; y < ny; ++y) {  // along x
                     load(zi, y, row.data());
                     double* dst = xp.data() + y * nx;
+                    if (bx.inner_hi > bx.inner_lo) {
+                        kernel_run(dst, row.data(), bx.w.data() + static_cast<std::size_t>(bx.inner_lo) * wx, bx.half,
+                                   bx.inner_lo, bx.inner_hi);
+                    }
                     for (std::ptrdiff_t j = 0; j < snx; ++j) {
+                        if (j == bx.inner_lo && bx.inner_hi > bx.inner_lo) {
+                            j = bx.inner_hi - 1;  // done by kernel_run
+                            continue;
+                        }
                         const double* w = bx.w.data() + static_cast<std::size_t>(j) * wx;
                         const std::ptrdiff_t lo = std::max<std::ptrdiff_t>(0, j - bx.half);
                         const std::ptrdiff_t hi = std::min<std::ptrdiff_t>(snx - 1, j + bx.half);
@@ -215,16 +265,21 @@ void blur_planes(Load&& load, Store&& store, double* work, Shape s, const Band* 
                 }
                 double* out = work + zi * plane;  // along y
                 for (std::ptrdiff_t j = 0; j < sny; ++j) {
-                    band_row(by, j, sny, xp.data(), nx, out + static_cast<std::size_t>(j) * nx);
+                    band_row(by, j, sny, xp.data(), nx, nx, out + static_cast<std::size_t>(j) * nx);
                 }
             });
         }
         // (the implicit barrier: every plane of work is written before the z pass reads it)
+        const auto n_blocks = static_cast<std::ptrdiff_t>((plane + kZBlock - 1) / kZBlock);
         TOMOFUSE_OMP(for schedule(static))
-        for (std::ptrdiff_t j = 0; j < snz; ++j) {  // along z
+        for (std::ptrdiff_t blk = 0; blk < n_blocks; ++blk) {  // along z
             errors.run([&] {
-                band_row(bz, j, snz, work, plane, xp.data());
-                store(static_cast<std::size_t>(j), static_cast<const double*>(xp.data()));
+                const std::size_t q0 = static_cast<std::size_t>(blk) * kZBlock;
+                const std::size_t count = std::min(kZBlock, plane - q0);
+                for (std::ptrdiff_t j = 0; j < snz; ++j) {
+                    band_row(bz, j, snz, work + q0, plane, count, xp.data());
+                    store(static_cast<std::size_t>(j), q0, count, static_cast<const double*>(xp.data()));
+                }
             });
         }
     }
@@ -314,10 +369,10 @@ void residual(const Model& m, const std::uint8_t* labels, const Operators& op, d
             const std::uint8_t* l = labels + z * plane + y * nx;
             for (std::size_t x = 0; x < nx; ++x) row[x] = m.levels[l[x]];
         },
-        [&](std::size_t z, const double* hm) {
-            const float* d = m.data + z * plane;
-            double* rz = r + z * plane;
-            for (std::size_t q = 0; q < plane; ++q) rz[q] = static_cast<double>(d[q]) - hm[q];
+        [&](std::size_t z, std::size_t q0, std::size_t count, const double* hm) {
+            const float* d = m.data + z * plane + q0;
+            double* rz = r + z * plane + q0;
+            for (std::size_t q = 0; q < count; ++q) rz[q] = static_cast<double>(d[q]) - hm[q];
         },
         work, m.s, op.h, threads);
 }
@@ -389,9 +444,9 @@ void gaussian_blur(const float* in, float* out, Shape shape, const double sigma[
     if (in == nullptr || out == nullptr) {
         throw InvalidArgument("in and out must not be null");
     }
-    std::vector<double> work;
+    std::unique_ptr<double[]> work;  // not zero-filled: the x-y pass writes it, plane by plane on the threads
     try {
-        work.resize(n);
+        work.reset(new double[n]);
     } catch (const std::bad_alloc&) {
         throw Error("gaussian_blur: out of memory for a double work volume of " + std::to_string(n) + " voxels");
     }
@@ -403,11 +458,11 @@ void gaussian_blur(const float* in, float* out, Shape shape, const double sigma[
             const float* src = in + z * plane + y * nx;
             for (std::size_t x = 0; x < nx; ++x) row[x] = src[x];
         },
-        [&](std::size_t z, const double* b) {
-            float* dst = out + z * plane;
-            for (std::size_t q = 0; q < plane; ++q) dst[q] = static_cast<float>(b[q]);
+        [&](std::size_t z, std::size_t q0, std::size_t count, const double* b) {
+            float* dst = out + z * plane + q0;
+            for (std::size_t q = 0; q < count; ++q) dst[q] = static_cast<float>(b[q]);
         },
-        work.data(), shape, adjoint ? op.ht : op.h, threads);
+        work.get(), shape, adjoint ? op.ht : op.h, threads);
 }
 
 namespace {
@@ -527,10 +582,10 @@ double icm_energy(const float* data, const std::uint8_t* labels, Shape shape, co
     if (n == 0) {
         return 0.0;
     }
-    std::vector<double> r(n), work(n);
+    std::unique_ptr<double[]> r(new double[n]), work(new double[n]);  // written in full by residual()
     const Operators op = make_operators(shape, sigma);
-    residual(m, labels, op, r.data(), work.data(), threads);
-    return energy_of(m, labels, r.data(), threads);
+    residual(m, labels, op, r.get(), work.get(), threads);
+    return energy_of(m, labels, r.get(), threads);
 }
 
 IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float* levels, int n_labels,
@@ -622,9 +677,9 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                         const double* src = r.get() + z * plane + y * nx;
                         for (std::size_t x = 0; x < nx; ++x) row[x] = src[x];
                     },
-                    [&](std::size_t z, const double* v) {
-                        double* dst = g.get() + z * plane;
-                        for (std::size_t q = 0; q < plane; ++q) dst[q] = v[q];
+                    [&](std::size_t z, std::size_t q0, std::size_t count, const double* v) {
+                        double* dst = g.get() + z * plane + q0;
+                        for (std::size_t q = 0; q < count; ++q) dst[q] = v[q];
                     },
                     r.get(), shape, op.ht, threads);
     }

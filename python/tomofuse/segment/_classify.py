@@ -34,8 +34,8 @@ made quantitative by modeling what each modality sees:
 Two stages make it work on volumes larger than memory with the same result: ``fit_model``
 runs steps 1-3 on the central ``FIT_REGION`` cube (all of a smaller volume) and keeps only
 the model (levels, PSFs, noise) and its path (the initial cuts and each round's model);
-``label_region`` then labels every voxel by replaying that path with fixed numbers -- steps
-that are each local and placed on the whole volume's lattice (``origin``):
+``label_region`` then labels every voxel by replaying that path (its first and last rounds)
+with fixed numbers -- steps that are each local and placed on the whole volume's lattice (``origin``):
 thresholds at the model's levels, the TXTM evidence on coarse cubes of that lattice, ICM in
 cells of it with a fixed number of sweeps, shells judged within crops, morphology within
 bounded reach.  ``segment`` runs ``label_region`` on the whole volume, ``segment_blocks`` on
@@ -81,6 +81,12 @@ SMOOTHNESS = 2.0
 OUTER_ITERATIONS = 3
 #: Rounds (TXTM evidence from the labels, ICM, shells) of the labeling with the fitted model.
 LABEL_ROUNDS = 3
+#: The fit's rounds ``label_region`` replays (indices into its schedule; the last is the model). Chosen on
+#: the family of bench/segment_family.py: the first round's model takes the labels to a better local
+#: minimum of the CBD/SEI split than the last round's alone (two cycled members lost 0.05 and 0.04 CBD Dice
+#: without it); the middle round changed no Dice by more than 0.004 (median 0.000) and cost a third of
+#: the labeling.
+REPLAYED_ROUNDS = (0, -1)
 #: ICM sweeps per round (the fit stops a round earlier once < 1e-4 of the voxels change; the labeling runs
 #: them all: a count over the volume would make a block's result depend on the block).
 ICM_SWEEPS = 8
@@ -703,9 +709,10 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
     volume's labels.
 
     ``schedule`` (``fit_model``'s ``info["schedule"]``) replays the fit's path: its initial cuts
-    and, round by round, the levels, noise and PSFs it had then (the labels reach a better
-    local minimum of the CBD/SEI split than from the final model's cuts; measured on the family
-    of bench/segment_family.py). Without it every round uses ``model``.
+    and, for the rounds ``REPLAYED_ROUNDS`` (its first and its last), the levels, noise and PSFs it
+    had then (the labels reach a better local minimum of the CBD/SEI split than from the final
+    model's cuts; measured on the family of bench/segment_family.py). Without it every round uses
+    ``model``.
     """
     v = voxel_size
     th = threads
@@ -740,7 +747,7 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
                    "noise": np.asarray(rd["noise"], dtype=np.float64) / units[:, 1],
                    "corr": np.asarray(rd["correlation_volume"], dtype=np.float64),
                    "sig": {c: tuple(float(x) for x in np.asarray(rd["psf_sigma"][c]) / v) for c in (0, 1)}}
-                  for rd in schedule["rounds"]]
+                  for rd in _replayed(schedule["rounds"])]
         edges = (np.asarray(st["edges"], dtype=np.float64) - units[main, 0]) / units[main, 1]
         labels = np.asarray(st["codes"], np.uint8)[_bin(data, edges)]
         if st["split"] is not None:
@@ -806,6 +813,13 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
                                    sei_max_distance=sei_max / v, threads=th)
     info["icm"] = icm_reports
     return labels, (valid if 1 in use else np.ones_like(valid)), info
+
+
+def _replayed(rounds: list) -> list:
+    """The rounds of a fit's schedule that ``label_region`` replays (``REPLAYED_ROUNDS``, each once, in
+    the fit's order)."""
+    picked = sorted({i % len(rounds) for i in REPLAYED_ROUNDS}) if rounds else []
+    return [rounds[i] for i in picked]
 
 
 def _fill_missing(levels: np.ndarray, physical: np.ndarray, ks: Sequence[int]) -> None:

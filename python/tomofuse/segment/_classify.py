@@ -303,17 +303,22 @@ def _shell_moves(data, labels, levels32, sigma, pairs, unary, weight, smooth, *,
     smoothness, TXTM evidence) goes down -- ``_core.shell_moves``, components in the order of
     their first voxel, the exact energy change on the support of the blurred change.
     """
-    from scipy import ndimage
+    import cc3d
 
     si = labels == SILICON
     if not si.any():
         return 0
     near = within_ball(si, max_distance)
-    cand = near & np.isin(labels, phases)
-    del si, near
-    comp, n = ndimage.label(cand, structure=np.ones((3, 3, 3), bool), output=np.int32)
-    del cand  # the core's residual needs the memory
-    if n == 0:
+    del si
+    of_phases = labels == phases[0]
+    for ph in phases[1:]:
+        of_phases |= labels == ph
+    near &= of_phases
+    del of_phases
+    # ids in raster order of the components' first voxels (as scipy.ndimage.label numbers them)
+    comp = cc3d.connected_components(near, connectivity=26, out_dtype=np.uint32).view(np.int32)
+    del near  # the core's residual needs the memory
+    if not comp.any():
         return 0
     return int(_core.shell_moves(data, labels, levels32, tuple(sigma), comp, SILICON, pairs=pairs, unary=unary,
                                  data_weight=weight, smoothness=smooth, threads=threads))

@@ -62,7 +62,7 @@ from ._fit import (FWHM_PER_SIGMA, affine_mixture, blur, farther_than, fit_level
                    sample_blocks)
 from ._lobes import silicon_lobes
 from ._model import PhaseModel, physical_levels
-from ._morphology import box3_extrema, within_ball
+from ._morphology import box3_extrema, lookup, within_ball
 from ._result import Segmentation
 
 __all__ = ["segment", "CHANNEL_CHOICES", "FIT_REGION", "fit_box", "fit_model", "label_region"]
@@ -223,7 +223,7 @@ def _initial_labels(data: np.ndarray, valid: Optional[np.ndarray], physical: np.
     vals = np.array([c[0] for c in cuts])
     codes = np.array([c[1] for c in cuts], np.uint8)
     edges = 0.5 * (vals[1:] + vals[:-1])
-    labels = codes[_bin(data, edges)]
+    labels = lookup(codes, _bin(data, edges))
     return labels, edges, codes
 
 
@@ -278,7 +278,7 @@ def _remove_rims(data: np.ndarray, labels: np.ndarray, levels: np.ndarray) -> in
     order = np.argsort(levels, kind="stable")
     rank = np.empty(len(levels), np.uint8)
     rank[order] = np.arange(len(levels))
-    r = rank[labels]
+    r = lookup(rank, labels)
     lo, hi = box3_extrema(r)
     rim = (lo < r) & (hi > r)
     if not rim.any():
@@ -754,7 +754,7 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
                    "sig": {c: tuple(float(x) for x in np.asarray(rd["psf_sigma"][c]) / v) for c in (0, 1)}}
                   for rd in _replayed(schedule["rounds"])]
         edges = (np.asarray(st["edges"], dtype=np.float64) - units[main, 0]) / units[main, 1]
-        labels = np.asarray(st["codes"], np.uint8)[_bin(data, edges)]
+        labels = lookup(np.asarray(st["codes"], np.uint8), _bin(data, edges))
         if st["split"] is not None:
             c, cut, order = st["split"]
             cut = (cut - units[c, 0]) / units[c, 1]
@@ -765,7 +765,7 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
         vals = np.array([lv[k] for k in ks])
         srt = np.argsort(vals, kind="stable")
         edges = 0.5 * (vals[srt][1:] + vals[srt][:-1])
-        labels = np.array(ks, np.uint8)[srt][_bin(data, edges)]
+        labels = lookup(np.array(ks, np.uint8)[srt], _bin(data, edges))
     if main == 0 and schedule is None:
         labels[labels == SILICON] = GRAPHITE
         # graphite vs silicon by the channel that tells them apart, at the midpoint of their levels

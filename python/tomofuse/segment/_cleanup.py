@@ -6,6 +6,7 @@ import numpy as np
 
 from .._phase import Phase
 from ._fit import farther_than
+from ._morphology import component_sizes, lookup
 
 __all__ = ["clean_labels", "fill_from_neighbors"]
 
@@ -62,9 +63,9 @@ def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silic
     out = {"sei_detached_voxels": 0, "small_component_voxels": 0, "small_silicon_voxels": 0}
     if min_silicon_voxels > 1 and np.any(labels == _SI):
         comp = cc3d.connected_components(labels == _SI, connectivity=26)
-        sizes = np.bincount(comp.reshape(-1))
+        sizes = component_sizes(comp)
         sizes[0] = np.iinfo(sizes.dtype).max
-        small = (sizes < min_silicon_voxels)[comp]  # a bool per voxel, not a size
+        small = lookup(sizes < min_silicon_voxels, comp)  # a bool per voxel, not a size
         out["small_silicon_voxels"] = int(small.sum())
         if small.any():
             fill_from_neighbors(labels, small)
@@ -83,13 +84,13 @@ def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silic
         keep = np.zeros(int(comp.max()) + 1, bool)
         keep[np.unique(comp[touch & (comp > 0)])] = True
         keep[0] = True
-        detached = ~keep[comp]
+        detached = lookup(~keep, comp)
         out["sei_detached_voxels"] += int(detached.sum())
         labels[detached] = _CBD
     if min_voxels > 1:
         comp = cc3d.connected_components(labels + np.uint8(1), connectivity=6)  # pore (0) is a phase too
-        sizes = np.bincount(comp.reshape(-1))
-        small = (sizes < min_voxels)[comp]
+        sizes = component_sizes(comp)
+        small = lookup(sizes < min_voxels, comp)
         out["small_component_voxels"] = int(small.sum())
         if small.any():
             lost_si = bool(np.any(labels[small] == _SI))

@@ -25,6 +25,7 @@ import numpy as np
 from .._phase import Phase
 from ._fit import blur, read_region
 from ._model import PhaseModel
+from ._morphology import lookup
 from ._particles import label_particles
 
 __all__ = ["silicon_lobes"]
@@ -101,7 +102,7 @@ def silicon_lobes(fused, labels: np.ndarray, model: PhaseModel, *, voxel_size: f
     # a channel in units with a large offset keeps its digits through the float32 blur); after a
     # piece turns, refreshed where its change reaches
     lut = [np.nan_to_num(levels[c] - levels[c, SILICON]).astype(np.float32) for c in (0, 1)]
-    preds = [blur(lut[c][labels], sig[c], threads=threads) for c in (0, 1)]
+    preds = [blur(lookup(lut[c], labels), sig[c], threads=threads) for c in (0, 1)]
 
     def region(box, k):
         lo = tuple(max(0, b.start - k * r) for b, r in zip(box, reach))

@@ -21,6 +21,7 @@ from .._phase import Phase
 from .._validate import positive_length
 from .._validate import threads as _threads
 from ._fit import distance_transform
+from ._morphology import lookup
 
 __all__ = ["label_particles", "NECK_RATIO", "MIN_PEAK_HEIGHT"]
 
@@ -216,4 +217,5 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
     new = np.zeros(next_id, np.int32)
     order = np.argsort(first[keep], kind="stable")
     new[1 + np.flatnonzero(keep)[order]] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return new[out]
+    del dt, comp, mask
+    return lookup(new, out)

@@ -32,9 +32,9 @@ def lookup(table: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``table[index]`` for an integer volume ``index``, slab by slab along its first axis: NumPy
     turns an index array that is not ``intp`` into an ``intp`` copy first (8 bytes per voxel at
     once: 1 GiB for a 512^3 volume of uint32 component ids)."""
-    out = np.empty(index.shape, table.dtype)
     if index.ndim == 0 or index.shape[0] == 0:
         return table[index]
+    out = np.empty(index.shape, table.dtype)
     step = _slabs(index.shape).step
     for z in _slabs(index.shape):
         out[z:z + step] = table[index[z:z + step]]

@@ -530,7 +530,8 @@ def test_fast_helpers_equal_their_slow_references():
     """The labeling's shortcuts give the same values as the straightforward computations they
     replace: the dilation by a ball (``within_ball``) as the exact distance transform of ``edt``,
     the cube counts of every phase (``_phase_fractions``) as ``_downsample`` of each indicator,
-    the upsampling into a given array as the returned one, the threshold bins as searchsorted."""
+    the upsampling into a given array as the returned one, the threshold bins as searchsorted, the
+    split at a cut as the sign of the difference."""
     import edt
 
     from tomofuse.segment import _classify as C
@@ -556,3 +557,28 @@ def test_fast_helpers_equal_their_slow_references():
         # one edge equal to a value: that value goes below it, as in searchsorted
         edges = np.sort(np.append(rng.normal(size=int(rng.integers(0, 5))), float(data.flat[0])))
         np.testing.assert_array_equal(C._bin(data, edges), np.searchsorted(edges, data))
+        # the graphite/silicon split by a cut: comparisons instead of the float64 difference, also at
+        # values next to the cut (float32 neighbors of a float64 cut), NaN and infinities
+        cut = float(rng.normal())
+        near = np.nextafter(np.float32(cut), np.float32(rng.choice([-np.inf, np.inf])))
+        data.flat[: min(4, data.size)] = [near, np.float32(cut), np.nan, -np.inf][: min(4, data.size)]
+        for order in (1.0, -1.0, 0.0, np.nan, 0.5):
+            with np.errstate(invalid="ignore"):
+                want = (data - np.float64(cut)) * order > 0
+            np.testing.assert_array_equal(C._beyond(data, np.float64(cut), order), want)
+        # the TXTM evidence of a pair of phases, in place, as the expressions it replaces
+        frac = {k: rng.random(shape).astype(np.float32) * rng.choice([0.0, 1.0]) for k in range(5)}
+        tb = rng.normal(size=shape).astype(np.float32)
+        lv = rng.normal(size=5)
+        lv[2] = lv[1] if rng.random() < 0.2 else lv[2]  # dm = 0
+        var, ok, vbc = float(rng.uniform(0.1, 2.0)), rng.random(shape) > 0.3, rng.random(shape).astype(np.float32)
+        okc = ok * vbc
+        h = frac[1] + frac[2]
+        rest = sum(lv[k] * frac[k] for k in (0, 3, 4))
+        dm = lv[2] - lv[1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sf = (tb - rest - lv[1] * h) / np.maximum(dm * h, 1e-30 * abs(dm) + 1e-30) if dm != 0 else 0 * h
+        want = ((dm * h) ** 2 / (2 * var) * ok * vbc * (1 - 2 * np.clip(sf, -1, 2))).astype(np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            got = C._pair_unary(tb, frac, lv, 1, 2, (0, 3, 4), var, okc)
+        np.testing.assert_array_equal(got, want)

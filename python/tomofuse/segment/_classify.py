@@ -236,6 +236,18 @@ def _bin(data: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return out
 
 
+def _beyond(values: np.ndarray, cut: float, order: float) -> np.ndarray:
+    """``(values - cut) * order > 0`` (bool, the shape of ``values``) without its float64 temporaries: the
+    sign of a difference of two floats is that of their comparison, made here in float64 as the
+    difference was; ``order`` counts by its sign (0 or NaN: nothing is beyond)."""
+    sig = (np.float64, np.float64, np.bool_)
+    if order > 0:
+        return np.greater(values, cut, signature=sig)
+    if order < 0:
+        return np.less(values, cut, signature=sig)
+    return np.zeros(np.shape(values), bool)
+
+
 def _pxct_psf(pxct: np.ndarray, labels: np.ndarray, blocks, threads: int):
     """PXCT PSF from the initial (threshold) labels where only pore and the dense phases meet.
 
@@ -447,26 +459,54 @@ def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycl
     lv = levels_t
     var = noise_t ** 2 * corr_t
     out = np.zeros((2 if cycled else 1,) + shape, np.float32)
-    ok = v > 0.5
+    # (v > 0.5) * clip(vb, 0, 1): the weights' factors for the TXTM's field of view (0 or 1 times a value)
+    okc = (v > 0.5) * np.clip(vb, 0, 1)
     # graphite (a) vs silicon (b)
-    hb = frac[GRAPHITE] + frac[SILICON]
-    rest = sum(lv[k] * frac[k] for k in (PORE, CBD, SEI))
-    dm = lv[SILICON] - lv[GRAPHITE]
-    sfrac = (tb - rest - lv[GRAPHITE] * hb) / np.maximum(dm * hb, 1e-30 * abs(dm) + 1e-30)
-    w = (dm * hb) ** 2 / (2 * var) * ok * np.clip(vb, 0, 1)
-    d_hi = (w * (1 - 2 * np.clip(sfrac, -1, 2))).astype(np.float32)
+    d_hi = _pair_unary(tb, frac, lv, GRAPHITE, SILICON, (PORE, CBD, SEI), var, okc)
     _upsample(d_hi, f, shape, origin, out=out[0], threads=threads)
     if cycled:
-        mb = frac[CBD] + frac[SEI]
-        rest = sum(lv[k] * frac[k] for k in (PORE, GRAPHITE, SILICON))
-        dm = lv[CBD] - lv[SEI]
-        cfrac = (tb - rest - lv[SEI] * mb) / np.maximum(dm * mb, 1e-30 * abs(dm) + 1e-30) if dm != 0 else 0 * mb
-        w = (dm * mb) ** 2 / (2 * var) * ok * np.clip(vb, 0, 1)
         # unary for SEI (b) over CBD (a): evidence against SEI grows with the CBD fraction
-        d_med = (w * (2 * np.clip(cfrac, -1, 2) - 1)).astype(np.float32)
+        d_med = _pair_unary(tb, frac, lv, SEI, CBD, (PORE, GRAPHITE, SILICON), var, okc)
+        np.negative(d_med, out=d_med)
         _upsample(d_med, f, shape, origin, out=out[1], threads=threads)
-    out[:, ~valid] = 0.0
+    np.copyto(out, np.float32(0.0), where=~valid)
     return out
+
+
+def _pair_unary(tb, frac, lv, a, b, others, var, okc) -> np.ndarray:
+    """``w (1 - 2 s)`` (float32) of ``_txtm_evidence`` for the class of phases ``a`` and ``b`` on the coarse
+    grid: ``s`` the local fraction of ``b`` in it, clipped to [-1, 2], ``w = (dm h)^2 / (2 var)`` times
+    ``okc``, where ``h`` is the class's blurred fraction and ``dm = lv[b] - lv[a]``. The operations and their
+    order are those of the expressions ``(tb - rest - lv[a] * h) / max(dm h, eps)`` and
+    ``(dm h)^2 / (2 var) * ok * clip(vb)``, in float64, with two work arrays instead of a temporary per
+    operation (``dm == 0``: ``s = 0``)."""
+    h = frac[a] + frac[b]
+    dm = lv[b] - lv[a]
+    wk = np.multiply(lv[others[0]], frac[others[0]], dtype=np.float64)
+    wk += 0.0  # sum() starts from 0: -0.0 becomes 0.0
+    tmp = np.empty_like(wk)
+    for k in others[1:]:
+        np.multiply(lv[k], frac[k], out=tmp, dtype=np.float64)
+        wk += tmp
+    np.multiply(dm, h, out=tmp, dtype=np.float64)  # dm h
+    if dm != 0:
+        np.subtract(tb, wk, out=wk, dtype=np.float64)
+        rest = wk
+        wk = np.multiply(lv[a], h, dtype=np.float64)
+        np.subtract(rest, wk, out=rest)  # tb - rest - lv[a] h
+        np.maximum(tmp, 1e-30 * abs(dm) + 1e-30, out=wk)
+        np.divide(rest, wk, out=rest)  # s
+        s_ = rest
+    else:
+        s_ = np.zeros_like(wk)
+    np.square(tmp, out=tmp)
+    np.divide(tmp, 2 * var, out=tmp)
+    np.multiply(tmp, okc, out=tmp)  # w
+    np.clip(s_, -1, 2, out=s_)
+    np.multiply(2, s_, out=s_)
+    np.subtract(1, s_, out=s_)
+    np.multiply(tmp, s_, out=s_)
+    return s_.astype(np.float32)
 
 
 def fit_box(shape: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -625,7 +665,7 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
                               phys[0, [GRAPHITE, SILICON]], np.array([True, True]))
         cut = a + g * 0.5 * (phys[0, GRAPHITE] + phys[0, SILICON])
         order = np.sign(phys[0, SILICON] - phys[0, GRAPHITE])
-        labels[high & ((pxct - cut) * order > 0)] = SILICON
+        labels[high & _beyond(pxct, cut, order)] = SILICON
         start["split"] = (0, cut * units[0, 1] + units[0, 0], float(order))
     if main not in sig:
         sig[main] = fit_psf(data, labels, ks, psf_blocks, isotropic=_PSF_GRID[main], valid=data_valid, threads=th)
@@ -758,7 +798,7 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
         if st["split"] is not None:
             c, cut, order = st["split"]
             cut = (cut - units[c, 0]) / units[c, 1]
-            split = (labels == GRAPHITE) & (((txtm if c == 1 else pxct) - cut) * order > 0)
+            split = (labels == GRAPHITE) & _beyond(txtm if c == 1 else pxct, cut, order)
             labels[split & valid if c == 1 else split] = SILICON
     else:
         lv = levels[main]
@@ -772,7 +812,7 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
         c = 1 if 1 in use else 0
         cut = 0.5 * (levels[c, GRAPHITE] + levels[c, SILICON])
         order = np.sign(levels[c, SILICON] - levels[c, GRAPHITE])
-        split = (labels == GRAPHITE) & (((txtm if c == 1 else pxct) - cut) * order > 0)
+        split = (labels == GRAPHITE) & _beyond(txtm if c == 1 else pxct, cut, order)
         if c == 1:
             split &= valid
         labels[split] = SILICON

@@ -549,6 +549,11 @@ def test_fast_helpers_equal_their_slow_references():
         labels = rng.integers(0, 5, shape).astype(np.uint8)
         for k, got in enumerate(C._phase_fractions(labels, f, 5, origin)):
             np.testing.assert_array_equal(got, C._downsample(labels == k, f, origin))
+        # bool and float32 are summed without a float32 copy: as their float32 (float64) copies are
+        np.testing.assert_array_equal(C._downsample(labels == 1, f, origin),
+                                      C._downsample((labels == 1).astype(np.float64), f, origin))
+        vals = rng.normal(size=shape).astype(np.float32)
+        np.testing.assert_array_equal(C._downsample(vals, f, origin), C._downsample(vals.astype(np.float64), f, origin))
         coarse = rng.normal(size=C._downsample(labels == 0, f, origin).shape).astype(np.float32)
         into = np.full((2,) + shape, np.nan, np.float32)
         C._upsample(coarse, f, shape, origin, out=into[1])

@@ -341,7 +341,10 @@ def _pad_to_lattice(a: np.ndarray, f: int, origin=(0, 0, 0)) -> np.ndarray:
     whole cubes of that lattice."""
     pre = [int(o) % f for o in origin]
     shape = [-(-(n + p) // f) * f for n, p in zip(a.shape, pre)]
-    return np.pad(a, [(p, s_ - n - p) for s_, n, p in zip(shape, a.shape, pre)], mode="edge")
+    widths = [(p, s_ - n - p) for s_, n, p in zip(shape, a.shape, pre)]
+    if not any(w for pair in widths for w in pair):
+        return a  # already whole cubes (read only by the callers: no copy)
+    return np.pad(a, widths, mode="edge")
 
 
 def _downsample(a: np.ndarray, f: int, origin=(0, 0, 0)) -> np.ndarray:
@@ -350,7 +353,8 @@ def _downsample(a: np.ndarray, f: int, origin=(0, 0, 0)) -> np.ndarray:
     cube's mean does not depend on where ``a`` was cut."""
     if f == 1:
         return a.astype(np.float32)
-    b = _pad_to_lattice(a.astype(np.float32), f, origin)
+    # float32 and bool add into the float32 sums as they are (bool as 0.0 / 1.0): no float32 copy
+    b = _pad_to_lattice(a if a.dtype in (np.float32, np.bool_) else a.astype(np.float32), f, origin)
     acc = np.zeros([n // f for n in b.shape], np.float32)
     for i in range(f):
         for j in range(f):
@@ -769,9 +773,12 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
     src = fused
     pxct = np.empty(src.shape[1:], np.float32)
     txtm = np.empty(src.shape[1:], np.float32)
+    buf = np.empty(src.shape[2:], np.float64)  # a plane in float64, reused
     for c, out in ((0, pxct), (1, txtm)):
         for z in range(out.shape[0]):
-            out[z] = (np.asarray(src[c, z], dtype=np.float64) - units[c, 0]) / units[c, 1]
+            np.subtract(np.asarray(src[c, z]), units[c, 0], out=buf, dtype=np.float64)
+            np.divide(buf, units[c, 1], out=buf)
+            out[z] = buf
     valid = np.isfinite(txtm)
     levels = (np.asarray(model.levels, dtype=np.float64) - units[:, :1]) / units[:, 1:]
     noise = np.where(np.isfinite(model.noise), np.asarray(model.noise, dtype=np.float64) / units[:, 1],

@@ -419,6 +419,7 @@ def _icm_round(data, labels, lev32, weight, sig, noise, corr, levels, *, main, u
     rep = _core.icm(data, labels, lev32, tuple(sig[main]), allowed=allowed, pairs=pairs, unary=unary,
                     data_weight=weight, smoothness=smooth, max_sweeps=ICM_SWEEPS, min_changes=min_changes,
                     origin=origin, threads=threads)
+    del allowed  # the whole-shell moves set the peak memory of the labeling (their components, the core's doubles)
     if unary is not None:
         n_shell = _shell_moves(data, labels, lev32, sig[main], pairs, unary, weight, smooth, phases=(GRAPHITE,),
                                max_distance=SHELL_DISTANCE, threads=threads)

@@ -35,9 +35,9 @@ def lookup(table: np.ndarray, index: np.ndarray) -> np.ndarray:
     if index.ndim == 0 or index.shape[0] == 0:
         return table[index]
     out = np.empty(index.shape, table.dtype)
-    step = _slabs(index.shape).step
-    for z in _slabs(index.shape):
-        out[z:z + step] = table[index[z:z + step]]
+    slabs = _slabs(index.shape)
+    for z in slabs:
+        out[z:z + slabs.step] = table[index[z:z + slabs.step]]
     return out
 
 
@@ -48,9 +48,9 @@ def component_sizes(comp: np.ndarray) -> np.ndarray:
         return np.zeros(1, np.int64)
     n = int(comp.max()) + 1
     sizes = np.zeros(n, np.int64)
-    step = _slabs(comp.shape).step
-    for z in _slabs(comp.shape):
-        sizes += np.bincount(comp[z:z + step].reshape(-1), minlength=n)
+    slabs = _slabs(comp.shape)
+    for z in slabs:
+        sizes += np.bincount(comp[z:z + slabs.step].reshape(-1), minlength=n)
     return sizes
 
 
@@ -109,16 +109,6 @@ def _or_shifted(out: np.ndarray, src: np.ndarray, shift: int, axis: int) -> None
     np.logical_or(view, src[from_], out=view)
 
 
-def _half_width(rem: float) -> int:
-    """The largest integer w >= 0 with w^2 <= rem (rem >= 0)."""
-    w = int(math.floor(math.sqrt(rem)))
-    while (w + 1) ** 2 <= rem:
-        w += 1
-    while w > 0 and w * w > rem:
-        w -= 1
-    return w
-
-
 def within_ball(mask: np.ndarray, radius: float) -> np.ndarray:
     """Voxels within Euclidean distance ``radius`` (voxels) of a ``mask`` voxel.
 
@@ -145,9 +135,9 @@ def within_ball(mask: np.ndarray, radius: float) -> np.ndarray:
         return mask.copy()
     segments = {0: mask}  # mask dilated along x by a half-width w
 
-    def segment(w: int) -> np.ndarray:
+    def along_x(w: int) -> np.ndarray:
         if w not in segments:
-            cur = segment(w - 1).copy()
+            cur = along_x(w - 1).copy()
             _or_shifted(cur, mask, w, 2)
             _or_shifted(cur, mask, -w, 2)
             segments[w] = cur
@@ -159,7 +149,8 @@ def within_ball(mask: np.ndarray, radius: float) -> np.ndarray:
         disc = np.zeros_like(mask)
         for dy in range(-reach, reach + 1):
             if rk - dy * dy >= 0:
-                _or_shifted(disc, segment(_half_width(rk - dy * dy)), dy, 1)
+                # the largest w with w^2 <= rk - dy^2 (w^2 is an integer: the floor's integer root)
+                _or_shifted(disc, along_x(math.isqrt(int(rk - dy * dy))), dy, 1)
         for dz in {k, -k}:
             _or_shifted(out, disc, dz, 0)
         del disc

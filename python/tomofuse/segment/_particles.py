@@ -194,19 +194,13 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
         k = int(sub.max())  # (sub is 0 outside the component)
         region = out[sl]
         region[m] = sub[m] + (next_id - 1)
+        # each id's voxel count (0: an id the split did not use, dropped below) and first voxel, without
+        # sorting the crop (k is the few pieces of one component)
         flat = sub.reshape(-1)
-        if k == 1:  # one particle (most components): its first voxel and count without sorting the crop
-            ids = np.ones(1, np.int32)
-            first = np.array([int(np.argmax(flat > 0))])
-            counts = np.array([int(np.count_nonzero(flat))])
-        else:
-            ids, first, counts = np.unique(flat, return_index=True, return_counts=True)
-            ids, first, counts = ids[ids > 0], first[ids > 0], counts[ids > 0]
-        fk = np.zeros(k, np.int64)
-        ck = np.zeros(k, np.int64)  # 0: an id the split did not use (dropped below)
-        fk[ids - 1] = np.ravel_multi_index(tuple(a + s.start for a, s in zip(np.unravel_index(first, sub.shape), sl)),
-                                           lab.shape)
-        ck[ids - 1] = counts
+        ck = np.bincount(flat, minlength=k + 1)[1:].astype(np.int64)
+        first = np.array([int(np.argmax(flat == i)) for i in range(1, k + 1)], np.int64)
+        fk = np.ravel_multi_index(tuple(a + s.start for a, s in zip(np.unravel_index(first, sub.shape), sl)),
+                                  lab.shape).astype(np.int64)
         first_of.append(fk)
         count_of.append(ck)
         next_id += k

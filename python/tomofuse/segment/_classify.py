@@ -95,6 +95,18 @@ ICM_SWEEPS = 8
 #: the family of bench/segment_family.py: 2 gave the highest silicon and graphite Dice on the larger
 #: demo members without loss on the smaller; CBD shells are never accepted as a whole (not tried).
 SHELL_DISTANCE = 2.0
+#: Gaussian sigma (voxels) of the smoothing of the main channel that the physics mixture, and the
+#: labels the TXTM's PSF and graphite/silicon cut are fitted to, are read from (the initial labels,
+#: the model's other fits and the ICM read the channel as it is).  From the raw channel, once the
+#: PXCT noise reached 0.13-0.16 of the pore-to-silicon span, the mixture's levels came out 20-30 %
+#: high and its thresholds speckled, the TXTM PSF fitted to the speckle too wide (8-10 voxels for
+#: ~3.5) and the graphite/silicon cut above the silicon: silicon was lost altogether (Dice 0.00-0.01
+#: on 6 of the 10 members of bench/segment_family.py at 0.16, ``--noise``).  With 1.0 (and
+#: ``MIXTURE_UNIFORM_MAX``) silicon Dice at 0.16 is 0.85-0.94 on 9 of them (0.00 on the noisiest
+#: cycled one), at 0.13 0.89-0.96 on all (particles matched 0.88-1.00, from a median of 0.14); without
+#: added noise every Dice is within +-0.003 but one cycled member (CBD / SEI +0.03 / +0.05) and the
+#: noisiest (-0.009 / -0.012).
+INITIAL_SMOOTHING = 1.0
 #: Components of a phase smaller than this many voxels join their neighbors.
 MIN_VOXELS = 5
 #: Edge of the central cube the model is fitted on (voxels; the whole of a smaller volume).
@@ -203,11 +215,13 @@ def _check_pair(value, name: str, unit: str) -> tuple[float, float]:
     return a, b
 
 
-def _initial_labels(data: np.ndarray, valid: Optional[np.ndarray], physical: np.ndarray, cycled: bool,
-                    channel: int) -> np.ndarray:
-    """Labels from physics-mapped thresholds of one channel (graphite/silicon not split for PXCT)."""
+def _initial_labels(data: np.ndarray, smooth: np.ndarray, valid: Optional[np.ndarray], physical: np.ndarray,
+                    cycled: bool, channel: int):
+    """Labels from physics-mapped thresholds of one channel (graphite/silicon not split for PXCT):
+    ``(labels, edges, codes, clean)``.  The mixture is fitted to ``smooth`` (the channel blurred by
+    ``INITIAL_SMOOTHING``); ``labels`` are its thresholds on ``data``, ``clean`` on ``smooth``."""
     used = np.array([True, True, True, True, cycled])
-    sample = data[valid] if valid is not None else data.ravel()
+    sample = smooth[valid] if valid is not None else smooth.ravel()
     if sample.size > 100_000:
         sample = sample[np.random.default_rng(0).choice(sample.size, 100_000, replace=False)]
     a, g = affine_mixture(sample, physical, used)
@@ -224,7 +238,8 @@ def _initial_labels(data: np.ndarray, valid: Optional[np.ndarray], physical: np.
     codes = np.array([c[1] for c in cuts], np.uint8)
     edges = 0.5 * (vals[1:] + vals[:-1])
     labels = lookup(codes, _bin(data, edges))
-    return labels, edges, codes
+    clean = labels if smooth is data else lookup(codes, _bin(smooth, edges))
+    return labels, edges, codes, clean
 
 
 def _bin(data: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -642,7 +657,9 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
     info: dict = {}
 
     progress.stage(0.0, 0.1, "initial labels from physics")
-    labels, edges, codes = _initial_labels(data, data_valid, phys[main], cycled, main)
+    smooth = blur(data, INITIAL_SMOOTHING, threads=th) if INITIAL_SMOOTHING > 0 else data
+    labels, edges, codes, clean = _initial_labels(data, smooth, data_valid, phys[main], cycled, main)
+    del smooth
     # the path of the fit, replayed by label_region: initial cuts, then each round's model
     start = {"edges": edges * units[main, 1] + units[main, 0], "codes": codes, "split": None}
 
@@ -659,9 +676,10 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
         # TXTM PSF (on the three-class labels), then graphite/silicon from the TXTM
         if 1 not in sig:
             kt = [PORE, GRAPHITE, CBD] + ([SEI] if cycled else [])
-            sig[1] = fit_psf(txtm, labels, kt, psf_blocks, isotropic=_PSF_GRID[1], valid=valid, threads=th)
-        t = _split_high(txtm, valid, labels, sig[1], th)
+            sig[1] = fit_psf(txtm, clean, kt, psf_blocks, isotropic=_PSF_GRID[1], valid=valid, threads=th)
+        t = _split_high(txtm, valid, clean, sig[1], th)
         if t is not None:
+            labels[(labels == GRAPHITE) & valid & _beyond(txtm, t, 1.0)] = SILICON
             start["split"] = (1, t * units[1, 1] + units[1, 0], 1.0)
     elif main == 0:
         # PXCT alone: graphite vs silicon by their (close) delta
@@ -672,6 +690,7 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
         order = np.sign(phys[0, SILICON] - phys[0, GRAPHITE])
         labels[high & _beyond(pxct, cut, order)] = SILICON
         start["split"] = (0, cut * units[0, 1] + units[0, 0], float(order))
+    del clean
     if main not in sig:
         sig[main] = fit_psf(data, labels, ks, psf_blocks, isotropic=_PSF_GRID[main], valid=data_valid, threads=th)
     if main == 1:

@@ -50,18 +50,41 @@ def _sei_far_to_cbd(labels: np.ndarray, max_distance: float, threads: int) -> in
     return int(far.sum())
 
 
+def _fill_enclosed(labels: np.ndarray, phase: int, max_voxels: float) -> int:
+    """Components of other phases wholly enclosed by ``phase`` (6-connected, off the array's
+    faces), of at most ``max_voxels`` voxels, become ``phase`` (in place); the count."""
+    import cc3d
+
+    other = labels != phase
+    comp = cc3d.connected_components(other, connectivity=6)
+    sizes = component_sizes(comp)
+    inner = sizes <= max_voxels
+    inner[0] = False
+    for face in (comp[0], comp[-1], comp[:, 0], comp[:, -1], comp[:, :, 0], comp[:, :, -1]):
+        inner[np.unique(face)] = False
+    if not inner.any():
+        return 0
+    fill = lookup(inner, comp)
+    labels[fill] = phase
+    return int(fill.sum())
+
+
 def clean_labels(labels: np.ndarray, *, cycled: bool, min_voxels: int, min_silicon_voxels: float = 0.0,
                  sei_max_distance: float = np.inf, threads: int = 1) -> dict:
-    """In place: silicon components smaller than ``min_silicon_voxels`` (below the
-    resolution of the modality that tells silicon from graphite) take their neighbors'
-    labels; SEI farther than ``sei_max_distance`` voxels from silicon, and SEI components that
+    """In place: inclusions of other phases wholly inside silicon, up to ``min_silicon_voxels``
+    (dense SiOx holds none; at that size the TXTM, which sees silicon around them, does not
+    resolve them), become silicon; silicon components smaller than ``min_silicon_voxels``
+    (below the resolution of the modality that tells silicon from graphite) take their
+    neighbors' labels; SEI farther than ``sei_max_distance`` voxels from silicon, and SEI components that
     touch no silicon, become CBD (cycled); every 6-connected component of a phase smaller than
     ``min_voxels`` takes its neighbors' labels (and the SEI rules are applied once more).
     Returns counts of the voxels changed."""
     import cc3d
 
-    out = {"sei_detached_voxels": 0, "small_component_voxels": 0, "small_silicon_voxels": 0}
+    out = {"sei_detached_voxels": 0, "small_component_voxels": 0, "small_silicon_voxels": 0,
+           "silicon_inclusion_voxels": 0}
     if min_silicon_voxels > 1 and np.any(labels == _SI):
+        out["silicon_inclusion_voxels"] = _fill_enclosed(labels, _SI, min_silicon_voxels)
         comp = cc3d.connected_components(labels == _SI, connectivity=26)
         sizes = component_sizes(comp)
         sizes[0] = np.iinfo(sizes.dtype).max

@@ -58,7 +58,7 @@ from .._progress import Progress, ProgressCallback
 from .._validate import flag, positive_length
 from .._validate import threads as _threads
 from ._cleanup import clean_labels
-from ._fit import (FWHM_PER_SIGMA, affine_mixture, blur, farther_than, fit_levels, fit_psf, measure_noise,
+from ._fit import (FWHM_PER_SIGMA, affine_mixture, blur, distance_transform, farther_than, fit_levels, fit_psf, measure_noise,
                    sample_blocks)
 from ._lobes import silicon_lobes
 from ._model import PhaseModel, physical_levels
@@ -99,14 +99,21 @@ SHELL_DISTANCE = 2.0
 #: labels the TXTM's PSF and graphite/silicon cut are fitted to, are read from (the initial labels,
 #: the model's other fits and the ICM read the channel as it is).  From the raw channel, once the
 #: PXCT noise reached 0.13-0.16 of the pore-to-silicon span, the mixture's levels came out 20-30 %
-#: high and its thresholds speckled, the TXTM PSF fitted to the speckle too wide (8-10 voxels for
-#: ~3.5) and the graphite/silicon cut above the silicon: silicon was lost altogether (Dice 0.00-0.01
-#: on 6 of the 10 members of bench/segment_family.py at 0.16, ``--noise``).  With 1.0 (and
-#: ``MIXTURE_UNIFORM_MAX``) silicon Dice at 0.16 is 0.85-0.94 on 9 of them (0.00 on the noisiest
-#: cycled one), at 0.13 0.89-0.96 on all (particles matched 0.88-1.00, from a median of 0.14); without
-#: added noise every Dice is within +-0.003 but one cycled member (CBD / SEI +0.03 / +0.05) and the
-#: noisiest (-0.009 / -0.012).
+#: high and its thresholds speckled, the TXTM PSF fitted to the speckle too wide and the
+#: graphite/silicon cut above the silicon: silicon was lost altogether (Dice 0.00-0.01 on 6 of the
+#: 10 members of bench/segment_family.py at 0.16, ``--noise``).  With 1.0 (and
+#: ``MIXTURE_UNIFORM_MAX``, ``SPLIT_CORE_DEPTH``) every member keeps its silicon up to 0.2 (Dice
+#: 0.84-0.96); without added noise every Dice is within +-0.003 of before but one cycled member's
+#: (CBD / SEI +0.03 / +0.05) and the noisiest's (-0.009 / -0.006).
 INITIAL_SMOOTHING = 1.0
+#: Depth (voxels) inside the dense class of the voxels whose TXTM values Otsu splits into graphite and
+#: silicon.  The core was the voxels whose neighborhood, blurred by the fitted TXTM PSF, is 80 % dense;
+#: that PSF is fitted while graphite and silicon are still one class and came out 8-10 voxels wide on
+#: noisy scans, which left the core to the large graphite flakes and put the cut above the silicon
+#: (the noisiest cycled member of bench/segment_family.py lost its silicon at PXCT noise 0.16).
+#: Depth 2 or 3 gave the same Dice within 0.003 on the members tried; 2 kept silicon on all 10 at
+#: noise 0.13-0.2 (Dice 0.84-0.96).
+SPLIT_CORE_DEPTH = 2.0
 #: Components of a phase smaller than this many voxels join their neighbors.
 MIN_VOXELS = 5
 #: Edge of the central cube the model is fitted on (voxels; the whole of a smaller volume).
@@ -283,13 +290,13 @@ def _pxct_psf(pxct: np.ndarray, labels: np.ndarray, blocks, threads: int):
                    threads=threads)
 
 
-def _split_high(txtm: np.ndarray, valid: np.ndarray, labels: np.ndarray, sigma_t, threads: int):
-    """Graphite vs silicon inside the high-delta class by the TXTM (Otsu on interior voxels)."""
+def _split_high(txtm: np.ndarray, valid: np.ndarray, labels: np.ndarray, threads: int):
+    """Graphite vs silicon inside the high-delta class by the TXTM: Otsu's cut of the class's
+    voxels at least ``SPLIT_CORE_DEPTH`` voxels inside it (in place on ``labels``; the cut)."""
     from skimage.filters import threshold_otsu
 
     high = labels == GRAPHITE
-    frac = blur(high.astype(np.float32), sigma_t, threads=threads)
-    core = high & valid & (frac > 0.8)
+    core = high & valid & (distance_transform(high, threads=threads) >= SPLIT_CORE_DEPTH)
     if core.sum() < 50:
         core = high & valid
     if core.sum() < 2:
@@ -677,7 +684,7 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
         if 1 not in sig:
             kt = [PORE, GRAPHITE, CBD] + ([SEI] if cycled else [])
             sig[1] = fit_psf(txtm, clean, kt, psf_blocks, isotropic=_PSF_GRID[1], valid=valid, threads=th)
-        t = _split_high(txtm, valid, clean, sig[1], th)
+        t = _split_high(txtm, valid, clean, th)
         if t is not None:
             labels[(labels == GRAPHITE) & valid & _beyond(txtm, t, 1.0)] = SILICON
             start["split"] = (1, t * units[1, 1] + units[1, 0], 1.0)

@@ -58,8 +58,8 @@ from .._progress import Progress, ProgressCallback
 from .._validate import flag, positive_length
 from .._validate import threads as _threads
 from ._cleanup import clean_labels
-from ._fit import (FWHM_PER_SIGMA, affine_mixture, blur, distance_transform, farther_than, fit_levels, fit_psf, measure_noise,
-                   sample_blocks)
+from ._fit import (FWHM_PER_SIGMA, affine_mixture, blur, distance_transform, farther_than, fit_levels, fit_psf,
+                   measure_noise, sample_blocks)
 from ._lobes import silicon_lobes
 from ._model import PhaseModel, physical_levels
 from ._morphology import box3_extrema, lookup, within_ball

@@ -82,9 +82,10 @@ def sample_blocks(shape: Sequence[int], *, block: int = 72, count: int = 8, seed
 #: Largest weight of ``affine_mixture``'s uniform (partial-volume) component.  Left free, it grew
 #: with the noise until it held every phase but the pore (0.3-0.4 of the voxels, the dense phases'
 #: weights ~0.01) and the means drifted 20-30 % above the phases once the noise reached 0.13-0.16
-#: of the pore-to-dense span (all 10 members of bench/segment_family.py, ``--noise``).  Without
-#: added noise it ends at 0.18-0.26 on those members (0.33 on the demo's pristine scan): 0.3
-#: leaves them as they were and keeps the scale within 1.02-1.13 of the truth up to 0.2.
+#: of the pore-to-dense span (all 10 members of bench/segment_family.py, ``--noise``; the raw
+#: channel).  Without added noise it ends at 0.18-0.26 on those members (0.33 on the demo's
+#: pristine scan): 0.3 leaves them as they were and kept the scale within 1.02-1.13 of the truth
+#: up to 0.2 (segment fits it to the channel smoothed by ``INITIAL_SMOOTHING``, closer still).
 MIXTURE_UNIFORM_MAX = 0.3
 
 

@@ -607,8 +607,9 @@ def test_noisy_pxct_keeps_every_phase(seed):
     fused[0] += _correlated_noise(fused.shape[1:], 0.16 * span, seed).astype(np.float32)
     s = segment(fused, voxel_size=V, threads=2)
     d = s.dice(e.labels)
-    assert d[Phase.SILICON] > 0.78 and d[Phase.GRAPHITE] > 0.85 and d[Phase.PORE] > 0.8, d  # measured 0.81-0.84, 0.89-0.92, 0.85
-    # the particles are the phantom's: none lost, no silicon region cut into noise-sized pieces
+    # measured silicon 0.81-0.84, graphite 0.89-0.92, pore 0.85 (cdd2cbb: graphite 0.00 / 0.69)
+    assert d[Phase.SILICON] > 0.78 and d[Phase.GRAPHITE] > 0.85 and d[Phase.PORE] > 0.8, d
+    # the particles are the phantom's: none lost, no silicon region cut into noise-sized pieces (measured 0.86 / 0.90)
     m = match_particles(label_particles(s.labels, voxel_size=V), e.particles)
     assert m["matched_fraction"] >= 0.8, m
 

@@ -85,7 +85,7 @@ def sample_blocks(shape: Sequence[int], *, block: int = 72, count: int = 8, seed
 #: of the pore-to-dense span (all 10 members of bench/segment_family.py, ``--noise``; the raw
 #: channel).  Without added noise it ends at 0.18-0.26 on those members (0.33 on the demo's
 #: pristine scan): 0.3 leaves them as they were and kept the scale within 1.02-1.13 of the truth
-#: up to 0.2 (segment fits it to the channel smoothed by ``INITIAL_SMOOTHING``, closer still).
+#: up to 0.2 (segment fits it to the channel smoothed by ``INITIAL_SMOOTHING``).
 MIXTURE_UNIFORM_MAX = 0.3
 
 

@@ -58,8 +58,8 @@ from .._progress import Progress, ProgressCallback
 from .._validate import flag, positive_length
 from .._validate import threads as _threads
 from ._cleanup import clean_labels
-from ._fit import (FWHM_PER_SIGMA, affine_mixture, blur, distance_transform, farther_than, fit_levels, fit_psf,
-                   measure_noise, sample_blocks)
+from ._fit import (FWHM_PER_SIGMA, MIXTURE_UNIFORM_MAX, affine_mixture, blur, distance_transform, farther_than,
+                   fit_levels, fit_psf, measure_noise, sample_blocks)
 from ._lobes import silicon_lobes
 from ._model import PhaseModel, physical_levels
 from ._morphology import box3_extrema, lookup, within_ball
@@ -231,7 +231,7 @@ def _initial_labels(data: np.ndarray, smooth: np.ndarray, valid: Optional[np.nda
     sample = smooth[valid] if valid is not None else smooth.ravel()
     if sample.size > 100_000:
         sample = sample[np.random.default_rng(0).choice(sample.size, 100_000, replace=False)]
-    a, g = affine_mixture(sample, physical, used)
+    a, g = affine_mixture(sample, physical, used, uniform_max=MIXTURE_UNIFORM_MAX)
     lv = a + g * physical
     labels = np.zeros(data.shape, np.uint8)
     if channel == 0:

@@ -196,11 +196,7 @@ def evaluate(path: Path, channels=("both",), coverage: bool = True, noise: float
 
     d, member, fused, usable = _load(path)
     inside = d["inside"]
-    if noise > 0:
-        noise = add_pxct_noise(fused, d["truth"], usable, noise)
-    else:
-        n0, span = noise_to_span(fused, d["truth"], usable)
-        noise = n0 / span
+    noise = add_pxct_noise(fused, d["truth"], usable, noise)  # the member's own ratio when noise <= its own
     rows = []
     for ch in channels:
         t = time.perf_counter()

@@ -225,8 +225,8 @@ def _check_pair(value, name: str, unit: str) -> tuple[float, float]:
 def _initial_labels(data: np.ndarray, smooth: np.ndarray, valid: Optional[np.ndarray], physical: np.ndarray,
                     cycled: bool, channel: int):
     """Labels from physics-mapped thresholds of one channel (graphite/silicon not split for PXCT):
-    ``(labels, edges, codes, clean)``.  The mixture is fitted to ``smooth`` (the channel blurred by
-    ``INITIAL_SMOOTHING``); ``labels`` are its thresholds on ``data``, ``clean`` on ``smooth``."""
+    ``(labels, edges, codes)``.  The mixture is fitted to ``smooth`` (the channel blurred by
+    ``INITIAL_SMOOTHING``), the thresholds applied to ``data``."""
     used = np.array([True, True, True, True, cycled])
     sample = smooth[valid] if valid is not None else smooth.ravel()
     if sample.size > 100_000:
@@ -245,8 +245,7 @@ def _initial_labels(data: np.ndarray, smooth: np.ndarray, valid: Optional[np.nda
     codes = np.array([c[1] for c in cuts], np.uint8)
     edges = 0.5 * (vals[1:] + vals[:-1])
     labels = lookup(codes, _bin(data, edges))
-    clean = labels if smooth is data else lookup(codes, _bin(smooth, edges))
-    return labels, edges, codes, clean
+    return labels, edges, codes
 
 
 def _bin(data: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -290,9 +289,9 @@ def _pxct_psf(pxct: np.ndarray, labels: np.ndarray, blocks, threads: int):
                    threads=threads)
 
 
-def _split_high(txtm: np.ndarray, valid: np.ndarray, labels: np.ndarray, threads: int):
-    """Graphite vs silicon inside the high-delta class by the TXTM: Otsu's cut of the class's
-    voxels at least ``SPLIT_CORE_DEPTH`` voxels inside it (in place on ``labels``; the cut)."""
+def _split_high(txtm: np.ndarray, valid: np.ndarray, labels: np.ndarray, threads: int) -> Optional[float]:
+    """Graphite vs silicon inside the high-delta class (``labels == GRAPHITE``) by the TXTM: Otsu's
+    cut of the class's voxels at least ``SPLIT_CORE_DEPTH`` voxels inside it (None if too few)."""
     from skimage.filters import threshold_otsu
 
     high = labels == GRAPHITE
@@ -301,9 +300,7 @@ def _split_high(txtm: np.ndarray, valid: np.ndarray, labels: np.ndarray, threads
         core = high & valid
     if core.sum() < 2:
         return None
-    t = threshold_otsu(txtm[core])
-    labels[high & valid & (txtm > t)] = SILICON
-    return float(t)
+    return float(threshold_otsu(txtm[core]))
 
 
 def _remove_rims(data: np.ndarray, labels: np.ndarray, levels: np.ndarray) -> int:
@@ -665,8 +662,7 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
 
     progress.stage(0.0, 0.1, "initial labels from physics")
     smooth = blur(data, INITIAL_SMOOTHING, threads=th) if INITIAL_SMOOTHING > 0 else data
-    labels, edges, codes, clean = _initial_labels(data, smooth, data_valid, phys[main], cycled, main)
-    del smooth
+    labels, edges, codes = _initial_labels(data, smooth, data_valid, phys[main], cycled, main)
     # the path of the fit, replayed by label_region: initial cuts, then each round's model
     start = {"edges": edges * units[main, 1] + units[main, 0], "codes": codes, "split": None}
 
@@ -680,11 +676,14 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
     if main == 0 and 0 not in sig and _PSF_FROM_CLEAN_EDGES:
         sig[0] = _pxct_psf(pxct, labels, psf_blocks, th)
     if main == 0 and 1 in use:
-        # TXTM PSF (on the three-class labels), then graphite/silicon from the TXTM
+        # TXTM PSF (on the three-class labels, thresholds of the smoothed channel), then graphite/silicon
+        # from the TXTM
+        clean = lookup(codes, _bin(smooth, edges))
         if 1 not in sig:
             kt = [PORE, GRAPHITE, CBD] + ([SEI] if cycled else [])
             sig[1] = fit_psf(txtm, clean, kt, psf_blocks, isotropic=_PSF_GRID[1], valid=valid, threads=th)
         t = _split_high(txtm, valid, clean, th)
+        del clean
         if t is not None:
             labels[(labels == GRAPHITE) & valid & _beyond(txtm, t, 1.0)] = SILICON
             start["split"] = (1, t * units[1, 1] + units[1, 0], 1.0)
@@ -697,7 +696,7 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
         order = np.sign(phys[0, SILICON] - phys[0, GRAPHITE])
         labels[high & _beyond(pxct, cut, order)] = SILICON
         start["split"] = (0, cut * units[0, 1] + units[0, 0], float(order))
-    del clean
+    del smooth
     if main not in sig:
         sig[main] = fit_psf(data, labels, ks, psf_blocks, isotropic=_PSF_GRID[main], valid=data_valid, threads=th)
     if main == 1:

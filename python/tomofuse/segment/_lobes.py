@@ -92,7 +92,8 @@ def silicon_lobes(fused, labels: np.ndarray, model: PhaseModel, *, voxel_size: f
     weight = 1.0 / (2.0 * noise ** 2 * corr)
     reach = [_radius(float(s)) for s in np.maximum(sig[0], sig[1])]
     # every separated peak seeds a piece: a thin lobe is tested on its own
-    pieces = label_particles(labels, voxel_size=voxel_size, min_peak_height=0.0, threads=threads)
+    pieces = label_particles(labels, voxel_size=voxel_size, min_peak_height=0.0, mask_smoothing=0.0,
+                             threads=threads)
     if not pieces.any():
         return out
     from scipy import ndimage

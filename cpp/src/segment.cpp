@@ -612,7 +612,9 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
         return report;
     }
     // Two double volumes: g is residual()'s scratch before it is computed from r (and after the
-    // sweeps), and r the scratch of g = H^T r (the sweeps need only g).
+    // sweeps), and r the scratch of g = H^T r. The sweeps need only g: r is freed before them and
+    // `slack` allocated in its place, and the other way round after them (the peak is two doubles
+    // per voxel, not two doubles and a float).
     // `slack`: a lower bound of how much a voxel's lowest energy change to another label, found "no
     // move" when it was last evaluated, still stands above 0. A move changes g within the Gram
     // matrix's reach, and each energy change of a voxel by at most 2 w D |change of g| (D the largest
@@ -627,10 +629,8 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     try {
         r.reset(new double[n]);
         g.reset(new double[n]);
-        slack.reset(new float[n]);
     } catch (const std::bad_alloc&) {
-        throw Error("icm: out of memory for two double and one float work volumes of " + std::to_string(n) +
-                    " voxels");
+        throw Error("icm: out of memory for two double work volumes of " + std::to_string(n) + " voxels");
     }
     const Operators op = make_operators(shape, sigma);
     const int hz = op.g[0].half, hy = op.g[1].half, hx = op.g[2].half;
@@ -658,13 +658,6 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     const double w = m.w, beta = m.beta;
     const int K = n_labels;
 
-    {
-        const std::size_t plane_size = shape.ny * shape.nx;
-        TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
-        for (std::ptrdiff_t z = 0; z < static_cast<std::ptrdiff_t>(shape.nz); ++z) {
-            std::fill_n(slack.get() + static_cast<std::size_t>(z) * plane_size, plane_size, -1.0f);
-        }
-    }
     residual(m, labels, op, r.get(), g.get(), threads);
     report.energy_before = energy_of(m, labels, r.get(), threads);
 
@@ -682,6 +675,19 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                         for (std::size_t q = 0; q < count; ++q) dst[q] = v[q];
                     },
                     r.get(), shape, op.ht, threads);
+    }
+    r.reset();
+    try {
+        slack.reset(new float[n]);
+    } catch (const std::bad_alloc&) {
+        throw Error("icm: out of memory for a float work volume of " + std::to_string(n) + " voxels");
+    }
+    {
+        const std::size_t plane_size = shape.ny * shape.nx;
+        TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
+        for (std::ptrdiff_t z = 0; z < static_cast<std::ptrdiff_t>(shape.nz); ++z) {
+            std::fill_n(slack.get() + static_cast<std::size_t>(z) * plane_size, plane_size, -1.0f);
+        }
     }
     // A cell is visited only when a move in it or in one of its 26 neighbors (the reach of a
     // move: g within 2 r, the 6-neighbors' labels) came after its last visit -- otherwise
@@ -889,6 +895,12 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
         if (static_cast<std::size_t>(total) <= options.min_changes) {
             break;
         }
+    }
+    slack.reset();
+    try {
+        r.reset(new double[n]);
+    } catch (const std::bad_alloc&) {
+        throw Error("icm: out of memory for a double work volume of " + std::to_string(n) + " voxels");
     }
     residual(m, labels, op, r.get(), g.get(), threads);
     report.energy_after = energy_of(m, labels, r.get(), threads);

@@ -160,8 +160,10 @@ def _load(path: Path):
 
 
 def _pairs(cycled: bool) -> list[list[int]]:
-    """The label pairs that the TXTM evidence decides (graphite / silicon, and CBD / SEI when cycled)."""
-    return [[1, 2], [3, 4]] if cycled else [[1, 2]]
+    """The label pairs that the TXTM evidence decides, in segment's order."""
+    from tomofuse.segment._classify import txtm_pairs
+
+    return txtm_pairs(cycled).tolist()
 
 
 def noise_to_span(fused: np.ndarray, truth: np.ndarray, usable: np.ndarray) -> tuple[float, float]:

@@ -22,7 +22,7 @@ import numpy as np
 from .._phase import Phase
 from .._validate import positive_length
 from .._validate import threads as _threads
-from ._fit import blur, distance_transform
+from ._fit import blur, distance_transform, farther_than
 from ._morphology import lookup
 
 __all__ = ["label_particles", "NECK_RATIO", "MIN_PEAK_HEIGHT", "MASK_SMOOTHING", "FILL_DEPTH"]
@@ -205,7 +205,7 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
         if mask_smoothing > 0:
             smooth = blur(mask.view(np.uint8).astype(np.float32), float(mask_smoothing), threads=par)
             smooth = smooth > 0.5
-            seeds_of = mask | (distance_transform(smooth, threads=par) > FILL_DEPTH)
+            seeds_of = mask | farther_than(smooth, FILL_DEPTH, threads=par)
             del smooth
         dt = distance_transform(seeds_of, threads=par)
         del seeds_of

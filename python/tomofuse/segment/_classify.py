@@ -477,7 +477,7 @@ def _txtm_evidence(txtm, valid, labels, levels_t, sigma_t, noise_t, corr_t, cycl
     fraction ``c`` of the CBD/SEI class decides CBD vs SEI, and the silicon fraction of
     the CBD/silicon class CBD vs silicon: the PXCT tells these two apart by 0.4 of its
     pore-to-silicon span, the TXTM by its largest contrast, and on noisy PXCT (0.16 of
-    that span) 5 % of the voxels 4-8 deep inside the family's particles read as CBD
+    that span) 5 % of the voxels 4-8 deep inside a family member's particles (m04) read as CBD
     without it (bench/segment_family_results.txt, stop 37: silicon Dice +0.004..+0.018
     at that noise, within -0.000..+0.001 without added noise).  Computed on a grid
     coarsened by ``f`` (the TXTM is smooth on that scale) and interpolated back.  ``coarse``

@@ -43,7 +43,7 @@ SMOOTHING = 0.5
 MIN_PEAK_HEIGHT = 2.0
 #: Holes of a noisy labeling -- specks and channels of another phase inside a particle -- lower
 #: the distance map and give it necks where the particle has none (at PXCT noise 0.16 of the
-#: pore-to-silicon span, 5 % of the voxels 4-8 deep in the family's particles read as CBD, and
+#: pore-to-silicon span, 5 % of the voxels 4-8 deep in a family member's particles (m04) read as CBD, and
 #: the watershed cut each particle into 2-5 pieces).  The distance map that seeds the split is
 #: therefore taken of the mask with its holes filled: the voxels that lie deeper than
 #: ``FILL_DEPTH`` voxels inside the mask smoothed by a Gaussian of ``MASK_SMOOTHING`` voxels

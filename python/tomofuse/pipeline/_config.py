@@ -148,6 +148,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "split": Key("bool", True, "split touching particles (watershed)"),
         "neck_ratio": Key("float", 0.6, "neck-to-radius ratio below which two touching particles are split",
                           minimum=0.0, maximum=1.0),
+        "mask_smoothing": Key("float", 2.0, "voxels: the split's distance map ignores holes (specks of other "
+                                            "phases inside particles) found with this smoothing (0 = the mask "
+                                            "as labeled)", minimum=0.0, maximum=16.0),
     },
     "coverage": {
         "sigma": Key("float", 2.0, "smoothing of the surface normals, voxels", minimum=0.0, maximum=10.0),

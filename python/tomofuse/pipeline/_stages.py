@@ -489,7 +489,7 @@ def run_particles(ctx: Context) -> dict:
     labels, voxel = _labels(ctx)
     ctx.progress(0.1, "labeling silicon particles")
     parts = label_particles(labels, voxel_size=voxel, min_volume=c["min_volume_m3"] or None, split=c["split"],
-                            neck_ratio=c["neck_ratio"], threads=ctx.threads)
+                            neck_ratio=c["neck_ratio"], mask_smoothing=c["mask_smoothing"], threads=ctx.threads)
     out = ctx.folder / "particles.h5"
     _write_h5(out, {"particles": parts.astype(np.int32)}, {"voxel_size": voxel}, program="tomofuse.pipeline.particles")
     return {"outputs": {"particles": out}, "results": {"count": int(parts.max())}}

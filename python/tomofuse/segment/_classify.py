@@ -269,6 +269,17 @@ def _beyond(values: np.ndarray, cut: float, order: float) -> np.ndarray:
     return np.zeros(np.shape(values), bool)
 
 
+def _split_graphite(labels: np.ndarray, values: np.ndarray, cut: float, order: float,
+                    valid: Optional[np.ndarray] = None) -> None:
+    """In place: graphite voxels (inside ``valid``) whose ``values`` lie beyond ``cut`` in the
+    direction ``order`` (``_beyond``) become silicon -- the graphite/silicon split of the fit, of
+    its replay and of a fixed model."""
+    split = (labels == GRAPHITE) & _beyond(values, cut, order)
+    if valid is not None:
+        split &= valid
+    labels[split] = SILICON
+
+
 def _pxct_psf(pxct: np.ndarray, labels: np.ndarray, blocks, threads: int):
     """PXCT PSF from the initial (threshold) labels where only pore and the dense phases meet.
 
@@ -433,7 +444,7 @@ def _icm_round(data, labels, lev32, weight, sig, noise, corr, levels, *, main, u
     if main == 0 and 1 in use:
         unary = _txtm_evidence(txtm, valid, labels, levels[1], sig[1], noise[1], corr[1], cycled, threads,
                                origin=origin, coarse=coarse)
-        # the CBD/SEI pair only where SEI exists (a zero unary adds exactly nothing: same energies)
+        # (the CBD/SEI pair only where SEI exists: a zero unary adds exactly nothing, same energies)
         pairs = txtm_pairs(cycled)
     rep = _core.icm(data, labels, lev32, tuple(sig[main]), allowed=allowed, pairs=pairs, unary=unary,
                     data_weight=weight, smoothness=smooth, max_sweeps=ICM_SWEEPS, min_changes=min_changes,
@@ -699,16 +710,17 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
         t = _split_high(txtm, valid, clean, th)
         del clean
         if t is not None:
-            labels[(labels == GRAPHITE) & valid & _beyond(txtm, t, 1.0)] = SILICON
+            _split_graphite(labels, txtm, t, 1.0, valid)
             start["split"] = (1, t * units[1, 1] + units[1, 0], 1.0)
     elif main == 0:
         # PXCT alone: graphite vs silicon by their (close) delta
         high = labels == GRAPHITE
         a, g = affine_mixture(pxct[high][:400_000] if high.any() else pxct.ravel()[:1000],
                               phys[0, [GRAPHITE, SILICON]], np.array([True, True]))
+        del high
         cut = a + g * 0.5 * (phys[0, GRAPHITE] + phys[0, SILICON])
         order = np.sign(phys[0, SILICON] - phys[0, GRAPHITE])
-        labels[high & _beyond(pxct, cut, order)] = SILICON
+        _split_graphite(labels, pxct, cut, order)
         start["split"] = (0, cut * units[0, 1] + units[0, 0], float(order))
     del smooth
     if main not in sig:
@@ -846,9 +858,7 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
         if st["split"] is not None:
             c, cut, order = st["split"]
             cut = (cut - units[c, 0]) / units[c, 1]
-            split = (labels == GRAPHITE) & _beyond(txtm if c == 1 else pxct, cut, order)
-            labels[split & valid if c == 1 else split] = SILICON
-            del split
+            _split_graphite(labels, txtm if c == 1 else pxct, cut, order, valid if c == 1 else None)
     else:
         lv = levels[main]
         vals = np.array([lv[k] for k in ks])
@@ -861,11 +871,7 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
         c = 1 if 1 in use else 0
         cut = 0.5 * (levels[c, GRAPHITE] + levels[c, SILICON])
         order = np.sign(levels[c, SILICON] - levels[c, GRAPHITE])
-        split = (labels == GRAPHITE) & _beyond(txtm if c == 1 else pxct, cut, order)
-        if c == 1:
-            split &= valid
-        labels[split] = SILICON
-        del split
+        _split_graphite(labels, txtm if c == 1 else pxct, cut, order, valid if c == 1 else None)
 
     allowed_bits = sum(1 << k for k in ks)
     n_outer = LABEL_ROUNDS if rounds is None else len(rounds)

@@ -94,7 +94,7 @@ def test_icm_skipping_settled_voxels_equals_reference(sigma, origin):
         np.testing.assert_array_equal(got, want)
         assert rep["changes"] == changes
         ev = rep["evaluations"]
-        assert len(ev) == rep["sweeps"] and ev[0] == data.size
+        assert len(ev) == rep["sweeps"] and ev[0] >= data.size
         # after a sweep that moved voxels, most are still skipped (measured: 228 and 23 of 2730)
         assert changes[1] > 0 and ev[2] < data.size / 4
 

@@ -161,6 +161,9 @@ Operators make_operators(Shape s, const double sigma[3]) {
 constexpr double kSlackSafety = 1.0 + 0x1p-20;
 constexpr double kSlackErosion = 0x1p-20;
 
+// Rows of bounds an ICM visit's scan asks for ahead of itself.
+constexpr std::size_t kPrefetchRows = 6;
+
 // One row of a move's update (icm): g -= wzy * G_x and the slack bounds fall by fall * G_x, enlarged
 // by 2^-20 of themselves: more than float's rounding of the result (2^-24 of it), so a stored bound
 // never rises above the true one; a negative bound stays negative. (Compiled without contraction:
@@ -808,7 +811,60 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             if (z > 0) slack[i - plane] = -1.0f;
             if (z + 1 < shape.nz) slack[i + plane] = -1.0f;
         };
+        // The bound of a voxel found to keep its label: `other` less its rounding (1e-12 of its
+        // terms' size, far above double's) and 2^-20 of itself (float's rounding).
+        auto keep_bound = [&](std::size_t i, double other, double scale) {
+            const double b = other - 1e-12 * scale;
+            slack[i] = b > 0 ? static_cast<float>(std::min(b * (1.0 - kSlackErosion), 1e30))
+                             : -1.0f;  // (no other label allowed: 1e30)
+        };
         std::int64_t total = 0, n_eval = 0;
+        // The sweep's first look, plane by plane in memory order: every voxel whose bound is negative
+        // gets its best move from the g and labels of the sweep's start, and a bound if it keeps its
+        // label -- what a visit would compute, with later moves lowering the bound as usual (so the
+        // labels are the same), but streamed instead of gathered cell by cell. A cell is visited only
+        // if a voxel of it still wants to move or a move since then reached it.
+        const std::int64_t look = static_cast<std::int64_t>(sweep) * 9;
+        {
+            // per plane and (y, x) cell: a voxel wants to move (each plane written by its own thread)
+            std::vector<std::uint8_t> wants(shape.nz * static_cast<std::size_t>(nc[1] * nc[2]), 0);
+            TOMOFUSE_OMP(parallel for schedule(static) reduction(+ : n_eval) num_threads(threads))
+            for (std::ptrdiff_t zs = 0; zs < static_cast<std::ptrdiff_t>(shape.nz); ++zs) {
+                const auto z = static_cast<std::size_t>(zs);
+                std::uint8_t* wz = wants.data() + z * static_cast<std::size_t>(nc[1] * nc[2]);
+                for (std::size_t y = 0; y < shape.ny; ++y) {
+                    const std::ptrdiff_t ky = (static_cast<std::ptrdiff_t>(y) + options.origin[1]) / cell[1] - c0[1];
+                    for (std::size_t x = 0; x < shape.nx; ++x) {
+                        const std::size_t i = (z * shape.ny + y) * shape.nx + x;
+                        if (slack[i] >= 0.0f) {
+                            continue;
+                        }
+                        ++n_eval;
+                        double de, other, scale;
+                        if (best_move(i, z, y, x, de, other, scale) != labels[i]) {
+                            const std::ptrdiff_t kx = (static_cast<std::ptrdiff_t>(x) + options.origin[2]) / cell[2] - c0[2];
+                            wz[ky * nc[2] + kx] = 1;
+                        } else {
+                            keep_bound(i, other, scale);
+                        }
+                    }
+                }
+            }
+            for (std::ptrdiff_t kz = 0; kz < nc[0]; ++kz) {
+                const std::ptrdiff_t start = (c0[0] + kz) * cell[0] - options.origin[0];
+                const auto zl = static_cast<std::size_t>(std::max<std::ptrdiff_t>(0, start));
+                const auto zh = static_cast<std::size_t>(
+                    std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(shape.nz), start + cell[0]));
+                for (std::ptrdiff_t kyx = 0; kyx < nc[1] * nc[2]; ++kyx) {
+                    bool any = false;
+                    for (std::size_t z = zl; z < zh && !any; ++z) {
+                        any = wants[z * static_cast<std::size_t>(nc[1] * nc[2]) + static_cast<std::size_t>(kyx)] != 0;
+                    }
+                    // -2: before every move stamp (forces the visit)
+                    visited_at[static_cast<std::size_t>(kz * nc[1] * nc[2] + kyx)] = any ? -2 : look;
+                }
+            }
+        }
         for (int color = 0; color < 8; ++color) {
             // the cells of this color: parity of the whole-volume cell index along z, y, x
             std::ptrdiff_t first[3], count[3];
@@ -818,7 +874,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 count[a] = first[a] < nc[a] ? (nc[a] - first[a] + 1) / 2 : 0;
             }
             const std::ptrdiff_t n_cells = count[0] * count[1] * count[2];
-            const std::int64_t stamp = static_cast<std::int64_t>(sweep) * 8 + color;
+            const std::int64_t stamp = look + 1 + color;
             std::int64_t color_changes = 0;
             TOMOFUSE_OMP(parallel for schedule(dynamic, 1) reduction(+ : color_changes, n_eval) num_threads(threads))
             for (std::ptrdiff_t c = 0; c < n_cells; ++c) {
@@ -840,9 +896,22 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 // (in raster order a blurred edge's misfit is taken by the first voxel visited);
                 // ties in raster order.
                 std::vector<std::pair<double, std::size_t>> cand;
+                // the cell's rows of bounds, kPrefetchRows ahead of the scan (rows a plane apart
+                // defeat the hardware's prefetch)
+                const std::size_t cell_ny = hi[1] - lo[1], cell_rows = (hi[0] - lo[0]) * cell_ny;
+                auto prefetch_row = [&](std::size_t row) {
+                    if (row < cell_rows) {
+                        const float* p = slack.get() + ((lo[0] + row / cell_ny) * shape.ny + lo[1] + row % cell_ny) *
+                                                           shape.nx;
+                        __builtin_prefetch(p + lo[2]);
+                        __builtin_prefetch(p + hi[2] - 1);
+                    }
+                };
+                for (std::size_t row = 0; row < kPrefetchRows; ++row) prefetch_row(row);
                 try {
                     for (std::size_t z = lo[0]; z < hi[0]; ++z) {
                         for (std::size_t y = lo[1]; y < hi[1]; ++y) {
+                            prefetch_row((z - lo[0]) * cell_ny + (y - lo[1]) + kPrefetchRows);
                             for (std::size_t x = lo[2]; x < hi[2]; ++x) {
                                 const std::size_t i = (z * shape.ny + y) * shape.nx + x;
                                 if (slack[i] >= 0.0f) {
@@ -853,11 +922,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                                 if (best_move(i, z, y, x, de, other, scale) != labels[i]) {
                                     cand.emplace_back(de, i);  // its bound stays negative
                                 } else {
-                                    // the bound: `other` less its rounding (1e-12 of its terms' size,
-                                    // far above double's) and 2^-20 of itself (float's rounding)
-                                    const double b = other - 1e-12 * scale;
-                                    slack[i] = b > 0 ? static_cast<float>(std::min(b * (1.0 - kSlackErosion), 1e30))
-                                                     : -1.0f;  // (no other label allowed: 1e30)
+                                    keep_bound(i, other, scale);
                                 }
                             }
                         }

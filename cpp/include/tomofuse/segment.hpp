@@ -31,7 +31,10 @@
 // A visit skips the voxels whose decision provably stands: when a voxel is found to keep its
 // label, the lowest energy change to another label is kept as a bound, lowered by every later
 // move by the most it can change that voxel's energy changes (2 w D |change of g|, D the largest
-// difference of levels; the move's voxel and its 6-neighbors are always visited again). The
+// difference of levels; the move's voxel and its 6-neighbors are always visited again). Every
+// sweep starts with a look, plane by plane in memory order, at the voxels whose bound is negative
+// (their best moves from the sweep's starting g; a bound for those that keep their label), and
+// visits only the cells where a voxel still wants to move or that a move has reached since. The
 // labels are those of computing every voxel's best move at every visit, only faster (most
 // voxels, inside phases, are computed once per call).
 #pragma once
@@ -85,9 +88,9 @@ struct IcmOptions {
 struct IcmReport {
     int sweeps = 0;                      ///< sweeps run
     std::vector<std::int64_t> changes;   ///< voxels changed in each sweep
-    std::vector<std::int64_t> evaluations;  ///< voxels whose best move each sweep computed (see icm)
+    std::vector<std::int64_t> evaluations;  ///< best moves each sweep computed (see icm)
     double energy_before = 0.0;          ///< E at the start
-    double energy_after = 0.0;           ///< E at the end
+    double energy_after = 0.0;           ///< E at the end (E at the start plus the moves' exact changes)
 };
 
 /// Iterated conditional modes (see the file comment).

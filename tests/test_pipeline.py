@@ -316,3 +316,15 @@ def test_one_modality_run_on_real_txtm_data(tmp_path):
     assert {p.name for p in (tmp_path / "run" / "figures").glob("*.png")} == {"fig1_txtm.png", "fig1_fsc.png"}
     print(f"I13 24737: center {res['center_px']:.2f} px ({res['center_px'] - raw.shape[2] / 2:+.2f} from the middle), "
           f"FSC 1/2-bit resolution {fsc['txtm']['resolution_m'] * 1e6:.2f} um (pixel 1 um nominal)")
+
+
+def test_particle_defaults_are_the_librarys():
+    # the config's defaults of the particle stage are label_particles' own (one source of truth)
+    import inspect
+
+    from tomofuse.segment import label_particles
+
+    sig = inspect.signature(label_particles).parameters
+    keys = pipeline.SCHEMA["particles"]
+    for name in ("split", "neck_ratio", "mask_smoothing"):
+        assert keys[name].default == sig[name].default, name

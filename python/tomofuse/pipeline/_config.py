@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from ..segment import MASK_SMOOTHING, NECK_RATIO
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -146,11 +148,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "min_volume_m3": Key("float", 0.0, "smallest particle kept, cubic meters (0 = the default of "
                                            "label_particles)", minimum=0.0),
         "split": Key("bool", True, "split touching particles (watershed)"),
-        "neck_ratio": Key("float", 0.6, "neck-to-radius ratio below which two touching particles are split",
+        "neck_ratio": Key("float", NECK_RATIO, "neck-to-radius ratio below which two touching particles are split",
                           minimum=0.0, maximum=1.0),
-        "mask_smoothing": Key("float", 2.0, "voxels: the split's distance map ignores holes (specks of other "
-                                            "phases inside particles) found with this smoothing (0 = the mask "
-                                            "as labeled)", minimum=0.0, maximum=16.0),
+        "mask_smoothing": Key("float", MASK_SMOOTHING, "voxels: the split's distance map ignores holes (specks of "
+                                                       "other phases inside particles) found with this smoothing "
+                                                       "(0 = the mask as labeled)", minimum=0.0, maximum=16.0),
     },
     "coverage": {
         "sigma": Key("float", 2.0, "smoothing of the surface normals, voxels", minimum=0.0, maximum=10.0),

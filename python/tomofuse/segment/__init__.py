@@ -14,9 +14,9 @@ from ._blocks import segment_blocks
 from ._classify import CHANNEL_CHOICES, segment
 from ._metrics import confusion_matrix, dice, match_particles
 from ._model import CHANNELS, PhaseModel, physical_levels
-from ._particles import label_particles
+from ._particles import MASK_SMOOTHING, NECK_RATIO, label_particles
 from ._result import Segmentation, load_segmentation, save_segmentation
 
-__all__ = ["CHANNELS", "CHANNEL_CHOICES", "PhaseModel", "Segmentation", "confusion_matrix", "dice",
-           "label_particles", "load_segmentation", "match_particles", "physical_levels", "save_segmentation",
-           "segment", "segment_blocks"]
+__all__ = ["CHANNELS", "CHANNEL_CHOICES", "MASK_SMOOTHING", "NECK_RATIO", "PhaseModel", "Segmentation",
+           "confusion_matrix", "dice", "label_particles", "load_segmentation", "match_particles", "physical_levels",
+           "save_segmentation", "segment", "segment_blocks"]

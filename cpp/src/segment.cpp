@@ -842,7 +842,8 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                         ++n_eval;
                         double de, other, scale;
                         if (best_move(i, z, y, x, de, other, scale) != labels[i]) {
-                            const std::ptrdiff_t kx = (static_cast<std::ptrdiff_t>(x) + options.origin[2]) / cell[2] - c0[2];
+                            const std::ptrdiff_t kx =
+                                (static_cast<std::ptrdiff_t>(x) + options.origin[2]) / cell[2] - c0[2];
                             wz[ky * nc[2] + kx] = 1;
                         } else {
                             keep_bound(i, other, scale);

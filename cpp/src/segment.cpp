@@ -811,12 +811,24 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             if (z > 0) slack[i - plane] = -1.0f;
             if (z + 1 < shape.nz) slack[i + plane] = -1.0f;
         };
-        // The bound of a voxel found to keep its label: `other` less its rounding (1e-12 of its
-        // terms' size, far above double's) and 2^-20 of itself (float's rounding).
-        auto keep_bound = [&](std::size_t i, double other, double scale) {
+        // Voxel i if its bound is negative (counted in `evals`): true if it wants to move (`de` its
+        // energy change; its bound stays negative); one that keeps its label gets the bound `other`
+        // less its rounding (1e-12 of its terms' size, far above double's) and 2^-20 of itself
+        // (float's rounding).
+        auto evaluate = [&](std::size_t i, std::size_t z, std::size_t y, std::size_t x, std::int64_t& evals,
+                            double& de) {
+            if (slack[i] >= 0.0f) {
+                return false;
+            }
+            ++evals;
+            double other, scale;
+            if (best_move(i, z, y, x, de, other, scale) != labels[i]) {
+                return true;
+            }
             const double b = other - 1e-12 * scale;
             slack[i] = b > 0 ? static_cast<float>(std::min(b * (1.0 - kSlackErosion), 1e30))
                              : -1.0f;  // (no other label allowed: 1e30)
+            return false;
         };
         std::int64_t total = 0, n_eval = 0;
         // The sweep's first look, plane by plane in memory order: every voxel whose bound is negative
@@ -835,18 +847,11 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 for (std::size_t y = 0; y < shape.ny; ++y) {
                     const std::ptrdiff_t ky = (static_cast<std::ptrdiff_t>(y) + options.origin[1]) / cell[1] - c0[1];
                     for (std::size_t x = 0; x < shape.nx; ++x) {
-                        const std::size_t i = (z * shape.ny + y) * shape.nx + x;
-                        if (slack[i] >= 0.0f) {
-                            continue;
-                        }
-                        ++n_eval;
-                        double de, other, scale;
-                        if (best_move(i, z, y, x, de, other, scale) != labels[i]) {
+                        double de;
+                        if (evaluate((z * shape.ny + y) * shape.nx + x, z, y, x, n_eval, de)) {
                             const std::ptrdiff_t kx =
                                 (static_cast<std::ptrdiff_t>(x) + options.origin[2]) / cell[2] - c0[2];
                             wz[ky * nc[2] + kx] = 1;
-                        } else {
-                            keep_bound(i, other, scale);
                         }
                     }
                 }
@@ -917,15 +922,9 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                             prefetch_row((z - lo[0]) * cell_ny + (y - lo[1]) + kPrefetchRows);
                             for (std::size_t x = lo[2]; x < hi[2]; ++x) {
                                 const std::size_t i = (z * shape.ny + y) * shape.nx + x;
-                                if (slack[i] >= 0.0f) {
-                                    continue;
-                                }
-                                ++n_eval;
-                                double de, other, scale;
-                                if (best_move(i, z, y, x, de, other, scale) != labels[i]) {
-                                    cand.emplace_back(de, i);  // its bound stays negative
-                                } else {
-                                    keep_bound(i, other, scale);
+                                double de;
+                                if (evaluate(i, z, y, x, n_eval, de)) {
+                                    cand.emplace_back(de, i);
                                 }
                             }
                         }

@@ -314,7 +314,9 @@ def by_hand(config: Path, threads: int = 2, report_dir: Optional[Path] = None) -
                    options=RegistrationOptions(stages=("rigid", "bspline")), seed=0, threads=threads)
     fused = fuse(delta, vol_t, reg, threads=threads).astype(np.float32)
     out["fused"] = fused
-    seg = segment(fused, voxel_size=pitch, cycled=False, channels="both", resolution=(res_p, res_t), threads=threads)
+    # (an FSC that did not cross its threshold: that channel's PSF fitted, as the pipeline does)
+    seg = segment(fused, voxel_size=pitch, cycled=False, channels="both", threads=threads,
+                  resolution=(res_p if fsc_p.crossed else None, res_t if fsc_t.crossed else None))
     out["labels"] = seg.labels
     parts = label_particles(seg.labels, voxel_size=pitch, min_volume=None, split=True, neck_ratio=0.6, threads=threads)
     out["particles"] = parts

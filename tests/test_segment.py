@@ -171,8 +171,28 @@ def test_bad_options(cycled):
         segment(fused, voxel_size=V, cycled=1)
     with pytest.raises(ValueError, match="resolution"):
         segment(fused, voxel_size=V, resolution=(40e-9, -1))
+    with pytest.raises(TypeError, match="resolution"):
+        segment(fused, voxel_size=V, resolution=(40e-9,))
+    with pytest.raises(TypeError, match="resolution"):
+        segment(fused, voxel_size=V, resolution=("fine", 1e-7))
     with pytest.raises(ValueError, match="threads"):
         segment(fused, voxel_size=V, threads=0)
+
+
+def test_resolution_of_one_channel(cycled):
+    # an entry None: that channel's PSF fitted as without a resolution, the other one taken as given
+    _, fused = cycled
+    fitted = segment(fused, voxel_size=V, cycled=True)
+    none = segment(fused, voxel_size=V, cycled=True, resolution=(None, None))
+    np.testing.assert_array_equal(none.labels, fitted.labels)
+    fwhm = 2.0 * math.sqrt(2.0 * math.log(2.0))
+    txtm = 3.0 * fwhm * float(np.mean(fitted.thresholds.psf_sigma[1]))  # far from the fitted one
+    half = segment(fused, voxel_size=V, cycled=True, resolution=(None, txtm))
+    np.testing.assert_allclose(half.thresholds.psf_sigma[1], txtm / fwhm)
+    np.testing.assert_allclose(half.thresholds.psf_sigma[0], fitted.thresholds.psf_sigma[0])
+    pxct = 2.0 * fwhm * float(np.mean(fitted.thresholds.psf_sigma[0]))
+    other = segment(fused, voxel_size=V, cycled=True, resolution=(pxct, None))
+    np.testing.assert_allclose(other.thresholds.psf_sigma[0], pxct / fwhm)
 
 
 def test_save_and_load(tmp_path, seg_cycled):

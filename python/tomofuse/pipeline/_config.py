@@ -141,7 +141,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                       "segment blocks of n^3 voxels (with a halo) -- on the Dask workers when "
                                       "there are any (volumes larger than memory)", minimum=0),
         "use_fsc_resolution": Key("bool", True, "give the segmentation the FSC resolutions of both volumes "
-                                                "(else it estimates them)"),
+                                                "(else it estimates them; also a volume whose FSC did not "
+                                                "cross its threshold)"),
     },
     "particles": {
         "particles": Key("path", "", "enter here: particle ids (HDF5, /particles int32, 0 = none)"),

@@ -445,7 +445,12 @@ def run_segment(ctx: Context) -> dict:
     if c["use_fsc_resolution"]:
         r = _results_json(ctx, "fsc")
         if "pxct" in r and "txtm" in r:
-            resolution = (r["pxct"]["resolution_m"], r["txtm"]["resolution_m"])
+            # an FSC that never crossed its threshold only bounds the resolution (by Nyquist): that
+            # channel's PSF is fitted to the data instead
+            resolution = tuple(r[m]["resolution_m"] if r[m].get("crossed", True) else None for m in ("pxct", "txtm"))
+            for m, value in zip(("PXCT", "TXTM"), resolution):
+                if value is None:
+                    logger.info("segment: the %s FSC did not cross its threshold; its PSF is fitted to the data", m)
     if c["block_voxels"]:
         from ..segment import segment_blocks
 

@@ -11,7 +11,8 @@ import numpy as np
 from .._progress import Progress, ProgressCallback
 from .._validate import flag, positive_length
 from .._validate import threads as _threads
-from ._classify import CHANNEL_CHOICES, _check_finite, _check_fused, _check_pair, fit_box, fit_model, label_region
+from ._classify import (CHANNEL_CHOICES, _check_finite, _check_fused, _check_pair, _check_resolution, fit_box,
+                        fit_model, label_region)
 from ._fit import read_region
 from ._lobes import silicon_lobes
 from ._model import PhaseModel
@@ -95,7 +96,7 @@ def segment_blocks(fused, *, voxel_size: float, cycled: bool = False, energies_k
     th = _threads(threads)
     cycled = flag(cycled, "cycled")
     energies = _check_pair(energies_kev, "energies_kev", "keV")
-    res = None if resolution is None else _check_pair(resolution, "resolution", "meters, FWHM")
+    res = _check_resolution(resolution)
     if client is not None:
         from .._dask import check_client
 

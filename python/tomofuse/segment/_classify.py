@@ -222,6 +222,32 @@ def _check_pair(value, name: str, unit: str) -> tuple[float, float]:
     return a, b
 
 
+def _check_resolution(value) -> Optional[tuple]:
+    """``resolution`` of ``segment``: None, or a pair whose entries are positive finite meters or
+    None (that channel's PSF fitted to the data); None when both entries are."""
+    if value is None:
+        return None
+    try:
+        pair = tuple(value)
+    except TypeError:
+        raise TypeError(f"resolution must be a pair of FWHM in meters (or None entries), got {value!r}") from None
+    if len(pair) != 2:
+        raise TypeError(f"resolution must be a pair of FWHM in meters (or None entries), got {value!r}")
+    out = []
+    for x in pair:
+        if x is None:
+            out.append(None)
+            continue
+        try:
+            x = float(x)
+        except (TypeError, ValueError):
+            raise TypeError(f"resolution must be a pair of FWHM in meters (or None entries), got {value!r}") from None
+        if not (math.isfinite(x) and x > 0):
+            raise ValueError(f"resolution must hold positive finite numbers (meters, FWHM) or None, got {value!r}")
+        out.append(x)
+    return None if out == [None, None] else tuple(out)
+
+
 def _initial_labels(data: np.ndarray, smooth: np.ndarray, valid: Optional[np.ndarray], physical: np.ndarray,
                     cycled: bool, channel: int):
     """Labels from physics-mapped thresholds of one channel (graphite/silicon not split for PXCT):
@@ -600,7 +626,9 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
     resolution : (2,) floats, optional
         FWHM (meters) of the PXCT and TXTM point-spread functions on the fused grid, e.g.
         from the Fourier shell correlation; by default both are fitted to the data
-        (anisotropic: filtered back-projection blurs slices more than the rotation axis).
+        (anisotropic: filtered back-projection blurs slices more than the rotation axis). An
+        entry may be None: that channel's is fitted (e.g. where its FSC did not cross the
+        threshold, which bounds the resolution by the Nyquist limit but does not measure it).
     channels : {"both", "pxct", "txtm"}
         Use both channels, or one alone (the single-modality baselines; same code path).
     thresholds : PhaseModel or mapping, optional
@@ -622,7 +650,7 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
         raise ValueError(f"channels must be one of {CHANNEL_CHOICES}, got {channels!r}")
     v = positive_length(voxel_size, "voxel_size")
     energies = _check_pair(energies_kev, "energies_kev", "keV")
-    res = None if resolution is None else _check_pair(resolution, "resolution", "meters, FWHM")
+    res = _check_resolution(resolution)
     th = _threads(threads)
     cycled = flag(cycled, "cycled")
     model = None if thresholds is None else PhaseModel.from_dict(thresholds)
@@ -694,9 +722,10 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
     # --- point-spread functions (voxels)
     progress.stage(0.1, 0.35, "point-spread functions")
     sig = {}
-    if res is not None:
-        for c in (0, 1):
-            s = res[c] / FWHM_PER_SIGMA / v
+    given = (None, None) if res is None else res  # per channel: FWHM (m), or None: fitted
+    for c in (0, 1):
+        if given[c] is not None:
+            s = given[c] / FWHM_PER_SIGMA / v
             sig[c] = (s, s, s)
     if main == 0 and 0 not in sig and _PSF_FROM_CLEAN_EDGES:
         sig[0] = _pxct_psf(pxct, labels, psf_blocks, th)
@@ -744,7 +773,7 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
         for c in use:
             d_c = pxct if c == 0 else np.where(valid, txtm, 0).astype(np.float32)
             val_c = None if c == 0 else valid
-            if it > 0 and res is None and main == 0 and (c == 1 or not _PSF_FROM_CLEAN_EDGES):
+            if it > 0 and given[c] is None and main == 0 and (c == 1 or not _PSF_FROM_CLEAN_EDGES):
                 # the TXTM PSF again, now that graphite and silicon are told apart
                 sig[c] = fit_psf(d_c, labels, ks, psf_blocks, isotropic=_PSF_GRID[c], valid=val_c, threads=th)
             lv, _ = fit_levels(d_c, labels, ks, sig[c], blocks, valid=val_c, threads=th)

@@ -390,8 +390,8 @@ def icm(
     """Iterated conditional modes on labels (updated in place) minimizing
     data_weight * |data - H levels[labels]|^2 + smoothness * #unlike 6-neighbor pairs + pair unaries,
     in cells of edge ``cell`` (0 = automatic) on the lattice of a larger volume this one starts at
-    ``origin`` of. Returns {'sweeps', 'changes', 'evaluations' (best moves a sweep computed, a voxel
-    that moves twice: in the sweep's first look and in its cell's visit; the others' decisions
+    ``origin`` of. Returns {'sweeps', 'changes', 'evaluations' (best moves a sweep computed; a voxel
+    that moves counts twice: in the sweep's first look and in its cell's visit; the others' decisions
     provably stand), 'energy_before', 'energy_after'}."""
 
 def icm_energy(

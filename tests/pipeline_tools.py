@@ -318,7 +318,8 @@ def by_hand(config: Path, threads: int = 2, report_dir: Optional[Path] = None) -
     seg = segment(fused, voxel_size=pitch, cycled=False, channels="both", threads=threads,
                   resolution=(res_p if fsc_p.crossed else None, res_t if fsc_t.crossed else None))
     out["labels"] = seg.labels
-    parts = label_particles(seg.labels, voxel_size=pitch, min_volume=None, split=True, neck_ratio=0.6, threads=threads)
+    # the particle stage's neck_ratio and mask_smoothing are label_particles' defaults
+    parts = label_particles(seg.labels, voxel_size=pitch, min_volume=None, split=True, threads=threads)
     out["particles"] = parts
     table, surface = surface_coverage(seg.labels, parts, voxel_size=pitch, sigma=2.0, threads=threads, return_surface=True)
     table = table.join(sei_thickness(surface=surface).drop(columns=["coverage", "touches_border"])

@@ -349,9 +349,8 @@ def test_touching_spheres_with_blurred_creases_are_two_particles():
             m = int(math.ceil(r1 + 2 * r2 + gap)) + 3
             c1 = rng.uniform(0, 1, 3) + m
             c2 = c1 + u * (r1 + r2 + gap)
-            g = np.moveaxis(np.indices((2 * m,) * 3).astype(np.float64) + 0.5, 0, -1)
-            s1 = ((g - c1) ** 2).sum(-1) <= r1 * r1
-            s2 = ((g - c2) ** 2).sum(-1) <= r2 * r2
+            s1 = _sphere((2 * m,) * 3, c1 - 0.5, r1)  # voxel centers at index + 0.5
+            s2 = _sphere((2 * m,) * 3, c2 - 0.5, r2)
             both = ndimage.gaussian_filter((s1 | s2).astype(np.float32), 0.9) > 0.5
             if ndimage.label(both, structure=np.ones((3, 3, 3), bool))[1] != 1:
                 continue  # the blur opened the contact: not a touching pair

@@ -691,11 +691,13 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             std::fill_n(slack.get() + static_cast<std::size_t>(z) * plane_size, plane_size, -1.0f);
         }
     }
-    // A cell is visited only when a move in it or in one of its 26 neighbors (the reach of a
-    // move: g within 2 r, the 6-neighbors' labels) came after its last visit -- otherwise
-    // none of its voxels can want to change. Stamps count the color passes.
+    // A cell is visited only when a voxel of it wanted to move at the sweep's first look, or a move
+    // in it or in one of its 26 neighbors (the reach of a move: g within 2 r, the 6-neighbors'
+    // labels) came after its last visit or that look -- otherwise none of its voxels can want to
+    // change. Stamps count the looks and the color passes; every look sets every cell's
+    // `visited_at` (no move yet: -1, before the first look's stamp 0).
     const std::size_t n_cells_all = static_cast<std::size_t>(nc[0] * nc[1] * nc[2]);
-    std::vector<std::int64_t> moved_at(n_cells_all, -1), visited_at(n_cells_all, -2);
+    std::vector<std::int64_t> moved_at(n_cells_all, -1), visited_at(n_cells_all);
     auto cell_index = [&](std::ptrdiff_t kz, std::ptrdiff_t ky, std::ptrdiff_t kx) {
         return static_cast<std::size_t>((kz * nc[1] + ky) * nc[2] + kx);
     };
@@ -867,7 +869,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                         any = wants[z * static_cast<std::size_t>(nc[1] * nc[2]) + static_cast<std::size_t>(kyx)] != 0;
                     }
                     // -2: before every move stamp (forces the visit)
-                    visited_at[static_cast<std::size_t>(kz * nc[1] * nc[2] + kyx)] = any ? -2 : look;
+                    visited_at[cell_index(kz, 0, 0) + static_cast<std::size_t>(kyx)] = any ? -2 : look;
                 }
             }
         }

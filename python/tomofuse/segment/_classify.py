@@ -211,41 +211,29 @@ def _standardize(fused: np.ndarray, channel: int) -> tuple[np.ndarray, float, fl
     return out, center, scale
 
 
-def _check_pair(value, name: str, unit: str) -> tuple[float, float]:
+def _check_pair(value, name: str, unit: str, *, allow_none: bool = False) -> tuple:
+    """Two positive finite numbers (``unit``), or with ``allow_none`` each of them None."""
+    what = f"a pair of numbers ({unit}{', or None' if allow_none else ''})"
     try:
-        a, b = (float(x) for x in value)
+        pair = tuple(value)
+        if len(pair) != 2:
+            raise TypeError
+        pair = tuple(None if allow_none and x is None else float(x) for x in pair)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a pair of numbers ({unit}), got {value!r}") from None
-    for x in (a, b):
-        if not (math.isfinite(x) and x > 0):
+        raise TypeError(f"{name} must be {what}, got {value!r}") from None
+    for x in pair:
+        if x is not None and not (math.isfinite(x) and x > 0):
             raise ValueError(f"{name} must hold positive finite numbers ({unit}), got {value!r}")
-    return a, b
+    return pair
 
 
 def _check_resolution(value) -> Optional[tuple]:
-    """``resolution`` of ``segment``: None, or a pair whose entries are positive finite meters or
-    None (that channel's PSF fitted to the data); None when both entries are."""
+    """``resolution`` of ``segment``: None, or a pair whose entries are FWHM in meters or None (that
+    channel's PSF fitted to the data); None when both entries are."""
     if value is None:
         return None
-    try:
-        pair = tuple(value)
-    except TypeError:
-        raise TypeError(f"resolution must be a pair of FWHM in meters (or None entries), got {value!r}") from None
-    if len(pair) != 2:
-        raise TypeError(f"resolution must be a pair of FWHM in meters (or None entries), got {value!r}")
-    out = []
-    for x in pair:
-        if x is None:
-            out.append(None)
-            continue
-        try:
-            x = float(x)
-        except (TypeError, ValueError):
-            raise TypeError(f"resolution must be a pair of FWHM in meters (or None entries), got {value!r}") from None
-        if not (math.isfinite(x) and x > 0):
-            raise ValueError(f"resolution must hold positive finite numbers (meters, FWHM) or None, got {value!r}")
-        out.append(x)
-    return None if out == [None, None] else tuple(out)
+    res = _check_pair(value, "resolution", "meters, FWHM", allow_none=True)
+    return None if res == (None, None) else res
 
 
 def _initial_labels(data: np.ndarray, smooth: np.ndarray, valid: Optional[np.ndarray], physical: np.ndarray,

@@ -7,6 +7,10 @@
 #include <memory>
 #include <new>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace tomofuse::detail {
 
 /// Alignment of every aligned buffer: a multiple of any SIMD alignment FFTW
@@ -43,6 +47,34 @@ AlignedArray<T> alloc_aligned(std::size_t count) {
         throw std::bad_alloc();
     }
     return p;
+}
+
+/// Alignment and granule of large work volumes: a transparent huge page on x86-64 and arm64 Linux.
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+
+/// Uninitialized storage for a work volume of `count` elements, or nullptr when it cannot be
+/// allocated (never throws). Buffers of a huge page or more are aligned to it and, on Linux,
+/// advised to be backed by transparent huge pages, as NumPy does for its arrays: glibc maps such
+/// buffers fresh on every allocation, and faulting them in 4 KiB pages costs about 0.6 s per GB on
+/// a 2-core VM, in 2 MiB pages a tenth of that. Smaller ones are try_alloc_aligned's.
+template <typename T>
+AlignedArray<T> try_alloc_volume(std::size_t count) noexcept {
+    if (count > (SIZE_MAX - kHugePage) / sizeof(T)) {
+        return AlignedArray<T>();
+    }
+    const std::size_t bytes = count * sizeof(T);
+    if (bytes < kHugePage) {
+        return try_alloc_aligned<T>(count);
+    }
+    // aligned_alloc wants a size that is a multiple of the alignment
+    const std::size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    void* p = std::aligned_alloc(kHugePage, rounded);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (p != nullptr) {
+        (void)madvise(p, rounded, MADV_HUGEPAGE);  // advice only: ignored where THP is off
+    }
+#endif
+    return AlignedArray<T>(static_cast<T*>(p));
 }
 
 }  // namespace tomofuse::detail

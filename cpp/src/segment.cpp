@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "aligned.hpp"
 #include "isa.hpp"
 #include "omp.hpp"
 #include "tomofuse/errors.hpp"
@@ -17,6 +18,18 @@
 namespace tomofuse::segment {
 
 namespace {
+
+// Uninitialized storage for a work volume of n voxels (huge-page backed where the OS can:
+// detail::try_alloc_volume); Error naming `what` when it cannot be allocated.
+template <typename T>
+detail::AlignedArray<T> work_volume(std::size_t n, const char* what) {
+    detail::AlignedArray<T> p = detail::try_alloc_volume<T>(n);
+    if (!p) {
+        throw Error(std::string(what) + ": out of memory for a " + (sizeof(T) == 8 ? "double" : "float") +
+                    " work volume of " + std::to_string(n) + " voxels");
+    }
+    return p;
+}
 
 // A banded n x n matrix: row j holds the entries of columns j - half ... j + half.
 struct Band {
@@ -447,12 +460,8 @@ void gaussian_blur(const float* in, float* out, Shape shape, const double sigma[
     if (in == nullptr || out == nullptr) {
         throw InvalidArgument("in and out must not be null");
     }
-    std::unique_ptr<double[]> work;  // not zero-filled: the x-y pass writes it, plane by plane on the threads
-    try {
-        work.reset(new double[n]);
-    } catch (const std::bad_alloc&) {
-        throw Error("gaussian_blur: out of memory for a double work volume of " + std::to_string(n) + " voxels");
-    }
+    // not zero-filled: the x-y pass writes it, plane by plane on the threads
+    const auto work = work_volume<double>(n, "gaussian_blur");
     const Operators op = make_operators(shape, sigma);
     // `in` may be `out`: a plane of `in` is read before the z pass writes any plane of `out`
     const std::size_t nx = shape.nx, plane = shape.ny * shape.nx;
@@ -585,7 +594,8 @@ double icm_energy(const float* data, const std::uint8_t* labels, Shape shape, co
     if (n == 0) {
         return 0.0;
     }
-    std::unique_ptr<double[]> r(new double[n]), work(new double[n]);  // written in full by residual()
+    // written in full by residual()
+    const auto r = work_volume<double>(n, "icm_energy"), work = work_volume<double>(n, "icm_energy");
     const Operators op = make_operators(shape, sigma);
     residual(m, labels, op, r.get(), work.get(), threads);
     return energy_of(m, labels, r.get(), threads);
@@ -626,14 +636,9 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     // every voxel at every visit, as tomofuse/segment.hpp describes.
     // Not initialized: their first writes, plane by plane on the threads (residual(), the fill below),
     // fault the pages in on those threads (a std::vector's zero fill would do it on one).
-    std::unique_ptr<double[]> r, g;
-    std::unique_ptr<float[]> slack;
-    try {
-        r.reset(new double[n]);
-        g.reset(new double[n]);
-    } catch (const std::bad_alloc&) {
-        throw Error("icm: out of memory for two double work volumes of " + std::to_string(n) + " voxels");
-    }
+    auto r = work_volume<double>(n, "icm");
+    const auto g = work_volume<double>(n, "icm");
+    detail::AlignedArray<float> slack;
     const Operators op = make_operators(shape, sigma);
     const int hz = op.g[0].half, hy = op.g[1].half, hx = op.g[2].half;
     // Cells on the lattice of the whole volume (the region starts at `origin` in it): an edge of
@@ -679,11 +684,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                     r.get(), shape, op.ht, threads);
     }
     r.reset();
-    try {
-        slack.reset(new float[n]);
-    } catch (const std::bad_alloc&) {
-        throw Error("icm: out of memory for a float work volume of " + std::to_string(n) + " voxels");
-    }
+    slack = work_volume<float>(n, "icm");
     {
         const std::size_t plane_size = shape.ny * shape.nx;
         TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
@@ -1032,9 +1033,9 @@ std::int64_t shell_moves(const float* data, std::uint8_t* labels, Shape shape, c
             if (c != 0) members[fill[c]++] = i;
         }
     }
-    std::unique_ptr<double[]> r(new double[n]);  // written in full by residual() (see icm)
+    const auto r = work_volume<double>(n, "shell_moves");  // written in full by residual() (see icm)
     {
-        std::unique_ptr<double[]> work(new double[n]);
+        const auto work = work_volume<double>(n, "shell_moves");
         const Operators op = make_operators(shape, sigma);
         residual(m, labels, op, r.get(), work.get(), threads);
     }

@@ -291,6 +291,10 @@ def by_hand(config: Path, threads: int = 2, report_dir: Optional[Path] = None) -
     phase = remove_phase_ramp(phase, mask=air, wrap=True)
     est = align_projections(phase, th, air_mask=air, threads=threads)
     phase = shift_projections(phase, -est, threads=threads)
+    # the rows every projection's shift kept inside its frame (aligned[r] = measured[r + dy]): the
+    # fused volume holds only their slices
+    n_rows = phase.shape[1]
+    seen = [r for r in range(n_rows) if np.all((r + est[:, 0] >= 0) & (r + est[:, 0] <= n_rows - 1))]
     vol_p = fbp_phase_derivative(phase, th, filter="hann", threads=threads)
     delta = (-vol_p * (12.398419843320026e-10 / h.energy_kev / (2 * math.pi * pitch))).astype(np.float32)
     out = {"pxct": delta}
@@ -312,7 +316,7 @@ def by_hand(config: Path, threads: int = 2, report_dir: Optional[Path] = None) -
     out["fsc"] = (res_p, res_t)
     reg = register(delta, vol_t, fixed_voxel_size=pitch, moving_voxel_size=px, initial="auto",
                    options=RegistrationOptions(stages=("rigid", "bspline")), seed=0, threads=threads)
-    fused = fuse(delta, vol_t, reg, threads=threads).astype(np.float32)
+    fused = fuse(delta, vol_t, reg, threads=threads).astype(np.float32)[:, seen[0]:seen[-1] + 1]
     out["fused"] = fused
     # (an FSC that did not cross its threshold: that channel's PSF fitted, as the pipeline does)
     seg = segment(fused, voxel_size=pitch, cycled=False, channels="both", threads=threads,

@@ -328,3 +328,23 @@ def test_particle_defaults_are_the_librarys():
     keys = pipeline.SCHEMA["particles"]
     for name in ("split", "neck_ratio", "mask_smoothing"):
         assert keys[name].default == sig[name].default, name
+
+
+def test_pxct_rows_made_up_by_the_alignment():
+    """Row r of an aligned projection is measured row r + dy, made up outside 0..rows-1: the PXCT stage
+    reports the rows at each end that some projection's shift made up (the fuse stage leaves their
+    slices out), against a row-by-row reference."""
+    from tomofuse.pipeline._stages import _made_up_rows
+
+    rng = np.random.default_rng(3)
+    for rows in (5, 12, 40):
+        for _ in range(50):
+            dy = rng.choice([rng.uniform(-3, 3, 7), rng.integers(-2, 3, 7).astype(float), np.zeros(7)])
+            shifts = np.stack([dy, rng.uniform(-2, 2, 7)], axis=1)
+            seen = [r for r in range(rows) if np.all((r + dy >= 0) & (r + dy <= rows - 1))]
+            if not seen:
+                with pytest.raises(ValueError, match="pxct.align"):
+                    _made_up_rows(shifts, rows)
+                continue
+            top, bottom = _made_up_rows(shifts, rows)
+            assert (top, rows - 1 - bottom) == (seen[0], seen[-1]), (dy, rows)

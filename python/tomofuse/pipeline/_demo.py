@@ -104,14 +104,13 @@ def _translation(run_dir: Path, electrode, seg: np.ndarray) -> tuple:
     from .._phase import Phase
     from ..io import read_volume
     from ..phantom import refractive_volume
-    from ._layout import stage_volume
 
     labels = np.asarray(electrode.labels)
     pillar = _pillar(labels.shape)
     shift = _shift(np.where(pillar, labels, np.uint8(Phase.PORE)) == Phase.SILICON, seg == Phase.SILICON)
-    try:
-        rec = np.asarray(read_volume(stage_volume(run_dir, "pxct"))[0], dtype=np.float64)
-    except (OSError, KeyError, ValueError):
+    try:  # the PXCT channel of the fused volume: the reconstruction on the segmentation's grid
+        rec = np.asarray(read_volume(Path(run_dir) / "fuse" / "fused.h5")[0][0], dtype=np.float64)
+    except (OSError, KeyError, ValueError, IndexError):
         return shift, None
     if rec.shape != seg.shape:
         return shift, None
@@ -263,7 +262,15 @@ def _registration_tre(run_dir: Path, electrode, truth: dict, cmp: dict) -> Optio
     rot = np.stack([c * rel[:, 0] - sn * rel[:, 1], sn * rel[:, 0] + c * rel[:, 1]], axis=1) + center
     turned = np.concatenate([x[:, :1], rot], axis=1)
     expected = turned - np.asarray(truth["txtm_origin_m"]) - 0.5 * px  # TXTM physical point (index * pixel)
-    mapped = load(reg_path).map_points(idx * v)
+    # the registration maps the PXCT volume's points; the fused grid starts `pxct_first_slice` slices into it
+    first = 0
+    try:
+        from ..io import read_volume
+
+        first = int(read_volume(run_dir / "fuse" / "fused.h5")[1].get("pxct_first_slice", 0))
+    except (OSError, KeyError, ValueError):
+        pass
+    mapped = load(reg_path).map_points((idx + np.array([first, 0, 0])) * v)
     err = np.linalg.norm(mapped - expected, axis=1)
     logger.debug("TRE: mean error vector %s m", (mapped - expected).mean(axis=0))
     return {"mean_m": float(err.mean()), "p95_m": float(np.percentile(err, 95)), "translation_voxels": s.tolist()}

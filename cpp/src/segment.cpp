@@ -638,7 +638,6 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     // fault the pages in on those threads (a std::vector's zero fill would do it on one).
     auto r = work_volume<double>(n, "icm");
     const auto g = work_volume<double>(n, "icm");
-    detail::AlignedArray<float> slack;
     const Operators op = make_operators(shape, sigma);
     const int hz = op.g[0].half, hy = op.g[1].half, hx = op.g[2].half;
     // Cells on the lattice of the whole volume (the region starts at `origin` in it): an edge of
@@ -684,7 +683,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                     r.get(), shape, op.ht, threads);
     }
     r.reset();
-    slack = work_volume<float>(n, "icm");
+    const auto slack = work_volume<float>(n, "icm");
     {
         const std::size_t plane_size = shape.ny * shape.nx;
         TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))

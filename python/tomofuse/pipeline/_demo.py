@@ -262,14 +262,9 @@ def _registration_tre(run_dir: Path, electrode, truth: dict, cmp: dict) -> Optio
     rot = np.stack([c * rel[:, 0] - sn * rel[:, 1], sn * rel[:, 0] + c * rel[:, 1]], axis=1) + center
     turned = np.concatenate([x[:, :1], rot], axis=1)
     expected = turned - np.asarray(truth["txtm_origin_m"]) - 0.5 * px  # TXTM physical point (index * pixel)
-    # the registration maps the PXCT volume's points; the fused grid starts `pxct_first_slice` slices into it
-    first = 0
-    try:
-        from ..io import read_volume
-
-        first = int(read_volume(run_dir / "fuse" / "fused.h5")[1].get("pxct_first_slice", 0))
-    except (OSError, KeyError, ValueError):
-        pass
+    # the registration maps the PXCT volume's points; the fused grid leaves out its first slices (the fuse
+    # stage's results say how many)
+    first = int(_json(run_dir / "fuse" / "manifest.json").get("results", {}).get("pxct_slices_left_out", [0])[0])
     mapped = load(reg_path).map_points((idx + np.array([first, 0, 0])) * v)
     err = np.linalg.norm(mapped - expected, axis=1)
     logger.debug("TRE: mean error vector %s m", (mapped - expected).mean(axis=0))

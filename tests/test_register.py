@@ -31,6 +31,7 @@ from tomofuse.register import (
 )
 from tomofuse.register._convert import scale_transform
 from tomofuse.register._initial import masked_ncc
+from tomofuse.register._stages import SitkRegistration, _mask_image, _subsampling_step
 
 N = 64  # PXCT voxels per axis (1.37 um at 21.4 nm); TXTM 50^3 at 27.5 nm
 MISALIGN = dict(rotation_deg=(4.0, -3.0, 2.5), shift=(110e-9, -80e-9, 150e-9))  # 5.6 deg, ~14 % of the FOV
@@ -217,6 +218,50 @@ def test_masked_ncc_matches_brute_force():
                 b.append(g[y])
         ref = np.corrcoef(a, b)[0, 1] if len(a) > 20 else -1.0
         assert ncc[tuple(np.mod(u, ncc.shape))] == pytest.approx(ref, abs=1e-9)
+
+
+@pytest.mark.parametrize("shape, samples, step", [((160, 160, 160), 100000, 3), ((160, 160, 160), 157464, 3),
+                                                   ((160, 160, 160), 157465, 2), ((40, 64, 64), 100000, 1),
+                                                   ((9, 9, 9), 27, 4), ((9, 9, 9), 28, 2)])
+def test_subsampling_step_of_a_shape(shape, samples, step):
+    # every s-th voxel of n leaves ceil(n / s) per axis: 160 -> 54 at s = 3 (157 464), 80 at s = 2
+    assert _subsampling_step(shape, samples) == step
+
+
+def test_similarity_on_every_sth_voxel(deformed):
+    """A similarity asked for on `samples` voxels is the whole-image similarity of the image made of every
+    s-th voxel (built here independently, from the array), s the largest stride keeping that many masked."""
+    pair, reg = deformed
+    sr = SitkRegistration(pair.fixed.astype(np.float32), pair.moving.astype(np.float32),
+                          np.full(3, pair.fixed_voxel_size), np.full(3, pair.moving_voxel_size), np.zeros(3),
+                          np.zeros(3), None, ("rigid",), "auto", None, None, 0, 2, None)
+    sr._prepare()
+    mask = np.zeros(pair.fixed.shape, bool)
+    mask[4:-4, 6:-2, 3:] = True
+    mask[::5] = False
+    t = scale_transform(reg.stage_transforms["rigid"], 1e6)  # the pipeline's micrometers
+    samples = 15000
+    step = _subsampling_step(mask, samples)
+    assert np.count_nonzero(mask[::step, ::step, ::step]) >= samples
+    assert np.count_nonzero(mask[::step + 1, ::step + 1, ::step + 1]) < samples
+    assert step == 2
+    arr = sitk.GetArrayFromImage(sr.fixed)[::step, ::step, ::step]
+    sub = sitk.GetImageFromArray(arr)
+    sub.SetSpacing(tuple(np.asarray(sr.fixed.GetSpacing()) * step))
+    sub.SetOrigin(sr.fixed.GetOrigin())
+    sub_mask = sitk.GetImageFromArray(mask[::step, ::step, ::step].astype(np.uint8))
+    sub_mask.CopyInformation(sub)
+    R = sitk.ImageRegistrationMethod()
+    R.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    R.SetInterpolator(sitk.sitkLinear)
+    R.SetMetricFixedMask(sub_mask)
+    R.SetInitialTransform(t)
+    expected = R.MetricEvaluate(sub, sr.moving)
+    assert sr._metric_value(sr.fixed, t, mask, samples=samples) == pytest.approx(expected, rel=1e-12)
+    # all the masked voxels when asked for more than the mask holds
+    R.SetMetricFixedMask(_mask_image(mask, sr.fixed))
+    assert sr._metric_value(sr.fixed, t, mask, samples=mask.size) == pytest.approx(R.MetricEvaluate(sr.fixed, sr.moving),
+                                                                                   rel=1e-12)
 
 
 def test_scale_transform_changes_only_the_unit():

@@ -29,7 +29,7 @@ from tomofuse.register import (
     overlay,
     register,
 )
-from tomofuse.register._convert import scale_transform
+from tomofuse.register._convert import UNIT, scale_transform
 from tomofuse.register._initial import masked_ncc
 from tomofuse.register._stages import SitkRegistration, _mask_image, _subsampling_step
 
@@ -239,7 +239,7 @@ def test_similarity_on_every_sth_voxel(deformed):
     mask = np.zeros(pair.fixed.shape, bool)
     mask[4:-4, 6:-2, 3:] = True
     mask[::5] = False
-    t = scale_transform(reg.stage_transforms["rigid"], 1e6)  # the pipeline's micrometers
+    t = scale_transform(reg.stage_transforms["rigid"], 1.0 / UNIT)  # the micrometers SitkRegistration works in
     samples = 15000
     step = _subsampling_step(mask, samples)
     assert np.count_nonzero(mask[::step, ::step, ::step]) >= samples

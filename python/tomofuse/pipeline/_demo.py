@@ -264,7 +264,7 @@ def _registration_tre(run_dir: Path, electrode, truth: dict, cmp: dict) -> Optio
     expected = turned - np.asarray(truth["txtm_origin_m"]) - 0.5 * px  # TXTM physical point (index * pixel)
     # the registration maps the PXCT volume's points; the fused grid leaves out its first slices (the fuse
     # stage's results say how many)
-    first = int(_json(run_dir / "fuse" / "manifest.json").get("results", {}).get("pxct_slices_left_out", [0])[0])
+    first = int(_results(run_dir, "fuse").get("pxct_slices_left_out", [0])[0])
     mapped = load(reg_path).map_points((idx + np.array([first, 0, 0])) * v)
     err = np.linalg.norm(mapped - expected, axis=1)
     logger.debug("TRE: mean error vector %s m", (mapped - expected).mean(axis=0))

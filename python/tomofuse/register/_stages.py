@@ -462,9 +462,8 @@ class SitkRegistration:
             # sample).  On a stride-2 subset (1/8 of them: -2.8 of 18 CPU-s on the 160^3 bench pair) the
             # held-out gain of one family member's warp (bench/registration_family.py m11) came out at
             # +0.0004 and a warp that raised its TRE by 0.4 nm was kept.
-            kw = {}
-            mi = (self._metric_value(fixed, rig, held, **kw), self._metric_value(fixed, composed, held, **kw))
-            kw.update(moving=me, metric="correlation")
+            mi = (self._metric_value(fixed, rig, held), self._metric_value(fixed, composed, held))
+            kw = dict(moving=me, metric="correlation")
             gm = (self._metric_value(fe, rig, held, **kw), self._metric_value(fe, composed, held, **kw))
         self.stage_transforms["bspline"] = composed
         # relative improvement of each held-out similarity (both are "lower is better" in ITK)

@@ -348,3 +348,17 @@ def test_pxct_rows_made_up_by_the_alignment():
                 continue
             top, bottom = _made_up_rows(shifts, rows)
             assert (top, rows - 1 - bottom) == (seen[0], seen[-1]), (dy, rows)
+
+
+def test_simulate_raw_again_keeps_the_txtm_truth(raw, tmp_path):
+    """Rerun on existing files (the demo resuming) reuses the TXTM scan and still returns where its detector
+    grid sat in the phantom (the demo's registration TRE needs it)."""
+    import shutil
+
+    again_dir = tmp_path / "again"
+    shutil.copytree(raw.config.parent, again_dir, ignore=shutil.ignore_patterns("reference", "run*", "*kill*"))
+    before = (again_dir / "raw" / "txtm.h5").stat().st_mtime_ns
+    again = pipeline.simulate_raw(again_dir, **SIM)
+    assert (again_dir / "raw" / "txtm.h5").stat().st_mtime_ns == before  # not simulated again
+    assert raw.truth["txtm_origin_m"] is not None
+    assert again.truth["txtm_origin_m"] == raw.truth["txtm_origin_m"]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import h5py
 import numpy as np
 
 from .. import _validate as check
@@ -194,12 +195,17 @@ def simulate_raw(directory: str | os.PathLike, *, shape: Sequence[int] = (48, 64
         tacq = txtm(e, th_t + turn, options=TXTMOptions(energy_kev=TXTM_ENERGY_KEV, resolution=130e-9,
                                                         photons=txtm_photons, pixel_size=txtm_pixel_size,
                                                         distance=0.0), seed=seed + 23, threads=threads)
-        write_dxchange(txtm_file, tacq.data, flat=tacq.flat, dark=tacq.dark, theta=th_t,
-                       attrs={"energy_kev": TXTM_ENERGY_KEV, "pixel_size_m": txtm_pixel_size},
-                       program="tomofuse.pipeline.simulate_raw", overwrite=True)
         t_origin = list(map(float, tacq.origin))
+        # the detector grid's origin in the phantom's frame is simulation truth, kept with the scan so that
+        # a rerun that finds the file (the demo resuming) still knows it
+        write_dxchange(txtm_file, tacq.data, flat=tacq.flat, dark=tacq.dark, theta=th_t,
+                       attrs={"energy_kev": TXTM_ENERGY_KEV, "pixel_size_m": txtm_pixel_size,
+                              "simulated_origin_m": t_origin},
+                       program="tomofuse.pipeline.simulate_raw", overwrite=True)
     else:
-        t_origin = None
+        with h5py.File(txtm_file, "r") as f:
+            stored = f.attrs.get("simulated_origin_m")
+        t_origin = None if stored is None else np.asarray(stored, dtype=np.float64).tolist()
 
     config = root / "config.toml"
     text = template("demo", values={

@@ -169,25 +169,21 @@ Operators make_operators(Shape s, const double sigma[3]) {
     return op;
 }
 
-// ICM's bound of how far a voxel's decision stands (see icm): a fall is enlarged by this factor, and
-// the bound loses this share of itself at every update (both 2^-20, above float's 2^-24 rounding).
+// ICM's bound of how far a voxel's decision stands (see icm), stored in float: it is stored this share
+// below its value, and the most that g's change since can lower it is enlarged by this share (both
+// 2^-20, above float's 2^-24 rounding and double's rounding of the test).
 constexpr double kSlackSafety = 1.0 + 0x1p-20;
 constexpr double kSlackErosion = 0x1p-20;
 
 // Rows of bounds an ICM visit's scan asks for ahead of itself.
 constexpr std::size_t kPrefetchRows = 6;
 
-// One row of a move's update (icm): g -= wzy * G_x and the slack bounds fall by fall * G_x, enlarged
-// by 2^-20 of themselves: more than float's rounding of the result (2^-24 of it), so a stored bound
-// never rises above the true one; a negative bound stays negative. (Compiled without contraction:
-// every clone gives the same bits.)
+// One row of a move's update (icm): g -= wzy * G_x. (Compiled without contraction: every clone gives
+// the same bits.)
 TOMOFUSE_ISA_CLONES
-void move_row(double* __restrict g, float* __restrict slack, const double* __restrict gx, double wzy, double fall,
-              std::size_t len) {
+void move_row(double* __restrict g, const double* __restrict gx, double wzy, std::size_t len) {
     for (std::size_t j = 0; j < len; ++j) {
         g[j] -= wzy * gx[j];
-        const double sv = slack[j];
-        slack[j] = static_cast<float>(sv - fall * gx[j] - kSlackErosion * sv);
     }
 }
 
@@ -625,19 +621,22 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
         return report;
     }
     // Two double volumes: g is residual()'s scratch before it is computed from r, and r the scratch
-    // of g = H^T r. The sweeps need only g: r is freed before them and `slack` allocated in its
-    // place (the peak is two doubles per voxel, not two doubles and a float).
-    // `slack`: a lower bound of how much a voxel's lowest energy change to another label, found "no
-    // move" when it was last evaluated, still stands above 0. A move changes g within the Gram
-    // matrix's reach, and each energy change of a voxel by at most 2 w D |change of g| (D the largest
-    // difference of two levels): the bound falls by that, and a voxel is evaluated again only when it
-    // is negative (the move's 6-neighbors, whose unlike counts change, and the voxel moved: set
-    // negative). A voxel not evaluated would have found no move: the labels are those of evaluating
-    // every voxel at every visit, as tomofuse/segment.hpp describes.
+    // of g = H^T r. The sweeps need only g: r is freed before them and two float volumes, `slack`
+    // and `g_then`, allocated in its place (the peak is two doubles per voxel).
+    // `slack`: when a voxel was last evaluated and kept its label, its lowest energy change to another
+    // label (less its rounding; negative: evaluate it), and `g_then` its g at that time. Moves since
+    // changed each of its energy changes by at most 2 w D |g - g_then| (D the largest difference of
+    // two levels; nothing else in them changes but the 6-neighbors' labels, and a move sets the
+    // bound of its voxel and of those negative): it is evaluated again only when the bound less
+    // that is negative. A voxel not evaluated would have found no move: the labels are those of
+    // evaluating every voxel at every visit, as tomofuse/segment.hpp describes. (Moves update g
+    // alone; the bounds are read where they are needed.)
     // Not initialized: their first writes, plane by plane on the threads (residual(), the fill below),
     // fault the pages in on those threads (a std::vector's zero fill would do it on one).
-    auto r = work_volume<double>(n, "icm");
-    const auto g = work_volume<double>(n, "icm");
+    auto r_volume = work_volume<double>(n, "icm");
+    const auto g_volume = work_volume<double>(n, "icm");
+    double* const r = r_volume.get();
+    double* const g = g_volume.get();
     const Operators op = make_operators(shape, sigma);
     const int hz = op.g[0].half, hy = op.g[1].half, hx = op.g[2].half;
     // Cells on the lattice of the whole volume (the region starts at `origin` in it): an edge of
@@ -664,8 +663,8 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     const double w = m.w, beta = m.beta;
     const int K = n_labels;
 
-    residual(m, labels, op, r.get(), g.get(), threads);
-    report.energy_before = energy_of(m, labels, r.get(), threads);
+    residual(m, labels, op, r, g, threads);
+    report.energy_before = energy_of(m, labels, r, threads);
 
     // g = H^T r once, then kept exact (to rounding) by the updates of every move, in an order
     // fixed by the cells' lattice: the same in a block and in the whole volume.
@@ -673,22 +672,25 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
         const std::size_t nx = shape.nx;
         // r is scratch afterwards: the x-y filtered planes overwrite it
         blur_planes([&](std::size_t z, std::size_t y, double* row) {
-                        const double* src = r.get() + z * plane + y * nx;
+                        const double* src = r + z * plane + y * nx;
                         for (std::size_t x = 0; x < nx; ++x) row[x] = src[x];
                     },
                     [&](std::size_t z, std::size_t q0, std::size_t count, const double* v) {
-                        double* dst = g.get() + z * plane + q0;
+                        double* dst = g + z * plane + q0;
                         for (std::size_t q = 0; q < count; ++q) dst[q] = v[q];
                     },
-                    r.get(), shape, op.ht, threads);
+                    r, shape, op.ht, threads);
     }
-    r.reset();
-    const auto slack = work_volume<float>(n, "icm");
+    r_volume.reset();
+    const auto slack_volume = work_volume<float>(n, "icm");
+    const auto g_then_volume = work_volume<float>(n, "icm");  // read only where slack >= 0 (written with it)
+    float* const slack = slack_volume.get();
+    float* const g_then = g_then_volume.get();
     {
         const std::size_t plane_size = shape.ny * shape.nx;
         TOMOFUSE_OMP(parallel for schedule(static) num_threads(threads))
         for (std::ptrdiff_t z = 0; z < static_cast<std::ptrdiff_t>(shape.nz); ++z) {
-            std::fill_n(slack.get() + static_cast<std::size_t>(z) * plane_size, plane_size, -1.0f);
+            std::fill_n(slack + static_cast<std::size_t>(z) * plane_size, plane_size, -1.0f);
         }
     }
     // A cell is visited only when a voxel of it wanted to move at the sweep's first look, or a move
@@ -798,10 +800,8 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 const double wz = dm * op.g[0].at(static_cast<std::size_t>(zz), static_cast<std::ptrdiff_t>(z));
                 for (std::ptrdiff_t yy = yl; yy <= yh; ++yy) {
                     const double wzy = wz * op.g[1].at(static_cast<std::size_t>(yy), static_cast<std::ptrdiff_t>(y));
-                    double* row = g.get() + (static_cast<std::size_t>(zz) * shape.ny + static_cast<std::size_t>(yy)) * shape.nx;
-                    float* srow = slack.get() + (row - g.get());
-                    const double fall = kSlackSafety * 2.0 * w * level_span * std::fabs(wzy);
-                    move_row(row + xl, srow + xl, gxp + xl, wzy, fall, static_cast<std::size_t>(xh - xl + 1));
+                    double* row = g + (static_cast<std::size_t>(zz) * shape.ny + static_cast<std::size_t>(yy)) * shape.nx;
+                    move_row(row + xl, gxp + xl, wzy, static_cast<std::size_t>(xh - xl + 1));
                 }
             }
             // the voxel and its 6-neighbors (their unlike counts change; beyond the box where a sigma is 0)
@@ -813,14 +813,20 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             if (z > 0) slack[i - plane] = -1.0f;
             if (z + 1 < shape.nz) slack[i + plane] = -1.0f;
         };
-        // Voxel i if its bound is negative (counted in `evals`): true if it wants to move (`de` its
-        // energy change; its bound stays negative); one that keeps its label gets the bound `other`
-        // less its rounding (1e-12 of its terms' size, far above double's) and 2^-20 of itself
-        // (float's rounding).
+        // Voxel i unless its bound, lowered by the change of g since it was set, still stands (evaluated:
+        // counted in `evals`): true if it wants to move (`de` its energy change; its bound stays
+        // negative); one that keeps its label gets the bound `other` less its rounding (1e-12 of its
+        // terms' size, far above double's) and 2^-20 of itself (float's rounding), and g_then its g.
+        // The change of g is taken from the float g_then, enlarged by g_then's rounding (2^-24 of it).
+        const double fall_per_g = kSlackSafety * 2.0 * w * level_span;
         auto evaluate = [&](std::size_t i, std::size_t z, std::size_t y, std::size_t x, std::int64_t& evals,
                             double& de) {
-            if (slack[i] >= 0.0f) {
-                return false;
+            const float si = slack[i];
+            if (si >= 0.0f) {
+                const double then = g_then[i];
+                if (si - fall_per_g * (std::fabs(g[i] - then) + 0x1p-23 * std::fabs(then)) >= 0.0) {
+                    return false;
+                }
             }
             ++evals;
             double other, scale;
@@ -830,6 +836,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             const double b = other - 1e-12 * scale;
             slack[i] = b > 0 ? static_cast<float>(std::min(b * (1.0 - kSlackErosion), 1e30))
                              : -1.0f;  // (no other label allowed: 1e30)
+            g_then[i] = static_cast<float>(g[i]);
             return false;
         };
         std::int64_t total = 0, n_eval = 0;
@@ -906,15 +913,15 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 // (in raster order a blurred edge's misfit is taken by the first voxel visited);
                 // ties in raster order.
                 std::vector<std::pair<double, std::size_t>> cand;
-                // the cell's rows of bounds, kPrefetchRows ahead of the scan (rows a plane apart
-                // defeat the hardware's prefetch)
+                // the cell's rows of bounds, of g_then and of g, kPrefetchRows ahead of the scan (rows a
+                // plane apart defeat the hardware's prefetch)
                 const std::size_t cell_ny = hi[1] - lo[1], cell_rows = (hi[0] - lo[0]) * cell_ny;
                 auto prefetch_row = [&](std::size_t row) {
                     if (row < cell_rows) {
-                        const float* p = slack.get() + ((lo[0] + row / cell_ny) * shape.ny + lo[1] + row % cell_ny) *
-                                                           shape.nx;
-                        __builtin_prefetch(p + lo[2]);
-                        __builtin_prefetch(p + hi[2] - 1);
+                        const std::size_t at =
+                            ((lo[0] + row / cell_ny) * shape.ny + lo[1] + row % cell_ny) * shape.nx;
+                        __builtin_prefetch(slack + at + lo[2]);
+                        __builtin_prefetch(slack + at + hi[2] - 1);
                     }
                 };
                 for (std::size_t row = 0; row < kPrefetchRows; ++row) prefetch_row(row);
@@ -1032,11 +1039,12 @@ std::int64_t shell_moves(const float* data, std::uint8_t* labels, Shape shape, c
             if (c != 0) members[fill[c]++] = i;
         }
     }
-    const auto r = work_volume<double>(n, "shell_moves");  // written in full by residual() (see icm)
+    const auto r_volume = work_volume<double>(n, "shell_moves");  // written in full by residual() (see icm)
+    double* const r = r_volume.get();
     {
         const auto work = work_volume<double>(n, "shell_moves");
         const Operators op = make_operators(shape, sigma);
-        residual(m, labels, op, r.get(), work.get(), threads);
+        residual(m, labels, op, r, work.get(), threads);
     }
     Band h[3];
     const std::size_t dim[3] = {shape.nz, shape.ny, shape.nx};

@@ -29,9 +29,10 @@
 // of the block's edges.
 //
 // A visit skips the voxels whose decision provably stands: when a voxel is found to keep its
-// label, the lowest energy change to another label is kept as a bound, lowered by every later
-// move by the most it can change that voxel's energy changes (2 w D |change of g|, D the largest
-// difference of levels; the move's voxel and its 6-neighbors are always visited again). Every
+// label, the lowest energy change to another label is kept as a bound with the voxel's g at that
+// time, and the voxel is skipped while the bound exceeds the most that g's change since can have
+// changed its energy changes (2 w D |change of g|, D the largest difference of levels; the move's
+// voxel and its 6-neighbors are always visited again). Every
 // sweep starts with a look, plane by plane in memory order, at the voxels whose bound is negative
 // (their best moves from the sweep's starting g; a bound for those that keep their label), and
 // visits only the cells where a voxel still wants to move or that a move has reached since. The

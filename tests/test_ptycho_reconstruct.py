@@ -10,6 +10,7 @@ pty-chi benchmark). The object error removes constant phase, phase ramp, scale a
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 import re
 from pathlib import Path
 
@@ -115,6 +116,22 @@ def _run(case, engines, **kw):
 
 def _error(case, r):
     return ptycho.object_error(r.object, case["truth"], mask=case["mask"])
+
+
+def test_dm_error_interval_reports_without_changing_the_iterate(small_case):
+    # the model's Fourier error costs an FFT per pattern: computed at the stage's first and last iteration and every
+    # error_interval, NaN in between -- the same values as computing it every time, and the same object bit for bit
+    dm = ptycho.DMOptions(defocus_search=0)
+    every = _run(small_case, (("dm", 25),), dm=replace(dm, error_interval=1), holdout=False)
+    sparse = _run(small_case, (("dm", 25),), dm=replace(dm, error_interval=10), holdout=False)
+    e1, e10 = np.asarray(every.errors[0][1]), np.asarray(sparse.errors[0][1])
+    assert np.all(np.isfinite(e1)) and len(e1) == len(e10) == 25
+    assert np.flatnonzero(np.isfinite(e10)).tolist() == [0, 9, 19, 24]
+    np.testing.assert_array_equal(e10[[0, 9, 19, 24]], e1[[0, 9, 19, 24]])
+    np.testing.assert_array_equal(sparse.object, every.object)
+    np.testing.assert_array_equal(sparse.probe, every.probe)
+    with pytest.raises(ValueError, match="error_interval"):
+        ptycho.DMOptions(error_interval=0)
 
 
 def test_acceptance_object_error_and_monotone_errors(small_case):

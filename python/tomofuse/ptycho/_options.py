@@ -55,6 +55,13 @@ class DMOptions:
         trial by the object error on every member tried (a guess 40 % too
         small: 0.94 -> 0.35 after DM 20; one 40 % too large: 0.43 -> 0.28).
         Costs 7 x this many DM iterations.
+    error_interval : int
+        The Fourier error of the model (``Reconstruction.errors``) is computed
+        at a stage's first and last iteration and every this many iterations
+        (NaN in between); 1 computes it at every iteration.  It costs one more
+        FFT per pattern and mode: measured on a 419 x 128^2 scan (one thread),
+        0.100 s per DM iteration with it, 0.082 without.  The engine itself
+        does not read it.
     """
 
     probe_update_start: int = 1
@@ -62,6 +69,7 @@ class DMOptions:
     fourier_bound: float = 1.0
     fourier_bound_ramp: int = 40
     defocus_search: Optional[int] = None
+    error_interval: int = 10
 
     def __post_init__(self):
         check.integer(self.probe_update_start, "DMOptions.probe_update_start", minimum=0)
@@ -71,6 +79,7 @@ class DMOptions:
         check.integer(self.fourier_bound_ramp, "DMOptions.fourier_bound_ramp", minimum=0)
         if self.defocus_search is not None:
             check.integer(self.defocus_search, "DMOptions.defocus_search (or None)", minimum=0)
+        check.integer(self.error_interval, "DMOptions.error_interval", minimum=1)
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,8 @@ class Reconstruction:
         ``"dm"`` the Fourier (amplitude) error of the model after the
         iteration's overlap projection, ``sum (|F(P o_k)| - sqrt(I))^2 / sum I``
         over valid pixels (its floor is the Poisson noise, about
-        ``#pixels / 4 / sum I``); for ``"ml"`` the objective per valid detector pixel: the Poisson deviance
+        ``#pixels / 4 / sum I``), NaN at the iterations where it was not
+        computed (``DMOptions.error_interval``); for ``"ml"`` the objective per valid detector pixel: the Poisson deviance
         (negative log-likelihood minus its minimum) plus the smoothness prior
         (see ``ml_smoothness``). ML stops early, with fewer entries, once two
         iterations in a row find no decrease (converged to float32 precision).
@@ -855,11 +856,14 @@ class _Run:
             if work is None or work.size != self.scan.dm_workspace_bytes:  # a new scan after position refinement
                 work = np.empty(self.scan.dm_workspace_bytes, np.uint8)
             ramp = min(1.0, it / dm.fourier_bound_ramp) if dm.fourier_bound_ramp else 1.0
-            _, e = self.scan.dm_iteration(amp, self.valid, self.obj, self.probe, self.exit_waves,
-                                          update_probe=it >= dm.probe_update_start,
-                                          overlap_iterations=dm.overlap_iterations, bound=bound * ramp,
-                                          model_error=True, workspace=work, threads=self.threads)
-            errs.append(float(e.sum()) / max(self.total, 1e-30))
+            # the model's error at the stage's first and last iteration and every error_interval
+            # (an FFT per pattern more; nothing in the engine reads it)
+            report = it == 0 or it + 1 == iters or (it + 1) % dm.error_interval == 0
+            out = self.scan.dm_iteration(amp, self.valid, self.obj, self.probe, self.exit_waves,
+                                         update_probe=it >= dm.probe_update_start,
+                                         overlap_iterations=dm.overlap_iterations, bound=bound * ramp,
+                                         model_error=report, workspace=work, threads=self.threads)
+            errs.append(float(out[1].sum()) / max(self.total, 1e-30) if report else math.nan)
             if refine_now or validate_now:
                 work = None
             if self.modes > 1 and it >= dm.probe_update_start:

@@ -10,8 +10,8 @@ pty-chi benchmark). The object error removes constant phase, phase ramp, scale a
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import replace
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

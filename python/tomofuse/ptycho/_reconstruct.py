@@ -856,8 +856,8 @@ class _Run:
             if work is None or work.size != self.scan.dm_workspace_bytes:  # a new scan after position refinement
                 work = np.empty(self.scan.dm_workspace_bytes, np.uint8)
             ramp = min(1.0, it / dm.fourier_bound_ramp) if dm.fourier_bound_ramp else 1.0
-            # the model's error at the stage's first and last iteration and every error_interval
-            # (an FFT per pattern more; nothing in the engine reads it)
+            # the model's error at the stage's first (0) and last iteration and every error_interval -- the same
+            # iterations in a resumed run (an FFT per pattern more; nothing in the engine reads it)
             report = it == 0 or it + 1 == iters or (it + 1) % dm.error_interval == 0
             out = self.scan.dm_iteration(amp, self.valid, self.obj, self.probe, self.exit_waves,
                                          update_probe=it >= dm.probe_update_start,

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import h5py
 import numpy as np
 
 from .. import _validate as check
@@ -131,7 +130,7 @@ def simulate_raw(directory: str | os.PathLike, *, shape: Sequence[int] = (48, 64
     SimulatedScan
     """
     from ..acquire import PXCTOptions, TXTMOptions, ptycho_scan, pxct_phase, txtm
-    from ..io import atomic_path, write_cxi, write_dxchange
+    from ..io import atomic_path, read_dxchange, write_cxi, write_dxchange
     from ..phantom import electrode, refractive_volume
     from ..ptycho import focused_probe
     from ._config import template
@@ -203,8 +202,7 @@ def simulate_raw(directory: str | os.PathLike, *, shape: Sequence[int] = (48, 64
                               "simulated_origin_m": t_origin},
                        program="tomofuse.pipeline.simulate_raw", overwrite=True)
     else:
-        with h5py.File(txtm_file, "r") as f:
-            stored = f.attrs.get("simulated_origin_m")
+        stored = read_dxchange(txtm_file, rows=slice(0, 1)).attrs.get("simulated_origin_m")
         t_origin = None if stored is None else np.asarray(stored, dtype=np.float64).tolist()
 
     config = root / "config.toml"

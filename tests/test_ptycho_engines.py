@@ -471,7 +471,8 @@ def test_ml_workspace_changes_nothing(shift_case):
 def test_dm_workspace_changes_nothing(shift_case, subpixel_steps):
     """The scratch that the engine loop keeps for DM (shifted probes, per-bin sums, update terms) gives
     the same iterations bit for bit as calls that allocate their own, whatever it held before, for the
-    shifted-probe and the bilinear model; a workspace of the wrong size, or one sharing memory with an
+    shifted-probe and the bilinear model, also when the calls reuse its shifted probes
+    (``reuse_workspace``) with the probe held and changed between calls; a workspace of the wrong size, or one sharing memory with an
     output, is refused."""
     c = shift_case
     n, h, modes, k = c["n"], c["h"], 2, len(c["pos"])
@@ -483,20 +484,28 @@ def test_dm_workspace_changes_nothing(shift_case, subpixel_steps):
     amp = np.sqrt(np.random.default_rng(6).poisson(np.sum(np.abs(np.fft.fft2(ex, norm="ortho")) ** 2, axis=1))
                   ).astype(np.float32)
 
-    def run(workspace, iterations=4):
+    def run(workspace, iterations=4, reuse=False):
+        # the probe is held for an iteration (its shifted probes unchanged from the call before: reused) and
+        # changed in place between two calls (the workspace's no longer match it: recomputed)
         obj, probe, exit_ = np.ones((h, h), np.complex64), probe0.copy(), ex.copy()
-        errors = [s.dm_iteration(amp, None, obj, probe, exit_, overlap_iterations=2, model_error=True,
-                                 workspace=workspace, threads=2) for _ in range(iterations)]
+        errors = []
+        for it in range(iterations):
+            if it == 2:
+                probe *= np.complex64(0.9 + 0.1j)
+            errors.append(s.dm_iteration(amp, None, obj, probe, exit_, overlap_iterations=2, model_error=True,
+                                         update_probe=it != 1, workspace=workspace,
+                                         reuse_workspace=reuse and it > 0, threads=2))
         return errors, obj, probe, exit_
 
     errors, obj, probe, exit_ = run(None)
-    ws = np.random.default_rng(7).integers(0, 256, s.dm_workspace_bytes, dtype=np.uint8)
-    errors_w, obj_w, probe_w, exit_w = run(ws)
-    for (e, m), (e_w, m_w) in zip(errors, errors_w):
-        np.testing.assert_array_equal(e, e_w)
-        np.testing.assert_array_equal(m, m_w)
-    for a, b in ((obj, obj_w), (probe, probe_w), (exit_, exit_w)):
-        np.testing.assert_array_equal(a, b)
+    for reuse in (False, True):
+        ws = np.random.default_rng(7).integers(0, 256, s.dm_workspace_bytes, dtype=np.uint8)
+        errors_w, obj_w, probe_w, exit_w = run(ws, reuse=reuse)
+        for (e, m), (e_w, m_w) in zip(errors, errors_w):
+            np.testing.assert_array_equal(e, e_w)
+            np.testing.assert_array_equal(m, m_w)
+        for a, b in ((obj, obj_w), (probe, probe_w), (exit_, exit_w)):
+            np.testing.assert_array_equal(a, b)
     assert not np.array_equal(obj, np.ones_like(obj))
     with pytest.raises(ValueError, match="workspace"):
         run(np.zeros(s.dm_workspace_bytes + 1, np.uint8), iterations=1)

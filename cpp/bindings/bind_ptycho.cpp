@@ -250,7 +250,7 @@ ValueError
             [](const Scan& s, const py::object& amplitudes, const py::object& mask, const py::object& object,
                const py::object& probe, const py::object& exit, bool update_object, bool update_probe,
                int overlap_iterations, float object_inertia, float probe_inertia, const py::object& bound,
-               bool model_error, const py::object& workspace, int threads) {
+               bool model_error, const py::object& workspace, bool reuse_workspace, int threads) {
                 const Frames sh = shapes(s);
                 py::array_t<float> keep;
                 py::array_t<std::uint8_t> keep_mask;
@@ -290,6 +290,7 @@ ValueError
                 opt.object_inertia = object_inertia;
                 opt.probe_inertia = probe_inertia;
                 opt.bound = bound.is_none() ? nullptr : keep_bound.data();
+                opt.reuse_workspace = reuse_workspace && !workspace.is_none();
                 py::array_t<double> err(static_cast<py::ssize_t>(s.size()));
                 double* ep = err.mutable_data();
                 py::array_t<double> merr(static_cast<py::ssize_t>(model_error ? s.size() : 0));
@@ -308,7 +309,7 @@ ValueError
             py::kw_only(), py::arg("update_object") = true, py::arg("update_probe") = true,
             py::arg("overlap_iterations") = 1, py::arg("object_inertia") = 1e-3f, py::arg("probe_inertia") = 1e-3f,
             py::arg("bound") = py::none(), py::arg("model_error") = false, py::arg("workspace") = py::none(),
-            py::arg("threads") = 0,
+            py::arg("reuse_workspace") = false, py::arg("threads") = 0,
             R"doc(One difference-map iteration in place on object, probe and exit.
 
 First the overlap projection (object then probe, `overlap_iterations` times,
@@ -321,6 +322,9 @@ model_error=True returns (error, model_error), the latter the same sum for the
 model P o_k after the overlap projection (one more FFT per pattern). `workspace`:
 optional uint8 scratch of `dm_workspace_bytes` bytes (any contents) that the
 iteration uses instead of allocating its own; keep one for a run's iterations.
+`reuse_workspace=True` says the workspace is the previous call's, unmodified
+since: the shifted probes it holds are reused when they were computed from the
+same probe and shifts (checked bit for bit; the same result either way).
 Returns the (K,) float64 sum of squared amplitude errors per pattern, before the
 modulus constraint.)doc")
         .def(

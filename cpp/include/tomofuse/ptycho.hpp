@@ -88,6 +88,9 @@ public:
     /// Probe shift bin of pattern k, and the (fy, fx) shift of bin b.
     std::uint32_t bin(std::size_t k) const noexcept { return bin_of_[k]; }
     const std::pair<float, float>& bin_shift(std::size_t b) const noexcept { return bin_shift_[b]; }
+    /// The 1-D Fourier phase ramps of bin b's shift, exp(-2 pi i f u / N) for the N
+    /// frequencies u in FFT order: along rows (axis 0, f = fy) and columns (axis 1, f = fx).
+    const cfloat* ramp(std::size_t b, int axis) const noexcept { return ramps_.data() + (2 * b + (axis != 0)) * n_; }
 
 private:
     std::size_t n_;
@@ -98,6 +101,7 @@ private:
     std::vector<Window> windows_;
     std::vector<std::uint32_t> bin_of_;
     std::vector<std::pair<float, float>> bin_shift_;
+    std::vector<cfloat> ramps_;  // (bins, 2, n): see ramp()
     fft::Plan2D plan_;
 };
 
@@ -129,6 +133,12 @@ struct DMOptions {
     /// modulus constraint leaves a pattern alone, and down to which it relaxes it
     /// (Thibault et al. 2009's power bound); nullptr = strict constraint.
     const double* bound = nullptr;
+    /// The `workspace` is the one the previous call used, unmodified since: the shifted
+    /// probes it holds are reused when the probe and the scan's shifts are those they were
+    /// computed from (compared bit for bit; recomputed otherwise). A DM iteration's Fourier
+    /// pass and the next one's overlap projection usually see the same probe (one shift of
+    /// every probe bin saved per iteration). Same result either way.
+    bool reuse_workspace = false;
 };
 
 /// One difference-map iteration, in place:
@@ -148,7 +158,8 @@ struct DMOptions {
 /// `model_error[k]`, if not null, the same for the model P o_k after the
 /// overlap projection (one more transform per pattern and mode). `workspace`, if
 /// not null, holds dm_workspace_bytes(scan) bytes of scratch (any contents,
-/// overwritten): the shifted probes, the per-bin probe sums and the update terms,
+/// overwritten, unless options.reuse_workspace says they are the previous call's):
+/// the shifted probes, the per-bin probe sums and the update terms,
 /// which are otherwise allocated by every call (hundreds of MB at the paper's
 /// 400^2 patterns: a caller that iterates keeps one workspace and saves the
 /// system's page zeroing). Object, probe, exit, error, model_error and workspace

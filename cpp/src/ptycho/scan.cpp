@@ -61,27 +61,14 @@ void check_pointers(const char* where, std::initializer_list<const void*> ptrs) 
 namespace {
 
 // 1-D phase ramp exp(-2 pi i f k / n), k in numpy.fft.fftfreq order (times n).
-std::vector<cfloat> ramp_1d(std::size_t n, double f) {
-    std::vector<cfloat> r(n);
+void ramp_1d(std::size_t n, double f, cfloat* r) {
     const double pi = 3.14159265358979323846;
     for (std::size_t u = 0; u < n; ++u) {
         const double k = u < (n + 1) / 2 ? static_cast<double>(u) : static_cast<double>(u) - static_cast<double>(n);
         const double ph = -2.0 * pi * f * k / static_cast<double>(n);
         r[u] = cfloat(static_cast<float>(std::cos(ph)), static_cast<float>(std::sin(ph)));
     }
-    return r;
 }
-
-// The 1-D phase ramps (rows and columns) of every shift bin.
-struct Ramps {
-    std::vector<std::vector<cfloat>> y, x;
-    explicit Ramps(const Scan& s) : y(s.bins()), x(s.bins()) {
-        for (std::size_t b = 0; b < s.bins(); ++b) {
-            y[b] = ramp_1d(s.n(), s.bin_shift(b).first);
-            x[b] = ramp_1d(s.n(), s.bin_shift(b).second);
-        }
-    }
-};
 
 }  // namespace
 
@@ -94,9 +81,6 @@ void shift_into(const Scan& s, const cfloat* probe, cfloat* out, int threads) {
     for (std::size_t m = 0; m < modes; ++m) {
         forward(s, spec.data() + m * nn);
     }
-    const Ramps ramps(s);
-    const auto& ry = ramps.y;
-    const auto& rx = ramps.x;
     const float inv_nn = 1.0f / static_cast<float>(nn);
     const auto total = static_cast<std::ptrdiff_t>(bins * modes);
     RegionErrors errors;
@@ -107,10 +91,12 @@ void shift_into(const Scan& s, const cfloat* probe, cfloat* out, int threads) {
             const auto m = static_cast<std::size_t>(idx) % modes;
             cfloat* o = out + static_cast<std::size_t>(idx) * nn;
             const cfloat* sp = spec.data() + m * nn;
+            const cfloat* ry = s.ramp(b, 0);
+            const cfloat* rx = s.ramp(b, 1);
             for (std::size_t u = 0; u < n; ++u) {
-                const cfloat ru = ry[b][u] * inv_nn;
+                const cfloat ru = ry[u] * inv_nn;
                 for (std::size_t v = 0; v < n; ++v) {
-                    o[u * n + v] = sp[u * n + v] * (ru * rx[b][v]);
+                    o[u * n + v] = sp[u * n + v] * (ru * rx[v]);
                 }
             }
             backward(s, o);
@@ -148,9 +134,6 @@ void unshift_sum_modes(const Scan& s, cfloat* per_bin, cfloat* out, std::size_t 
         });
     }
     transform_errors.rethrow();
-    const Ramps ramps(s);
-    const auto& ry = ramps.y;
-    const auto& rx = ramps.x;
     const float inv_nn = 1.0f / static_cast<float>(nn);
     const auto rows = static_cast<std::ptrdiff_t>(modes * n);
     TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
@@ -161,9 +144,10 @@ void unshift_sum_modes(const Scan& s, cfloat* per_bin, cfloat* out, std::size_t 
         std::fill(o, o + n, cfloat(0.0f, 0.0f));
         for (std::size_t b = 0; b < bins; ++b) {
             const cfloat* a = per_bin + (b * modes + m) * nn + u * n;
-            const cfloat ru = std::conj(ry[b][u]);
+            const cfloat ru = std::conj(s.ramp(b, 0)[u]);
+            const cfloat* rx = s.ramp(b, 1);
             for (std::size_t v = 0; v < n; ++v) {
-                o[v] += a[v] * (ru * std::conj(rx[b][v]));
+                o[v] += a[v] * (ru * std::conj(rx[v]));
             }
         }
         for (std::size_t v = 0; v < n; ++v) {
@@ -267,6 +251,11 @@ Scan::Scan(std::size_t n, std::size_t modes, std::size_t height, std::size_t wid
     }
     for (std::size_t k = 0; k < count; ++k) {
         bin_of_[k] = static_cast<std::uint32_t>(std::lower_bound(codes.begin(), codes.end(), code[k]) - codes.begin());
+    }
+    ramps_.resize(bin_shift_.size() * 2 * n_);
+    for (std::size_t b = 0; b < bin_shift_.size(); ++b) {
+        ramp_1d(n_, bin_shift_[b].first, ramps_.data() + 2 * b * n_);
+        ramp_1d(n_, bin_shift_[b].second, ramps_.data() + (2 * b + 1) * n_);
     }
 }
 

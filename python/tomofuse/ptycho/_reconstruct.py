@@ -853,7 +853,8 @@ class _Run:
         for it in range(first, iters):
             refine_now = refine is not None and it >= refine.start and (it - refine.start) % refine.interval == 0
             validate_now = rule is not None and (it + 1) % HOLDOUT_INTERVAL == 0
-            if work is None or work.size != self.scan.dm_workspace_bytes:  # a new scan after position refinement
+            reuse = work is not None and work.size == self.scan.dm_workspace_bytes  # the previous call's
+            if not reuse:  # a new scan after position refinement
                 work = np.empty(self.scan.dm_workspace_bytes, np.uint8)
             ramp = min(1.0, it / dm.fourier_bound_ramp) if dm.fourier_bound_ramp else 1.0
             # the model's error at the stage's first (0) and last iteration and every error_interval -- the same
@@ -862,7 +863,8 @@ class _Run:
             out = self.scan.dm_iteration(amp, self.valid, self.obj, self.probe, self.exit_waves,
                                          update_probe=it >= dm.probe_update_start,
                                          overlap_iterations=dm.overlap_iterations, bound=bound * ramp,
-                                         model_error=report, workspace=work, threads=self.threads)
+                                         model_error=report, workspace=work, reuse_workspace=reuse,
+                                         threads=self.threads)
             errs.append(float(out[1].sum()) / max(self.total, 1e-30) if report else math.nan)
             if refine_now or validate_now:
                 work = None

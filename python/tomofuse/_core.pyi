@@ -316,10 +316,12 @@ class PtychoScan:
                      exit: _Complex64Array, *, update_object: bool = True, update_probe: bool = True,
                      overlap_iterations: int = 1, object_inertia: float = 1e-3, probe_inertia: float = 1e-3,
                      bound: _F64 | None = None, model_error: bool = False,
-                     workspace: npt.NDArray[np.uint8] | None = None,
+                     workspace: npt.NDArray[np.uint8] | None = None, reuse_workspace: bool = False,
                      threads: int = 0) -> _F64 | tuple[_F64, _F64]:
         """One difference-map iteration in place; (K,) errors (and model errors). ``workspace``: optional
-        uint8 scratch of ``dm_workspace_bytes`` bytes, kept by the caller across iterations."""
+        uint8 scratch of ``dm_workspace_bytes`` bytes, kept by the caller across iterations;
+        ``reuse_workspace=True``: it is the previous call's, unmodified since (its shifted probes are reused
+        when the probe and the shifts are those they were computed from; the same result)."""
     @property
     def dm_workspace_bytes(self) -> int: ...
     def object_gather(self, probe: _Complex64Array, waves: _Complex64Array, *,

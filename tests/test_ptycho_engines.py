@@ -233,6 +233,9 @@ def test_ml_gradient_matches_reference_and_finite_differences(case):
                               hp32.astype(complex), pos)
     assert abs(b1 - rb1) < 1e-3 * abs(rb1) and abs(b2 - rb2) < 1e-3 * abs(rb2)
     assert abs(b1 - 2 * (np.vdot(rgo, ho32).real + np.vdot(rgp, hp32).real)) < 1e-3 * abs(b1)
+    # with chi, B2's cross term comes from real space (Parseval): the same coefficients
+    c1, c2 = s.ml_line_coefficients(data, None, obj, probe, ho32, hp32, far, chi=chi)
+    assert c1 == b1 and abs(c2 - rb2) < 1e-3 * abs(rb2) and abs(c2 - b2) < 1e-5 * abs(b2)
     # the second-order model of L along h, against the exact value at a small step
     a = 0.5
     exact = ml_reference(data, obj + a * ho32, probe + a * hp32, pos)[0]
@@ -425,6 +428,42 @@ def test_shifted_model_ml_gradient_against_finite_differences(shift_case):
     fd = (nll(obj + a * ho, probe + a * hp) - nll(obj - a * ho, probe - a * hp)) / (2 * a)
     directional = 2 * (np.vdot(go, ho).real + np.vdot(gp, hp).real)
     assert abs(fd - directional) < 2e-3 * abs(directional)
+
+
+def test_line_cross_term_in_real_space_matches_transform(shift_case):
+    """B2's cross term sum l' 2 Re(conj F(P o) F(h_P h_o)) from the back-propagated residuals in real space
+    equals the transform's, for the shifted-probe model with two modes and invalid detector pixels, along
+    directions that move the object only, the probe only, or both."""
+    c = shift_case
+    n, h, modes, k = c["n"], c["h"], 2, len(c["pos"])
+    s = _core.PtychoScan(n, modes, (h, h), c["pos"] + 0.3, subpixel_steps=8)
+    probe = np.stack([c["probe"] * 30, c["probe"] * np.complex64(3j)]).astype(np.complex64)
+    ex = np.empty((k, modes, n, n), np.complex64)
+    s.exit_waves(c["obj"], probe * np.complex64(1.1), ex)
+    data = np.random.default_rng(8).poisson(np.sum(np.abs(np.fft.fft2(ex, norm="ortho")) ** 2, axis=1))
+    data = data.astype(np.float32)
+    mask = np.ones((n, n), np.uint8)
+    mask[: n // 8] = 0
+    # a point well off the data's (the model intensity ~2.6x the counts: residual weights l' near 0.6),
+    # where the cross term is a sizeable part of B2
+    obj = (c["obj"] * np.complex64(np.exp(0.2j))).astype(np.complex64)
+    probe = (probe * np.complex64(1.6)).astype(np.complex64)
+    far, chi = np.empty_like(ex), np.empty_like(ex)
+    s.ml_gradient(data, mask, obj, probe, far, chi)
+    rng = np.random.default_rng(9)
+    # directions with a part along the point itself (f2 = F(h_P h_o) then correlates with F(P o)) and a
+    # random part
+    ho = (0.3 * obj + 0.1 * (rng.standard_normal((h, h)) + 1j * rng.standard_normal((h, h)))).astype(np.complex64)
+    hp = (probe * (0.3 + 0.1 * (rng.standard_normal(probe.shape) + 1j * rng.standard_normal(probe.shape))))
+    hp = hp.astype(np.complex64)
+    for dirs in ((ho, hp), (ho, np.zeros_like(hp)), (np.zeros_like(ho), hp)):
+        b1, b2 = s.ml_line_coefficients(data, mask, obj, probe, *dirs, far)
+        c1, c2 = s.ml_line_coefficients(data, mask, obj, probe, *dirs, far, chi=chi)
+        assert c1 == b1
+        assert abs(c2 - b2) < 1e-5 * abs(b2), (c2, b2)
+        # the cross term itself (B2 with a zero chi lacks it): 14 % of B2 when both move, none otherwise
+        _, z2 = s.ml_line_coefficients(data, mask, obj, probe, *dirs, far, chi=np.zeros_like(chi))
+        assert (abs(b2 - z2) > 0.1 * abs(b2)) if dirs[0].any() and dirs[1].any() else (z2 == c2)
 
 
 def test_ml_workspace_changes_nothing(shift_case):

@@ -413,7 +413,7 @@ residual, unitary) as work buffers.)doc")
             "ml_line_coefficients",
             [](const Scan& s, const py::object& intensities, const py::object& mask, const py::object& object,
                const py::object& probe, const py::object& h_object, const py::object& h_probe, const py::object& far,
-               float intensity_floor, int threads) {
+               const py::object& chi, float intensity_floor, int threads) {
                 const Frames sh = shapes(s);
                 py::array_t<float> keep;
                 py::array_t<std::uint8_t> keep_mask;
@@ -423,6 +423,10 @@ residual, unitary) as work buffers.)doc")
                 auto ho = require_shape<std::complex<float>>(h_object, "h_object", sh.object, false);
                 auto hp = require_shape<std::complex<float>>(h_probe, "h_probe", sh.probe, false);
                 auto f = require_shape<std::complex<float>>(far, "far", sh.waves, false);
+                py::array_t<std::complex<float>> c;
+                if (!chi.is_none()) {
+                    c = require_shape<std::complex<float>>(chi, "chi", sh.waves, false);
+                }
                 const ptycho::MLOptions opt = ml_options(intensity_floor);
                 check_threads(threads);
                 double b1 = 0.0;
@@ -430,14 +434,16 @@ residual, unitary) as work buffers.)doc")
                 {
                     py::gil_scoped_release release;
                     ptycho::ml_line_coefficients(s, d, o.data(), p.data(), ho.data(), hp.data(), f.data(), opt, &b1, &b2,
-                                                 threads);
+                                                 threads, nullptr, chi.is_none() ? nullptr : c.data());
                 }
                 return py::make_tuple(b1, b2);
             },
             py::arg("intensities"), py::arg("mask"), py::arg("object"), py::arg("probe"), py::arg("h_object"),
-            py::arg("h_probe"), py::arg("far"), py::kw_only(), py::arg("intensity_floor") = 1e-6f,
-            py::arg("threads") = 0,
-            "(B1, B2) of L(x + a h) ~ L(x) + B1 a + B2 a^2, far holding F(P_km o_k) at x (from ml_gradient).")
+            py::arg("h_probe"), py::arg("far"), py::kw_only(), py::arg("chi") = py::none(),
+            py::arg("intensity_floor") = 1e-6f, py::arg("threads") = 0,
+            "(B1, B2) of L(x + a h) ~ L(x) + B1 a + B2 a^2, far holding F(P_km o_k) at x (from ml_gradient). "
+            "With chi (the back-propagated residuals of the same ml_gradient call) the cross term of B2 is "
+            "computed in real space (Parseval): one transform per pattern and mode fewer, equal up to rounding.")
         .def(
             "ml_iteration",
             [](const Scan& s, const py::object& intensities, const py::object& mask, const py::object& object,

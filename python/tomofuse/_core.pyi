@@ -333,8 +333,8 @@ class PtychoScan:
                     threads: int = 0) -> tuple[_F64, _Complex64Array, _Complex64Array, _F32, _F32]: ...
     def ml_line_coefficients(self, intensities: _F32, mask: _U8 | None, object: _Complex64Array,
                              probe: _Complex64Array, h_object: _Complex64Array, h_probe: _Complex64Array,
-                             far: _Complex64Array, *, intensity_floor: float = 1e-6,
-                             threads: int = 0) -> tuple[float, float]: ...
+                             far: _Complex64Array, *, chi: _Complex64Array | None = None,
+                             intensity_floor: float = 1e-6, threads: int = 0) -> tuple[float, float]: ...
     def ml_iteration(self, intensities: _F32, mask: _U8 | None, object: _Complex64Array, probe: _Complex64Array,
                      state: object, far: _Complex64Array, chi: _Complex64Array, *, start: bool = False,
                      update_object: bool = True, update_probe: bool = True, intensity_floor: float = 1e-6,

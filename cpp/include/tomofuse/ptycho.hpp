@@ -244,11 +244,14 @@ TOMOFUSE_EXPORT double ml_gradient(const Scan& scan, const Data& intensities, co
 /// Coefficients (B1, B2) of the second-order expansion
 /// L(x + a h) ~ L(x) + B1 a + B2 a^2 along direction h = (h_object, h_probe),
 /// with `far` (K, M, N, N) holding the far fields at x (buffers.far of ml_gradient); read only.
-/// `shifted`: optional workspace as MLBuffers::shifted.
+/// `shifted`: optional workspace as MLBuffers::shifted. `chi`: optional, the back-propagated
+/// residuals at x (buffers.chi of the same ml_gradient call; read only): with it the cross term
+/// sum l' 2 Re(conj F(P o) F(h_P h_o)) of B2 is computed in real space as 2 Re <chi, h_P h_o>
+/// (Parseval) instead of by one more transform per pattern and mode -- the same up to rounding.
 TOMOFUSE_EXPORT void ml_line_coefficients(const Scan& scan, const Data& intensities, const cfloat* object,
                                           const cfloat* probe, const cfloat* h_object, const cfloat* h_probe,
                                           const cfloat* far, const MLOptions& options, double* b1, double* b2,
-                                          int nthreads = 0, cfloat* shifted = nullptr);
+                                          int nthreads = 0, cfloat* shifted = nullptr, const cfloat* chi = nullptr);
 
 /// Start (or resume) ML at (object, probe): gradient, preconditioners and
 /// NLL into `state` (directions and previous gradient are left as they are).
@@ -265,7 +268,10 @@ struct MLStep {
 
 /// One preconditioned Polak-Ribiere (PR+) conjugate-gradient iteration with
 /// the polynomial line search, in place on object and probe. The step is
-/// halved until the NLL does not increase, so the NLL is monotone.
+/// halved until the NLL does not increase, so the NLL is monotone. `state` and
+/// `buffers` (far fields and back-propagated residuals at the current point) are
+/// as ml_start or the previous ml_iteration left them; the line search reads
+/// both (ml_line_coefficients with `chi`).
 TOMOFUSE_EXPORT MLStep ml_iteration(const Scan& scan, const Data& intensities, cfloat* object, cfloat* probe,
                                     MLState& state, const MLBuffers& buffers, const MLOptions& options,
                                     int nthreads = 0);

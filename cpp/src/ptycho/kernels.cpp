@@ -282,6 +282,47 @@ TOMOFUSE_ISA_CLONES void line_accumulate(const cfloat* f0, const cfloat* f1, con
     }
 }
 
+TOMOFUSE_ISA_CLONES void line_accumulate_first_order(const cfloat* f0, const cfloat* f1, float* im, float* a1,
+                                                     float* a2, std::size_t nn, bool first) {
+    for (std::size_t q = 0; q < nn; ++q) {
+        const float c1 = 2.0f * (f0[q].real() * f1[q].real() + f0[q].imag() * f1[q].imag());
+        const float c2 = sq(f1[q]);
+        const float c0 = sq(f0[q]);
+        if (first) {
+            im[q] = c0;
+            a1[q] = c1;
+            a2[q] = c2;
+        } else {
+            im[q] += c0;
+            a1[q] += c1;
+            a2[q] += c2;
+        }
+    }
+}
+
+TOMOFUSE_ISA_CLONES double cross_sum(const cfloat* chi, const cfloat* hp, const cfloat* d, std::size_t nn) {
+    constexpr std::size_t L = 8;
+    double acc[L] = {};
+    const std::size_t full = nn / L * L;
+    for (std::size_t q0 = 0; q0 < full; q0 += L) {
+        for (std::size_t l = 0; l < L; ++l) {
+            const cfloat g = hp[q0 + l] * d[q0 + l];
+            acc[l] += static_cast<double>(chi[q0 + l].real()) * static_cast<double>(g.real()) +
+                      static_cast<double>(chi[q0 + l].imag()) * static_cast<double>(g.imag());
+        }
+    }
+    for (std::size_t q = full; q < nn; ++q) {
+        const cfloat g = hp[q] * d[q];
+        acc[q % L] += static_cast<double>(chi[q].real()) * static_cast<double>(g.real()) +
+                      static_cast<double>(chi[q].imag()) * static_cast<double>(g.imag());
+    }
+    double total = 0.0;
+    for (double a : acc) {
+        total += a;
+    }
+    return total;
+}
+
 // (B1, B2) contributions of one pattern: sum over valid pixels of l' a1 and
 // l' a2 + l'' a1^2 / 2, l' = 1 - I / Im, l'' = I / Im^2 (all scaled by inv_n2), double,
 // 8 interleaved partial sums.

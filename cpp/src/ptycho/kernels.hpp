@@ -74,6 +74,14 @@ double poisson_deviance(const float* pw, const float* data, const std::uint8_t* 
 void line_accumulate(const cfloat* f0, const cfloat* f1, const cfloat* f2, float* im, float* a1, float* a2,
                      std::size_t nn, bool first);
 
+// The same without the f2 term: a2 += |f1|^2 (its cross term comes from real space, cross_sum).
+void line_accumulate_first_order(const cfloat* f0, const cfloat* f1, float* im, float* a1, float* a2, std::size_t nn,
+                                 bool first);
+
+// sum_q Re(conj(chi_q) hp_q d_q) (double, 8 interleaved partial sums): by Parseval, with chi the
+// back-propagated weighted far field B(w F(P o)), the sum over pixels of w Re(conj(F(P o)) F(hp d)).
+double cross_sum(const cfloat* chi, const cfloat* hp, const cfloat* d, std::size_t nn);
+
 // (B1, B2) contributions of one pattern: sum over valid pixels of l' a1 and
 // l' a2 + l'' a1^2 / 2, l' = 1 - I / Im, l'' = I / Im^2 (all scaled by inv_n2), double,
 // 8 interleaved partial sums.

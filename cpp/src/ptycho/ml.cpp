@@ -230,7 +230,8 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
 
 void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* object, const cfloat* probe,
                           const cfloat* h_object, const cfloat* h_probe, const cfloat* far_fields,
-                          const MLOptions& options, double* b1, double* b2, int nthreads, cfloat* shifted) {
+                          const MLOptions& options, double* b1, double* b2, int nthreads, cfloat* shifted,
+                          const cfloat* chi) {
     check_pointers("ml_line_coefficients", {intensities.values, object, probe, h_object, h_probe, far_fields,
                                             b1, b2});
     const int threads = resolve_threads(nthreads);
@@ -247,11 +248,16 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
                           {"probe", probe, pm * sizeof(cfloat)},
                           {"h_object", h_object, hw * sizeof(cfloat)},
                           {"h_probe", h_probe, pm * sizeof(cfloat)},
-                          {"far", far_fields, s.size() * pm * sizeof(cfloat)}});
+                          {"far", far_fields, s.size() * pm * sizeof(cfloat)},
+                          {"chi", chi, chi == nullptr ? 0 : s.size() * pm * sizeof(cfloat)}});
     }
+    // With chi, the term sum l' 2 Re(conj(F(P o)) F(h_P h_o)) of B2 is 2 Re <chi, h_P h_o> in real space
+    // (chi = B(w F(P o)) with the weights w = l' of ml_gradient, B the adjoint of F): one transform per
+    // pattern and mode fewer; equal up to rounding.
+    const bool cross_in_real_space = chi != nullptr;
     const Probes ps = make_probes(s, probe, threads, shifted_slot(s, shifted, 0));
     const Probes hs = make_probes(s, h_probe, threads, shifted_slot(s, shifted, 1));
-    std::vector<double> c1(s.size()), c2(s.size());
+    std::vector<double> c1(s.size()), c2(s.size()), c3(s.size(), 0.0);
     RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
@@ -280,18 +286,30 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
                     cfloat* d2 = d1 + nn;
                     for (std::size_t q = 0; q < nn; ++q) {
                         d1[q] = hp[q] * o[q] + p[q] * d[q];
-                        d2[q] = hp[q] * d[q];
                     }
                     forward(s, d1);
-                    forward(s, d2);
+                    if (cross_in_real_space) {
+                        c3[k] += cross_sum(chi + (k * modes + m) * nn, hp, d.data(), nn);
+                    } else {
+                        for (std::size_t q = 0; q < nn; ++q) {
+                            d2[q] = hp[q] * d[q];
+                        }
+                        forward(s, d2);
+                    }
                 }
                 const cfloat* far = far_fields + k * modes * nn;
                 const float* data = intensities.values + k * nn;
                 for (std::size_t m = 0; m < modes; ++m) {
-                    line_accumulate(far + m * nn, f.get() + 2 * m * nn, f.get() + (2 * m + 1) * nn, im.data(), a1.data(),
-                                    a2.data(), nn, m == 0);
+                    if (cross_in_real_space) {
+                        line_accumulate_first_order(far + m * nn, f.get() + 2 * m * nn, im.data(), a1.data(), a2.data(),
+                                                    nn, m == 0);
+                    } else {
+                        line_accumulate(far + m * nn, f.get() + 2 * m * nn, f.get() + (2 * m + 1) * nn, im.data(),
+                                        a1.data(), a2.data(), nn, m == 0);
+                    }
                 }
                 line_sums(im.data(), a1.data(), a2.data(), data, intensities.mask, inv_n2, floor, nn, &c1[k], &c2[k]);
+                c2[k] += 2.0 * c3[k];
             });
         }
     }
@@ -398,7 +416,7 @@ MLStep ml_iteration(const Scan& s, const Data& intensities, cfloat* object, cflo
     double b1 = 0.0;
     double b2 = 0.0;
     ml_line_coefficients(s, intensities, object, probe, state.dir_object, state.dir_probe, buffers.far, options, &b1,
-                         &b2, threads, buffers.shifted);
+                         &b2, threads, buffers.shifted, buffers.chi);
     double alpha = 0.0;
     if (b1 < 0.0 && b2 > 0.0 && std::isfinite(b2)) {
         alpha = -b1 / (2.0 * b2);

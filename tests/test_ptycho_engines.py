@@ -626,3 +626,30 @@ def test_shifted_probe_update_reaches_the_exact_least_squares_probe(shift_case):
     # a single plain (diagonal) division, the old update, is visibly off
     num, den = s.probe_gather(obj, waves)
     assert np.linalg.norm(num / den - exact) / np.linalg.norm(exact) > 30 * err
+
+
+def test_ml_deviance_matches_float64_reference():
+    """The core's Poisson deviance (its own vectorizable logarithm) per pattern against NumPy's float64 sum
+    over the same model intensities, for counts from 0 to ~1e7 (model / counts ratios over nine decades),
+    two modes, with and without invalid pixels."""
+    rng = np.random.default_rng(1)
+    n, k, h = 32, 20, 96
+    s = _core.PtychoScan(n, 2, (h, h), rng.uniform(-20, 20, (k, 2)), subpixel_steps=8)
+    obj = np.exp(1j * rng.uniform(0, 2, (h, h))).astype(np.complex64)
+    probe = (3 * (rng.standard_normal((2, n, n)) + 1j * rng.standard_normal((2, n, n)))).astype(np.complex64)
+    data = (rng.poisson(5, (k, n, n)) * 10.0 ** rng.integers(-1, 6, (k, n, n))).astype(np.float32)
+    data[rng.random(data.shape) < 0.2] = 0
+    mask = (rng.random((n, n)) > 0.1).astype(np.uint8)
+    far, chi = np.empty((k, 2, n, n), np.complex64), np.empty((k, 2, n, n), np.complex64)
+    for m in (None, mask):
+        nll = s.ml_gradient(data, m, obj, probe, far, chi)[0]
+        power = far.real ** 2 + far.imag ** 2  # float32, as the core: mode 0, then + mode 1
+        im = ((power[:, 0] + power[:, 1]) * np.float32(1.0 / (n * n)) + np.float32(1e-6)).astype(np.float64)
+        counts = data.astype(np.float64)
+        with np.errstate(divide="ignore"):
+            terms = np.where(counts > 0, im - counts - counts * np.log(im / np.where(counts > 0, counts, 1)), im)
+        if m is not None:
+            terms = terms * (m[None] != 0)
+        ref = terms.reshape(k, -1).sum(axis=1)
+        assert np.ptp(np.log10(im[counts > 0] / counts[counts > 0])) > 9
+        np.testing.assert_allclose(nll, ref, rtol=1e-13, atol=0)

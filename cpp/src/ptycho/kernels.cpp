@@ -349,13 +349,17 @@ TOMOFUSE_ISA_CLONES double poisson_deviance(const float* pw, const float* data, 
     return total;
 }
 
-// Line search, per pixel over modes: im += |f0|^2, a1 += 2 Re(conj(f0) f1),
-// a2 += |f1|^2 + 2 Re(conj(f0) f2) (first mode: assign).
-TOMOFUSE_ISA_CLONES void line_accumulate(const cfloat* f0, const cfloat* f1, const cfloat* f2, float* im, float* a1,
-                                         float* a2, std::size_t nn, bool first) {
+namespace {
+
+template <bool kSecondOrder>
+inline void line_accumulate_terms(const cfloat* f0, const cfloat* f1, const cfloat* f2, float* im, float* a1,
+                                  float* a2, std::size_t nn, bool first) {
     for (std::size_t q = 0; q < nn; ++q) {
         const float c1 = 2.0f * (f0[q].real() * f1[q].real() + f0[q].imag() * f1[q].imag());
-        const float c2 = sq(f1[q]) + 2.0f * (f0[q].real() * f2[q].real() + f0[q].imag() * f2[q].imag());
+        float c2 = sq(f1[q]);
+        if constexpr (kSecondOrder) {
+            c2 = c2 + 2.0f * (f0[q].real() * f2[q].real() + f0[q].imag() * f2[q].imag());
+        }
         const float c0 = sq(f0[q]);
         if (first) {
             im[q] = c0;
@@ -369,21 +373,16 @@ TOMOFUSE_ISA_CLONES void line_accumulate(const cfloat* f0, const cfloat* f1, con
     }
 }
 
-TOMOFUSE_ISA_CLONES void line_accumulate_first_order(const cfloat* f0, const cfloat* f1, float* im, float* a1,
-                                                     float* a2, std::size_t nn, bool first) {
-    for (std::size_t q = 0; q < nn; ++q) {
-        const float c1 = 2.0f * (f0[q].real() * f1[q].real() + f0[q].imag() * f1[q].imag());
-        const float c2 = sq(f1[q]);
-        const float c0 = sq(f0[q]);
-        if (first) {
-            im[q] = c0;
-            a1[q] = c1;
-            a2[q] = c2;
-        } else {
-            im[q] += c0;
-            a1[q] += c1;
-            a2[q] += c2;
-        }
+}  // namespace
+
+// Line search, per pixel over modes: im += |f0|^2, a1 += 2 Re(conj(f0) f1),
+// a2 += |f1|^2 + 2 Re(conj(f0) f2) (f2 null: |f1|^2 only; first mode: assign).
+TOMOFUSE_ISA_CLONES void line_accumulate(const cfloat* f0, const cfloat* f1, const cfloat* f2, float* im, float* a1,
+                                         float* a2, std::size_t nn, bool first) {
+    if (f2 != nullptr) {
+        line_accumulate_terms<true>(f0, f1, f2, im, a1, a2, nn, first);
+    } else {
+        line_accumulate_terms<false>(f0, f1, nullptr, im, a1, a2, nn, first);
     }
 }
 

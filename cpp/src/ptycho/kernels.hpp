@@ -70,13 +70,10 @@ double poisson_deviance(const float* pw, const float* data, const std::uint8_t* 
                         std::size_t nn);
 
 // Line search, per pixel over modes: im += |f0|^2, a1 += 2 Re(conj(f0) f1),
-// a2 += |f1|^2 + 2 Re(conj(f0) f2) (first mode: assign).
+// a2 += |f1|^2 + 2 Re(conj(f0) f2) (first mode: assign). f2 null: a2 += |f1|^2 only (the cross
+// term then comes from real space, cross_sum).
 void line_accumulate(const cfloat* f0, const cfloat* f1, const cfloat* f2, float* im, float* a1, float* a2,
                      std::size_t nn, bool first);
-
-// The same without the f2 term: a2 += |f1|^2 (its cross term comes from real space, cross_sum).
-void line_accumulate_first_order(const cfloat* f0, const cfloat* f1, float* im, float* a1, float* a2, std::size_t nn,
-                                 bool first);
 
 // sum_q Re(conj(chi_q) hp_q d_q) (double, 8 interleaved partial sums): by Parseval, with chi the
 // back-propagated weighted far field B(w F(P o)), the sum over pixels of w Re(conj(F(P o)) F(hp d)).

@@ -300,13 +300,9 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
                 const cfloat* far = far_fields + k * modes * nn;
                 const float* data = intensities.values + k * nn;
                 for (std::size_t m = 0; m < modes; ++m) {
-                    if (cross_in_real_space) {
-                        line_accumulate_first_order(far + m * nn, f.get() + 2 * m * nn, im.data(), a1.data(), a2.data(),
-                                                    nn, m == 0);
-                    } else {
-                        line_accumulate(far + m * nn, f.get() + 2 * m * nn, f.get() + (2 * m + 1) * nn, im.data(),
-                                        a1.data(), a2.data(), nn, m == 0);
-                    }
+                    line_accumulate(far + m * nn, f.get() + 2 * m * nn,
+                                    cross_in_real_space ? nullptr : f.get() + (2 * m + 1) * nn, im.data(), a1.data(),
+                                    a2.data(), nn, m == 0);
                 }
                 line_sums(im.data(), a1.data(), a2.data(), data, intensities.mask, inv_n2, floor, nn, &c1[k], &c2[k]);
                 c2[k] += 2.0 * c3[k];

@@ -334,10 +334,13 @@ def by_hand(config: Path, threads: int = 2, report_dir: Optional[Path] = None) -
     border = np.ones(parts.shape, bool)
     border[3:-3, 3:-3, 3:-3] = False  # echem.margin_voxels
     inner = [(c, i) for i, c in zip(ids, counts) if i not in set(np.unique(parts[border]))]
-    pid = int(sorted(inner, key=lambda t: (-t[0], t[1]))[0][1])
-    particle = Particle.from_labels(seg.labels, parts, pid, voxel_size=pitch, margin=3, threads=threads)
-    soc = scenarios.soc_distribution(particle, params=SiliconParameters.paper(), threads=threads)  # echem.parameters
-    out["iqr_ratio"] = soc["iqr_ratio"]
+    out["inner_particles"] = len(inner)
+    out["iqr_ratio"] = soc = None  # none simulated when every particle touches the margin (as the pipeline)
+    if inner:
+        pid = int(sorted(inner, key=lambda t: (-t[0], t[1]))[0][1])
+        particle = Particle.from_labels(seg.labels, parts, pid, voxel_size=pitch, margin=3, threads=threads)
+        soc = scenarios.soc_distribution(particle, params=SiliconParameters.paper(), threads=threads)  # parameters
+        out["iqr_ratio"] = soc["iqr_ratio"]
     out["phase_fractions"] = {Phase(p).name.lower(): float(f) for p, f in seg.fractions().items()}
     if report_dir is not None:
         from tomofuse import report as rp
@@ -350,7 +353,7 @@ def by_hand(config: Path, threads: int = 2, report_dir: Optional[Path] = None) -
         figs2 = [("coverage", rp.coverage_bars({"this run": out["coverage"]}), "")]
         if np.isfinite(table["mean_m"]).any():
             figs2.append(("sei_thickness", rp.sei_thickness_distributions(table), ""))
-        figs3 = [("soc", rp.soc_distributions(soc), "")]
+        figs3 = [("soc", rp.soc_distributions(soc), "")] if soc is not None else []
         rp.write_report(report_dir, title="by hand", sections=[rp.Section("1", figures=figs1),
                         rp.Section("2", figures=figs2, tables=[("coverage", table, "")]),
                         rp.Section("3", figures=figs3)],

@@ -85,7 +85,8 @@ def test_run_equals_the_stages_by_hand(raw, reference):
     for k, v in hand["phase_fractions"].items():
         assert q[f"volume_fraction_{k}"] == v
     assert q["particle_count"] == int(hand["particles"].max())
-    assert q["soc_iqr_ratio_1.2C_over_0.4C"] == hand["iqr_ratio"]
+    # (the echem stage simulates no particle when every one touches echem.margin_voxels: then neither has one)
+    assert q.get("soc_iqr_ratio_1.2C_over_0.4C") == hand["iqr_ratio"]
     # the run directory: one folder + manifest per stage, resolved config, log, report
     top = json.loads((reference / "manifest.json").read_text())
     assert set(top["stages"]) == set(pipeline.STAGES)

@@ -83,25 +83,35 @@ struct DMScratch {
         }
     }
 
-    // The key of the shifted probes: a tag, the frame size, modes and bins, each bin's shift and
+    // The key of the shifted probes, at `key`: a tag, the frame size, modes and bins, each bin's shift and
     // the probe itself -- everything shift_into reads.
     static std::size_t key_bytes(const Scan& s) {
         return 4 * sizeof(std::uint64_t) + s.bins() * 2 * sizeof(float) + s.modes() * s.frame() * sizeof(cfloat);
     }
     static constexpr std::uint64_t kTag = 0x746f6d6f66757365ull;  // "tomofuse"
 
-    void write_key(const Scan& s, const cfloat* probe, std::vector<unsigned char>& out) const {
-        out.resize(key_bytes(s));
+    // Compares the key with (s, probe) when `write` is false, else writes it; true if equal (or written).
+    bool key_io(const Scan& s, const cfloat* probe, bool write) const {
+        unsigned char* at = key;
+        auto field = [&](const void* v, std::size_t bytes) {
+            const bool same = write || std::memcmp(at, v, bytes) == 0;
+            if (write) {
+                std::memcpy(at, v, bytes);
+            }
+            at += bytes;
+            return same;
+        };
         const std::uint64_t head[4] = {kTag, s.n(), s.modes(), s.bins()};
-        unsigned char* at = out.data();
-        std::memcpy(at, head, sizeof(head));
-        at += sizeof(head);
+        if (!field(head, sizeof(head))) {
+            return false;
+        }
         for (std::size_t b = 0; b < s.bins(); ++b) {
             const float shift[2] = {s.bin_shift(b).first, s.bin_shift(b).second};
-            std::memcpy(at, shift, sizeof(shift));
-            at += sizeof(shift);
+            if (!field(shift, sizeof(shift))) {
+                return false;
+            }
         }
-        std::memcpy(at, probe, s.modes() * s.frame() * sizeof(cfloat));
+        return field(probe, s.modes() * s.frame() * sizeof(cfloat));
     }
 
     // The shifted probes of `probe`: with `reuse` (the workspace holds what this call or the previous
@@ -111,17 +121,15 @@ struct DMScratch {
         if (key == nullptr) {
             return make_probes(s, probe, threads, probes);
         }
-        std::vector<unsigned char> want;
-        write_key(s, probe, want);
-        if (reuse && std::memcmp(key, want.data(), want.size()) == 0) {
+        if (reuse && key_io(s, probe, false)) {
             Probes p;
             p.base = probes;
             p.bin_stride = s.modes() * s.frame();
             return p;
         }
-        std::memset(key, 0, want.size());  // invalid while the probes are rewritten
+        std::memset(key, 0, key_bytes(s));  // invalid while the probes are rewritten
         Probes p = make_probes(s, probe, threads, probes);
-        std::memcpy(key, want.data(), want.size());
+        key_io(s, probe, true);
         return p;
     }
 };

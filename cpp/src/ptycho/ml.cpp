@@ -257,7 +257,7 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
     const bool cross_in_real_space = chi != nullptr;
     const Probes ps = make_probes(s, probe, threads, shifted_slot(s, shifted, 0));
     const Probes hs = make_probes(s, h_probe, threads, shifted_slot(s, shifted, 1));
-    std::vector<double> c1(s.size()), c2(s.size()), c3(s.size(), 0.0);
+    std::vector<double> c1(s.size()), c2(s.size());
     RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
@@ -277,6 +277,7 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
             errors.run([&] {
                 const auto k = static_cast<std::size_t>(kk);
                 const Window& w = s.windows()[k];
+                double cross = 0.0;  // the cross term of B2 from real space (with chi)
                 interpolate(s, object, w, o.data());
                 interpolate(s, h_object, w, d.data());
                 for (std::size_t m = 0; m < modes; ++m) {
@@ -289,7 +290,7 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
                     }
                     forward(s, d1);
                     if (cross_in_real_space) {
-                        c3[k] += cross_sum(chi + (k * modes + m) * nn, hp, d.data(), nn);
+                        cross += cross_sum(chi + (k * modes + m) * nn, hp, d.data(), nn);
                     } else {
                         for (std::size_t q = 0; q < nn; ++q) {
                             d2[q] = hp[q] * d[q];
@@ -305,7 +306,7 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
                                     a2.data(), nn, m == 0);
                 }
                 line_sums(im.data(), a1.data(), a2.data(), data, intensities.mask, inv_n2, floor, nn, &c1[k], &c2[k]);
-                c2[k] += 2.0 * c3[k];
+                c2[k] += 2.0 * cross;
             });
         }
     }

@@ -115,7 +115,8 @@ def _entries():
                                         "unit_element_matrices", "set_default_threads", "gaussian_blur", "icm",
                                         "icm_energy", "shell_moves")}
     for m in ("__init__", "shifted_probes", "object_windows", "illumination", "exit_waves", "dm_iteration",
-              "object_gather", "probe_gather", "ml_gradient", "ml_line_coefficients", "ml_iteration"):
+              "object_gather", "probe_gather", "ml_gradient", "ml_line_coefficients", "ml_iteration",
+              "position_equations"):
         e[f"PtychoScan.{m}"] = method("PtychoScan", m)
     for m in ("__init__", "assemble", "matvec", "solve"):
         e[f"VoxelMesh.{m}"] = mesh_method(m)

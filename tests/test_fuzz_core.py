@@ -433,7 +433,8 @@ def test_fuzz_set_default_threads(n):
 # ---------------------------------------------------------------------------------- ptychography
 
 PTYCHO_METHODS = ["__init__", "shifted_probes", "object_windows", "illumination", "exit_waves", "dm_iteration",
-                  "object_gather", "probe_gather", "ml_gradient", "ml_line_coefficients", "ml_iteration"]
+                  "object_gather", "probe_gather", "ml_gradient", "ml_line_coefficients", "ml_iteration",
+                  "position_equations"]
 
 
 @pytest.mark.parametrize("which", PTYCHO_METHODS)
@@ -461,6 +462,8 @@ def test_fuzz_ptycho_scan(which, data):
         args, kw = [obj()], t
     elif which == "exit_waves":
         args, kw = [obj(), probe(), waves()], t
+    elif which == "position_equations":  # (a workspace of the wrong size, or none: the scan's is tested elsewhere)
+        args, kw = [obj(), probe(), waves()], dict(t, workspace=g.pick(None, [np.zeros(7, np.uint8)]))
     elif which == "object_gather":
         args, kw = [probe(), waves()], t
     elif which == "probe_gather":

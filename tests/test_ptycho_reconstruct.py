@@ -314,10 +314,11 @@ def test_held_out_patterns_choose_the_iterate_of_a_last_dm_stage(blob_case):
     assert e_held < 0.75 * e_plain, (e_plain, e_held)
 
 
-@pytest.mark.parametrize("subpixel_steps,modes", [(8, 1), (8, 2), (0, 2)])
+@pytest.mark.parametrize("subpixel_steps,modes", [(8, 1), (8, 2), (0, 2), (0, 1)])
 def test_position_step_equals_the_whole_array_reference(blob_case, subpixel_steps, modes):
-    """The chunked normal equations of the position refinement against the same equations written out over
-    whole arrays (``_refine_positions_reference``), on exit waves that disagree with ``P o``."""
+    """The core's normal equations of the position refinement (``PtychoScan.position_equations``) against the
+    same equations written out over whole arrays in NumPy (``_refine_positions_reference``), on exit waves that
+    disagree with ``P o``; the same bits at 1 and 2 threads."""
     from tomofuse import _core
     from tomofuse.ptycho import _reconstruct
 
@@ -332,11 +333,73 @@ def test_position_step_equals_the_whole_array_reference(blob_case, subpixel_step
     exit_ = np.empty((len(pos), modes, n, n), np.complex64)
     scan.exit_waves(obj, probe, exit_, threads=1)
     exit_ = np.fft.ifft2(np.fft.fft2(exit_) * np.exp(0.2j * rng.standard_normal((n, n)))).astype(np.complex64)
-    want = _reconstruct._refine_positions_reference(scan, obj, probe, exit_, pos, max_step=10.0)
-    for chunk in (1, 7, 1000):
-        got = _reconstruct._refine_positions(scan, obj, probe, exit_, pos, max_step=10.0, chunk=chunk)
-        assert np.abs(got - pos).max() > 1e-3  # the residual moves the positions
-        np.testing.assert_allclose(got - pos, want - pos, rtol=0, atol=1e-5 * np.abs(want - pos).max())
+    # the reference's sums, captured on their way to the step
+    sums = {}
+    step = _reconstruct._position_step
+
+    def capture(positions, *terms, **kw):
+        sums["want"] = np.stack(terms, axis=1)
+        return step(positions, *terms, **kw)
+
+    _reconstruct._position_step = capture
+    try:
+        want = _reconstruct._refine_positions_reference(scan, obj, probe, exit_, pos, max_step=10.0)
+    finally:
+        _reconstruct._position_step = step
+    eq = [scan.position_equations(obj, probe, exit_, threads=t) for t in (1, 2)]
+    np.testing.assert_array_equal(eq[0], eq[1])
+    # each term to its own size: float per-pixel terms (the residual's P o rounded as NumPy rounds it or not:
+    # NumPy may fuse its multiply-adds; 1e-7 of |P o| against a residual of ~0.2 of it), sums in double
+    scale = np.abs(sums["want"]).max(axis=0)
+    for j in range(5):
+        np.testing.assert_allclose(eq[0][:, j], sums["want"][:, j], rtol=0, atol=1e-4 * scale[j])
+    got = _reconstruct._refine_positions(scan, obj, probe, exit_, pos, max_step=10.0, threads=2)
+    assert np.abs(got - pos).max() > 1e-3  # the residual moves the positions
+    np.testing.assert_allclose(got - pos, want - pos, rtol=0, atol=1e-4 * np.abs(want - pos).max())
+
+
+def test_position_equations_read_the_dm_workspace_only_for_its_probe(blob_case):
+    """The shifted probes of a dm_iteration workspace are the probe's own: the equations with it are those
+    without it, and a workspace of another probe is not read."""
+    from tomofuse import _core
+
+    c = blob_case
+    n = c["probe"].shape[0]
+    rng = np.random.default_rng(5)
+    scan = _core.PtychoScan(n, 1, c["shape"], c["pos"] + rng.uniform(-0.5, 0.5, c["pos"].shape), subpixel_steps=8)
+    obj = c["obj"].astype(np.complex64)
+    probe = c["probe"][None].astype(np.complex64)
+    exit_ = np.empty((len(c["pos"]), 1, n, n), np.complex64)
+    scan.exit_waves(obj, probe, exit_, threads=1)
+    amp = np.sqrt(np.abs(np.fft.fft2(exit_[:, 0])) ** 2 * 1.1).astype(np.float32)
+    work = np.empty(scan.dm_workspace_bytes, np.uint8)
+    o, p = obj.copy(), probe.copy()
+    scan.dm_iteration(amp, None, o, p, exit_, workspace=work, threads=2)
+    plain = scan.position_equations(o, p, exit_, threads=2)
+    assert np.abs(plain).max() > 0
+    np.testing.assert_array_equal(scan.position_equations(o, p, exit_, workspace=work, threads=2), plain)
+    other = (p * np.exp(0.3j)).astype(np.complex64)  # the workspace holds p's shifts, not these
+    np.testing.assert_array_equal(scan.position_equations(o, other, exit_, workspace=work, threads=1),
+                                  scan.position_equations(o, other, exit_, threads=1))
+    with pytest.raises(ValueError, match="workspace"):
+        scan.position_equations(o, p, exit_, workspace=work[:-1])
+
+
+def test_position_equations_bad_input(blob_case):
+    from tomofuse import _core
+
+    c = blob_case
+    n = c["probe"].shape[0]
+    scan = _core.PtychoScan(n, 1, c["shape"], c["pos"], subpixel_steps=8)
+    obj = np.ones(c["shape"], np.complex64)
+    probe = c["probe"][None].astype(np.complex64)
+    exit_ = np.zeros((len(c["pos"]), 1, n, n), np.complex64)
+    with pytest.raises(ValueError, match="exit"):
+        scan.position_equations(obj, probe, exit_[:-1])
+    with pytest.raises(ValueError, match="probe"):
+        scan.position_equations(obj, probe[:, :-1], exit_)
+    with pytest.raises(ValueError, match="threads"):
+        scan.position_equations(obj, probe, exit_, threads=-1)
 
 
 def test_mixed_state_probe_recovers_an_incoherent_mode(blob_case):

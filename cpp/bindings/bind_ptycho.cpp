@@ -231,6 +231,41 @@ ValueError
             py::arg("object"), py::kw_only(), py::arg("threads") = 0,
             "(K, n, n) complex64: the object under each window as the model sees it (bilinear or whole-pixel crop).")
         .def(
+            "position_equations",
+            [](const Scan& s, const py::object& object, const py::object& probe, const py::object& exit,
+               const py::object& workspace, int threads) {
+                const Frames sh = shapes(s);
+                auto o = require_shape<std::complex<float>>(object, "object", sh.object, false);
+                auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, false);
+                auto e = require_shape<std::complex<float>>(exit, "exit", sh.waves, false);
+                py::array_t<std::uint8_t> ws;
+                if (!workspace.is_none()) {
+                    ws = require_shape<std::uint8_t>(workspace, "workspace", {ptycho::dm_workspace_bytes(s)}, false);
+                }
+                check_threads(threads);
+                if (s.n() < 2) {
+                    throw py::value_error("position_equations needs frames of at least 2 x 2 pixels, got " +
+                                          std::to_string(s.n()));
+                }
+                py::array_t<double> out({s.size(), std::size_t{5}});
+                auto* op = out.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    ptycho::position_equations(s, o.data(), p.data(), e.data(), op, threads,
+                                               workspace.is_none() ? nullptr : ws.data());
+                }
+                return out;
+            },
+            py::arg("object"), py::arg("probe"), py::arg("exit"), py::kw_only(), py::arg("workspace") = py::none(),
+            py::arg("threads") = 0,
+            "(K, 5) float64 (a11, a12, a22, b1, b2): each pattern's normal equations of a linearized position "
+            "step -- inner products over modes and pixels of the exit wave's derivatives in the position "
+            "(-grad(P_km) o_k for shifted probes, P_m grad(o_k) for the bilinear model; numpy.gradient's "
+            "differences) with each other and with the residual exit_km - P_km o_k (real parts). Sums over pixels "
+            "in double, in a fixed order: the same at any thread count. ``workspace``: a dm_iteration workspace "
+            "of this scan as the last dm_iteration left it, whose shifted probes are read when its key says they "
+            "are this probe's (the same bits), else they are computed.")
+        .def(
             "exit_waves",
             [](const Scan& s, const py::object& object, const py::object& probe, const py::object& out, int threads) {
                 const Frames sh = shapes(s);

@@ -308,6 +308,9 @@ class PtychoScan:
     def __len__(self) -> int: ...
     def object_windows(self, object: _Complex64Array, *, threads: int = 0) -> _Complex64Array:
         """(K, n, n) object under each window as the model sees it."""
+    def position_equations(self, object: _Complex64Array, probe: _Complex64Array, exit: _Complex64Array, *,
+                           workspace: npt.NDArray[np.uint8] | None = None, threads: int = 0) -> _F64:
+        """(K, 5) float64 (a11, a12, a22, b1, b2): each pattern's normal equations of a linearized position step."""
     def illumination(self, probe: _Complex64Array, *, threads: int = 0) -> _F32:
         """(height, width) probe power summed over the scan."""
     def exit_waves(self, object: _Complex64Array, probe: _Complex64Array, out: _Complex64Array, *,

@@ -118,6 +118,21 @@ struct Data {
 /// out[k] = o_k, the object under each window as the model sees it, (K, N, N).
 TOMOFUSE_EXPORT void object_windows(const Scan& scan, const cfloat* object, cfloat* out, int nthreads = 0);
 
+/// The normal equations of each pattern's linearized position step: out (K, 5) doubles
+/// (a11, a12, a22, b1, b2) = (<d_y, d_y>, <d_y, d_x>, <d_x, d_x>, Re<d_y, r>, Re<d_x, r>), inner products
+/// over modes and pixels of the residual r_km = exit_km - P_km o_k and of the exit wave's derivatives
+/// in the position: d = -grad(P_km) o_k for shifted probes (the probe moves over the whole-pixel
+/// crop), d = P_m grad(o_k) for the bilinear model (the window moves under the probe); gradients by
+/// numpy.gradient's differences (central, one-sided at the frame's edges), in float; per-pixel
+/// terms in float, their sums over pixels in double, row by row in a fixed order (the same at any
+/// thread count). The frame must be at least 2 x 2.
+/// `dm_workspace` (optional, dm_workspace_bytes(scan) bytes): a dm_iteration workspace of this scan as the
+/// last dm_iteration left it; its shifted probes are read when its key says they are `probe`'s (the
+/// same bits as computing them), else they are computed.
+TOMOFUSE_EXPORT void position_equations(const Scan& scan, const cfloat* object, const cfloat* probe,
+                                        const cfloat* exit, double* out, int nthreads = 0,
+                                        const void* dm_workspace = nullptr);
+
 /// exit[k, m] = P_km * o_k, the start of the difference map.
 TOMOFUSE_EXPORT void exit_waves(const Scan& scan, const cfloat* object, const cfloat* probe, cfloat* exit,
                                 int nthreads = 0);

@@ -70,6 +70,13 @@ Probes make_probes(const Scan& s, const cfloat* probe, int threads, cfloat* stor
 // is overwritten. Each pixel sums the bins in order.
 void unshift_sum_modes(const Scan& s, cfloat* per_bin, cfloat* out, std::size_t modes, int threads);
 
+// ---------------------------------------------------------------- dm.cpp
+
+// The shifted probes held by a dm_iteration workspace of this scan (dm_workspace_bytes(s) bytes, last
+// written by dm_iteration) when its key says they were computed from `probe` for these shifts, else
+// nullptr (also for the bilinear model, which keeps none).
+const cfloat* dm_workspace_probes(const Scan& s, const void* workspace, const cfloat* probe);
+
 // ---------------------------------------------------------------- overlap.cpp
 
 // num = sum_k S_k^T sum_m conj(P_km) waves_km, den = sum_k S_k^T sum_m |P_km|^2 over the object;

@@ -138,6 +138,16 @@ struct DMScratch {
 
 std::size_t dm_workspace_bytes(const Scan& s) { return DMScratch(s, nullptr).bytes; }
 
+namespace detail {
+
+const cfloat* dm_workspace_probes(const Scan& s, const void* workspace, const cfloat* probe) {
+    // (read only: key_io without write, and the probes returned as const)
+    const DMScratch w(s, static_cast<unsigned char*>(const_cast<void*>(workspace)));
+    return w.key != nullptr && w.key_io(s, probe, false) ? w.probes : nullptr;
+}
+
+}  // namespace detail
+
 void dm_iteration(const Scan& s, const Data& amplitudes, cfloat* object, cfloat* probe, cfloat* exit,
                   const DMOptions& options, double* error, double* model_error, int nthreads, void* workspace) {
     check_pointers("dm_iteration", {amplitudes.values, object, probe, exit, error});

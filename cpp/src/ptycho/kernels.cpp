@@ -455,6 +455,56 @@ TOMOFUSE_ISA_CLONES void line_sums(const float* im, const float* a1, const float
     *b2 = t2;
 }
 
+TOMOFUSE_ISA_CLONES void difference(const cfloat* a, const cfloat* b, float c, std::size_t n, cfloat* g) {
+    for (std::size_t j = 0; j < n; ++j) {
+        g[j] = (b[j] - a[j]) * c;
+    }
+}
+
+void gradient_row(const cfloat* row, std::size_t n, cfloat* g) {
+    g[0] = row[1] - row[0];
+    difference(row, row + 2, 0.5f, n - 2, g + 1);
+    g[n - 1] = row[n - 1] - row[n - 2];
+}
+
+TOMOFUSE_ISA_CLONES void position_terms_probe(const cfloat* gy, const cfloat* gx, const cfloat* p, const cfloat* e,
+                                              const cfloat* o, std::size_t n, bool first, float* syy, float* sxx,
+                                              float* syx, cfloat* ty, cfloat* tx) {
+    if (first) {
+        for (std::size_t j = 0; j < n; ++j) {
+            syy[j] = 0.0f;
+            sxx[j] = 0.0f;
+            syx[j] = 0.0f;
+            ty[j] = cfloat(0.0f, 0.0f);
+            tx[j] = cfloat(0.0f, 0.0f);
+        }
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+        const cfloat r = e[j] - p[j] * o[j];
+        const float yr = gy[j].real(), yi = gy[j].imag(), xr = gx[j].real(), xi = gx[j].imag();
+        syy[j] += yr * yr + yi * yi;
+        sxx[j] += xr * xr + xi * xi;
+        syx[j] += yr * xr + yi * xi;
+        ty[j] += std::conj(gy[j]) * r;
+        tx[j] += std::conj(gx[j]) * r;
+    }
+}
+
+TOMOFUSE_ISA_CLONES void position_terms_object(const cfloat* p, const cfloat* e, const cfloat* o, std::size_t n,
+                                               bool first, float* pw, cfloat* t) {
+    if (first) {
+        for (std::size_t j = 0; j < n; ++j) {
+            pw[j] = 0.0f;
+            t[j] = cfloat(0.0f, 0.0f);
+        }
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+        const cfloat r = e[j] - p[j] * o[j];
+        pw[j] += p[j].real() * p[j].real() + p[j].imag() * p[j].imag();
+        t[j] += std::conj(p[j]) * r;
+    }
+}
+
 // Bilinear interpolation of the object under window w into out (N x N).
 void interpolate(const Scan& s, const cfloat* object, const Window& w, cfloat* out) {
     const std::size_t n = s.n();

@@ -13,6 +13,23 @@ namespace tomofuse::ptycho::detail {
 // One row of the bilinear window: rows a (weight 1 - fy) and b (weight fy; null when fy == 0).
 void interp_row(const cfloat* a, const cfloat* b, float fy, float fx, std::size_t n, cfloat* o);
 
+// The position refinement's derivatives (position_equations), numpy.gradient's differences:
+// g = (b - a) * c over n values, and g = d row / dx along a row of n >= 2 values (central,
+// one-sided at its two ends).
+void difference(const cfloat* a, const cfloat* b, float c, std::size_t n, cfloat* g);
+void gradient_row(const cfloat* row, std::size_t n, cfloat* g);
+
+// One mode's terms of the position refinement's normal equations over a row of n pixels, added to
+// (first: stored in) float rows: with r = e - p o, syy += |gy|^2, sxx += |gx|^2, syx += Re(conj(gy) gx),
+// ty += conj(gy) r, tx += conj(gx) r (gy, gx the probe's derivatives: the shifted-probe model).
+void position_terms_probe(const cfloat* gy, const cfloat* gx, const cfloat* p, const cfloat* e, const cfloat* o,
+                          std::size_t n, bool first, float* syy, float* sxx, float* syx, cfloat* ty, cfloat* tx);
+
+// One mode's terms for the bilinear model, added to (first: stored in) float rows: pw += |p|^2,
+// t += conj(p) (e - p o).
+void position_terms_object(const cfloat* p, const cfloat* e, const cfloat* o, std::size_t n, bool first, float* pw,
+                           cfloat* t);
+
 // Bilinear interpolation of the object under window w into out (N x N).
 void interpolate(const Scan& s, const cfloat* object, const Window& w, cfloat* out);
 

@@ -3,11 +3,13 @@
 // factor), which the difference map and maximum likelihood share.
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "detail.hpp"
 #include "kernels.hpp"
 #include "omp.hpp"
+#include "tomofuse/errors.hpp"
 #include "tomofuse/parallel.hpp"
 #include "tomofuse/ptycho.hpp"
 
@@ -178,6 +180,109 @@ void exit_waves(const Scan& s, const cfloat* object, const cfloat* probe, cfloat
                         e[q] = p[q] * o[q];
                     }
                 }
+            });
+        }
+    }
+    errors.rethrow();
+}
+
+void position_equations(const Scan& s, const cfloat* object, const cfloat* probe, const cfloat* exit, double* out,
+                        int nthreads, const void* dm_workspace) {
+    check_pointers("position_equations", {object, probe, exit, out});
+    const std::size_t n = s.n();
+    if (n < 2) {
+        throw InvalidArgument("tomofuse::ptycho::position_equations: the frame must be at least 2 x 2, got " +
+                              std::to_string(n));
+    }
+    const int threads = resolve_threads(nthreads);
+    const std::size_t nn = s.frame();
+    const std::size_t modes = s.modes();
+    const bool shifted = s.subpixel_steps() > 0;
+    const cfloat* held = dm_workspace != nullptr ? dm_workspace_probes(s, dm_workspace, probe) : nullptr;
+    Probes ps;
+    if (held != nullptr) {
+        ps.base = held;
+        ps.bin_stride = modes * nn;
+    } else {
+        ps = make_probes(s, probe, threads);
+    }
+    const auto count = static_cast<std::ptrdiff_t>(s.size());
+    RegionErrors errors;
+    TOMOFUSE_OMP(parallel num_threads(threads))
+    {
+        std::vector<cfloat> o, gy, gx, ty, tx;
+        std::vector<float> syy, sxx, syx;
+        errors.run([&] {
+            o.resize(nn);
+            gy.resize(n);
+            gx.resize(n);
+            ty.resize(n);
+            tx.resize(n);
+            syy.resize(n);
+            sxx.resize(n);
+            syx.resize(n);
+        });
+        TOMOFUSE_OMP(for schedule(static))
+        for (std::ptrdiff_t kk = 0; kk < count; ++kk) {
+            errors.run([&] {
+                const auto k = static_cast<std::size_t>(kk);
+                interpolate(s, object, s.windows()[k], o.data());
+                const cfloat* p = ps.of(s, k);
+                const cfloat* e = exit + k * modes * nn;
+                double a11 = 0.0, a12 = 0.0, a22 = 0.0, b1 = 0.0, b2 = 0.0;
+                for (std::size_t i = 0; i < n; ++i) {
+                    // rows i - 1 and i + 1 (i and i + 1, i - 1 and i at the edges), weight 1/2 or 1
+                    const std::size_t up = i == 0 ? 0 : i - 1, down = i + 1 == n ? i : i + 1;
+                    const float cy = (i == 0 || i + 1 == n) ? 1.0f : 0.5f;
+                    const cfloat* orow = o.data() + i * n;
+                    if (shifted) {
+                        // d = -grad(P_m) o: sum_m over the row, then the products with o
+                        for (std::size_t m = 0; m < modes; ++m) {
+                            const cfloat* pm = p + m * nn;
+                            difference(pm + up * n, pm + down * n, cy, n, gy.data());
+                            gradient_row(pm + i * n, n, gx.data());
+                            position_terms_probe(gy.data(), gx.data(), pm + i * n, e + m * nn + i * n, orow, n, m == 0,
+                                                 syy.data(), sxx.data(), syx.data(), ty.data(), tx.data());
+                        }
+                        for (std::size_t j = 0; j < n; ++j) {
+                            const double o2 = static_cast<double>(sq(orow[j]));
+                            a11 += o2 * syy[j];
+                            a22 += o2 * sxx[j];
+                            a12 += o2 * syx[j];
+                            // Re(conj(-o) t) = -(o_re t_re + o_im t_im)
+                            b1 -= static_cast<double>(orow[j].real()) * ty[j].real() +
+                                  static_cast<double>(orow[j].imag()) * ty[j].imag();
+                            b2 -= static_cast<double>(orow[j].real()) * tx[j].real() +
+                                  static_cast<double>(orow[j].imag()) * tx[j].imag();
+                        }
+                    } else {
+                        // d = P_m grad(o): sum_m |P_m|^2 and conj(P_m) r_m over the row, then the products
+                        // with the window's gradient
+                        for (std::size_t m = 0; m < modes; ++m) {
+                            const cfloat* pm = p + m * nn;
+                            position_terms_object(pm + i * n, e + m * nn + i * n, orow, n, m == 0, syy.data(),
+                                                  ty.data());
+                        }
+                        difference(o.data() + up * n, o.data() + down * n, cy, n, gy.data());
+                        gradient_row(orow, n, gx.data());
+                        for (std::size_t j = 0; j < n; ++j) {
+                            const double pw = syy[j];
+                            const double yr = gy[j].real(), yi = gy[j].imag(), xr = gx[j].real(), xi = gx[j].imag();
+                            a11 += (yr * yr + yi * yi) * pw;
+                            a22 += (xr * xr + xi * xi) * pw;
+                            a12 += (yr * xr + yi * xi) * pw;
+                            // Re(conj(g) t)
+                            b1 += yr * ty[j].real() + yi * ty[j].imag();
+                            b2 += xr * ty[j].real() + xi * ty[j].imag();
+                        }
+                    }
+                }
+                double* row = out + 5 * k;
+                row[0] = a11;
+                row[1] = a12;
+                row[2] = a22;
+                row[3] = b1;
+                row[4] = b2;
             });
         }
     }

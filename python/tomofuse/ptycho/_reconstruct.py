@@ -232,8 +232,8 @@ def orthogonalize_modes(probe: np.ndarray, *waves: np.ndarray) -> np.ndarray:
     return u
 
 
-def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float, chunk: int = 32,
-                      remove_mean: bool = True) -> np.ndarray:
+def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float, remove_mean: bool = True,
+                      workspace: Optional[np.ndarray] = None, threads: int = 0) -> np.ndarray:
     """Least-squares position update from the residual between exit waves and ``P o_k``.
 
     Linearizes the exit wave in the position (``P (o_k + dy d_y o_k + dx d_x o_k)`` for
@@ -242,49 +242,13 @@ def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float, ch
     whole object, not observable) is removed (``remove_mean``; not for patterns aligned to an
     object that stays fixed) and steps are clipped to ``max_step``.
 
-    The normal equations' sums over modes are formed once per probe bin (shifted probes) and the
-    residual per block of ``chunk`` patterns, so no array of all patterns' modes is made beyond
-    the exit waves themselves; sums over pixels are in double precision.  Same equations as
-    :func:`_refine_positions_reference`.
+    The normal equations come from the core (``PtychoScan.position_equations``: pattern by pattern on
+    ``threads``, sums over pixels in double; the same at any thread count); the same equations as
+    :func:`_refine_positions_reference`.  ``workspace``: the scan's ``dm_iteration`` workspace as the last
+    iteration left it (its shifted probes are used when they are ``probe``'s).
     """
-    o_all = scan.object_windows(obj)  # (K, N, N)
-    shifted = scan.shifted_probes(probe)  # (bins, modes, N, N)
-    bins = np.asarray(scan.bins)
-    k = o_all.shape[0]
-    a11, a12, a22, b1, b2 = (np.empty(k) for _ in range(5))
-    shifted_model = scan.subpixel_steps > 0
-    if shifted_model:
-        # the probe moves over the fixed whole-pixel crop: d psi / d p = -grad(P_shifted) o
-        gy, gx = np.gradient(shifted, axis=(2, 3))
-        gyy = np.sum(np.abs(gy) ** 2, axis=1, dtype=np.float64)
-        gxx = np.sum(np.abs(gx) ** 2, axis=1, dtype=np.float64)
-        gyx = np.sum(np.real(np.conj(gy) * gx), axis=1, dtype=np.float64)
-    else:
-        power = np.sum(np.abs(shifted[0]) ** 2, axis=0, dtype=np.float64)  # the one probe, all modes
-    for lo in range(0, k, chunk):
-        sl = slice(lo, min(k, lo + chunk))
-        o, b = o_all[sl], bins[sl]
-        r = exit_[sl] - shifted[b] * o[:, None]  # (c, modes, N, N) residual
-        if shifted_model:
-            o2 = np.abs(o).astype(np.float64) ** 2
-            a11[sl] = np.sum(o2 * gyy[b], axis=(1, 2))
-            a22[sl] = np.sum(o2 * gxx[b], axis=(1, 2))
-            a12[sl] = np.sum(o2 * gyx[b], axis=(1, 2))
-            sy = np.einsum("kmyx,kmyx->kyx", np.conj(gy[b]), r)
-            sx = np.einsum("kmyx,kmyx->kyx", np.conj(gx[b]), r)
-            co = -np.conj(o).astype(np.complex128)
-            b1[sl] = np.real(np.sum(co * sy, axis=(1, 2)))
-            b2[sl] = np.real(np.sum(co * sx, axis=(1, 2)))
-        else:
-            # the object window moves under the probe: d psi / d p = P grad(o)
-            oy, ox = (g.astype(np.complex128) for g in np.gradient(o, axis=(1, 2)))
-            a11[sl] = np.sum(np.abs(oy) ** 2 * power, axis=(1, 2))
-            a22[sl] = np.sum(np.abs(ox) ** 2 * power, axis=(1, 2))
-            a12[sl] = np.sum(np.real(np.conj(oy) * ox) * power, axis=(1, 2))
-            s = np.einsum("myx,kmyx->kyx", np.conj(shifted[0]), r)
-            b1[sl] = np.real(np.sum(np.conj(oy) * s, axis=(1, 2)))
-            b2[sl] = np.real(np.sum(np.conj(ox) * s, axis=(1, 2)))
-    return _position_step(positions, a11, a12, a22, b1, b2, max_step=max_step, remove_mean=remove_mean)
+    eq = scan.position_equations(obj, probe, exit_, workspace=workspace, threads=threads)
+    return _position_step(positions, *eq.T, max_step=max_step, remove_mean=remove_mean)
 
 
 def _refine_positions_reference(scan, obj, probe, exit_, positions, *, max_step: float) -> np.ndarray:
@@ -847,14 +811,17 @@ class _Run:
         rule = self._rule(si, first, tolerance=0.0) if si == len(self.stages) - 1 else None
         # The iterations' scratch (shifted probes, per-bin sums, update terms), kept from one iteration to the
         # next: allocated per call, its largest parts (~200 MB at 400^2 patterns) go back to the system and are
-        # zeroed by the kernel again at every iteration (17-32 % of a DM iteration at 400^2).  Released before the
-        # steps that allocate their own (position refinement, held-out check), so that the peak stays theirs.
+        # zeroed by the kernel again at every iteration (17-32 % of a DM iteration at 400^2).  The position
+        # refinement reads its shifted probes, and the workspace is kept for the refined scan when its size is
+        # the same (the same bins: the core reads its shifted probes only where its key, the bins' shifts and
+        # the probe, says they are the new scan's too).  Released before the held-out check, which allocates its
+        # own, so that the peak stays theirs.
         work = None
         for it in range(first, iters):
             refine_now = refine is not None and it >= refine.start and (it - refine.start) % refine.interval == 0
             validate_now = rule is not None and (it + 1) % HOLDOUT_INTERVAL == 0
             reuse = work is not None and work.size == self.scan.dm_workspace_bytes  # the previous call's
-            if not reuse:  # a new scan after position refinement
+            if not reuse:  # the first iteration, after a held-out check, a refined scan with other bins
                 work = np.empty(self.scan.dm_workspace_bytes, np.uint8)
             ramp = min(1.0, it / dm.fourier_bound_ramp) if dm.fourier_bound_ramp else 1.0
             # the model's error at the stage's first (0) and last iteration and every error_interval -- the same
@@ -866,16 +833,16 @@ class _Run:
                                          model_error=report, workspace=work, reuse_workspace=reuse,
                                          threads=self.threads)
             errs.append(float(out[1].sum()) / max(self.total, 1e-30) if report else math.nan)
-            if refine_now or validate_now:
-                work = None
             if self.modes > 1 and it >= dm.probe_update_start:
                 orthogonalize_modes(self.probe, self.exit_waves)
             if refine_now:
+                # (the workspace's shifted probes are read when they are the probe's: not after orthogonalize_modes)
                 self.positions = _refine_positions(self.scan, self.obj, self.probe, self.exit_waves, self.positions,
-                                                   max_step=refine.max_step)
+                                                   max_step=refine.max_step, workspace=work, threads=self.threads)
                 self.scan = self._scan(self.positions, "position refinement moved a window off the object ({}); "
                                                        "pass a larger object_shape")
             if validate_now:
+                work = None
                 self._validate(si, it + 1, rule, align=True)
             self.progress.update((it + 1 - first) / max(1, iters - first), f"dm {it + 1}/{iters}")
             if (it + 1) % self.checkpoint_every == 0 and it + 1 < iters:
@@ -899,13 +866,17 @@ class _Run:
         amp = np.sqrt(self.data_held)
         exit_ = np.empty((len(self.held_positions), self.modes, self.n, self.n), np.complex64)
         pos, scan = self.held_positions, self._held_scan()
+        work = None  # the DM workspace, whose shifted probes the refinement reads (as in _difference_map)
         for _ in range(HOLDOUT_ALIGN_ROUNDS):
             scan.exit_waves(self.obj, self.probe, exit_, threads=self.threads)
+            reuse = work is not None and work.size == scan.dm_workspace_bytes
+            if not reuse:
+                work = np.empty(scan.dm_workspace_bytes, np.uint8)
             # from exit = P o, a DM iteration without overlap updates is the Fourier projection of P o
             scan.dm_iteration(amp, self.valid, self.obj, self.probe, exit_, update_object=False,
-                              update_probe=False, threads=self.threads)
+                              update_probe=False, workspace=work, reuse_workspace=reuse, threads=self.threads)
             moved = _refine_positions(scan, self.obj, self.probe, exit_, pos, max_step=self.refine.max_step,
-                                      remove_mean=False)
+                                      remove_mean=False, workspace=work, threads=self.threads)
             try:
                 scan = _core.PtychoScan(self.n, self.modes, self.shape, moved, subpixel_steps=self.subpixel_steps)
             except ValueError:  # a step took a window off the object: keep the last positions that fit

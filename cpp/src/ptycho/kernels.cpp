@@ -505,6 +505,59 @@ TOMOFUSE_ISA_CLONES void position_terms_object(const cfloat* p, const cfloat* e,
     }
 }
 
+namespace {
+
+// acc[q] += sum over the 8 lanes of part[q] in order.
+inline void add_lanes(const double (&part)[5][8], double* acc) {
+    for (int q = 0; q < 5; ++q) {
+        double t = 0.0;
+        for (int l = 0; l < 8; ++l) t += part[q][l];
+        acc[q] += t;
+    }
+}
+
+}  // namespace
+
+TOMOFUSE_ISA_CLONES void position_sums_probe(const cfloat* o, const float* syy, const float* syx, const float* sxx,
+                                             const cfloat* ty, const cfloat* tx, std::size_t n, double* acc) {
+    double part[5][8] = {};
+    auto add = [&](std::size_t j, int l) {
+        const double orr = o[j].real(), oi = o[j].imag();
+        const double o2 = static_cast<double>(sq(o[j]));
+        part[0][l] += o2 * syy[j];
+        part[1][l] += o2 * syx[j];
+        part[2][l] += o2 * sxx[j];
+        part[3][l] -= orr * ty[j].real() + oi * ty[j].imag();
+        part[4][l] -= orr * tx[j].real() + oi * tx[j].imag();
+    };
+    std::size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        for (int l = 0; l < 8; ++l) add(j + static_cast<std::size_t>(l), l);
+    }
+    for (int l = 0; j < n; ++j, ++l) add(j, l);
+    add_lanes(part, acc);
+}
+
+TOMOFUSE_ISA_CLONES void position_sums_object(const cfloat* gy, const cfloat* gx, const float* pw, const cfloat* t,
+                                              std::size_t n, double* acc) {
+    double part[5][8] = {};
+    auto add = [&](std::size_t j, int l) {
+        const double yr = gy[j].real(), yi = gy[j].imag(), xr = gx[j].real(), xi = gx[j].imag();
+        const double p = pw[j];
+        part[0][l] += (yr * yr + yi * yi) * p;
+        part[1][l] += (yr * xr + yi * xi) * p;
+        part[2][l] += (xr * xr + xi * xi) * p;
+        part[3][l] += yr * t[j].real() + yi * t[j].imag();
+        part[4][l] += xr * t[j].real() + xi * t[j].imag();
+    };
+    std::size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        for (int l = 0; l < 8; ++l) add(j + static_cast<std::size_t>(l), l);
+    }
+    for (int l = 0; j < n; ++j, ++l) add(j, l);
+    add_lanes(part, acc);
+}
+
 // Bilinear interpolation of the object under window w into out (N x N).
 void interpolate(const Scan& s, const cfloat* object, const Window& w, cfloat* out) {
     const std::size_t n = s.n();

@@ -30,6 +30,17 @@ void position_terms_probe(const cfloat* gy, const cfloat* gx, const cfloat* p, c
 void position_terms_object(const cfloat* p, const cfloat* e, const cfloat* o, std::size_t n, bool first, float* pw,
                            cfloat* t);
 
+// A row's sums of the normal equations (position_equations) added to acc = (a11, a12, a22, b1, b2), in
+// double over 8 interleaved partial sums (pixel j in sum j % 8, combined in order; the same bits in
+// every clone): shifted probes, from the window row o and the rows of position_terms_probe --
+// |o|^2 syy, |o|^2 syx, |o|^2 sxx, -Re(conj(o) ty), -Re(conj(o) tx); the bilinear model, from the
+// window's derivative rows gy, gx and position_terms_object's pw, t -- |gy|^2 pw, Re(conj(gy) gx) pw,
+// |gx|^2 pw, Re(conj(gy) t), Re(conj(gx) t).
+void position_sums_probe(const cfloat* o, const float* syy, const float* syx, const float* sxx, const cfloat* ty,
+                         const cfloat* tx, std::size_t n, double* acc);
+void position_sums_object(const cfloat* gy, const cfloat* gx, const float* pw, const cfloat* t, std::size_t n,
+                          double* acc);
+
 // Bilinear interpolation of the object under window w into out (N x N).
 void interpolate(const Scan& s, const cfloat* object, const Window& w, cfloat* out);
 

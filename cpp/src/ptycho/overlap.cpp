@@ -229,7 +229,7 @@ void position_equations(const Scan& s, const cfloat* object, const cfloat* probe
                 interpolate(s, object, s.windows()[k], o.data());
                 const cfloat* p = ps.of(s, k);
                 const cfloat* e = exit + k * modes * nn;
-                double a11 = 0.0, a12 = 0.0, a22 = 0.0, b1 = 0.0, b2 = 0.0;
+                double acc[5] = {0.0, 0.0, 0.0, 0.0, 0.0};  // a11, a12, a22, b1, b2
                 for (std::size_t i = 0; i < n; ++i) {
                     // rows i - 1 and i + 1 (i and i + 1, i - 1 and i at the edges), weight 1/2 or 1
                     const std::size_t up = i == 0 ? 0 : i - 1, down = i + 1 == n ? i : i + 1;
@@ -244,17 +244,7 @@ void position_equations(const Scan& s, const cfloat* object, const cfloat* probe
                             position_terms_probe(gy.data(), gx.data(), pm + i * n, e + m * nn + i * n, orow, n, m == 0,
                                                  syy.data(), sxx.data(), syx.data(), ty.data(), tx.data());
                         }
-                        for (std::size_t j = 0; j < n; ++j) {
-                            const double o2 = static_cast<double>(sq(orow[j]));
-                            a11 += o2 * syy[j];
-                            a22 += o2 * sxx[j];
-                            a12 += o2 * syx[j];
-                            // Re(conj(-o) t) = -(o_re t_re + o_im t_im)
-                            b1 -= static_cast<double>(orow[j].real()) * ty[j].real() +
-                                  static_cast<double>(orow[j].imag()) * ty[j].imag();
-                            b2 -= static_cast<double>(orow[j].real()) * tx[j].real() +
-                                  static_cast<double>(orow[j].imag()) * tx[j].imag();
-                        }
+                        position_sums_probe(orow, syy.data(), syx.data(), sxx.data(), ty.data(), tx.data(), n, acc);
                     } else {
                         // d = P_m grad(o): sum_m |P_m|^2 and conj(P_m) r_m over the row, then the products
                         // with the window's gradient
@@ -265,24 +255,10 @@ void position_equations(const Scan& s, const cfloat* object, const cfloat* probe
                         }
                         difference(o.data() + up * n, o.data() + down * n, cy, n, gy.data());
                         gradient_row(orow, n, gx.data());
-                        for (std::size_t j = 0; j < n; ++j) {
-                            const double pw = syy[j];
-                            const double yr = gy[j].real(), yi = gy[j].imag(), xr = gx[j].real(), xi = gx[j].imag();
-                            a11 += (yr * yr + yi * yi) * pw;
-                            a22 += (xr * xr + xi * xi) * pw;
-                            a12 += (yr * xr + yi * xi) * pw;
-                            // Re(conj(g) t)
-                            b1 += yr * ty[j].real() + yi * ty[j].imag();
-                            b2 += xr * ty[j].real() + xi * ty[j].imag();
-                        }
+                        position_sums_object(gy.data(), gx.data(), syy.data(), ty.data(), n, acc);
                     }
                 }
-                double* row = out + 5 * k;
-                row[0] = a11;
-                row[1] = a12;
-                row[2] = a22;
-                row[3] = b1;
-                row[4] = b2;
+                std::copy(acc, acc + 5, out + 5 * k);
             });
         }
     }

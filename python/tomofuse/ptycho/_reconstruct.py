@@ -814,14 +814,14 @@ class _Run:
         # zeroed by the kernel again at every iteration (17-32 % of a DM iteration at 400^2).  The position
         # refinement reads its shifted probes, and the workspace is kept for the refined scan when its size is
         # the same (the same bins: the core reads its shifted probes only where its key, the bins' shifts and
-        # the probe, says they are the new scan's too).  Released before the held-out check, which allocates its
-        # own, so that the peak stays theirs.
+        # the probe, says they are the new scan's too), and through the held-out checks (their own scratch is
+        # that of a few patterns).
         work = None
         for it in range(first, iters):
             refine_now = refine is not None and it >= refine.start and (it - refine.start) % refine.interval == 0
             validate_now = rule is not None and (it + 1) % HOLDOUT_INTERVAL == 0
             reuse = work is not None and work.size == self.scan.dm_workspace_bytes  # the previous call's
-            if not reuse:  # the first iteration, after a held-out check, a refined scan with other bins
+            if not reuse:  # the first iteration, or a refined scan with other bins
                 work = np.empty(self.scan.dm_workspace_bytes, np.uint8)
             ramp = min(1.0, it / dm.fourier_bound_ramp) if dm.fourier_bound_ramp else 1.0
             # the model's error at the stage's first (0) and last iteration and every error_interval -- the same
@@ -842,7 +842,6 @@ class _Run:
                 self.scan = self._scan(self.positions, "position refinement moved a window off the object ({}); "
                                                        "pass a larger object_shape")
             if validate_now:
-                work = None
                 self._validate(si, it + 1, rule, align=True)
             self.progress.update((it + 1 - first) / max(1, iters - first), f"dm {it + 1}/{iters}")
             if (it + 1) % self.checkpoint_every == 0 and it + 1 < iters:

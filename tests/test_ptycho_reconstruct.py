@@ -451,3 +451,15 @@ def test_real_velociprobe_star_half_scan_resolution():
                                engines=(("dm", 20),), threads=2)
     bad = ptycho.fourier_ring_correlation(halves[0].object, wrong.object, pixel_size=1.0, mask=mask)
     assert 2.0 / bad.resolution < 0.5 * nyquist_fraction
+
+
+def test_engine_buffers_start_on_64_byte_boundaries():
+    """The engines' frame buffers are 64-byte aligned (the FFT plans' alignment; NumPy's large arrays are
+    16 bytes past it and their frames would go through an aligned copy)."""
+    from tomofuse.ptycho._reconstruct import _aligned_empty
+
+    for shape, dtype in [((3, 1, 40, 40), np.complex64), (12345, np.uint8), ((2, 7), np.float32), (0, np.uint8)]:
+        a = _aligned_empty(shape, dtype)
+        assert a.shape == (shape if isinstance(shape, tuple) else (shape,)) and a.dtype == dtype
+        assert a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % 64 == 0
+        a[...] = 1  # the whole array is writable memory of its own

@@ -492,14 +492,16 @@ class SitkRegistration:
                 f"volume's resolution, {bound * UNIT * 1e9:.0f} nm) -- a warp that large fits differences between the "
                 f"modalities, not a deformation (held-out change {total:+.2e}); keeping the rigid transform",
                 RegistrationWarning, stacklevel=4)
-            logger.warning("B-spline stage rejected (%.0f%% of the interior coefficients at their bound)", 100 * saturation)
+            # (INFO: the RegistrationWarning above is what the user sees; WARNING here printed it twice)
+            logger.info("B-spline stage rejected (%.0f%% of the interior coefficients at their bound)",
+                        100 * saturation)
             return None
         if not accepted:
             warnings.warn(
                 f"B-spline stage rejected: held-out similarity ({' + '.join(self.holdout)}) did not improve "
                 f"(relative change {total:+.2e}; Mattes MI {-mi[0]:.5f} -> {-mi[1]:.5f}, edge correlation "
                 f"{-gm[0]:.5f} -> {-gm[1]:.5f}); keeping the rigid transform", RegistrationWarning, stacklevel=4)
-            logger.warning("B-spline stage rejected (held-out MI %s, edges %s)", mi, gm)
+            logger.info("B-spline stage rejected (held-out MI %s, edges %s)", mi, gm)
             return None
         return composed
 

@@ -484,8 +484,7 @@ residual, unitary) as work buffers.)doc")
             [](const Scan& s, const py::object& intensities, const py::object& mask, const py::object& object,
                const py::object& probe, const py::object& state, const py::object& far, const py::object& chi,
                bool start, bool update_object, bool update_probe, float intensity_floor, float precond_regularization,
-               int max_backtracks, double smoothness, bool linear_trial_shifts, const py::object& workspace,
-               int threads) {
+               int max_backtracks, double smoothness, const py::object& workspace, int threads) {
                 const Frames sh = shapes(s);
                 py::array_t<float> keep;
                 py::array_t<std::uint8_t> keep_mask;
@@ -528,9 +527,8 @@ residual, unitary) as work buffers.)doc")
                     all.push_back(span("mask", keep_mask));
                 }
                 check_no_alias(outs, all);
-                ptycho::MLOptions opt = ml_options(intensity_floor, update_object, update_probe,
-                                                   precond_regularization, max_backtracks, smoothness);
-                opt.linear_trial_shifts = linear_trial_shifts;
+                const ptycho::MLOptions opt = ml_options(intensity_floor, update_object, update_probe,
+                                                         precond_regularization, max_backtracks, smoothness);
                 check_threads(threads);
                 ptycho::MLState st;
                 st.grad_object = go.mutable_data();
@@ -567,7 +565,7 @@ residual, unitary) as work buffers.)doc")
             py::arg("far"), py::arg("chi"), py::kw_only(), py::arg("start") = false, py::arg("update_object") = true,
             py::arg("update_probe") = true, py::arg("intensity_floor") = 1e-6f,
             py::arg("precond_regularization") = 1e-2f, py::arg("max_backtracks") = 10, py::arg("smoothness") = 0.0,
-            py::arg("linear_trial_shifts") = true, py::arg("workspace") = py::none(), py::arg("threads") = 0,
+            py::arg("workspace") = py::none(), py::arg("threads") = 0,
             R"doc(One maximum-likelihood iteration in place (or, with start=True, only the gradient at the start point).
 
 `state` is an object with array attributes grad_object, grad_probe,
@@ -581,11 +579,6 @@ prior smoothness * sum over neighboring object pixels |O_i - O_j|^2.
 `workspace`: optional complex64 (2, len(bin_shifts), modes, n, n) array for the
 shifted probes, kept by the caller from iteration to iteration so that no call
 allocates them (results are identical without it).
-`linear_trial_shifts`: the first trial point's shifted probes as S(P) + a S(h)
-from the line search's (the shifts are linear; equal to rounding, one
-transform per bin and mode fewer); False shifts the trial probe anew, as
-start=True does -- for an iteration whose state a checkpoint keeps, so that a
-run resumed from it repeats the uninterrupted one bit for bit.
 Returns (objective, alpha, backtracks, restarted).)doc");
 }
 

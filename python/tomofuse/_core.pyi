@@ -342,11 +342,9 @@ class PtychoScan:
                      state: object, far: _Complex64Array, chi: _Complex64Array, *, start: bool = False,
                      update_object: bool = True, update_probe: bool = True, intensity_floor: float = 1e-6,
                      precond_regularization: float = 1e-2, max_backtracks: int = 10, smoothness: float = 0.0,
-                     linear_trial_shifts: bool = True, workspace: _Complex64Array | None = None,
-                     threads: int = 0) -> tuple[float, float, int, bool]:
+                     workspace: _Complex64Array | None = None, threads: int = 0) -> tuple[float, float, int, bool]:
         """One ML iteration in place: (objective, alpha, backtracks, restarted); `workspace` (2, bins, modes,
-        n, n) keeps the shifted probes' memory from call to call; `linear_trial_shifts` False: the trial probe
-        shifted anew (the iterations a checkpoint keeps)."""
+        n, n) keeps the shifted probes' memory from call to call."""
 
 # ----------------------------------------------------------------------------------- segmentation
 

@@ -229,11 +229,6 @@ struct MLOptions {
     /// Weight mu of the Gaussian smoothness prior on the object,
     /// mu * sum over neighboring pixels |O_i - O_j|^2, added to the NLL (0 = none).
     double smoothness = 0.0;
-    /// ml_iteration: the first trial point's shifted probes as S(P) + a S(h) from the line search's
-    /// (the shifts are linear; one transform per bin and mode fewer, equal to rounding). false: the
-    /// trial probe is shifted anew, as ml_start does -- for the iterations whose state a checkpoint
-    /// keeps, so that a run resumed from it repeats the uninterrupted one bit for bit.
-    bool linear_trial_shifts = true;
 };
 
 /// Work buffers of the ML engine: far fields and back-propagated residuals of

@@ -135,10 +135,6 @@ cfloat* shifted_slot(const Scan& s, cfloat* shifted, std::size_t slot) {
     return shifted + slot * s.bins() * s.modes() * s.frame();
 }
 
-double gradient_with(const Scan& s, const Data& intensities, const cfloat* object, const Probes& ps,
-                     const MLBuffers& buffers, const MLOptions& options, cfloat* grad_object, cfloat* grad_probe,
-                     float* precond_object, float* precond_probe, double* nll, int threads);
-
 }  // namespace
 
 double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object, const cfloat* probe,
@@ -165,23 +161,12 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
                       {"mask", intensities.mask, nn},
                       {"object", object, hw * sizeof(cfloat)},
                       {"probe", probe, modes * nn * sizeof(cfloat)}});
-    (void)n;
-    return gradient_with(s, intensities, object, make_probes(s, probe, threads, shifted_slot(s, buffers.shifted, 0)),
-                         buffers, options, grad_object, grad_probe, precond_object, precond_probe, nll, threads);
-}
-
-namespace {
-
-// ml_gradient's work for the shifted probes `ps` of the probe (checked arguments, resolved threads).
-double gradient_with(const Scan& s, const Data& intensities, const cfloat* object, const Probes& ps,
-                     const MLBuffers& buffers, const MLOptions& options, cfloat* grad_object, cfloat* grad_probe,
-                     float* precond_object, float* precond_probe, double* nll, int threads) {
-    const std::size_t nn = s.frame();
-    const std::size_t modes = s.modes();
     const double inv_n2 = 1.0 / static_cast<double>(nn);  // |F_unitary|^2 = |F_unscaled|^2 / n^2
     const float inv_n2f = static_cast<float>(inv_n2);
     const float floor = options.intensity_floor;
     const auto count = static_cast<std::ptrdiff_t>(s.size());
+    const Probes ps = make_probes(s, probe, threads, shifted_slot(s, buffers.shifted, 0));
+    (void)n;
     RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
     {
@@ -242,8 +227,6 @@ double gradient_with(const Scan& s, const Data& intensities, const cfloat* objec
     }
     return total;
 }
-
-}  // namespace
 
 void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* object, const cfloat* probe,
                           const cfloat* h_object, const cfloat* h_probe, const cfloat* far_fields,
@@ -375,14 +358,6 @@ MLStep ml_iteration(const Scan& s, const Data& intensities, cfloat* object, cflo
                       {"buffers.shifted", buffers.shifted, shifted_workspace_bytes(s)}},
                      {{"intensities", intensities.values, s.size() * nn * sizeof(float)},
                       {"mask", intensities.mask, nn}});
-    // Without a workspace the iteration keeps one of its own for its calls: the line search's shifted
-    // probes feed the first trial (below), and the result must not depend on whether one was given.
-    std::vector<cfloat> own_shifted;
-    MLBuffers buf = buffers;
-    if (buf.shifted == nullptr && s.subpixel_steps() > 0) {
-        own_shifted.resize(2 * s.bins() * pm);
-        buf.shifted = own_shifted.data();
-    }
     MLStep step;
 
     // Preconditioned gradient z = M^-1 g (zero for a part that is not updated).
@@ -437,8 +412,8 @@ MLStep ml_iteration(const Scan& s, const Data& intensities, cfloat* object, cflo
 
     double b1 = 0.0;
     double b2 = 0.0;
-    ml_line_coefficients(s, intensities, object, probe, state.dir_object, state.dir_probe, buf.far, options, &b1,
-                         &b2, threads, buf.shifted, buf.chi);
+    ml_line_coefficients(s, intensities, object, probe, state.dir_object, state.dir_probe, buffers.far, options, &b1,
+                         &b2, threads, buffers.shifted, buffers.chi);
     double alpha = 0.0;
     if (b1 < 0.0 && b2 > 0.0 && std::isfinite(b2)) {
         alpha = -b1 / (2.0 * b2);
@@ -450,12 +425,6 @@ MLStep ml_iteration(const Scan& s, const Data& intensities, cfloat* object, cflo
     std::vector<cfloat> o0(object, object + hw), p0(probe, probe + pm);
     std::vector<double> nll(s.size());
     bool accepted = false;
-    // The line search left the shifted probes of the probe and of its direction in the workspace's two
-    // slots: those of the first trial probe P + a h are S(P) + a S(h) (the shifts are linear), which
-    // saves the trial's shift transforms (one per bin and mode; equal to rounding). Later trials (the
-    // gradient overwrote both slots) shift their probe anew.
-    cfloat* const slot0 = shifted_slot(s, buf.shifted, 0);
-    cfloat* const slot1 = shifted_slot(s, buf.shifted, 1);
     if (alpha > 0.0 && std::isfinite(alpha)) {
         for (int bt = 0; bt <= options.max_backtracks; ++bt) {
             const auto a = static_cast<float>(alpha);
@@ -465,22 +434,9 @@ MLStep ml_iteration(const Scan& s, const Data& intensities, cfloat* object, cflo
             for (std::size_t q = 0; q < pm; ++q) {
                 probe[q] = p0[q] + a * state.dir_probe[q];
             }
-            double value = 0.0;
-            if (bt == 0 && slot0 != nullptr && options.linear_trial_shifts) {
-                const auto total = static_cast<std::ptrdiff_t>(s.bins() * pm);
-                TOMOFUSE_OMP(parallel for num_threads(threads) schedule(static))
-                for (std::ptrdiff_t q = 0; q < total; ++q) {
-                    slot0[q] += a * slot1[q];
-                }
-                Probes ps;
-                ps.base = slot0;
-                ps.bin_stride = pm;
-                value = gradient_with(s, intensities, object, ps, buf, options, state.grad_object,
-                                      state.grad_probe, state.precond_object, state.precond_probe, nll.data(), threads);
-            } else {
-                value = ml_gradient(s, intensities, object, probe, buf, options, state.grad_object,
-                                    state.grad_probe, state.precond_object, state.precond_probe, nll.data(), threads);
-            }
+            const double value = ml_gradient(s, intensities, object, probe, buffers, options, state.grad_object,
+                                             state.grad_probe, state.precond_object, state.precond_probe, nll.data(),
+                                             threads);
             if (value <= nll0) {
                 state.nll = value;
                 accepted = true;
@@ -493,7 +449,7 @@ MLStep ml_iteration(const Scan& s, const Data& intensities, cfloat* object, cflo
     if (!accepted) {
         std::copy(o0.begin(), o0.end(), object);
         std::copy(p0.begin(), p0.end(), probe);
-        state.nll = ml_gradient(s, intensities, object, probe, buf, options, state.grad_object, state.grad_probe,
+        state.nll = ml_gradient(s, intensities, object, probe, buffers, options, state.grad_object, state.grad_probe,
                                 state.precond_object, state.precond_probe, nll.data(), threads);
         state.prev_zg = 0.0;  // restart with steepest descent
         alpha = 0.0;

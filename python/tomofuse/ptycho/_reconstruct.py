@@ -992,12 +992,9 @@ class _Run:
             self._validate(si, 0, rule, align=True)
         stalled, last = 0, first
         for it in range(first, iters):
-            # the trial's shifted probes from the line search's (linear), except where a checkpoint keeps the
-            # state: there as ml_start computes them, so that a resumed run repeats this one bit for bit
             nll, alpha, backtracks, restarted = self.scan.ml_iteration(
                 self.data, self.valid, self.obj, self.probe, state, far, chi, smoothness=mu,
-                update_probe=bool(ml.update_probe), linear_trial_shifts=(it + 1) % self.checkpoint_every != 0,
-                workspace=work, threads=self.threads)
+                update_probe=bool(ml.update_probe), workspace=work, threads=self.threads)
             errs.append(float(nll) / self.valid_pixels)
             logger.debug("ml %d: nll %.6g alpha %.3g backtracks %d restarted %s", it, nll, alpha, backtracks,
                          restarted)

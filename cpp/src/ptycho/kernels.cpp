@@ -468,8 +468,8 @@ void gradient_row(const cfloat* row, std::size_t n, cfloat* g) {
 }
 
 TOMOFUSE_ISA_CLONES void position_terms_probe(const cfloat* gy, const cfloat* gx, const cfloat* p, const cfloat* e,
-                                              const cfloat* o, std::size_t n, bool first, float* syy, float* sxx,
-                                              float* syx, cfloat* ty, cfloat* tx) {
+                                              const cfloat* o, std::size_t n, bool first, float* syy, float* syx,
+                                              float* sxx, cfloat* ty, cfloat* tx) {
     if (first) {
         for (std::size_t j = 0; j < n; ++j) {
             syy[j] = 0.0f;

@@ -20,10 +20,10 @@ void difference(const cfloat* a, const cfloat* b, float c, std::size_t n, cfloat
 void gradient_row(const cfloat* row, std::size_t n, cfloat* g);
 
 // One mode's terms of the position refinement's normal equations over a row of n pixels, added to
-// (first: stored in) float rows: with r = e - p o, syy += |gy|^2, sxx += |gx|^2, syx += Re(conj(gy) gx),
+// (first: stored in) float rows: with r = e - p o, syy += |gy|^2, syx += Re(conj(gy) gx), sxx += |gx|^2,
 // ty += conj(gy) r, tx += conj(gx) r (gy, gx the probe's derivatives: the shifted-probe model).
 void position_terms_probe(const cfloat* gy, const cfloat* gx, const cfloat* p, const cfloat* e, const cfloat* o,
-                          std::size_t n, bool first, float* syy, float* sxx, float* syx, cfloat* ty, cfloat* tx);
+                          std::size_t n, bool first, float* syy, float* syx, float* sxx, cfloat* ty, cfloat* tx);
 
 // One mode's terms for the bilinear model, added to (first: stored in) float rows: pw += |p|^2,
 // t += conj(p) (e - p o).

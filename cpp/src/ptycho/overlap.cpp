@@ -242,7 +242,7 @@ void position_equations(const Scan& s, const cfloat* object, const cfloat* probe
                             difference(pm + up * n, pm + down * n, cy, n, gy.data());
                             gradient_row(pm + i * n, n, gx.data());
                             position_terms_probe(gy.data(), gx.data(), pm + i * n, e + m * nn + i * n, orow, n, m == 0,
-                                                 syy.data(), sxx.data(), syx.data(), ty.data(), tx.data());
+                                                 syy.data(), syx.data(), sxx.data(), ty.data(), tx.data());
                         }
                         position_sums_probe(orow, syy.data(), syx.data(), sxx.data(), ty.data(), tx.data(), n, acc);
                     } else {

@@ -333,7 +333,8 @@ def by_hand(config: Path, threads: int = 2, report_dir: Optional[Path] = None) -
     ids, counts = np.unique(parts[parts > 0], return_counts=True)
     border = np.ones(parts.shape, bool)
     border[3:-3, 3:-3, 3:-3] = False  # echem.margin_voxels
-    inner = [(c, i) for i, c in zip(ids, counts) if i not in set(np.unique(parts[border]))]
+    cut = set(np.unique(parts[border]))
+    inner = [(c, i) for i, c in zip(ids, counts) if i not in cut]
     out["inner_particles"] = len(inner)
     out["iqr_ratio"] = soc = None  # none simulated when every particle touches the margin (as the pipeline)
     if inner:

@@ -74,8 +74,8 @@ void unshift_sum_modes(const Scan& s, cfloat* per_bin, cfloat* out, std::size_t 
 
 // The shifted probes held by a dm_iteration workspace of this scan (dm_workspace_bytes(s) bytes, last
 // written by dm_iteration) when its key says they were computed from `probe` for these shifts, else
-// nullptr (also for the bilinear model, which keeps none).
-const cfloat* dm_workspace_probes(const Scan& s, const void* workspace, const cfloat* probe);
+// none (base null; also for the bilinear model, which keeps none).
+Probes dm_workspace_probes(const Scan& s, const void* workspace, const cfloat* probe);
 
 // ---------------------------------------------------------------- overlap.cpp
 

@@ -114,6 +114,14 @@ struct DMScratch {
         return field(probe, s.modes() * s.frame() * sizeof(cfloat));
     }
 
+    // The shifted probes the workspace holds (whatever its key says).
+    Probes held(const Scan& s) const {
+        Probes p;
+        p.base = probes;
+        p.bin_stride = s.modes() * s.frame();
+        return p;
+    }
+
     // The shifted probes of `probe`: with `reuse` (the workspace holds what this call or the previous
     // one wrote), those it holds when its key says they were computed from this probe for these
     // shifts, else computed into it. The same bits either way.
@@ -122,10 +130,7 @@ struct DMScratch {
             return make_probes(s, probe, threads, probes);
         }
         if (reuse && key_io(s, probe, false)) {
-            Probes p;
-            p.base = probes;
-            p.bin_stride = s.modes() * s.frame();
-            return p;
+            return held(s);
         }
         std::memset(key, 0, key_bytes(s));  // invalid while the probes are rewritten
         Probes p = make_probes(s, probe, threads, probes);
@@ -140,10 +145,10 @@ std::size_t dm_workspace_bytes(const Scan& s) { return DMScratch(s, nullptr).byt
 
 namespace detail {
 
-const cfloat* dm_workspace_probes(const Scan& s, const void* workspace, const cfloat* probe) {
-    // (read only: key_io without write, and the probes returned as const)
+Probes dm_workspace_probes(const Scan& s, const void* workspace, const cfloat* probe) {
+    // (read only: key_io without write, and the probes used as const)
     const DMScratch w(s, static_cast<unsigned char*>(const_cast<void*>(workspace)));
-    return w.key != nullptr && w.key_io(s, probe, false) ? w.probes : nullptr;
+    return w.key != nullptr && w.key_io(s, probe, false) ? w.held(s) : Probes{};
 }
 
 }  // namespace detail

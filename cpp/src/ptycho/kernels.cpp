@@ -507,8 +507,16 @@ TOMOFUSE_ISA_CLONES void position_terms_object(const cfloat* p, const cfloat* e,
 
 namespace {
 
-// acc[q] += sum over the 8 lanes of part[q] in order.
-inline void add_lanes(const double (&part)[5][8], double* acc) {
+// acc[q] += the sums of the five terms that add(j, part, l) adds for pixels j = 0 .. n - 1 into
+// part[.][l], pixel j in lane l = j % 8, each term's 8 lanes then added in order.
+template <class Add>
+inline void position_lanes(std::size_t n, double* acc, Add&& add) {
+    double part[5][8] = {};
+    std::size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        for (int l = 0; l < 8; ++l) add(j + static_cast<std::size_t>(l), part, l);
+    }
+    for (int l = 0; j < n; ++j, ++l) add(j, part, l);
     for (int q = 0; q < 5; ++q) {
         double t = 0.0;
         for (int l = 0; l < 8; ++l) t += part[q][l];
@@ -520,8 +528,7 @@ inline void add_lanes(const double (&part)[5][8], double* acc) {
 
 TOMOFUSE_ISA_CLONES void position_sums_probe(const cfloat* o, const float* syy, const float* syx, const float* sxx,
                                              const cfloat* ty, const cfloat* tx, std::size_t n, double* acc) {
-    double part[5][8] = {};
-    auto add = [&](std::size_t j, int l) {
+    position_lanes(n, acc, [&](std::size_t j, double (&part)[5][8], int l) {
         const double orr = o[j].real(), oi = o[j].imag();
         const double o2 = static_cast<double>(sq(o[j]));
         part[0][l] += o2 * syy[j];
@@ -529,19 +536,12 @@ TOMOFUSE_ISA_CLONES void position_sums_probe(const cfloat* o, const float* syy, 
         part[2][l] += o2 * sxx[j];
         part[3][l] -= orr * ty[j].real() + oi * ty[j].imag();
         part[4][l] -= orr * tx[j].real() + oi * tx[j].imag();
-    };
-    std::size_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        for (int l = 0; l < 8; ++l) add(j + static_cast<std::size_t>(l), l);
-    }
-    for (int l = 0; j < n; ++j, ++l) add(j, l);
-    add_lanes(part, acc);
+    });
 }
 
 TOMOFUSE_ISA_CLONES void position_sums_object(const cfloat* gy, const cfloat* gx, const float* pw, const cfloat* t,
                                               std::size_t n, double* acc) {
-    double part[5][8] = {};
-    auto add = [&](std::size_t j, int l) {
+    position_lanes(n, acc, [&](std::size_t j, double (&part)[5][8], int l) {
         const double yr = gy[j].real(), yi = gy[j].imag(), xr = gx[j].real(), xi = gx[j].imag();
         const double p = pw[j];
         part[0][l] += (yr * yr + yi * yi) * p;
@@ -549,13 +549,7 @@ TOMOFUSE_ISA_CLONES void position_sums_object(const cfloat* gy, const cfloat* gx
         part[2][l] += (xr * xr + xi * xi) * p;
         part[3][l] += yr * t[j].real() + yi * t[j].imag();
         part[4][l] += xr * t[j].real() + xi * t[j].imag();
-    };
-    std::size_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        for (int l = 0; l < 8; ++l) add(j + static_cast<std::size_t>(l), l);
-    }
-    for (int l = 0; j < n; ++j, ++l) add(j, l);
-    add_lanes(part, acc);
+    });
 }
 
 // Bilinear interpolation of the object under window w into out (N x N).

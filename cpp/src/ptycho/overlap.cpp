@@ -198,12 +198,8 @@ void position_equations(const Scan& s, const cfloat* object, const cfloat* probe
     const std::size_t nn = s.frame();
     const std::size_t modes = s.modes();
     const bool shifted = s.subpixel_steps() > 0;
-    const cfloat* held = dm_workspace != nullptr ? dm_workspace_probes(s, dm_workspace, probe) : nullptr;
-    Probes ps;
-    if (held != nullptr) {
-        ps.base = held;
-        ps.bin_stride = modes * nn;
-    } else {
+    Probes ps = dm_workspace != nullptr ? dm_workspace_probes(s, dm_workspace, probe) : Probes{};
+    if (ps.base == nullptr) {
         ps = make_probes(s, probe, threads);
     }
     const auto count = static_cast<std::ptrdiff_t>(s.size());

@@ -62,6 +62,14 @@ def _aligned_empty(shape, dtype) -> np.ndarray:
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
+def _dm_workspace(scan, work: Optional[np.ndarray]) -> tuple[np.ndarray, bool]:
+    """``(workspace, reuse)`` for ``scan.dm_iteration``: ``work`` again if it has this scan's size (``reuse``: the
+    core reads its shifted probes only where its key says they are this call's), else a new one."""
+    if work is not None and work.size == scan.dm_workspace_bytes:
+        return work, True
+    return _aligned_empty(scan.dm_workspace_bytes, np.uint8), False
+
+
 def held_out(count: int, fraction: float) -> Optional[np.ndarray]:
     """Which of ``count`` patterns :class:`HoldOut` ``share=fraction`` sets aside, or None for none.
 
@@ -841,9 +849,7 @@ class _Run:
         for it in range(first, iters):
             refine_now = refine is not None and it >= refine.start and (it - refine.start) % refine.interval == 0
             validate_now = rule is not None and (it + 1) % HOLDOUT_INTERVAL == 0
-            reuse = work is not None and work.size == self.scan.dm_workspace_bytes  # the previous call's
-            if not reuse:  # the first iteration, or a refined scan with other bins
-                work = _aligned_empty(self.scan.dm_workspace_bytes, np.uint8)
+            work, reuse = _dm_workspace(self.scan, work)  # new at the first iteration, or for other bins
             ramp = min(1.0, it / dm.fourier_bound_ramp) if dm.fourier_bound_ramp else 1.0
             # the model's error at the stage's first (0) and last iteration and every error_interval -- the same
             # iterations in a resumed run (an FFT per pattern more; nothing in the engine reads it)
@@ -889,9 +895,7 @@ class _Run:
         work = None  # the DM workspace, whose shifted probes the refinement reads (as in _difference_map)
         for _ in range(HOLDOUT_ALIGN_ROUNDS):
             scan.exit_waves(self.obj, self.probe, exit_, threads=self.threads)
-            reuse = work is not None and work.size == scan.dm_workspace_bytes
-            if not reuse:
-                work = _aligned_empty(scan.dm_workspace_bytes, np.uint8)
+            work, reuse = _dm_workspace(scan, work)
             # from exit = P o, a DM iteration without overlap updates is the Fourier projection of P o
             scan.dm_iteration(amp, self.valid, self.obj, self.probe, exit_, update_object=False,
                               update_probe=False, workspace=work, reuse_workspace=reuse, threads=self.threads)

@@ -175,15 +175,30 @@ Operators make_operators(Shape s, const double sigma[3]) {
 constexpr double kSlackSafety = 1.0 + 0x1p-20;
 constexpr double kSlackErosion = 0x1p-20;
 
+// A stride of ICM's g of at least `n` doubles: whole 64-byte lines, an odd number of them.
+std::size_t g_stride(std::size_t n) {
+    const std::size_t lines = (n + 7) / 8;
+    return 8 * (lines % 2 == 1 ? lines : lines + 1);
+}
+
 // Rows of bounds an ICM visit's scan asks for ahead of itself.
 constexpr std::size_t kPrefetchRows = 6;
 
-// One row of a move's update (icm): g -= wzy * G_x. (Compiled without contraction: every clone gives
-// the same bits.)
+// A move's update of g over its box (icm): row (a, b) of the box, at g + a plane + b row, less
+// (dm gz[a] gy[b]) gx -- one call per move, the rows' loops inlined in each clone. (Compiled without
+// contraction: every clone gives the same bits.)
 TOMOFUSE_ISA_CLONES
-void move_row(double* __restrict g, const double* __restrict gx, double wzy, std::size_t len) {
-    for (std::size_t j = 0; j < len; ++j) {
-        g[j] -= wzy * gx[j];
+void move_box(double* g, std::size_t plane, std::size_t row, std::size_t nz, std::size_t ny, std::size_t len,
+              double dm, const double* gz, const double* gy, const double* __restrict gx) {
+    for (std::size_t a = 0; a < nz; ++a) {
+        const double wz = dm * gz[a];
+        for (std::size_t b = 0; b < ny; ++b) {
+            const double wzy = wz * gy[b];
+            double* __restrict r = g + a * plane + b * row;
+            for (std::size_t j = 0; j < len; ++j) {
+                r[j] -= wzy * gx[j];
+            }
+        }
     }
 }
 
@@ -321,7 +336,7 @@ struct Model {
     double beta;
 };
 
-void check_model(const Model& m, const std::uint8_t* labels) {
+void check_model(const Model& m, const std::uint8_t* labels, int threads) {
     if (m.s.size() == 0) {
         return;
     }
@@ -351,16 +366,32 @@ void check_model(const Model& m, const std::uint8_t* labels) {
     if (!(m.beta >= 0) || !std::isfinite(m.beta)) {
         throw InvalidArgument("smoothness must be >= 0 and finite");
     }
-    // one pass over the volume; no exception inside parallel regions
+    // passes over the volume in blocks on the threads, the flags OR-ed (no exception inside the parallel
+    // region); a float is not finite when its exponent bits are all set
     const std::size_t n = m.s.size();
-    bool bad_label = false, bad_data = false, bad_unary = false;
-    for (std::size_t i = 0; i < n; ++i) {
-        bad_label |= labels[i] >= m.n_labels;
-        bad_data |= !std::isfinite(m.data[i]);
-    }
-    for (std::size_t i = 0; i < n * static_cast<std::size_t>(m.n_pairs); ++i) {
-        bad_unary |= !std::isfinite(m.unary[i]);
-    }
+    auto any_of = [threads](std::size_t len, auto&& bad_at) {
+        constexpr std::size_t kBlock = 1 << 16;
+        const auto blocks = static_cast<std::ptrdiff_t>((len + kBlock - 1) / kBlock);
+        unsigned any = 0;
+        TOMOFUSE_OMP(parallel for schedule(static) reduction(| : any) num_threads(threads))
+        for (std::ptrdiff_t b = 0; b < blocks; ++b) {
+            const std::size_t lo = static_cast<std::size_t>(b) * kBlock, hi = std::min(len, lo + kBlock);
+            unsigned acc = 0;
+            for (std::size_t i = lo; i < hi; ++i) acc |= bad_at(i);
+            any |= acc;
+        }
+        return any != 0;
+    };
+    auto nonfinite = [](const float* v, std::size_t i) {
+        std::uint32_t bits;
+        std::memcpy(&bits, v + i, sizeof bits);
+        return static_cast<unsigned>((bits & 0x7f800000u) == 0x7f800000u);
+    };
+    const unsigned n_labels = static_cast<unsigned>(m.n_labels);
+    const bool bad_label = any_of(n, [&](std::size_t i) { return static_cast<unsigned>(labels[i] >= n_labels); });
+    const bool bad_data = any_of(n, [&](std::size_t i) { return nonfinite(m.data, i); });
+    const bool bad_unary =
+        any_of(n * static_cast<std::size_t>(m.n_pairs), [&](std::size_t i) { return nonfinite(m.unary, i); });
     if (bad_label) {
         throw InvalidArgument("labels must be < n_labels = " + std::to_string(m.n_labels));
     }
@@ -585,7 +616,7 @@ double icm_energy(const float* data, const std::uint8_t* labels, Shape shape, co
     check_sigma(sigma);
     const int threads = resolve_threads(nthreads);
     const Model m{shape, data, levels, n_labels, pairs, n_pairs, unary, options.data_weight, options.smoothness};
-    check_model(m, labels);
+    check_model(m, labels, threads);
     const std::size_t n = shape.size();
     if (n == 0) {
         return 0.0;
@@ -603,7 +634,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     check_sigma(sigma);
     const int threads = resolve_threads(nthreads);
     const Model m{shape, data, levels, n_labels, pairs, n_pairs, unary, options.data_weight, options.smoothness};
-    check_model(m, labels);
+    check_model(m, labels, threads);
     if (options.max_sweeps < 0) {
         throw InvalidArgument("max_sweeps must be >= 0");
     }
@@ -633,8 +664,13 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     // alone; the bounds are read where they are needed.)
     // Not initialized: their first writes, plane by plane on the threads (residual(), the fill below),
     // fault the pages in on those threads (a std::vector's zero fill would do it on one).
+    // g is kept with padded rows and planes: a move updates a box of (2 hz + 1)(2 hy + 1) rows of it,
+    // and with a power-of-two row or plane length (512^3) those rows fall into the same few sets of
+    // the caches, which then miss on every row. Each stride is an odd number of 64-byte lines.
+    const std::size_t g_row = g_stride(shape.nx), g_plane = g_stride(shape.ny * g_row);
+    auto gi = [g_row, g_plane](std::size_t z, std::size_t y, std::size_t x) { return z * g_plane + y * g_row + x; };
     auto r_volume = work_volume<double>(n, "icm");
-    const auto g_volume = work_volume<double>(n, "icm");
+    const auto g_volume = work_volume<double>(std::max(n, shape.nz * g_plane), "icm");
     double* const r = r_volume.get();
     double* const g = g_volume.get();
     const Operators op = make_operators(shape, sigma);
@@ -676,8 +712,11 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                         for (std::size_t x = 0; x < nx; ++x) row[x] = src[x];
                     },
                     [&](std::size_t z, std::size_t q0, std::size_t count, const double* v) {
-                        double* dst = g + z * plane + q0;
-                        for (std::size_t q = 0; q < count; ++q) dst[q] = v[q];
+                        for (std::size_t q = q0; q < q0 + count;) {  // (the values of rows of g)
+                            const std::size_t run = std::min(q0 + count - q, nx - q % nx);
+                            std::copy_n(v + (q - q0), run, g + gi(z, q / nx, q % nx));
+                            q += run;
+                        }
                     },
                     r, shape, op.ht, threads);
     }
@@ -752,7 +791,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                        static_cast<int>(nb[3] == ku) + static_cast<int>(nb[4] == ku) + static_cast<int>(nb[5] == ku);
             };
             const double self = diag[0][z] * diag[1][y] * diag[2][x];
-            const double gi = g[i];
+            const double g_i = g[gi(z, y, x)];
             double u[8];
             unaries(m, i, n, u);
             const double ucur = u[cur];
@@ -764,7 +803,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             double uabs = 0.0;
             for (int k = 0; k < K; ++k) {
                 const double dm = static_cast<double>(levels[k]) - lcur;
-                double de = w * (-2.0 * dm * gi + dm * dm * self) + beta * (scur - same(k));
+                double de = w * (-2.0 * dm * g_i + dm * dm * self) + beta * (scur - same(k));
                 if (m.n_pairs) {
                     de += u[k] - ucur;
                 }
@@ -777,7 +816,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
                 const bool lower = ok && k != cur && de < other;
                 other = lower ? de : other;
             }
-            scale = w * (2.0 * level_span * std::fabs(gi) + level_span * level_span * self) + 6.0 * beta + 2.0 * uabs;
+            scale = w * (2.0 * level_span * std::fabs(g_i) + level_span * level_span * self) + 6.0 * beta + 2.0 * uabs;
             return best;
         };
         // Give voxel i the label `best`: g -= dm * G[:, i] (the residual falls by dm * H[:, i]).
@@ -796,14 +835,14 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             // G_x is symmetric: row x holds G_x[x][xx] = G_x[xx][x] (offset >= 0: x * width >= x)
             const double* gxp =
                 op.g[2].w.data() + (x * static_cast<std::size_t>(2 * hx + 1) - x + static_cast<std::size_t>(hx));
-            for (std::ptrdiff_t zz = zl; zz <= zh; ++zz) {
-                const double wz = dm * op.g[0].at(static_cast<std::size_t>(zz), static_cast<std::ptrdiff_t>(z));
-                for (std::ptrdiff_t yy = yl; yy <= yh; ++yy) {
-                    const double wzy = wz * op.g[1].at(static_cast<std::size_t>(yy), static_cast<std::ptrdiff_t>(y));
-                    double* row = g + (static_cast<std::size_t>(zz) * shape.ny + static_cast<std::size_t>(yy)) * shape.nx;
-                    move_row(row + xl, gxp + xl, wzy, static_cast<std::size_t>(xh - xl + 1));
-                }
-            }
+            // (and so are G_z, G_y: their rows z, y from column zl, yl)
+            const double* gzp = op.g[0].w.data() + (z * static_cast<std::size_t>(2 * hz + 1) - z +
+                                                    static_cast<std::size_t>(hz) + static_cast<std::size_t>(zl));
+            const double* gyp = op.g[1].w.data() + (y * static_cast<std::size_t>(2 * hy + 1) - y +
+                                                    static_cast<std::size_t>(hy) + static_cast<std::size_t>(yl));
+            move_box(g + gi(static_cast<std::size_t>(zl), static_cast<std::size_t>(yl), static_cast<std::size_t>(xl)),
+                     g_plane, g_row, static_cast<std::size_t>(zh - zl + 1), static_cast<std::size_t>(yh - yl + 1),
+                     static_cast<std::size_t>(xh - xl + 1), dm, gzp, gyp, gxp + xl);
             // the voxel and its 6-neighbors (their unlike counts change; beyond the box where a sigma is 0)
             slack[i] = -1.0f;
             if (x > 0) slack[i - 1] = -1.0f;
@@ -824,7 +863,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             const float si = slack[i];
             if (si >= 0.0f) {
                 const double then = g_then[i];
-                if (si - fall_per_g * (std::fabs(g[i] - then) + 0x1p-23 * std::fabs(then)) >= 0.0) {
+                if (si - fall_per_g * (std::fabs(g[gi(z, y, x)] - then) + 0x1p-23 * std::fabs(then)) >= 0.0) {
                     return false;
                 }
             }
@@ -836,7 +875,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             const double b = other - 1e-12 * scale;
             slack[i] = b > 0 ? static_cast<float>(std::min(b * (1.0 - kSlackErosion), 1e30))
                              : -1.0f;  // (no other label allowed: 1e30)
-            g_then[i] = static_cast<float>(g[i]);
+            g_then[i] = static_cast<float>(g[gi(z, y, x)]);
             return false;
         };
         std::int64_t total = 0, n_eval = 0;
@@ -988,7 +1027,7 @@ std::int64_t shell_moves(const float* data, std::uint8_t* labels, Shape shape, c
     check_sigma(sigma);
     const int threads = resolve_threads(nthreads);
     const Model m{shape, data, levels, n_labels, pairs, n_pairs, unary, options.data_weight, options.smoothness};
-    check_model(m, labels);
+    check_model(m, labels, threads);
     if (target < 0 || target >= n_labels) {
         throw InvalidArgument("target must be a label < n_labels = " + std::to_string(n_labels));
     }

@@ -52,7 +52,7 @@ class RegistrationOptions:
         estimated from the blur that best matches the fixed image to the moving
         one after the rigid stage (assuming a PXCT FWHM of ~2 fixed voxels).
     holdout : sequence of {"mattes", "edges"}
-        Held-out similarities whose relative changes, summed, must be positive for
+        Held-out similarities whose relative changes, summed, must exceed 0.01 for
         the B-spline stage to be kept: Mattes MI of the intensities and the
         correlation of edge strengths (gradient magnitudes).  Both by default: on
         simulated pairs a B-spline fitted on MI also raises the held-out MI when

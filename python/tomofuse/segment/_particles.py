@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import numpy as np
@@ -227,29 +228,33 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
     # the raster order inside a box is the volume's
     first_of: list = []
     count_of: list = []
-    for c in range(1, len(boxes)):
-        box = boxes[c]
-        if box is None:
-            continue
-        sl = tuple(slice(s.start, s.stop) for s in box)
+
+    def piece_ids(c):
+        """The component's crop, its mask and its pieces' ids (1..k) there."""
+        sl = tuple(slice(s.start, s.stop) for s in boxes[c])
         m = comp[sl] == c
-        if split:
-            sub = _split_component(m, dt[sl], neck_ratio, float(min_peak_height))
-        else:
-            sub = m.astype(np.int32)
-        k = int(sub.max())  # (sub is 0 outside the component)
-        region = out[sl]
-        region[m] = sub[m] + (next_id - 1)
-        # each id's voxel count (0: an id the split did not use, dropped below) and first voxel, without
-        # sorting the crop (k is the few pieces of one component)
-        flat = sub.reshape(-1)
-        ck = np.bincount(flat, minlength=k + 1)[1:].astype(np.int64)
-        first = np.array([int(np.argmax(flat == i)) for i in range(1, k + 1)], np.int64)
-        fk = np.ravel_multi_index(tuple(a + s.start for a, s in zip(np.unravel_index(first, sub.shape), sl)),
-                                  lab.shape).astype(np.int64)
-        first_of.append(fk)
-        count_of.append(ck)
-        next_id += k
+        sub = _split_component(m, dt[sl], neck_ratio, float(min_peak_height)) if split else m.astype(np.int32)
+        return sl, m, sub
+
+    # the components' splits are independent: on `par` threads (the watershed, filters and labeling of
+    # one crop release the GIL for most of their time), numbered in component order as one by one
+    present = [c for c in range(1, len(boxes)) if boxes[c] is not None]
+    with ThreadPoolExecutor(max_workers=max(1, min(par, len(present)))) as pool:
+        # (consumed in order as they come: a crop's arrays are dropped once it is placed)
+        for sl, m, sub in pool.map(piece_ids, present):
+            k = int(sub.max())  # (sub is 0 outside the component)
+            region = out[sl]
+            region[m] = sub[m] + (next_id - 1)
+            # each id's voxel count (0: an id the split did not use, dropped below) and first voxel, without
+            # sorting the crop (k is the few pieces of one component)
+            flat = sub.reshape(-1)
+            ck = np.bincount(flat, minlength=k + 1)[1:].astype(np.int64)
+            first = np.array([int(np.argmax(flat == i)) for i in range(1, k + 1)], np.int64)
+            fk = np.ravel_multi_index(tuple(a + s.start for a, s in zip(np.unravel_index(first, sub.shape), sl)),
+                                      lab.shape).astype(np.int64)
+            first_of.append(fk)
+            count_of.append(ck)
+            next_id += k
     # raster-order renumbering, volume filter
     first = np.concatenate(first_of) if first_of else np.zeros(0, np.int64)
     counts = np.concatenate(count_of) if count_of else np.zeros(0, np.int64)

@@ -179,7 +179,7 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
         a Gaussian of this sigma (0: of the mask as it is); see ``MASK_SMOOTHING``.  Does not
         change which voxels are particles.
     threads : int, optional
-        Threads of the distance transform (None = all cores).
+        Threads of the distance transform and of the components' splits (None = all cores).
 
     Returns
     -------
@@ -236,8 +236,8 @@ def label_particles(labels, *, voxel_size, phase: Phase = Phase.SILICON, min_vol
         sub = _split_component(m, dt[sl], neck_ratio, float(min_peak_height)) if split else m.astype(np.int32)
         return sl, m, sub
 
-    # the components' splits are independent: on `par` threads (the watershed, filters and labeling of
-    # one crop release the GIL for most of their time), numbered in component order as one by one
+    # the components' splits are independent: on `par` threads (the crops' filters, labeling and watershed
+    # let another run beside them: 512^3, 2 threads, 10.5 vs 12.1 s), numbered in component order as one by one
     present = [c for c in range(1, len(boxes)) if boxes[c] is not None]
     with ThreadPoolExecutor(max_workers=max(1, min(par, len(present)))) as pool:
         # (consumed in order as they come: a crop's arrays are dropped once it is placed)

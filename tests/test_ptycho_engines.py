@@ -653,3 +653,37 @@ def test_ml_deviance_matches_float64_reference():
         ref = terms.reshape(k, -1).sum(axis=1)
         assert np.ptp(np.log10(im[counts > 0] / counts[counts > 0])) > 9
         np.testing.assert_allclose(nll, ref, rtol=1e-13, atol=0)
+
+
+def _textbook(a, b):
+    """a b of complex64 arrays from their float32 parts, every product and sum rounded once (NumPy's float32
+    operators): the formula the kernels use, without fused multiply-adds."""
+    ar, ai, br, bi = a.real, a.imag, b.real, b.imag
+    out = np.empty(np.broadcast(a, b).shape, np.complex64)
+    out.real = ar * br - ai * bi
+    out.imag = ar * bi + ai * br
+    return out
+
+
+def test_complex_products_are_the_textbook_formula_in_every_clone():
+    """The exit wave P o and the gathers' conj(P) w and conj(o) w, at a whole-pixel position (the window a copy of
+    the object, no interpolation), equal the textbook products bit for bit.  Whatever instruction-set clone this
+    machine runs: GCC 12 compiled std::complex's a * b in the AVX-512 clones into vfmaddsub (one rounding fewer)
+    despite -ffp-contract=off, so those clones gave other bits than the AVX2 and baseline ones."""
+    rng = np.random.default_rng(11)
+    n, h = 16, 40
+    obj = (rng.normal(size=(h, h)) + 1j * rng.normal(size=(h, h))).astype(np.complex64)
+    probe = (rng.normal(size=(1, n, n)) + 1j * rng.normal(size=(1, n, n))).astype(np.complex64)
+    waves = (rng.normal(size=(1, 1, n, n)) + 1j * rng.normal(size=(1, 1, n, n))).astype(np.complex64)
+    s = _core.PtychoScan(n, 1, (h, h), np.array([[0.0, 0.0]]))
+    origin, frac = s.windows
+    assert np.all(np.asarray(frac) == 0)
+    y0, x0 = (int(v) for v in np.asarray(origin)[0])
+    crop = obj[y0:y0 + n, x0:x0 + n]
+    ex = np.empty((1, 1, n, n), np.complex64)
+    s.exit_waves(obj, probe, ex)
+    np.testing.assert_array_equal(ex[0, 0], _textbook(probe[0], crop))
+    num, _ = s.object_gather(probe, waves)
+    np.testing.assert_array_equal(np.asarray(num)[y0:y0 + n, x0:x0 + n], _textbook(np.conj(probe[0]), waves[0, 0]))
+    num, _ = s.probe_gather(obj, waves)
+    np.testing.assert_array_equal(np.asarray(num)[0], _textbook(np.conj(crop), waves[0, 0]))

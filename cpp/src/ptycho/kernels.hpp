@@ -44,8 +44,9 @@ void position_sums_object(const cfloat* gy, const cfloat* gx, const float* pw, c
 // Bilinear interpolation of the object under window w into out (N x N).
 void interpolate(const Scan& s, const cfloat* object, const Window& w, cfloat* out);
 
-// f = p o, or f = 2 p o - e.
+// f = p o, or f = 2 p o - e, or f = a b + c d (the line search's first-order exit wave).
 void product(const cfloat* p, const cfloat* o, cfloat* f, std::size_t nn);
+void product_sum(const cfloat* a, const cfloat* b, const cfloat* c, const cfloat* d, cfloat* f, std::size_t nn);
 void reflect(const cfloat* p, const cfloat* o, const cfloat* e, cfloat* f, std::size_t nn);
 
 // pw = |f|^2 (first mode) or pw += |f|^2.

@@ -187,9 +187,7 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
                 for (std::size_t m = 0; m < modes; ++m) {
                     const cfloat* p = ps.of(s, k) + m * nn;
                     cfloat* fm = far + m * nn;
-                    for (std::size_t q = 0; q < nn; ++q) {
-                        fm[q] = p[q] * o[q];
-                    }
+                    product(p, o.data(), fm, nn);
                     forward(s, fm);
                 }
                 const float* data = intensities.values + k * nn;
@@ -285,16 +283,12 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
                     const cfloat* hp = hs.of(s, k) + m * nn;
                     cfloat* d1 = f.get() + 2 * m * nn;
                     cfloat* d2 = d1 + nn;
-                    for (std::size_t q = 0; q < nn; ++q) {
-                        d1[q] = hp[q] * o[q] + p[q] * d[q];
-                    }
+                    product_sum(hp, o.data(), p, d.data(), d1, nn);
                     forward(s, d1);
                     if (cross_in_real_space) {
                         cross += cross_sum(chi + (k * modes + m) * nn, hp, d.data(), nn);
                     } else {
-                        for (std::size_t q = 0; q < nn; ++q) {
-                            d2[q] = hp[q] * d[q];
-                        }
+                        product(hp, d.data(), d2, nn);
                         forward(s, d2);
                     }
                 }

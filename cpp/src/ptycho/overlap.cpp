@@ -176,9 +176,7 @@ void exit_waves(const Scan& s, const cfloat* object, const cfloat* probe, cfloat
                 for (std::size_t m = 0; m < modes; ++m) {
                     cfloat* e = exit + (static_cast<std::size_t>(k) * modes + m) * nn;
                     const cfloat* p = ps.of(s, static_cast<std::size_t>(k)) + m * nn;
-                    for (std::size_t q = 0; q < nn; ++q) {
-                        e[q] = p[q] * o[q];
-                    }
+                    product(p, o.data(), e, nn);
                 }
             });
         }

@@ -51,7 +51,7 @@ def test_demo_writes_report_and_summary(demo_dir):
     assert "report:" in stdout and "measured" in stdout and "truth" in stdout
     if chromium() is not None:  # in a real browser: every image decoded, no script error
         got = open_page(out / "report.html", out / "screenshot.png")
-        assert got == {"loaded": len(pngs), "total": len(pngs), "errors": 0}, got
+        assert got == {"loaded": len(pngs), "total": len(pngs), "errors": 0, "wider": 0}, got
 
 
 def test_demo_truth_is_the_phantoms(demo_dir):

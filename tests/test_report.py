@@ -256,8 +256,11 @@ def test_report_in_a_browser(tmp_path, scene):
     figs = [("a", cross_sections(img, img, voxel_size=V), ""), ("b", coverage_bars(
         {"x": summarize(scene["coverage"]).loc["area_weighted"]}), ""),
         ("c", phase_surfaces(lab, voxel_size=V), "")]
-    path = write_report(tmp_path, title="browser check", sections=[Section("s", figures=figs)],
+    # a table of 30 columns: it scrolls in its own box, the page stays as wide as the window
+    wide = pd.DataFrame(np.arange(60.0).reshape(2, 30) * 1.234567e-13, columns=[f"column_{i}" for i in range(30)])
+    path = write_report(tmp_path, title="browser check", sections=[Section("s", figures=figs,
+                                                                           tables=[("wide", wide, "a wide table")])],
                         quantities=[Quantity("q", "1", 1.0, 1.0)])
     got = open_page(path, tmp_path / "shot.png")
-    assert got == {"loaded": 3, "total": 3, "errors": 0}, got
+    assert got == {"loaded": 3, "total": 3, "errors": 0, "wider": 0}, got
     assert (tmp_path / "shot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

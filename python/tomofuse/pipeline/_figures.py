@@ -23,6 +23,20 @@ __all__ = ["run_figures", "scenario_from_json"]
 logger = logging.getLogger(__name__)
 
 
+def _display_units(table):
+    """The per-particle table with areas in um^2 and lengths in nm (columns renamed ``*_um2`` / ``*_nm``): the
+    page's columns then fit its width instead of carrying ``e-13`` and ``e-08`` on every number."""
+    out = table.copy()
+    rename = {}
+    for c in out.columns:
+        if c.endswith("_m2"):
+            out[c] = out[c] * 1e12
+            rename[c] = c[:-3] + "_um2"
+        elif c.endswith("_m"):
+            out[c] = out[c] * 1e9
+            rename[c] = c[:-2] + "_nm"
+    return out.rename(columns=rename)
+
 def _h5(path: Path, name: str):
     import h5py
 
@@ -190,7 +204,9 @@ def run_figures(run_dir, *, truth: Optional[dict] = None, threads: Optional[int]
                                               return_surface=True, threads=threads)
                 figs.append(("fig2_sei_map", rp.sei_thickness_map(surface, pid),
                              f"SEI thickness over the surface of particle {pid}"))
-        tables.append(("coverage", table, "per-particle coverage and SEI thickness"))
+        tables.append(("coverage", _display_units(table),
+                       "per-particle coverage (shares of the surface) and SEI thickness; the stage's own "
+                       "coverage/coverage.csv has the same values in SI units"))
     if figs or tables:
         sections.append(rp.Section("Figure 2 — surfaces of the silicon particles", figures=figs, tables=tables))
 

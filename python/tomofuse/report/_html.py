@@ -150,7 +150,8 @@ def _frame_table(frame) -> str:
             else:
                 cells.append(f"<td>{html.escape(str(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    # (in a box that scrolls sideways: a wide table does not widen the page)
+    return f"<div class=wide><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
 
 
 _CSS = """
@@ -161,17 +162,21 @@ table{border-collapse:collapse;margin:.8em 0;font-size:.92em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1.2em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.9em;color:#333}.warn{background:#fff4e0;border-left:4px solid #e0701a;padding:.4em .8em}
-pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.85em}
+pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.85em}div.wide{overflow-x:auto;max-width:100%}
 """
 
 # Records in the page itself whether every image decoded and whether a script error happened
-# (data-images-loaded / data-images-total / data-errors on <body>), for a browser check.
+# (data-images-loaded / data-images-total / data-errors on <body>), and the page's width against the
+# window's (data-page-width / data-view-width: a table wider than the window scrolls in its own box), for
+# a browser check.
 _CHECK = """
 <script>
 window.__errors=[];window.addEventListener('error',function(e){window.__errors.push(String(e.message))});
 window.addEventListener('load',function(){var im=document.images,ok=0;for(var i=0;i<im.length;i++)
 {if(im[i].complete&&im[i].naturalWidth>0)ok++}var b=document.body;b.setAttribute('data-images-loaded',ok);
-b.setAttribute('data-images-total',im.length);b.setAttribute('data-errors',window.__errors.length)});
+b.setAttribute('data-images-total',im.length);b.setAttribute('data-errors',window.__errors.length);
+b.setAttribute('data-page-width',document.documentElement.scrollWidth);b.setAttribute('data-view-width',
+document.documentElement.clientWidth)});
 </script>
 """
 

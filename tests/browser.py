@@ -33,7 +33,8 @@ def open_page(page: Path, screenshot: Path) -> dict:
     attrs = dict(re.findall(r'data-(images-loaded|images-total|errors|page-width|view-width)="(\d+)"',
                             body.group(0) if body else ""))
     subprocess.run([*args, f"--screenshot={screenshot}", page.as_uri()], capture_output=True, timeout=120)
+    # (the page's scroll width is never below the window's client width; -1: the page did not say)
     wider = int(attrs["page-width"]) - int(attrs["view-width"]) if "page-width" in attrs and "view-width" in attrs \
         else -1
     return {"loaded": int(attrs.get("images-loaded", -1)), "total": int(attrs.get("images-total", -1)),
-            "errors": int(attrs.get("errors", -1)), "wider": max(wider, 0) if wider != -1 else -1}
+            "errors": int(attrs.get("errors", -1)), "wider": wider}

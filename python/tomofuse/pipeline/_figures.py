@@ -37,6 +37,7 @@ def _display_units(table):
             rename[c] = c[:-2] + "_nm"
     return out.rename(columns=rename)
 
+
 def _h5(path: Path, name: str):
     import h5py
 

@@ -47,6 +47,10 @@ struct Band {
         }
         return w[row * static_cast<std::size_t>(2 * half + 1) + static_cast<std::size_t>(t)];
     }
+    // The stored entries of `row` from column `col` on (col within the band: row - half <= col <= row + half).
+    const double* from(std::size_t row, std::size_t col) const {
+        return w.data() + (row * static_cast<std::size_t>(2 * half + 1) + static_cast<std::size_t>(half) + col - row);
+    }
 };
 
 // H: the sampled, normalized Gaussian of `sigma` voxels with edge-replicated
@@ -670,7 +674,7 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
     const std::size_t g_row = g_stride(shape.nx), g_plane = g_stride(shape.ny * g_row);
     auto gi = [g_row, g_plane](std::size_t z, std::size_t y, std::size_t x) { return z * g_plane + y * g_row + x; };
     auto r_volume = work_volume<double>(n, "icm");
-    const auto g_volume = work_volume<double>(std::max(n, shape.nz * g_plane), "icm");
+    const auto g_volume = work_volume<double>(shape.nz * g_plane, "icm");  // (g_plane >= ny nx)
     double* const r = r_volume.get();
     double* const g = g_volume.get();
     const Operators op = make_operators(shape, sigma);
@@ -832,17 +836,12 @@ IcmReport icm(const float* data, std::uint8_t* labels, Shape shape, const float*
             const std::ptrdiff_t xl = std::max<std::ptrdiff_t>(0, static_cast<std::ptrdiff_t>(x) - hx);
             const std::ptrdiff_t xh =
                 std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(shape.nx) - 1, static_cast<std::ptrdiff_t>(x) + hx);
-            // G_x is symmetric: row x holds G_x[x][xx] = G_x[xx][x] (offset >= 0: x * width >= x)
-            const double* gxp =
-                op.g[2].w.data() + (x * static_cast<std::size_t>(2 * hx + 1) - x + static_cast<std::size_t>(hx));
-            // (and so are G_z, G_y: their rows z, y from column zl, yl)
-            const double* gzp = op.g[0].w.data() + (z * static_cast<std::size_t>(2 * hz + 1) - z +
-                                                    static_cast<std::size_t>(hz) + static_cast<std::size_t>(zl));
-            const double* gyp = op.g[1].w.data() + (y * static_cast<std::size_t>(2 * hy + 1) - y +
-                                                    static_cast<std::size_t>(hy) + static_cast<std::size_t>(yl));
-            move_box(g + gi(static_cast<std::size_t>(zl), static_cast<std::size_t>(yl), static_cast<std::size_t>(xl)),
-                     g_plane, g_row, static_cast<std::size_t>(zh - zl + 1), static_cast<std::size_t>(yh - yl + 1),
-                     static_cast<std::size_t>(xh - xl + 1), dm, gzp, gyp, gxp + xl);
+            // G_z, G_y, G_x are symmetric: row z holds G_z[z][zz] = G_z[zz][z], from column zl on; so for y, x
+            const auto z0 = static_cast<std::size_t>(zl), y0 = static_cast<std::size_t>(yl),
+                       x0 = static_cast<std::size_t>(xl);
+            move_box(g + gi(z0, y0, x0), g_plane, g_row, static_cast<std::size_t>(zh - zl + 1),
+                     static_cast<std::size_t>(yh - yl + 1), static_cast<std::size_t>(xh - xl + 1), dm,
+                     op.g[0].from(z, z0), op.g[1].from(y, y0), op.g[2].from(x, x0));
             // the voxel and its 6-neighbors (their unlike counts change; beyond the box where a sigma is 0)
             slack[i] = -1.0f;
             if (x > 0) slack[i - 1] = -1.0f;

@@ -437,8 +437,9 @@ class SitkRegistration:
         of a checkerboard of blocks) is kept only if the sum of the relative changes of the
         Mattes MI and of the correlation of edge strengths (gradient magnitudes) on the
         held-out half exceeds ``BSPLINE_MIN_GAIN``: a warp that MI likes a little but that breaks
-        edges more is rejected, and so is one that gains too little to tell from such warps.  So is a warp with many interior coefficients at their bound (the moving
-        resolution): a deformation that large is not what the similarity found, but its bias.
+        edges more is rejected, and so is one that gains too little to tell from such warps.  So
+        is a warp with many interior coefficients at their bound (the moving resolution): a
+        deformation that large is not what the similarity found, but its bias.
         """
         res = float(self.moving_resolution)
         grid = self._grid(res)
@@ -507,8 +508,9 @@ class SitkRegistration:
         if not accepted:
             warnings.warn(
                 f"B-spline stage rejected: held-out similarity ({' + '.join(self.holdout)}) did not improve "
-                f"by more than {BSPLINE_MIN_GAIN:g} (relative change {total:+.2e}; Mattes MI {-mi[0]:.5f} -> {-mi[1]:.5f}, edge correlation "
-                f"{-gm[0]:.5f} -> {-gm[1]:.5f}); keeping the rigid transform", RegistrationWarning, stacklevel=4)
+                f"by more than {BSPLINE_MIN_GAIN:g} (relative change {total:+.2e}; Mattes MI {-mi[0]:.5f} -> "
+                f"{-mi[1]:.5f}, edge correlation {-gm[0]:.5f} -> {-gm[1]:.5f}); keeping the rigid transform",
+                RegistrationWarning, stacklevel=4)
             logger.info("B-spline stage rejected (held-out MI %s, edges %s)", mi, gm)
             return None
         return composed

@@ -266,6 +266,37 @@ ValueError
             "of this scan as the last dm_iteration left it, whose shifted probes are read when its key says they "
             "are this probe's (the same bits), else they are computed.")
         .def(
+            "position_equations_modulus",
+            [](const Scan& s, const py::object& intensities, const py::object& mask, const py::object& object,
+               const py::object& probe, int threads) {
+                const Frames sh = shapes(s);
+                py::array_t<float> keep;
+                py::array_t<std::uint8_t> keep_mask;
+                const ptycho::Data d = data_arg(s, intensities, mask, "intensities", keep, keep_mask);
+                auto o = require_shape<std::complex<float>>(object, "object", sh.object, false);
+                auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, false);
+                check_threads(threads);
+                if (s.n() < 2) {
+                    throw py::value_error("position_equations_modulus needs frames of at least 2 x 2 pixels, got " +
+                                          std::to_string(s.n()));
+                }
+                py::array_t<double> out({s.size(), std::size_t{5}});
+                auto* op = out.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    ptycho::position_equations_modulus(s, d, o.data(), p.data(), op, threads);
+                }
+                return out;
+            },
+            py::arg("intensities"), py::arg("mask"), py::arg("object"), py::arg("probe"), py::kw_only(),
+            py::arg("threads") = 0,
+            "(K, 5) float64 (a11, a12, a22, b1, b2): each pattern's Gauss-Newton normal equations of its position "
+            "from the measured intensities (K, N, N) float32 (zero frequency at index 0; ``mask`` (N, N) uint8, "
+            "nonzero = valid, or None): sums over valid pixels of J_i J_j and J_i r, r = sqrt(I) - A the residual "
+            "of the model's unitary far-field amplitude A = sqrt(sum_m |F(P_km o_k)|^2) and J_i = dA / dx_i = "
+            "sum_m Re(conj(F(P_km o_k)) F(P_km d_i o_k)) / A (numpy.gradient's differences of the window). Sums "
+            "in double in pixel order: the same at any thread count.")
+        .def(
             "exit_waves",
             [](const Scan& s, const py::object& object, const py::object& probe, const py::object& out, int threads) {
                 const Frames sh = shapes(s);

@@ -311,6 +311,10 @@ class PtychoScan:
     def position_equations(self, object: _Complex64Array, probe: _Complex64Array, exit: _Complex64Array, *,
                            workspace: npt.NDArray[np.uint8] | None = None, threads: int = 0) -> _F64:
         """(K, 5) float64 (a11, a12, a22, b1, b2): each pattern's normal equations of a linearized position step."""
+    def position_equations_modulus(self, intensities: _F32, mask: _U8 | None, object: _Complex64Array,
+                                   probe: _Complex64Array, *, threads: int = 0) -> _F64:
+        """(K, 5) float64 (a11, a12, a22, b1, b2): each pattern's Gauss-Newton equations of its position from the
+        measured intensities (the far-field amplitude misfit)."""
     def illumination(self, probe: _Complex64Array, *, threads: int = 0) -> _F32:
         """(height, width) probe power summed over the scan."""
     def exit_waves(self, object: _Complex64Array, probe: _Complex64Array, out: _Complex64Array, *,

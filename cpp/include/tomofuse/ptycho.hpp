@@ -133,6 +133,18 @@ TOMOFUSE_EXPORT void position_equations(const Scan& scan, const cfloat* object, 
                                         const cfloat* exit, double* out, int nthreads = 0,
                                         const void* dm_workspace = nullptr);
 
+/// The Gauss-Newton normal equations of each pattern's position from its measured intensities: out (K, 5)
+/// doubles (a11, a12, a22, b1, b2) = (<J_y, J_y>, <J_y, J_x>, <J_x, J_x>, <J_y, r>, <J_x, r>), sums over the
+/// valid detector pixels q of the residual r = sqrt(I_k) - A_k between measured and model amplitudes
+/// (A_k = sqrt(sum_m |F(P_km o_k)|^2), unitary F) and of the model amplitude's derivatives in the position,
+/// J_i = dA_k/dx_i = sum_m Re(conj(F(P_km o_k)) F(P_km d_i o_k)) / A_k (the window moving under the probe:
+/// the far-field modulus does not see the rest of a shift, a translation of the whole exit wave); d_i o_k
+/// by numpy.gradient's differences. Pixels where the model's power is 0 add nothing. Per-pixel terms in
+/// float, sums in double in pixel order: the same at any thread count. Intensities as ml_iteration's
+/// (zero frequency at index 0). The frame must be at least 2 x 2.
+TOMOFUSE_EXPORT void position_equations_modulus(const Scan& scan, const Data& intensities, const cfloat* object,
+                                                const cfloat* probe, double* out, int nthreads = 0);
+
 /// exit[k, m] = P_km * o_k, the start of the difference map.
 TOMOFUSE_EXPORT void exit_waves(const Scan& scan, const cfloat* object, const cfloat* probe, cfloat* exit,
                                 int nthreads = 0);

@@ -2,10 +2,12 @@
 // gathers of object and probe from waves (each the adjoint of the forward model in the other
 // factor), which the difference map and maximum likelihood share.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "aligned.hpp"
 #include "detail.hpp"
 #include "kernels.hpp"
 #include "omp.hpp"
@@ -251,6 +253,94 @@ void position_equations(const Scan& s, const cfloat* object, const cfloat* probe
                         gradient_row(orow, n, gx.data());
                         position_sums_object(gy.data(), gx.data(), syy.data(), ty.data(), n, acc);
                     }
+                }
+                std::copy(acc, acc + 5, out + 5 * k);
+            });
+        }
+    }
+    errors.rethrow();
+}
+
+void position_equations_modulus(const Scan& s, const Data& intensities, const cfloat* object, const cfloat* probe,
+                                double* out, int nthreads) {
+    check_pointers("position_equations_modulus", {intensities.values, object, probe, out});
+    const std::size_t n = s.n();
+    if (n < 2) {
+        throw InvalidArgument("tomofuse::ptycho::position_equations_modulus: the frame must be at least 2 x 2, got " +
+                              std::to_string(n));
+    }
+    const int threads = resolve_threads(nthreads);
+    const std::size_t nn = s.frame();
+    const std::size_t modes = s.modes();
+    const Probes ps = make_probes(s, probe, threads);
+    const double inv_n = 1.0 / static_cast<double>(n);  // |F_unitary| = |F_unscaled| / n
+    const auto count = static_cast<std::ptrdiff_t>(s.size());
+    RegionErrors errors;
+    TOMOFUSE_OMP(parallel num_threads(threads))
+    {
+        std::vector<cfloat> o, gy, gx;
+        std::vector<float> pw, jy, jx;
+        tomofuse::detail::AlignedArray<cfloat> f, t;
+        errors.run([&] {
+            o.resize(nn);
+            gy.resize(nn);
+            gx.resize(nn);
+            pw.resize(nn);
+            jy.resize(nn);
+            jx.resize(nn);
+            f = tomofuse::detail::alloc_aligned<cfloat>(modes * nn);
+            t = tomofuse::detail::alloc_aligned<cfloat>(nn);
+        });
+        TOMOFUSE_OMP(for schedule(dynamic, 2))
+        for (std::ptrdiff_t kk = 0; kk < count; ++kk) {
+            errors.run([&] {
+                const auto k = static_cast<std::size_t>(kk);
+                interpolate(s, object, s.windows()[k], o.data());
+                const cfloat* p = ps.of(s, k);
+                // the model's far fields F(P_m o) and their power
+                for (std::size_t m = 0; m < modes; ++m) {
+                    cfloat* fm = f.get() + m * nn;
+                    product(p + m * nn, o.data(), fm, nn);
+                    forward(s, fm);
+                    power(fm, pw.data(), nn, m == 0);
+                }
+                // the window's gradient (numpy.gradient's differences)
+                for (std::size_t i = 0; i < n; ++i) {
+                    const std::size_t up = i == 0 ? 0 : i - 1, down = i + 1 == n ? i : i + 1;
+                    const float cy = (i == 0 || i + 1 == n) ? 1.0f : 0.5f;
+                    difference(o.data() + up * n, o.data() + down * n, cy, n, gy.data() + i * n);
+                    gradient_row(o.data() + i * n, n, gx.data() + i * n);
+                }
+                // sum_m Re(conj(F(P_m o)) F(P_m d_i o)), i = y, x
+                for (int axis = 0; axis < 2; ++axis) {
+                    const cfloat* g = axis == 0 ? gy.data() : gx.data();
+                    float* j = axis == 0 ? jy.data() : jx.data();
+                    for (std::size_t m = 0; m < modes; ++m) {
+                        const cfloat* fm = f.get() + m * nn;
+                        product(p + m * nn, g, t.get(), nn);
+                        forward(s, t.get());
+                        for (std::size_t q = 0; q < nn; ++q) {
+                            const float v = fm[q].real() * t[q].real() + fm[q].imag() * t[q].imag();
+                            j[q] = m == 0 ? v : j[q] + v;
+                        }
+                    }
+                }
+                // normal equations over the valid pixels, in double, in pixel order
+                const float* in = intensities.values + k * nn;
+                double acc[5] = {0.0, 0.0, 0.0, 0.0, 0.0};  // a11, a12, a22, b1, b2
+                for (std::size_t q = 0; q < nn; ++q) {
+                    if ((intensities.mask != nullptr && intensities.mask[q] == 0) || !(pw[q] > 0.0f)) {
+                        continue;
+                    }
+                    const double root = std::sqrt(static_cast<double>(pw[q]));
+                    const double dy = static_cast<double>(jy[q]) * inv_n / root;
+                    const double dx = static_cast<double>(jx[q]) * inv_n / root;
+                    const double r = std::sqrt(std::max(0.0, static_cast<double>(in[q]))) - root * inv_n;
+                    acc[0] += dy * dy;
+                    acc[1] += dy * dx;
+                    acc[2] += dx * dx;
+                    acc[3] += dy * r;
+                    acc[4] += dx * r;
                 }
                 std::copy(acc, acc + 5, out + 5 * k);
             });

@@ -44,6 +44,10 @@ HOLDOUT_INTERVAL = 10
 HOLDOUT_MIN_PATTERNS = 5
 HOLDOUT_MAX_SHARE = 0.05
 HOLDOUT_ALIGN_ROUNDS = 10
+#: ML's position refinement moves a pattern only when its Gauss-Newton step predicts a decrease of the amplitude
+#: misfit above this many times the amplitude noise variance per pixel (the 99 % point of chi-square with 2 degrees
+#: of freedom: what fitting two parameters to noise alone exceeds once in a hundred patterns).
+POSITION_SIGNIFICANCE = 9.21
 
 
 def _aligned_empty(shape, dtype) -> np.ndarray:
@@ -275,6 +279,51 @@ def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float, re
     return _position_step(positions, *eq.T, max_step=max_step, remove_mean=remove_mean)
 
 
+def _refine_positions_modulus(scan, intensities, mask, obj, probe, positions, *, max_step: float,
+                              remove_affine: bool, significance: Optional[float] = None,
+                              threads: int = 0) -> np.ndarray:
+    """Gauss-Newton position step from the measured intensities (engine layout) and the model's far-field
+    amplitudes (``PtychoScan.position_equations_modulus``): the affine part of the steps removed
+    (``remove_affine``; not for patterns aligned to an object that stays fixed), clipped to ``max_step``."""
+    eq = scan.position_equations_modulus(intensities, mask, obj, probe, threads=threads)
+    moved = _position_step(positions, *eq.T, max_step=max_step, remove_mean=False, remove_affine=remove_affine)
+    if significance is None:
+        return moved
+    # the decrease of the amplitude misfit that each pattern's unclipped Gauss-Newton step predicts, against what
+    # fitting two parameters to noise alone would give (chi-square with 2 degrees of freedom times the amplitude
+    # noise variance per pixel, min(1/4, I))
+    a11, a12, a22, b1, b2 = eq.T
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        det = a11 * a22 - a12 * a12
+        gain = (a22 * b1 * b1 - 2.0 * a12 * b1 * b2 + a11 * b2 * b2) / det
+    noise = np.minimum(intensities, np.float32(0.25))
+    if mask is not None:
+        noise = noise * np.asarray(mask, bool)[None]
+    valid = noise.shape[1] * noise.shape[2] if mask is None else int(np.count_nonzero(mask))
+    variance = noise.sum(axis=(1, 2), dtype=np.float64) / max(valid, 1)
+    keep = np.isfinite(gain) & (det > 0) & (gain > significance * variance)
+    return np.where(keep[:, None], moved, positions)
+
+
+def _position_equations_modulus_reference(scan, intensities, mask, obj, probe) -> np.ndarray:
+    """``PtychoScan.position_equations_modulus`` written out over whole arrays in double (slow, obvious; for the
+    tests)."""
+    o = scan.object_windows(obj).astype(np.complex128)
+    seen = scan.shifted_probes(probe)[scan.bins].astype(np.complex128)  # (K, modes, N, N)
+    gy, gx = np.gradient(o, axis=(1, 2))
+    far = np.fft.fft2(seen * o[:, None], norm="ortho")
+    amp = np.sqrt((np.abs(far) ** 2).sum(axis=1))
+    lit = amp > 0
+    if mask is not None:
+        lit &= np.asarray(mask, bool)[None]
+    safe = np.where(lit, amp, 1.0)
+    jy = np.where(lit, np.real(np.conj(far) * np.fft.fft2(seen * gy[:, None], norm="ortho")).sum(axis=1) / safe, 0)
+    jx = np.where(lit, np.real(np.conj(far) * np.fft.fft2(seen * gx[:, None], norm="ortho")).sum(axis=1) / safe, 0)
+    r = np.where(lit, np.sqrt(np.maximum(intensities, 0.0)) - amp, 0.0)
+    return np.stack([(jy * jy).sum(axis=(1, 2)), (jy * jx).sum(axis=(1, 2)), (jx * jx).sum(axis=(1, 2)),
+                     (jy * r).sum(axis=(1, 2)), (jx * r).sum(axis=(1, 2))], axis=1)
+
+
 def _refine_positions_reference(scan, obj, probe, exit_, positions, *, max_step: float) -> np.ndarray:
     """:func:`_refine_positions` written out over whole arrays (slow, obvious; for the tests)."""
     o = scan.object_windows(obj)
@@ -297,8 +346,10 @@ def _refine_positions_reference(scan, obj, probe, exit_, positions, *, max_step:
                           max_step=max_step)
 
 
-def _position_step(positions, a11, a12, a22, b1, b2, *, max_step: float, remove_mean: bool = True) -> np.ndarray:
-    """Positions moved by the solutions of the per-pattern 2 x 2 normal equations, mean removed, clipped."""
+def _position_step(positions, a11, a12, a22, b1, b2, *, max_step: float, remove_mean: bool = True,
+                   remove_affine: bool = False) -> np.ndarray:
+    """Positions moved by the solutions of the per-pattern 2 x 2 normal equations, mean (or the least-squares
+    affine map of the positions, ``remove_affine``) removed, clipped."""
     with np.errstate(over="ignore", invalid="ignore"):
         det = a11 * a22 - a12 * a12
         ok = np.isfinite(det) & np.isfinite(b1) & np.isfinite(b2) & (det > 1e-12 * np.maximum(a11 * a22, 1e-30))
@@ -306,7 +357,11 @@ def _position_step(positions, a11, a12, a22, b1, b2, *, max_step: float, remove_
         dx = np.where(ok, (a11 * b2 - a12 * b1) / np.where(ok, det, 1), 0.0)
     step = np.stack([dy, dx], axis=1)
     step[~np.all(np.isfinite(step), axis=1)] = 0.0  # a diverged exit wave does not move its position
-    if remove_mean:
+    if remove_affine:
+        design = np.column_stack([positions - positions.mean(axis=0), np.ones(len(positions))])
+        coef, *_ = np.linalg.lstsq(design, step, rcond=None)
+        step -= design @ coef
+    elif remove_mean:
         step -= step.mean(axis=0)
     step = np.clip(step, -max_step, max_step)
     return positions + step
@@ -435,6 +490,11 @@ class _MLState:
 # ----------------------------------------------------------------------------------- checkpoints
 
 
+# ML's scalars in a checkpoint: its conjugate-gradient state, the prior's weight, and its position refinement's
+# held-out deviance before the last refinement and whether it was turned off
+_ML_SCALARS = ("prev_zg", "nll", "alpha", "mu", "positions_deviance", "positions_off")
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     import h5py
 
@@ -449,8 +509,8 @@ def _save_checkpoint(path: Path, state: dict) -> None:
             f.attrs["stage"] = state["stage"]
             f.attrs["iteration"] = state["iteration"]
             f.attrs["done"] = state["done"]
-            for key in ("prev_zg", "nll", "alpha", "mu"):
-                f.attrs["ml_" + key] = state.get("ml_" + key, 0.0)
+            for key in _ML_SCALARS:
+                f.attrs["ml_" + key] = float(state.get("ml_" + key, 0.0))
             for key, value in state["arrays"].items():
                 f.create_dataset(key, data=value)
             g = f.create_group("errors")
@@ -475,8 +535,8 @@ def _load_checkpoint(path: Path, expected_hash: str) -> Optional[dict]:
                  "arrays": {k: f[k][()] for k in f.keys() if k != "errors"},
                  "errors": [(str(f["errors"][str(i)].attrs["engine"]), list(f["errors"][str(i)][()]))
                             for i in range(len(f["errors"]))]}
-        for key in ("prev_zg", "nll", "alpha", "mu"):
-            state["ml_" + key] = float(f.attrs["ml_" + key])
+        for key in _ML_SCALARS:
+            state["ml_" + key] = float(f.attrs.get("ml_" + key, 0.0))
     return state
 
 
@@ -668,6 +728,9 @@ class _Run:
             self.params["ml_smoothness_counts"] = float(ml.smoothness_counts)
         if dm.defocus_search is not None:  # absent at its default, so that older checkpoints still resume
             self.params["defocus_search"] = dm.defocus_search
+        if self.refine is not None and refine.ml_start is not None:  # ML's position refinement
+            self.params["ml_position_start"] = int(refine.ml_start)
+            self.params["ml_position_interval"] = int(refine.ml_interval)
         if self.held is not None:  # absent when no pattern is held out
             self.params["holdout_share"] = float(self.holdout.share)
             self.params["holdout_patience"] = int(self.holdout.patience)
@@ -963,6 +1026,19 @@ class _Run:
                 self.positions = positions.copy()
                 self.scan = self._scan(self.positions, "held-out rule: {}")
 
+    def _ml_restart(self, state: "_MLState", far: np.ndarray, chi: np.ndarray, work, mu: float):
+        """ML's state after its positions moved: the scan of the new positions, the shifted probes' memory for
+        its bins (returned), and the gradient at the current iterate, conjugate directions dropped."""
+        ml = self.ml
+        self.scan = self._scan(self.positions, "ML's positions: {}")
+        if work is not None and work.shape[1] != len(self.scan.bin_shifts):
+            work = _aligned_empty((2, len(self.scan.bin_shifts), self.modes, self.n, self.n), np.complex64)
+        state.prev_zg = 0.0
+        self.scan.ml_iteration(self.data, self.valid, self.obj, self.probe, state, far, chi, start=True,
+                               smoothness=mu, update_probe=bool(ml.update_probe), workspace=work,
+                               threads=self.threads)
+        return work
+
     def _maximum_likelihood(self, si: int, first: int, iters: int) -> None:
         """ML iterations ``first .. iters - 1`` of stage ``si``; stops once two find no decrease, or by the
         held-out likelihood (HoldOut)."""
@@ -977,12 +1053,22 @@ class _Run:
         # The prior's weight follows the illumination at the stage's start point (saved for a resume).
         resume = self.ml_resume
         rule = self._rule(si, first, tolerance=1.0)
+        # ML's position refinement, judged by the held-out patterns: the iterate before the last refinement
+        # (positions, held-out deviance, object, probe), and whether it has been turned off for this stage
+        moves = self.refine if (self.refine is not None and self.refine.ml_start is not None and rule is not None) \
+            else None
+        before, off = None, False
         if resume is not None and si == self.start_stage and first > 0:
             for key in _MLState._ARRAYS:
                 getattr(state, key)[...] = resume["arrays"][key]
             state.prev_zg = resume["ml_prev_zg"]
             state.alpha = resume["ml_alpha"]
             mu = resume["ml_mu"]
+            if "ml_positions_before" in resume["arrays"]:
+                arrays = resume["arrays"]
+                before = (arrays["ml_positions_before"], float(resume["ml_positions_deviance"]),
+                          arrays["ml_object_before"], arrays["ml_probe_before"])
+            off = bool(resume["ml_positions_off"])
         else:
             ill = self.scan.illumination(self.probe, threads=self.threads)
             lit = ill[ill > 0.1 * ill.max()]
@@ -1013,10 +1099,44 @@ class _Run:
                     logger.info("ML stopped after %d iterations: no better held-out likelihood since iteration %d",
                                 it + 1, rule.chosen[0])
                     break
+                if (moves is not None and not off and (it + 1) % moves.ml_interval == 0 and it + 1 >= moves.ml_start
+                        and it + 1 < iters):
+                    deviance = self.validation[si][-1][1]
+                    if before is not None and deviance >= before[1]:
+                        logger.info("ML %d: held-out deviance %.8g not below %.8g before the last position "
+                                    "refinement: positions, object and probe restored to that iterate, no more "
+                                    "refinement in this stage", it + 1,
+                                    deviance, before[1])
+                        self.positions = before[0]
+                        self.obj[...], self.probe[...] = before[2], before[3]
+                        before, off = None, True
+                        work = self._ml_restart(state, far, chi, work, mu)
+                    else:
+                        moved = _refine_positions_modulus(
+                            self.scan, self.data, self.valid, self.obj, self.probe, self.positions,
+                            max_step=moves.max_step, remove_affine=True, significance=POSITION_SIGNIFICANCE,
+                            threads=self.threads)
+                        try:
+                            _core.PtychoScan(self.n, self.modes, self.shape, moved,
+                                             subpixel_steps=self.subpixel_steps)
+                        except ValueError:  # a window would leave the object: positions kept
+                            logger.info("ML %d: a position step would take a window off the object: no more "
+                                        "refinement in this stage", it + 1)
+                            off = True
+                        else:
+                            if not np.array_equal(moved, self.positions):  # (no step may stand out of the noise)
+                                before = (self.positions.copy(), deviance, self.obj.copy(), self.probe.copy())
+                                self.positions = moved
+                                work = self._ml_restart(state, far, chi, work, mu)
             self.progress.update((it + 1 - first) / max(1, iters - first), f"ml {it + 1}/{iters}")
             if (it + 1) % self.checkpoint_every == 0 and it + 1 < iters:
                 extra = {"arrays": {key: getattr(state, key) for key in _MLState._ARRAYS},
-                         "ml_prev_zg": state.prev_zg, "ml_alpha": state.alpha, "ml_nll": state.nll, "ml_mu": mu}
+                         "ml_prev_zg": state.prev_zg, "ml_alpha": state.alpha, "ml_nll": state.nll, "ml_mu": mu,
+                         "ml_positions_off": off}
+                if before is not None:
+                    extra["arrays"].update(ml_positions_before=before[0], ml_object_before=before[2],
+                                           ml_probe_before=before[3])
+                    extra["ml_positions_deviance"] = before[1]
                 if rule is not None:
                     extra["arrays"].update(rule.arrays())
                 self._save(si, it + 1, extra=extra)

@@ -346,6 +346,19 @@ def test_held_out_patterns_choose_the_iterate_of_a_last_dm_stage(blob_case):
     assert e_held < 0.75 * e_plain, (e_plain, e_held)
 
 
+def _perturbed_model(c, rng, modes, subpixel_steps):
+    """``(n, probe, obj, positions, scan)``: the blob case's probe as ``modes`` modes (the extra ones scaled and
+    given random phases), its object with random phase noise, positions moved by up to half a pixel."""
+    from tomofuse import _core
+
+    n = c["probe"].shape[0]
+    probe = np.stack([c["probe"] * (1.0 if m == 0 else 0.3 * (m + 1)) for m in range(modes)]).astype(np.complex64)
+    probe[1:] *= np.exp(1j * rng.uniform(0, 6, (modes - 1, n, n))).astype(np.complex64)
+    obj = (c["obj"] * np.exp(0.1j * rng.standard_normal(c["shape"]))).astype(np.complex64)
+    pos = c["pos"] + rng.uniform(-0.5, 0.5, c["pos"].shape)
+    return n, probe, obj, pos, _core.PtychoScan(n, modes, c["shape"], pos, subpixel_steps=subpixel_steps)
+
+
 @pytest.mark.parametrize("subpixel_steps,modes", [(8, 1), (8, 2), (0, 2), (0, 1)])
 def test_position_step_equals_the_whole_array_reference(blob_case, subpixel_steps, modes):
     """The core's normal equations of the position refinement (``PtychoScan.position_equations``) against the
@@ -354,14 +367,8 @@ def test_position_step_equals_the_whole_array_reference(blob_case, subpixel_step
     from tomofuse import _core
     from tomofuse.ptycho import _reconstruct
 
-    c = blob_case
     rng = np.random.default_rng(3)
-    n = c["probe"].shape[0]
-    probe = np.stack([c["probe"] * (1.0 if m == 0 else 0.3 * (m + 1)) for m in range(modes)]).astype(np.complex64)
-    probe[1:] *= np.exp(1j * rng.uniform(0, 6, (modes - 1, n, n))).astype(np.complex64)
-    obj = (c["obj"] * np.exp(0.1j * rng.standard_normal(c["shape"]))).astype(np.complex64)
-    pos = c["pos"] + rng.uniform(-0.5, 0.5, c["pos"].shape)
-    scan = _core.PtychoScan(n, modes, c["shape"], pos, subpixel_steps=subpixel_steps)
+    n, probe, obj, pos, scan = _perturbed_model(blob_case, rng, modes, subpixel_steps)
     exit_ = np.empty((len(pos), modes, n, n), np.complex64)
     scan.exit_waves(obj, probe, exit_, threads=1)
     exit_ = np.fft.ifft2(np.fft.fft2(exit_) * np.exp(0.2j * rng.standard_normal((n, n)))).astype(np.complex64)
@@ -398,14 +405,8 @@ def test_modulus_position_equations_equal_the_whole_array_reference(blob_case, s
     from tomofuse import _core
     from tomofuse.ptycho import _reconstruct
 
-    c = blob_case
     rng = np.random.default_rng(4)
-    n = c["probe"].shape[0]
-    probe = np.stack([c["probe"] * (1.0 if m == 0 else 0.3 * (m + 1)) for m in range(modes)]).astype(np.complex64)
-    probe[1:] *= np.exp(1j * rng.uniform(0, 6, (modes - 1, n, n))).astype(np.complex64)
-    obj = (c["obj"] * np.exp(0.1j * rng.standard_normal(c["shape"]))).astype(np.complex64)
-    pos = c["pos"] + rng.uniform(-0.5, 0.5, c["pos"].shape)
-    scan = _core.PtychoScan(n, modes, c["shape"], pos, subpixel_steps=subpixel_steps)
+    n, probe, obj, pos, scan = _perturbed_model(blob_case, rng, modes, subpixel_steps)
     model = np.empty((len(pos), modes, n, n), np.complex64)
     scan.exit_waves(obj, probe, model, threads=1)
     inten = ((np.abs(np.fft.fft2(model, norm="ortho")) ** 2).sum(axis=1)
@@ -513,6 +514,11 @@ def test_position_equations_bad_input(blob_case):
         scan.position_equations(obj, probe, exit_[:-1])
     with pytest.raises(ValueError, match="probe"):
         scan.position_equations(obj, probe[:, :-1], exit_)
+    data = np.zeros((len(c["pos"]), n, n), np.float32)
+    with pytest.raises(ValueError, match="intensities"):
+        scan.position_equations_modulus(data[:-1], None, obj, probe)
+    with pytest.raises(ValueError, match="object"):
+        scan.position_equations_modulus(data, None, obj[:-1], probe)
     with pytest.raises(ValueError, match="threads"):
         scan.position_equations(obj, probe, exit_, threads=-1)
 

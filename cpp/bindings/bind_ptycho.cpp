@@ -78,6 +78,16 @@ ptycho::MLOptions ml_options(float intensity_floor, bool update_object = true, b
     return opt;
 }
 
+// The (K, 5) output of the position equations, after checking that the frame has the two pixels per axis
+// that their differences need.
+py::array_t<double> position_equations_out(const Scan& s, const char* name) {
+    if (s.n() < 2) {
+        throw py::value_error(std::string(name) + " needs frames of at least 2 x 2 pixels, got " +
+                              std::to_string(s.n()));
+    }
+    return py::array_t<double>({s.size(), std::size_t{5}});
+}
+
 ptycho::Data data_arg(const Scan& s, const py::object& values, const py::object& mask, const char* name,
                       py::array_t<float>& keep_values, py::array_t<std::uint8_t>& keep_mask) {
     const Frames sh = shapes(s);
@@ -243,11 +253,7 @@ ValueError
                     ws = require_shape<std::uint8_t>(workspace, "workspace", {ptycho::dm_workspace_bytes(s)}, false);
                 }
                 check_threads(threads);
-                if (s.n() < 2) {
-                    throw py::value_error("position_equations needs frames of at least 2 x 2 pixels, got " +
-                                          std::to_string(s.n()));
-                }
-                py::array_t<double> out({s.size(), std::size_t{5}});
+                py::array_t<double> out = position_equations_out(s, "position_equations");
                 auto* op = out.mutable_data();
                 {
                     py::gil_scoped_release release;
@@ -276,11 +282,7 @@ ValueError
                 auto o = require_shape<std::complex<float>>(object, "object", sh.object, false);
                 auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, false);
                 check_threads(threads);
-                if (s.n() < 2) {
-                    throw py::value_error("position_equations_modulus needs frames of at least 2 x 2 pixels, got " +
-                                          std::to_string(s.n()));
-                }
-                py::array_t<double> out({s.size(), std::size_t{5}});
+                py::array_t<double> out = position_equations_out(s, "position_equations_modulus");
                 auto* op = out.mutable_data();
                 {
                     py::gil_scoped_release release;

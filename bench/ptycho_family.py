@@ -138,20 +138,22 @@ def pupil_probe(*, diameter_px: float, astig: float, coma: float, stop: float, r
 
 
 def simulate(obj: np.ndarray, probes: np.ndarray, weights, positions: np.ndarray, photons: float, rng) -> np.ndarray:
-    """Poisson patterns (K, N, N), zero frequency at N // 2: the object crop Fourier-shifted by -fraction."""
+    """Poisson patterns (K, n, n) for probes of n x n pixels, zero frequency at n // 2: the object crop
+    Fourier-shifted by -fraction (the object needs a margin of 8 pixels around every window)."""
     m = 8  # margin of the crop, pixels
+    n = np.shape(probes[0])[-1]
     h, w = obj.shape
     k = len(positions)
-    out = np.empty((k, N, N))
-    f = np.fft.fftfreq(N + 2 * m)
+    out = np.empty((k, n, n))
+    f = np.fft.fftfreq(n + 2 * m)
     for i, (py, px) in enumerate(positions):
         iy, ix = math.floor(py), math.floor(px)
         fy, fx = py - iy, px - ix
-        y0, x0 = h // 2 + iy - N // 2 - m, w // 2 + ix - N // 2 - m
-        crop = obj[y0:y0 + N + 2 * m, x0:x0 + N + 2 * m]
+        y0, x0 = h // 2 + iy - n // 2 - m, w // 2 + ix - n // 2 - m
+        crop = obj[y0:y0 + n + 2 * m, x0:x0 + n + 2 * m]
         ramp = np.exp(2j * math.pi * (f[:, None] * fy + f[None, :] * fx))  # moves the crop by -fraction
-        o = np.fft.ifft2(np.fft.fft2(crop) * ramp)[m:m + N, m:m + N]
-        inten = np.zeros((N, N))
+        o = np.fft.ifft2(np.fft.fft2(crop) * ramp)[m:m + n, m:m + n]
+        inten = np.zeros((n, n))
         for p, wt in zip(probes, weights):
             inten += wt * np.abs(np.fft.fft2(p * o, norm="ortho")) ** 2
         out[i] = np.fft.fftshift(inten)

@@ -280,29 +280,31 @@ def _refine_positions(scan, obj, probe, exit_, positions, *, max_step: float, re
 
 
 def _refine_positions_modulus(scan, intensities, mask, obj, probe, positions, *, max_step: float,
-                              remove_affine: bool, significance: Optional[float] = None,
-                              threads: int = 0) -> np.ndarray:
+                              noise: Optional[np.ndarray] = None, threads: int = 0) -> np.ndarray:
     """Gauss-Newton position step from the measured intensities (engine layout) and the model's far-field
-    amplitudes (``PtychoScan.position_equations_modulus``): the affine part of the steps removed
-    (``remove_affine``; not for patterns aligned to an object that stays fixed), clipped to ``max_step``."""
+    amplitudes (``PtychoScan.position_equations_modulus``), the affine part of the steps removed, clipped to
+    ``max_step``.  ``noise``: each pattern's amplitude noise variance per pixel (:func:`_amplitude_noise` / valid
+    pixels); with it a pattern moves only when its unclipped step predicts a decrease of the misfit above
+    ``POSITION_SIGNIFICANCE`` times it (what fitting two parameters to noise alone exceeds once in a hundred)."""
     eq = scan.position_equations_modulus(intensities, mask, obj, probe, threads=threads)
-    moved = _position_step(positions, *eq.T, max_step=max_step, remove_mean=False, remove_affine=remove_affine)
-    if significance is None:
+    moved = _position_step(positions, *eq.T, max_step=max_step, remove_mean=False, remove_affine=True)
+    if noise is None:
         return moved
-    # the decrease of the amplitude misfit that each pattern's unclipped Gauss-Newton step predicts, against what
-    # fitting two parameters to noise alone would give (chi-square with 2 degrees of freedom times the amplitude
-    # noise variance per pixel, min(1/4, I))
     a11, a12, a22, b1, b2 = eq.T
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         det = a11 * a22 - a12 * a12
         gain = (a22 * b1 * b1 - 2.0 * a12 * b1 * b2 + a11 * b2 * b2) / det
-    noise = np.minimum(intensities, np.float32(0.25))
-    if mask is not None:
-        noise = noise * np.asarray(mask, bool)[None]
-    valid = noise.shape[1] * noise.shape[2] if mask is None else int(np.count_nonzero(mask))
-    variance = noise.sum(axis=(1, 2), dtype=np.float64) / max(valid, 1)
-    keep = np.isfinite(gain) & (det > 0) & (gain > significance * variance)
+    keep = np.isfinite(gain) & (det > 0) & (gain > POSITION_SIGNIFICANCE * noise)
     return np.where(keep[:, None], moved, positions)
+
+
+def _amplitude_noise(data: np.ndarray, valid: Optional[np.ndarray]) -> np.ndarray:
+    """(K,) float64: each pattern's expected squared amplitude error from Poisson noise, the sum over valid pixels
+    of min(1/4, I) (the variance of sqrt(I) is 1/4 for counts >> 1 and below I for small counts)."""
+    noise = np.minimum(data, np.float32(0.25))
+    if valid is not None:
+        noise *= valid[None]
+    return noise.sum(axis=(1, 2), dtype=np.float64)
 
 
 def _position_equations_modulus_reference(scan, intensities, mask, obj, probe) -> np.ndarray:
@@ -889,11 +891,7 @@ class _Run:
         """DM iterations ``first .. iters - 1`` of stage ``si`` (with position refinement if asked)."""
         dm, refine, errs = self.dm, self.refine, self.errors[si][1]
         amp = np.sqrt(self.data)
-        noise = np.minimum(self.data, np.float32(0.25))
-        if self.valid is not None:
-            noise *= self.valid[None]
-        bound = float(dm.fourier_bound) * noise.sum(axis=(1, 2), dtype=np.float64)
-        del noise
+        bound = float(dm.fourier_bound) * _amplitude_noise(self.data, self.valid)
         if self.exit_waves is None or first == 0:
             self.exit_waves = _aligned_empty((self.k, self.modes, self.n, self.n), np.complex64)
             self.scan.exit_waves(self.obj, self.probe, self.exit_waves, threads=self.threads)
@@ -1026,11 +1024,11 @@ class _Run:
                 self.positions = positions.copy()
                 self.scan = self._scan(self.positions, "held-out rule: {}")
 
-    def _ml_restart(self, state: "_MLState", far: np.ndarray, chi: np.ndarray, work, mu: float):
-        """ML's state after its positions moved: the scan of the new positions, the shifted probes' memory for
-        its bins (returned), and the gradient at the current iterate, conjugate directions dropped."""
+    def _ml_restart(self, scan, state: "_MLState", far: np.ndarray, chi: np.ndarray, work, mu: float):
+        """ML's state after its positions moved to ``scan``'s: that scan, the shifted probes' memory for its bins
+        (returned), and the gradient at the current iterate, conjugate directions dropped."""
         ml = self.ml
-        self.scan = self._scan(self.positions, "ML's positions: {}")
+        self.scan = scan
         if work is not None and work.shape[1] != len(self.scan.bin_shifts):
             work = _aligned_empty((2, len(self.scan.bin_shifts), self.modes, self.n, self.n), np.complex64)
         state.prev_zg = 0.0
@@ -1058,6 +1056,7 @@ class _Run:
         moves = self.refine if (self.refine is not None and self.refine.ml_start is not None and rule is not None) \
             else None
         before, off = None, False
+        noise = _amplitude_noise(self.data, self.valid) / (self.valid_pixels / self.k) if moves is not None else None
         if resume is not None and si == self.start_stage and first > 0:
             for key in _MLState._ARRAYS:
                 getattr(state, key)[...] = resume["arrays"][key]
@@ -1110,24 +1109,24 @@ class _Run:
                         self.positions = before[0]
                         self.obj[...], self.probe[...] = before[2], before[3]
                         before, off = None, True
-                        work = self._ml_restart(state, far, chi, work, mu)
+                        work = self._ml_restart(self._scan(self.positions, "ML's positions: {}"), state, far, chi,
+                                                work, mu)
                     else:
                         moved = _refine_positions_modulus(
                             self.scan, self.data, self.valid, self.obj, self.probe, self.positions,
-                            max_step=moves.max_step, remove_affine=True, significance=POSITION_SIGNIFICANCE,
-                            threads=self.threads)
-                        try:
-                            _core.PtychoScan(self.n, self.modes, self.shape, moved,
-                                             subpixel_steps=self.subpixel_steps)
-                        except ValueError:  # a window would leave the object: positions kept
-                            logger.info("ML %d: a position step would take a window off the object: no more "
-                                        "refinement in this stage", it + 1)
-                            off = True
-                        else:
-                            if not np.array_equal(moved, self.positions):  # (no step may stand out of the noise)
+                            max_step=moves.max_step, noise=noise, threads=self.threads)
+                        if not np.array_equal(moved, self.positions):  # (no step may stand out of the noise)
+                            try:
+                                scan = _core.PtychoScan(self.n, self.modes, self.shape, moved,
+                                                        subpixel_steps=self.subpixel_steps)
+                            except ValueError:  # a window would leave the object: positions kept
+                                logger.info("ML %d: a position step would take a window off the object: no "
+                                            "more refinement in this stage", it + 1)
+                                off = True
+                            else:
                                 before = (self.positions.copy(), deviance, self.obj.copy(), self.probe.copy())
                                 self.positions = moved
-                                work = self._ml_restart(state, far, chi, work, mu)
+                                work = self._ml_restart(scan, state, far, chi, work, mu)
             self.progress.update((it + 1 - first) / max(1, iters - first), f"ml {it + 1}/{iters}")
             if (it + 1) % self.checkpoint_every == 0 and it + 1 < iters:
                 extra = {"arrays": {key: getattr(state, key) for key in _MLState._ARRAYS},

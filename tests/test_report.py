@@ -165,6 +165,10 @@ def test_coverage_bars_heights_and_truth(scene):
     marks = [seg[0][1] for coll in ax.collections for seg in coll.get_segments()]
     np.testing.assert_allclose(marks, [truth["cycled"][c] for c in CATEGORIES])
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["cycled", "pristine", "truth"]
+    # every value label sits above its bar and above its truth mark (the cycled labels are the first four)
+    ys = [t.get_position()[1] for t in ax.texts]
+    assert all(y > h for y, h in zip(ys, want))
+    assert all(y > truth["cycled"][c] for y, c in zip(ys[:4], CATEGORIES))
 
 
 def test_sei_figures(scene):
@@ -179,6 +183,13 @@ def test_sei_figures(scene):
     np.testing.assert_allclose(np.sort(np.asarray(sc.get_array())), np.sort(surface.thickness[sel] * 1e9))
     # the SEI cap covers z > center: polar angles of the SEI points below 90 degrees (+z up)
     assert np.median(np.asarray(sc.get_offsets())[:, 1]) < 90
+    # the key lies outside the axes, where it cannot cover surface points
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    assert fig.axes[0].get_legend() is None and len(fig.legends) == 1
+    assert not fig.legends[0].get_window_extent(renderer).overlaps(fig.axes[0].get_window_extent(renderer))
     with pytest.raises(ValueError, match="no surface elements"):
         sei_thickness_map(surface, 99)
 

@@ -389,12 +389,15 @@ def coverage_bars(measured: Mapping, *, truth: Optional[Mapping] = None):
         xs = x - 0.4 + width * (k + 0.5)
         ax.bar(xs, h, width * 0.92, color=[_CATEGORY_COLORS[c] for c in CATEGORIES], edgecolor="0.5", lw=0.6,
                hatch=hatches[k % len(hatches)], label=name)
-        for xi, val in zip(xs, h):
-            ax.text(xi, val + 0.012, f"{100 * val:.0f}", ha="center", va="bottom", fontsize=_FONT - 1)
+        t = None
         if truth and name in truth:
             t = np.array([float(truth[name][c]) for c in CATEGORIES])
             ax.hlines(t, xs - width * 0.46, xs + width * 0.46, color="k", lw=2.2)
             marked = True
+        # the value above its bar and above the truth mark, whichever is higher (never under the mark)
+        above = h if t is None else np.maximum(h, t)
+        for xi, val, y in zip(xs, h, above):
+            ax.text(xi, y + 0.012, f"{100 * val:.0f}", ha="center", va="bottom", fontsize=_FONT - 1)
     ax.set_xticks(x, [f"{c}" for c in CATEGORIES])
     # the legend shows the data sets by hatch (the colors are the categories')
     handles = [Patch(facecolor="white", edgecolor="k", hatch=hatches[k % len(hatches)], label=n)
@@ -402,6 +405,8 @@ def coverage_bars(measured: Mapping, *, truth: Optional[Mapping] = None):
     if marked:
         handles.append(Line2D([], [], color="k", lw=2.2, label="truth"))
     top = max(float(measured[n][c]) for n in names for c in CATEGORIES)
+    if truth:
+        top = max([top] + [float(truth[n][c]) for n in names if n in truth for c in CATEGORIES])
     ax.set(ylabel="share of silicon surface", ylim=(0, min(1.0, top + 0.15) if top < 0.85 else 1.05),
            title="surface coverage of the silicon particles (area-weighted, values in %)")
     ax.legend(handles=handles, fontsize=_FONT, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -494,7 +499,8 @@ def sei_thickness_map(surface, particle: int):
         title = f"particle {particle}: no SEI"
     ax.set(xlabel="azimuth (degrees)", ylabel="polar angle from +z (degrees)", xlim=(-180, 180), ylim=(180, 0),
            title=title)
-    ax.legend(fontsize=_FONT, frameon=False, loc="lower right")
+    # below the axes: inside, the key covered surface points in its corner
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=_FONT, frameon=False, loc="outside lower left")
     _style(ax)
     return fig
 

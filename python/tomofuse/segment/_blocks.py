@@ -30,11 +30,11 @@ def _block_grid(shape: Sequence[int], block: Sequence[int]):
 
 
 def _segment_region(region: np.ndarray, origin: Sequence[int], *, voxel_size: float, cycled: bool, channels: str,
-                    model: PhaseModel, schedule, threads: int):
+                    model: PhaseModel, threads: int):
     """Labels and validity of one haloed region (starting at ``origin`` of the volume) with the fixed model."""
     _check_finite(region[0], region[1], channels)
     labels, valid, _ = label_region(region, model, voxel_size=voxel_size, cycled=cycled, channels=channels,
-                                    origin=origin, schedule=schedule, threads=threads)
+                                    origin=origin, threads=threads)
     return labels, valid
 
 
@@ -109,20 +109,18 @@ def segment_blocks(fused, *, voxel_size: float, cycled: bool = False, energies_k
         lo, hi = fit_box(vol)
         central = read_region(fused, lo, hi)
         _check_fused(central, channels)
-        model, fit_info = fit_model(central, voxel_size=v, cycled=cycled, energies_kev=energies, resolution=res,
-                                    channels=channels, threads=th)
-        schedule = fit_info["schedule"]
+        model, _ = fit_model(central, voxel_size=v, cycled=cycled, energies_kev=energies, resolution=res,
+                             channels=channels, threads=th)
         del central
         fitted = (lo, hi)
     else:
         model = PhaseModel.from_dict(thresholds) if not isinstance(thresholds, PhaseModel) else thresholds
         fitted = None
-        schedule = None
 
     labels = np.zeros(vol, np.uint8)
     valid = np.zeros(vol, bool)
     grid = list(_block_grid(vol, blk))
-    kw = dict(voxel_size=v, cycled=cycled, channels=channels, model=model, schedule=schedule, threads=th)
+    kw = dict(voxel_size=v, cycled=cycled, channels=channels, model=model, threads=th)
 
     def halo_box(lo, hi):
         a = [int(max(0, x - halo)) for x in lo]

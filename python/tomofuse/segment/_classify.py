@@ -638,7 +638,9 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
         Use both channels, or one alone (the single-modality baselines; same code path).
     thresholds : PhaseModel or mapping, optional
         A model from an earlier ``Segmentation.thresholds`` (or its ``to_dict()``): every
-        fitted quantity is taken from it instead.
+        fitted quantity is taken from it instead, and the labeling follows the fit's path
+        (``PhaseModel.fit_path``), so that the model given back to the volume it was fitted on
+        gives that segmentation's labels again, voxel for voxel.
     threads : int, optional
         Threads of the core (None = tomofuse default).
     callback : callable, optional
@@ -679,8 +681,7 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
         info["fit"]["region"] = (lo, hi)
     progress.stage(0.4 if thresholds is None else 0.0, 1.0, "labeling with the model")
     labels, valid, lab_info = label_region(fused, model, voxel_size=v, cycled=cycled, channels=channels,
-                                           schedule=info.get("fit", {}).get("schedule"), threads=th,
-                                           callback=progress.update)
+                                           threads=th, callback=progress.update)
     if channels == "both":
         info["lobes"] = silicon_lobes(fused, labels, model, voxel_size=v, threads=th)
     info.update(lab_info, seconds=time.perf_counter() - t0)
@@ -810,10 +811,11 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
         if c not in use:
             levels[c] = np.nan
             noise[c], corr[c] = 1.0, 1.0
-    model = PhaseModel(levels=levels * units[:, 1:] + units[:, :1], psf_sigma=psf_m,
-                       noise=np.where(np.isfinite(levels).all(axis=1), noise * units[:, 1], noise),
-                       correlation_volume=corr, smoothness=smooth, sei_max_distance=sei_max)
-    info["schedule"] = {"start": start, "rounds": rounds}
+    end = {"levels": levels * units[:, 1:] + units[:, :1], "psf_sigma": psf_m,
+           "noise": np.where(np.isfinite(levels).all(axis=1), noise * units[:, 1], noise),
+           "correlation_volume": corr}
+    model = PhaseModel(**end, smoothness=smooth, sei_max_distance=sei_max,
+                       fit_path={"start": start, "rounds": rounds, "model": end})
     return model, info
 
 
@@ -831,8 +833,7 @@ def _model_units(model: PhaseModel, ks: Sequence[int]) -> np.ndarray:
 
 
 def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cycled: bool, channels: str,
-                 origin: Sequence[int] = (0, 0, 0), schedule: Optional[dict] = None, threads: int = 1,
-                 callback=None):
+                 origin: Sequence[int] = (0, 0, 0), threads: int = 1, callback=None):
     """Labels of a fused volume -- or of a block of a larger one starting at ``origin`` -- with a
     fixed model: ``(labels, valid, info)``.
 
@@ -843,11 +844,13 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
     the data around it, and a block read with a halo that holds that reach gives the whole
     volume's labels.
 
-    ``schedule`` (``fit_model``'s ``info["schedule"]``) replays the fit's path: its initial cuts
-    and, for the rounds ``REPLAYED_ROUNDS`` (its first and its last), the levels, noise and PSFs it
-    had then (the labels reach a better local minimum of the CBD/SEI split than from the final
-    model's cuts; measured on the family of bench/segment_family.py). Without it every round uses
-    ``model``.
+    A model that carries the fit's path (``PhaseModel.fit_path``, not edited since:
+    ``PhaseModel.replays_fit``) is labeled along it: its initial cuts and, for the rounds
+    ``REPLAYED_ROUNDS`` (its first and its last), the levels, noise and PSFs it had then (the
+    labels reach a better local minimum of the CBD/SEI split than from the final model's cuts;
+    measured on the family of bench/segment_family.py), so that a model given back labels a
+    volume as the fit did.  Without it every round uses ``model``, from the midpoints between its
+    levels.
     """
     v = voxel_size
     th = threads
@@ -880,6 +883,9 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
 
     progress.stage(0.0, 0.1, "initial labels from the model")
     rounds = None
+    schedule = model.fit_path if model.replays_fit() else None
+    if schedule is None and model.fit_path is not None:
+        logger.info("segment: the model was changed after its fit; labeling with it alone, without the fit's path")
     if schedule is not None:
         st = schedule["start"]
         rounds = [{"levels": (np.asarray(rd["levels"], dtype=np.float64) - units[:, :1]) / units[:, 1:],

@@ -9,9 +9,10 @@ scale or offset that a reconstruction chose.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -88,6 +89,15 @@ class PhaseModel:
         squared noise standard deviation per voxel).
     sei_max_distance : float
         SEI is only a layer on silicon: no voxel farther than this from silicon is SEI.
+    fit_path : dict or None
+        How the fit reached the model, which the labeling replays so that a model given back
+        labels a volume exactly as the fit did: ``start`` (the initial cuts of the main
+        channel, ``edges`` in its units and the phase ``codes`` between them, and ``split``,
+        ``[channel, cut, order]`` of graphite vs silicon, or None), ``rounds`` (per fitting
+        round its ``levels``, ``psf_sigma``, ``noise`` and ``correlation_volume``, as above)
+        and ``model`` (those four of the final model).  A model whose four quantities no
+        longer equal ``model`` (edited by hand) is labeled without its path, as is one
+        without a path: from the midpoints between its levels.
     """
 
     levels: np.ndarray
@@ -96,6 +106,7 @@ class PhaseModel:
     correlation_volume: np.ndarray
     smoothness: float = 2.0
     sei_max_distance: float = 600e-9
+    fit_path: Optional[Mapping[str, Any]] = None
 
     def __post_init__(self):
         lv = np.array(self.levels, dtype=np.float64)
@@ -123,13 +134,16 @@ class PhaseModel:
             object.__setattr__(self, name, value)
         object.__setattr__(self, "smoothness", float(self.smoothness))
         object.__setattr__(self, "sei_max_distance", float(self.sei_max_distance))
+        if self.fit_path is not None:
+            object.__setattr__(self, "fit_path", _canonical_path(self.fit_path))
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, PhaseModel):
             return NotImplemented
         return (all(np.array_equal(getattr(self, n), getattr(other, n), equal_nan=True)
-                    for n in ("levels", "psf_sigma", "noise", "correlation_volume"))
-                and self.smoothness == other.smoothness and self.sei_max_distance == other.sei_max_distance)
+                    for n in _FITTED)
+                and self.smoothness == other.smoothness and self.sei_max_distance == other.sei_max_distance
+                and _same_values(self.fit_path, other.fit_path))
 
     __hash__ = None
 
@@ -137,10 +151,19 @@ class PhaseModel:
         """Whether a channel (0 PXCT, 1 TXTM) carries fitted levels."""
         return bool(np.all(np.isfinite(self.levels[channel])))
 
+    def replays_fit(self) -> bool:
+        """Whether the labeling replays ``fit_path``: there is one and the model is still the one it
+        reached (not edited since)."""
+        if self.fit_path is None:
+            return False
+        end = self.fit_path["model"]
+        return all(np.array_equal(getattr(self, n), np.asarray(end[n], dtype=np.float64), equal_nan=True)
+                   for n in _FITTED)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain values (lists and floats; NaN kept) for JSON and file attributes."""
         return {f.name: (getattr(self, f.name).tolist() if isinstance(getattr(self, f.name), np.ndarray)
-                         else getattr(self, f.name)) for f in dataclasses.fields(self)}
+                         else copy.deepcopy(getattr(self, f.name))) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "PhaseModel":
@@ -158,6 +181,61 @@ class PhaseModel:
         missing = {"levels", "psf_sigma", "noise", "correlation_volume"} - set(values)
         if missing:
             raise ValueError(f"thresholds: missing keys {sorted(missing)}")
-        return cls(**{k: (np.asarray(v, dtype=np.float64) if k in ("levels", "psf_sigma", "noise",
-                                                                     "correlation_volume") else v)
-                      for k, v in values.items()})
+        return cls(**{k: (np.asarray(v, dtype=np.float64) if k in _FITTED else v) for k, v in values.items()})
+
+
+#: The fitted array quantities of a ``PhaseModel`` (and of each round of its ``fit_path``).
+_FITTED = ("levels", "psf_sigma", "noise", "correlation_volume")
+_FITTED_SHAPES = {"levels": (2, _N), "psf_sigma": (2, 3), "noise": (2,), "correlation_volume": (2,)}
+
+
+def _canonical_path(path: Mapping[str, Any]) -> dict[str, Any]:
+    """``fit_path`` checked and as plain values (lists of floats, NaN kept), whatever it was given as
+    (arrays from the fit, lists from JSON, None for NaN from a file)."""
+    def floats(v, shape, what):
+        a = np.asarray([np.nan if x is None else x for x in np.ravel(np.asarray(v, dtype=object))],
+                       dtype=np.float64)
+        if a.size != math.prod(shape):
+            raise ValueError(f"fit_path: {what} must have shape {shape}, got {np.shape(v)}")
+        return a.reshape(shape).tolist()
+
+    def fitted(d, what):
+        if not isinstance(d, Mapping) or set(d) != set(_FITTED):
+            raise ValueError(f"fit_path: {what} must be a mapping of {list(_FITTED)}")
+        return {n: floats(d[n], _FITTED_SHAPES[n], f"{what}.{n}") for n in _FITTED}
+
+    if not isinstance(path, Mapping) or set(path) != {"start", "rounds", "model"}:
+        raise ValueError("fit_path must be a mapping of 'start', 'rounds' and 'model' (PhaseModel.fit_path), "
+                         f"got {path!r:.200}")
+    st = path["start"]
+    if not isinstance(st, Mapping) or set(st) != {"edges", "codes", "split"}:
+        raise ValueError("fit_path: start must be a mapping of 'edges', 'codes' and 'split'")
+    edges = np.asarray(st["edges"], dtype=np.float64).ravel()
+    codes = [int(c) for c in np.ravel(st["codes"])]
+    if len(codes) != edges.size + 1 or not all(0 <= c < _N for c in codes) or not np.all(np.isfinite(edges)):
+        raise ValueError(f"fit_path: start needs finite edges and one phase code more than edges, got "
+                         f"{edges.size} edges and codes {codes}")
+    split = st["split"]
+    if isinstance(split, float) and split != split:  # None read back from a file whose nulls became NaN
+        split = None
+    if split is not None:
+        if len(split) != 3 or int(split[0]) not in (0, 1) or not math.isfinite(float(split[1])):
+            raise ValueError(f"fit_path: start.split must be None or [channel 0/1, cut, order], got {split!r}")
+        split = [int(split[0]), float(split[1]), float(split[2])]
+    rounds = path["rounds"]
+    if not isinstance(rounds, (list, tuple)) or not rounds:
+        raise ValueError("fit_path: rounds must be a non-empty list")
+    return {"start": {"edges": edges.tolist(), "codes": codes, "split": split},
+            "rounds": [fitted(r, f"rounds[{i}]") for i, r in enumerate(rounds)],
+            "model": fitted(path["model"], "model")}
+
+
+def _same_values(a, b) -> bool:
+    """Nested plain values equal, NaN equal to NaN."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return set(a) == set(b) and all(_same_values(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_values(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (a != a and b != b)
+    return a == b

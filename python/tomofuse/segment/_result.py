@@ -28,8 +28,9 @@ class Segmentation:
         Voxels inside the TXTM field of view (graphite and silicon told apart by
         absorption there; outside, by PXCT alone).
     thresholds : PhaseModel
-        The fitted levels, point-spread functions, noise and smoothness; pass it back as
-        ``segment(..., thresholds=...)`` to segment another volume identically.
+        The fitted levels, point-spread functions, noise and smoothness, and the fit's path;
+        pass it back as ``segment(..., thresholds=...)`` to segment another volume the same
+        way (this volume: the same labels).
     channels : str
         ``"both"``, ``"pxct"`` or ``"txtm"``.
     voxel_size : float
@@ -109,6 +110,8 @@ def _jsonable(d: Any) -> Any:
 
 
 def _nan(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _nan(v) for k, v in d.items()}
     if isinstance(d, list):
         return [_nan(v) for v in d]
     return float("nan") if d is None else d

@@ -1112,6 +1112,7 @@ class _Run:
                         work = self._ml_restart(self._scan(self.positions, "ML's positions: {}"), state, far, chi,
                                                 work, mu)
                     else:
+                        before = None  # the last refinement (if any) stood: judged, it is not judged again
                         moved = _refine_positions_modulus(
                             self.scan, self.data, self.valid, self.obj, self.probe, self.positions,
                             max_step=moves.max_step, noise=noise, threads=self.threads)

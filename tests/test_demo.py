@@ -72,6 +72,12 @@ def test_demo_truth_is_the_phantoms(demo_dir):
             assert table[c].min() - 1e-12 <= q[f"coverage {c} ({sample})"]["truth"] <= table[c].max() + 1e-12
         n = q[f"particles compared ({sample})"]
         assert 1 <= n["measured"] <= n["truth"] <= len(table)
+        # an FSC that never fell to its threshold is reported as the bound it is, not as a resolution
+        fsc = json.loads((out / sample / "run" / "fsc" / "manifest.json").read_text())["results"]
+        for mod in ("pxct", "txtm"):
+            [name] = [k for k in q if k.startswith(f"FSC resolution {mod.upper()} ({sample}")]
+            assert ("Nyquist bound" in name) == (not fsc[mod]["crossed"]), name
+            assert math.isclose(q[name]["measured"], fsc[mod]["resolution_m"] * 1e9)
         for phase in ("pore", "graphite", "silicon", "cbd"):
             assert 0.0 <= q[f"Dice {phase} ({sample})"]["measured"] <= 1.0
         # the report's confusion table (rows: the phantom's phases) holds the same voxels as the Dice

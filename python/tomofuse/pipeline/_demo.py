@@ -293,7 +293,8 @@ def _faces(shape) -> np.ndarray:
 def _measured(run_dir: Path) -> dict:
     """The run's own numbers that need no truth: FSC resolutions, particle count, SOC IQR ratio, stage records."""
     fsc = _results(run_dir, "fsc")
-    out: dict = {"fsc": {m: fsc[m]["resolution_m"] for m in ("pxct", "txtm") if m in fsc},
+    out: dict = {"fsc": {m: (fsc[m]["resolution_m"], bool(fsc[m].get("crossed", True)))
+                         for m in ("pxct", "txtm") if m in fsc},
                  "particles": _results(run_dir, "particles").get("count"),
                  "iqr_ratio": (_results(run_dir, "echem").get("soc_iqr_ratio") or [None])[0]}
     out["stages"] = {}
@@ -387,8 +388,10 @@ def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, 
             if phase != "sei" or name == "cycled":
                 quantities.append(rp.Quantity(f"Dice {phase} ({name})", "1", d))
         quantities.append(rp.Quantity(f"particles labeled ({name})", "1", _nan(m.get("particles"))))
-        for mod, res in m["fsc"].items():
-            quantities.append(rp.Quantity(f"FSC resolution {mod.upper()} ({name})", "nm", res * 1e9))
+        for mod, (res, crossed) in m["fsc"].items():
+            # a curve that never fell to the threshold only bounds the resolution (by Nyquist)
+            label = name if crossed else f"{name}; no threshold crossing: the Nyquist bound"
+            quantities.append(rp.Quantity(f"FSC resolution {mod.upper()} ({label})", "nm", res * 1e9))
         if m.get("iqr_ratio") is not None:
             quantities.append(rp.Quantity(f"SOC IQR ratio 1.2 C / 0.4 C ({name})", "1", m["iqr_ratio"], 3.0, "paper"))
 

@@ -124,6 +124,9 @@ def test_thresholds_given_back(tmp_path, cycled, seg_cycled):
         PhaseModel.from_dict({**th.to_dict(), "fit_path": {"start": th.fit_path["start"]}})
     with pytest.raises(ValueError, match="rounds"):
         PhaseModel.from_dict({**th.to_dict(), "fit_path": {**th.fit_path, "rounds": [{"levels": [1.0]}]}})
+    with pytest.raises(ValueError, match="fit_path: malformed"):
+        PhaseModel.from_dict({**th.to_dict(), "fit_path": {**th.fit_path, "start": {**th.fit_path["start"],
+                                                                                   "split": 3}}})
     with pytest.raises(ValueError, match="unknown keys"):
         segment(fused, voxel_size=V, cycled=True, thresholds={**th.to_dict(), "bogus": 1})
     # a model saved before the names lost their unit suffix loads as the same model

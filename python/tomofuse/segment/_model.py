@@ -178,7 +178,7 @@ class PhaseModel:
         unknown = set(values) - names
         if unknown:
             raise ValueError(f"thresholds: unknown keys {sorted(unknown)}; expected {sorted(names)}")
-        missing = {"levels", "psf_sigma", "noise", "correlation_volume"} - set(values)
+        missing = set(_FITTED) - set(values)
         if missing:
             raise ValueError(f"thresholds: missing keys {sorted(missing)}")
         return cls(**{k: (np.asarray(v, dtype=np.float64) if k in _FITTED else v) for k, v in values.items()})
@@ -192,12 +192,19 @@ _FITTED_SHAPES = {"levels": (2, _N), "psf_sigma": (2, 3), "noise": (2,), "correl
 def _canonical_path(path: Mapping[str, Any]) -> dict[str, Any]:
     """``fit_path`` checked and as plain values (lists of floats, NaN kept), whatever it was given as
     (arrays from the fit, lists from JSON, None for NaN from a file)."""
+    try:
+        return _canonical_path_of(path)
+    except (TypeError, ValueError) as exc:
+        text = str(exc)
+        raise ValueError(text if text.startswith("fit_path") else f"fit_path: malformed ({text})") from None
+
+
+def _canonical_path_of(path: Mapping[str, Any]) -> dict[str, Any]:
     def floats(v, shape, what):
-        a = np.asarray([np.nan if x is None else x for x in np.ravel(np.asarray(v, dtype=object))],
-                       dtype=np.float64)
-        if a.size != math.prod(shape):
-            raise ValueError(f"fit_path: {what} must have shape {shape}, got {np.shape(v)}")
-        return a.reshape(shape).tolist()
+        a = np.array(v, dtype=np.float64)  # None (a file's NaN) becomes NaN
+        if a.shape != shape:
+            raise ValueError(f"fit_path: {what} must have shape {shape}, got {a.shape}")
+        return a.tolist()
 
     def fitted(d, what):
         if not isinstance(d, Mapping) or set(d) != set(_FITTED):

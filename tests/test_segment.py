@@ -10,6 +10,7 @@ simulated chain (projections, reconstructions, registration) is tested in
 
 import dataclasses
 import json
+import logging
 import math
 
 import numpy as np
@@ -100,7 +101,7 @@ def _jsonable_model(model):
     return plain(model.to_dict())
 
 
-def test_thresholds_given_back(tmp_path, cycled, seg_cycled):
+def test_thresholds_given_back(tmp_path, caplog, cycled, seg_cycled):
     e, fused = cycled
     th = seg_cycled.thresholds
     assert th.fit_path is not None and th.replays_fit()
@@ -116,10 +117,16 @@ def test_thresholds_given_back(tmp_path, cycled, seg_cycled):
     # edited after the fit: its path no longer applies, the labeling starts from the model's own levels
     edited = dataclasses.replace(th, levels=th.levels * 1.001)
     assert not edited.replays_fit() and edited != th
-    s = segment(fused, voxel_size=V, cycled=True, thresholds=edited, threads=2)
+    with caplog.at_level(logging.WARNING, logger="tomofuse.segment"):
+        s = segment(fused, voxel_size=V, cycled=True, thresholds=edited, threads=2)
     assert 0 < np.mean(s.labels != seg_cycled.labels) < 0.1
+    assert "changed after its fit" in caplog.text
     bare = dataclasses.replace(th, fit_path=None)
     assert not bare.replays_fit() and bare != th
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tomofuse.segment"):
+        segment_blocks(fused, voxel_size=V, cycled=True, thresholds=bare, block=(64, 64, 64), threads=2)
+    assert caplog.text.count("carries no fit path") == 1  # once, not per block
     with pytest.raises(ValueError, match="fit_path"):
         PhaseModel.from_dict({**th.to_dict(), "fit_path": {"start": th.fit_path["start"]}})
     with pytest.raises(ValueError, match="rounds"):
@@ -261,6 +268,18 @@ def test_cli_segment_writes_what_segment_returns(tmp_path, cycled, seg_cycled):
     assert cov.read_text().startswith("particle")
     # a bad input is one clear message, exit 2
     assert main(["segment", str(tmp_path / "missing.h5"), "-o", str(tmp_path / "x.h5"), "-q"]) == 2
+    # --model: the earlier file's model (and its --cycled) label the volume again: the same labels; a
+    # pristine model cannot label a cycled electrode (no SEI level): exit 2
+    again = tmp_path / "again.h5"
+    assert main(["segment", str(src), "-o", str(again), "--model", str(out), "--threads", "2", "-q"]) == 0
+    s2, _ = load_segmentation(again)
+    assert s2.cycled and s2.thresholds == s.thresholds
+    np.testing.assert_array_equal(s2.labels, seg_cycled.labels)
+    pristine_model = tmp_path / "pristine.h5"
+    save_segmentation(pristine_model, Segmentation(labels=s.labels, valid=s.valid, thresholds=s.thresholds,
+                                                   channels="both", voxel_size=V, cycled=False))
+    assert main(["segment", str(src), "-o", str(tmp_path / "y.h5"), "--model", str(pristine_model), "--cycled",
+                 "-q"]) == 2
 
 
 @pytest.mark.parametrize("block", [(64, 40, 40), (50, 27, 45)])

@@ -154,10 +154,22 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if voxel_size is None:
         raise ValueError("--voxel-size: the input carries no voxel_size attribute; give it in meters")
     resolution = tuple(args.resolution) if args.resolution else None
+    cycled, channels, thresholds = args.cycled, args.channels, None
+    if args.model:
+        # the model of an earlier segmentation: this volume labeled the same way (a series of one session)
+        from .segment import load_segmentation
+
+        ref, _ = load_segmentation(args.model)
+        if args.cycled and not ref.cycled:
+            raise ValueError(f"--cycled: the --model segmentation {args.model!r} is of a pristine electrode (no SEI "
+                             "level); segment without --model, or with a cycled one")
+        if args.channels != "both" and args.channels != ref.channels:
+            raise ValueError(f"--channels: the --model segmentation used {ref.channels!r}, not {args.channels!r}")
+        cycled, channels, thresholds = ref.cycled, ref.channels, ref.thresholds
     bar = _Bar(enabled=not args.quiet)
     try:
-        seg = segment(fused, voxel_size=float(voxel_size), cycled=args.cycled, channels=args.channels,
-                      resolution=resolution, threads=args.threads, callback=bar)
+        seg = segment(fused, voxel_size=float(voxel_size), cycled=cycled, channels=channels,
+                      resolution=resolution, thresholds=thresholds, threads=args.threads, callback=bar)
     finally:
         bar.close()
     particles = None
@@ -166,10 +178,12 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .io import split_dataset_path
 
     source, _ = split_dataset_path(args.fused)
-    parameters = {"cycled": args.cycled, "channels": args.channels, "resolution": resolution,
-                  "voxel_size": float(voxel_size)}
-    save_segmentation(out, seg, particles=particles, parameters=parameters,
-                      inputs={str(source): file_sha256(source)} if source.is_file() else None)
+    parameters = {"cycled": cycled, "channels": channels, "resolution": resolution,
+                  "voxel_size": float(voxel_size), "model": args.model}
+    inputs = {str(source): file_sha256(source)} if source.is_file() else {}
+    if args.model:
+        inputs[str(args.model)] = file_sha256(args.model)
+    save_segmentation(out, seg, particles=particles, parameters=parameters, inputs=inputs or None)
     fractions = ", ".join(f"{p.name.lower()} {f:.3f}" for p, f in seg.fractions().items())
     n = 0 if particles is None else int(particles.max())
     print(f"wrote {out}  (phase fractions: {fractions}; {n} silicon particles)")
@@ -384,6 +398,10 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="resolution (FWHM, meters) of the two volumes, e.g. from FSC (default: estimated)")
     sg.add_argument("--voxel-size", type=float, default=None, metavar="M",
                     help="voxel edge in meters (default: the file's voxel_size attribute)")
+    sg.add_argument("--model", default=None, metavar="SEGMENTATION.h5",
+                    help="label with the phase model of an earlier segmentation (this command's output) instead "
+                         "of fitting one: the volumes of a series labeled the same way (its --cycled and "
+                         "--channels too); the volume it was fitted on gets the same labels again")
     sg.add_argument("--no-particles", action="store_true", help="do not label silicon particles")
     sg.add_argument("--threads", type=int, default=None)
     sg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -12,7 +12,7 @@ from .._progress import Progress, ProgressCallback
 from .._validate import flag, positive_length
 from .._validate import threads as _threads
 from ._classify import (CHANNEL_CHOICES, _check_finite, _check_fused, _check_pair, _check_resolution, fit_box,
-                        fit_model, label_region)
+                        fit_model, given_model, label_region)
 from ._fit import read_region
 from ._lobes import silicon_lobes
 from ._model import PhaseModel
@@ -114,7 +114,7 @@ def segment_blocks(fused, *, voxel_size: float, cycled: bool = False, energies_k
         del central
         fitted = (lo, hi)
     else:
-        model = PhaseModel.from_dict(thresholds) if not isinstance(thresholds, PhaseModel) else thresholds
+        model = given_model(thresholds)
         fitted = None
 
     labels = np.zeros(vol, np.uint8)

@@ -660,7 +660,7 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
     res = _check_resolution(resolution)
     th = _threads(threads)
     cycled = flag(cycled, "cycled")
-    model = None if thresholds is None else PhaseModel.from_dict(thresholds)
+    model = None if thresholds is None else given_model(thresholds)
     _check_fused(fused, channels, orientation=model is None)
     # Peak memory beyond the input, measured with ru_maxrss at 96^3 and 128^3 voxels for every
     # channel choice: 80-91 bytes per voxel (float64 standardized channels, float32 working
@@ -688,6 +688,19 @@ def segment(fused, *, voxel_size, cycled: bool = False, energies_kev=(6.2, 8.4),
     progress.update(1.0, "done")
     return Segmentation(labels=labels, valid=valid, thresholds=model, channels=channels, voxel_size=v,
                         cycled=cycled, info=info)
+
+
+def given_model(thresholds) -> PhaseModel:
+    """``thresholds=`` as a ``PhaseModel``, with a warning when the labeling cannot follow its fit's path."""
+    model = PhaseModel.from_dict(thresholds)
+    if model.fit_path is None:
+        logger.warning("segment: the given model carries no fit path (made by hand, or read from a file written "
+                       "before models carried it); the labels start from the midpoints between its levels and can "
+                       "differ from those of its fit")
+    elif not model.replays_fit():
+        logger.warning("segment: the given model was changed after its fit; the labels start from the midpoints "
+                       "between its levels, not along the fit's path")
+    return model
 
 
 def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_kev, resolution, channels: str,
@@ -884,8 +897,6 @@ def label_region(fused: np.ndarray, model: PhaseModel, *, voxel_size: float, cyc
     progress.stage(0.0, 0.1, "initial labels from the model")
     rounds = None
     schedule = model.fit_path if model.replays_fit() else None
-    if schedule is None and model.fit_path is not None:
-        logger.info("segment: the model was changed after its fit; labeling with it alone, without the fit's path")
     if schedule is not None:
         st = schedule["start"]
         rounds = [{"levels": (np.asarray(rd["levels"], dtype=np.float64) - units[:, :1]) / units[:, 1:],

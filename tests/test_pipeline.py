@@ -132,6 +132,36 @@ def test_rerun_skips_everything_and_segment_change_reruns_downstream_only(raw, r
     assert [s for s in pipeline.STAGES if after[s] != starts[s]] == ["segment", "coverage"]
 
 
+def test_an_entered_segmentation_is_what_the_report_draws(raw, reference, tmp_path, monkeypatch):
+    """A segmentation of one's own entered in the config after a full run: the later stages and the report's
+    figures read it, not the segment folder the earlier run left (the report drew the stale labels with the new
+    particles, and failed when a particle id fell off their silicon)."""
+    from tomofuse import Phase
+    from tomofuse import report as rp
+    from tomofuse.pipeline._figures import run_figures
+    from tomofuse.segment import load_segmentation, save_segmentation
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir)
+    seg, _ = load_segmentation(reference / "segment" / "segmentation.h5")
+    mine = seg.labels.copy()
+    top = mine[:3]
+    top[top == Phase.PORE] = Phase.CBD  # another segmentation of the same volume
+    entered = tmp_path / "mine.h5"
+    save_segmentation(entered, type(seg)(labels=mine, valid=seg.valid, thresholds=seg.thresholds,
+                                         channels=seg.channels, voxel_size=seg.voxel_size, cycled=seg.cycled))
+    cfg = _write_config(tmp_path / "c.toml", raw, **{"segment.labels": str(entered)})
+    r = pipeline.run(cfg, output=run_dir)
+    assert r.ran[:3] == ["particles", "coverage", "echem"] and r.ran[-1] == "report"
+    drawn = []
+    real = rp.segmentation_overlay
+    monkeypatch.setattr(rp, "segmentation_overlay", lambda pxct, labels, **kw: (drawn.append(labels),
+                                                                                   real(pxct, labels, **kw))[1])
+    run_figures(run_dir)
+    assert len(drawn) == 1
+    np.testing.assert_array_equal(drawn[0], mine)
+
+
 def test_kill_and_resume_is_bit_identical(raw, reference, tmp_path):
     """SIGKILL inside the ptychographic series, during a file write and in the registration; then finish."""
     run_dir = tmp_path / "killed"

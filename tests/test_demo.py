@@ -76,7 +76,7 @@ def test_demo_truth_is_the_phantoms(demo_dir):
         fsc = json.loads((out / sample / "run" / "fsc" / "manifest.json").read_text())["results"]
         for mod in ("pxct", "txtm"):
             [name] = [k for k in q if k.startswith(f"FSC resolution {mod.upper()} ({sample}")]
-            assert ("Nyquist bound" in name) == (not fsc[mod]["crossed"]), name
+            assert ("not crossed: Nyquist" in name) == (not fsc[mod]["crossed"]), name
             assert math.isclose(q[name]["measured"], fsc[mod]["resolution_m"] * 1e9)
         for phase in ("pore", "graphite", "silicon", "cbd"):
             assert 0.0 <= q[f"Dice {phase} ({sample})"]["measured"] <= 1.0

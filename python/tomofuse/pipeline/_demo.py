@@ -390,7 +390,7 @@ def demo(directory, *, quick: bool = False, cluster_size: Optional[int] = None, 
         quantities.append(rp.Quantity(f"particles labeled ({name})", "1", _nan(m.get("particles"))))
         for mod, (res, crossed) in m["fsc"].items():
             # a curve that never fell to the threshold only bounds the resolution (by Nyquist)
-            label = name if crossed else f"{name}; no threshold crossing: the Nyquist bound"
+            label = name if crossed else f"{name}; not crossed: Nyquist"
             quantities.append(rp.Quantity(f"FSC resolution {mod.upper()} ({label})", "nm", res * 1e9))
         if m.get("iqr_ratio") is not None:
             quantities.append(rp.Quantity(f"SOC IQR ratio 1.2 C / 0.4 C ({name})", "1", m["iqr_ratio"], 3.0, "paper"))

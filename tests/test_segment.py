@@ -280,6 +280,8 @@ def test_cli_segment_writes_what_segment_returns(tmp_path, cycled, seg_cycled):
                                                    channels="both", voxel_size=V, cycled=False))
     assert main(["segment", str(src), "-o", str(tmp_path / "y.h5"), "--model", str(pristine_model), "--cycled",
                  "-q"]) == 2
+    assert main(["segment", str(src), "-o", str(tmp_path / "y.h5"), "--model", str(out), "--resolution", "4e-8",
+                 "1.3e-7", "-q"]) == 2  # the model's PSFs or these, not both silently
 
 
 @pytest.mark.parametrize("block", [(64, 40, 40), (50, 27, 45)])

@@ -159,6 +159,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         # the model of an earlier segmentation: this volume labeled the same way (a series of one session)
         from .segment import load_segmentation
 
+        if resolution is not None:
+            raise ValueError("--resolution: with --model the model's point-spread functions are used; give one or "
+                             "the other")
         ref, _ = load_segmentation(args.model)
         if args.cycled and not ref.cycled:
             raise ValueError(f"--cycled: the --model segmentation {args.model!r} is of a pristine electrode (no SEI "

@@ -22,6 +22,7 @@ from tomofuse.phantom import electrode, refractive_volume
 from tomofuse.segment import (PhaseModel, Segmentation, confusion_matrix, dice, label_particles,
                               load_segmentation, match_particles, save_segmentation, segment,
                               segment_blocks)
+from tomofuse.segment._result import _jsonable
 
 V = 21.4e-9
 
@@ -91,22 +92,12 @@ def test_result_does_not_depend_on_units(cycled, seg_cycled, channel, scale, off
                                rtol=1e-3, atol=1e-3 * np.ptp(lv))
 
 
-def _jsonable_model(model):
-    def plain(d):
-        if isinstance(d, dict):
-            return {k: plain(v) for k, v in d.items()}
-        if isinstance(d, list):
-            return [plain(v) for v in d]
-        return None if isinstance(d, float) and d != d else d
-    return plain(model.to_dict())
-
-
 def test_thresholds_given_back(tmp_path, caplog, cycled, seg_cycled):
     e, fused = cycled
     th = seg_cycled.thresholds
     assert th.fit_path is not None and th.replays_fit()
     # the model as it is, as plain values, through JSON (NaN as null) and through a segmentation file
-    as_json = json.loads(json.dumps(_jsonable_model(th)))
+    as_json = json.loads(json.dumps(_jsonable(th.to_dict())))  # NaN as null, as in a segmentation file
     saved = tmp_path / "seg.h5"
     save_segmentation(saved, seg_cycled)
     for given in (th, th.to_dict(), as_json, load_segmentation(saved)[0].thresholds):

@@ -49,26 +49,23 @@ def _h5(path: Path, name: str):
         return f[name][()]
 
 
-def _entered(run_dir: Path, section: str, key: str) -> Optional[str]:
-    """The file the run's config entered in place of a stage's output (``config.resolved.toml``,
-    absolute paths), or None."""
+def _resolved_config(run_dir: Path) -> dict:
+    """The run's ``config.resolved.toml`` (absolute paths), or {} without one."""
     from ._config import tomllib
 
     p = run_dir / "config.resolved.toml"
-    if not p.is_file():
-        return None
     try:
-        value = tomllib.loads(p.read_text()).get(section, {}).get(key, "")
-    except (tomllib.TOMLDecodeError, AttributeError):
-        return None
-    return str(value) if value else None
+        return tomllib.loads(p.read_text()) if p.is_file() else {}
+    except tomllib.TOMLDecodeError:
+        return {}
 
 
-def _stage_array(run_dir: Path, section: str, key: str, stage_file: str, name: str):
-    """What the later stages read: the file the config entered (``[section] key``), else the stage's
+def _stage_array(run_dir: Path, config: dict, section: str, key: str, stage_file: str, name: str):
+    """What the later stages read: the file ``config`` entered (``[section] key``), else the stage's
     own output ``run_dir/stage_file`` (dataset ``name``); None when there is neither."""
-    spec = _entered(run_dir, section, key)
-    if spec is None:
+    entered = config.get(section, {})
+    spec = str(entered.get(key) or "") if isinstance(entered, dict) else ""
+    if not spec:
         return _h5(run_dir / stage_file, name)
     from ..io import read_volume
 
@@ -186,8 +183,9 @@ def run_figures(run_dir, *, truth: Optional[dict] = None, threads: Optional[int]
     figs = []
     # the arrays the stages read: a file entered in the config (a segmentation of one's own) wins over a
     # stage folder's output, which may be left from an earlier run
-    fused = _stage_array(run_dir, "fuse", "fused", "fuse/fused.h5", "volume")
-    labels = _stage_array(run_dir, "segment", "labels", "segment/segmentation.h5", "labels")
+    config = _resolved_config(run_dir)
+    fused = _stage_array(run_dir, config, "fuse", "fused", "fuse/fused.h5", "volume")
+    labels = _stage_array(run_dir, config, "segment", "labels", "segment/segmentation.h5", "labels")
     if fused is not None and v:
         pxct, txtm = fused[0], fused[1]
         figs.append(("fig1_cross_sections", rp.cross_sections(pxct, txtm, voxel_size=v),
@@ -230,7 +228,7 @@ def run_figures(run_dir, *, truth: Optional[dict] = None, threads: Optional[int]
         if "mean_m" in inner and np.isfinite(inner["mean_m"]).any():
             figs.append(("fig2_sei_thickness", rp.sei_thickness_distributions(inner, truth=truth.get("sei_thickness")),
                          "per-particle SEI thickness (inner particles)"))
-            parts = _stage_array(run_dir, "particles", "particles", "particles/particles.h5", "particles")
+            parts = _stage_array(run_dir, config, "particles", "particles", "particles/particles.h5", "particles")
             if labels is not None and parts is not None and v:
                 pid = int(inner["sei"].idxmax())  # the particle with the largest SEI share
                 _, surface = surface_coverage(labels, np.where(parts == pid, parts, 0), voxel_size=v,

@@ -223,8 +223,6 @@ def _canonical_path_of(path: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"fit_path: start needs finite edges and one phase code more than edges, got "
                          f"{edges.size} edges and codes {codes}")
     split = st["split"]
-    if isinstance(split, float) and split != split:  # None read back from a file whose nulls became NaN
-        split = None
     if split is not None:
         if len(split) != 3 or int(split[0]) not in (0, 1) or not math.isfinite(float(split[1])):
             raise ValueError(f"fit_path: start.split must be None or [channel 0/1, cut, order], got {split!r}")

@@ -110,8 +110,6 @@ def _jsonable(d: Any) -> Any:
 
 
 def _nan(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: _nan(v) for k, v in d.items()}
     if isinstance(d, list):
         return [_nan(v) for v in d]
     return float("nan") if d is None else d

@@ -488,7 +488,8 @@ def test_fuzz_ptycho_scan(which, data):
         state = {name: g.arr(shape, dtype) for name, (shape, dtype) in state.items()}
         args = [frames(), mask, obj(), probe()]
         kw = dict(t, state=state, far=waves(), chi=waves(), start=data.draw(st.booleans()),
-                  max_backtracks=g.pick(3, [-1]), smoothness=g.pick(0.01, [-1.0, np.nan]))
+                  max_backtracks=g.pick(3, [-1]), smoothness=g.pick(0.01, [-1.0, np.nan]),
+                  workspace=g.pick(None, [np.zeros(7, np.uint8)]), reuse_workspace=data.draw(st.booleans()))
 
     def oracle(result, made):
         outs = result if isinstance(result, tuple) else (result,)

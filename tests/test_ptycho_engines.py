@@ -467,22 +467,25 @@ def test_line_cross_term_in_real_space_matches_transform(shift_case):
 
 
 def test_ml_workspace_changes_nothing(shift_case):
-    """The shifted probes' workspace that the engine loop keeps (MLBuffers::shifted) gives the same
-    iterations bit for bit as the calls that allocate their own, whatever it held before; a workspace
-    of the wrong shape is refused."""
+    """The workspace that the engine loop keeps (MLBuffers::shifted and its key) gives the same
+    iterations bit for bit as calls that allocate their own, whatever it held before: also when the
+    calls reuse it (``reuse_workspace``: the line search then reads the shifted probes of the previous
+    call's end point) with the probe changed between calls, or updated by neither call
+    (``update_probe=False``: every call reads them); a workspace of the wrong size is refused."""
     from types import SimpleNamespace
 
     c = shift_case
     n, h, modes, k = c["n"], c["h"], 2, len(c["pos"])
     s = _core.PtychoScan(n, modes, (h, h), c["pos"] + 0.05, subpixel_steps=8)
     assert len(s.bin_shifts) > 1
+    assert s.ml_workspace_bytes > 2 * len(s.bin_shifts) * modes * n * n * 8
     probe0 = np.stack([c["probe"] * 30, c["probe"] * np.complex64(3j)]).astype(np.complex64)
     ex = np.empty((k, modes, n, n), np.complex64)
     s.exit_waves(c["obj"], probe0 * np.complex64(1.1), ex)
     model = np.sum(np.abs(np.fft.fft2(ex, norm="ortho")) ** 2, axis=1)
     data = np.random.default_rng(5).poisson(model).astype(np.float32)
 
-    def run(workspace):
+    def run(workspace, reuse=False, update_probe=True, edit=None):
         z = np.complex64
         st = SimpleNamespace(grad_object=np.zeros((h, h), z), grad_probe=np.zeros((modes, n, n), z),
                              precond_object=np.zeros((h, h), np.float32), precond_probe=np.zeros((n, n), np.float32),
@@ -491,19 +494,31 @@ def test_ml_workspace_changes_nothing(shift_case):
                              prev_zg=0.0, nll=0.0, alpha=0.0)
         obj, probe = np.ones((h, h), np.complex64), probe0.copy()
         far, chi = np.empty_like(ex), np.empty_like(ex)
-        steps = [s.ml_iteration(data, None, obj, probe, st, far, chi, start=True, workspace=workspace, threads=2)]
-        steps += [s.ml_iteration(data, None, obj, probe, st, far, chi, workspace=workspace, threads=2)
-                  for _ in range(4)]
+        kw = dict(workspace=workspace, update_probe=update_probe, threads=2)
+        steps = [s.ml_iteration(data, None, obj, probe, st, far, chi, start=True, **kw)]
+        for i in range(4):
+            if edit is not None and i == 2:
+                # the probe changed between calls, the gradient recomputed for it (as the engine loop does)
+                probe *= np.complex64(0.97)
+                steps.append(s.ml_iteration(data, None, obj, probe, st, far, chi, start=True, reuse_workspace=reuse,
+                                            **kw))
+            steps.append(s.ml_iteration(data, None, obj, probe, st, far, chi, reuse_workspace=reuse, **kw))
         return steps, obj, probe, st.grad_probe
 
-    steps, obj, probe, grad = run(None)
-    ws = np.full((2, len(s.bin_shifts), modes, n, n), np.nan, np.complex64)
-    steps_w, obj_w, probe_w, grad_w = run(ws)
-    assert steps == steps_w and steps[-1][1] > 0
-    for a, b in ((obj, obj_w), (probe, probe_w), (grad, grad_w)):
-        np.testing.assert_array_equal(a, b)
+    ws = lambda fill: np.full(s.ml_workspace_bytes, fill, np.uint8)
+    for update_probe in (True, False):
+        for edit in (None, True):
+            ref = run(None, update_probe=update_probe, edit=edit)
+            assert ref[0][-1][1] > 0
+            for workspace, reuse in ((ws(0xFF), False), (ws(0), True), (ws(0x7F), True)):
+                got = run(workspace, reuse=reuse, update_probe=update_probe, edit=edit)
+                assert got[0] == ref[0], (update_probe, edit, reuse)
+                for a, b in zip(ref[1:], got[1:]):
+                    np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="workspace"):
-        run(np.zeros((3, len(s.bin_shifts), modes, n, n), np.complex64))
+        run(np.zeros(s.ml_workspace_bytes + 1, np.uint8))
+    with pytest.raises(ValueError, match="workspace"):
+        run(np.zeros((2, len(s.bin_shifts), modes, n, n), np.complex64))
 
 
 @pytest.mark.parametrize("subpixel_steps", [8, 0])

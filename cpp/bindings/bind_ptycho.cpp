@@ -6,6 +6,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <complex>
 #include <cstdint>
@@ -76,6 +77,15 @@ ptycho::MLOptions ml_options(float intensity_floor, bool update_object = true, b
     opt.max_backtracks = max_backtracks;
     opt.smoothness = require_nonnegative(smoothness, "smoothness");
     return opt;
+}
+
+// Bytes of ml_iteration's shifted probes (MLBuffers::shifted: two halves of bins x modes frames), and of
+// its whole workspace: those, then their key (none for the bilinear model).
+std::size_t ml_shifted_bytes(const Scan& s) {
+    return s.subpixel_steps() == 0 ? 0 : 2 * s.bins() * s.modes() * s.frame() * sizeof(std::complex<float>);
+}
+std::size_t ml_workspace_bytes(const Scan& s) {
+    return s.subpixel_steps() == 0 ? 0 : ml_shifted_bytes(s) + ptycho::ml_shifted_key_bytes(s);
 }
 
 // The (K, 5) output of the position equations, after checking that the frame has the two pixels per axis
@@ -202,6 +212,8 @@ ValueError
             "(bins, modes, n, n): the probe each bin sees, P(r - f_b) (the probe itself for the bilinear model).")
         .def_property_readonly("dm_workspace_bytes", &ptycho::dm_workspace_bytes,
                                "Bytes of dm_iteration's optional workspace for this scan.")
+        .def_property_readonly("ml_workspace_bytes", &ml_workspace_bytes,
+                               "Bytes of ml_iteration's optional workspace for this scan.")
         .def_property_readonly("n", &Scan::n)
         .def_property_readonly("modes", &Scan::modes)
         .def_property_readonly("object_shape", [](const Scan& s) { return py::make_tuple(s.height(), s.width()); })
@@ -517,7 +529,8 @@ residual, unitary) as work buffers.)doc")
             [](const Scan& s, const py::object& intensities, const py::object& mask, const py::object& object,
                const py::object& probe, const py::object& state, const py::object& far, const py::object& chi,
                bool start, bool update_object, bool update_probe, float intensity_floor, float precond_regularization,
-               int max_backtracks, double smoothness, const py::object& workspace, int threads) {
+               int max_backtracks, double smoothness, const py::object& workspace, bool reuse_workspace,
+               int threads) {
                 const Frames sh = shapes(s);
                 py::array_t<float> keep;
                 py::array_t<std::uint8_t> keep_mask;
@@ -526,10 +539,9 @@ residual, unitary) as work buffers.)doc")
                 auto p = require_shape<std::complex<float>>(probe, "probe", sh.probe, true);
                 auto f = require_shape<std::complex<float>>(far, "far", sh.waves, true);
                 auto c = require_shape<std::complex<float>>(chi, "chi", sh.waves, true);
-                py::array_t<std::complex<float>> ws;
+                py::array_t<std::uint8_t> ws;
                 if (!workspace.is_none()) {
-                    ws = require_shape<std::complex<float>>(workspace, "workspace",
-                                                            {2, s.bins(), s.modes(), s.n(), s.n()}, true);
+                    ws = require_shape<std::uint8_t>(workspace, "workspace", {ml_workspace_bytes(s)}, true);
                 }
                 auto go = require_shape<std::complex<float>>(state.attr("grad_object"), "state.grad_object", sh.object, true);
                 auto gp = require_shape<std::complex<float>>(state.attr("grad_probe"), "state.grad_probe", sh.probe, true);
@@ -575,8 +587,15 @@ residual, unitary) as work buffers.)doc")
                 st.prev_zg = state.attr("prev_zg").cast<double>();
                 st.nll = state.attr("nll").cast<double>();
                 st.alpha = state.attr("alpha").cast<double>();
-                ptycho::MLBuffers b{f.mutable_data(), c.mutable_data(),
-                                    workspace.is_none() ? nullptr : ws.mutable_data()};
+                ptycho::MLBuffers b{f.mutable_data(), c.mutable_data()};
+                if (!workspace.is_none() && s.subpixel_steps() > 0) {
+                    // the shifted probes, then their key (ml_workspace_bytes)
+                    b.shifted = reinterpret_cast<std::complex<float>*>(ws.mutable_data());
+                    b.shifted_key = ws.mutable_data() + ml_shifted_bytes(s);
+                    if (!reuse_workspace) {  // not the previous call's: nothing in it is read
+                        std::fill(b.shifted_key, b.shifted_key + ptycho::ml_shifted_key_bytes(s), 0);
+                    }
+                }
                 ptycho::MLStep step;
                 auto* op = o.mutable_data();
                 auto* prp = p.mutable_data();
@@ -598,7 +617,7 @@ residual, unitary) as work buffers.)doc")
             py::arg("far"), py::arg("chi"), py::kw_only(), py::arg("start") = false, py::arg("update_object") = true,
             py::arg("update_probe") = true, py::arg("intensity_floor") = 1e-6f,
             py::arg("precond_regularization") = 1e-2f, py::arg("max_backtracks") = 10, py::arg("smoothness") = 0.0,
-            py::arg("workspace") = py::none(), py::arg("threads") = 0,
+            py::arg("workspace") = py::none(), py::arg("reuse_workspace") = false, py::arg("threads") = 0,
             R"doc(One maximum-likelihood iteration in place (or, with start=True, only the gradient at the start point).
 
 `state` is an object with array attributes grad_object, grad_probe,
@@ -609,9 +628,12 @@ Polak-Ribiere (PR+) conjugate-gradient direction with the polynomial line
 search of Thibault & Guizar-Sicairos (2012), halved until the objective does
 not increase. The objective is the Poisson NLL plus, with smoothness > 0, the
 prior smoothness * sum over neighboring object pixels |O_i - O_j|^2.
-`workspace`: optional complex64 (2, len(bin_shifts), modes, n, n) array for the
-shifted probes, kept by the caller from iteration to iteration so that no call
-allocates them (results are identical without it).
+`workspace`: optional uint8 scratch of `ml_workspace_bytes` bytes (any
+contents) for the shifted probes, kept by the caller from iteration to
+iteration so that no call allocates them; `reuse_workspace=True` says it is
+the previous call's, unmodified since: the line search then reads the shifted
+probes of the point the previous call ended at when its key says they are the
+probe's (the same bits; results are identical without a workspace).
 Returns (objective, alpha, backtracks, restarted).)doc");
 }
 

@@ -346,9 +346,14 @@ class PtychoScan:
                      state: object, far: _Complex64Array, chi: _Complex64Array, *, start: bool = False,
                      update_object: bool = True, update_probe: bool = True, intensity_floor: float = 1e-6,
                      precond_regularization: float = 1e-2, max_backtracks: int = 10, smoothness: float = 0.0,
-                     workspace: _Complex64Array | None = None, threads: int = 0) -> tuple[float, float, int, bool]:
-        """One ML iteration in place: (objective, alpha, backtracks, restarted); `workspace` (2, bins, modes,
-        n, n) keeps the shifted probes' memory from call to call."""
+                     workspace: npt.NDArray[np.uint8] | None = None, reuse_workspace: bool = False,
+                     threads: int = 0) -> tuple[float, float, int, bool]:
+        """One ML iteration in place: (objective, alpha, backtracks, restarted). ``workspace``: optional uint8
+        scratch of ``ml_workspace_bytes`` bytes keeping the shifted probes' memory from call to call;
+        ``reuse_workspace=True``: it is the previous call's, unmodified since (the line search reads the
+        shifted probes of the previous call's end point when they are the probe's; the same result)."""
+    @property
+    def ml_workspace_bytes(self) -> int: ...
 
 # ----------------------------------------------------------------------------------- segmentation
 

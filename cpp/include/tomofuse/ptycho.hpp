@@ -249,11 +249,20 @@ struct MLOptions {
 /// an engine loop keeps from call to call: without it every call allocates its
 /// shifted probes anew, tens of MB that the C library hands back to the system
 /// and the kernel zeroes again at the next call. Results do not depend on it.
+/// `shifted_key` (optional, with `shifted`; ml_shifted_key_bytes(scan) bytes, any
+/// contents at first) records which probe and shifts the first half of `shifted`
+/// holds, so that ml_iteration's line search reads the shifted probes of the point
+/// the last ml_gradient was evaluated at instead of computing them again (Scan::bins()
+/// transforms per mode); the same bits either way.
 struct MLBuffers {
     cfloat* far = nullptr;
     cfloat* chi = nullptr;
     cfloat* shifted = nullptr;
+    unsigned char* shifted_key = nullptr;
 };
+
+/// Size in bytes of MLBuffers::shifted_key for this scan.
+TOMOFUSE_EXPORT std::size_t ml_shifted_key_bytes(const Scan& scan);
 
 /// Poisson negative log-likelihood (as a deviance: sum over valid pixels of
 /// Im - I - I log(Im / I), Im the model intensity plus the floor) and its

@@ -66,6 +66,22 @@ void shift_into(const Scan& s, const cfloat* probe, cfloat* out, int threads);
 // instead of into a buffer of their own (no allocation: see MLBuffers::shifted).
 Probes make_probes(const Scan& s, const cfloat* probe, int threads, cfloat* storage = nullptr);
 
+// A key of shifted probes: what shift_into reads (a tag, the frame size, modes and bins, each bin's
+// shift, the probe itself), shifted_key_bytes(s) bytes, so that shifted probes kept from one call to
+// the next are read again only when they are this probe's for these shifts.
+std::size_t shifted_key_bytes(const Scan& s);
+
+// The shifted probes of `probe` in `storage` (bins * modes * nn elements, the caller's, kept between
+// calls) under `key` (shifted_key_bytes(s) bytes, or null: always computed): with `reuse`, those
+// `storage` holds when the key says they were computed from this probe for these shifts, else
+// computed into it and the key written (zeroed while they are). The same bits either way. For the
+// bilinear model (no shifts) the probe itself.
+Probes keyed_probes(const Scan& s, const cfloat* probe, int threads, cfloat* storage, unsigned char* key, bool reuse);
+
+// keyed_probes' held probes when `key` (not null) says they are `probe`'s for these shifts, else none
+// (base null). Reads only.
+Probes held_probes(const Scan& s, const cfloat* storage, const unsigned char* key, const cfloat* probe);
+
 // out[m] = sum_b S_b^-1 per_bin[b, m] (the adjoint of the shifts) for `modes` modes; per_bin
 // is overwritten. Each pixel sums the bins in order.
 void unshift_sum_modes(const Scan& s, cfloat* per_bin, cfloat* out, std::size_t modes, int threads);

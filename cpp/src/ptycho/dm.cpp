@@ -69,7 +69,7 @@ struct DMScratch {
             bytes += (size + 63) / 64 * 64;
             return at;
         };
-        key = take(shifted ? key_bytes(s) : 0);
+        key = take(shifted ? shifted_key_bytes(s) : 0);
         probes = reinterpret_cast<cfloat*>(take(bins * pm * sizeof(cfloat)));
         acc = reinterpret_cast<cfloat*>(take(bins * pm * sizeof(cfloat)));
         bin_floats = reinterpret_cast<float*>(take(std::max<std::size_t>(bins, 1) * nn * sizeof(float)));
@@ -83,59 +83,9 @@ struct DMScratch {
         }
     }
 
-    // The key of the shifted probes, at `key`: a tag, the frame size, modes and bins, each bin's shift and
-    // the probe itself -- everything shift_into reads.
-    static std::size_t key_bytes(const Scan& s) {
-        return 4 * sizeof(std::uint64_t) + s.bins() * 2 * sizeof(float) + s.modes() * s.frame() * sizeof(cfloat);
-    }
-    static constexpr std::uint64_t kTag = 0x746f6d6f66757365ull;  // "tomofuse"
-
-    // Compares the key with (s, probe) when `write` is false, else writes it; true if equal (or written).
-    bool key_io(const Scan& s, const cfloat* probe, bool write) const {
-        unsigned char* at = key;
-        auto field = [&](const void* v, std::size_t bytes) {
-            const bool same = write || std::memcmp(at, v, bytes) == 0;
-            if (write) {
-                std::memcpy(at, v, bytes);
-            }
-            at += bytes;
-            return same;
-        };
-        const std::uint64_t head[4] = {kTag, s.n(), s.modes(), s.bins()};
-        if (!field(head, sizeof(head))) {
-            return false;
-        }
-        for (std::size_t b = 0; b < s.bins(); ++b) {
-            const float shift[2] = {s.bin_shift(b).first, s.bin_shift(b).second};
-            if (!field(shift, sizeof(shift))) {
-                return false;
-            }
-        }
-        return field(probe, s.modes() * s.frame() * sizeof(cfloat));
-    }
-
-    // The shifted probes the workspace holds (whatever its key says).
-    Probes held(const Scan& s) const {
-        Probes p;
-        p.base = probes;
-        p.bin_stride = s.modes() * s.frame();
-        return p;
-    }
-
-    // The shifted probes of `probe`: with `reuse` (the workspace holds what this call or the previous
-    // one wrote), those it holds when its key says they were computed from this probe for these
-    // shifts, else computed into it. The same bits either way.
+    // The shifted probes of `probe` (keyed_probes on the workspace's probes and key).
     Probes probes_of(const Scan& s, const cfloat* probe, int threads, bool reuse) const {
-        if (key == nullptr) {
-            return make_probes(s, probe, threads, probes);
-        }
-        if (reuse && key_io(s, probe, false)) {
-            return held(s);
-        }
-        std::memset(key, 0, key_bytes(s));  // invalid while the probes are rewritten
-        Probes p = make_probes(s, probe, threads, probes);
-        key_io(s, probe, true);
-        return p;
+        return keyed_probes(s, probe, threads, probes, key, reuse);
     }
 };
 
@@ -146,9 +96,9 @@ std::size_t dm_workspace_bytes(const Scan& s) { return DMScratch(s, nullptr).byt
 namespace detail {
 
 Probes dm_workspace_probes(const Scan& s, const void* workspace, const cfloat* probe) {
-    // (read only: key_io without write, and the probes used as const)
+    // (read only: the key compared, the probes used as const)
     const DMScratch w(s, static_cast<unsigned char*>(const_cast<void*>(workspace)));
-    return w.key != nullptr && w.key_io(s, probe, false) ? w.held(s) : Probes{};
+    return held_probes(s, w.probes, w.key, probe);
 }
 
 }  // namespace detail

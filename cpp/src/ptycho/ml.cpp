@@ -135,7 +135,16 @@ cfloat* shifted_slot(const Scan& s, cfloat* shifted, std::size_t slot) {
     return shifted + slot * s.bins() * s.modes() * s.frame();
 }
 
+// ml_line_coefficients with the key of the workspace's first half (MLBuffers::shifted_key, or null):
+// the shifted probes of `probe` are read from it when the key says they are the probe's.
+void line_coefficients(const Scan& s, const Data& intensities, const cfloat* object, const cfloat* probe,
+                       const cfloat* h_object, const cfloat* h_probe, const cfloat* far_fields,
+                       const MLOptions& options, double* b1, double* b2, int nthreads, cfloat* shifted,
+                       unsigned char* key, const cfloat* chi);
+
 }  // namespace
+
+std::size_t ml_shifted_key_bytes(const Scan& s) { return shifted_key_bytes(s); }
 
 double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object, const cfloat* probe,
                    const MLBuffers& buffers, const MLOptions& options, cfloat* grad_object, cfloat* grad_probe,
@@ -152,6 +161,7 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
                      {{"buffers.far", buffers.far, waves},
                       {"buffers.chi", buffers.chi, waves},
                       {"buffers.shifted", buffers.shifted, shifted_workspace_bytes(s)},
+                      {"buffers.shifted_key", buffers.shifted_key, shifted_key_bytes(s)},
                       {"grad_object", grad_object, hw * sizeof(cfloat)},
                       {"grad_probe", grad_probe, modes * nn * sizeof(cfloat)},
                       {"precond_object", precond_object, hw * sizeof(float)},
@@ -165,7 +175,7 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
     const float inv_n2f = static_cast<float>(inv_n2);
     const float floor = options.intensity_floor;
     const auto count = static_cast<std::ptrdiff_t>(s.size());
-    const Probes ps = make_probes(s, probe, threads, shifted_slot(s, buffers.shifted, 0));
+    const Probes ps = keyed_probes(s, probe, threads, shifted_slot(s, buffers.shifted, 0), buffers.shifted_key, true);
     (void)n;
     RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
@@ -230,6 +240,16 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
                           const cfloat* h_object, const cfloat* h_probe, const cfloat* far_fields,
                           const MLOptions& options, double* b1, double* b2, int nthreads, cfloat* shifted,
                           const cfloat* chi) {
+    line_coefficients(s, intensities, object, probe, h_object, h_probe, far_fields, options, b1, b2, nthreads,
+                      shifted, nullptr, chi);
+}
+
+namespace {
+
+void line_coefficients(const Scan& s, const Data& intensities, const cfloat* object, const cfloat* probe,
+                       const cfloat* h_object, const cfloat* h_probe, const cfloat* far_fields,
+                       const MLOptions& options, double* b1, double* b2, int nthreads, cfloat* shifted,
+                       unsigned char* key, const cfloat* chi) {
     check_pointers("ml_line_coefficients", {intensities.values, object, probe, h_object, h_probe, far_fields,
                                             b1, b2});
     const int threads = resolve_threads(nthreads);
@@ -241,7 +261,8 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
     {
         const std::size_t hw = s.height() * s.width();
         const std::size_t pm = modes * nn;
-        check_no_overlap("ml_line_coefficients", {{"shifted", shifted, shifted_workspace_bytes(s)}},
+        check_no_overlap("ml_line_coefficients",
+                         {{"shifted", shifted, shifted_workspace_bytes(s)}, {"shifted_key", key, shifted_key_bytes(s)}},
                          {{"object", object, hw * sizeof(cfloat)},
                           {"probe", probe, pm * sizeof(cfloat)},
                           {"h_object", h_object, hw * sizeof(cfloat)},
@@ -253,7 +274,7 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
     // (chi = B(w F(P o)) with the weights w = l' of ml_gradient, B the adjoint of F): one transform per
     // pattern and mode fewer; equal up to rounding.
     const bool cross_in_real_space = chi != nullptr;
-    const Probes ps = make_probes(s, probe, threads, shifted_slot(s, shifted, 0));
+    const Probes ps = keyed_probes(s, probe, threads, shifted_slot(s, shifted, 0), key, true);
     const Probes hs = make_probes(s, h_probe, threads, shifted_slot(s, shifted, 1));
     std::vector<double> c1(s.size()), c2(s.size());
     RegionErrors errors;
@@ -316,6 +337,8 @@ void ml_line_coefficients(const Scan& s, const Data& intensities, const cfloat* 
     }
 }
 
+}  // namespace
+
 void ml_start(const Scan& s, const Data& intensities, const cfloat* object, const cfloat* probe, MLState& state,
               const MLBuffers& buffers, const MLOptions& options, int nthreads) {
     std::vector<double> nll(s.size());
@@ -349,7 +372,8 @@ MLStep ml_iteration(const Scan& s, const Data& intensities, cfloat* object, cflo
                       {"state.prev_grad_probe", state.prev_grad_probe, pm * sizeof(cfloat)},
                       {"buffers.far", buffers.far, waves},
                       {"buffers.chi", buffers.chi, waves},
-                      {"buffers.shifted", buffers.shifted, shifted_workspace_bytes(s)}},
+                      {"buffers.shifted", buffers.shifted, shifted_workspace_bytes(s)},
+                      {"buffers.shifted_key", buffers.shifted_key, shifted_key_bytes(s)}},
                      {{"intensities", intensities.values, s.size() * nn * sizeof(float)},
                       {"mask", intensities.mask, nn}});
     MLStep step;
@@ -406,8 +430,8 @@ MLStep ml_iteration(const Scan& s, const Data& intensities, cfloat* object, cflo
 
     double b1 = 0.0;
     double b2 = 0.0;
-    ml_line_coefficients(s, intensities, object, probe, state.dir_object, state.dir_probe, buffers.far, options, &b1,
-                         &b2, threads, buffers.shifted, buffers.chi);
+    line_coefficients(s, intensities, object, probe, state.dir_object, state.dir_probe, buffers.far, options, &b1,
+                      &b2, threads, buffers.shifted, buffers.shifted_key, buffers.chi);
     double alpha = 0.0;
     if (b1 < 0.0 && b2 > 0.0 && std::isfinite(b2)) {
         alpha = -b1 / (2.0 * b2);

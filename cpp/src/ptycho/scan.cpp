@@ -1,8 +1,9 @@
 // The scan geometry: windows of the patterns on the object, probe-shift bins, and the
 // shifted probes of the exact sub-pixel model with their adjoint.
 #include <algorithm>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -119,6 +120,70 @@ Probes make_probes(const Scan& s, const cfloat* probe, int threads, cfloat* stor
     p.base = storage;
     p.bin_stride = s.modes() * s.frame();
     return p;
+}
+
+namespace {
+
+constexpr std::uint64_t kShiftedKeyTag = 0x746f6d6f66757365ull;  // "tomofuse"
+
+// Compares `key` with (s, probe) when `write` is false, else writes it; true if equal (or written).
+bool shifted_key_io(const Scan& s, unsigned char* key, const cfloat* probe, bool write) {
+    unsigned char* at = key;
+    auto field = [&](const void* v, std::size_t bytes) {
+        const bool same = write || std::memcmp(at, v, bytes) == 0;
+        if (write) {
+            std::memcpy(at, v, bytes);
+        }
+        at += bytes;
+        return same;
+    };
+    const std::uint64_t head[4] = {kShiftedKeyTag, s.n(), s.modes(), s.bins()};
+    if (!field(head, sizeof(head))) {
+        return false;
+    }
+    for (std::size_t b = 0; b < s.bins(); ++b) {
+        const float shift[2] = {s.bin_shift(b).first, s.bin_shift(b).second};
+        if (!field(shift, sizeof(shift))) {
+            return false;
+        }
+    }
+    return field(probe, s.modes() * s.frame() * sizeof(cfloat));
+}
+
+Probes held(const Scan& s, const cfloat* storage) {
+    Probes p;
+    p.base = storage;
+    p.bin_stride = s.modes() * s.frame();
+    return p;
+}
+
+}  // namespace
+
+std::size_t shifted_key_bytes(const Scan& s) {
+    return 4 * sizeof(std::uint64_t) + s.bins() * 2 * sizeof(float) + s.modes() * s.frame() * sizeof(cfloat);
+}
+
+Probes keyed_probes(const Scan& s, const cfloat* probe, int threads, cfloat* storage, unsigned char* key,
+                    bool reuse) {
+    if (key == nullptr || storage == nullptr || s.subpixel_steps() == 0) {
+        return make_probes(s, probe, threads, storage);
+    }
+    if (reuse && shifted_key_io(s, key, probe, false)) {
+        return held(s, storage);
+    }
+    std::memset(key, 0, shifted_key_bytes(s));  // invalid while the probes are rewritten
+    Probes p = make_probes(s, probe, threads, storage);
+    shifted_key_io(s, key, probe, true);
+    return p;
+}
+
+Probes held_probes(const Scan& s, const cfloat* storage, const unsigned char* key, const cfloat* probe) {
+    // (read only: the key compared, not written)
+    if (key == nullptr || storage == nullptr || s.subpixel_steps() == 0 ||
+        !shifted_key_io(s, const_cast<unsigned char*>(key), probe, false)) {
+        return Probes{};
+    }
+    return held(s, storage);
 }
 
 void unshift_sum_modes(const Scan& s, cfloat* per_bin, cfloat* out, std::size_t modes, int threads) {

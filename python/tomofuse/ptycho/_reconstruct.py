@@ -1029,12 +1029,13 @@ class _Run:
         (returned), and the gradient at the current iterate, conjugate directions dropped."""
         ml = self.ml
         self.scan = scan
-        if work is not None and work.shape[1] != len(self.scan.bin_shifts):
-            work = _aligned_empty((2, len(self.scan.bin_shifts), self.modes, self.n, self.n), np.complex64)
+        reuse = True  # (the core reads the workspace's shifted probes only where its key says they are these)
+        if work is not None and work.size != self.scan.ml_workspace_bytes:
+            work, reuse = _aligned_empty(self.scan.ml_workspace_bytes, np.uint8), False
         state.prev_zg = 0.0
         self.scan.ml_iteration(self.data, self.valid, self.obj, self.probe, state, far, chi, start=True,
                                smoothness=mu, update_probe=bool(ml.update_probe), workspace=work,
-                               threads=self.threads)
+                               reuse_workspace=reuse, threads=self.threads)
         return work
 
     def _maximum_likelihood(self, si: int, first: int, iters: int) -> None:
@@ -1044,9 +1045,10 @@ class _Run:
         far = _aligned_empty((self.k, self.modes, self.n, self.n), np.complex64)
         chi = _aligned_empty(far.shape, np.complex64)
         # the shifted probes' memory, kept for the whole stage (allocated per call it is handed back
-        # to the system and zeroed by the kernel again at every iteration)
-        work = (_aligned_empty((2, len(self.scan.bin_shifts), self.modes, self.n, self.n), np.complex64)
-                if self.subpixel_steps else None)
+        # to the system and zeroed by the kernel again at every iteration); each call after the first
+        # reuses it: the line search reads the shifted probes of the previous call's end point when they
+        # are the probe's
+        work = _aligned_empty(self.scan.ml_workspace_bytes, np.uint8) if self.subpixel_steps else None
         state = _MLState.empty(self.shape, self.probe.shape)
         # The prior's weight follows the illumination at the stage's start point (saved for a resume).
         resume = self.ml_resume
@@ -1083,7 +1085,7 @@ class _Run:
         for it in range(first, iters):
             nll, alpha, backtracks, restarted = self.scan.ml_iteration(
                 self.data, self.valid, self.obj, self.probe, state, far, chi, smoothness=mu,
-                update_probe=bool(ml.update_probe), workspace=work, threads=self.threads)
+                update_probe=bool(ml.update_probe), workspace=work, reuse_workspace=True, threads=self.threads)
             errs.append(float(nll) / self.valid_pixels)
             logger.debug("ml %d: nll %.6g alpha %.3g backtracks %d restarted %s", it, nll, alpha, backtracks,
                          restarted)

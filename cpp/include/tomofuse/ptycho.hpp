@@ -250,10 +250,12 @@ struct MLOptions {
 /// shifted probes anew, tens of MB that the C library hands back to the system
 /// and the kernel zeroes again at the next call. Results do not depend on it.
 /// `shifted_key` (optional, with `shifted`; ml_shifted_key_bytes(scan) bytes, any
-/// contents at first) records which probe and shifts the first half of `shifted`
-/// holds, so that ml_iteration's line search reads the shifted probes of the point
-/// the last ml_gradient was evaluated at instead of computing them again (Scan::bins()
-/// transforms per mode); the same bits either way.
+/// contents -- e.g. zeros -- at first, then modified by the engine only, as `shifted`)
+/// records which probe and shifts the first half of `shifted` holds, so that
+/// ml_iteration's line search reads the shifted probes of the point the last
+/// ml_gradient was evaluated at instead of computing them again (Scan::bins()
+/// transforms per mode); the same bits either way. Zero it whenever `shifted` was
+/// written by anything else.
 struct MLBuffers {
     cfloat* far = nullptr;
     cfloat* chi = nullptr;

@@ -152,7 +152,6 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
     check_pointers("ml_gradient", {intensities.values, object, probe, buffers.far, buffers.chi, grad_object,
                                    grad_probe, precond_object, precond_probe, nll});
     const int threads = resolve_threads(nthreads);
-    const std::size_t n = s.n();
     const std::size_t nn = s.frame();
     const std::size_t modes = s.modes();
     const std::size_t hw = s.height() * s.width();
@@ -176,7 +175,6 @@ double ml_gradient(const Scan& s, const Data& intensities, const cfloat* object,
     const float floor = options.intensity_floor;
     const auto count = static_cast<std::ptrdiff_t>(s.size());
     const Probes ps = keyed_probes(s, probe, threads, shifted_slot(s, buffers.shifted, 0), buffers.shifted_key, true);
-    (void)n;
     RegionErrors errors;
     TOMOFUSE_OMP(parallel num_threads(threads))
     {

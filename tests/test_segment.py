@@ -215,7 +215,9 @@ def test_resolution_of_one_channel(cycled):
     txtm = 3.0 * fwhm * float(np.mean(fitted.thresholds.psf_sigma[1]))  # far from the fitted one
     half = segment(fused, voxel_size=V, cycled=True, resolution=(None, txtm))
     np.testing.assert_allclose(half.thresholds.psf_sigma[1], txtm / fwhm)
-    np.testing.assert_allclose(half.thresholds.psf_sigma[0], fitted.thresholds.psf_sigma[0])
+    # the PXCT's PSF is refitted on labels that the TXTM's evidence helped make: fitted, not given,
+    # within a few per cent of the PSF fitted with both free
+    np.testing.assert_allclose(half.thresholds.psf_sigma[0], fitted.thresholds.psf_sigma[0], rtol=0.03)
     pxct = 2.0 * fwhm * float(np.mean(fitted.thresholds.psf_sigma[0]))
     other = segment(fused, voxel_size=V, cycled=True, resolution=(pxct, None))
     np.testing.assert_allclose(other.thresholds.psf_sigma[0], pxct / fwhm)
@@ -778,3 +780,28 @@ def test_inclusions_in_silicon_are_filled_up_to_the_size():
     # the reference: holes of the first sphere's silicon (scipy) are exactly the small inclusion
     holes = ndimage.binary_fill_holes(before == Phase.SILICON) & (before != Phase.SILICON)
     assert np.array_equal(holes & (np.indices(lab.shape)[2] < 30), small)
+
+
+@pytest.mark.parametrize("sigma", [(0.8, 1.2, 1.2), (1.3, 0.9, 0.9), (1.0, 1.0, 1.0), (0.5, 1.6, 1.6)])
+def test_fit_psf_finds_an_anisotropic_blur(sigma):
+    # random balls of three levels, blurred by scipy's Gaussian (not the core's), plus noise: the
+    # fitted (z, y, x) sigma is the one blurred with, also where the axial and in-slice ones differ
+    from scipy import ndimage
+
+    from tomofuse.segment._fit import fit_psf, sample_blocks
+
+    rng = np.random.default_rng(7)
+    shape = (40, 48, 48)
+    labels = np.zeros(shape, np.uint8)
+    zz, yy, xx = np.indices(shape)
+    for _ in range(60):
+        c = rng.uniform(0, shape)
+        r = rng.uniform(2.0, 6.0)
+        labels[(zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 < r * r] = rng.integers(1, 3)
+    levels = np.array([0.0, 1.0, 0.55])
+    data = ndimage.gaussian_filter(levels[labels], sigma, mode="nearest", truncate=4.0)
+    data = (data + rng.normal(0.0, 0.01, shape)).astype(np.float32)
+    blocks = sample_blocks(shape)
+    got = fit_psf(data, labels, [0, 1, 2], blocks, isotropic=(0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5), threads=2)
+    assert got[1] == got[2]
+    np.testing.assert_allclose(got, sigma, rtol=0.05)

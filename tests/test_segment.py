@@ -805,3 +805,7 @@ def test_fit_psf_finds_an_anisotropic_blur(sigma):
     got = fit_psf(data, labels, [0, 1, 2], blocks, isotropic=(0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5), threads=2)
     assert got[1] == got[2]
     np.testing.assert_allclose(got, sigma, rtol=0.05)
+    # a refit from a sigma fitted before (here 15 % off along each axis, in opposite directions)
+    near = (0.85 * sigma[0], 1.15 * sigma[1], 1.15 * sigma[2])
+    again = fit_psf(data, labels, [0, 1, 2], blocks, isotropic=(), start=near, threads=2)
+    np.testing.assert_allclose(again, sigma, rtol=0.05)

@@ -257,29 +257,39 @@ _PSF_RANGE = (0.6, 1.6)
 
 
 def fit_psf(data: np.ndarray, labels: np.ndarray, ks: Sequence[int], blocks, *, isotropic: Sequence[float],
-            valid: np.ndarray | None = None, score: np.ndarray | None = None,
+            valid: np.ndarray | None = None, score: np.ndarray | None = None, start=None,
             threads: int = 0) -> tuple[float, float, float]:
     """PSF sigma (voxels, (z, y, x) with y = x) that best explains the data given labels.
 
     The isotropic sigma by a grid then a golden-section search between its neighbors; then
     the in-slice sigma (y = x) and the axial one (z) in turn, each by a golden-section search
     with the other fixed (``_PSF_ALTERNATIONS`` times): filtered back-projection blurs within
-    slices and not along the rotation axis, so the two differ: 0.86 and 1.19 voxels on the demo's
-    PXCT (the phantom's own delta, blurred, fits its data best at 0.8 and 1.2), where a search of
+    slices and not along the rotation axis, so the two differ: 0.83-0.86 and 1.19-1.20 voxels on the
+    demo's PXCT (the phantom's own delta, blurred, fits its data best at 0.8 and 1.2), where a search of
     the axial sigma alone at the isotropic optimum stopped at (0.81, 1.01, 1.01).  The residual
     is judged on ``score`` voxels (default all fitted ones).
+
+    ``start``: a sigma (z, y, x) fitted before to labels that have changed since (the model's
+    refits between ICM rounds): the search starts there, without the isotropic stage, and
+    alternates once.
     """
     def err(s):
         return fit_levels(data, labels, ks, s, blocks, valid=valid, score=score, threads=threads)[1]
 
-    grid = sorted(float(x) for x in isotropic)
-    errs = [err((x, x, x)) for x in grid]
-    j = int(np.argmin(errs))
-    lo, hi = grid[max(j - 1, 0)], grid[min(j + 1, len(grid) - 1)]
-    x, fx = _golden(lambda t: err((t, t, t)), lo, hi, 4)
-    z, xy, best = (x, x, fx) if fx < errs[j] else (grid[j], grid[j], errs[j])
+    if start is not None:
+        z, xy = (float(v) for v in np.asarray(start, dtype=np.float64)[:2])
+        best = err((z, xy, xy))
+        alternations = 1
+    else:
+        grid = sorted(float(x) for x in isotropic)
+        errs = [err((x, x, x)) for x in grid]
+        j = int(np.argmin(errs))
+        lo, hi = grid[max(j - 1, 0)], grid[min(j + 1, len(grid) - 1)]
+        x, fx = _golden(lambda t: err((t, t, t)), lo, hi, 4)
+        z, xy, best = (x, x, fx) if fx < errs[j] else (grid[j], grid[j], errs[j])
+        alternations = _PSF_ALTERNATIONS
     a, b = _PSF_RANGE
-    for _ in range(_PSF_ALTERNATIONS):
+    for _ in range(alternations):
         t, ft = _golden(lambda u: err((z, u, u)), a * xy, b * xy, _PSF_STEPS)
         if ft < best:
             xy, best = t, ft

@@ -793,9 +793,9 @@ def fit_model(fused: np.ndarray, *, voxel_size: float, cycled: bool, energies_ke
             d_c = pxct if c == 0 else np.where(valid, txtm, 0).astype(np.float32)
             val_c = None if c == 0 else valid
             if it > 0 and given[c] is None and main == 0 and (c == 1 or not _PSF_FROM_CLEAN_EDGES):
-                # the TXTM PSF again, now that graphite and silicon are told apart
-                # from the PSF fitted before, but for the TXTM's first refit: its first fit saw graphite and
-                # silicon as one class (a start a single alternation does not recover from: bench family m01)
+                # the PSFs again on the refined labels, each from the one fitted before -- but for the TXTM's
+                # first refit: its first fit saw graphite and silicon as one class, a start that a single
+                # alternation does not recover from (bench/segment_family.py m01)
                 psf_start = sig[c] if (c == 0 or it > 1) else None
                 sig[c] = fit_psf(d_c, labels, ks, psf_blocks, isotropic=_PSF_GRID[c], valid=val_c, start=psf_start,
                                  threads=th)
